@@ -1,0 +1,57 @@
+# Flotilla: the two commands are `make up` and `make test`; everything installs itself.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+UV_VERSION := 0.13.9
+PACKAGES := libs/kit services/auth services/accounts services/gateway cli
+EDITABLES := $(foreach p,$(PACKAGES),-e $(p))
+STAMP := $(VENV)/.installed
+PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+
+.PHONY: install up down status demo test test-fast lint format bench clean constraints help
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv and install every package (editable) with pinned versions
+
+$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
+	@echo "==> creating $(VENV) and installing pinned dependencies"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install --python $(BIN)/python --constraint constraints.txt \
+		--requirement requirements-dev.txt $(EDITABLES)
+	@touch $@
+
+up: install ## run the whole system (Ctrl-C stops it)
+	$(BIN)/flotilla up
+
+down: install ## stop a system started with --detach
+	$(BIN)/flotilla down
+
+test: install ## run every test: unit, integration (SQLite + PostgreSQL), e2e
+	$(BIN)/pytest
+
+test-fast: install ## unit tests only
+	$(BIN)/pytest -m "not e2e and not postgres" libs services cli
+
+lint: install ## ruff + mypy --strict
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)/src) tests bench
+
+format: install ## apply ruff's formatting and safe fixes
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: install ## run the benchmarks (tables + JSON under bench/results/)
+	$(BIN)/flotilla bench all
+
+constraints: ## re-pin every dependency into constraints.txt (needs the index)
+	tools/pin-constraints.sh $(PACKAGES)
+
+clean: ## remove run-time state and caches (not the venv)
+	-$(BIN)/flotilla down 2>/dev/null
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench/results
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

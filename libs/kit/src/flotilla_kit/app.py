@@ -1,0 +1,113 @@
+"""The FastAPI application factory every service uses.
+
+It wires what every service has in common: problem+json errors, the observability
+middleware, body size limit, `/livez`, `/readyz`, `/metrics`, and token verification.
+The service adds its routers and readiness checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+from flotilla_kit.health import ReadinessCheck, livez, readyz_endpoint
+from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
+from flotilla_kit.middleware import ObservabilityMiddleware
+from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
+from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.tls import client_context
+from flotilla_kit.tokens import JwksCache, TokenVerifier
+
+__all__ = ["PROBLEM_RESPONSES", "create_service_app", "token_verifier_for"]
+
+Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+
+# Documented on every route so the OpenAPI says what an error looks like.
+PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
+    status: {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+    for status, description in {
+        400: "Malformed request",
+        401: "Missing or invalid access token",
+        403: "Not allowed",
+        404: "Not found",
+        413: "Body too large",
+        415: "Wrong content type",
+        422: "Validation failed",
+    }.items()
+}
+
+_PROBLEM_SCHEMA = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
+
+
+def token_verifier_for(settings: ServiceSettings) -> TokenVerifier:
+    tls = settings.tls
+    ssl_context = client_context(tls.ca_file, tls.cert_file, tls.key_file) if tls.ca_file else None
+    jwks = JwksCache(settings.jwks_urls, ssl_context=ssl_context)
+    return TokenVerifier(jwks, issuer=settings.token_issuer, audience=settings.token_audience)
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    routers: Sequence[APIRouter],
+    readiness: Mapping[str, ReadinessCheck],
+    lifespan: Lifespan | None = None,
+    verifier: TokenVerifier | None = None,
+) -> FastAPI:
+    metrics = HttpMetrics(settings.service_name)
+
+    @asynccontextmanager
+    async def run(app: FastAPI) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan(app):
+            yield
+
+    app = FastAPI(
+        title=title,
+        version="1.0.0",
+        lifespan=run,
+        max_body_size=settings.max_body_bytes,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.token_verifier = verifier or token_verifier_for(settings)
+    install_problem_handlers(app)
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    for router in routers:
+        app.include_router(router)
+    app.add_route("/livez", livez, include_in_schema=False)
+    app.add_route("/readyz", readyz_endpoint(readiness), include_in_schema=False)
+    app.add_route("/metrics", metrics_endpoint(metrics), include_in_schema=False)  # type: ignore[arg-type]
+
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, object]:
+        schema = default_openapi()
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = _PROBLEM_SCHEMA
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

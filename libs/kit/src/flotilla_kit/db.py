@@ -1,0 +1,105 @@
+"""Async SQLAlchemy engine and unit of work for SQLite (default) and PostgreSQL.
+
+SQLite is opened in WAL mode with foreign keys on. Its driver's own transaction handling
+is switched off so that a unit of work that writes starts with `BEGIN IMMEDIATE`: it takes
+the write lock up front and waits for it (busy timeout) instead of failing half way when
+another process wrote first. Readers use a plain deferred `BEGIN` and never block writers.
+"""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+__all__ = ["Database", "UnitOfWork", "is_sqlite"]
+
+_SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below decide how a transaction starts.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={_SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        mode = connection.get_execution_options().get("flotilla_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if mode else "BEGIN")
+
+
+class Database:
+    """One engine per process, with a session factory for reads and one for writes."""
+
+    def __init__(self, url: str, *, pool_size: int = 10) -> None:
+        self.url = url
+        if is_sqlite(url):
+            self.engine = create_async_engine(url, connect_args={"timeout": 30})
+            _configure_sqlite(self.engine)
+        else:
+            self.engine = create_async_engine(
+                url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
+            )
+        writer = self.engine.execution_options(flotilla_write=True)
+        self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.write_sessions = async_sessionmaker(writer, expire_on_commit=False)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class UnitOfWork:
+    """A transaction: rolled back on exit unless `commit()` was called.
+
+    Services subclass it to attach their repositories to `self.session`.
+    """
+
+    session: AsyncSession
+
+    def __init__(self, database: Database, *, write: bool = True) -> None:
+        self._factory = database.write_sessions if write else database.read_sessions
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        self.session = self._factory()
+        self._committed = False
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if not self._committed:
+                await self.session.rollback()
+        finally:
+            await self.session.close()
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        self._committed = True

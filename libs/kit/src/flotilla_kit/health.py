@@ -1,0 +1,45 @@
+"""`/livez` (the process answers) and `/readyz` (its dependencies answer too)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from flotilla_kit.logs import get_logger
+from flotilla_kit.problems import Problem
+
+__all__ = ["ReadinessCheck", "livez", "readyz_endpoint"]
+
+# A check returns normally when its dependency is usable and raises otherwise.
+ReadinessCheck = Callable[[], Awaitable[None]]
+
+_log = get_logger("flotilla.health")
+
+
+async def livez(_: Request) -> Response:
+    return JSONResponse({"status": "alive"})
+
+
+def readyz_endpoint(
+    checks: Mapping[str, ReadinessCheck], timeout_s: float = 2.0
+) -> Callable[[Request], Awaitable[Response]]:
+    async def run(name: str, check: ReadinessCheck) -> tuple[str, str]:
+        try:
+            await asyncio.wait_for(check(), timeout_s)
+        except Exception as exc:  # a failing dependency is reported, not raised
+            _log.warning("readiness check failed", check=name, error=repr(exc))
+            return name, "failing"
+        return name, "ok"
+
+    async def endpoint(request: Request) -> Response:
+        results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
+        if all(state == "ok" for state in results.values()):
+            return JSONResponse({"status": "ready", "checks": results})
+        return Problem(
+            503, "not-ready", "Not ready", "A dependency is failing.", checks=results
+        ).to_response(instance=request.url.path)
+
+    return endpoint

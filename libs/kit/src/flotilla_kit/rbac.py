@@ -1,0 +1,40 @@
+"""Roles and what they may do: the one declarative policy the gateway and services share.
+
+A permission is `resource:action` (`accounts:read`) or `resource:action:any` when it
+reaches beyond the caller's own resources. Ownership itself is checked by the service that
+owns the data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+__all__ = ["ROLES", "ROLE_PERMISSIONS", "permissions_of"]
+
+ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
+    "customer": frozenset({"accounts:read", "accounts:open", "payments:transfer"}),
+    "support": frozenset({"accounts:read", "accounts:read:any", "users:read"}),
+    "admin": frozenset(
+        {
+            "accounts:read",
+            "accounts:read:any",
+            "accounts:open",
+            "accounts:open:any",
+            "accounts:deposit",
+            "payments:transfer",
+            "users:read",
+            "users:admin",
+            "inventory:write",
+        }
+    ),
+}
+
+ROLES = frozenset(ROLE_PERMISSIONS)
+
+
+def permissions_of(roles: Iterable[str]) -> frozenset[str]:
+    """The union of the permissions of `roles`; unknown roles grant nothing."""
+    granted: set[str] = set()
+    for role in roles:
+        granted |= ROLE_PERMISSIONS.get(role, frozenset())
+    return frozenset(granted)

@@ -1,0 +1,99 @@
+"""Settings shared by every service: one pydantic-settings model per service extends these.
+
+Every field has a default that works on a laptop (`profile=dev`). Outside `dev`, a secret
+that is empty or still a placeholder stops the service at start: a forgotten secret must
+never reach production quietly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = [
+    "PLACEHOLDER_MARKERS",
+    "InsecureSecretError",
+    "Profile",
+    "ServiceSettings",
+    "TlsSettings",
+    "is_placeholder_secret",
+]
+
+Profile = Literal["dev", "test", "prod"]
+
+# Substrings that mark a value as a placeholder someone forgot to replace.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "placeholder", "insecure", "example", "todo", "xxx")
+
+
+class InsecureSecretError(ValueError):
+    """A secret is empty or a placeholder in a profile where that is not allowed."""
+
+
+def is_placeholder_secret(value: str) -> bool:
+    lowered = value.strip().lower()
+    return not lowered or any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+class TlsSettings(BaseSettings):
+    """Where a process finds its certificate, key and the CA that signs its peers."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_TLS_", extra="ignore")
+
+    cert_file: Path | None = Field(default=None, description="PEM certificate of this process.")
+    key_file: Path | None = Field(default=None, description="PEM private key of this process.")
+    ca_file: Path | None = Field(default=None, description="PEM CA bundle that signs peers.")
+    require_client_cert: bool = Field(
+        default=True, description="Servers refuse peers without a client certificate (mTLS)."
+    )
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert_file is not None and self.key_file is not None
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Environment variables are `FLOTILLA_<FIELD>`."""
+
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_", extra="ignore")
+
+    service_name: str = Field(default="service", description="Name in logs and metrics.")
+    profile: Profile = Field(default="dev", description="dev, test or prod.")
+    instance_id: str = Field(default="0", description="Which instance of the service this is.")
+    host: str = Field(default="127.0.0.1", description="Interface to listen on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
+    var_dir: Path = Field(default=Path("var"), description="Run-time state (databases, logs).")
+    database_url: str = Field(
+        default="",
+        description="SQLAlchemy async URL; empty means a SQLite file under var_dir.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    jwks_urls: list[str] = Field(
+        default_factory=list,
+        description="JWKS endpoints of the auth service, tried in order.",
+    )
+    token_issuer: str = Field(default="flotilla-auth", description="Expected `iss` of tokens.")
+    token_audience: str = Field(default="flotilla", description="Expected `aud` of tokens.")
+    max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body.")
+    tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.var_dir / (self.service_name + '.db')}"
+
+    @model_validator(mode="after")
+    def _refuse_placeholder_secrets(self) -> Self:
+        if self.profile == "dev":
+            return self
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if isinstance(value, SecretStr) and is_placeholder_secret(value.get_secret_value()):
+                raise InsecureSecretError(
+                    f"setting {name!r} is empty or a placeholder; set FLOTILLA_{name.upper()} "
+                    f"to a real secret (profile {self.profile!r} does not allow placeholders)"
+                )
+        return self
