@@ -88,13 +88,14 @@ def create_service_app(
         title=title,
         version="1.0.0",
         lifespan=run,
-        max_body_size=settings.max_body_bytes,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.token_verifier = verifier or token_verifier_for(settings)
     install_problem_handlers(app)
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+    )
     for router in routers:
         app.include_router(router)
     app.add_route("/livez", livez, include_in_schema=False)

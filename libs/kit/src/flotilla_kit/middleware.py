@@ -1,4 +1,5 @@
-"""The one ASGI middleware every service runs: request context, RED metrics, access log.
+"""The one ASGI middleware every service runs: request context, body size limit, RED
+metrics, access log.
 
 Plain ASGI rather than `BaseHTTPMiddleware`: it adds one function call per request and does
 not buffer bodies.
@@ -22,6 +23,7 @@ from flotilla_kit.context import (
 )
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
+from flotilla_kit.problems import Problem
 
 __all__ = ["ObservabilityMiddleware"]
 
@@ -44,10 +46,19 @@ def _route_template(scope: Scope) -> str:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
         self.log = get_logger("flotilla.access")
+
+    def _too_large(self) -> Problem:
+        return Problem(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"The body must not exceed {self.max_body_bytes} bytes.",
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,10 +80,26 @@ class ObservabilityMiddleware:
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
+        received = 0
+
+        async def receive_within_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    # Raised inside the endpoint, so the problem handlers render it.
+                    raise self._too_large()
+            return message
+
         started = time.perf_counter()
         self.metrics.started()
         try:
-            await self.app(scope, receive, send_with_request_id)
+            declared = _header(scope, b"content-length")
+            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
+                await self._too_large().to_response()(scope, receive, send_with_request_id)
+            else:
+                await self.app(scope, receive_within_limit, send_with_request_id)
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)

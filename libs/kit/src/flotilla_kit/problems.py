@@ -143,7 +143,8 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     slug, title = _GENERIC.get(exc.status_code, ("http-error", "HTTP error"))
-    detail = exc.detail if isinstance(exc.detail, str) and exc.detail != title else None
+    same = isinstance(exc.detail, str) and exc.detail.lower() == title.lower()
+    detail = exc.detail if isinstance(exc.detail, str) and not same else None
     headers = dict(exc.headers or {})
     return Problem(exc.status_code, slug, title, detail, headers=headers).to_response(
         instance=request.url.path
