@@ -7,20 +7,14 @@ session; each test that asks for a database gets a fresh one.
 from __future__ import annotations
 
 import itertools
-import json
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flotilla_kit.devservers import EmbeddedPostgres
+from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tls import CertificatePaths, ensure_dev_pki
-from flotilla_kit.tokens import JwksCache, TokenVerifier
 
 _database_numbers = itertools.count()
 
@@ -66,54 +60,6 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Certifi
         return ensure_dev_pki(directory, [name])[name]
 
     return issue
-
-
-class TokenMinter:
-    """Signs access tokens with a fresh Ed25519 key, and publishes that key as a JWKS.
-
-    Tests that are not about the auth service use it to act as a given user.
-    """
-
-    issuer = "flotilla-auth"
-    audience = "flotilla"
-
-    def __init__(self) -> None:
-        self._key = Ed25519PrivateKey.generate()
-        self.kid = "test-key-1"
-        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
-        self.jwks: dict[str, Any] = {
-            "keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]
-        }
-
-    def mint(
-        self,
-        subject: str = "user-1",
-        roles: list[str] | None = None,
-        *,
-        ttl_s: int = 300,
-        headers: dict[str, Any] | None = None,
-        **claims: Any,
-    ) -> str:
-        now = int(time.time())
-        payload: dict[str, Any] = {
-            "iss": self.issuer,
-            "aud": self.audience,
-            "sub": subject,
-            "iat": now,
-            "nbf": now,
-            "exp": now + ttl_s,
-            "jti": uuid.uuid4().hex,
-            "roles": roles if roles is not None else ["customer"],
-            "scope": "",
-        }
-        payload.update(claims)
-        header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
-        return jwt.encode(payload, self._key, algorithm="EdDSA", headers=header)
-
-    def verifier(self) -> TokenVerifier:
-        cache = JwksCache([])
-        cache.load(self.jwks)
-        return TokenVerifier(cache, issuer=self.issuer, audience=self.audience)
 
 
 @pytest.fixture(scope="session")

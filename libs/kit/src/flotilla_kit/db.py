@@ -8,21 +8,45 @@ another process wrote first. Readers use a plain deferred `BEGIN` and never bloc
 
 from __future__ import annotations
 
+import datetime as dt
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy import DateTime, event, text
+from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Database", "UnitOfWork", "is_sqlite"]
+__all__ = ["Database", "UnitOfWork", "UtcDateTime", "is_sqlite"]
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class UtcDateTime(TypeDecorator[dt.datetime]):
+    """A timestamp that is timezone-aware UTC going in and coming out, on every backend
+    (SQLite stores no zone and would hand back naive datetimes)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime: pass a timezone-aware one")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def is_sqlite(url: str) -> bool:

@@ -74,6 +74,8 @@ class JwksCache:
 
     An unknown `kid` triggers a refetch, at most once per `min_refresh_s`, so a flood of
     tokens with made-up `kid`s cannot turn into a flood of requests to the auth service.
+    After a failed fetch (auth not up yet) the next try may come sooner, after
+    `retry_after_failure_s`.
     """
 
     def __init__(
@@ -82,14 +84,16 @@ class JwksCache:
         *,
         ssl_context: ssl.SSLContext | None = None,
         min_refresh_s: float = 10.0,
+        retry_after_failure_s: float = 1.0,
         timeout_s: float = 2.0,
     ) -> None:
         self._urls = list(urls)
         self._ssl = ssl_context
         self._min_refresh_s = min_refresh_s
+        self._retry_after_failure_s = retry_after_failure_s
         self._timeout_s = timeout_s
         self._keys: dict[str, jwt.PyJWK] = {}
-        self._fetched_at = -float("inf")
+        self._next_fetch_at = -float("inf")
         self._lock = asyncio.Lock()
 
     def load(self, jwks: Mapping[str, Any]) -> None:
@@ -120,11 +124,11 @@ class JwksCache:
                     response = await client.get(url)
                     response.raise_for_status()
                     self.load(response.json())
-                    self._fetched_at = time.monotonic()
+                    self._next_fetch_at = time.monotonic() + self._min_refresh_s
                     return
                 except (httpx.HTTPError, ValueError) as exc:
                     last_error = exc
-        self._fetched_at = time.monotonic()  # failures are rate limited too
+        self._next_fetch_at = time.monotonic() + self._retry_after_failure_s
         _log.warning("could not fetch JWKS", error=repr(last_error))
 
     async def key_for(self, kid: str) -> jwt.PyJWK | None:
@@ -133,7 +137,7 @@ class JwksCache:
             return key
         async with self._lock:
             key = self._keys.get(kid)
-            if key is None and time.monotonic() - self._fetched_at >= self._min_refresh_s:
+            if key is None and time.monotonic() >= self._next_fetch_at:
                 await self.refresh()
                 key = self._keys.get(kid)
         return key

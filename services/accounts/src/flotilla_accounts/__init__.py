@@ -1,0 +1,3 @@
+"""flotilla_accounts: the ledger service (accounts, balances, double-entry postings)."""
+
+__all__: list[str] = []

@@ -1,0 +1,143 @@
+"""`Idempotency-Key` for writes: the same key and body replays the stored answer, the same
+key with another body is refused (422).
+
+The stored answer is written in the same transaction as the change it describes, so either
+both exist or neither does. Two requests racing with one key: the database's primary key
+lets one insert win; the loser's whole transaction rolls back and it replays the winner's
+answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_kit.db import Database, UnitOfWork, UtcDateTime
+from flotilla_kit.problems import Problem
+
+__all__ = [
+    "IdempotentResult",
+    "idempotency_table",
+    "request_fingerprint",
+    "run_idempotently",
+    "valid_idempotency_key",
+]
+
+_MAX_KEY_LENGTH = 128
+
+
+def idempotency_table(metadata: MetaData) -> Table:
+    """The table a service adds to its own metadata (and migrations)."""
+    return Table(
+        "idempotency_keys",
+        metadata,
+        Column("scope", String(200), primary_key=True),
+        Column("key", String(_MAX_KEY_LENGTH), primary_key=True),
+        Column("fingerprint", String(64), nullable=False),
+        Column("status", Integer, nullable=False),
+        Column("body", Text, nullable=False),
+        Column("created_at", UtcDateTime(), nullable=False),
+    )
+
+
+def valid_idempotency_key(key: str | None) -> str | None:
+    """None when absent; a Problem (400) when present but unusable."""
+    if key is None:
+        return None
+    if not 1 <= len(key) <= _MAX_KEY_LENGTH or not key.isprintable():
+        raise Problem(
+            400,
+            "invalid-idempotency-key",
+            "Invalid Idempotency-Key",
+            f"The key must be 1 to {_MAX_KEY_LENGTH} printable characters.",
+        )
+    return key
+
+
+def request_fingerprint(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResult:
+    status: int
+    body: Any
+    replayed: bool
+
+
+async def _stored(
+    session: AsyncSession, table: Table, scope: str, key: str, fingerprint: str
+) -> IdempotentResult | None:
+    row = (
+        await session.execute(
+            select(table.c.fingerprint, table.c.status, table.c.body).where(
+                table.c.scope == scope, table.c.key == key
+            )
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    if row.fingerprint != fingerprint:
+        raise Problem(
+            422,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "This key was already used with a different request.",
+        )
+    return IdempotentResult(row.status, json.loads(row.body), replayed=True)
+
+
+U = TypeVar("U", bound=UnitOfWork)
+
+
+async def run_idempotently(
+    database: Database,
+    make_uow: Callable[[Database], U],
+    table: Table,
+    *,
+    scope: str,
+    key: str | None,
+    fingerprint: str,
+    action: Callable[[U], Awaitable[tuple[int, Any]]],
+) -> IdempotentResult:
+    """Run `action` in a unit of work and commit; with a key, store or replay its answer.
+
+    `action` does its writes through the unit of work it is given and returns
+    (status, JSON-able body); it must not commit.
+    """
+    for attempt in range(2):
+        async with make_uow(database) as uow:
+            if key is not None:
+                stored = await _stored(uow.session, table, scope, key, fingerprint)
+                if stored is not None:
+                    return stored
+            status, body = await action(uow)
+            try:
+                if key is not None:
+                    await uow.session.execute(
+                        table.insert().values(
+                            scope=scope,
+                            key=key,
+                            fingerprint=fingerprint,
+                            status=status,
+                            body=json.dumps(body, separators=(",", ":")),
+                            created_at=dt.datetime.now(dt.UTC),
+                        )
+                    )
+                await uow.commit()
+            except IntegrityError:
+                # Another request with the same key committed first; replay its answer.
+                if key is None or attempt == 1:
+                    raise
+                continue
+            return IdempotentResult(status, body, replayed=False)
+    raise AssertionError("unreachable")  # pragma: no cover

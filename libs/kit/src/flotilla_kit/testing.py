@@ -1,0 +1,63 @@
+"""Helpers for tests of services built on the kit (imported by tests only)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from flotilla_kit.tokens import JwksCache, TokenVerifier
+
+__all__ = ["TokenMinter"]
+
+
+class TokenMinter:
+    """Signs access tokens with a fresh Ed25519 key, and publishes that key as a JWKS.
+
+    Tests that are not about the auth service use it to act as a given user.
+    """
+
+    issuer = "flotilla-auth"
+    audience = "flotilla"
+
+    def __init__(self) -> None:
+        self._key = Ed25519PrivateKey.generate()
+        self.kid = "test-key-1"
+        public = json.loads(jwt.algorithms.OKPAlgorithm.to_jwk(self._key.public_key()))
+        self.jwks: dict[str, Any] = {
+            "keys": [{**public, "kid": self.kid, "alg": "EdDSA", "use": "sig"}]
+        }
+
+    def mint(
+        self,
+        subject: str = "user-1",
+        roles: list[str] | None = None,
+        *,
+        ttl_s: int = 300,
+        headers: dict[str, Any] | None = None,
+        **claims: Any,
+    ) -> str:
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "sub": subject,
+            "iat": now,
+            "nbf": now,
+            "exp": now + ttl_s,
+            "jti": uuid.uuid4().hex,
+            "roles": roles if roles is not None else ["customer"],
+            "scope": "",
+        }
+        payload.update(claims)
+        header = {"kid": self.kid, "typ": "at+jwt", **(headers or {})}
+        return jwt.encode(payload, self._key, algorithm="EdDSA", headers=header)
+
+    def verifier(self) -> TokenVerifier:
+        cache = JwksCache([])
+        cache.load(self.jwks)
+        return TokenVerifier(cache, issuer=self.issuer, audience=self.audience)

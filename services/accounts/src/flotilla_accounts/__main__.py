@@ -1,0 +1,3 @@
+from flotilla_accounts.entrypoints.cli import main
+
+main()

@@ -1,0 +1,23 @@
+"""What the use cases need from the outside world; adapters provide it, tests fake it."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from flotilla_accounts.domain import Account, Posting
+
+__all__ = ["Ledger", "LedgerUnitOfWork"]
+
+
+class Ledger(Protocol):
+    async def add_account(self, account: Account) -> None: ...
+    async def get(self, account_id: str) -> Account | None: ...
+    async def list_for_owner(self, owner_id: str) -> list[Account]: ...
+    async def find_by_owner_and_name(self, owner_id: str, name: str) -> Account | None: ...
+    async def ensure_system_account(self, account_id: str, currency: str) -> None: ...
+    async def post(self, posting: Posting) -> None: ...
+
+
+class LedgerUnitOfWork(Protocol):
+    @property
+    def ledger(self) -> Ledger: ...

@@ -1,0 +1,22 @@
+"""The accounts unit of work: one transaction on the shard's database, with the ledger."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from flotilla_accounts.adapters import SqlLedger
+from flotilla_kit.db import Database, UnitOfWork
+
+__all__ = ["AccountsUnitOfWork"]
+
+
+class AccountsUnitOfWork(UnitOfWork):
+    ledger: SqlLedger
+
+    def __init__(self, database: Database, *, write: bool = True) -> None:
+        super().__init__(database, write=write)
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.ledger = SqlLedger(self.session)
+        return self

@@ -1,0 +1,115 @@
+"""What the accounts service does, one function per use case.
+
+Authorization that depends on data (ownership) is decided here, next to the data; the
+HTTP layer only checks that a caller is authenticated.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from flotilla_accounts.domain import (
+    Account,
+    AccountKind,
+    Entry,
+    Money,
+    Posting,
+    new_account_id,
+    system_account_id,
+)
+from flotilla_accounts.service_layer.errors import (
+    AccountNotFound,
+    CurrencyMismatch,
+    InvalidAmount,
+    NotAllowed,
+)
+from flotilla_accounts.service_layer.ports import LedgerUnitOfWork
+from flotilla_kit.tokens import Principal
+
+__all__ = ["deposit", "get_account", "list_accounts", "open_account"]
+
+
+def _require(principal: Principal, permission: str) -> None:
+    if not principal.can(permission):
+        raise NotAllowed(permission)
+
+
+async def list_accounts(uow: LedgerUnitOfWork, *, principal: Principal) -> list[Account]:
+    _require(principal, "accounts:read")
+    return await uow.ledger.list_for_owner(principal.subject)
+
+
+async def get_account(uow: LedgerUnitOfWork, *, principal: Principal, account_id: str) -> Account:
+    _require(principal, "accounts:read")
+    account = await uow.ledger.get(account_id)
+    if (
+        account is None
+        or account.kind is not AccountKind.CUSTOMER
+        or (account.owner_id != principal.subject and not principal.can("accounts:read:any"))
+    ):
+        # Someone else's account looks exactly like a missing one: ids cannot be probed.
+        raise AccountNotFound(account_id)
+    return account
+
+
+async def open_account(
+    uow: LedgerUnitOfWork,
+    *,
+    principal: Principal,
+    shard: int,
+    name: str,
+    currency: str,
+    owner_id: str | None = None,
+) -> Account:
+    _require(principal, "accounts:open")
+    owner = owner_id or principal.subject
+    if owner != principal.subject:
+        _require(principal, "accounts:open:any")
+    Money(0, currency)  # validates the currency
+    account = Account(
+        id=new_account_id(shard),
+        owner_id=owner,
+        name=name,
+        currency=currency,
+        balance_minor=0,
+        kind=AccountKind.CUSTOMER,
+        created_at=dt.datetime.now(dt.UTC),
+    )
+    await uow.ledger.add_account(account)
+    return account
+
+
+async def deposit(
+    uow: LedgerUnitOfWork,
+    *,
+    principal: Principal,
+    shard: int,
+    account_id: str,
+    amount: Money,
+    reference: str,
+) -> tuple[str, Account]:
+    """Cash in: credit the account, debit the bank's cash account (which may go negative)."""
+    _require(principal, "accounts:deposit")
+    if amount.amount_minor <= 0:
+        raise InvalidAmount("a deposit must be positive")
+    account = await uow.ledger.get(account_id)
+    if account is None or account.kind is not AccountKind.CUSTOMER:
+        raise AccountNotFound(account_id)
+    if account.currency != amount.currency:
+        raise CurrencyMismatch(account.currency, amount.currency)
+    cash = system_account_id(shard, amount.currency)
+    await uow.ledger.ensure_system_account(cash, amount.currency)
+    posting = Posting(
+        id=f"pst_{uuid.uuid4().hex}",
+        kind="deposit",
+        reference=reference,
+        entries=(
+            Entry(cash, -amount.amount_minor, amount.currency),
+            Entry(account.id, amount.amount_minor, amount.currency),
+        ),
+    )
+    await uow.ledger.post(posting)
+    updated = await uow.ledger.get(account.id)
+    assert updated is not None
+    return posting.id, updated

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+
+from flotilla_accounts.adapters.tables import accounts, entries, idempotency_keys, postings
+from flotilla_accounts.bootstrap import build_app
+from flotilla_accounts.settings import AccountsSettings
+from flotilla_kit.db import Database
+from flotilla_kit.testing import TokenMinter
+
+
+@pytest.fixture
+async def app(database_url: str, tokens: TokenMinter) -> AsyncIterator[FastAPI]:
+    settings = AccountsSettings(database_url=database_url, profile="test")
+    application = build_app(settings, verifier=tokens.verifier())
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://accounts") as c:
+        yield c
+
+
+@pytest.fixture
+def as_user(tokens: TokenMinter) -> Callable[..., dict[str, str]]:
+    def headers(subject: str = "alice", *roles: str) -> dict[str, str]:
+        token = tokens.mint(subject, list(roles) or ["customer"])
+        return {"Authorization": f"Bearer {token}"}
+
+    return headers
+
+
+@pytest.fixture
+def snapshot(app: FastAPI) -> Callable[[], object]:
+    """Everything a request could have changed, to prove a refused one changed nothing."""
+    database: Database = app.state.database
+
+    async def take() -> tuple[object, ...]:
+        async with database.engine.connect() as conn:
+            counts = []
+            for table in (accounts, postings, entries, idempotency_keys):
+                counts.append(
+                    (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+                )
+            balances = (
+                await conn.execute(
+                    select(accounts.c.id, accounts.c.balance_minor).order_by(accounts.c.id)
+                )
+            ).all()
+        return (*counts, tuple(map(tuple, balances)))
+
+    return take
