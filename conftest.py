@@ -7,6 +7,8 @@ session; each test that asks for a database gets a fresh one.
 from __future__ import annotations
 
 import itertools
+import shutil
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,11 +22,18 @@ _database_numbers = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data", durable=False)
-    server.start()
-    yield server
-    server.stop()
+def postgres_server() -> Iterator[EmbeddedPostgres]:
+    # Not under pytest's tmp root: pytest keeps that owner-only (0700), and when we run as
+    # root the server runs as another user that must be able to reach its data directory.
+    root = Path(tempfile.mkdtemp(prefix="flotilla-test-pg-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "data", durable=False)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """The one ASGI middleware every service runs: request context, body size limit, RED
-metrics, access log.
+metrics, access log, and the last-resort 500.
 
 Plain ASGI rather than `BaseHTTPMiddleware`: it adds one function call per request and does
-not buffer bodies.
+not buffer bodies. It sits outside FastAPI's own error handling, which is why the body
+limit and the 500 are answered here: this is the last place that still knows the request id.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ __all__ = ["ObservabilityMiddleware"]
 _UNMATCHED = "<unmatched>"
 # Probes and scrapes run every second; logging each would drown the requests that matter.
 _QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+_log = get_logger("flotilla.access")
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -45,20 +47,66 @@ def _route_template(scope: Scope) -> str:
     return path if isinstance(path, str) else _UNMATCHED
 
 
+class _Exchange:
+    """One request on its way through the middleware."""
+
+    def __init__(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str, max_body: int
+    ) -> None:
+        self.scope = scope
+        self._receive = receive
+        self._send = send
+        self._request_id_header = (b"x-request-id", request_id.encode("latin-1"))
+        self._max_body = max_body
+        self._received = 0
+        self.status = 500
+        self.response_started = False
+        # Once we answered in the app's place (body too large), what it still sends is dropped.
+        self.answered_for_app = False
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+            self.response_started = True
+            message["headers"] = [*message.get("headers", ()), self._request_id_header]
+        await self._send(message)
+
+    async def send_from_app(self, message: Message) -> None:
+        if not self.answered_for_app:
+            await self.send(message)
+
+    async def receive(self) -> Message:
+        message = await self._receive()
+        if message["type"] == "http.request" and not self.answered_for_app:
+            self._received += len(message.get("body", b""))
+            if self._received > self._max_body:
+                self.answered_for_app = True
+                await self.answer(self.too_large())
+                return {"type": "http.disconnect"}
+        return message
+
+    def declared_too_large(self) -> bool:
+        declared = _header(self.scope, b"content-length")
+        return bool(declared and declared.isdigit() and int(declared) > self._max_body)
+
+    def too_large(self) -> Problem:
+        return Problem(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"The body must not exceed {self._max_body} bytes.",
+        )
+
+    async def answer(self, problem: Problem) -> None:
+        if not self.response_started:
+            await problem.to_response()(self.scope, self._receive, self.send)
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
-        self.log = get_logger("flotilla.access")
-
-    def _too_large(self) -> Problem:
-        return Problem(
-            413,
-            "payload-too-large",
-            "Request body too large",
-            f"The body must not exceed {self.max_body_bytes} bytes.",
-        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,53 +116,39 @@ class ObservabilityMiddleware:
         request_id = valid_request_id(_header(scope, b"x-request-id")) or new_request_id()
         parent = parse_traceparent(_header(scope, b"traceparent"))
         trace_id, sampled = parent if parent else (new_trace_id(), True)
-        ctx = RequestContext(request_id, trace_id, new_span_id(), sampled)
-        token = set_context(ctx)
-        status = 500
-        request_id_header = (b"x-request-id", request_id.encode("latin-1"))
-
-        async def send_with_request_id(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", ()), request_id_header]
-            await send(message)
-
-        received = 0
-
-        async def receive_within_limit() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    # Raised inside the endpoint, so the problem handlers render it.
-                    raise self._too_large()
-            return message
-
+        token = set_context(RequestContext(request_id, trace_id, new_span_id(), sampled))
+        exchange = _Exchange(scope, receive, send, request_id, self.max_body_bytes)
         started = time.perf_counter()
         self.metrics.started()
         try:
-            declared = _header(scope, b"content-length")
-            if declared and declared.isdigit() and int(declared) > self.max_body_bytes:
-                await self._too_large().to_response()(scope, receive, send_with_request_id)
+            if exchange.declared_too_large():
+                await exchange.answer(exchange.too_large())
             else:
-                await self.app(scope, receive_within_limit, send_with_request_id)
-        finally:
-            elapsed = time.perf_counter() - started
-            route = _route_template(scope)
-            self.metrics.finished(scope["method"], route, status, elapsed)
-            if scope["path"] not in _QUIET_PATHS or status >= 400:
-                client = scope.get("client")
-                self.log.info(
-                    "request",
-                    **{
-                        "http.request.method": scope["method"],
-                        "url.path": scope["path"],
-                        "http.route": route,
-                        "http.response.status_code": status,
-                        "event.duration": int(elapsed * 1e9),
-                        "client.ip": client[0] if client else None,
-                    },
+                await self.app(scope, exchange.receive, exchange.send_from_app)
+        except Exception as exc:
+            if not exchange.answered_for_app:  # else: it failed reading a body we cut off
+                _log.error("unhandled exception", exc_info=exc, **{"url.path": scope["path"]})
+                await exchange.answer(
+                    Problem(500, "internal-error", "Internal server error", "The error was logged.")
                 )
+        finally:
+            self._record(scope, exchange.status, time.perf_counter() - started)
             reset_context(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = _route_template(scope)
+        self.metrics.finished(scope["method"], route, status, elapsed)
+        if scope["path"] in _QUIET_PATHS and status < 400:
+            return
+        client = scope.get("client")
+        _log.info(
+            "request",
+            **{
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "http.route": route,
+                "http.response.status_code": status,
+                "event.duration": int(elapsed * 1e9),
+                "client.ip": client[0] if client else None,
+            },
+        )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ __all__ = ["run_env", "upgrade_to_head"]
 
 # Any constant will do; all Flotilla services share it, each in its own database.
 _PG_MIGRATION_LOCK = 0x466C6F74
+# Alembic's `context` is a process-wide global: one upgrade at a time per process.
+_IN_PROCESS = threading.Lock()
 
 
 def _config(url: str, script_location: Path) -> Config:
@@ -52,14 +55,15 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
 
 def upgrade_to_head(url: str, script_location: Path) -> None:
     """Blocking: upgrade the database at `url`. Call it in a thread from async code."""
-    if is_sqlite(url):
-        database = make_url(url).database
-        if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
-        with _sqlite_file_lock(url):
+    with _IN_PROCESS:
+        if is_sqlite(url):
+            database = make_url(url).database
+            if database and database != ":memory:":
+                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            with _sqlite_file_lock(url):
+                command.upgrade(_config(url, script_location), "head")
+        else:
             command.upgrade(_config(url, script_location), "head")
-    else:
-        command.upgrade(_config(url, script_location), "head")
 
 
 def _run_sync(connection: Connection, target_metadata: MetaData) -> None:

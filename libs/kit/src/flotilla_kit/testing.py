@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import jwt
+import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from flotilla_kit.tokens import JwksCache, TokenVerifier
 
-__all__ = ["TokenMinter"]
+__all__ = ["TokenMinter", "running_server"]
 
 
 class TokenMinter:
@@ -61,3 +65,21 @@ class TokenMinter:
         cache = JwksCache([])
         cache.load(self.jwks)
         return TokenVerifier(cache, issuer=self.issuer, audience=self.audience)
+
+
+@contextlib.asynccontextmanager
+async def running_server(config: uvicorn.Config, timeout_s: float = 10.0) -> AsyncIterator[None]:
+    """Serve an ASGI app with uvicorn on a real socket for the duration of the block."""
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    deadline = time.monotonic() + timeout_s
+    # uvicorn exposes no "started" event, only this flag.
+    while not server.started:
+        if task.done() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        server.should_exit = True
+        await task

@@ -28,6 +28,7 @@ with warnings.catch_warnings():
     )
 
 from flotilla_kit.devservers.ports import free_port
+from flotilla_kit.devservers.processes import die_with_parent
 
 __all__ = ["EmbeddedPostgres"]
 
@@ -97,6 +98,8 @@ class EmbeddedPostgres:
             stderr=subprocess.STDOUT,
             user=self.user,
             start_new_session=True,
+            # A killed owner (test run, supervisor) must not leave a server behind.
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - called before threads matter here
         )
         log.close()
         self._wait_ready(timeout_s)

@@ -1,0 +1,3 @@
+from flotilla_cli.main import app
+
+app()

@@ -1,0 +1,99 @@
+"""Demo users and accounts, created through each service's own `seed` command.
+
+Passwords are random on the first run and reused after that, so `flotilla up` can be run
+again over an existing `var/`. They are written to `var/demo-credentials.json` only in the
+dev profile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from flotilla_cli.layout import VarLayout
+from flotilla_cli.state import Plan, write_atomically
+
+__all__ = ["DEMO_ACCOUNTS", "DEMO_USERS", "SeedError", "seed_demo_data"]
+
+DEMO_USERS: dict[str, list[str]] = {
+    "alice": ["customer"],
+    "bob": ["customer"],
+    "sam": ["support"],
+    "ada": ["admin"],
+}
+
+# (owner, account name, currency, opening balance in minor units)
+DEMO_ACCOUNTS: list[tuple[str, str, str, int]] = [
+    ("alice", "Everyday", "EUR", 250_000),
+    ("alice", "Savings", "EUR", 1_000_000),
+    ("bob", "Everyday", "EUR", 120_000),
+    ("sam", "Everyday", "EUR", 50_000),
+    ("ada", "Operations", "EUR", 100_000),
+]
+
+
+class SeedError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Seeder:
+    plan: Plan
+    layout: VarLayout
+
+    def env_of(self, service: str) -> dict[str, str]:
+        first = next(i for i in self.plan.instances if i.service == service)
+        return {**os.environ, **first.env}
+
+    async def run(self, service: str, payload: dict[str, Any]) -> dict[str, Any]:
+        seed_file = self.layout.run / f"seed-{service}.json"
+        fd = os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(payload, handle)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", f"flotilla_{service}", "seed", "--file", str(seed_file),
+                env=self.env_of(service),
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, err = await process.communicate()
+        finally:
+            seed_file.unlink(missing_ok=True)  # it holds passwords
+        if process.returncode != 0:
+            tail = err.decode(errors="replace").strip().splitlines()[-15:]
+            raise SeedError(f"seeding {service} failed:\n" + "\n".join(tail))
+        result: dict[str, Any] = json.loads(out)
+        return result
+
+
+def _passwords(layout: VarLayout) -> dict[str, str]:
+    known: dict[str, str] = {}
+    if layout.credentials_file.exists():
+        for user in json.loads(layout.credentials_file.read_text()).get("users", []):
+            known[user["username"]] = user["password"]
+    return {name: known.get(name) or secrets.token_urlsafe(12) for name in DEMO_USERS}
+
+
+async def seed_demo_data(plan: Plan, layout: VarLayout) -> None:
+    seeder = _Seeder(plan, layout)
+    passwords = _passwords(layout)
+    users = [
+        {"username": name, "password": passwords[name], "roles": roles}
+        for name, roles in DEMO_USERS.items()
+    ]
+    created = await seeder.run("auth", {"users": users})
+    ids = {user["username"]: user["id"] for user in created["users"]}
+    accounts = [
+        {"owner_id": ids[owner], "name": name, "currency": currency, "balance_minor": balance}
+        for owner, name, currency, balance in DEMO_ACCOUNTS
+    ]
+    await seeder.run("accounts", {"accounts": accounts})
+    if plan.profile == "dev":
+        write_atomically(layout.credentials_file, json.dumps({"users": users}, indent=2) + "\n")
+        layout.credentials_file.chmod(0o600)

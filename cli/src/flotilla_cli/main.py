@@ -1,0 +1,273 @@
+"""`flotilla`: run, inspect and exercise a whole Flotilla system on one machine."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from flotilla_cli import demo as demo_walkthrough
+from flotilla_cli import logs as log_merge
+from flotilla_cli.layout import VarLayout
+from flotilla_cli.planning import build_plan
+from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
+from flotilla_cli.state import SystemState, write_atomically
+from flotilla_cli.views import status_table, system_view
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    help="Run, inspect and exercise a whole Flotilla system on this machine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+VarDir = Annotated[
+    Path,
+    typer.Option("--var-dir", envvar="FLOTILLA_VAR_DIR", help="Where run-time state lives."),
+]
+
+
+class Database(StrEnum):
+    sqlite = "sqlite"
+    postgres = "postgres"
+
+
+class Profile(StrEnum):
+    dev = "dev"
+    test = "test"
+    prod = "prod"
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _tail(path: Path, lines: int = 12) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except FileNotFoundError:
+        return "(no log)"
+
+
+def _report_failure(layout: VarLayout, state: SystemState | None) -> None:
+    if state is not None and state.detail:
+        err.print(f"[red]{state.phase}:[/] {state.detail}")
+    failing = [i for i in state.instances if not i.ready] if state else []
+    for instance in failing:
+        err.print(f"[bold]--- {instance.name} (last lines of its log)[/]")
+        err.print(_tail(layout.log_file(instance.name)), markup=False, highlight=False)
+    err.print(f"[bold]--- supervisor[/]\n{_tail(layout.supervisor_log)}", highlight=False)
+
+
+def _wait_until_ready(
+    layout: VarLayout, supervisor: subprocess.Popen[bytes], timeout_s: float
+) -> SystemState | None:
+    deadline = time.monotonic() + timeout_s
+    with console.status("starting") as spinner:
+        while time.monotonic() < deadline:
+            state = SystemState.read(layout.state_file)
+            if state is not None and state.supervisor_pid == supervisor.pid:
+                ready = sum(i.ready for i in state.instances)
+                spinner.update(
+                    f"{state.phase}: {state.detail or f'{ready}/{len(state.instances)} ready'}"
+                )
+                if state.phase in {"running", "failed"}:
+                    return state
+            if supervisor.poll() is not None:
+                return SystemState.read(layout.state_file)
+            time.sleep(0.1)
+    return SystemState.read(layout.state_file)
+
+
+def _stop_supervisor(layout: VarLayout, state: SystemState, grace_s: float = 20.0) -> None:
+    with console.status("stopping"):
+        stop_pids([state.supervisor_pid], grace_s)
+        final = SystemState.read(layout.state_file) or state
+        stop_pids(leftover_pids(final, layout.postgres), 5.0)
+
+
+@app.command()
+def up(
+    var_dir: VarDir = Path("var"),
+    instances: Annotated[int, typer.Option(min=1, max=16, help="Instances per service.")] = 2,
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
+    detach: Annotated[
+        bool, typer.Option(help="Return once ready; stop with `flotilla down`.")
+    ] = False,
+    profile: Annotated[
+        Profile, typer.Option(help="Settings profile of every service.")
+    ] = Profile.dev,
+    gateway_port: Annotated[int, typer.Option(help="HTTPS port of the gateway.")] = 8443,
+    postgres_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLOTILLA_POSTGRES_URL",
+            help="External PostgreSQL server (postgresql+asyncpg://user:pw@host:port); "
+            "default: an embedded server under var/pg.",
+        ),
+    ] = None,
+    demo_data: Annotated[bool, typer.Option(help="Seed demo users and accounts.")] = True,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for every instance.")] = 90.0,
+) -> None:
+    """Start every service (N instances each), the gateway and the database; seed demo data;
+    wait until all are ready; show a live status table (Ctrl-C stops everything)."""
+    layout = VarLayout.at(var_dir)
+    existing = SystemState.read(layout.state_file)
+    if supervisor_alive(existing):
+        err.print("Flotilla is already running here: `flotilla status`, or `flotilla down` first.")
+        raise typer.Exit(1)
+    if not _port_free(gateway_port):
+        err.print(f"Port {gateway_port} is in use; pick another with --gateway-port.")
+        raise typer.Exit(1)
+    layout.ensure()
+    if existing is not None:
+        stop_pids(leftover_pids(existing, layout.postgres), 5.0)  # after a killed supervisor
+    plan = build_plan(
+        layout,
+        instances=instances,
+        database=db.value,
+        profile=profile.value,
+        gateway_port=gateway_port,
+        log_level=log_level,
+        postgres_url=postgres_url,
+        demo_data=demo_data and profile is Profile.dev,
+    )
+    write_atomically(layout.plan_file, plan.model_dump_json(indent=2))
+    layout.state_file.unlink(missing_ok=True)
+    started = time.monotonic()
+    with layout.supervisor_log.open("ab") as log:
+        supervisor = subprocess.Popen(  # noqa: S603 - our own module, our own arguments
+            [sys.executable, "-m", "flotilla_cli.supervisor", str(layout.plan_file)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,  # Ctrl-C reaches us; we stop it in order
+        )
+    try:
+        state = _wait_until_ready(layout, supervisor, timeout)
+    except KeyboardInterrupt:
+        state = SystemState.read(layout.state_file)
+    if state is None or state.phase != "running":
+        _report_failure(layout, state)
+        if state is not None:
+            _stop_supervisor(layout, state)
+        else:
+            supervisor.terminate()
+        raise typer.Exit(1)
+
+    console.print(
+        f"[green]All {len(state.instances)} instances ready[/] in "
+        f"{time.monotonic() - started:.1f} s ({plan.database}, profile {plan.profile})."
+    )
+    if detach:
+        console.print(system_view(state, layout))
+        console.print("Running in the background: `flotilla status`, `flotilla down`.")
+        return
+    try:
+        with Live(system_view(state, layout), console=console, refresh_per_second=2) as live:
+            while supervisor.poll() is None:
+                time.sleep(1.0)
+                latest = SystemState.read(layout.state_file)
+                if latest is not None:
+                    live.update(system_view(latest, layout))
+    except KeyboardInterrupt:
+        pass
+    _stop_supervisor(layout, SystemState.read(layout.state_file) or state)
+    console.print("Stopped.")
+
+
+@app.command()
+def down(var_dir: VarDir = Path("var")) -> None:
+    """Stop a system started by `flotilla up` (SIGTERM, then SIGKILL after a grace period)."""
+    layout = VarLayout.at(var_dir)
+    state = SystemState.read(layout.state_file)
+    if state is None:
+        console.print("Nothing is running here.")
+        return
+    if supervisor_alive(state):
+        _stop_supervisor(layout, state)
+    else:
+        stop_pids(leftover_pids(state, layout.postgres), 5.0)
+    console.print("Stopped.")
+
+
+@app.command()
+def status(
+    var_dir: VarDir = Path("var"),
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List every instance: service, pid, port, ready, restarts, RSS."""
+    layout = VarLayout.at(var_dir)
+    state = SystemState.read(layout.state_file)
+    alive = supervisor_alive(state)
+    if state is None or not alive:
+        if as_json:
+            sys.stdout.write(json.dumps({"running": False}) + "\n")
+        else:
+            console.print("Flotilla is not running here (`flotilla up`).")
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(json.dumps({"running": True, **state.model_dump(mode="json")}) + "\n")
+        return
+    console.print(status_table(state))
+
+
+@app.command()
+def demo(
+    var_dir: VarDir = Path("var"),
+    gateway: Annotated[
+        str | None, typer.Option(help="Gateway URL (default: from the state).")
+    ] = None,
+) -> None:
+    """Walk through the system via the gateway: log in, list accounts, open one, and see
+    what the gateway and services refuse."""
+    layout = VarLayout.at(var_dir)
+    state = SystemState.read(layout.state_file)
+    url = gateway or (state.gateway_url if state else None)
+    if url is None or not layout.credentials_file.exists():
+        err.print("Start the system first: `flotilla up --detach` (dev profile).")
+        raise typer.Exit(1)
+    ok = demo_walkthrough.run(url, layout, console)
+    raise typer.Exit(0 if ok else 1)
+
+
+@app.command()
+def logs(
+    var_dir: VarDir = Path("var"),
+    service: Annotated[str | None, typer.Option(help="Only this service.")] = None,
+    trace: Annotated[str | None, typer.Option(help="Only lines of this trace id.")] = None,
+    request: Annotated[str | None, typer.Option(help="Only lines of this request id.")] = None,
+    lines: Annotated[int, typer.Option(help="Show the last N merged lines (0: all).")] = 200,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON lines.")] = False,
+) -> None:
+    """Merge the JSON logs of every instance by time, optionally filtered."""
+    layout = VarLayout.at(var_dir)
+    merged = log_merge.merge(layout.logs, service=service, trace_id=trace, request_id=request)
+    shown = merged[-lines:] if lines else merged
+    for record in shown:
+        if as_json:
+            sys.stdout.write(record.raw + "\n")
+        else:
+            console.print(log_merge.render(record), highlight=False)
+    if not shown:
+        err.print("No matching log lines.")

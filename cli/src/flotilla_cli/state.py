@@ -1,0 +1,83 @@
+"""What the supervisor tells the rest of the CLI: the plan it was given and the live state.
+
+Both are JSON files under `var/run/`, written atomically, so `flotilla status`, `down` and
+the live view of `up` can read them from any process at any time.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+__all__ = ["InstancePlan", "InstanceState", "Phase", "Plan", "SystemState", "write_atomically"]
+
+Phase = Literal["preparing", "seeding", "starting", "running", "stopping", "stopped", "failed"]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+class InstancePlan(BaseModel):
+    service: str
+    name: str
+    port: int
+    url: str
+    env: dict[str, str]
+
+
+class Plan(BaseModel):
+    """Everything the supervisor needs, decided by `flotilla up` before it starts."""
+
+    var_dir: Path
+    profile: str
+    database: Literal["sqlite", "postgres"]
+    postgres_url: str | None = Field(
+        default=None, description="External PostgreSQL server; None starts an embedded one."
+    )
+    gateway_url: str
+    instances: list[InstancePlan]
+    demo_data: bool = True
+
+
+class InstanceState(BaseModel):
+    service: str
+    name: str
+    port: int
+    url: str
+    pid: int | None = None
+    ready: bool = False
+    restarts: int = 0
+    rss_bytes: int | None = None
+    last_exit_code: int | None = None
+
+
+class SystemState(BaseModel):
+    phase: Phase
+    supervisor_pid: int
+    detail: str = ""
+    gateway_url: str
+    database: str
+    postgres_pid: int | None = None
+    started_at: float
+    ready_at: float | None = None
+    instances: list[InstanceState] = Field(default_factory=list)
+
+    @property
+    def all_ready(self) -> bool:
+        return bool(self.instances) and all(i.ready for i in self.instances)
+
+    @classmethod
+    def read(cls, path: Path) -> SystemState | None:
+        try:
+            return cls.model_validate_json(path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            return None

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from flotilla_kit.settings import ServiceSettings, is_placeholder_secret
+
+
+class WithSecret(ServiceSettings):
+    signing_secret: SecretStr = SecretStr("dev-insecure-change-me")
+
+
+@pytest.mark.parametrize("value", ["", "   ", "change-me", "dev-INSECURE-key", "placeholder123"])
+def test_placeholders_are_recognised(value: str) -> None:
+    assert is_placeholder_secret(value)
+
+
+def test_dev_profile_accepts_the_placeholder_default() -> None:
+    assert WithSecret(profile="dev").signing_secret.get_secret_value() == "dev-insecure-change-me"
+
+
+@pytest.mark.parametrize("profile", ["test", "prod"])
+def test_other_profiles_refuse_placeholder_or_empty_secrets(profile: str) -> None:
+    with pytest.raises(ValidationError, match="signing_secret"):
+        WithSecret(profile=profile)  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="FLOTILLA_SIGNING_SECRET"):
+        WithSecret(profile=profile, signing_secret=SecretStr(""))  # type: ignore[arg-type]
+
+
+def test_a_real_secret_is_accepted_in_prod() -> None:
+    settings = WithSecret(profile="prod", signing_secret=SecretStr("k3J9-x1Lq-88aZ-p0w2"))
+    assert settings.signing_secret.get_secret_value() == "k3J9-x1Lq-88aZ-p0w2"
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_PORT", "9123")
+    monkeypatch.setenv("FLOTILLA_JWKS_URLS", '["https://a/jwks", "https://b/jwks"]')
+    monkeypatch.setenv("FLOTILLA_TLS_CERT_FILE", "/certs/x.pem")
+    settings = ServiceSettings()
+    assert settings.port == 9123
+    assert settings.jwks_urls == ["https://a/jwks", "https://b/jwks"]
+    assert str(settings.tls.cert_file) == "/certs/x.pem"
+
+
+def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_PORT", "70000")
+    with pytest.raises(ValidationError, match="port"):
+        ServiceSettings()
+
+
+def test_default_database_is_a_sqlite_file_per_service() -> None:
+    settings = ServiceSettings(service_name="ledger")
+    assert settings.sqlalchemy_url == "sqlite+aiosqlite:///var/ledger.db"
