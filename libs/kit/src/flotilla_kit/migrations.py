@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,16 +54,26 @@ def _sqlite_file_lock(url: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def _switch_to_wal(database: str) -> None:
+    """WAL mode is stored in the file, and switching needs the file to itself: done once
+    here, under the lock, so that later connections asking for it find it already set."""
+    connection = sqlite3.connect(database, timeout=30)
+    try:
+        connection.execute("PRAGMA journal_mode=WAL")
+    finally:
+        connection.close()
+
+
 def upgrade_to_head(url: str, script_location: Path) -> None:
     """Blocking: upgrade the database at `url`. Call it in a thread from async code."""
     with _IN_PROCESS:
-        if is_sqlite(url):
-            database = make_url(url).database
+        if not is_sqlite(url):
+            command.upgrade(_config(url, script_location), "head")
+            return
+        database = make_url(url).database
+        with _sqlite_file_lock(url):
             if database and database != ":memory:":
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
-            with _sqlite_file_lock(url):
-                command.upgrade(_config(url, script_location), "head")
-        else:
+                _switch_to_wal(database)
             command.upgrade(_config(url, script_location), "head")
 
 

@@ -1,0 +1,3 @@
+from flotilla_auth.entrypoints.cli import main
+
+main()

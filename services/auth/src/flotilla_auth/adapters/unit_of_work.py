@@ -1,0 +1,36 @@
+"""The auth service's unit of work: the kit's transaction with our repositories on it."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from flotilla_auth.adapters.refresh_token_repository import SqlRefreshTokenRepository
+from flotilla_auth.adapters.signing_key_repository import SqlSigningKeyRepository
+from flotilla_auth.adapters.user_repository import SqlUserRepository
+from flotilla_kit.db import Database, UnitOfWork
+
+__all__ = ["SqlAuthUnitOfWork", "SqlUnitOfWorkFactory"]
+
+
+class SqlAuthUnitOfWork(UnitOfWork):
+    users: SqlUserRepository
+    refresh_tokens: SqlRefreshTokenRepository
+    signing_keys: SqlSigningKeyRepository
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.users = SqlUserRepository(self.session)
+        self.refresh_tokens = SqlRefreshTokenRepository(self.session)
+        self.signing_keys = SqlSigningKeyRepository(self.session)
+        return self
+
+
+class SqlUnitOfWorkFactory:
+    """Opens units of work on one database; `write=False` for read-only work (on SQLite a
+    reader does not take the write lock)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __call__(self, *, write: bool = True) -> SqlAuthUnitOfWork:
+        return SqlAuthUnitOfWork(self._database, write=write)

@@ -1,0 +1,323 @@
+"""HTTP API of the auth service: the OAuth 2.0 token endpoint, logout, /me and the JWKS.
+
+The token endpoint speaks RFC 6749: form-encoded requests, and errors that carry the OAuth
+`error` code next to the RFC 9457 problem members so both kinds of client understand them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+from urllib.parse import parse_qsl
+
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.responses import Response
+
+from flotilla_auth.service_layer.components import Components
+from flotilla_auth.service_layer.errors import (
+    AuthError,
+    InvalidRequest,
+    InvalidUserData,
+    OAuthError,
+    SigningKeyUnavailable,
+    SigningKeyUnreadable,
+    StorageConflict,
+    UnknownSubject,
+    UnsupportedGrantType,
+)
+from flotilla_auth.service_layer.signing_keys import published_signing_keys
+from flotilla_auth.service_layer.tokens import (
+    TokenGrant,
+    grant_password,
+    grant_refresh_token,
+    revoke_refresh_family,
+)
+from flotilla_auth.service_layer.users import get_user
+from flotilla_kit.app import PROBLEM_RESPONSES
+from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.security import Authenticated
+
+__all__ = ["install_error_handlers", "router", "well_known"]
+
+_FORM = "application/x-www-form-urlencoded"
+_JSON = "application/json"
+# RFC 6749 section 5.1: responses carrying tokens must not be cached anywhere.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_MAX_FORM_FIELDS = 16
+
+router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+well_known = APIRouter(tags=["keys"])
+
+
+# -- models (for the OpenAPI document) ----------------------------------------------------
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: str = Field(description="Always `Bearer`.")
+    expires_in: int = Field(description="Seconds until the access token expires.")
+    refresh_token: str = Field(description="Opaque, single use; spend it at this endpoint.")
+    scope: str = Field(description="The granted scope, space-separated (may be empty).")
+
+
+class Me(BaseModel):
+    id: str
+    username: str
+    roles: list[str]
+
+
+class Jwk(BaseModel):
+    kty: str
+    crv: str
+    x: str
+    kid: str
+    alg: str
+    use: str
+
+
+class Jwks(BaseModel):
+    keys: list[Jwk]
+
+
+def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                _FORM: {
+                    "schema": {"type": "object", "properties": properties, "required": required}
+                }
+            },
+        }
+    }
+
+
+_TOKEN_BODY = _form_body(
+    {
+        "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+        "username": {"type": "string", "description": "grant_type=password"},
+        "password": {"type": "string", "format": "password", "description": "grant_type=password"},
+        "refresh_token": {"type": "string", "description": "grant_type=refresh_token"},
+        "scope": {"type": "string", "description": "Space-separated; may only narrow."},
+    },
+    ["grant_type"],
+)
+_LOGOUT_BODY = _form_body({"refresh_token": {"type": "string"}}, ["refresh_token"])
+_LOGOUT_BODY["requestBody"]["content"][_JSON] = _LOGOUT_BODY["requestBody"]["content"][_FORM]
+
+_UNAVAILABLE: dict[int | str, dict[str, object]] = {
+    503: {
+        "description": "No signing key loaded yet",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+# -- errors -------------------------------------------------------------------------------
+_OAUTH_TITLES = {
+    "invalid_request": "Invalid request",
+    "invalid_grant": "Invalid grant",
+    "invalid_scope": "Invalid scope",
+    "unsupported_grant_type": "Unsupported grant type",
+}
+
+
+def _problem(exc: AuthError) -> Problem:
+    if isinstance(exc, OAuthError):
+        return Problem(
+            400,
+            exc.code.replace("_", "-"),
+            _OAUTH_TITLES[exc.code],
+            str(exc),
+            headers=_NO_STORE,
+            error=exc.code,
+        )
+    if isinstance(exc, UnknownSubject):
+        return Problem(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "The access token names no active user.",
+            headers={"WWW-Authenticate": 'Bearer realm="flotilla"'},
+        )
+    if isinstance(exc, InvalidUserData):
+        return Problem(422, "validation-error", "Request validation failed", str(exc))
+    if isinstance(exc, StorageConflict):
+        return Problem(409, "conflict", "Conflict", "A concurrent change won; try again.")
+    if isinstance(exc, SigningKeyUnavailable | SigningKeyUnreadable):
+        return Problem(
+            503,
+            "unavailable",
+            "Service unavailable",
+            "The signing key is not loaded.",
+            headers={"Retry-After": "1"},
+        )
+    return Problem(500, "internal-error", "Internal server error", "The error was logged.")
+
+
+async def _on_auth_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AuthError)
+    return _problem(exc).to_response(instance=request.url.path)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(AuthError, _on_auth_error)
+
+
+# -- request parsing ----------------------------------------------------------------------
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").partition(";")[0].strip().lower()
+
+
+def _unsupported_media_type(*accepted: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-media-type",
+        "Unsupported media type",
+        f"Send the parameters as {' or '.join(accepted)}.",
+        headers=_NO_STORE,
+        error="invalid_request",
+    )
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """The parameters of a form body; RFC 6749 section 3.1: each at most once, and one
+    sent without a value counts as omitted."""
+    body = await request.body()
+    try:
+        pairs = parse_qsl(
+            body.decode("utf-8"),
+            keep_blank_values=True,
+            errors="strict",
+            max_num_fields=_MAX_FORM_FIELDS,
+        )
+    except ValueError as exc:  # also UnicodeDecodeError
+        raise InvalidRequest("The body is not valid UTF-8 form data.") from exc
+    params: dict[str, str] = {}
+    for name, value in pairs:
+        if name in params:
+            raise InvalidRequest(f"The parameter {name!r} is repeated.")
+        params[name] = value
+    return {name: value for name, value in params.items() if value}
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    try:
+        data = json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidRequest("The body is not valid JSON.") from exc
+    if not isinstance(data, dict):
+        raise InvalidRequest("The body must be a JSON object.")
+    return data
+
+
+def _required(params: dict[str, str], *names: str) -> list[str]:
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise InvalidRequest(f"Missing parameter(s): {', '.join(missing)}.")
+    return [params[name] for name in names]
+
+
+def _components(request: Request) -> Components:
+    components: Components = request.app.state.components
+    return components
+
+
+ComponentsDep = Annotated[Components, Depends(_components)]
+
+
+# -- endpoints ----------------------------------------------------------------------------
+@router.post(
+    "/token",
+    summary="Issue tokens (OAuth 2.0 password and refresh_token grants)",
+    response_model=TokenResponse,
+    responses={**{s: PROBLEM_RESPONSES[s] for s in (400, 413, 415)}, **_UNAVAILABLE},
+    openapi_extra=_TOKEN_BODY,
+)
+async def token(request: Request, components: ComponentsDep) -> Response:
+    if _media_type(request) != _FORM:
+        raise _unsupported_media_type(_FORM)
+    params = await _form(request)
+    grant_type = params.get("grant_type")
+    grant: TokenGrant
+    if grant_type is None:
+        raise InvalidRequest("Missing parameter(s): grant_type.")
+    if grant_type == "password":
+        username, password = _required(params, "username", "password")
+        grant = await grant_password(
+            uow=components.uow,
+            passwords=components.passwords,
+            signer=components.signer,
+            policy=components.policy,
+            now=components.clock(),
+            username=username,
+            password=password,
+            scope=params.get("scope"),
+        )
+    elif grant_type == "refresh_token":
+        (refresh_token,) = _required(params, "refresh_token")
+        grant = await grant_refresh_token(
+            uow=components.uow,
+            signer=components.signer,
+            policy=components.policy,
+            now=components.clock(),
+            refresh_token=refresh_token,
+            scope=params.get("scope"),
+        )
+    else:
+        raise UnsupportedGrantType("Supported grant types: password, refresh_token.")
+    body = TokenResponse(
+        access_token=grant.access_token,
+        token_type=grant.token_type,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        scope=grant.scope,
+    )
+    return JSONResponse(body.model_dump(), headers=_NO_STORE)
+
+
+@router.post(
+    "/logout",
+    summary="Revoke the refresh token's whole family",
+    status_code=204,
+    response_class=Response,
+    responses={s: PROBLEM_RESPONSES[s] for s in (400, 413, 415)},
+    openapi_extra=_LOGOUT_BODY,
+)
+async def logout(request: Request, components: ComponentsDep) -> Response:
+    media_type = _media_type(request)
+    if media_type == _FORM:
+        value: object = (await _form(request)).get("refresh_token")
+    elif media_type == _JSON:
+        value = (await _json_object(request)).get("refresh_token")
+    else:
+        raise _unsupported_media_type(_FORM, _JSON)
+    if not isinstance(value, str) or not value:
+        raise InvalidRequest("Missing parameter(s): refresh_token.")
+    await revoke_refresh_family(uow=components.uow, now=components.clock(), refresh_token=value)
+    return Response(status_code=204, headers=_NO_STORE)
+
+
+@router.get(
+    "/me",
+    summary="The caller, as the access token names them",
+    response_model=Me,
+    responses={401: PROBLEM_RESPONSES[401]},
+)
+async def me(principal: Authenticated, components: ComponentsDep, response: Response) -> Me:
+    user = await get_user(uow=components.uow, user_id=principal.subject)
+    response.headers["Cache-Control"] = "no-store"
+    return Me(id=user.id, username=user.username, roles=list(user.roles))
+
+
+@well_known.get(
+    "/.well-known/jwks.json",
+    summary="Public keys that verify access tokens (RFC 7517)",
+    response_model=Jwks,
+)
+async def jwks(components: ComponentsDep) -> Response:
+    keys = await published_signing_keys(uow=components.uow, now=components.clock())
+    # Short enough that a rotated-in key reaches verifiers before it signs anything.
+    return JSONResponse(
+        {"keys": [key.jwk() for key in keys]}, headers={"Cache-Control": "public, max-age=60"}
+    )

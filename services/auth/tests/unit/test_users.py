@@ -1,0 +1,116 @@
+"""Seeding users: create or update to exactly what is declared, all or nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+from flotilla_auth.domain.refresh_tokens import RefreshToken
+from flotilla_auth.domain.users import User
+from flotilla_auth.service_layer.errors import InvalidUserData, UnknownSubject
+from flotilla_auth.service_layer.users import UserSpec, ensure_users, get_user
+
+from .fakes import T0, FakePasswordHasher, FakeStore, FakeUowFactory
+
+
+async def ensure(
+    store: FakeStore, *specs: UserSpec, hasher: FakePasswordHasher | None = None
+) -> list[User]:
+    return await ensure_users(
+        uow=FakeUowFactory(store),
+        passwords=hasher or FakePasswordHasher(),
+        now=T0,
+        users=list(specs),
+    )
+
+
+async def test_creates_users_with_normalised_names_and_sorted_roles() -> None:
+    store = FakeStore()
+
+    [user] = await ensure(store, UserSpec(" Alice ", "password-1", ("support", "customer")))
+
+    assert user.username == "alice"
+    assert user.roles == ("customer", "support")
+    assert store.users[user.id] == user
+    assert user.password_hash == "fake$password-1"
+
+
+async def test_second_run_changes_nothing() -> None:
+    store = FakeStore()
+    hasher = FakePasswordHasher()
+    spec = UserSpec("alice", "password-1", ("customer",))
+    [first] = await ensure(store, spec, hasher=hasher)
+    before = store.snapshot()
+
+    [second] = await ensure(store, spec, hasher=hasher)
+
+    assert second == first
+    assert store.snapshot() == before
+    assert hasher.hashes == 1  # the matching password was not hashed again
+
+
+async def test_update_sets_password_roles_and_state_and_ends_sessions() -> None:
+    store = FakeStore()
+    [user] = await ensure(store, UserSpec("alice", "password-1", ("customer",)))
+    _, session = RefreshToken.issue(user_id=user.id, scope=(), now=T0, ttl_s=60)
+    store.tokens[session.id] = session
+
+    [updated] = await ensure(store, UserSpec("ALICE", "password-2", ("admin",), disabled=True))
+
+    assert updated.id == user.id
+    assert updated.password_hash == "fake$password-2"
+    assert updated.roles == ("admin",)
+    assert updated.disabled
+    assert store.tokens[session.id].revoked_at == T0
+    assert len(store.users) == 1
+
+
+async def test_role_change_alone_keeps_sessions() -> None:
+    store = FakeStore()
+    [user] = await ensure(store, UserSpec("alice", "password-1", ("customer",)))
+    _, session = RefreshToken.issue(user_id=user.id, scope=(), now=T0, ttl_s=60)
+    store.tokens[session.id] = session
+
+    await ensure(store, UserSpec("alice", "password-1", ("support",)))
+
+    assert store.tokens[session.id].revoked_at is None
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        UserSpec("alice", "password-1", ("customer", "superuser")),
+        UserSpec("al ice", "password-1", ("customer",)),
+        UserSpec("   ", "password-1", ("customer",)),
+        UserSpec("a" * 65, "password-1", ("customer",)),
+        UserSpec("alice", "short", ("customer",)),
+    ],
+    ids=["unknown-role", "space-in-name", "blank-name", "long-name", "short-password"],
+)
+async def test_invalid_declarations_write_nothing(spec: UserSpec) -> None:
+    store = FakeStore()
+    with pytest.raises(InvalidUserData):
+        await ensure(store, UserSpec("bob", "password-1", ("customer",)), spec)
+    assert store.users == {}
+
+
+async def test_a_name_declared_twice_is_refused() -> None:
+    store = FakeStore()
+    with pytest.raises(InvalidUserData, match="more than once"):
+        await ensure(
+            store,
+            UserSpec("alice", "password-1", ("customer",)),
+            UserSpec("Alice", "password-2", ("admin",)),
+        )
+    assert store.users == {}
+
+
+async def test_get_user_refuses_unknown_and_disabled_subjects() -> None:
+    store = FakeStore()
+    active = store.add_user("alice")
+    disabled = store.add_user("bob", disabled=True)
+    uow = FakeUowFactory(store)
+
+    assert await get_user(uow=uow, user_id=active.id) == active
+    for user_id in (disabled.id, "missing"):
+        with pytest.raises(UnknownSubject):
+            await get_user(uow=uow, user_id=user_id)
