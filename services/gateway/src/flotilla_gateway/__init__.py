@@ -1,0 +1,13 @@
+"""flotilla_gateway: the single HTTPS entry point of a Flotilla system.
+
+A lean asyncio HTTP/1.1 reverse proxy (httptools on uvloop, not ASGI): routes by path
+prefix, checks access tokens, balances each request to the least busy healthy instance
+over pooled keep-alive connections, and serves probes, metrics and the merged OpenAPI.
+"""
+
+from flotilla_gateway.bootstrap import build_gateway
+from flotilla_gateway.gateway import Gateway
+from flotilla_gateway.settings import GatewaySettings
+
+__all__ = ["Gateway", "GatewaySettings", "build_gateway"]
+__version__ = "0.1.0"

@@ -1,0 +1,176 @@
+"""The one place where settings become a wired gateway."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+from functools import partial
+
+from flotilla_gateway.access_log import AccessLog
+from flotilla_gateway.authentication import Authenticator
+from flotilla_gateway.balancer import Registry
+from flotilla_gateway.dispatcher import Dispatcher, RouteTarget
+from flotilla_gateway.endpoints import LocalEndpoints
+from flotilla_gateway.gateway import Gateway
+from flotilla_gateway.health import HealthChecker
+from flotilla_gateway.metrics import GatewayMetrics
+from flotilla_gateway.openapi import OpenApiAggregator
+from flotilla_gateway.problems import ProblemCatalog
+from flotilla_gateway.routes import ROUTES, Route, RouteTable
+from flotilla_gateway.server import Connections, ServerLimits
+from flotilla_gateway.settings import GatewaySettings
+from flotilla_gateway.topology import TopologyWatcher
+from flotilla_gateway.upstream import ConnectionPool
+from flotilla_kit.settings import TlsSettings
+from flotilla_kit.tls import client_context, server_context
+from flotilla_kit.tokens import JwksCache, TokenVerifier
+
+__all__ = ["build_gateway", "client_tls_context", "server_tls_context"]
+
+_JWKS_PATH = "/.well-known/jwks.json"
+
+
+def server_tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
+    """HTTPS for clients when a certificate is configured; clients need no certificate."""
+    if tls.cert_file is None or tls.key_file is None:
+        return None
+    return server_context(tls.cert_file, tls.key_file, tls.ca_file, require_client_cert=False)
+
+
+def client_tls_context(tls: TlsSettings) -> ssl.SSLContext:
+    """Verifies upstreams against the CA and presents the gateway's certificate (mTLS)."""
+    if tls.ca_file is not None:
+        return client_context(tls.ca_file, tls.cert_file, tls.key_file)
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if tls.cert_file is not None and tls.key_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
+class _JwksFromTopology:
+    """With no `jwks_urls` configured, verify tokens against the instances of the service
+    that serves the JWKS route, following the topology as it changes."""
+
+    def __init__(
+        self, dispatcher: Dispatcher, service: str, settings: GatewaySettings, ctx: ssl.SSLContext
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._service = service
+        self._settings = settings
+        self._ssl = ctx
+        self._urls: tuple[str, ...] = ()
+
+    def __call__(self, registry: Registry) -> None:
+        service = registry.services.get(self._service)
+        instances = service.instances.values() if service is not None else ()
+        urls = tuple(sorted(i.endpoint.url.rstrip("/") + _JWKS_PATH for i in instances))
+        if urls == self._urls:
+            return
+        self._urls = urls
+        self._dispatcher.authenticator.verifier = TokenVerifier(
+            JwksCache(urls, ssl_context=self._ssl),
+            issuer=self._settings.token_issuer,
+            audience=self._settings.token_audience,
+        )
+
+
+def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -> Gateway:
+    client_ssl = client_tls_context(settings.tls)
+    pool_factory = partial(
+        ConnectionPool,
+        ssl_context=client_ssl,
+        connect_timeout_s=settings.connect_timeout_s,
+        max_idle=settings.pool_max_idle_per_instance,
+        idle_timeout_s=settings.pool_idle_timeout_s,
+        max_response_bytes=settings.max_response_bytes,
+    )
+    probe_pool_factory = partial(
+        ConnectionPool,
+        ssl_context=client_ssl,
+        connect_timeout_s=min(settings.connect_timeout_s, settings.health_timeout_s),
+        max_idle=1,
+        idle_timeout_s=settings.pool_idle_timeout_s,
+        max_response_bytes=1_048_576,
+    )
+    routed_services = tuple(dict.fromkeys(route.service for route in routes))
+    registry = Registry(
+        pool_factory, unhealthy_after=settings.unhealthy_after, services=routed_services
+    )
+    health = HealthChecker(
+        registry,
+        probe_pool_factory,
+        interval_s=settings.health_interval_s,
+        timeout_s=settings.health_timeout_s,
+    )
+    metrics = GatewayMetrics(registry)
+    problems = ProblemCatalog(
+        max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes
+    )
+    table = RouteTable(
+        (
+            route,
+            RouteTarget(
+                route,
+                registry.service(route.service),
+                metrics.route(route.label),
+                settings.upstream_timeout_s,
+            ),
+        )
+        for route in routes
+    )
+
+    def owner(path: str) -> str | None:
+        target = table.match(path)
+        return target.route.service if target is not None else None
+
+    openapi = OpenApiAggregator(
+        registry, services=routed_services, owner=owner, timeout_s=settings.upstream_timeout_s
+    )
+    local = LocalEndpoints(
+        registry=registry, routed_services=routed_services, metrics=metrics, openapi=openapi
+    )
+    verifier = TokenVerifier(
+        JwksCache(settings.jwks_urls, ssl_context=client_ssl),
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+    )
+    server_ssl = server_tls_context(settings.tls)
+    dispatcher = Dispatcher(
+        routes=table,
+        local=local.handlers(),
+        authenticator=Authenticator(verifier),
+        health=health,
+        problems=problems,
+        metrics=metrics,
+        access_log=AccessLog(),
+        forwarded_proto=b"https" if server_ssl is not None else b"http",
+    )
+    connections = Connections(
+        dispatcher,
+        problems,
+        ServerLimits(
+            max_header_bytes=settings.max_header_bytes,
+            max_body_bytes=settings.max_body_bytes,
+            keepalive_timeout_s=settings.keepalive_timeout_s,
+            request_read_timeout_s=settings.request_read_timeout_s,
+        ),
+    )
+    jwks_owner = owner(_JWKS_PATH)
+    on_topology_change = (
+        _JwksFromTopology(dispatcher, jwks_owner, settings, client_ssl)
+        if not settings.jwks_urls and jwks_owner is not None
+        else None
+    )
+    return Gateway(
+        host=settings.host,
+        port=settings.port,
+        ssl_context=server_ssl,
+        registry=registry,
+        health=health,
+        topology=TopologyWatcher(settings.topology_file),
+        connections=connections,
+        topology_poll_s=settings.topology_poll_s,
+        shutdown_grace_s=settings.shutdown_grace_s,
+        on_topology_change=on_topology_change,
+    )

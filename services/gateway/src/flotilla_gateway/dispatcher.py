@@ -1,0 +1,381 @@
+"""From a parsed request to a reply: local endpoint, or route, token check and forward.
+
+This is the hot path. Everything that can be decided at start is: the route table is
+compiled, route targets carry their service, timeout and metric children, problem bodies
+are prebuilt. A proxied request with a known token runs without a task or a future: the
+dispatcher writes it on a pooled connection and the connection's parser callback hands
+the response to the `Exchange`, which answers the client. Tasks are used only off the hot
+path: the first sight of a token, a new upstream connection, local endpoints.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Mapping
+from time import perf_counter_ns
+from typing import Any, Protocol
+
+from flotilla_gateway.access_log import AccessLog
+from flotilla_gateway.authentication import Authenticator, bearer_token
+from flotilla_gateway.balancer import Instance, Service
+from flotilla_gateway.endpoints import LocalHandler
+from flotilla_gateway.errors import (
+    UpstreamConnectError,
+    UpstreamError,
+    UpstreamReset,
+    UpstreamTimeout,
+)
+from flotilla_gateway.health import HealthChecker
+from flotilla_gateway.metrics import GatewayMetrics, RouteMetrics
+from flotilla_gateway.problems import ProblemCatalog
+from flotilla_gateway.reply import Reply
+from flotilla_gateway.request import Request
+from flotilla_gateway.routes import Route, RouteTable
+from flotilla_gateway.upstream import UpstreamResponse
+from flotilla_kit.context import (
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    valid_request_id,
+)
+from flotilla_kit.logs import get_logger
+
+__all__ = ["Dispatcher", "Exchange", "Responder", "RouteTarget"]
+
+_log = get_logger("flotilla.gateway.dispatcher")
+
+# Safe to send twice (RFC 9110 9.2.2 minus PUT/DELETE, whose handlers we do not control).
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# Methods whose requests carry a body even when it is empty.
+_BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
+_LOCAL_METHODS = frozenset({b"GET", b"HEAD"})
+# Probes and scrapes come every second; only their failures are worth a log line.
+_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+_UNMATCHED = "<unmatched>"
+
+
+class Responder(Protocol):
+    """Where the reply to a request goes (its client connection)."""
+
+    def respond(self, request: Request, reply: Reply) -> None: ...
+
+
+class RouteTarget:
+    """A route with everything the dispatcher needs to act on it, resolved at start."""
+
+    __slots__ = ("metrics", "public", "route", "service", "timeout_s")
+
+    def __init__(self, route: Route, service: Service, metrics: RouteMetrics, timeout_s: float):
+        self.route = route
+        self.service = service
+        self.metrics = metrics
+        self.public = route.public
+        self.timeout_s = route.timeout_s if route.timeout_s is not None else timeout_s
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        routes: RouteTable[RouteTarget],
+        local: Mapping[str, LocalHandler],
+        authenticator: Authenticator,
+        health: HealthChecker,
+        problems: ProblemCatalog,
+        metrics: GatewayMetrics,
+        access_log: AccessLog,
+        forwarded_proto: bytes,
+    ) -> None:
+        self.routes = routes
+        self.local = dict(local)
+        self.authenticator = authenticator
+        self.health = health
+        self.problems = problems
+        self.access_log = access_log
+        self.forwarded_proto = forwarded_proto
+        self.unmatched = metrics.route(_UNMATCHED)
+        self.local_metrics = {path: metrics.route(path) for path in self.local}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def dispatch(self, request: Request, responder: Responder) -> None:
+        """Answer `request` through `responder`, now or later; never raises."""
+        exchange = Exchange(self, request, responder)
+        try:
+            exchange.start()
+        except Exception:
+            exchange.crashed()
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def close(self) -> None:
+        """Cancel slow-path work still running (after the shutdown grace period)."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Exchange:
+    """One request from arrival to reply: routing, authentication, forwarding, retries."""
+
+    __slots__ = (
+        "_body",
+        "_dispatcher",
+        "_fields",
+        "_head",
+        "_idempotent",
+        "_instance",
+        "_request_line",
+        "_rerouted",
+        "_resent",
+        "_responder",
+        "_started",
+        "_target",
+        "_trace_id",
+        "_user_id",
+        "metrics",
+        "request",
+        "request_id",
+    )
+
+    def __init__(self, dispatcher: Dispatcher, request: Request, responder: Responder) -> None:
+        self._started = perf_counter_ns()
+        self._dispatcher = dispatcher
+        self._responder = responder
+        self.request = request
+        raw_id = request.request_id
+        self.request_id = (
+            valid_request_id(raw_id.decode("latin-1")) if raw_id is not None else None
+        ) or new_request_id()
+        self._trace_id = ""
+        self._user_id: str | None = None
+        self._instance: Instance | None = None
+        self._target: RouteTarget | None = None
+        # At most one resend on a new connection and one move to another instance.
+        self._resent = False
+        self._rerouted = False
+        self.metrics = dispatcher.unmatched
+
+    def start(self) -> None:
+        dispatcher = self._dispatcher
+        request = self.request
+        if request.error is not None:
+            self.finish(request.error.reply(self.request_id))
+            return
+        local = dispatcher.local.get(request.path)
+        if local is not None:
+            self.metrics = dispatcher.local_metrics[request.path]
+            if request.method in _LOCAL_METHODS:
+                dispatcher.spawn(self._answer_locally(local))
+            else:
+                self.finish(dispatcher.problems.method_not_allowed.reply(self.request_id))
+            return
+        target = dispatcher.routes.match(request.path)
+        if target is None:
+            self.finish(dispatcher.problems.not_found.reply(self.request_id))
+            return
+        self.metrics = target.metrics
+        self._target = target
+        if target.public:
+            self._forward()
+            return
+        token = bearer_token(request.authorization)
+        if token is None:
+            self.finish(dispatcher.problems.token_missing.reply(self.request_id))
+            return
+        principal = dispatcher.authenticator.cached(token)
+        if principal is None:
+            dispatcher.spawn(self._authenticate_and_forward(token))
+            return
+        self._user_id = principal.subject
+        self._forward()
+
+    def finish(self, reply: Reply) -> None:
+        """Count, hand the reply to the client connection, then log."""
+        elapsed = perf_counter_ns() - self._started
+        status = reply.status
+        self.metrics.observe(status, elapsed / 1e9)
+        request = self.request
+        # The reply leaves before the access line is rendered: the client does not wait
+        # for the log.
+        self._responder.respond(request, reply)
+        if status >= 400 or request.path not in _QUIET_PATHS:
+            instance = self._instance
+            self._dispatcher.access_log.record(
+                method=request.method,
+                path=request.path,
+                status=status,
+                duration_ns=elapsed,
+                request_id=self.request_id,
+                trace_id=self._trace_id or _client_trace_id(request),
+                instance=instance.name if instance is not None else None,
+                user_id=self._user_id,
+                client_ip=request.client_ip,
+            )
+
+    def crashed(self) -> None:
+        # The traceback goes to the log with the request id, never to the client.
+        _log.exception("request failed", **{"http.request.id": self.request_id})
+        self.finish(self._dispatcher.problems.internal_error.reply(self.request_id))
+
+    # slow paths (tasks)
+
+    async def _answer_locally(self, handler: LocalHandler) -> None:
+        try:
+            reply = await handler(self.request, self.request_id)
+        except Exception:
+            self.crashed()
+            return
+        self.finish(reply)
+
+    async def _authenticate_and_forward(self, token: str) -> None:
+        try:
+            principal = await self._dispatcher.authenticator.verify(token)
+            if principal is None:
+                self.finish(self._dispatcher.problems.token_invalid.reply(self.request_id))
+                return
+            self._user_id = principal.subject
+            self._forward()
+        except Exception:
+            self.crashed()
+
+    # forwarding (callbacks)
+
+    def _forward(self) -> None:
+        target = self._target
+        assert target is not None
+        request = self.request
+        raw_parent = request.traceparent
+        parent = parse_traceparent(raw_parent.decode("latin-1")) if raw_parent else None
+        trace_id, sampled = parent if parent is not None else (new_trace_id(), True)
+        self._trace_id = trace_id
+        instance = target.service.choose()
+        if instance is None:
+            self.finish(
+                self._dispatcher.problems.unavailable(target.service.name).reply(self.request_id)
+            )
+            return
+        method = request.method
+        body = request.body
+        lines = request.lines
+        lines.append(
+            b"x-request-id: %b\r\ntraceparent: 00-%b-%b-%b\r\n"
+            b"x-forwarded-for: %b\r\nx-forwarded-proto: %b\r\n"
+            % (
+                self.request_id.encode("ascii"),
+                trace_id.encode("ascii"),
+                new_span_id().encode("ascii"),
+                b"01" if sampled else b"00",
+                request.client_ip.encode("ascii"),
+                self._dispatcher.forwarded_proto,
+            )
+        )
+        if parent is not None and request.tracestate is not None:
+            lines.append(request.tracestate)
+        if request.host is not None:
+            lines.append(b"x-forwarded-host: " + request.host + b"\r\n")
+        if body or method in _BODY_METHODS:
+            lines.append(b"content-length: %d\r\n" % len(body))
+        lines.append(b"\r\n")
+        self._fields = b"".join(lines)
+        self._request_line = method + b" " + request.target + b" HTTP/1.1\r\n"
+        self._body = body
+        self._head = method == b"HEAD"
+        self._idempotent = method in _IDEMPOTENT
+        self._send(instance, fresh=False)
+
+    def _send(self, instance: Instance, *, fresh: bool) -> None:
+        target = self._target
+        assert target is not None
+        self._instance = instance
+        # Counted from here until the listener hears the outcome, exactly once.
+        instance.in_flight += 1
+        instance.pool.send(
+            self._request_line,
+            self._fields,
+            self._body,
+            head=self._head,
+            timeout_s=target.timeout_s,
+            listener=self,
+            fresh=fresh,
+        )
+
+    def upstream_response(self, response: UpstreamResponse) -> None:
+        instance = self._instance
+        assert instance is not None
+        instance.in_flight -= 1
+        try:
+            reply = _relay(response, self.request_id.encode("ascii"), self._head)
+        except Exception:
+            self.crashed()
+            return
+        self.finish(reply)
+
+    def upstream_failed(self, error: UpstreamError) -> None:
+        instance = self._instance
+        assert instance is not None
+        instance.in_flight -= 1
+        try:
+            self._recover(instance, error)
+        except Exception:
+            self.crashed()
+
+    def _recover(self, instance: Instance, error: UpstreamError) -> None:
+        problems = self._dispatcher.problems
+        if isinstance(error, UpstreamTimeout):
+            self.finish(problems.gateway_timeout.reply(self.request_id))
+            return
+        stale = isinstance(error, UpstreamReset) and error.stale
+        if stale and self._idempotent and not self._resent:
+            # The upstream closed the idle connection as we reused it: it never saw the
+            # request. Once more on a new connection to the same instance.
+            self._resent = True
+            self._send(instance, fresh=True)
+            return
+        if isinstance(error, (UpstreamConnectError, UpstreamReset)):
+            self._dispatcher.health.suspect(instance)
+            _log.warning(
+                "upstream failed",
+                **{"upstream.instance": instance.name, "http.request.id": self.request_id},
+                error=str(error),
+            )
+            target = self._target
+            if self._idempotent and not self._rerouted and target is not None:
+                other = target.service.choose(exclude=instance)
+                if other is not None:
+                    self._rerouted = True
+                    self._send(other, fresh=False)
+                    return
+        else:
+            _log.warning(
+                "bad upstream response",
+                **{"upstream.instance": instance.name, "http.request.id": self.request_id},
+                error=str(error),
+            )
+        self.finish(problems.bad_gateway.reply(self.request_id))
+
+
+def _client_trace_id(request: Request) -> str | None:
+    """For requests answered without forwarding: the client's trace, if it sent one."""
+    raw = request.traceparent
+    parent = parse_traceparent(raw.decode("latin-1")) if raw else None
+    return parent[0] if parent is not None else None
+
+
+def _relay(response: UpstreamResponse, rid: bytes, head: bool) -> Reply:
+    status = response.status
+    lines = response.lines
+    lines.append(b"x-request-id: " + rid + b"\r\n")
+    if status == 204:
+        pass
+    elif head or status == 304:
+        # No body follows; its would-be length is the upstream's to state.
+        if response.content_length is not None:
+            lines.append(b"content-length: " + response.content_length + b"\r\n")
+    else:
+        lines.append(b"content-length: %d\r\n" % len(response.body))
+    return Reply(status, b"".join(lines), response.body)

@@ -1,0 +1,97 @@
+"""The endpoints the gateway answers itself: probes, metrics, the merged API description."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from flotilla_gateway.balancer import Registry
+from flotilla_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from flotilla_gateway.metrics import GatewayMetrics
+from flotilla_gateway.openapi import OpenApiAggregator
+from flotilla_gateway.problems import problem_reply
+from flotilla_gateway.reply import Reply, bytes_reply, json_reply
+from flotilla_gateway.request import Request
+
+__all__ = ["LocalEndpoints", "LocalHandler"]
+
+LocalHandler = Callable[[Request, str], Awaitable[Reply]]
+
+_JSON = b"application/json"
+_ALIVE = b'{"status":"alive"}'
+_NO_STORE = b"cache-control: no-store\r\n"
+_SWAGGER_UI = b"""<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Flotilla API</title>
+  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
+  </script>
+</body>
+</html>
+"""
+
+
+class LocalEndpoints:
+    def __init__(
+        self,
+        *,
+        registry: Registry,
+        routed_services: tuple[str, ...],
+        metrics: GatewayMetrics,
+        openapi: OpenApiAggregator,
+    ) -> None:
+        self._registry = registry
+        self._routed_services = routed_services
+        self._metrics = metrics
+        self._openapi = openapi
+
+    def handlers(self) -> dict[str, LocalHandler]:
+        return {
+            "/livez": self.livez,
+            "/readyz": self.readyz,
+            "/metrics": self.metrics,
+            "/openapi.json": self.openapi,
+            "/docs": self.docs,
+        }
+
+    async def livez(self, request: Request, request_id: str) -> Reply:
+        return bytes_reply(200, _ALIVE, request_id, content_type=_JSON, extra_head=_NO_STORE)
+
+    async def readyz(self, request: Request, request_id: str) -> Reply:
+        """Ready when every routed service has at least one healthy instance."""
+        services = {name: self._registry.service(name) for name in self._routed_services}
+        missing = [name for name, service in services.items() if not service.healthy]
+        if missing:
+            return problem_reply(
+                503,
+                "not-ready",
+                "Not ready",
+                "No healthy instance of: " + ", ".join(missing) + ".",
+                request_id,
+                headers={"Retry-After": "1"},
+                services=missing,
+            )
+        report = {
+            name: {"healthy": len(service.healthy), "instances": len(service.instances)}
+            for name, service in services.items()
+        }
+        return json_reply(
+            200, {"status": "ready", "services": report}, request_id, extra_head=_NO_STORE
+        )
+
+    async def metrics(self, request: Request, request_id: str) -> Reply:
+        return bytes_reply(
+            200, self._metrics.render(), request_id, content_type=METRICS_CONTENT_TYPE
+        )
+
+    async def openapi(self, request: Request, request_id: str) -> Reply:
+        return bytes_reply(200, await self._openapi.document(), request_id, content_type=_JSON)
+
+    async def docs(self, request: Request, request_id: str) -> Reply:
+        return bytes_reply(200, _SWAGGER_UI, request_id, content_type=b"text/html; charset=utf-8")

@@ -1,0 +1,131 @@
+"""The running gateway: listener, topology watch, health checks, housekeeping, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections.abc import Callable
+
+from flotilla_gateway.balancer import Instance, Registry
+from flotilla_gateway.health import HealthChecker
+from flotilla_gateway.server import Connections
+from flotilla_gateway.topology import TopologyChange, TopologyWatcher
+from flotilla_kit.logs import get_logger
+
+__all__ = ["Gateway"]
+
+_log = get_logger("flotilla.gateway")
+
+
+class Gateway:
+    """Owns every long-lived part; `start()` binds and begins, `stop()` drains and closes."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        ssl_context: ssl.SSLContext | None,
+        registry: Registry,
+        health: HealthChecker,
+        topology: TopologyWatcher,
+        connections: Connections,
+        topology_poll_s: float,
+        shutdown_grace_s: float,
+        on_topology_change: Callable[[Registry], None] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.connections = connections
+        self._host = host
+        self._port = port
+        self._ssl = ssl_context
+        self._health = health
+        self._topology = topology
+        self._topology_poll_s = topology_poll_s
+        self._shutdown_grace_s = shutdown_grace_s
+        self._on_topology_change = on_topology_change
+        self._server: asyncio.Server | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
+        # Set once `stop()` has closed the listener; requests in flight are still running.
+        self.stopping = asyncio.Event()
+
+    @property
+    def port(self) -> int:
+        """The port actually bound (settings may ask for 0: any free port)."""
+        if self._server is None or not self._server.sockets:
+            raise RuntimeError("the gateway is not listening")
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self._ssl is not None else "http"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        # Bind first: a taken port fails the start before any probe is running.
+        self._server = await loop.create_server(
+            self.connections.protocol_factory,
+            self._host,
+            self._port,
+            ssl=self._ssl,
+            backlog=2048,
+            reuse_address=True,
+            ssl_handshake_timeout=10.0 if self._ssl is not None else None,
+        )
+        self.poll_topology()
+        self._housekeeping = loop.create_task(self._housekeep(), name="gateway housekeeping")
+        _log.info("gateway listening", url=f"{self.scheme}://{self._host}:{self.port}")
+
+    def poll_topology(self) -> TopologyChange | None:
+        """Apply the topology file if it changed since the last look."""
+        change = self._topology.poll()
+        if change is None:
+            return None
+        for ref in change.removed:
+            removed = self.registry.remove(ref.service, ref.name)
+            if removed is not None:
+                self._health.unwatch(removed)
+                _log.info("instance removed", **{"upstream.instance": ref.name}, url=ref.url)
+        for ref in change.added:
+            try:
+                added: Instance = self.registry.add(ref.service, ref.name, ref.url)
+            except ValueError as error:
+                _log.warning(
+                    "ignoring instance", **{"upstream.instance": ref.name}, error=str(error)
+                )
+                continue
+            self._health.watch(added)
+            _log.info("instance added", **{"upstream.instance": ref.name}, url=ref.url)
+        if self._on_topology_change is not None:
+            self._on_topology_change(self.registry)
+        return change
+
+    async def stop(self) -> None:
+        """Stop accepting, let requests in flight finish (bounded), close every pool."""
+        if self._server is not None:
+            self._server.close()
+        self.stopping.set()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        await self.connections.shutdown(self._shutdown_grace_s)
+        await self.connections.dispatcher.close()
+        await self._health.close()
+        self.registry.close(abort=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
+        _log.info("gateway stopped")
+
+    async def _housekeep(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self._topology_poll_s)
+            try:
+                self.poll_topology()
+                self.connections.sweep(loop.time())
+            except Exception:  # housekeeping must outlive one bad round
+                _log.exception("housekeeping failed")

@@ -1,0 +1,92 @@
+"""Active health checks: `GET /readyz` on every instance, every `interval_s`.
+
+Each instance gets its own probe loop and its own one-connection pool, so a slow or dead
+instance delays nobody else's checks, and checks do not take connections from the
+request pools. A probe loop starts with an immediate check (new instances get traffic as
+soon as they are ready) and can be woken early when a request saw the instance fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+
+from flotilla_gateway.balancer import Instance, Registry
+from flotilla_gateway.errors import UpstreamError
+from flotilla_gateway.upstream import ConnectionPool, Endpoint
+from flotilla_kit.logs import get_logger
+
+__all__ = ["HealthChecker"]
+
+_log = get_logger("flotilla.gateway.health")
+_PROBE_LINE = b"GET /readyz HTTP/1.1\r\n"
+_PROBE_FIELDS = b"user-agent: flotilla-gateway\r\naccept: application/json\r\n\r\n"
+
+
+class HealthChecker:
+    def __init__(
+        self,
+        registry: Registry,
+        pool_factory: Callable[[Endpoint], ConnectionPool],
+        *,
+        interval_s: float,
+        timeout_s: float,
+    ) -> None:
+        self._registry = registry
+        self._pool_factory = pool_factory
+        self._interval_s = interval_s
+        # After a failure of a still-healthy instance, confirm or clear it quickly.
+        self._suspect_interval_s = min(interval_s, 0.25)
+        self._timeout_s = timeout_s
+        self._probes: dict[Instance, tuple[asyncio.Task[None], asyncio.Event]] = {}
+
+    def watch(self, instance: Instance) -> None:
+        wake = asyncio.Event()
+        task = asyncio.get_running_loop().create_task(
+            self._probe_loop(instance, wake), name=f"health {instance.name}"
+        )
+        self._probes[instance] = (task, wake)
+
+    def unwatch(self, instance: Instance) -> None:
+        probe = self._probes.pop(instance, None)
+        if probe is not None:
+            probe[0].cancel()
+
+    def suspect(self, instance: Instance) -> None:
+        """A request could not reach the instance: check it now rather than at the next tick."""
+        probe = self._probes.get(instance)
+        if probe is not None:
+            probe[1].set()
+
+    async def close(self) -> None:
+        tasks = [task for task, _ in self._probes.values()]
+        self._probes.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _probe_loop(self, instance: Instance, wake: asyncio.Event) -> None:
+        pool = self._pool_factory(instance.endpoint)
+        try:
+            while True:
+                wake.clear()
+                ok = await self._probe(pool, instance)
+                self._registry.record_check(instance, ok)
+                suspect = not ok and instance.healthy
+                delay = self._suspect_interval_s if suspect else self._interval_s
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await wake.wait()
+        finally:
+            pool.abort()
+
+    async def _probe(self, pool: ConnectionPool, instance: Instance) -> bool:
+        try:
+            response = await pool.request(_PROBE_LINE, _PROBE_FIELDS, timeout_s=self._timeout_s)
+        except UpstreamError as error:
+            _log.debug(
+                "health check failed", **{"upstream.instance": instance.name}, error=str(error)
+            )
+            return False
+        return response.status == 200

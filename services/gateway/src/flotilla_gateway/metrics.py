@@ -1,0 +1,129 @@
+"""The gateway's Prometheus metrics, in a registry of its own.
+
+The gateway runs on one event-loop thread, so its request counters are plain integers
+kept per route (resolved at start) and read by a collector at scrape time: counting a
+request costs a dict update and a bisect, not the locks prometheus-client's own
+children take on every `inc()` and `observe()`. Upstream gauges (in flight, healthy) are
+not updated per request at all: they are read from the balancer when Prometheus scrapes,
+so they are exact and free on the hot path.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Iterable
+from itertools import accumulate
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from flotilla_gateway.balancer import Registry
+
+__all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "GatewayMetrics", "RouteMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")
+
+# A proxy hop on loopback takes well under a millisecond; upstream work adds the rest.
+LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+
+class RouteMetrics:
+    """Requests by status and a latency histogram for one route label."""
+
+    __slots__ = ("_buckets", "_by_status", "_sum", "label")
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self._by_status: dict[int, int] = {}
+        # One slot per bucket bound, plus +Inf; cumulated when scraped.
+        self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self._sum = 0.0
+
+    def observe(self, status: int, seconds: float) -> None:
+        by_status = self._by_status
+        by_status[status] = by_status.get(status, 0) + 1
+        # `le` buckets: a value equal to a bound belongs to that bound's bucket.
+        self._buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self._sum += seconds
+
+    def add_to(self, requests: CounterMetricFamily, duration: HistogramMetricFamily) -> None:
+        for status, count in sorted(self._by_status.items()):
+            requests.add_metric([self.label, str(status)], count)
+        cumulative = list(accumulate(self._buckets))
+        bounds = [repr(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
+        duration.add_metric(
+            [self.label], buckets=list(zip(bounds, cumulative, strict=True)), sum_value=self._sum
+        )
+
+
+class _Collector:
+    def __init__(self, routes: dict[str, RouteMetrics], registry: Registry) -> None:
+        self._routes = routes
+        self._registry = registry
+
+    def collect(self) -> Iterable[Metric]:
+        requests = CounterMetricFamily(
+            "flotilla_gateway_requests",
+            "Requests answered by the gateway, by route and status code.",
+            labels=["route", "status"],
+        )
+        duration = HistogramMetricFamily(
+            "flotilla_gateway_request_duration_seconds",
+            "Time from a complete request to its reply being ready, by route.",
+            labels=["route"],
+        )
+        for route in list(self._routes.values()):
+            route.add_to(requests, duration)
+        in_flight = GaugeMetricFamily(
+            "flotilla_gateway_upstream_in_flight",
+            "Requests sent to an upstream instance and not yet answered.",
+            labels=["service", "instance"],
+        )
+        healthy = GaugeMetricFamily(
+            "flotilla_gateway_upstream_healthy",
+            "1 when the instance passes its health checks and gets traffic, else 0.",
+            labels=["service", "instance"],
+        )
+        for instance in self._registry.instances():
+            labels = [instance.service, instance.name]
+            in_flight.add_metric(labels, instance.in_flight)
+            healthy.add_metric(labels, 1.0 if instance.healthy else 0.0)
+        return [requests, duration, in_flight, healthy]
+
+
+class GatewayMetrics:
+    def __init__(self, registry: Registry) -> None:
+        self.registry = CollectorRegistry()
+        self._routes: dict[str, RouteMetrics] = {}
+        self.registry.register(_Collector(self._routes, registry))
+
+    def route(self, label: str) -> RouteMetrics:
+        """The metrics of one route label, created once and kept by the caller."""
+        found = self._routes.get(label)
+        if found is None:
+            found = self._routes[label] = RouteMetrics(label)
+        return found
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

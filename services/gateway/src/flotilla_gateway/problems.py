@@ -1,0 +1,178 @@
+"""RFC 9457 problem responses, prebuilt: only the request id is filled in per request.
+
+A request id is either one the client sent that passed `valid_request_id` (letters, digits
+and `._:-`) or one we generated (hex), so it can be placed in the JSON text unescaped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from flotilla_gateway.reply import Reply, bytes_reply, http_date_line
+from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, problem_type
+
+__all__ = ["ProblemCatalog", "ProblemTemplate", "problem_reply"]
+
+_CONTENT_TYPE = b"content-type: " + PROBLEM_CONTENT_TYPE.encode("ascii") + b"\r\n"
+_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flotilla"'}
+
+
+def _header_block(headers: Mapping[str, str]) -> bytes:
+    return b"".join(f"{name}: {value}\r\n".encode("latin-1") for name, value in headers.items())
+
+
+class ProblemTemplate:
+    """One kind of problem with a fixed title and detail; `reply()` adds the request id."""
+
+    __slots__ = ("_head", "_prefix", "_suffix", "close", "slug", "status")
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        close: bool = False,
+    ) -> None:
+        self.status = status
+        self.slug = slug
+        self.close = close
+        fixed = json.dumps(
+            {"type": problem_type(slug), "title": title, "status": status, "detail": detail},
+            separators=(",", ":"),
+        )
+        self._prefix = fixed[:-1].encode() + b',"request_id":"'
+        self._suffix = b'"}'
+        self._head = _CONTENT_TYPE + _header_block(headers or {})
+
+    def reply(self, request_id: str) -> Reply:
+        rid = request_id.encode("ascii")
+        body = self._prefix + rid + self._suffix
+        head = b"".join(
+            (
+                self._head,
+                http_date_line(),
+                b"x-request-id: ",
+                rid,
+                b"\r\ncontent-length: %d\r\n" % len(body),
+            )
+        )
+        return Reply(self.status, head, body, self.close)
+
+
+def problem_reply(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    request_id: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extensions: Any,
+) -> Reply:
+    """A problem whose content varies (e.g. which services are not ready); not for hot paths."""
+    body = {
+        "type": problem_type(slug),
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "request_id": request_id,
+        **extensions,
+    }
+    return bytes_reply(
+        status,
+        json.dumps(body, separators=(",", ":")).encode(),
+        request_id,
+        content_type=PROBLEM_CONTENT_TYPE.encode("ascii"),
+        extra_head=_header_block(headers or {}),
+    )
+
+
+class ProblemCatalog:
+    """Every problem the gateway itself answers with, built once at start."""
+
+    def __init__(self, *, max_body_bytes: int, max_header_bytes: int) -> None:
+        self.bad_request = ProblemTemplate(
+            400, "bad-request", "Bad request", "The request is not valid HTTP/1.1.", close=True
+        )
+        self.bad_path = ProblemTemplate(
+            400,
+            "bad-request",
+            "Bad request",
+            "The request target must be an absolute path without dot segments.",
+        )
+        self.missing_host = ProblemTemplate(
+            400, "bad-request", "Bad request", "HTTP/1.1 requests need a Host header.", close=True
+        )
+        self.not_found = ProblemTemplate(404, "not-found", "Not found", "No route for this path.")
+        self.method_not_allowed = ProblemTemplate(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            "This endpoint answers GET and HEAD only.",
+            headers={"Allow": "GET, HEAD"},
+        )
+        self.connect_not_allowed = ProblemTemplate(
+            405,
+            "method-not-allowed",
+            "Method not allowed",
+            "The gateway is not a forward proxy.",
+            close=True,
+        )
+        self.token_missing = ProblemTemplate(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "A bearer access token is required.",
+            headers=_CHALLENGE,
+        )
+        self.token_invalid = ProblemTemplate(
+            401,
+            "unauthenticated",
+            "Authentication required",
+            "The access token is invalid or expired.",
+            headers=_CHALLENGE,
+        )
+        self.payload_too_large = ProblemTemplate(
+            413,
+            "payload-too-large",
+            "Request body too large",
+            f"The body must not exceed {max_body_bytes} bytes.",
+            close=True,
+        )
+        self.header_too_large = ProblemTemplate(
+            431,
+            "header-too-large",
+            "Request header fields too large",
+            f"The request line and header fields must not exceed {max_header_bytes} bytes.",
+            close=True,
+        )
+        self.bad_gateway = ProblemTemplate(
+            502, "bad-gateway", "Bad gateway", "The upstream service did not answer properly."
+        )
+        self.gateway_timeout = ProblemTemplate(
+            504,
+            "gateway-timeout",
+            "Gateway timeout",
+            "The upstream service did not answer in time.",
+        )
+        self.internal_error = ProblemTemplate(
+            500, "internal-error", "Internal server error", "The error was logged.", close=True
+        )
+        self._unavailable: dict[str, ProblemTemplate] = {}
+
+    def unavailable(self, service: str) -> ProblemTemplate:
+        template = self._unavailable.get(service)
+        if template is None:
+            template = self._unavailable[service] = ProblemTemplate(
+                503,
+                "unavailable",
+                "Service unavailable",
+                f"No healthy instance of {service!r} is available.",
+                headers={"Retry-After": "1"},
+            )
+        return template

@@ -1,0 +1,104 @@
+"""The gateway's settings: the kit's service fields plus traffic, pool and health knobs.
+
+Every field works on a laptop as is; `flotilla up` only sets the topology file, ports and
+certificates. Environment variables are `FLOTILLA_<FIELD>` (`FLOTILLA_TLS_*` for TLS).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from flotilla_kit.settings import ServiceSettings, TlsSettings
+
+__all__ = ["GatewaySettings"]
+
+
+class GatewaySettings(ServiceSettings):
+    """Settings of one gateway process.
+
+    TLS: HTTPS is served when `tls.cert_file` and `tls.key_file` are set; clients are never
+    asked for a certificate (`tls.require_client_cert` does not apply to the gateway's own
+    listener). The same certificate authenticates the gateway to https upstreams (mTLS),
+    verified against `tls.ca_file`.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FLOTILLA_", extra="ignore")
+
+    service_name: str = Field(default="gateway", description="Name in logs and metrics.")
+    port: int = Field(default=8443, ge=0, le=65535, description="TCP port to listen on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Lowest level logged; `info` includes the access log."
+    )
+    tls: TlsSettings = Field(
+        default_factory=TlsSettings,
+        description="Certificate and key (HTTPS, and the client side of mTLS) and the CA.",
+    )
+    jwks_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "JWKS endpoints of the auth service, tried in order; empty means "
+            "`/.well-known/jwks.json` of each `auth` instance in the topology."
+        ),
+    )
+    topology_file: Path = Field(
+        default=Path("var/run/topology.json"),
+        description="The launcher's topology file: which instances of each service listen where.",
+    )
+    topology_poll_s: float = Field(
+        default=1.0, gt=0, description="How often the topology file's mtime is checked."
+    )
+    upstream_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="Longest wait for an upstream response, for routes without their own.",
+    )
+    connect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Longest wait for a new upstream connection (TCP + TLS)."
+    )
+    health_interval_s: float = Field(
+        default=1.0, gt=0, description="Time between two active health checks of an instance."
+    )
+    health_timeout_s: float = Field(
+        default=1.0, gt=0, description="Longest wait for an instance to answer GET /readyz."
+    )
+    unhealthy_after: int = Field(
+        default=2,
+        ge=1,
+        description="Consecutive failed health checks after which an instance gets no traffic.",
+    )
+    pool_max_idle_per_instance: int = Field(
+        default=64, ge=0, description="Idle keep-alive connections kept open per instance."
+    )
+    pool_idle_timeout_s: float = Field(
+        default=4.0,
+        gt=0,
+        description=(
+            "Idle upstream connections older than this are not reused; keep it below the "
+            "upstreams' own keep-alive timeout (uvicorn: 5 s) so they are not closed under us."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=16_384, gt=0, description="Largest request line plus header fields (431 above)."
+    )
+    max_response_bytes: int = Field(
+        default=16_777_216,
+        gt=0,
+        description="Largest upstream response body the gateway buffers (502 above).",
+    )
+    keepalive_timeout_s: float = Field(
+        default=5.0, gt=0, description="Idle client connections are closed after this long."
+    )
+    request_read_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A client must send a whole request within this long, or is disconnected.",
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight requests may take before being cut off.",
+    )

@@ -1,0 +1,101 @@
+"""The launcher's topology file, watched: what changed since the last look.
+
+The launcher replaces the file atomically, so a new inode, size or mtime means a new
+version. A version that cannot be read or is inconsistent is skipped (and logged); the
+gateway keeps routing to what it knew.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from flotilla_kit.logs import get_logger
+from flotilla_kit.topology import Topology
+
+__all__ = ["InstanceRef", "TopologyChange", "TopologyWatcher", "diff"]
+
+_log = get_logger("flotilla.gateway.topology")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class InstanceRef:
+    service: str
+    name: str
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyChange:
+    """Instances to take out and to add; an instance whose URL changed is in both."""
+
+    added: tuple[InstanceRef, ...] = ()
+    removed: tuple[InstanceRef, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+def _refs(topology: Topology) -> set[InstanceRef]:
+    return {
+        InstanceRef(service, instance.name, instance.url)
+        for service, instances in topology.services.items()
+        for instance in instances
+    }
+
+
+def diff(old: Topology, new: Topology) -> TopologyChange:
+    before, after = _refs(old), _refs(new)
+    return TopologyChange(
+        added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))
+    )
+
+
+def _duplicate_names(topology: Topology) -> list[str]:
+    duplicates: list[str] = []
+    for service, instances in topology.services.items():
+        seen: set[str] = set()
+        for instance in instances:
+            if instance.name in seen:
+                duplicates.append(f"{service}/{instance.name}")
+            seen.add(instance.name)
+    return duplicates
+
+
+class TopologyWatcher:
+    """Reads the topology file again whenever it was replaced or modified."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.current = Topology()
+        self._stamp: tuple[int, int, int] | None = None
+        self._missing_logged = False
+
+    def poll(self) -> TopologyChange | None:
+        """The change since the last poll, or None when there is none."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            if not self._missing_logged:
+                _log.warning("topology file not found; no upstream yet", path=str(self.path))
+                self._missing_logged = True
+            return None
+        except OSError as error:
+            _log.warning("cannot stat topology file", path=str(self.path), error=repr(error))
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if stamp == self._stamp:
+            return None
+        self._stamp = stamp
+        try:
+            new = Topology.read(self.path)
+        except (OSError, ValueError) as error:  # pydantic's ValidationError is a ValueError
+            _log.warning("ignoring unreadable topology", path=str(self.path), error=str(error))
+            return None
+        duplicates = _duplicate_names(new)
+        if duplicates:
+            _log.warning("ignoring topology with duplicate instance names", names=duplicates)
+            return None
+        change = diff(self.current, new)
+        self.current = new
+        return change or None

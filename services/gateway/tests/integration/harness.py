@@ -1,0 +1,324 @@
+"""A real system in one process: uvicorn upstreams on real sockets, the gateway in front.
+
+Each upstream is a small FastAPI app served by uvicorn on a socket bound before it starts
+(so its port is known and connections queue until it accepts). It echoes what it received,
+can hold requests until the test releases them, can fail its readiness probe, and records
+every client connection it accepted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from starlette.types import Receive, Scope, Send
+
+from flotilla_gateway import Gateway, GatewaySettings, build_gateway
+from flotilla_gateway.balancer import Registry
+from flotilla_kit.settings import TlsSettings
+from flotilla_kit.tls import CertificatePaths
+from flotilla_kit.topology import Instance, Topology
+
+ECHO_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+class Upstream:
+    """One instance of a service: a FastAPI app under uvicorn on 127.0.0.1."""
+
+    def __init__(
+        self,
+        service: str,
+        name: str,
+        *,
+        jwks: dict[str, Any],
+        certificates: CertificatePaths | None = None,
+        router: APIRouter | None = None,
+    ) -> None:
+        self.service = service
+        self.name = name
+        self.ready = True
+        # Requests to `.../slow` wait for `release`; `entered` counts them as they arrive.
+        self.release = asyncio.Event()
+        self.entered = 0
+        self.entered_event = asyncio.Event()
+        self.clients: set[tuple[str, int]] = set()
+        self.seen: list[dict[str, Any]] = []
+        self.app = self._build_app(jwks, router)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(128)
+        self.port: int = self._sock.getsockname()[1]
+        tls: dict[str, Any] = {}
+        if certificates is not None:
+            tls = {
+                "ssl_certfile": str(certificates.cert),
+                "ssl_keyfile": str(certificates.key),
+                "ssl_ca_certs": str(certificates.ca),
+                "ssl_cert_reqs": ssl.CERT_REQUIRED,
+            }
+        self.url = f"{'https' if certificates else 'http'}://127.0.0.1:{self.port}"
+        config = uvicorn.Config(
+            self._asgi,
+            lifespan="off",
+            interface="asgi3",
+            proxy_headers=False,
+            ws="none",
+            http="httptools",
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=2,
+            **tls,
+        )
+        self._server = uvicorn.Server(config)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client"):
+            host, port = scope["client"]
+            self.clients.add((host, port))
+        await self.app(scope, receive, send)
+
+    def _build_app(self, jwks: dict[str, Any], router: APIRouter | None) -> FastAPI:
+        app = FastAPI(title=f"{self.service} test service")
+
+        @app.get("/readyz", include_in_schema=False)
+        async def readyz() -> Response:
+            return Response(status_code=200 if self.ready else 503)
+
+        @app.get("/.well-known/jwks.json", include_in_schema=False)
+        async def jwks_document() -> dict[str, Any]:
+            return jwks
+
+        @app.get("/api/v1/{rest:path}/slow", include_in_schema=False)
+        async def slow(request: Request) -> JSONResponse:
+            self.entered += 1
+            self.entered_event.set()
+            await self.release.wait()
+            return await self._echo(request)
+
+        if router is not None:
+            app.include_router(router)
+
+        @app.api_route("/api/v1/{rest:path}", methods=ECHO_METHODS, include_in_schema=False)
+        async def echo(request: Request) -> JSONResponse:
+            return await self._echo(request)
+
+        return app
+
+    async def _echo(self, request: Request) -> JSONResponse:
+        body = await request.body()
+        seen = {
+            "instance": self.name,
+            "method": request.method,
+            "path": request.url.path,
+            "query": request.url.query,
+            "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.headers.raw],
+            "body": body.decode("utf-8", "replace"),
+        }
+        self.seen.append(seen)
+        return JSONResponse(seen, headers={"x-instance": self.name})
+
+    async def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(
+            self._server.serve(sockets=[self._sock])
+        )
+
+    async def stop(self) -> None:
+        """Stop like a killed process would look from outside: port closed, connections gone."""
+        if self._task is None:
+            return
+        self.release.set()
+        self._server.should_exit = True
+        await self._task
+        self._task = None
+
+
+def header_values(seen: dict[str, Any], name: str) -> list[str]:
+    return [value for key, value in seen["headers"] if key.lower() == name.lower()]
+
+
+class Stack:
+    """Upstreams, their topology file, and a gateway in front of them, for one test."""
+
+    def __init__(
+        self,
+        tmp_path: Path,
+        dev_pki: Callable[[str], CertificatePaths],
+        jwks: dict[str, Any],
+    ) -> None:
+        self.topology_file = tmp_path / "run" / "topology.json"
+        self._dev_pki = dev_pki
+        self._jwks = jwks
+        self.upstreams: list[Upstream] = []
+        self._raw: list[FlakyKeepAliveUpstream] = []
+        self.gateway: Gateway | None = None
+        self._client_context: ssl.SSLContext | None = None
+
+    async def upstream(
+        self,
+        service: str,
+        name: str | None = None,
+        *,
+        tls: bool = False,
+        router: APIRouter | None = None,
+        in_topology: bool = True,
+    ) -> Upstream:
+        count = sum(1 for u in self.upstreams if u.service == service)
+        upstream = Upstream(
+            service,
+            name or f"{service}-{count}",
+            jwks=self._jwks,
+            certificates=self._dev_pki(service) if tls else None,
+            router=router,
+        )
+        await upstream.start()
+        self.upstreams.append(upstream)
+        if in_topology:
+            self.write_topology([*self.in_topology(), upstream])
+        return upstream
+
+    async def raw_upstream(self, upstream: FlakyKeepAliveUpstream) -> None:
+        await upstream.start()
+        self._raw.append(upstream)
+        Topology(
+            services={upstream.service: [Instance(name=upstream.name, url=upstream.url)]}
+        ).write(self.topology_file)
+
+    def in_topology(self) -> list[Upstream]:
+        if not self.topology_file.exists():
+            return []
+        topology = Topology.read(self.topology_file)
+        names = {i.name for instances in topology.services.values() for i in instances}
+        return [u for u in self.upstreams if u.name in names]
+
+    def write_topology(self, upstreams: list[Upstream]) -> None:
+        services: dict[str, list[Instance]] = {}
+        for upstream in upstreams:
+            services.setdefault(upstream.service, []).append(
+                Instance(name=upstream.name, url=upstream.url)
+            )
+        Topology(services=services).write(self.topology_file)
+
+    async def start_gateway(
+        self, *, tls: bool = False, wait_healthy: bool = True, **overrides: Any
+    ) -> Gateway:
+        tls_settings = TlsSettings(cert_file=None, key_file=None, ca_file=None)
+        if tls:
+            # The same certificate serves HTTPS and authenticates the gateway to upstreams.
+            paths = self._dev_pki("gateway")
+            tls_settings = TlsSettings(cert_file=paths.cert, key_file=paths.key, ca_file=paths.ca)
+            self._client_context = ssl.create_default_context(cafile=str(paths.ca))
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "topology_file": self.topology_file,
+            "topology_poll_s": 0.05,
+            "health_interval_s": 0.05,
+            "health_timeout_s": 1.0,
+            "tls": tls_settings,
+        }
+        values.update(overrides)
+        gateway = build_gateway(GatewaySettings(**values))
+        await gateway.start()
+        self.gateway = gateway
+        if wait_healthy:
+            await self.wait_until(
+                lambda: (
+                    all(i.healthy for i in gateway.registry.instances())
+                    and any(True for _ in gateway.registry.instances())
+                )
+            )
+        return gateway
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+        assert self.gateway is not None
+        await self.gateway.registry.wait_until(predicate, timeout_s)
+
+    @property
+    def gateway_port(self) -> int:
+        assert self.gateway is not None
+        return self.gateway.port
+
+    @property
+    def registry(self) -> Registry:
+        assert self.gateway is not None
+        return self.gateway.registry
+
+    @property
+    def base_url(self) -> str:
+        assert self.gateway is not None
+        return f"{self.gateway.scheme}://127.0.0.1:{self.gateway.port}"
+
+    def client(self, **options: Any) -> httpx.AsyncClient:
+        verify: ssl.SSLContext | bool = self._client_context or True
+        return httpx.AsyncClient(base_url=self.base_url, verify=verify, timeout=10.0, **options)
+
+    async def close(self) -> None:
+        for upstream in self.upstreams:
+            upstream.release.set()  # nothing held keeps the gateway's shutdown waiting
+        if self.gateway is not None:
+            await self.gateway.stop()
+        await asyncio.gather(*(u.stop() for u in self.upstreams))
+        for raw in self._raw:
+            await raw.stop()
+
+
+class FlakyKeepAliveUpstream:
+    """A raw HTTP/1.1 server that answers the first request on each connection and, like a
+    server whose idle timeout just fired, closes the connection when a second one arrives,
+    without a byte of response."""
+
+    def __init__(self, service: str, name: str) -> None:
+        self.service = service
+        self.name = name
+        self.connections = 0
+        self.answered: list[str] = []
+        self.dropped: list[str] = []
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for number in (1, 2):
+                head = await reader.readuntil(b"\r\n\r\n")
+                request_line = head.split(b"\r\n", 1)[0].decode()
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if number == 2:
+                    self.dropped.append(request_line)
+                    break
+                self.answered.append(request_line)
+                body = b'{"instance": "%s"}' % self.name.encode()
+                writer.write(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\n\r\n%s" % (len(body), body)
+                )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,144 @@
+"""Endpoints the gateway answers itself: readiness, metrics, the merged OpenAPI, docs."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from fastapi import APIRouter
+from pydantic import BaseModel
+
+from flotilla_kit.problems import problem_type
+
+from .harness import Stack
+
+# Two different enums that FastAPI names `Status` in each service's document.
+AuthStatus = Enum("Status", {"active": "active", "locked": "locked"}, type=str)  # type: ignore[misc]
+AccountStatus = Enum("Status", {"open": "open", "closed": "closed"}, type=str)  # type: ignore[misc]
+
+
+class Credentials(BaseModel):
+    username: str
+    password: str
+
+
+class Token(BaseModel):
+    access_token: str
+    status: AuthStatus
+
+
+class Account(BaseModel):
+    id: str
+    status: AccountStatus
+
+
+def auth_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.post("/api/v1/auth/token")
+    async def token(credentials: Credentials) -> Token:
+        return Token(access_token=credentials.username, status="active")
+
+    @router.get("/internal/stats")
+    async def stats() -> dict[str, int]:
+        return {}
+
+    return router
+
+
+def accounts_router() -> APIRouter:
+    router = APIRouter()
+
+    @router.get("/api/v1/accounts/{account_id}")
+    async def account(account_id: str) -> Account:
+        return Account(id=account_id, status="open")
+
+    return router
+
+
+async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Stack) -> None:
+    await stack.upstream("auth")
+    await stack.upstream("auth")
+    await stack.upstream("accounts")
+    await stack.start_gateway()
+    async with stack.client() as client:
+        live = await client.get("/livez")
+        ready = await client.get("/readyz")
+    assert live.status_code == 200
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "status": "ready",
+        "services": {
+            "auth": {"healthy": 2, "instances": 2},
+            "accounts": {"healthy": 1, "instances": 1},
+        },
+    }
+
+
+async def test_readyz_names_the_services_without_a_healthy_instance(stack: Stack) -> None:
+    await stack.upstream("auth")
+    await stack.start_gateway()
+    async with stack.client() as client:
+        live = await client.get("/livez")
+        ready = await client.get("/readyz")
+    assert live.status_code == 200
+    assert ready.status_code == 503
+    assert ready.headers["content-type"] == "application/problem+json"
+    problem = ready.json()
+    assert problem["type"] == problem_type("not-ready")
+    assert problem["services"] == ["accounts"]
+    assert "accounts" in problem["detail"]
+
+
+async def test_metrics_count_requests_by_route_and_status(stack: Stack) -> None:
+    await stack.upstream("auth")
+    await stack.start_gateway()
+    async with stack.client() as client:
+        for _ in range(3):
+            await client.get("/api/v1/auth/x")
+        await client.get("/api/v1/accounts/1")  # 401
+        await client.get("/nowhere")
+        metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert metrics.headers["content-type"].startswith("text/plain")
+    lines = metrics.text.splitlines()
+    assert 'flotilla_gateway_requests_total{route="/api/v1/auth/*",status="200"} 3.0' in lines
+    assert 'flotilla_gateway_requests_total{route="/api/v1/accounts*",status="401"} 1.0' in lines
+    assert 'flotilla_gateway_requests_total{route="<unmatched>",status="404"} 1.0' in lines
+    assert 'flotilla_gateway_request_duration_seconds_count{route="/api/v1/auth/*"} 3.0' in lines
+    assert 'flotilla_gateway_upstream_in_flight{instance="auth-0",service="auth"} 0.0' in lines
+    assert 'flotilla_gateway_upstream_healthy{instance="auth-0",service="auth"} 1.0' in lines
+
+
+async def test_openapi_merges_the_services_and_follows_instance_changes(stack: Stack) -> None:
+    await stack.upstream("auth", router=auth_router())
+    await stack.start_gateway()
+    async with stack.client() as client:
+        only_auth = (await client.get("/openapi.json")).json()
+        assert list(only_auth["paths"]) == ["/api/v1/auth/token"]
+
+        await stack.upstream("accounts", router=accounts_router())
+        await stack.wait_until(lambda: len(list(stack.registry.instances())) == 2)
+        await stack.wait_until(lambda: all(i.healthy for i in stack.registry.instances()))
+        response = await client.get("/openapi.json")
+        docs = await client.get("/docs")
+
+    assert response.status_code == 200
+    merged = response.json()
+    assert merged["info"]["title"] == "Flotilla API"
+    assert merged["servers"] == [{"url": "/"}]
+    assert set(merged["paths"]) == {"/api/v1/auth/token", "/api/v1/accounts/{account_id}"}
+    schemas = merged["components"]["schemas"]
+    # Different `Status` enums: one per service; FastAPI's own schemas are identical: shared.
+    assert schemas["auth_Status"]["enum"] == ["active", "locked"]
+    assert schemas["accounts_Status"]["enum"] == ["open", "closed"]
+    assert "Status" not in schemas
+    assert schemas["Token"]["properties"]["status"] == {"$ref": "#/components/schemas/auth_Status"}
+    assert schemas["Account"]["properties"]["status"] == {
+        "$ref": "#/components/schemas/accounts_Status"
+    }
+    assert {"Credentials", "HTTPValidationError", "ValidationError"} <= set(schemas)
+
+    assert docs.status_code == 200
+    assert docs.headers["content-type"] == "text/html; charset=utf-8"
+    assert "swagger-ui" in docs.text
+    assert "/openapi.json" in docs.text

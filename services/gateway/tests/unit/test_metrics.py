@@ -1,0 +1,62 @@
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from flotilla_gateway.balancer import Registry
+from flotilla_gateway.metrics import GatewayMetrics
+from flotilla_gateway.upstream import ConnectionPool, Endpoint
+
+
+def _pool(endpoint: Endpoint) -> ConnectionPool:
+    return ConnectionPool(
+        endpoint,
+        ssl_context=None,
+        connect_timeout_s=1,
+        max_idle=1,
+        idle_timeout_s=1,
+        max_response_bytes=1,
+    )
+
+
+def samples(metrics: GatewayMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    found: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(metrics.render().decode()):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found
+
+
+def test_requests_and_latency_by_route() -> None:
+    metrics = GatewayMetrics(Registry(_pool, unhealthy_after=1))
+    auth = metrics.route("/api/v1/auth/*")
+    assert metrics.route("/api/v1/auth/*") is auth
+    auth.observe(200, 0.0004)
+    auth.observe(200, 0.001)  # on a bound: counted in that bucket
+    auth.observe(503, 3.0)
+    auth.observe(200, 60.0)  # beyond the last bound: +Inf only
+    found = samples(metrics)
+    route = ("route", "/api/v1/auth/*")
+    assert found[("flotilla_gateway_requests_total", (route, ("status", "200")))] == 3
+    assert found[("flotilla_gateway_requests_total", (route, ("status", "503")))] == 1
+    bucket = "flotilla_gateway_request_duration_seconds_bucket"
+    assert found[(bucket, (("le", "0.0005"), route))] == 1
+    assert found[(bucket, (("le", "0.001"), route))] == 2
+    assert found[(bucket, (("le", "5.0"), route))] == 3
+    assert found[(bucket, (("le", "10.0"), route))] == 3
+    assert found[(bucket, (("le", "+Inf"), route))] == 4
+    assert found[("flotilla_gateway_request_duration_seconds_count", (route,))] == 4
+    total = found[("flotilla_gateway_request_duration_seconds_sum", (route,))]
+    assert abs(total - 63.0014) < 1e-9
+
+
+def test_upstream_gauges_are_read_at_scrape_time() -> None:
+    registry = Registry(_pool, unhealthy_after=1)
+    metrics = GatewayMetrics(registry)
+    instance = registry.add("accounts", "accounts-0", "http://127.0.0.1:1")
+    labels = (("instance", "accounts-0"), ("service", "accounts"))
+    assert samples(metrics)[("flotilla_gateway_upstream_healthy", labels)] == 0
+    registry.record_check(instance, ok=True)
+    instance.in_flight = 3
+    found = samples(metrics)
+    assert found[("flotilla_gateway_upstream_healthy", labels)] == 1
+    assert found[("flotilla_gateway_upstream_in_flight", labels)] == 3

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from typing import Any
+
+from flotilla_gateway.openapi import merge_documents
+
+
+def owner(path: str) -> str | None:
+    if path.startswith("/api/v1/auth/"):
+        return "auth"
+    if path == "/api/v1/accounts" or path.startswith("/api/v1/accounts/"):
+        return "accounts"
+    return None
+
+
+def ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+PROBLEM = {"type": "object", "properties": {"title": {"type": "string"}}}
+
+
+def document(paths: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "x", "version": "1"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
+
+
+def operation(schema: str) -> dict[str, Any]:
+    return {
+        "get": {"responses": {"200": {"content": {"application/json": {"schema": ref(schema)}}}}}
+    }
+
+
+AUTH = document(
+    {
+        "/api/v1/auth/token": operation("Token"),
+        "/api/v1/auth/status": operation("Status"),
+        "/internal/debug": operation("Token"),
+        "/api/v1/accounts/shadow": operation("Token"),  # routed to accounts, not auth
+    },
+    {
+        "Token": {"type": "object", "properties": {"status": ref("Status")}},
+        "Status": {"type": "string", "enum": ["active", "locked"]},
+        "Problem": PROBLEM,
+    },
+)
+ACCOUNTS = document(
+    {
+        "/api/v1/accounts": operation("Account"),
+        "/api/v1/accounts/{account_id}": operation("Status"),
+    },
+    {
+        "Account": {"type": "object", "properties": {"status": ref("Status")}},
+        "Status": {"type": "string", "enum": ["open", "closed"]},
+        "Problem": PROBLEM,
+    },
+)
+
+
+def test_paths_are_those_routed_to_the_service_documenting_them() -> None:
+    merged = merge_documents({"auth": AUTH, "accounts": ACCOUNTS}, owner)
+    assert list(merged["paths"]) == [
+        "/api/v1/accounts",
+        "/api/v1/accounts/{account_id}",
+        "/api/v1/auth/status",
+        "/api/v1/auth/token",
+    ]
+    assert merged["info"]["title"] == "Flotilla API"
+    assert merged["servers"] == [{"url": "/"}]
+
+
+def test_identical_schemas_are_shared_and_different_ones_prefixed() -> None:
+    merged = merge_documents({"auth": AUTH, "accounts": ACCOUNTS}, owner)
+    schemas = merged["components"]["schemas"]
+    assert set(schemas) == {"Problem", "Token", "Account", "auth_Status", "accounts_Status"}
+    assert schemas["Problem"] == PROBLEM
+    assert schemas["auth_Status"]["enum"] == ["active", "locked"]
+    assert schemas["accounts_Status"]["enum"] == ["open", "closed"]
+    # References follow the rename, in schemas and in paths, per service.
+    assert schemas["Token"]["properties"]["status"] == ref("auth_Status")
+    assert schemas["Account"]["properties"]["status"] == ref("accounts_Status")
+    status_op = merged["paths"]["/api/v1/auth/status"]["get"]
+    assert status_op["responses"]["200"]["content"]["application/json"]["schema"] == ref(
+        "auth_Status"
+    )
+    account_op = merged["paths"]["/api/v1/accounts/{account_id}"]["get"]
+    assert account_op["responses"]["200"]["content"]["application/json"]["schema"] == ref(
+        "accounts_Status"
+    )
+
+
+def test_a_schema_identical_in_text_but_referring_to_a_conflict_is_prefixed() -> None:
+    wrapper = {"type": "object", "properties": {"status": ref("Status")}}
+    auth = document(
+        {"/api/v1/auth/a": operation("Wrapper")},
+        {**AUTH["components"]["schemas"], "Wrapper": wrapper},
+    )
+    accounts = document(
+        {"/api/v1/accounts/b": operation("Wrapper")},
+        {**ACCOUNTS["components"]["schemas"], "Wrapper": wrapper},
+    )
+    schemas = merge_documents({"auth": auth, "accounts": accounts}, owner)["components"]["schemas"]
+    assert schemas["auth_Wrapper"]["properties"]["status"] == ref("auth_Status")
+    assert schemas["accounts_Wrapper"]["properties"]["status"] == ref("accounts_Status")
+    assert "Wrapper" not in schemas
+
+
+def test_the_inputs_are_not_modified() -> None:
+    before = repr(AUTH)
+    merge_documents({"auth": AUTH, "accounts": ACCOUNTS}, owner)
+    assert repr(AUTH) == before
+
+
+def test_no_documents_give_an_empty_but_valid_description() -> None:
+    merged = merge_documents({}, owner)
+    assert merged["paths"] == {}
+    assert merged["components"] == {"schemas": {}}
+    assert merged["openapi"] == "3.1.0"
