@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from flotilla_cli.layout import VarLayout
+from flotilla_kit.tls import client_context
 
 __all__ = ["run"]
 
@@ -82,7 +83,7 @@ def run(gateway_url: str, layout: VarLayout, console: Console) -> bool:
     credentials = json.loads(layout.credentials_file.read_text())
     users = {u["username"]: u for u in credentials["users"]}
     with httpx.Client(
-        base_url=gateway_url, verify=str(layout.tls / "ca.pem"), timeout=10
+        base_url=gateway_url, verify=client_context(layout.tls / "ca.pem"), timeout=10
     ) as client:
         tour = _Tour(client, console)
         tour.call("Without a token the gateway refuses", "GET", "/api/v1/accounts", 401)

@@ -12,13 +12,16 @@ import json
 import os
 import secrets
 import sys
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.state import Plan, write_atomically
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_USERS", "SeedError", "seed_demo_data"]
+__all__ = ["DEMO_ACCOUNTS", "DEMO_USERS", "SeedError", "demo_user_id", "seed_demo_data"]
+
+_DEMO_NAMESPACE = uuid.UUID("8b6c2f0e-1d3a-4c5b-9e7f-0a1b2c3d4e5f")
 
 DEMO_USERS: dict[str, list[str]] = {
     "alice": ["customer"],
@@ -62,7 +65,11 @@ class _Seeder:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
-            out, err = await process.communicate()
+            try:
+                out, err = await process.communicate()
+            except asyncio.CancelledError:
+                process.kill()  # the system is stopping before the seed finished
+                raise
         finally:
             seed_file.unlink(missing_ok=True)  # it holds passwords
         if process.returncode != 0:
@@ -80,20 +87,37 @@ def _passwords(layout: VarLayout) -> dict[str, str]:
     return {name: known.get(name) or secrets.token_urlsafe(12) for name in DEMO_USERS}
 
 
+def demo_user_id(username: str) -> str:
+    """Fixed ids, so the accounts of a demo user can be seeded while the user is."""
+    return str(uuid.uuid5(_DEMO_NAMESPACE, username))
+
+
 async def seed_demo_data(plan: Plan, layout: VarLayout) -> None:
     seeder = _Seeder(plan, layout)
     passwords = _passwords(layout)
     users = [
-        {"username": name, "password": passwords[name], "roles": roles}
+        {"username": name, "password": passwords[name], "roles": roles, "id": demo_user_id(name)}
         for name, roles in DEMO_USERS.items()
     ]
-    created = await seeder.run("auth", {"users": users})
-    ids = {user["username"]: user["id"] for user in created["users"]}
     accounts = [
-        {"owner_id": ids[owner], "name": name, "currency": currency, "balance_minor": balance}
+        {
+            "owner_id": demo_user_id(owner),
+            "name": name,
+            "currency": currency,
+            "balance_minor": balance,
+        }
         for owner, name, currency, balance in DEMO_ACCOUNTS
     ]
-    await seeder.run("accounts", {"accounts": accounts})
+    created: dict[str, Any]
+    created, _ = await asyncio.gather(
+        seeder.run("auth", {"users": users}), seeder.run("accounts", {"accounts": accounts})
+    )
+    strangers = [u["username"] for u in created["users"] if u["id"] != demo_user_id(u["username"])]
+    if strangers:
+        raise SeedError(
+            f"users {strangers} exist with other ids than the demo data expects; "
+            "start from a clean var/ (make clean)"
+        )
     if plan.profile == "dev":
         write_atomically(layout.credentials_file, json.dumps({"users": users}, indent=2) + "\n")
         layout.credentials_file.chmod(0o600)

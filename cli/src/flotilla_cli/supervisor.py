@@ -114,9 +114,6 @@ class Supervisor:
         self._phase("preparing", "certificates and databases")
         await asyncio.to_thread(self._prepare_files)
         await asyncio.to_thread(self._start_postgres)
-        if self.plan.demo_data:
-            self._phase("seeding", "migrations and demo data")
-            await seed_demo_data(self.plan, self.layout)
 
     # -- instances -----------------------------------------------------------------------
     async def _spawn(self, r: _Running) -> None:
@@ -177,20 +174,35 @@ class Supervisor:
         )
 
     async def supervise(self) -> None:
-        self._phase("starting", "instances")
-        await asyncio.gather(*(self._spawn(r) for r in self.running))
-        self.publish()
+        self._phase("starting", "instances" + (" and demo data" if self.plan.demo_data else ""))
+        # Seeding and starting overlap: each takes the same locks to migrate, and nobody
+        # is told the system is ready before both are done.
+        seeding = asyncio.create_task(
+            seed_demo_data(self.plan, self.layout) if self.plan.demo_data else asyncio.sleep(0)
+        )
+        try:
+            await asyncio.gather(*(self._spawn(r) for r in self.running))
+            self.publish()
+            await self._watch(seeding)
+        finally:
+            seeding.cancel()
+
+    async def _watch(self, seeding: asyncio.Task[None]) -> None:
         async with httpx.AsyncClient(verify=self._client_tls()) as client:
             while not self._stop.is_set():
                 await self._watch_exits()
                 await asyncio.gather(*(self._probe(client, r) for r in self.running))
-                if self.state.all_ready and self.state.phase == "starting":
+                if seeding.done():
+                    seeding.result()  # a failed seed fails the start
+                if seeding.done() and self.state.all_ready and self.state.phase == "starting":
                     self.state.ready_at = time.time()
                     self.state.phase = "running"
                     self.state.detail = ""
                 self.publish()
+                # Probe often while starting (every instance counts towards "ready").
+                interval = _PROBE_INTERVAL_S if self.state.phase == "running" else 0.2
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), _PROBE_INTERVAL_S)
+                    await asyncio.wait_for(self._stop.wait(), interval)
 
     # -- stopping ------------------------------------------------------------------------
     async def _stop_instances(self) -> None:

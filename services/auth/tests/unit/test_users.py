@@ -114,3 +114,14 @@ async def test_get_user_refuses_unknown_and_disabled_subjects() -> None:
     for user_id in (disabled.id, "missing"):
         with pytest.raises(UnknownSubject):
             await get_user(uow=uow, user_id=user_id)
+
+
+async def test_a_declared_id_is_used_on_creation_and_never_changes_an_existing_user() -> None:
+    store = FakeStore()
+    fixed = "5f0c2a8e-6a53-5b8e-9d47-0d6f8a0c1b2e"
+    [created] = await ensure(store, UserSpec("alice", "password-1", ("customer",), id=fixed))
+    assert created.id == fixed
+
+    other = "0b6f4a39-2c1d-5e8f-a7b6-3c2d1e0f9a8b"
+    [again] = await ensure(store, UserSpec("alice", "password-1", ("customer",), id=other))
+    assert again.id == fixed

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+import uuid
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -39,6 +40,9 @@ class _SeedUser(BaseModel):
     password: str
     roles: list[str]
     disabled: bool = False
+    id: uuid.UUID | None = Field(
+        default=None, description="Id for a user created now (fixtures); ignored otherwise."
+    )
 
 
 class _SeedFile(BaseModel):
@@ -92,6 +96,7 @@ def read_seed_file(path: Path) -> list[UserSpec]:
                 password=user.password,
                 roles=tuple(user.roles),
                 disabled=user.disabled,
+                id=str(user.id) if user.id else None,
             )
             for user in document.users
         ]
@@ -125,7 +130,7 @@ def seed(
             exists=True,
             dir_okay=False,
             readable=True,
-            help='JSON: {"users": [{"username", "password", "roles": [...]}]}',
+            help='JSON: {"users": [{"username", "password", "roles": [...], "id"?}]}',
         ),
     ],
 ) -> None:

@@ -38,6 +38,9 @@ class UserSpec:
     password: str
     roles: tuple[str, ...]
     disabled: bool = False
+    # The id to give the user if it is created now, so fixtures in other services can
+    # refer to it before this seed runs; an existing user keeps the id it has.
+    id: str | None = None
 
 
 def _validated(spec: UserSpec) -> UserSpec:
@@ -108,7 +111,7 @@ async def _ensure_once(
             current = await writer.users.get_by_username(spec.username)
             if current is None:
                 user = User(
-                    id=str(uuid.uuid4()),
+                    id=spec.id or str(uuid.uuid4()),
                     username=spec.username,
                     password_hash=credential.password_hash,
                     roles=spec.roles,
