@@ -20,8 +20,10 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	@echo "==> creating $(VENV) and installing pinned dependencies"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
-	$(BIN)/uv pip install --python $(BIN)/python --constraint constraints.txt \
-		--requirement requirements-dev.txt $(EDITABLES)
+	@# --compile-bytecode: with PYTHONDONTWRITEBYTECODE set (as on CI machines) every process
+	@# would otherwise compile every imported module again, doubling start-up time.
+	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode \
+		--constraint constraints.txt --requirement requirements-dev.txt $(EDITABLES)
 	@touch $@
 
 up: install ## run the whole system (Ctrl-C stops it)
@@ -46,7 +48,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 bench: install ## run the benchmarks (tables + JSON under bench/results/)
-	$(BIN)/flotilla bench all
+	$(BIN)/python bench/startup.py --runs 3 --json bench/results/startup.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)

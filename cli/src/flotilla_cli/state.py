@@ -57,6 +57,9 @@ class InstanceState(BaseModel):
     ready: bool = False
     restarts: int = 0
     rss_bytes: int | None = None
+    uss_bytes: int | None = Field(
+        default=None, description="Memory only this process uses (RSS minus shared pages)."
+    )
     last_exit_code: int | None = None
 
 

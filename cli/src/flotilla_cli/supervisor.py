@@ -163,9 +163,10 @@ class Supervisor:
         except httpx.HTTPError:
             r.state.ready = False
         try:
-            r.state.rss_bytes = psutil.Process(r.process.pid).memory_info().rss
+            memory = psutil.Process(r.process.pid).memory_full_info()
+            r.state.rss_bytes, r.state.uss_bytes = memory.rss, memory.uss
         except psutil.Error:
-            r.state.rss_bytes = None
+            r.state.rss_bytes = r.state.uss_bytes = None
 
     def _client_tls(self) -> ssl.SSLContext:
         tls = self.layout.tls

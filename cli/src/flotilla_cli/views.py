@@ -37,6 +37,7 @@ def status_table(state: SystemState) -> Table:
             ready,
             str(instance.restarts),
             _mib(instance.rss_bytes),
+            _mib(instance.uss_bytes),
         )
     return table
 

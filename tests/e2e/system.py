@@ -1,0 +1,99 @@
+"""A running Flotilla system, as the e2e and chaos tests drive it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from flotilla_kit.devservers import free_port
+from flotilla_kit.tls import client_context
+
+__all__ = ["RunningSystem", "alive", "start_system"]
+
+
+def alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting to be reaped."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(frozen=True)
+class RunningSystem:
+    var_dir: Path
+    gateway_url: str
+
+    @property
+    def ca(self) -> str:
+        return str(self.var_dir / "tls" / "ca.pem")
+
+    def flotilla(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "flotilla_cli", *args, "--var-dir", str(self.var_dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env={**os.environ, "COLUMNS": "160"},
+        )
+
+    def status(self) -> dict[str, Any]:
+        result = self.flotilla("status", "--json")
+        status: dict[str, Any] = json.loads(result.stdout)
+        return status
+
+    def password(self, username: str) -> str:
+        credentials = json.loads((self.var_dir / "demo-credentials.json").read_text())
+        password: str = next(
+            u["password"] for u in credentials["users"] if u["username"] == username
+        )
+        return password
+
+    def client(self) -> httpx.Client:
+        return httpx.Client(
+            base_url=self.gateway_url, verify=client_context(Path(self.ca)), timeout=10
+        )
+
+    def token(self, username: str) -> str:
+        with self.client() as client:
+            response = client.post(
+                "/api/v1/auth/token",
+                data={
+                    "grant_type": "password",
+                    "username": username,
+                    "password": self.password(username),
+                },
+            )
+        assert response.status_code == 200, response.text
+        token: str = response.json()["access_token"]
+        return token
+
+
+def start_system(database: str, instances: int = 2) -> Iterator[RunningSystem]:
+    var_dir = Path(tempfile.mkdtemp(prefix="flotilla-e2e-"))
+    var_dir.chmod(0o755)  # the embedded PostgreSQL runs as another user when we are root
+    system = RunningSystem(var_dir, f"https://127.0.0.1:{(port := free_port())}")
+    started = system.flotilla(
+        "up", "--detach", "--instances", str(instances), "--db", database,
+        "--gateway-port", str(port), "--timeout", "120",
+        timeout=240,
+    )  # fmt: skip
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield system
+    finally:
+        stopped = system.flotilla("down")
+        if stopped.returncode == 0 and not os.environ.get("FLOTILLA_KEEP_E2E_VAR"):
+            shutil.rmtree(var_dir, ignore_errors=True)

@@ -1,0 +1,160 @@
+"""End to end, through the gateway over TLS, against `flotilla up --detach --instances 2`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import uuid
+from collections import Counter
+
+import pytest
+
+from tests.e2e.system import RunningSystem, alive
+
+pytestmark = pytest.mark.e2e
+PROBLEM = "application/problem+json"
+
+
+def _wait_for(condition: object, timeout_s: float = 30.0) -> None:
+    """Poll a state we cannot subscribe to (another process's) until it holds."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.2)
+
+
+def test_every_instance_is_ready(system: RunningSystem) -> None:
+    status = system.status()
+    assert status["running"] is True
+    assert status["phase"] == "running"
+    names = sorted(i["name"] for i in status["instances"])
+    assert names == ["accounts-0", "accounts-1", "auth-0", "auth-1", "gateway-0"]
+    assert all(i["ready"] and i["pid"] for i in status["instances"])
+    with system.client() as client:
+        assert client.get("/readyz").status_code == 200
+
+
+def test_a_customer_logs_in_and_reads_their_accounts(system: RunningSystem) -> None:
+    token = system.token("alice")
+    with system.client() as client:
+        anonymous = client.get("/api/v1/accounts")
+        assert anonymous.status_code == 401
+        assert anonymous.headers["content-type"] == PROBLEM
+        assert anonymous.headers["www-authenticate"].startswith("Bearer")
+
+        mine = client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
+        assert mine.status_code == 200
+        accounts = mine.json()["items"]
+        assert {(a["name"], a["balance_minor"]) for a in accounts} == {
+            ("Everyday", 250_000),
+            ("Savings", 1_000_000),
+        }
+
+
+def test_wrong_password_and_bad_input_get_problems(system: RunningSystem) -> None:
+    with system.client() as client:
+        wrong = client.post(
+            "/api/v1/auth/token",
+            data={"grant_type": "password", "username": "alice", "password": "nope"},
+        )
+        assert wrong.status_code == 400
+        assert wrong.headers["content-type"] == PROBLEM
+        token = system.token("alice")
+        bad = client.post(
+            "/api/v1/accounts",
+            json={"name": "x", "currency": "XYZ"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert bad.status_code == 422
+        assert bad.json()["type"].endswith("/validation-error")
+
+
+def test_customers_cannot_see_each_others_accounts(system: RunningSystem) -> None:
+    alice = {"Authorization": f"Bearer {system.token('alice')}"}
+    bob = {"Authorization": f"Bearer {system.token('bob')}"}
+    with system.client() as client:
+        opened = client.post(
+            "/api/v1/accounts",
+            json={"name": f"e2e-{uuid.uuid4().hex[:6]}", "currency": "EUR"},
+            headers={**alice, "Idempotency-Key": uuid.uuid4().hex},
+        )
+        assert opened.status_code == 201
+        account_id = opened.json()["id"]
+        assert client.get(f"/api/v1/accounts/{account_id}", headers=alice).status_code == 200
+        assert client.get(f"/api/v1/accounts/{account_id}", headers=bob).status_code == 404
+
+
+def test_request_id_reaches_the_service_log(system: RunningSystem) -> None:
+    request_id = f"e2e-{uuid.uuid4().hex}"
+    token = system.token("alice")
+    with system.client() as client:
+        response = client.get(
+            "/api/v1/accounts",
+            headers={"Authorization": f"Bearer {token}", "X-Request-Id": request_id},
+        )
+    assert response.headers["x-request-id"] == request_id
+
+    def logged_by_accounts() -> bool:
+        out = system.flotilla("logs", "--service", "accounts", "--request", request_id, "--json")
+        return '"accounts-' in out.stdout  # service.node.name of the instance that served it
+
+    _wait_for(logged_by_accounts, 10)
+
+
+def test_requests_are_spread_over_both_instances(system: RunningSystem) -> None:
+    token = system.token("alice")
+    marker = f"spread-{uuid.uuid4().hex}"
+    with system.client() as client:
+        for n in range(40):
+            response = client.get(
+                "/api/v1/accounts",
+                headers={"Authorization": f"Bearer {token}", "X-Request-Id": f"{marker}-{n}"},
+            )
+            assert response.status_code == 200
+    served: Counter[str] = Counter()
+    logs = system.flotilla("logs", "--service", "accounts", "--lines", "0", "--json").stdout
+    for line in logs.splitlines():
+        record = json.loads(line)
+        if str(record.get("http", {}).get("request", {}).get("id", "")).startswith(marker):
+            served[record["service"]["node"]["name"]] += 1
+    assert served["accounts-0"] + served["accounts-1"] == 40
+    assert served["accounts-0"] > 0
+    assert served["accounts-1"] > 0
+
+
+def test_a_killed_instance_is_restarted_and_traffic_keeps_flowing(system: RunningSystem) -> None:
+    before = {i["name"]: i for i in system.status()["instances"]}
+    victim = before["accounts-1"]
+    os.kill(victim["pid"], signal.SIGKILL)
+    token = system.token("alice")
+    with system.client() as client:
+        for _ in range(20):
+            response = client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 200
+
+    def restarted() -> bool:
+        now = {i["name"]: i for i in system.status()["instances"]}["accounts-1"]
+        return bool(
+            now["ready"]
+            and now["pid"] != victim["pid"]
+            and now["restarts"] == victim["restarts"] + 1
+        )
+
+    _wait_for(restarted, 30)
+
+
+def test_the_demo_walkthrough_succeeds(system: RunningSystem) -> None:
+    result = system.flotilla("demo")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Every answer was as expected" in result.stdout
+
+
+def test_down_stops_every_process(system: RunningSystem) -> None:
+    # Runs last in this module: the fixture's own `down` then has nothing left to do.
+    status = system.status()
+    pids = [status["supervisor_pid"], *(i["pid"] for i in status["instances"])]
+    assert system.flotilla("down").returncode == 0
+    assert [pid for pid in pids if alive(pid)] == []
+    assert system.flotilla("status").returncode == 1
