@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -183,6 +184,8 @@ def up(
         console.print(system_view(state, layout))
         console.print("Running in the background: `flotilla status`, `flotilla down`.")
         return
+    # SIGTERM (a process manager, `kill`) stops the system as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with Live(system_view(state, layout), console=console, refresh_per_second=2) as live:
             while supervisor.poll() is None:
