@@ -22,7 +22,17 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Database", "UnitOfWork", "UtcDateTime", "is_sqlite"]
+__all__ = ["NAMING_CONVENTION", "Database", "UnitOfWork", "UtcDateTime", "is_sqlite"]
+
+# Named constraints: Alembic can only alter (and SQLite batch mode only rebuild) what it
+# can name, and the names are then the same on every backend.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
 
 _SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -39,7 +49,9 @@ class UtcDateTime(TypeDecorator[dt.datetime]):
             return None
         if value.tzinfo is None:
             raise ValueError("naive datetime: pass a timezone-aware one")
-        return value.astimezone(dt.UTC)
+        value = value.astimezone(dt.UTC)
+        # SQLite keeps no zone: store UTC wall time, so stored values compare correctly.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(
         self, value: dt.datetime | None, dialect: Dialect

@@ -15,20 +15,12 @@ from sqlalchemy import (
     Table,
 )
 
-from flotilla_kit.db import UtcDateTime
+from flotilla_kit.db import NAMING_CONVENTION, UtcDateTime
 from flotilla_kit.idempotency import idempotency_table
 
 __all__ = ["accounts", "entries", "idempotency_keys", "metadata", "postings"]
 
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(column_0_label)s",
-        "uq": "uq_%(table_name)s_%(column_0_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 accounts = Table(
     "accounts",

@@ -3,10 +3,12 @@ in the use cases."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from flotilla_accounts.adapters.tables import idempotency_keys
 from flotilla_accounts.domain import Money, UnknownCurrency
@@ -37,6 +39,7 @@ from flotilla_kit.idempotency import (
 )
 from flotilla_kit.problems import Problem
 from flotilla_kit.security import Authenticated
+from flotilla_kit.tokens import Principal
 
 __all__ = ["install_error_mapping", "router"]
 
@@ -63,6 +66,28 @@ def _shard(request: Request) -> int:
 
 DatabaseDep = Annotated[Database, Depends(_database)]
 ShardDep = Annotated[int, Depends(_shard)]
+
+
+async def _once_per_key(
+    request: Request,
+    principal: Principal,
+    database: Database,
+    operation: str,
+    body: BaseModel,
+    key: str | None,
+    action: Callable[[AccountsUnitOfWork], Awaitable[tuple[int, Any]]],
+) -> IdempotentResult:
+    """Run a write in one transaction; with an Idempotency-Key, store or replay its answer.
+    Keys are per caller and operation, so one user's key never replays another's answer."""
+    return await run_idempotently(
+        database,
+        AccountsUnitOfWork,
+        idempotency_keys,
+        scope=f"{principal.subject}:{operation}",
+        key=valid_idempotency_key(key),
+        fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        action=action,
+    )
 
 
 def _answer(result: IdempotentResult, location: str | None = None) -> Response:
@@ -105,14 +130,8 @@ async def open_account(
         )
         return 201, AccountOut.of(account).model_dump(mode="json")
 
-    result = await run_idempotently(
-        database,
-        AccountsUnitOfWork,
-        idempotency_keys,
-        scope=f"{principal.subject}:open-account",
-        key=valid_idempotency_key(idempotency_key),
-        fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        action=action,
+    result = await _once_per_key(
+        request, principal, database, "open-account", body, idempotency_key, action
     )
     return _answer(result, location=f"{router.prefix}/{result.body['id']}")
 
@@ -154,14 +173,8 @@ async def deposit(
         out = DepositOut(posting_id=posting_id, account=AccountOut.of(account))
         return 201, out.model_dump(mode="json")
 
-    result = await run_idempotently(
-        database,
-        AccountsUnitOfWork,
-        idempotency_keys,
-        scope=f"{principal.subject}:deposit",
-        key=valid_idempotency_key(idempotency_key),
-        fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
-        action=action,
+    result = await _once_per_key(
+        request, principal, database, "deposit", body, idempotency_key, action
     )
     return _answer(result)
 
