@@ -20,11 +20,16 @@ def _mib(value: int | None) -> str:
 
 
 def status_table(state: SystemState) -> Table:
-    table = Table(title=f"Flotilla: {state.phase}", title_justify="left", expand=False)
-    for column in ("service", "instance", "pid", "port", "ready", "restarts", "RSS"):
-        table.add_column(
-            column, justify="right" if column in {"pid", "port", "restarts", "RSS"} else "left"
-        )
+    table = Table(
+        title=f"Flotilla: {state.phase}",
+        title_justify="left",
+        caption="RSS: resident memory; USS: memory only this instance uses",
+        caption_justify="left",
+        expand=False,
+    )
+    numeric = {"pid", "port", "restarts", "RSS", "USS"}
+    for column in ("service", "instance", "pid", "port", "ready", "restarts", "RSS", "USS"):
+        table.add_column(column, justify="right" if column in numeric else "left")
     for instance in state.instances:
         ready = Text("ready", style="green") if instance.ready else Text("starting", style="yellow")
         if instance.pid is None and state.phase in {"running", "starting"}:
