@@ -195,6 +195,8 @@ def up(
                     live.update(system_view(latest, layout))
     except KeyboardInterrupt:
         pass
+    if not console.is_terminal:
+        console.line()  # a live view written to a file or pipe ends without a newline
     _stop_supervisor(layout, SystemState.read(layout.state_file) or state)
     console.print("Stopped.")
 
