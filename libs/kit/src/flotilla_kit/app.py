@@ -7,6 +7,7 @@ The service adds its routers and readiness checks.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -16,11 +17,17 @@ from flotilla_kit.health import ReadinessCheck, livez, readyz_endpoint
 from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
 from flotilla_kit.middleware import ObservabilityMiddleware
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
+from flotilla_kit.revocations import RevocationList
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import JwksCache, TokenVerifier
 
-__all__ = ["PROBLEM_RESPONSES", "create_service_app", "token_verifier_for"]
+__all__ = [
+    "PROBLEM_RESPONSES",
+    "create_service_app",
+    "keeping_keys_fresh",
+    "token_verifier_for",
+]
 
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
@@ -62,7 +69,32 @@ def token_verifier_for(settings: ServiceSettings) -> TokenVerifier:
     tls = settings.tls
     ssl_context = client_context(tls.ca_file, tls.cert_file, tls.key_file) if tls.ca_file else None
     jwks = JwksCache(settings.jwks_urls, ssl_context=ssl_context)
-    return TokenVerifier(jwks, issuer=settings.token_issuer, audience=settings.token_audience)
+    revocations = RevocationList(
+        settings.revocation_urls, ssl_context=ssl_context, refresh_s=settings.revocation_refresh_s
+    )
+    return TokenVerifier(
+        jwks,
+        issuer=settings.token_issuer,
+        audience=settings.token_audience,
+        revocations=revocations,
+    )
+
+
+@asynccontextmanager
+async def keeping_keys_fresh(verifier: TokenVerifier) -> AsyncIterator[None]:
+    """Fetch keys and revocations at start, then keep refreshing them in the background."""
+    await verifier.jwks.refresh()
+    await verifier.revocations.refresh()
+    tasks = [
+        asyncio.create_task(verifier.jwks.run()),
+        asyncio.create_task(verifier.revocations.run()),
+    ]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def create_service_app(
@@ -76,13 +108,16 @@ def create_service_app(
 ) -> FastAPI:
     metrics = HttpMetrics(settings.service_name)
 
+    token_verifier = verifier or token_verifier_for(settings)
+
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        if lifespan is None:
-            yield
-            return
-        async with lifespan(app):
-            yield
+        async with keeping_keys_fresh(token_verifier):
+            if lifespan is None:
+                yield
+                return
+            async with lifespan(app):
+                yield
 
     app = FastAPI(
         title=title,
@@ -91,7 +126,7 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.token_verifier = verifier or token_verifier_for(settings)
+    app.state.token_verifier = token_verifier
     install_problem_handlers(app)
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes

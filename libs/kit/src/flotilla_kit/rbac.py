@@ -27,9 +27,20 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "inventory:write",
         }
     ),
+    # Service identities: what a service may do with its own (client-credentials) token.
+    "service:payments": frozenset({"accounts:read:any", "ledger:post"}),
+    "service:orders": frozenset({"payments:transfer", "inventory:reserve"}),
+}
+
+# The services that may obtain a token of their own, and the role it carries.
+SERVICE_ROLES: Mapping[str, str] = {
+    "payments": "service:payments",
+    "orders": "service:orders",
 }
 
 ROLES = frozenset(ROLE_PERMISSIONS)
+# Roles a person can hold (the admin API refuses to give a user a service role).
+USER_ROLES = ROLES - frozenset(SERVICE_ROLES.values())
 
 
 def permissions_of(roles: Iterable[str]) -> frozenset[str]:

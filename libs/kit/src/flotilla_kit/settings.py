@@ -74,6 +74,13 @@ class ServiceSettings(BaseSettings):
         default_factory=list,
         description="JWKS endpoints of the auth service, tried in order.",
     )
+    revocation_urls: list[str] = Field(
+        default_factory=list,
+        description="Endpoints listing revoked sessions (auth service), tried in order.",
+    )
+    revocation_refresh_s: float = Field(
+        default=5.0, gt=0, description="How often the revoked sessions are fetched."
+    )
     token_issuer: str = Field(default="flotilla-auth", description="Expected `iss` of tokens.")
     token_audience: str = Field(default="flotilla", description="Expected `aud` of tokens.")
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body.")

@@ -22,6 +22,7 @@ import jwt
 
 from flotilla_kit.logs import get_logger
 from flotilla_kit.rbac import permissions_of
+from flotilla_kit.revocations import RevocationList
 
 __all__ = ["JwksCache", "Principal", "TokenError", "TokenVerifier"]
 
@@ -44,6 +45,8 @@ class Principal:
     expires_at: float
     scopes: frozenset[str] = frozenset()
     permissions: frozenset[str] = field(default=frozenset())
+    # The login session (refresh-token family) the token belongs to; None for services.
+    session_id: str | None = None
 
     @classmethod
     def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
@@ -56,6 +59,9 @@ class Principal:
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise TokenError("claim 'sub' must be a non-empty string")
+        session = claims.get("sid")
+        if session is not None and not isinstance(session, str):
+            raise TokenError("claim 'sid' must be a string")
         return cls(
             subject=subject,
             roles=frozenset(roles),
@@ -63,6 +69,7 @@ class Principal:
             expires_at=float(claims["exp"]),
             scopes=frozenset(scope.split()),
             permissions=permissions_of(roles),
+            session_id=session,
         )
 
     def can(self, permission: str) -> bool:
@@ -131,6 +138,14 @@ class JwksCache:
         self._next_fetch_at = time.monotonic() + self._retry_after_failure_s
         _log.warning("could not fetch JWKS", error=repr(last_error))
 
+    async def run(self, every_s: float = 300.0) -> None:
+        """Refetch now and then, so keys the auth service stopped publishing (retired
+        after all their tokens expired) leave this cache too. Runs until cancelled."""
+        while True:
+            await asyncio.sleep(every_s)
+            async with self._lock:
+                await self.refresh()
+
     async def key_for(self, kid: str) -> jwt.PyJWK | None:
         key = self._keys.get(kid)
         if key is not None:
@@ -154,8 +169,10 @@ class TokenVerifier:
         leeway_s: int = 30,
         max_token_bytes: int = 4096,
         cache_size: int = 10_000,
+        revocations: RevocationList | None = None,
     ) -> None:
         self.jwks = jwks
+        self.revocations = revocations or RevocationList()
         self._issuer = issuer
         self._audience = audience
         self._algorithms = frozenset(algorithms)
@@ -164,17 +181,28 @@ class TokenVerifier:
         self._cache_size = cache_size
         self._verified: dict[str, Principal] = {}
 
-    async def verify(self, token: str) -> Principal:
-        cached = self._verified.get(token)
-        now = time.time()
-        if cached is not None:
-            if cached.expires_at + self._leeway_s > now:
-                return cached
-            del self._verified[token]
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and still good, without awaiting;
+        None when the token must go through `verify` (new, expired or revoked)."""
+        principal = self._verified.get(token)
+        if principal is None:
+            return None
+        if principal.expires_at + self._leeway_s <= time.time() or self.revocations.revoked(
+            principal.session_id
+        ):
+            return None
+        return principal
 
+    async def verify(self, token: str) -> Principal:
+        principal = self.cached(token)
+        if principal is not None:
+            return principal
+        self._verified.pop(token, None)
         principal = await self._verify_uncached(token)
+        if self.revocations.revoked(principal.session_id):
+            raise TokenError("the session was revoked")
         if len(self._verified) >= self._cache_size:
-            self._evict(now)
+            self._evict(time.time())
         self._verified[token] = principal
         return principal
 

@@ -130,3 +130,20 @@ def test_keys_that_are_not_for_signing_are_ignored(tokens: TokenMinter) -> None:
     key = tokens.jwks["keys"][0]
     cache.load({"keys": [{**key, "use": "enc"}, {**key, "kid": "no-alg", "alg": None}]})
     assert cache._keys == {}
+
+
+async def test_a_revoked_session_is_refused_even_from_the_cache(tokens: TokenMinter) -> None:
+    verifier = tokens.verifier()
+    token = tokens.mint("alice", sid="session-1")
+    assert (await verifier.verify(token)).session_id == "session-1"
+    assert verifier.cached(token) is not None
+    verifier.revocations.load(["session-1"])
+    assert verifier.cached(token) is None
+    with pytest.raises(TokenError, match="revoked"):
+        await verifier.verify(token)
+    other = tokens.mint("alice", sid="session-2")
+    assert (await verifier.verify(other)).subject == "alice"
+
+
+def test_cached_answers_only_for_tokens_verified_before(tokens: TokenMinter) -> None:
+    assert tokens.verifier().cached(tokens.mint("alice")) is None

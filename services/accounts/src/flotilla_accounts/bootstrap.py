@@ -31,7 +31,6 @@ def build_app(settings: AccountsSettings, *, verifier: TokenVerifier | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings)
-        await app.state.token_verifier.jwks.refresh()
         yield
         await database.dispose()
 

@@ -1,0 +1,227 @@
+"""An append-only, hash-chained audit log, one per service, in the service's own database.
+
+Every record holds the hash of the one before it, so changing, removing or reordering a
+record breaks the chain at that point, and `verify` names the first broken record. The
+database refuses UPDATE and DELETE on the table (triggers created by the migration, see
+`append_only_ddl`), so a bug cannot rewrite history either; only someone with the database
+owner's rights can, and the chain shows it.
+
+Records are appended in the caller's transaction (the event and the change it describes
+commit together). Appends are serialised per database: SQLite writers already hold the
+write lock (`BEGIN IMMEDIATE`); on PostgreSQL a transaction-scoped advisory lock is taken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, select, text
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_kit.db import UtcDateTime
+
+__all__ = [
+    "GENESIS",
+    "AuditLog",
+    "AuditRecord",
+    "ChainReport",
+    "append_only_ddl",
+    "audit_table",
+]
+
+GENESIS = "0" * 64
+_PG_AUDIT_LOCK = 0x41756474
+
+
+def audit_table(metadata: MetaData) -> Table:
+    return Table(
+        "audit_events",
+        metadata,
+        Column("seq", BigInteger, primary_key=True, autoincrement=False),
+        Column("at", UtcDateTime(), nullable=False),
+        Column("actor", String(128), nullable=False),
+        Column("action", String(64), nullable=False),
+        Column("target", String(200), nullable=True),
+        Column("outcome", String(16), nullable=False),
+        Column("details", Text, nullable=False),
+        Column("prev_hash", String(64), nullable=False),
+        Column("hash", String(64), nullable=False, unique=True),
+    )
+
+
+def append_only_ddl(dialect: str, table: str = "audit_events") -> list[str]:
+    """Statements (for a migration) that make the database refuse UPDATE and DELETE."""
+    if dialect == "sqlite":
+        return [
+            f"CREATE TRIGGER {table}_no_{verb.lower()} BEFORE {verb} ON {table} "
+            f"BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END"
+            for verb in ("UPDATE", "DELETE")
+        ]
+    return [
+        f"CREATE FUNCTION {table}_append_only() RETURNS trigger LANGUAGE plpgsql AS $$ "
+        f"BEGIN RAISE EXCEPTION 'the audit log is append-only'; END $$",
+        f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
+        f"FOR EACH ROW EXECUTE FUNCTION {table}_append_only()",
+        f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+        f"FOR EACH STATEMENT EXECUTE FUNCTION {table}_append_only()",
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    seq: int
+    at: dt.datetime
+    actor: str
+    action: str
+    target: str | None
+    outcome: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "at": self.at.isoformat(),
+            "actor": self.actor,
+            "action": self.action,
+            "target": self.target,
+            "outcome": self.outcome,
+            "details": self.details,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class ChainReport:
+    records: int
+    first_broken_seq: int | None = None
+    reason: str = ""
+
+    @property
+    def intact(self) -> bool:
+        return self.first_broken_seq is None
+
+
+def _digest(
+    *,
+    seq: int,
+    at: dt.datetime,
+    actor: str,
+    action: str,
+    target: str | None,
+    outcome: str,
+    details: str,
+    prev_hash: str,
+) -> str:
+    canonical = json.dumps(
+        [
+            seq,
+            at.astimezone(dt.UTC).isoformat(),
+            actor,
+            action,
+            target,
+            outcome,
+            details,
+            prev_hash,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class AuditLog:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    async def append(
+        self,
+        session: AsyncSession,
+        *,
+        actor: str,
+        action: str,
+        target: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+        at: dt.datetime | None = None,
+    ) -> AuditRecord:
+        """Add one record in the session's transaction (commit is the caller's)."""
+        if session.get_bind().dialect.name == "postgresql":
+            await session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})"))
+        t = self.table
+        last = (
+            await session.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))
+        ).first()
+        seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
+        moment = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        body = json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":"))
+        digest = _digest(
+            seq=seq, at=moment, actor=actor, action=action, target=target,
+            outcome=outcome, details=body, prev_hash=prev_hash,
+        )  # fmt: skip
+        await session.execute(
+            t.insert().values(
+                seq=seq, at=moment, actor=actor, action=action, target=target,
+                outcome=outcome, details=body, prev_hash=prev_hash, hash=digest,
+            )
+        )  # fmt: skip
+        return AuditRecord(
+            seq, moment, actor, action, target, outcome, json.loads(body), prev_hash, digest
+        )
+
+    async def verify(self, session: AsyncSession, batch: int = 1000) -> ChainReport:
+        """Walk the whole chain; report the first record whose link or hash is wrong."""
+        t = self.table
+        expected_prev, expected_seq, count = GENESIS, 1, 0
+        after = 0
+        while True:
+            rows = (
+                await session.execute(
+                    select(t).where(t.c.seq > after).order_by(t.c.seq).limit(batch)
+                )
+            ).all()
+            if not rows:
+                return ChainReport(count)
+            for row in rows:
+                m = row._mapping
+                if m["seq"] != expected_seq:
+                    return ChainReport(count, expected_seq, f"record {expected_seq} is missing")
+                if m["prev_hash"] != expected_prev:
+                    return ChainReport(count, m["seq"], "does not link to the record before it")
+                recomputed = _digest(
+                    seq=m["seq"], at=m["at"], actor=m["actor"], action=m["action"],
+                    target=m["target"], outcome=m["outcome"], details=m["details"],
+                    prev_hash=m["prev_hash"],
+                )  # fmt: skip
+                if recomputed != m["hash"]:
+                    return ChainReport(count, m["seq"], "its content does not match its hash")
+                expected_prev, expected_seq = m["hash"], m["seq"] + 1
+                count += 1
+                after = m["seq"]
+
+    async def tail(self, session: AsyncSession, limit: int = 20) -> list[AuditRecord]:
+        t = self.table
+        rows = (await session.execute(select(t).order_by(t.c.seq.desc()).limit(limit))).all()
+        return [_record(row._mapping) for row in reversed(rows)]
+
+
+def _record(m: RowMapping) -> AuditRecord:
+    return AuditRecord(
+        seq=m["seq"],
+        at=m["at"],
+        actor=m["actor"],
+        action=m["action"],
+        target=m["target"],
+        outcome=m["outcome"],
+        details=json.loads(m["details"]),
+        prev_hash=m["prev_hash"],
+        hash=m["hash"],
+    )
