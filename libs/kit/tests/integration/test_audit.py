@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import MetaData, text
@@ -17,13 +18,13 @@ table = audit_table(metadata)
 
 
 @pytest.fixture
-async def database(database_url: str) -> Database:
+async def database(database_url: str) -> AsyncIterator[Database]:
     db = Database(database_url)
     async with db.engine.begin() as conn:
         await conn.run_sync(metadata.create_all)
         for statement in append_only_ddl(conn.dialect.name):
             await conn.execute(text(statement))
-    yield db  # type: ignore[misc]
+    yield db
     await db.dispose()
 
 

@@ -22,9 +22,9 @@ def test_dev_profile_accepts_the_placeholder_default() -> None:
 @pytest.mark.parametrize("profile", ["test", "prod"])
 def test_other_profiles_refuse_placeholder_or_empty_secrets(profile: str) -> None:
     with pytest.raises(ValidationError, match="signing_secret"):
-        WithSecret(profile=profile)  # type: ignore[arg-type]
+        WithSecret(profile=profile)
     with pytest.raises(ValidationError, match="FLOTILLA_SIGNING_SECRET"):
-        WithSecret(profile=profile, signing_secret=SecretStr(""))  # type: ignore[arg-type]
+        WithSecret(profile=profile, signing_secret=SecretStr(""))
 
 
 def test_a_real_secret_is_accepted_in_prod() -> None:

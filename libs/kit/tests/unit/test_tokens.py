@@ -2,98 +2,18 @@
 
 from __future__ import annotations
 
-import base64
-import json
-import time
-from collections.abc import Callable
-
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from flotilla_kit.testing import TokenMinter
+from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 from flotilla_kit.tokens import JwksCache, Principal, TokenError, TokenVerifier
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unsigned(header: dict[str, object], payload: dict[str, object]) -> str:
-    return f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(payload).encode())}."
-
-
-def _claims(tokens: TokenMinter, **override: object) -> dict[str, object]:
-    now = int(time.time())
-    claims: dict[str, object] = {
-        "iss": tokens.issuer, "aud": tokens.audience, "sub": "alice", "iat": now,
-        "exp": now + 300, "jti": "j", "roles": ["customer"],
-    }  # fmt: skip
-    claims.update(override)
-    return claims
-
-
-def _hs256_with_public_key(tokens: TokenMinter) -> str:
-    public = tokens.jwks["keys"][0]["x"]
-    header = {"alg": "HS256", "typ": "at+jwt", "kid": tokens.kid}
-    signing_input = (
-        f"{_b64(json.dumps(header).encode())}.{_b64(json.dumps(_claims(tokens)).encode())}"
-    )
-    import hashlib  # noqa: PLC0415
-    import hmac  # noqa: PLC0415
-
-    mac = hmac.new(public.encode(), signing_input.encode(), hashlib.sha256).digest()
-    return f"{signing_input}.{_b64(mac)}"
-
-
-def _foreign_key_same_kid(tokens: TokenMinter) -> str:
-    other = Ed25519PrivateKey.generate()
-    return jwt.encode(
-        _claims(tokens), other, algorithm="EdDSA", headers={"kid": tokens.kid, "typ": "at+jwt"}
-    )
-
-
-def _tampered(tokens: TokenMinter) -> str:
-    header, _, signature = tokens.mint("alice").split(".")
-    forged = _b64(json.dumps(_claims(tokens, roles=["admin"])).encode())
-    return f"{header}.{forged}.{signature}"
-
-
-def _without(tokens: TokenMinter, claim: str) -> str:
-    token = tokens.mint("alice")
-    payload = jwt.decode(token, options={"verify_signature": False})
-    payload.pop(claim)
-    return jwt.encode(
-        payload, tokens._key, algorithm="EdDSA", headers={"kid": tokens.kid, "typ": "at+jwt"}
-    )
-
-
-ATTACKS: dict[str, Callable[[TokenMinter], str]] = {
-    "alg none": lambda t: _unsigned({"alg": "none", "typ": "at+jwt", "kid": t.kid}, _claims(t)),
-    "HS256 signed with the public key": _hs256_with_public_key,
-    "unknown kid": lambda t: t.mint(headers={"kid": "nobody"}),
-    "key not in JWKS under a known kid": _foreign_key_same_kid,
-    "tampered payload": _tampered,
-    "expired": lambda t: t.mint(ttl_s=-120),
-    "nbf in the future": lambda t: t.mint(nbf=int(time.time()) + 3600),
-    "wrong issuer": lambda t: t.mint(iss="someone-else"),
-    "wrong audience": lambda t: t.mint(aud="another-api"),
-    "missing exp": lambda t: _without(t, "exp"),
-    "missing sub": lambda t: _without(t, "sub"),
-    "missing iat": lambda t: _without(t, "iat"),
-    "typ not at+jwt": lambda t: t.mint(headers={"typ": "JWT"}),
-    "jku pointing elsewhere": lambda t: t.mint(headers={"jku": "https://evil.example/jwks"}),
-    "embedded jwk": lambda t: t.mint(headers={"jwk": t.jwks["keys"][0]}),
-    "oversized token": lambda t: t.mint(padding="x" * 5000),
-    "not a JWT at all": lambda t: "hello.world",
-    "roles not a list": lambda t: t.mint(roles="admin"),
-}
-
-
-@pytest.mark.parametrize("attack", ATTACKS, ids=list(ATTACKS))
+@pytest.mark.parametrize("attack", JWT_ATTACKS, ids=list(JWT_ATTACKS))
 async def test_attack_is_refused(tokens: TokenMinter, attack: str) -> None:
+    verifier = tokens.verifier()
+    verifier.revocations.load([REVOKED_SESSION])
     with pytest.raises(TokenError):
-        await tokens.verifier().verify(ATTACKS[attack](tokens))
+        await verifier.verify(JWT_ATTACKS[attack](tokens))
 
 
 async def test_a_good_token_gives_the_principal_and_its_permissions(tokens: TokenMinter) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from flotilla_kit.db import Database
+from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 
 Headers = Callable[..., dict[str, str]]
 PROBLEM = "application/problem+json"
@@ -70,7 +71,7 @@ async def test_staff_may_read_any_account(
 
 
 async def test_requests_without_a_valid_token_get_401(
-    client: httpx.AsyncClient, tokens: Any
+    client: httpx.AsyncClient, tokens: TokenMinter
 ) -> None:
     for headers in (
         {},
@@ -237,3 +238,16 @@ async def test_responses_carry_the_request_id(client: httpx.AsyncClient) -> None
     assert response.headers["x-request-id"] == "req-123"
     invalid = await client.get("/livez", headers={"X-Request-Id": "bad id with spaces"})
     assert invalid.headers["x-request-id"] != "bad id with spaces"
+
+
+@pytest.mark.parametrize("attack", JWT_ATTACKS, ids=list(JWT_ATTACKS))
+async def test_jwt_attacks_are_refused_by_the_service_itself(
+    client: httpx.AsyncClient, app: FastAPI, tokens: TokenMinter, attack: str
+) -> None:
+    # Behind the gateway too: a service never trusts that someone else checked.
+    app.state.token_verifier.revocations.load([REVOKED_SESSION])
+    token = JWT_ATTACKS[attack](tokens)
+    response = await client.get("/api/v1/accounts", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["www-authenticate"].startswith("Bearer")
