@@ -20,12 +20,9 @@ def test_the_assertion_is_signed_with_the_tls_key_and_carries_the_certificate(
     assert header["alg"] == "ES256"
     leaf = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
     assert leaf == x509.load_pem_x509_certificate(certs.cert.read_bytes())
-    claims = jwt.decode(
-        assertion,
-        leaf.public_key(),
-        algorithms=["ES256"],
-        audience="flotilla-auth",  # type: ignore[arg-type]
-    )
+    public_key = leaf.public_key()
+    assert isinstance(public_key, ec.EllipticCurvePublicKey)
+    claims = jwt.decode(assertion, public_key, algorithms=["ES256"], audience="flotilla-auth")
     assert claims["iss"] == claims["sub"] == "payments"
     assert claims["exp"] - claims["iat"] <= 60
     again = jwt.decode(
