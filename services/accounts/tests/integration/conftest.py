@@ -7,7 +7,13 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
-from flotilla_accounts.adapters.tables import accounts, entries, idempotency_keys, postings
+from flotilla_accounts.adapters.tables import (
+    accounts,
+    audit_events,
+    entries,
+    idempotency_keys,
+    postings,
+)
 from flotilla_accounts.bootstrap import build_app
 from flotilla_accounts.settings import AccountsSettings
 from flotilla_kit.db import Database
@@ -46,7 +52,7 @@ def snapshot(app: FastAPI) -> Callable[[], object]:
     async def take() -> tuple[object, ...]:
         async with database.engine.connect() as conn:
             counts = []
-            for table in (accounts, postings, entries, idempotency_keys):
+            for table in (accounts, postings, entries, idempotency_keys, audit_events):
                 counts.append(
                     (await conn.execute(select(func.count()).select_from(table))).scalar_one()
                 )

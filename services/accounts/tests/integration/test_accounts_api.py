@@ -13,6 +13,8 @@ from fastapi import FastAPI
 from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
+from flotilla_accounts.adapters.audit import AUDIT_LOG
+from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_kit.db import Database
 from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 
@@ -251,3 +253,24 @@ async def test_jwt_attacks_are_refused_by_the_service_itself(
     assert response.status_code == 401
     assert response.headers["content-type"] == PROBLEM
     assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_writes_are_audited_in_one_intact_chain(
+    client: httpx.AsyncClient, as_user: Headers, app: FastAPI
+) -> None:
+    account = await open_account(client, as_user("alice"))
+    await client.post(
+        f"/api/v1/accounts/{account['id']}/deposits",
+        json={"amount_minor": 700, "currency": "EUR"},
+        headers=as_user("ada", "admin"),
+    )
+    database: Database = app.state.database
+    async with AccountsUnitOfWork(database, write=False) as uow:
+        records = await AUDIT_LOG.tail(uow.session, 10)
+        report = await AUDIT_LOG.verify(uow.session)
+    assert [(r.actor, r.action, r.target) for r in records] == [
+        ("alice", "account.opened", account["id"]),
+        ("ada", "deposit", account["id"]),
+    ]
+    assert records[1].details["amount_minor"] == 700
+    assert (report.intact, report.records) == (True, 2)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -45,9 +47,20 @@ class FakeLedger:
                 )
 
 
+class FakeAudit:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str, dict[str, Any]]] = []
+
+    async def record(
+        self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
+    ) -> None:
+        self.events.append((actor, action, target, dict(details)))
+
+
 class FakeUow:
     def __init__(self) -> None:
         self.ledger = FakeLedger()
+        self.audit = FakeAudit()
 
 
 def who(subject: str, *roles: str) -> Principal:
@@ -109,3 +122,9 @@ async def test_deposit_is_staff_only_balanced_and_in_the_account_currency() -> N
     assert after.balance_minor == 100
     [posting] = uow.ledger.postings
     assert sum(e.amount_minor for e in posting.entries) == 0
+    assert uow.audit.events[-1] == (
+        "ada",
+        "deposit",
+        account.id,
+        {"posting_id": posting.id, "amount_minor": 100, "currency": "EUR", "reference": "r"},
+    )

@@ -15,10 +15,11 @@ from sqlalchemy import (
     Table,
 )
 
+from flotilla_kit.audit import audit_table
 from flotilla_kit.db import NAMING_CONVENTION, UtcDateTime
 from flotilla_kit.idempotency import idempotency_table
 
-__all__ = ["accounts", "entries", "idempotency_keys", "metadata", "postings"]
+__all__ = ["accounts", "audit_events", "entries", "idempotency_keys", "metadata", "postings"]
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -59,3 +60,4 @@ entries = Table(
 )
 
 idempotency_keys = idempotency_table(metadata)
+audit_events = audit_table(metadata)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from flotilla_accounts.domain import Account, Posting
 
-__all__ = ["Ledger", "LedgerUnitOfWork"]
+__all__ = ["AuditTrail", "Ledger", "LedgerUnitOfWork"]
 
 
 class Ledger(Protocol):
@@ -18,6 +19,17 @@ class Ledger(Protocol):
     async def post(self, posting: Posting) -> None: ...
 
 
+class AuditTrail(Protocol):
+    """Security-relevant events, recorded in the same transaction as the change."""
+
+    async def record(
+        self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
+    ) -> None: ...
+
+
 class LedgerUnitOfWork(Protocol):
     @property
     def ledger(self) -> Ledger: ...
+
+    @property
+    def audit(self) -> AuditTrail: ...

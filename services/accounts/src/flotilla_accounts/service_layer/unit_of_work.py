@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Self
 
 from flotilla_accounts.adapters import SqlLedger
+from flotilla_accounts.adapters.audit import SqlAuditTrail
 from flotilla_kit.db import Database, UnitOfWork
 
 __all__ = ["AccountsUnitOfWork"]
@@ -12,6 +13,7 @@ __all__ = ["AccountsUnitOfWork"]
 
 class AccountsUnitOfWork(UnitOfWork):
     ledger: SqlLedger
+    audit: SqlAuditTrail
 
     def __init__(self, database: Database, *, write: bool = True) -> None:
         super().__init__(database, write=write)
@@ -19,4 +21,5 @@ class AccountsUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.ledger = SqlLedger(self.session)
+        self.audit = SqlAuditTrail(self.session)
         return self

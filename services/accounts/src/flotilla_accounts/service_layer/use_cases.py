@@ -77,6 +77,12 @@ async def open_account(
         created_at=dt.datetime.now(dt.UTC),
     )
     await uow.ledger.add_account(account)
+    await uow.audit.record(
+        actor=principal.subject,
+        action="account.opened",
+        target=account.id,
+        details={"owner_id": owner, "currency": currency},
+    )
     return account
 
 
@@ -110,6 +116,17 @@ async def deposit(
         ),
     )
     await uow.ledger.post(posting)
+    await uow.audit.record(
+        actor=principal.subject,
+        action="deposit",
+        target=account.id,
+        details={
+            "posting_id": posting.id,
+            "amount_minor": amount.amount_minor,
+            "currency": amount.currency,
+            "reference": reference,
+        },
+    )
     updated = await uow.ledger.get(account.id)
     assert updated is not None
     return posting.id, updated
