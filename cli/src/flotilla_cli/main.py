@@ -19,6 +19,7 @@ from rich.live import Live
 from flotilla_cli import demo as demo_walkthrough
 from flotilla_cli import logs as log_merge
 from flotilla_cli.layout import VarLayout
+from flotilla_cli.operator_commands import audit_app, auth_app
 from flotilla_cli.planning import build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.state import SystemState, write_atomically
@@ -32,6 +33,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(audit_app, name="audit")
+app.add_typer(auth_app, name="auth")
 console = Console()
 err = Console(stderr=True)
 

@@ -62,6 +62,7 @@ def build_plan(
 ) -> Plan:
     ports = {service: [free_port() for _ in range(instances)] for service in BACKEND_SERVICES}
     jwks_urls = [f"https://127.0.0.1:{p}/.well-known/jwks.json" for p in ports["auth"]]
+    revocation_urls = [f"https://127.0.0.1:{p}/internal/v1/revocations" for p in ports["auth"]]
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
 
     def common(service: str, index: int, port: int) -> dict[str, str]:
@@ -76,6 +77,7 @@ def build_plan(
             "FLOTILLA_LOG_LEVEL": log_level,
             "FLOTILLA_DATABASE_URL": url,
             "FLOTILLA_JWKS_URLS": json.dumps(jwks_urls),
+            "FLOTILLA_REVOCATION_URLS": json.dumps(revocation_urls),
             **_tls_env(layout, service),
         }
 
