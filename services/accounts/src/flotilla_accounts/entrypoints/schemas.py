@@ -19,6 +19,7 @@ CurrencyCode = Annotated[
         examples=["EUR"],
         min_length=3,
         max_length=3,
+        json_schema_extra={"enum": sorted(CURRENCIES)},
     ),
 ]
 
