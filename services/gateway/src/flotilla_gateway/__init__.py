@@ -1,8 +1,9 @@
 """flotilla_gateway: the single HTTPS entry point of a Flotilla system.
 
-A lean asyncio HTTP/1.1 reverse proxy (httptools on uvloop, not ASGI): routes by path
-prefix, checks access tokens, balances each request to the least busy healthy instance
-over pooled keep-alive connections, and serves probes, metrics and the merged OpenAPI.
+A lean asyncio HTTP/1.1 reverse proxy (httptools on uvloop, not ASGI): routes by a
+per-operation access policy (deny by default), checks access tokens and permissions,
+balances each request to the least busy healthy instance over pooled keep-alive
+connections, and serves probes, metrics, the policy and the merged OpenAPI.
 """
 
 from flotilla_gateway.bootstrap import build_gateway

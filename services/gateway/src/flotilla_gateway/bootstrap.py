@@ -16,18 +16,18 @@ from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
 from flotilla_gateway.problems import ProblemCatalog
-from flotilla_gateway.routes import ROUTES, Route, RouteTable
+from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_owner
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.topology import TopologyWatcher
 from flotilla_gateway.upstream import ConnectionPool
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
-from flotilla_kit.tokens import JwksCache, TokenVerifier
 
 __all__ = ["build_gateway", "client_tls_context", "server_tls_context"]
 
 _JWKS_PATH = "/.well-known/jwks.json"
+_REVOCATIONS_PATH = "/internal/v1/revocations"
 
 
 def server_tls_context(tls: TlsSettings) -> ssl.SSLContext | None:
@@ -48,34 +48,39 @@ def client_tls_context(tls: TlsSettings) -> ssl.SSLContext:
     return context
 
 
-class _JwksFromTopology:
-    """With no `jwks_urls` configured, verify tokens against the instances of the service
-    that serves the JWKS route, following the topology as it changes."""
+class _AuthSourcesFromTopology:
+    """With no `jwks_urls` or `revocation_urls` configured, fetch keys and revocations from
+    the instances of the service that serves the JWKS route, following the topology as it
+    changes."""
 
     def __init__(
-        self, dispatcher: Dispatcher, service: str, settings: GatewaySettings, ctx: ssl.SSLContext
+        self,
+        authenticator: Authenticator,
+        service: str,
+        *,
+        jwks: bool,
+        revocations: bool,
     ) -> None:
-        self._dispatcher = dispatcher
+        self._authenticator = authenticator
         self._service = service
-        self._settings = settings
-        self._ssl = ctx
-        self._urls: tuple[str, ...] = ()
+        self._jwks = jwks
+        self._revocations = revocations
+        self._bases: tuple[str, ...] | None = None
 
     def __call__(self, registry: Registry) -> None:
         service = registry.services.get(self._service)
         instances = service.instances.values() if service is not None else ()
-        urls = tuple(sorted(i.endpoint.url.rstrip("/") + _JWKS_PATH for i in instances))
-        if urls == self._urls:
+        bases = tuple(sorted(i.endpoint.url.rstrip("/") for i in instances))
+        if bases == self._bases:
             return
-        self._urls = urls
-        self._dispatcher.authenticator.verifier = TokenVerifier(
-            JwksCache(urls, ssl_context=self._ssl),
-            issuer=self._settings.token_issuer,
-            audience=self._settings.token_audience,
-        )
+        self._bases = bases
+        if self._jwks:
+            self._authenticator.use_jwks([base + _JWKS_PATH for base in bases])
+        if self._revocations:
+            self._authenticator.use_revocations([base + _REVOCATIONS_PATH for base in bases])
 
 
-def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -> Gateway:
+def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POLICY) -> Gateway:
     client_ssl = client_tls_context(settings.tls)
     pool_factory = partial(
         ConnectionPool,
@@ -93,7 +98,7 @@ def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -
         idle_timeout_s=settings.pool_idle_timeout_s,
         max_response_bytes=1_048_576,
     )
-    routed_services = tuple(dict.fromkeys(route.service for route in routes))
+    routed_services = tuple(dict.fromkeys(entry.service for entry in policy))
     registry = Registry(
         pool_factory, unhealthy_after=settings.unhealthy_after, services=routed_services
     )
@@ -109,37 +114,45 @@ def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -
     )
     table = RouteTable(
         (
-            route,
+            entry,
             RouteTarget(
-                route,
-                registry.service(route.service),
-                metrics.route(route.label),
+                entry,
+                registry.service(entry.service),
+                # One label per template, shared by its methods: bounded.
+                metrics.route(entry.path),
                 settings.upstream_timeout_s,
             ),
         )
-        for route in routes
+        for entry in policy
     )
-
-    def owner(path: str) -> str | None:
-        target = table.match(path)
-        return target.route.service if target is not None else None
-
+    owner = operation_owner(policy)
     openapi = OpenApiAggregator(
         registry, services=routed_services, owner=owner, timeout_s=settings.upstream_timeout_s
     )
     local = LocalEndpoints(
-        registry=registry, routed_services=routed_services, metrics=metrics, openapi=openapi
+        registry=registry,
+        routed_services=routed_services,
+        metrics=metrics,
+        openapi=openapi,
+        policy=policy,
     )
-    verifier = TokenVerifier(
-        JwksCache(settings.jwks_urls, ssl_context=client_ssl),
+    handlers = local.handlers()
+    shadowed = [path for path in handlers if table.allowed(path)]
+    if shadowed:
+        raise ValueError(f"the gateway answers these paths itself; not routable: {shadowed}")
+    authenticator = Authenticator(
         issuer=settings.token_issuer,
         audience=settings.token_audience,
+        jwks_urls=settings.jwks_urls,
+        revocation_urls=settings.revocation_urls,
+        ssl_context=client_ssl,
+        revocation_refresh_s=settings.revocation_refresh_s,
     )
     server_ssl = server_tls_context(settings.tls)
     dispatcher = Dispatcher(
         routes=table,
-        local=local.handlers(),
-        authenticator=Authenticator(verifier),
+        local=handlers,
+        authenticator=authenticator,
         health=health,
         problems=problems,
         metrics=metrics,
@@ -155,11 +168,18 @@ def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -
             keepalive_timeout_s=settings.keepalive_timeout_s,
             request_read_timeout_s=settings.request_read_timeout_s,
         ),
+        tls=server_ssl is not None,
     )
-    jwks_owner = owner(_JWKS_PATH)
+    auth_service = owner("GET", _JWKS_PATH)
+    follow = not settings.jwks_urls or not settings.revocation_urls
     on_topology_change = (
-        _JwksFromTopology(dispatcher, jwks_owner, settings, client_ssl)
-        if not settings.jwks_urls and jwks_owner is not None
+        _AuthSourcesFromTopology(
+            authenticator,
+            auth_service,
+            jwks=not settings.jwks_urls,
+            revocations=not settings.revocation_urls,
+        )
+        if follow and auth_service is not None
         else None
     )
     return Gateway(
@@ -173,4 +193,5 @@ def build_gateway(settings: GatewaySettings, routes: Sequence[Route] = ROUTES) -
         topology_poll_s=settings.topology_poll_s,
         shutdown_grace_s=settings.shutdown_grace_s,
         on_topology_change=on_topology_change,
+        background=(authenticator.run,),
     )

@@ -1,11 +1,12 @@
-"""From a parsed request to a reply: local endpoint, or route, token check and forward.
+"""From a parsed request to a reply: local endpoint, or policy, token check and forward.
 
-This is the hot path. Everything that can be decided at start is: the route table is
-compiled, route targets carry their service, timeout and metric children, problem bodies
-are prebuilt. A proxied request with a known token runs without a task or a future: the
-dispatcher writes it on a pooled connection and the connection's parser callback hands
-the response to the `Exchange`, which answers the client. Tasks are used only off the hot
-path: the first sight of a token, a new upstream connection, local endpoints.
+This is the hot path. Everything that can be decided at start is: the policy table is
+compiled, route targets carry their service, access rule, timeout and metric children,
+problem bodies and header blocks are prebuilt. A proxied request with a known token runs
+without a task or a future: the dispatcher writes it on a pooled connection and the
+connection's parser callback hands the response to the `Exchange`, which answers the
+client. Tasks are used only off the hot path: the first sight of a token, a new upstream
+connection, local endpoints.
 """
 
 from __future__ import annotations
@@ -25,12 +26,13 @@ from flotilla_gateway.errors import (
     UpstreamReset,
     UpstreamTimeout,
 )
+from flotilla_gateway.headers import NO_STORE
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics, RouteMetrics
 from flotilla_gateway.problems import ProblemCatalog
 from flotilla_gateway.reply import Reply
 from flotilla_gateway.request import Request
-from flotilla_gateway.routes import Route, RouteTable
+from flotilla_gateway.routes import RoutePolicy, RouteTable
 from flotilla_gateway.upstream import UpstreamResponse
 from flotilla_kit.context import (
     new_request_id,
@@ -40,6 +42,7 @@ from flotilla_kit.context import (
     valid_request_id,
 )
 from flotilla_kit.logs import get_logger
+from flotilla_kit.tokens import Principal
 
 __all__ = ["Dispatcher", "Exchange", "Responder", "RouteTarget"]
 
@@ -50,6 +53,7 @@ _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
 # Methods whose requests carry a body even when it is empty.
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _LOCAL_METHODS = frozenset({b"GET", b"HEAD"})
+_LOCAL_ALLOW = ("GET", "HEAD")
 # Probes and scrapes come every second; only their failures are worth a log line.
 _QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 _UNMATCHED = "<unmatched>"
@@ -62,16 +66,21 @@ class Responder(Protocol):
 
 
 class RouteTarget:
-    """A route with everything the dispatcher needs to act on it, resolved at start."""
+    """A policy entry with everything the dispatcher needs to act on it, resolved at start."""
 
-    __slots__ = ("metrics", "public", "route", "service", "timeout_s")
+    __slots__ = ("metrics", "no_store", "permission", "policy", "public", "service", "timeout_s")
 
-    def __init__(self, route: Route, service: Service, metrics: RouteMetrics, timeout_s: float):
-        self.route = route
+    def __init__(
+        self, policy: RoutePolicy, service: Service, metrics: RouteMetrics, timeout_s: float
+    ):
+        self.policy = policy
         self.service = service
         self.metrics = metrics
-        self.public = route.public
-        self.timeout_s = route.timeout_s if route.timeout_s is not None else timeout_s
+        self.public = policy.public
+        # None: any valid token will do.
+        self.permission = policy.permission
+        self.no_store = policy.no_store
+        self.timeout_s = policy.timeout_s if policy.timeout_s is not None else timeout_s
 
 
 class Dispatcher:
@@ -90,6 +99,8 @@ class Dispatcher:
         self.routes = routes
         self.local = dict(local)
         self.authenticator = authenticator
+        # The verifier lives as long as the gateway: its synchronous lookup, bound once.
+        self.cached_principal = authenticator.verifier.cached
         self.health = health
         self.problems = problems
         self.access_log = access_log
@@ -172,11 +183,13 @@ class Exchange:
             if request.method in _LOCAL_METHODS:
                 dispatcher.spawn(self._answer_locally(local))
             else:
-                self.finish(dispatcher.problems.method_not_allowed.reply(self.request_id))
+                self.finish(
+                    dispatcher.problems.method_not_allowed(_LOCAL_ALLOW).reply(self.request_id)
+                )
             return
-        target = dispatcher.routes.match(request.path)
+        target = dispatcher.routes.match(request.method, request.path)
         if target is None:
-            self.finish(dispatcher.problems.not_found.reply(self.request_id))
+            self._refuse_unrouted()
             return
         self.metrics = target.metrics
         self._target = target
@@ -187,12 +200,28 @@ class Exchange:
         if token is None:
             self.finish(dispatcher.problems.token_missing.reply(self.request_id))
             return
-        principal = dispatcher.authenticator.cached(token)
+        principal = dispatcher.cached_principal(token)
         if principal is None:
             dispatcher.spawn(self._authenticate_and_forward(token))
             return
+        self._authorize(principal)
+
+    def _refuse_unrouted(self) -> None:
+        """404 for a path no entry has; 405 with `Allow` for a method the path does not take."""
+        problems = self._dispatcher.problems
+        allowed = self._dispatcher.routes.allowed(self.request.path)
+        problem = problems.method_not_allowed(allowed) if allowed else problems.not_found
+        self.finish(problem.reply(self.request_id))
+
+    def _authorize(self, principal: Principal) -> None:
         self._user_id = principal.subject
-        self._forward()
+        target = self._target
+        assert target is not None
+        permission = target.permission
+        if permission is None or permission in principal.permissions:
+            self._forward()
+        else:
+            self.finish(self._dispatcher.problems.forbidden.reply(self.request_id))
 
     def finish(self, reply: Reply) -> None:
         """Count, hand the reply to the client connection, then log."""
@@ -238,8 +267,7 @@ class Exchange:
             if principal is None:
                 self.finish(self._dispatcher.problems.token_invalid.reply(self.request_id))
                 return
-            self._user_id = principal.subject
-            self._forward()
+            self._authorize(principal)
         except Exception:
             self.crashed()
 
@@ -308,8 +336,10 @@ class Exchange:
         instance = self._instance
         assert instance is not None
         instance.in_flight -= 1
+        target = self._target
+        assert target is not None
         try:
-            reply = _relay(response, self.request_id.encode("ascii"), self._head)
+            reply = _relay(response, self.request_id.encode("ascii"), self._head, target.no_store)
         except Exception:
             self.crashed()
             return
@@ -366,10 +396,14 @@ def _client_trace_id(request: Request) -> str | None:
     return parent[0] if parent is not None else None
 
 
-def _relay(response: UpstreamResponse, rid: bytes, head: bool) -> Reply:
+def _relay(response: UpstreamResponse, rid: bytes, head: bool, no_store: bool) -> Reply:
     status = response.status
     lines = response.lines
     lines.append(b"x-request-id: " + rid + b"\r\n")
+    if no_store:
+        lines.append(NO_STORE)
+    elif response.cache_control is not None:
+        lines.append(response.cache_control)
     if status == 204:
         pass
     elif head or status == 304:

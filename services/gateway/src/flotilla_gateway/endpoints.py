@@ -1,8 +1,9 @@
-"""The endpoints the gateway answers itself: probes, metrics, the merged API description."""
+"""The endpoints the gateway answers itself: probes, metrics, the policy, the merged API."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Sequence
 
 from flotilla_gateway.balancer import Registry
 from flotilla_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -11,6 +12,7 @@ from flotilla_gateway.openapi import OpenApiAggregator
 from flotilla_gateway.problems import problem_reply
 from flotilla_gateway.reply import Reply, bytes_reply, json_reply
 from flotilla_gateway.request import Request
+from flotilla_gateway.routes import RoutePolicy
 
 __all__ = ["LocalEndpoints", "LocalHandler"]
 
@@ -45,17 +47,22 @@ class LocalEndpoints:
         routed_services: tuple[str, ...],
         metrics: GatewayMetrics,
         openapi: OpenApiAggregator,
+        policy: Sequence[RoutePolicy],
     ) -> None:
         self._registry = registry
         self._routed_services = routed_services
         self._metrics = metrics
         self._openapi = openapi
+        self._policy = json.dumps(
+            [entry.as_json() for entry in policy], separators=(",", ":")
+        ).encode()
 
     def handlers(self) -> dict[str, LocalHandler]:
         return {
             "/livez": self.livez,
             "/readyz": self.readyz,
             "/metrics": self.metrics,
+            "/policy.json": self.policy,
             "/openapi.json": self.openapi,
             "/docs": self.docs,
         }
@@ -90,8 +97,15 @@ class LocalEndpoints:
             200, self._metrics.render(), request_id, content_type=METRICS_CONTENT_TYPE
         )
 
+    async def policy(self, request: Request, request_id: str) -> Reply:
+        """The access policy as data: `[{method, path, service, access}, ...]`."""
+        return bytes_reply(200, self._policy, request_id, content_type=_JSON)
+
     async def openapi(self, request: Request, request_id: str) -> Reply:
         return bytes_reply(200, await self._openapi.document(), request_id, content_type=_JSON)
 
     async def docs(self, request: Request, request_id: str) -> Reply:
-        return bytes_reply(200, _SWAGGER_UI, request_id, content_type=b"text/html; charset=utf-8")
+        # The one page without the CSP: it loads Swagger UI's scripts and styles.
+        return bytes_reply(
+            200, _SWAGGER_UI, request_id, content_type=b"text/html; charset=utf-8", csp=False
+        )

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
 
 from flotilla_gateway.balancer import Instance, Registry
 from flotilla_gateway.health import HealthChecker
@@ -34,6 +35,7 @@ class Gateway:
         topology_poll_s: float,
         shutdown_grace_s: float,
         on_topology_change: Callable[[Registry], None] | None = None,
+        background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
     ) -> None:
         self.registry = registry
         self.connections = connections
@@ -45,8 +47,11 @@ class Gateway:
         self._topology_poll_s = topology_poll_s
         self._shutdown_grace_s = shutdown_grace_s
         self._on_topology_change = on_topology_change
+        # Loops that run from start to stop (keeping keys and revocations fresh).
+        self._background = tuple(background)
         self._server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._background_tasks: list[asyncio.Task[None]] = []
         # Set once `stop()` has closed the listener; requests in flight are still running.
         self.stopping = asyncio.Event()
 
@@ -76,6 +81,7 @@ class Gateway:
         )
         self.poll_topology()
         self._housekeeping = loop.create_task(self._housekeep(), name="gateway housekeeping")
+        self._background_tasks = [loop.create_task(work()) for work in self._background]
         _log.info("gateway listening", url=f"{self.scheme}://{self._host}:{self.port}")
 
     def poll_topology(self) -> TopologyChange | None:
@@ -112,6 +118,11 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
         await self.connections.shutdown(self._shutdown_grace_s)
+        # Kept fresh while requests in flight finish; stopped with them.
+        tasks, self._background_tasks = self._background_tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await self.connections.dispatcher.close()
         await self._health.close()
         self.registry.close(abort=True)

@@ -10,12 +10,16 @@ from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
+    "CORS_PREFIX",
     "HOP_BY_HOP",
+    "NO_STORE",
     "REQUEST_FIELDS",
     "RESPONSE_FIELDS",
+    "SECURITY_FIELDS",
     "SPOOFABLE_PREFIXES",
     "connection_tokens",
     "drop_nominated",
+    "security_block",
 ]
 
 # RFC 9110 section 7.6.1: meaningful for one connection only, never forwarded.
@@ -48,6 +52,7 @@ REQUEST_ID: Final = 5
 TRACEPARENT: Final = 6
 TRACESTATE: Final = 7
 EXPECT: Final = 8
+CACHE_CONTROL: Final = 9
 
 REQUEST_FIELDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(HOP_BY_HOP, DROP),
@@ -66,9 +71,45 @@ REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"expect": EXPECT,
 }
 
+# Set by the gateway on every response it sends (`security_block`); a service's own
+# values for these names are dropped, so each appears once.
+_HSTS: Final = b"strict-transport-security: max-age=63072000; includeSubDomains\r\n"
+_ALWAYS: Final = (
+    b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\n"
+)
+_CSP: Final = b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n"
+SECURITY_FIELDS: Final = frozenset(
+    {
+        b"strict-transport-security",
+        b"x-content-type-options",
+        b"referrer-policy",
+        b"x-frame-options",
+        b"content-security-policy",
+    }
+)
+# CORS is off: no `Access-Control-*` field leaves the gateway, whoever set it.
+CORS_PREFIX: Final = b"access-control-"
+# Replaces a service's Cache-Control on routes whose answers must never be stored.
+NO_STORE: Final = b"cache-control: no-store\r\n"
+
+
+def security_block(*, tls: bool, csp: bool) -> bytes:
+    """The security header lines for one kind of response, rendered once at start.
+
+    HSTS only over TLS (a browser ignores it on plain HTTP anyway, and it must never pin
+    a host to HTTPS by accident); the CSP is left out only for the Swagger UI page, which
+    loads its scripts and styles.
+    """
+    return (_HSTS if tls else b"") + _ALWAYS + (_CSP if csp else b"")
+
+
 # What the upstream client does with a response field (values of RESPONSE_FIELDS).
+# Names starting with CORS_PREFIX are dropped too.
 RESPONSE_FIELDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(HOP_BY_HOP, DROP),
+    **dict.fromkeys(SECURITY_FIELDS, DROP),
+    # Passed on, or replaced by NO_STORE on the routes that need it.
+    b"cache-control": CACHE_CONTROL,
     b"connection": CONNECTION,
     # Re-framed by the gateway with its own Content-Length.
     b"content-length": CONTENT_LENGTH,

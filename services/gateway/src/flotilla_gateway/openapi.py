@@ -1,6 +1,7 @@
 """One OpenAPI document for the whole API, merged from the services' own.
 
-Only paths the gateway routes to the service that documents them are kept. Component
+Only operations in the gateway's policy, owned by the service that documents them, are
+kept; a path left with no operation is dropped. Component
 schemas are shared when every service that defines a name defines it the same way (the
 kit's `Problem`, FastAPI's validation errors); otherwise each service's version is renamed
 `<service>_<name>` and that service's references follow it.
@@ -23,6 +24,8 @@ _log = get_logger("flotilla.gateway.openapi")
 _SCHEMA_REF = "#/components/schemas/"
 _FETCH_LINE = b"GET /openapi.json HTTP/1.1\r\n"
 _FETCH_FIELDS = b"user-agent: flotilla-gateway\r\naccept: application/json\r\n\r\n"
+# The keys of a path item that are operations (OpenAPI 3.1, 4.8.9).
+_OPERATIONS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 Document = dict[str, Any]
 
@@ -79,10 +82,28 @@ def _conflicting(by_name: Mapping[str, Mapping[str, Any]]) -> set[str]:
     return conflicts
 
 
-def merge_documents(
-    documents: Mapping[str, Mapping[str, Any]], owner: Callable[[str], str | None]
-) -> Document:
-    """Merge each service's document; `owner(path)` names the service a path is routed to."""
+Owner = Callable[[str, str], str | None]
+
+
+def _routed_operations(service: str, path: str, item: Any, owner: Owner) -> dict[str, Any]:
+    """The part of a path item the gateway routes to `service`; empty when none is."""
+    if not isinstance(item, dict):
+        return {}
+    kept = {
+        key: value
+        for key, value in item.items()
+        if key in _OPERATIONS and owner(key.upper(), path) == service
+    }
+    if not kept:
+        return {}
+    # Path-level fields (parameters, summary, ...) belong to the operations that remain.
+    shared = {key: value for key, value in item.items() if key not in _OPERATIONS}
+    return {**shared, **kept}
+
+
+def merge_documents(documents: Mapping[str, Mapping[str, Any]], owner: Owner) -> Document:
+    """Merge each service's document; `owner(method, path)` names the service the policy
+    sends that operation to, or None when the policy does not list it."""
     by_name: dict[str, dict[str, Any]] = {}
     for service, document in sorted(documents.items()):
         schemas = document.get("components", {}).get("schemas", {})
@@ -105,8 +126,9 @@ def merge_documents(
     tags: dict[str, Any] = {}
     for service, document in sorted(documents.items()):
         for path, item in document.get("paths", {}).items():
-            if owner(path) == service:
-                paths[path] = _rename_refs(item, renames[service])
+            routed = _routed_operations(service, path, item, owner)
+            if routed:
+                paths[path] = _rename_refs(routed, renames[service])
         for tag in document.get("tags", []):
             if isinstance(tag, dict) and "name" in tag:
                 tags.setdefault(tag["name"], tag)
@@ -133,7 +155,7 @@ class OpenApiAggregator:
         registry: Registry,
         *,
         services: tuple[str, ...],
-        owner: Callable[[str], str | None],
+        owner: Owner,
         timeout_s: float,
     ) -> None:
         self._registry = registry

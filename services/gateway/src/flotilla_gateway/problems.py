@@ -109,13 +109,6 @@ class ProblemCatalog:
             400, "bad-request", "Bad request", "HTTP/1.1 requests need a Host header.", close=True
         )
         self.not_found = ProblemTemplate(404, "not-found", "Not found", "No route for this path.")
-        self.method_not_allowed = ProblemTemplate(
-            405,
-            "method-not-allowed",
-            "Method not allowed",
-            "This endpoint answers GET and HEAD only.",
-            headers={"Allow": "GET, HEAD"},
-        )
         self.connect_not_allowed = ProblemTemplate(
             405,
             "method-not-allowed",
@@ -136,6 +129,12 @@ class ProblemCatalog:
             "Authentication required",
             "The access token is invalid or expired.",
             headers=_CHALLENGE,
+        )
+        self.forbidden = ProblemTemplate(
+            403,
+            "forbidden",
+            "Forbidden",
+            "The access token does not grant the permission this operation needs.",
         )
         self.payload_too_large = ProblemTemplate(
             413,
@@ -164,6 +163,21 @@ class ProblemCatalog:
             500, "internal-error", "Internal server error", "The error was logged.", close=True
         )
         self._unavailable: dict[str, ProblemTemplate] = {}
+        self._not_allowed: dict[tuple[str, ...], ProblemTemplate] = {}
+
+    def method_not_allowed(self, allowed: tuple[str, ...]) -> ProblemTemplate:
+        """405 with `Allow`; one template per set of methods (bounded by the route table)."""
+        template = self._not_allowed.get(allowed)
+        if template is None:
+            listed = ", ".join(allowed)
+            template = self._not_allowed[allowed] = ProblemTemplate(
+                405,
+                "method-not-allowed",
+                "Method not allowed",
+                f"This path answers {listed} only.",
+                headers={"Allow": listed},
+            )
+        return template
 
     def unavailable(self, service: str) -> ProblemTemplate:
         template = self._unavailable.get(service)

@@ -19,14 +19,16 @@ class Reply(NamedTuple):
     """A response without its status line, `Connection` header and final blank line.
 
     `head` holds complete header lines (`name: value\\r\\n`), including Content-Length and
-    X-Request-Id; the connection adds the rest. `close` asks it to close the connection
-    afterwards (the request could not be framed safely).
+    X-Request-Id; the connection adds the rest, security headers included. `close` asks it
+    to close the connection afterwards (the request could not be framed safely). `csp`
+    False leaves out the Content-Security-Policy (only for the Swagger UI page).
     """
 
     status: int
     head: bytes
     body: bytes
     close: bool = False
+    csp: bool = True
 
 
 _STATUS_LINES: dict[int, bytes] = {
@@ -77,6 +79,7 @@ def bytes_reply(
     content_type: bytes,
     extra_head: bytes = b"",
     close: bool = False,
+    csp: bool = True,
 ) -> Reply:
     head = b"".join(
         (
@@ -90,4 +93,4 @@ def bytes_reply(
             b"\r\ncontent-length: %d\r\n" % len(body),
         )
     )
-    return Reply(status, head, body, close)
+    return Reply(status, head, body, close, csp)

@@ -1,107 +1,288 @@
-"""The route table: which paths the gateway exposes, to which service, under which policy.
+"""The access policy: which operations the gateway exposes, to which service, for whom.
 
-Deny by default: a path that matches no route is answered 404 by the gateway and never
-reaches a service. The table is compiled once into a dict (exact paths) and one regular
-expression (prefixes, longest first), so matching costs one dict lookup and one
-`re.match` whatever the number of routes.
+Deny by default. Each `RoutePolicy` names one method on one path template, the service
+that owns it, and who may call it: `PUBLIC`, `AUTHENTICATED` (any valid token) or a
+permission from `flotilla_kit.rbac`. A request that matches no entry never reaches a
+service: an unlisted path gets a 404, a listed path with an unlisted method a 405.
+
+Templates use `{name}` for exactly one path segment (no slash, never empty). The table is
+compiled once: per method, a dict of exact paths and one regular expression for the
+templated ones, so matching costs one dict lookup and at most one `fullmatch` whatever
+the number of routes. When two templates could match the same path, the most specific
+one wins: an exact path first, then the template whose first literal segment comes
+earliest. `POLICY` itself has no such overlaps (a test checks it), so its meaning never
+depends on that rule.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
-__all__ = ["ROUTES", "Route", "RouteTable", "is_safe_path"]
+__all__ = [
+    "AUTHENTICATED",
+    "POLICY",
+    "PUBLIC",
+    "RoutePolicy",
+    "RouteTable",
+    "is_safe_path",
+    "operation_owner",
+    "overlaps",
+    "template_key",
+]
 
 T = TypeVar("T")
 
+PUBLIC: Final = "public"
+AUTHENTICATED: Final = "authenticated"
+
+# Routes whose responses must never be stored by a cache (tokens, user data).
+NO_STORE_PREFIXES: Final = ("/api/v1/auth/",)
+# Service-to-service endpoints: never reachable through the gateway, whatever the table says.
+_INTERNAL = "/internal"
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+_PARAMETER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LITERAL = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:@-]+")
+_PERMISSION = re.compile(r"[a-z][a-z0-9-]*(?::[a-z][a-z0-9-]*)+")
+# What a `{name}` segment matches in a request path: no slash, no space or control byte.
+_SEGMENT = r"[^/\x00-\x20\x7f]+"
+
+
+def _segments(path: str) -> list[str]:
+    return path.split("/")[1:]
+
+
+def _is_parameter(segment: str) -> bool:
+    return segment.startswith("{")
+
 
 @dataclass(frozen=True, slots=True)
-class Route:
-    """One exposed path or path prefix.
+class RoutePolicy:
+    """One operation the gateway exposes: `method` on `path` goes to `service` for `access`."""
 
-    A prefix that ends with `/` matches every path below it. A prefix without a trailing
-    `/` matches itself and every path below it, at a segment boundary only: `/api/v1/accounts`
-    matches `/api/v1/accounts` and `/api/v1/accounts/7`, never `/api/v1/accountsX`.
-    """
-
+    method: str
     path: str
     service: str
-    public: bool = False
-    exact: bool = False
+    access: str
     # None: the gateway's default (`upstream_timeout_s`).
     timeout_s: float | None = None
-    # The RBAC permission a caller's token must grant; None: any valid token (or none if
-    # `public`). Checked once RBAC lands at the gateway.
-    permission: str | None = None
 
     def __post_init__(self) -> None:
+        where = f"{self.method} {self.path}"
+        if self.method not in _METHODS:
+            raise ValueError(f"{where}: method must be one of {', '.join(_METHODS)}")
         if not self.path.startswith("/"):
-            raise ValueError(f"route path must start with '/': {self.path!r}")
+            raise ValueError(f"{where}: path must start with '/'")
+        if self.path == _INTERNAL or self.path.startswith(_INTERNAL + "/"):
+            raise ValueError(f"{where}: internal endpoints are never routed")
+        names: list[str] = []
+        for segment in _segments(self.path):
+            parameter = _PARAMETER.fullmatch(segment)
+            if parameter is not None:
+                names.append(parameter.group(1))
+            elif segment in (".", "..") or not _LITERAL.fullmatch(segment):
+                # Empty segments (`//`, a trailing `/`), partial parameters (`{a}.json`)
+                # and anything percent-encoded are refused rather than half-understood.
+                raise ValueError(f"{where}: bad segment {segment!r}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"{where}: a parameter name is used twice")
+        if self.access not in (PUBLIC, AUTHENTICATED) and not _PERMISSION.fullmatch(self.access):
+            raise ValueError(
+                f"{where}: access must be PUBLIC, AUTHENTICATED or a permission "
+                f"('resource:action'), not {self.access!r}"
+            )
 
     @property
-    def label(self) -> str:
-        """A bounded name for metrics: the path, with `*` for prefixes."""
-        return self.path if self.exact else self.path + "*"
+    def public(self) -> bool:
+        return self.access == PUBLIC
+
+    @property
+    def permission(self) -> str | None:
+        """The permission a token must grant; None for public and any-token routes."""
+        return None if self.access in (PUBLIC, AUTHENTICATED) else self.access
+
+    @property
+    def templated(self) -> bool:
+        return "{" in self.path
+
+    @property
+    def no_store(self) -> bool:
+        """Whether `Cache-Control: no-store` replaces what the service says."""
+        return self.path.startswith(NO_STORE_PREFIXES)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "path": self.path,
+            "service": self.service,
+            "access": self.access,
+        }
 
 
-ROUTES: tuple[Route, ...] = (
-    Route("/api/v1/auth/", service="auth", public=True),
-    Route("/.well-known/jwks.json", service="auth", public=True, exact=True),
-    Route("/api/v1/accounts", service="accounts"),
+def _r(method: str, path: str, service: str, access: str) -> RoutePolicy:
+    return RoutePolicy(method, path, service, access)
+
+
+POLICY: tuple[RoutePolicy, ...] = (
+    _r("POST", "/api/v1/auth/token", "auth", PUBLIC),
+    _r("POST", "/api/v1/auth/logout", "auth", PUBLIC),
+    _r("GET", "/api/v1/auth/me", "auth", AUTHENTICATED),
+    _r("POST", "/api/v1/auth/users", "auth", "users:admin"),
+    _r("GET", "/api/v1/auth/users", "auth", "users:read"),
+    _r("GET", "/api/v1/auth/users/{user_id}", "auth", "users:read"),
+    _r("PUT", "/api/v1/auth/users/{user_id}/roles/{role}", "auth", "users:admin"),
+    _r("DELETE", "/api/v1/auth/users/{user_id}/roles/{role}", "auth", "users:admin"),
+    _r("POST", "/api/v1/auth/users/{user_id}/lock", "auth", "users:admin"),
+    _r("POST", "/api/v1/auth/users/{user_id}/unlock", "auth", "users:admin"),
+    _r("GET", "/.well-known/jwks.json", "auth", PUBLIC),
+    _r("GET", "/api/v1/accounts", "accounts", "accounts:read"),
+    _r("POST", "/api/v1/accounts", "accounts", "accounts:open"),
+    _r("GET", "/api/v1/accounts/{account_id}", "accounts", "accounts:read"),
+    _r("POST", "/api/v1/accounts/{account_id}/deposits", "accounts", "accounts:deposit"),
 )
 
 
-class RouteTable(Generic[T]):
-    """Routes compiled for matching; each carries a payload (what the caller acts on)."""
+def template_key(path: str) -> str:
+    """A template with its parameter names erased: `/a/{id}` and `/a/{x}` are the same route."""
+    return _PARAMETER.sub("{}", path)
 
-    def __init__(self, entries: Iterable[tuple[Route, T]]) -> None:
-        self._exact: dict[str, T] = {}
-        self._by_group: dict[str, T] = {}
-        alternatives: list[tuple[int, str]] = []
-        for index, (route, payload) in enumerate(entries):
-            if route.exact:
-                if route.path in self._exact:
-                    raise ValueError(f"duplicate route {route.path!r}")
-                self._exact[route.path] = payload
-                continue
-            group = f"r{index}"
-            self._by_group[group] = payload
-            escaped = re.escape(route.path)
-            pattern = escaped if route.path.endswith("/") else escaped + "(?:/|$)"
-            alternatives.append((len(route.path), f"(?P<{group}>{pattern})"))
-        # Longest prefix first: the first alternative that matches is the most specific.
-        alternatives.sort(key=lambda item: item[0], reverse=True)
-        self._prefixes = (
-            re.compile("|".join(pattern for _, pattern in alternatives)) if alternatives else None
+
+def operation_owner(policy: Iterable[RoutePolicy]) -> Callable[[str, str], str | None]:
+    """`owner(method, path)`: the service the policy sends an operation to, else None.
+
+    For documents, not requests: `path` is a template, and parameter names do not matter
+    (`/a/{id}` is `/a/{account_id}`). HEAD goes with GET.
+    """
+    owners: dict[tuple[str, str], str] = {}
+    for entry in policy:
+        key = template_key(entry.path)
+        owners[(entry.method, key)] = entry.service
+        if entry.method == "GET":
+            owners.setdefault(("HEAD", key), entry.service)
+
+    def owner(method: str, path: str) -> str | None:
+        return owners.get((method, template_key(path)))
+
+    return owner
+
+
+def overlaps(a: RoutePolicy, b: RoutePolicy) -> bool:
+    """Whether some request could match both entries (same method, compatible segments).
+
+    HEAD counts as GET, since every GET route answers HEAD too.
+    """
+    if _effective(a.method) != _effective(b.method):
+        return False
+    first, second = _segments(a.path), _segments(b.path)
+    if len(first) != len(second):
+        return False
+    return all(
+        x == y or _is_parameter(x) or _is_parameter(y) for x, y in zip(first, second, strict=True)
+    )
+
+
+def _effective(method: str) -> str:
+    return "GET" if method == "HEAD" else method
+
+
+def _specificity(path: str) -> tuple[int, ...]:
+    # Lower sorts first: a literal segment beats a parameter at the first place they differ.
+    return tuple(1 if _is_parameter(segment) else 0 for segment in _segments(path))
+
+
+def _pattern(path: str) -> str:
+    return "/" + "/".join(
+        _SEGMENT if _is_parameter(segment) else re.escape(segment) for segment in _segments(path)
+    )
+
+
+class _MethodRoutes(Generic[T]):
+    """The routes of one method: exact paths, then one alternation of templates."""
+
+    __slots__ = ("exact", "pattern", "payloads")
+
+    def __init__(self, exact: dict[str, T], templates: list[tuple[RoutePolicy, T]]) -> None:
+        self.exact = exact
+        ordered = sorted(templates, key=lambda item: _specificity(item[0].path))
+        # Group i+1 is the i-th alternative: `lastindex` names the one that matched.
+        self.payloads: tuple[T | None, ...] = (None, *(payload for _, payload in ordered))
+        self.pattern = (
+            re.compile("|".join(f"({_pattern(policy.path)})" for policy, _ in ordered))
+            if ordered
+            else None
         )
 
-    def match(self, path: str) -> T | None:
-        payload = self._exact.get(path)
+
+class RouteTable(Generic[T]):
+    """Policy entries compiled for matching; each carries a payload (what the caller acts on).
+
+    Every GET entry also answers HEAD, unless HEAD has an entry of its own.
+    """
+
+    def __init__(self, entries: Iterable[tuple[RoutePolicy, T]]) -> None:
+        declared: dict[str, dict[str, tuple[RoutePolicy, T]]] = {}
+        for policy, payload in entries:
+            routes = declared.setdefault(policy.method, {})
+            key = template_key(policy.path)
+            if key in routes:
+                raise ValueError(f"duplicate route {policy.method} {policy.path}")
+            routes[key] = (policy, payload)
+        head = declared.setdefault("HEAD", {})
+        for key, entry in declared.get("GET", {}).items():
+            head.setdefault(key, entry)
+        self._by_method: dict[bytes, _MethodRoutes[T]] = {}
+        for method, routes in declared.items():
+            if not routes:
+                continue
+            exact = {p.path: payload for p, payload in routes.values() if not p.templated}
+            templates = [(p, payload) for p, payload in routes.values() if p.templated]
+            self._by_method[method.encode("ascii")] = _MethodRoutes(exact, templates)
+        self._methods = tuple(
+            sorted(
+                (m.decode("ascii") for m in self._by_method),
+                key=lambda m: (_METHODS.index(m), m),
+            )
+        )
+
+    def match(self, method: bytes, path: str) -> T | None:
+        routes = self._by_method.get(method)
+        if routes is None:
+            return None
+        payload = routes.exact.get(path)
         if payload is not None:
             return payload
-        if self._prefixes is None:
+        pattern = routes.pattern
+        if pattern is None:
             return None
-        found = self._prefixes.match(path)
-        if found is None or found.lastgroup is None:
+        found = pattern.fullmatch(path)
+        if found is None:
             return None
-        return self._by_group[found.lastgroup]
+        return routes.payloads[found.lastindex or 0]
+
+    def allowed(self, path: str) -> tuple[str, ...]:
+        """The methods `path` answers (for `Allow`); empty when no entry has the path.
+
+        Off the hot path: only asked after `match` found nothing.
+        """
+        return tuple(m for m in self._methods if self.match(m.encode("ascii"), path) is not None)
 
 
-_DOT_SEGMENT = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)", re.IGNORECASE)
+_UNSAFE = re.compile(r"(?:^|/)(?:\.|%2e){1,2}(?:/|$)|%2f|%5c", re.IGNORECASE)
 
 
 def is_safe_path(path: str) -> bool:
-    """An origin-form path with no `.` or `..` segment, plain or percent-encoded.
+    """An origin-form path with no `.` or `..` segment and no encoded `/` or `\\`.
 
-    Services do not normalise paths, so a dot segment could make a path that the gateway
-    routes to one place mean another inside the service; refusing them is cheaper than
-    reasoning about every service's router.
+    Services decode and do not normalise paths, so a dot segment or an encoded slash could
+    make a path that the gateway routes to one operation mean another inside the service
+    (`/users/x%2Froles%2Fadmin` is one segment here, three there); refusing them is
+    cheaper than reasoning about every service's router.
     """
     if not path.startswith("/"):
         return False
     if "." not in path and "%" not in path:
         return True
-    return _DOT_SEGMENT.search(path) is None
+    return _UNSAFE.search(path) is None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from flotilla_gateway.dispatcher import Dispatcher
+from flotilla_gateway.headers import security_block
 from flotilla_gateway.problems import ProblemCatalog
 from flotilla_gateway.reply import Reply, status_line
 from flotilla_gateway.request import Request, RequestReader
@@ -44,11 +45,19 @@ class Connections:
     """Every client connection of one listener, for timeouts and graceful shutdown."""
 
     def __init__(
-        self, dispatcher: Dispatcher, problems: ProblemCatalog, limits: ServerLimits
+        self,
+        dispatcher: Dispatcher,
+        problems: ProblemCatalog,
+        limits: ServerLimits,
+        *,
+        tls: bool = False,
     ) -> None:
         self.dispatcher = dispatcher
         self.problems = problems
         self.limits = limits
+        # Security header lines added to every reply: with the CSP, and without it.
+        self.security = security_block(tls=tls, csp=True)
+        self.security_without_csp = security_block(tls=tls, csp=False)
         self.closing = False
         # Open connections, and closed ones whose last reply is still being prepared.
         self._active: set[ClientConnection] = set()
@@ -95,6 +104,8 @@ class ClientConnection(asyncio.Protocol):
     def __init__(self, connections: Connections) -> None:
         self._connections = connections
         self._dispatcher = connections.dispatcher
+        self._security = connections.security
+        self._security_without_csp = connections.security_without_csp
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._reader: RequestReader | None = None
@@ -291,8 +302,9 @@ class ClientConnection(asyncio.Protocol):
         else:
             connection = b""
         body = b"" if request.method == b"HEAD" else reply.body
+        security = self._security if reply.csp else self._security_without_csp
         transport.write(
-            b"".join((status_line(reply.status), reply.head, connection, b"\r\n", body))
+            b"".join((status_line(reply.status), reply.head, security, connection, b"\r\n", body))
         )
         self._last_active = self._loop.time()
         if close:

@@ -44,6 +44,13 @@ class GatewaySettings(ServiceSettings):
             "`/.well-known/jwks.json` of each `auth` instance in the topology."
         ),
     )
+    revocation_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Endpoints listing revoked sessions, tried in order; empty means "
+            "`/internal/v1/revocations` of each `auth` instance in the topology."
+        ),
+    )
     topology_file: Path = Field(
         default=Path("var/run/topology.json"),
         description="The launcher's topology file: which instances of each service listen where.",

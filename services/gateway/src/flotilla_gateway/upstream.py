@@ -32,8 +32,10 @@ from flotilla_gateway.errors import (
     UpstreamTimeout,
 )
 from flotilla_gateway.headers import (
+    CACHE_CONTROL,
     CONNECTION,
     CONTENT_LENGTH,
+    CORS_PREFIX,
     RESPONSE_FIELDS,
     connection_tokens,
     drop_nominated,
@@ -77,6 +79,8 @@ class UpstreamResponse(NamedTuple):
     body: bytes
     # The upstream's own Content-Length, which a HEAD or 304 response keeps.
     content_length: bytes | None
+    # The upstream's Cache-Control line(s), kept apart: some routes replace them.
+    cache_control: bytes | None = None
 
 
 class ResponseListener(Protocol):
@@ -116,6 +120,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._body: list[bytes] | None = None
         self._body_bytes = 0
         self._content_length: bytes | None = None
+        self._cache_control: bytes | None = None
         self._nominated: frozenset[bytes] | None = None
 
     def begin(
@@ -132,6 +137,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._body = None
         self._body_bytes = 0
         self._content_length = None
+        self._cache_control = None
         self._nominated = None
         self._timer = self.loop.call_later(timeout_s, self._expire)
         assert self._transport is not None
@@ -212,7 +218,12 @@ class UpstreamConnection(asyncio.Protocol):
         lower = name.lower()
         kind = RESPONSE_FIELDS.get(lower)
         if kind is None:
-            self._lines.append(name + b": " + value + b"\r\n")
+            if not lower.startswith(CORS_PREFIX):
+                self._lines.append(name + b": " + value + b"\r\n")
+        elif kind == CACHE_CONTROL:
+            line = name + b": " + value + b"\r\n"
+            cached = self._cache_control
+            self._cache_control = line if cached is None else cached + line
         elif kind == CONTENT_LENGTH:
             self._framed = True
             self._content_length = value
@@ -250,6 +261,7 @@ class UpstreamConnection(asyncio.Protocol):
             self._lines = []
             self._framed = False
             self._content_length = None
+            self._cache_control = None
             self._nominated = None
             return
         self._complete(keep_alive=self._parser.should_keep_alive())
@@ -266,13 +278,17 @@ class UpstreamConnection(asyncio.Protocol):
             self._timer = None
         body = self._body
         lines = self._lines
+        cache_control = self._cache_control
         if self._nominated is not None:
             lines = drop_nominated(lines, self._nominated)
+            if b"cache-control" in self._nominated:
+                cache_control = None
         response = UpstreamResponse(
             self._status,
             lines,
             b"" if body is None else body[0] if len(body) == 1 else b"".join(body),
             self._content_length,
+            cache_control,
         )
         # Back in the pool before the listener runs, so its next request can use it.
         self._pool.release(self, reusable=keep_alive and not self.closed)

@@ -2,8 +2,13 @@
 
 Each upstream is a small FastAPI app served by uvicorn on a socket bound before it starts
 (so its port is known and connections queue until it accepts). It echoes what it received,
-can hold requests until the test releases them, can fail its readiness probe, and records
-every client connection it accepted.
+can hold requests until the test releases them, can fail its readiness probe, serves a
+JWKS and a revocation list like the auth service, and records every client connection it
+accepted and every request the gateway forwarded to it.
+
+The gateway runs with the real `POLICY` unless a test passes another: `ECHO_POLICY` opens
+any one- or two-segment path below `/api/v1/auth/` to anyone, for tests about framing,
+balancing and lifecycle rather than access.
 """
 
 from __future__ import annotations
@@ -22,12 +27,21 @@ from fastapi.responses import JSONResponse
 from starlette.types import Receive, Scope, Send
 
 from flotilla_gateway import Gateway, GatewaySettings, build_gateway
+from flotilla_gateway.authentication import Authenticator
 from flotilla_gateway.balancer import Registry
+from flotilla_gateway.routes import POLICY, PUBLIC, RoutePolicy
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import CertificatePaths
 from flotilla_kit.topology import Instance, Topology
 
 ECHO_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+ECHO_POLICY: tuple[RoutePolicy, ...] = tuple(
+    RoutePolicy(method, path, "auth", PUBLIC)
+    for path in ("/api/v1/auth/{a}", "/api/v1/auth/{a}/{b}")
+    for method in ECHO_METHODS
+    if method != "HEAD"  # HEAD goes with GET
+)
 
 
 class Upstream:
@@ -51,6 +65,11 @@ class Upstream:
         self.entered_event = asyncio.Event()
         self.clients: set[tuple[str, int]] = set()
         self.seen: list[dict[str, Any]] = []
+        # Requests forwarded by the gateway (not its own probes and fetches), "METHOD /path".
+        self.proxied: list[str] = []
+        # What `/internal/v1/revocations` lists, and the status it answers with.
+        self.revoked: set[str] = set()
+        self.revocations_status = 200
         self.app = self._build_app(jwks, router)
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -85,6 +104,10 @@ class Upstream:
         if scope["type"] == "http" and scope.get("client"):
             host, port = scope["client"]
             self.clients.add((host, port))
+        if scope["type"] == "http" and any(
+            name == b"x-forwarded-proto" for name, _ in scope["headers"]
+        ):
+            self.proxied.append(f"{scope['method']} {scope['path']}")
         await self.app(scope, receive, send)
 
     def _build_app(self, jwks: dict[str, Any], router: APIRouter | None) -> FastAPI:
@@ -94,9 +117,15 @@ class Upstream:
         async def readyz() -> Response:
             return Response(status_code=200 if self.ready else 503)
 
-        @app.get("/.well-known/jwks.json", include_in_schema=False)
-        async def jwks_document() -> dict[str, Any]:
-            return jwks
+        @app.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"], include_in_schema=False)
+        async def jwks_document() -> JSONResponse:
+            return JSONResponse(jwks, headers={"cache-control": "public, max-age=300"})
+
+        @app.get("/internal/v1/revocations", include_in_schema=False)
+        async def revocations() -> Response:
+            if self.revocations_status != 200:
+                return Response(status_code=self.revocations_status)
+            return JSONResponse({"sessions": sorted(self.revoked)})
 
         @app.get("/api/v1/{rest:path}/slow", include_in_schema=False)
         async def slow(request: Request) -> JSONResponse:
@@ -209,7 +238,12 @@ class Stack:
         Topology(services=services).write(self.topology_file)
 
     async def start_gateway(
-        self, *, tls: bool = False, wait_healthy: bool = True, **overrides: Any
+        self,
+        *,
+        tls: bool = False,
+        wait_healthy: bool = True,
+        policy: tuple[RoutePolicy, ...] = POLICY,
+        **overrides: Any,
     ) -> Gateway:
         tls_settings = TlsSettings(cert_file=None, key_file=None, ca_file=None)
         if tls:
@@ -227,7 +261,7 @@ class Stack:
             "tls": tls_settings,
         }
         values.update(overrides)
-        gateway = build_gateway(GatewaySettings(**values))
+        gateway = build_gateway(GatewaySettings(**values), policy)
         await gateway.start()
         self.gateway = gateway
         if wait_healthy:
@@ -247,6 +281,11 @@ class Stack:
     def gateway_port(self) -> int:
         assert self.gateway is not None
         return self.gateway.port
+
+    @property
+    def authenticator(self) -> Authenticator:
+        assert self.gateway is not None
+        return self.gateway.connections.dispatcher.authenticator
 
     @property
     def registry(self) -> Registry:

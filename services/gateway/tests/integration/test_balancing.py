@@ -8,7 +8,7 @@ import httpx
 
 from flotilla_kit.problems import problem_type
 
-from .harness import FlakyKeepAliveUpstream, Stack, Upstream
+from .harness import ECHO_POLICY, FlakyKeepAliveUpstream, Stack, Upstream
 
 
 async def _send_until_held(
@@ -31,7 +31,7 @@ async def test_requests_go_to_the_least_busy_instance(stack: Stack) -> None:
     slow = await stack.upstream("auth", "auth-slow")
     fast = await stack.upstream("auth", "auth-fast")
     fast.release.set()  # only `slow` holds `/slow` requests
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     instances = {i.name: i for i in stack.registry.instances()}
     async with stack.client() as client:
         held = await _send_until_held(client, slow)
@@ -53,7 +53,7 @@ async def test_requests_go_to_the_least_busy_instance(stack: Stack) -> None:
 async def test_idle_traffic_is_spread(stack: Stack) -> None:
     await stack.upstream("auth")
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     async with stack.client() as client:
         answers = [await client.get("/api/v1/auth/x") for _ in range(10)]
     served = [r.headers["x-instance"] for r in answers]
@@ -63,7 +63,7 @@ async def test_idle_traffic_is_spread(stack: Stack) -> None:
 async def test_no_healthy_instance_gives_503_with_retry_after(stack: Stack) -> None:
     auth = await stack.upstream("auth")
     auth.ready = False
-    await stack.start_gateway(wait_healthy=False)
+    await stack.start_gateway(policy=ECHO_POLICY, wait_healthy=False)
     instance = next(stack.registry.instances())
     # Fails its checks from the start: never admitted.
     await stack.wait_until(lambda: instance.failures >= 2)
@@ -82,7 +82,7 @@ async def test_no_healthy_instance_gives_503_with_retry_after(stack: Stack) -> N
 async def test_an_instance_failing_readyz_is_taken_out_and_readmitted(stack: Stack) -> None:
     a = await stack.upstream("auth")
     b = await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     instance_a = next(i for i in stack.registry.instances() if i.name == a.name)
 
     a.ready = False
@@ -100,7 +100,9 @@ async def test_an_instance_failing_readyz_is_taken_out_and_readmitted(stack: Sta
 async def test_gets_survive_a_killed_instance(stack: Stack) -> None:
     a = await stack.upstream("auth")
     b = await stack.upstream("auth")
-    await stack.start_gateway(health_interval_s=5.0)  # only requests notice the death
+    await stack.start_gateway(
+        policy=ECHO_POLICY, health_interval_s=5.0
+    )  # only requests notice the death
     async with stack.client() as client:
         warm = [await client.get("/api/v1/auth/x") for _ in range(4)]
         assert {r.headers["x-instance"] for r in warm} == {a.name, b.name}
@@ -115,7 +117,7 @@ async def test_gets_survive_a_killed_instance(stack: Stack) -> None:
 
 async def test_a_post_to_a_dead_instance_is_not_retried(stack: Stack) -> None:
     a = await stack.upstream("auth")
-    await stack.start_gateway(health_interval_s=5.0)
+    await stack.start_gateway(policy=ECHO_POLICY, health_interval_s=5.0)
     await a.stop()
     async with stack.client() as client:
         response = await client.post("/api/v1/auth/token", json={})
@@ -125,7 +127,7 @@ async def test_a_post_to_a_dead_instance_is_not_retried(stack: Stack) -> None:
 
 async def test_topology_changes_add_and_drain_instances(stack: Stack) -> None:
     a = await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     async with stack.client() as client:
         # A new instance appears in the file: checked at once, then gets traffic.
         b = await stack.upstream("auth")
@@ -148,7 +150,7 @@ async def test_topology_changes_add_and_drain_instances(stack: Stack) -> None:
 
 async def test_keep_alive_connections_are_reused(stack: Stack) -> None:
     upstream = await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     async with stack.client() as client:
         for _ in range(50):
             response = await client.get("/api/v1/auth/x")
@@ -161,7 +163,7 @@ async def test_keep_alive_connections_are_reused(stack: Stack) -> None:
 async def test_a_get_on_a_connection_closed_while_idle_is_resent(stack: Stack) -> None:
     upstream = FlakyKeepAliveUpstream("auth", "auth-0")
     await stack.raw_upstream(upstream)
-    await stack.start_gateway(health_interval_s=5.0)
+    await stack.start_gateway(policy=ECHO_POLICY, health_interval_s=5.0)
     async with stack.client() as client:
         first = await client.get("/api/v1/auth/one")
         second = await client.get("/api/v1/auth/two")  # reuses the connection: dropped
@@ -173,7 +175,7 @@ async def test_a_get_on_a_connection_closed_while_idle_is_resent(stack: Stack) -
 async def test_a_post_on_a_connection_closed_while_idle_is_not_resent(stack: Stack) -> None:
     upstream = FlakyKeepAliveUpstream("auth", "auth-0")
     await stack.raw_upstream(upstream)
-    await stack.start_gateway(health_interval_s=5.0)
+    await stack.start_gateway(policy=ECHO_POLICY, health_interval_s=5.0)
     async with stack.client() as client:
         first = await client.post("/api/v1/auth/one", json={})
         second = await client.post("/api/v1/auth/two", json={})

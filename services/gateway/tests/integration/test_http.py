@@ -8,7 +8,7 @@ from typing import Any
 
 from flotilla_kit.problems import problem_type
 
-from .harness import Stack
+from .harness import ECHO_POLICY, Stack
 
 
 class RawResponse:
@@ -45,7 +45,7 @@ async def closed_by_peer(reader: asyncio.StreamReader) -> bool:
 
 async def test_chunked_request_body_is_forwarded_with_content_length(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     reader, writer = await connect(stack)
     writer.write(
         b"POST /api/v1/auth/login HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
@@ -67,7 +67,7 @@ async def test_chunked_request_body_is_forwarded_with_content_length(stack: Stac
 
 async def test_expect_100_continue_is_answered_before_the_body_is_sent(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     reader, writer = await connect(stack)
     writer.write(
         b"PUT /api/v1/auth/profile HTTP/1.1\r\nHost: gw\r\nContent-Length: 5\r\n"
@@ -86,7 +86,7 @@ async def test_expect_100_continue_is_answered_before_the_body_is_sent(stack: St
 
 async def test_bodies_over_the_limit_get_413(stack: Stack) -> None:
     upstream = await stack.upstream("auth")
-    await stack.start_gateway(max_body_bytes=100)
+    await stack.start_gateway(policy=ECHO_POLICY, max_body_bytes=100)
     reader, writer = await connect(stack)
     writer.write(
         b"POST /api/v1/auth/x HTTP/1.1\r\nHost: gw\r\nContent-Length: 101\r\n"
@@ -119,7 +119,7 @@ async def test_bodies_over_the_limit_get_413(stack: Stack) -> None:
 
 async def test_pipelined_requests_are_answered_in_order(stack: Stack) -> None:
     auth = await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     reader, writer = await connect(stack)
     writer.write(
         b"GET /api/v1/auth/one/slow HTTP/1.1\r\nHost: gw\r\n\r\n"
@@ -140,7 +140,7 @@ async def test_pipelined_requests_are_answered_in_order(stack: Stack) -> None:
 
 async def test_http_10_and_connection_close(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
 
     reader, writer = await connect(stack)
     writer.write(b"GET /api/v1/auth/old HTTP/1.0\r\n\r\n")
@@ -168,7 +168,7 @@ async def test_malformed_requests_get_a_400_problem_and_the_connection_closes(
     stack: Stack,
 ) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     for garbage in (
         b"THIS IS NOT HTTP\r\n\r\n",
         b"GET /api/v1/auth/x HTTP/1.1\r\nHost: gw\r\nBad Header\r\n\r\n",
@@ -188,7 +188,7 @@ async def test_malformed_requests_get_a_400_problem_and_the_connection_closes(
 
 async def test_oversized_header_fields_get_431(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway(max_header_bytes=1024)
+    await stack.start_gateway(policy=ECHO_POLICY, max_header_bytes=1024)
     reader, writer = await connect(stack)
     writer.write(b"GET /api/v1/auth/x HTTP/1.1\r\nHost: gw\r\nX-Big: " + b"a" * 2048 + b"\r\n\r\n")
     response = await read_response(reader)
@@ -199,7 +199,7 @@ async def test_oversized_header_fields_get_431(stack: Stack) -> None:
 
 async def test_local_endpoints_answer_get_and_head_only(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     reader, writer = await connect(stack)
     writer.write(b"HEAD /livez HTTP/1.1\r\nHost: gw\r\n\r\n")
     head = await read_response(reader, head=True)
@@ -214,7 +214,7 @@ async def test_local_endpoints_answer_get_and_head_only(stack: Stack) -> None:
 
 async def test_idle_client_connections_are_closed(stack: Stack) -> None:
     await stack.upstream("auth")
-    await stack.start_gateway(keepalive_timeout_s=0.1)
+    await stack.start_gateway(policy=ECHO_POLICY, keepalive_timeout_s=0.1)
     reader, writer = await connect(stack)
     writer.write(b"GET /livez HTTP/1.1\r\nHost: gw\r\n\r\n")
     assert (await read_response(reader)).status == 200

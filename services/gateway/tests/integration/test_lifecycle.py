@@ -13,12 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from .harness import Stack
+from .harness import ECHO_POLICY, Stack
 
 
 async def test_stop_lets_requests_in_flight_finish(stack: Stack) -> None:
     upstream = await stack.upstream("auth")
-    gateway = await stack.start_gateway()
+    gateway = await stack.start_gateway(policy=ECHO_POLICY)
     port = gateway.port
     async with stack.client() as client:
         held = asyncio.ensure_future(client.get("/api/v1/auth/x/slow"))
@@ -93,7 +93,9 @@ async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
         await _next_record(process.stdout, "instance health changed")
         async with httpx.AsyncClient() as client:
             live = await client.get(f"{url}/livez")
-            proxied = await client.get(f"{url}/api/v1/auth/x", headers={"X-Request-Id": "ecs-1"})
+            proxied = await client.get(
+                f"{url}/.well-known/jwks.json", headers={"X-Request-Id": "ecs-1"}
+            )
         assert live.status_code == 200
         assert proxied.status_code == 200
 
@@ -101,7 +103,7 @@ async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
         assert access["service"]["node"]["name"] == "gateway-3"
         assert access["http"]["request"] == {"method": "GET", "id": "ecs-1"}
         assert access["http"]["response"]["status_code"] == 200
-        assert access["url"]["path"] == "/api/v1/auth/x"
+        assert access["url"]["path"] == "/.well-known/jwks.json"
         assert access["event"]["duration"] > 0
         assert len(access["trace"]["id"]) == 32
         assert access["upstream"]["instance"] == "auth-0"

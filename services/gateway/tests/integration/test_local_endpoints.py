@@ -7,6 +7,7 @@ from enum import Enum
 from fastapi import APIRouter
 from pydantic import BaseModel
 
+from flotilla_gateway.routes import AUTHENTICATED, POLICY
 from flotilla_kit.problems import problem_type
 
 from .harness import Stack
@@ -42,6 +43,10 @@ def auth_router() -> APIRouter:
     async def stats() -> dict[str, int]:
         return {}
 
+    @router.get("/api/v1/auth/debug")
+    async def debug() -> dict[str, int]:
+        return {}
+
     return router
 
 
@@ -51,6 +56,10 @@ def accounts_router() -> APIRouter:
     @router.get("/api/v1/accounts/{account_id}")
     async def account(account_id: str) -> Account:
         return Account(id=account_id, status="open")
+
+    @router.delete("/api/v1/accounts/{account_id}")
+    async def close(account_id: str) -> Account:
+        return Account(id=account_id, status="closed")
 
     return router
 
@@ -94,17 +103,24 @@ async def test_metrics_count_requests_by_route_and_status(stack: Stack) -> None:
     await stack.start_gateway()
     async with stack.client() as client:
         for _ in range(3):
-            await client.get("/api/v1/auth/x")
+            await client.post("/api/v1/auth/token", json={})
         await client.get("/api/v1/accounts/1")  # 401
         await client.get("/nowhere")
+        await client.delete("/api/v1/accounts")  # 405
         metrics = await client.get("/metrics")
     assert metrics.status_code == 200
     assert metrics.headers["content-type"].startswith("text/plain")
     lines = metrics.text.splitlines()
-    assert 'flotilla_gateway_requests_total{route="/api/v1/auth/*",status="200"} 3.0' in lines
-    assert 'flotilla_gateway_requests_total{route="/api/v1/accounts*",status="401"} 1.0' in lines
+    assert 'flotilla_gateway_requests_total{route="/api/v1/auth/token",status="200"} 3.0' in lines
+    assert (
+        'flotilla_gateway_requests_total{route="/api/v1/accounts/{account_id}",status="401"} 1.0'
+        in lines
+    )
     assert 'flotilla_gateway_requests_total{route="<unmatched>",status="404"} 1.0' in lines
-    assert 'flotilla_gateway_request_duration_seconds_count{route="/api/v1/auth/*"} 3.0' in lines
+    assert 'flotilla_gateway_requests_total{route="<unmatched>",status="405"} 1.0' in lines
+    assert (
+        'flotilla_gateway_request_duration_seconds_count{route="/api/v1/auth/token"} 3.0' in lines
+    )
     assert 'flotilla_gateway_upstream_in_flight{instance="auth-0",service="auth"} 0.0' in lines
     assert 'flotilla_gateway_upstream_healthy{instance="auth-0",service="auth"} 1.0' in lines
 
@@ -114,6 +130,7 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
     await stack.start_gateway()
     async with stack.client() as client:
         only_auth = (await client.get("/openapi.json")).json()
+        # Only operations in the policy: not `/internal/stats`, not `/api/v1/auth/debug`.
         assert list(only_auth["paths"]) == ["/api/v1/auth/token"]
 
         await stack.upstream("accounts", router=accounts_router())
@@ -127,6 +144,8 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
     assert merged["info"]["title"] == "Flotilla API"
     assert merged["servers"] == [{"url": "/"}]
     assert set(merged["paths"]) == {"/api/v1/auth/token", "/api/v1/accounts/{account_id}"}
+    # DELETE is documented by the service but not in the policy.
+    assert set(merged["paths"]["/api/v1/accounts/{account_id}"]) == {"get"}
     schemas = merged["components"]["schemas"]
     # Different `Status` enums: one per service; FastAPI's own schemas are identical: shared.
     assert schemas["auth_Status"]["enum"] == ["active", "locked"]
@@ -142,3 +161,28 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
     assert docs.headers["content-type"] == "text/html; charset=utf-8"
     assert "swagger-ui" in docs.text
     assert "/openapi.json" in docs.text
+
+
+async def test_the_policy_is_published_as_data(stack: Stack) -> None:
+    auth = await stack.upstream("auth")
+    await stack.start_gateway()
+    async with stack.client() as client:
+        response = await client.get("/policy.json")
+        head = await client.head("/policy.json")
+        post = await client.post("/policy.json", json=[])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == [
+        {"method": e.method, "path": e.path, "service": e.service, "access": e.access}
+        for e in POLICY
+    ]
+    assert {
+        "method": "GET",
+        "path": "/api/v1/auth/me",
+        "service": "auth",
+        "access": AUTHENTICATED,
+    } in response.json()
+    assert head.status_code == 200
+    assert post.status_code == 405
+    assert post.headers["allow"] == "GET, HEAD"
+    assert auth.proxied == []  # answered by the gateway itself

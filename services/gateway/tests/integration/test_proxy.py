@@ -10,7 +10,7 @@ import structlog
 from flotilla_kit.problems import problem_type
 from flotilla_kit.testing import TokenMinter
 
-from .harness import Stack, header_values
+from .harness import ECHO_POLICY, Stack, header_values
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT = f"00-{TRACE_ID}-b7ad6b7169203331-01"
@@ -18,14 +18,16 @@ HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
 
 async def test_get_is_forwarded_with_ids_and_without_hop_by_hop_or_spoofed_fields(
-    stack: Stack,
+    stack: Stack, tokens: TokenMinter
 ) -> None:
     await stack.upstream("auth")
     await stack.start_gateway()
+    token = tokens.mint("user-42", ["customer"])
     async with stack.client() as client:
         response = await client.get(
-            "/api/v1/auth/whoami?verbose=1&x=%2F",
+            "/api/v1/auth/me?verbose=1&x=%2F",
             headers={
+                "Authorization": f"Bearer {token}",
                 "X-Request-Id": "client-req-42",
                 "traceparent": PARENT,
                 "tracestate": "vendor=1",
@@ -33,6 +35,10 @@ async def test_get_is_forwarded_with_ids_and_without_hop_by_hop_or_spoofed_field
                 "X-User-Roles": "admin",
                 "X-Forwarded-For": "6.6.6.6",
                 "X-Forwarded-Host": "evil.example",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Port": "443",
+                "Forwarded": "for=6.6.6.6;proto=https",
+                "X-Real-IP": "6.6.6.6",
                 "Connection": "keep-alive, X-Hop",
                 "X-Hop": "secret",
                 "Keep-Alive": "timeout=99",
@@ -46,7 +52,7 @@ async def test_get_is_forwarded_with_ids_and_without_hop_by_hop_or_spoofed_field
     assert response.headers["x-instance"] == "auth-0"
     assert "server" not in response.headers  # the upstream's software is not announced
     seen = response.json()
-    assert seen["path"] == "/api/v1/auth/whoami"
+    assert seen["path"] == "/api/v1/auth/me"
     assert seen["query"] == "verbose=1&x=%2F"
     assert header_values(seen, "x-request-id") == ["client-req-42"]
     (traceparent,) = header_values(seen, "traceparent")
@@ -58,8 +64,11 @@ async def test_get_is_forwarded_with_ids_and_without_hop_by_hop_or_spoofed_field
     assert header_values(seen, "x-forwarded-proto") == ["http"]
     assert header_values(seen, "x-forwarded-host") == [f"127.0.0.1:{stack.gateway_port}"]
     assert header_values(seen, "x-custom") == ["kept"]
+    # Services verify the token again, so it is passed on unchanged.
+    assert header_values(seen, "authorization") == [f"Bearer {token}"]
     received = {name.lower() for name, _ in seen["headers"]}
     assert not {n for n in received if n.startswith("x-user-")}
+    assert not received & {"forwarded", "x-real-ip", "x-forwarded-port"}
     assert not received & {"connection", "keep-alive", "te", "upgrade", "x-hop"}
 
 
@@ -69,7 +78,7 @@ async def test_post_body_is_forwarded_and_a_request_id_generated(stack: Stack) -
     payload = {"username": "ada", "password": "correct horse battery staple"}
     async with stack.client() as client:
         response = await client.post(
-            "/api/v1/auth/login",
+            "/api/v1/auth/token",
             json=payload,
             headers={"X-Request-Id": "bad id with spaces", "traceparent": "00-zz-broken"},
         )
@@ -135,15 +144,75 @@ async def test_public_routes_and_unknown_paths(stack: Stack, tokens: TokenMinter
             "/api/v1/accountsX", headers={"Authorization": f"Bearer {tokens.mint()}"}
         )
         dotted = await client.get("/api/v1/auth/%2e%2e/accounts")
+        encoded_slash = await client.get(
+            "/api/v1/auth/users/u-1%2Froles%2Fadmin",
+            headers={"Authorization": f"Bearer {tokens.mint('s', ['support'])}"},
+        )
+        internal = await client.get("/internal/v1/revocations")
+        unlisted_auth = await client.post("/api/v1/auth/refresh", json={})
     assert public.status_code == 200
     assert jwks.status_code == 200
     assert jwks.json() == tokens.jwks
-    for refused, status in ((unknown, 404), (lookalike, 404), (dotted, 400)):
+    for refused, status in (
+        (unknown, 404),
+        (lookalike, 404),
+        (dotted, 400),
+        (encoded_slash, 400),
+        (internal, 404),
+        (unlisted_auth, 404),
+    ):
         assert refused.status_code == status
         assert refused.headers["content-type"] == "application/problem+json"
         body = refused.json()
         assert body["status"] == status
         assert set(body) == {"type", "title", "status", "detail", "request_id"}
+    assert [u.proxied for u in stack.upstreams] == [
+        ["POST /api/v1/auth/token", "GET /.well-known/jwks.json"],
+        [],
+    ]
+
+
+async def test_a_listed_path_with_an_unlisted_method_gets_405_with_allow(
+    stack: Stack, tokens: TokenMinter
+) -> None:
+    accounts = await stack.upstream("accounts")
+    await stack.start_gateway()
+    admin = {"Authorization": f"Bearer {tokens.mint('root', ['admin'])}"}
+    async with stack.client() as client:
+        delete = await client.delete("/api/v1/accounts/acc-1", headers=admin)
+        patch = await client.patch("/api/v1/accounts", headers=admin, json={})
+        get_deposits = await client.get("/api/v1/accounts/acc-1/deposits", headers=admin)
+    for response, allow in (
+        (delete, "GET, HEAD"),
+        (patch, "GET, HEAD, POST"),
+        (get_deposits, "POST"),
+    ):
+        assert response.status_code == 405
+        assert response.headers["allow"] == allow
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["type"] == problem_type("method-not-allowed")
+    assert accounts.proxied == []
+
+
+async def test_a_token_without_the_permission_gets_403(stack: Stack, tokens: TokenMinter) -> None:
+    await stack.upstream("auth")  # publishes the keys
+    accounts = await stack.upstream("accounts")
+    await stack.start_gateway()
+    customer = {"Authorization": f"Bearer {tokens.mint('c', ['customer'])}"}
+    admin = {"Authorization": f"Bearer {tokens.mint('a', ['admin'])}"}
+    path = "/api/v1/accounts/acc-1/deposits"
+    async with stack.client() as client:
+        # The first sight of a token (verified in a task) and a known one (synchronous).
+        first = await client.post(path, headers=customer, json={"amount": "5"})
+        again = await client.post(path, headers=customer, json={"amount": "5"})
+        allowed = await client.post(path, headers=admin, json={"amount": "5"})
+    for refused in (first, again):
+        assert refused.status_code == 403
+        assert refused.headers["content-type"] == "application/problem+json"
+        assert refused.json()["type"] == problem_type("forbidden")
+        assert "www-authenticate" not in refused.headers
+    assert allowed.status_code == 200
+    assert accounts.proxied == [f"POST {path}"]
 
 
 async def test_one_access_log_line_per_request(stack: Stack, tokens: TokenMinter) -> None:
@@ -180,7 +249,7 @@ async def test_one_access_log_line_per_request(stack: Stack, tokens: TokenMinter
 
 async def test_head_keeps_the_upstream_length_and_sends_no_body(stack: Stack) -> None:
     upstream = await stack.upstream("auth")
-    await stack.start_gateway()
+    await stack.start_gateway(policy=ECHO_POLICY)
     async with stack.client() as client:
         heads = [await client.head("/api/v1/auth/thing") for _ in range(2)]
         after = await client.get("/api/v1/auth/thing")
@@ -195,7 +264,7 @@ async def test_head_keeps_the_upstream_length_and_sends_no_body(stack: Stack) ->
 
 async def test_slow_upstream_gives_504(stack: Stack) -> None:
     upstream = await stack.upstream("auth")
-    await stack.start_gateway(upstream_timeout_s=0.2)
+    await stack.start_gateway(policy=ECHO_POLICY, upstream_timeout_s=0.2)
     async with stack.client() as client:
         response = await client.get("/api/v1/auth/x/slow")
         upstream.release.set()

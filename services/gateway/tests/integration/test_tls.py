@@ -32,6 +32,8 @@ async def test_https_in_and_mutual_tls_out(
     seen = {name.lower(): value for name, value in protected.json()["headers"]}
     assert seen["x-forwarded-proto"] == "https"
     assert public.status_code == 200
+    # The revocation list came from the auth instance over mutual TLS too.
+    assert stack.authenticator.verifier.revocations.fetched
 
     ca = dev_pki("gateway").ca
     # The services really insist on a client certificate: without one, no answer.

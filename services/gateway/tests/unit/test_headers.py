@@ -1,10 +1,14 @@
 from __future__ import annotations
 
 from flotilla_gateway.headers import (
+    DROP,
     REQUEST_FIELDS,
     RESPONSE_FIELDS,
+    SECURITY_FIELDS,
+    SPOOFABLE_PREFIXES,
     connection_tokens,
     drop_nominated,
+    security_block,
 )
 
 
@@ -24,3 +28,26 @@ def test_hop_by_hop_fields_never_cross_in_either_direction() -> None:
     for name in hop_by_hop:
         assert name in REQUEST_FIELDS
         assert name in RESPONSE_FIELDS
+
+
+def test_the_security_block() -> None:
+    plain = security_block(tls=False, csp=True)
+    assert b"strict-transport-security" not in plain
+    assert b"x-content-type-options: nosniff\r\n" in plain
+    assert b"referrer-policy: no-referrer\r\n" in plain
+    assert b"x-frame-options: DENY\r\n" in plain
+    assert b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n" in plain
+    secure = security_block(tls=True, csp=False)
+    assert secure.startswith(b"strict-transport-security: max-age=63072000; includeSubDomains\r\n")
+    assert b"content-security-policy" not in secure
+    # Every field the block sets is one the gateway drops from upstream responses.
+    names = {line.split(b":")[0] for line in security_block(tls=True, csp=True).splitlines()}
+    assert names == SECURITY_FIELDS
+    assert all(RESPONSE_FIELDS[name] == DROP for name in names)
+
+
+def test_spoofable_request_fields_are_dropped() -> None:
+    for name in (b"forwarded", b"x-real-ip"):
+        assert REQUEST_FIELDS[name] == DROP
+    assert b"x-user-id".startswith(SPOOFABLE_PREFIXES)
+    assert b"x-forwarded-for".startswith(SPOOFABLE_PREFIXES)

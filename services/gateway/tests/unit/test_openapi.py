@@ -3,14 +3,20 @@ from __future__ import annotations
 from typing import Any
 
 from flotilla_gateway.openapi import merge_documents
+from flotilla_gateway.routes import PUBLIC, RoutePolicy, operation_owner
 
-
-def owner(path: str) -> str | None:
-    if path.startswith("/api/v1/auth/"):
-        return "auth"
-    if path == "/api/v1/accounts" or path.startswith("/api/v1/accounts/"):
-        return "accounts"
-    return None
+owner = operation_owner(
+    [
+        RoutePolicy("GET", "/api/v1/auth/token", "auth", PUBLIC),
+        RoutePolicy("GET", "/api/v1/auth/status", "auth", PUBLIC),
+        RoutePolicy("GET", "/api/v1/auth/a", "auth", PUBLIC),
+        RoutePolicy("GET", "/api/v1/accounts", "accounts", "accounts:read"),
+        RoutePolicy("GET", "/api/v1/accounts/{id}", "accounts", "accounts:read"),
+        RoutePolicy("DELETE", "/api/v1/accounts/{id}", "accounts", "accounts:read"),
+        RoutePolicy("GET", "/api/v1/accounts/shadow/x", "accounts", "accounts:read"),
+        RoutePolicy("GET", "/api/v1/accounts/b", "accounts", "accounts:read"),
+    ]
+)
 
 
 def ref(name: str) -> dict[str, str]:
@@ -40,7 +46,8 @@ AUTH = document(
         "/api/v1/auth/token": operation("Token"),
         "/api/v1/auth/status": operation("Status"),
         "/internal/debug": operation("Token"),
-        "/api/v1/accounts/shadow": operation("Token"),  # routed to accounts, not auth
+        "/api/v1/accounts/shadow/x": operation("Token"),  # routed to accounts, not auth
+        "/api/v1/auth/unlisted": operation("Token"),
     },
     {
         "Token": {"type": "object", "properties": {"status": ref("Status")}},
@@ -59,6 +66,28 @@ ACCOUNTS = document(
         "Problem": PROBLEM,
     },
 )
+
+
+def test_only_operations_in_the_policy_are_kept() -> None:
+    accounts = document(
+        {
+            # Parameter names may differ from the policy's; GET and DELETE are listed.
+            "/api/v1/accounts/{account_id}": {
+                "parameters": [{"name": "account_id", "in": "path"}],
+                **operation("Account"),
+                "delete": {"responses": {"204": {"description": "gone"}}},
+                "put": {"responses": {"200": {"description": "not in the policy"}}},
+            },
+            # Only POST is documented, and the policy lists only GET: the path goes.
+            "/api/v1/accounts": {"post": {"responses": {"201": {"description": "x"}}}},
+            "/api/v1/accounts/{account_id}/close": operation("Account"),
+        },
+        ACCOUNTS["components"]["schemas"],
+    )
+    paths = merge_documents({"accounts": accounts}, owner)["paths"]
+    assert list(paths) == ["/api/v1/accounts/{account_id}"]
+    item = paths["/api/v1/accounts/{account_id}"]
+    assert set(item) == {"parameters", "get", "delete"}
 
 
 def test_paths_are_those_routed_to_the_service_documenting_them() -> None:

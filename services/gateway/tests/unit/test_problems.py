@@ -52,3 +52,16 @@ def test_dynamic_problems_carry_extensions() -> None:
     reply = problem_reply(503, "not-ready", "Not ready", "Missing: auth.", "r", services=["auth"])
     assert json.loads(reply.body)["services"] == ["auth"]
     assert head_fields(reply.head)["content-type"] == "application/problem+json"
+
+
+def test_forbidden_and_method_not_allowed() -> None:
+    catalog = ProblemCatalog(max_body_bytes=10, max_header_bytes=20)
+    forbidden = catalog.forbidden.reply("r")
+    assert forbidden.status == 403
+    assert json.loads(forbidden.body)["type"] == problem_type("forbidden")
+    assert "www-authenticate" not in head_fields(forbidden.head)
+    allowed = catalog.method_not_allowed(("GET", "HEAD", "POST")).reply("r")
+    assert allowed.status == 405
+    assert head_fields(allowed.head)["allow"] == "GET, HEAD, POST"
+    assert json.loads(allowed.body)["type"] == problem_type("method-not-allowed")
+    assert catalog.method_not_allowed(("POST",)) is catalog.method_not_allowed(("POST",))
