@@ -35,7 +35,7 @@ def seed_file(tmp_path: Path, password: str, roles: list[str], name: str = "seed
     path = tmp_path / name
     users = [
         {"username": "Alice", "password": password, "roles": roles},
-        {"username": "root", "password": "root-password", "roles": ["admin"]},
+        {"username": "root", "password": "walrus-parliament-7", "roles": ["admin"]},
     ]
     path.write_text(json.dumps({"users": users}))
     return path
@@ -129,7 +129,7 @@ def test_seed_command_prints_only_json_on_stdout(
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(cli_app, ["--help"])
     assert result.exit_code == 0
-    for command in ("serve", "migrate", "seed"):
+    for command in ("serve", "migrate", "seed", "rotate-keys", "audit-verify", "audit-tail"):
         assert command in result.output
 
 

@@ -133,6 +133,9 @@ class _RacingUnitOfWork:
         await self._inner.__aenter__()
         self.users = self._inner.users
         self.refresh_tokens = self._inner.refresh_tokens
+        self.login_throttles = self._inner.login_throttles
+        self.client_assertions = self._inner.client_assertions
+        self.audit = self._inner.audit
         self.signing_keys = self
         return self
 
@@ -154,8 +157,17 @@ class _RacingUnitOfWork:
             await self._barrier.wait()
         return key
 
+    async def get_next(self) -> SigningKey | None:
+        return await self._inner.signing_keys.get_next()
+
     async def add(self, key: SigningKey) -> None:
         await self._inner.signing_keys.add(key)
+
+    async def retire(self, kid: str, at: datetime) -> bool:
+        return await self._inner.signing_keys.retire(kid, at)
+
+    async def activate(self, kid: str, at: datetime) -> bool:
+        return await self._inner.signing_keys.activate(kid, at)
 
     async def list_all(self) -> list[SigningKey]:
         return list(await self._inner.signing_keys.list_all())

@@ -15,6 +15,7 @@ from .helpers import (
     PASSWORD,
     TOKEN_PATH,
     add_user,
+    changed_tables,
     password_grant,
     table_rows,
     without_request_id,
@@ -65,7 +66,15 @@ async def test_refused_logins_are_indistinguishable_and_write_nothing(
     assert {r.headers["content-type"] for r in (wrong_password, unknown_user)} == {
         "application/problem+json"
     }
-    assert await table_rows(database_url) == before
+    after = await table_rows(database_url)
+    # Only the refusals' own trace: three audit events and the failed-login counters.
+    assert changed_tables(before, after) == {"audit_events", "login_throttles"}
+    assert [(e["action"], e["actor"]) for e in after["audit_events"][-3:]] == [
+        ("login.failure", "alice"),
+        ("login.failure", "mallory"),
+        ("login.failure", "dave"),
+    ]
+    assert all(PASSWORD not in e["details"] for e in after["audit_events"])
 
 
 @pytest.mark.parametrize(
@@ -112,7 +121,7 @@ async def test_anything_but_a_form_is_415(
         ),
         ({"grant_type": "refresh_token"}, "invalid-request", "invalid_request"),
         (
-            {"grant_type": "client_credentials", "username": "alice", "password": PASSWORD},
+            {"grant_type": "authorization_code", "username": "alice", "password": PASSWORD},
             "unsupported-grant-type",
             "unsupported_grant_type",
         ),

@@ -115,3 +115,20 @@ async def test_kit_verifier_refuses_a_token_signed_by_another_key(key: SigningKe
     verifier = TokenVerifier(cache, issuer="flotilla-auth", audience="flotilla")
     with pytest.raises(TokenError):
         await verifier.verify(token)
+
+
+def test_a_session_id_becomes_the_sid_claim() -> None:
+    claims = AccessTokenClaims.for_user(
+        USER, scope=(), policy=POLICY, now=T0, session_id="family-1"
+    ).to_jwt()
+    assert claims["sid"] == "family-1"
+
+
+def test_service_claims_name_the_service_and_its_role_only() -> None:
+    claims = AccessTokenClaims.for_service(
+        "payments", role="service:payments", policy=POLICY, now=T0
+    ).to_jwt()
+    assert claims["sub"] == "service:payments"
+    assert claims["roles"] == ["service:payments"]
+    assert claims["scope"] == ""
+    assert "sid" not in claims

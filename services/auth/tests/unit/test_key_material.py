@@ -13,11 +13,11 @@ from flotilla_auth.service_layer.errors import SigningKeyUnreadable
 from .fakes import T0
 
 
-def test_generated_key_is_active_ed25519_with_a_thumbprint_kid() -> None:
+def test_generated_key_is_a_staged_ed25519_key_with_a_thumbprint_kid() -> None:
     key = Ed25519KeyMaterial(b"kek").generate(now=T0)
 
     assert key.algorithm == "EdDSA"
-    assert key.status is KeyStatus.ACTIVE
+    assert key.status is KeyStatus.NEXT
     assert key.created_at == T0
     assert key.public_jwk["kty"] == "OKP"
     assert key.public_jwk["crv"] == "Ed25519"

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from flotilla_auth.domain.login_protection import account_key, ip_key
 from flotilla_auth.domain.refresh_tokens import RefreshToken, hash_refresh_token
-from flotilla_auth.service_layer.errors import InvalidGrant, InvalidScope
+from flotilla_auth.service_layer.errors import InvalidGrant, InvalidScope, TooManyLoginAttempts
 from flotilla_auth.service_layer.tokens import (
     TokenGrant,
     grant_password,
@@ -20,6 +21,7 @@ from flotilla_auth.service_layer.tokens import (
 from .fakes import (
     PASSWORD,
     POLICY,
+    PROTECTION,
     T0,
     FakePasswordHasher,
     FakeSigner,
@@ -45,15 +47,20 @@ async def login(
     username: str = "alice",
     password: str = PASSWORD,
     scope: str | None = None,
+    *,
+    seconds: float = 0,
+    ip: str = "192.0.2.1",
 ) -> TokenGrant:
     return await grant_password(
         uow=FakeUowFactory(store),
         passwords=passwords,
         signer=FakeSigner(),
         policy=POLICY,
-        now=T0,
+        protection=PROTECTION,
+        now=later(seconds),
         username=username,
         password=password,
+        client_ip=ip,
         scope=scope,
     )
 
@@ -90,6 +97,8 @@ async def test_password_grant_issues_access_and_refresh_token(
 
     assert claims(grant)["sub"] == user.id
     assert claims(grant)["roles"] == ["customer"]
+    # The session id is the refresh-token family: what logout and reuse detection revoke.
+    assert claims(grant)["sid"] == stored(store, grant.refresh_token).family_id
     assert grant.expires_in == POLICY.access_token_ttl_s
     assert grant.token_type == "Bearer"
     record = stored(store, grant.refresh_token)
@@ -112,32 +121,82 @@ async def test_each_login_starts_a_new_family(
 
 
 @pytest.mark.parametrize(
-    ("username", "password", "disabled"),
+    ("username", "password", "state", "reason"),
     [
-        ("alice", "wrong password", False),
-        ("nobody", "correct horse", False),
-        ("alice", "correct horse", True),
+        ("alice", "wrong password", "", "wrong_password"),
+        ("nobody", "correct horse", "", "unknown_user"),
+        ("alice", "correct horse", "disabled", "user_disabled"),
+        ("alice", "correct horse", "locked", "user_locked"),
     ],
-    ids=["wrong-password", "unknown-user", "disabled-user"],
+    ids=["wrong-password", "unknown-user", "disabled-user", "locked-user"],
 )
-async def test_refused_logins_look_alike_and_write_nothing(
+async def test_refused_logins_look_alike_and_only_leave_their_trace(
     store: FakeStore,
     passwords: FakePasswordHasher,
     username: str,
     password: str,
-    disabled: bool,
+    state: str,
+    reason: str,
 ) -> None:
-    store.add_user(disabled=disabled)
+    user = store.add_user(disabled=state == "disabled")
+    if state == "locked":
+        store.users[user.id] = replace(user, locked=True)
     before = store.snapshot()
 
     with pytest.raises(InvalidGrant) as refused:
         await login(store, passwords, username=username, password=password)
 
     assert str(refused.value) == str(InvalidGrant())
-    assert store.snapshot() == before
-    assert store.commits == 0
+    assert store.snapshot() == before  # no user, session or key changed
     # Every path checks one password, so timing does not tell them apart.
     assert passwords.checks + passwords.dummy_checks == 1
+    # What a refusal writes: the failure counters and one audit event, nothing else.
+    assert store.commits == 1
+    assert sorted(store.throttles) == sorted([account_key(username), ip_key("192.0.2.1")])
+    [event] = store.audit
+    assert (event.action, event.actor, event.outcome) == ("login.failure", username, "failure")
+    assert event.details == {"ip": "192.0.2.1", "reason": reason}
+    assert password not in json.dumps(event.details)
+
+
+async def test_five_failures_lock_the_account_even_for_the_right_password(
+    store: FakeStore, passwords: FakePasswordHasher
+) -> None:
+    store.add_user()
+    for attempt in range(5):
+        with pytest.raises(InvalidGrant):
+            await login(store, passwords, password="wrong password", seconds=attempt)
+    assert store.actions()[-1] == "login.lockout"
+    checks = passwords.checks
+
+    with pytest.raises(InvalidGrant):
+        await login(store, passwords, seconds=10)  # the right password, during the lockout
+
+    assert passwords.checks == checks + 1  # the password was still checked (same cost)
+    assert store.audit[-1].details["reason"] == "locked_out"
+    assert store.tokens == {}
+    # The lockout is 60 s from the fifth failure; after it the right password works and
+    # resets the count.
+    await login(store, passwords, seconds=4 + 60)
+    assert account_key("alice") not in store.throttles
+
+
+async def test_too_many_failures_from_one_address_are_throttled_before_any_check(
+    store: FakeStore, passwords: FakePasswordHasher
+) -> None:
+    for attempt in range(PROTECTION.ip_max_failures):
+        with pytest.raises(InvalidGrant):
+            await login(store, passwords, username=f"user{attempt}", seconds=attempt)
+    checks, commits = passwords.dummy_checks, store.commits
+
+    with pytest.raises(TooManyLoginAttempts) as throttled:
+        await login(store, passwords, seconds=30)
+
+    assert throttled.value.retry_after_s == PROTECTION.ip_window_s - 30
+    assert (passwords.dummy_checks, store.commits) == (checks, commits)
+    store.add_user()
+    await login(store, passwords, ip="192.0.2.2", seconds=30)  # another address is not
+    await login(store, passwords, seconds=PROTECTION.ip_window_s)  # nor this one, later
 
 
 async def test_unknown_user_still_checks_a_password(
@@ -206,6 +265,12 @@ async def test_reusing_a_spent_token_revokes_the_whole_family(
 
     family = stored(store, first.refresh_token).family_id
     assert all(t.revoked_at == later(120) for t in store.tokens.values() if t.family_id == family)
+    reuse = store.audit[-1]
+    assert (reuse.action, reuse.target, reuse.outcome) == (
+        "refresh_token.reuse",
+        family,
+        "failure",
+    )
     with pytest.raises(InvalidGrant):
         await refresh(store, second.refresh_token, seconds=180)
     # Another login's family is untouched.
@@ -298,5 +363,6 @@ async def test_logout_revokes_the_family_and_ignores_unknown_tokens(
         uow=FakeUowFactory(store), now=later(90), refresh_token=first.refresh_token
     )
     assert {t.revoked_at for t in store.tokens.values()} == {later(90)}
+    assert store.actions()[-1] == "logout"
     with pytest.raises(InvalidGrant):
         await refresh(store, second.refresh_token, seconds=100)

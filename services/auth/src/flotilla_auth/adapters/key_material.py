@@ -47,7 +47,7 @@ class Ed25519KeyMaterial:
             public_jwk=public_jwk,
             sealed_private_key=sealed.decode("ascii"),
             created_at=now,
-            status=KeyStatus.ACTIVE,
+            status=KeyStatus.NEXT,
         )
 
     def signer_for(self, key: SigningKey) -> JwtSigner:

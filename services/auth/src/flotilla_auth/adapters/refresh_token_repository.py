@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import CursorResult, Result, insert, select, update
+from sqlalchemy import exists, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from flotilla_auth.adapters._rows import count_rows
 from flotilla_auth.adapters.tables import refresh_tokens
 from flotilla_auth.domain.refresh_tokens import RefreshToken
 from flotilla_auth.domain.scopes import format_scope
@@ -28,12 +29,6 @@ def _token(row: RowMapping) -> RefreshToken:
         used_at=row["used_at"],
         revoked_at=row["revoked_at"],
     )
-
-
-def _count(result: Result[Any]) -> int:
-    # DML statements always produce a cursor result; the type is only widened by the API.
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount)
 
 
 class SqlRefreshTokenRepository:
@@ -74,7 +69,7 @@ class SqlRefreshTokenRepository:
             )
             .values(used_at=at)
         )
-        return _count(result) == 1
+        return count_rows(result) == 1
 
     async def revoke_family(self, family_id: str, at: datetime) -> int:
         result = await self._session.execute(
@@ -82,7 +77,7 @@ class SqlRefreshTokenRepository:
             .where(refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
-        return _count(result)
+        return count_rows(result)
 
     async def revoke_user(self, user_id: str, at: datetime) -> int:
         result = await self._session.execute(
@@ -90,4 +85,21 @@ class SqlRefreshTokenRepository:
             .where(refresh_tokens.c.user_id == user_id, refresh_tokens.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
-        return _count(result)
+        return count_rows(result)
+
+    async def family_revoked(self, family_id: str) -> bool:
+        query = select(
+            exists().where(
+                refresh_tokens.c.family_id == family_id, refresh_tokens.c.revoked_at.is_not(None)
+            )
+        )
+        return bool((await self._session.execute(query)).scalar())
+
+    async def families_revoked_since(self, since: datetime) -> Sequence[str]:
+        result = await self._session.execute(
+            select(refresh_tokens.c.family_id)
+            .where(refresh_tokens.c.revoked_at >= since)
+            .distinct()
+            .order_by(refresh_tokens.c.family_id)
+        )
+        return list(result.scalars())

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Self
 
+from flotilla_auth.adapters.audit_trail import SqlAuditTrail
+from flotilla_auth.adapters.client_assertion_repository import SqlClientAssertionRepository
+from flotilla_auth.adapters.login_throttle_repository import SqlLoginThrottleRepository
 from flotilla_auth.adapters.refresh_token_repository import SqlRefreshTokenRepository
 from flotilla_auth.adapters.signing_key_repository import SqlSigningKeyRepository
 from flotilla_auth.adapters.user_repository import SqlUserRepository
@@ -16,12 +19,18 @@ class SqlAuthUnitOfWork(UnitOfWork):
     users: SqlUserRepository
     refresh_tokens: SqlRefreshTokenRepository
     signing_keys: SqlSigningKeyRepository
+    login_throttles: SqlLoginThrottleRepository
+    client_assertions: SqlClientAssertionRepository
+    audit: SqlAuditTrail
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.users = SqlUserRepository(self.session)
         self.refresh_tokens = SqlRefreshTokenRepository(self.session)
         self.signing_keys = SqlSigningKeyRepository(self.session)
+        self.login_throttles = SqlLoginThrottleRepository(self.session)
+        self.client_assertions = SqlClientAssertionRepository(self.session)
+        self.audit = SqlAuditTrail(self.session)
         return self
 
 

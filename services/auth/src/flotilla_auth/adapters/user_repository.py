@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from sqlalchemy import insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
@@ -22,6 +24,7 @@ def _user(row: RowMapping) -> User:
         roles=tuple(row["roles"]),
         created_at=row["created_at"],
         disabled=row["disabled"],
+        locked=row["locked"],
     )
 
 
@@ -39,6 +42,13 @@ class SqlUserRepository:
         row = result.mappings().one_or_none()
         return _user(row) if row is not None else None
 
+    async def list_page(self, *, after: str | None, limit: int) -> Sequence[User]:
+        query = select(users).order_by(users.c.id).limit(limit)
+        if after is not None:
+            query = query.where(users.c.id > after)
+        result = await self._session.execute(query)
+        return [_user(row) for row in result.mappings()]
+
     async def add(self, user: User) -> None:
         # After a conflict the transaction is spoilt (on PostgreSQL); callers start over.
         try:
@@ -50,6 +60,7 @@ class SqlUserRepository:
                     roles=list(user.roles),
                     created_at=user.created_at,
                     disabled=user.disabled,
+                    locked=user.locked,
                 )
             )
         except IntegrityError as exc:
@@ -64,5 +75,6 @@ class SqlUserRepository:
                 password_hash=user.password_hash,
                 roles=list(user.roles),
                 disabled=user.disabled,
+                locked=user.locked,
             )
         )

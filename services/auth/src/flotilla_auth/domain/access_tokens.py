@@ -11,7 +11,10 @@ from flotilla_auth.domain.scopes import format_scope
 from flotilla_auth.domain.token_policy import TokenPolicy
 from flotilla_auth.domain.users import User
 
-__all__ = ["AccessTokenClaims"]
+__all__ = ["SERVICE_SUBJECT_PREFIX", "AccessTokenClaims"]
+
+# A service's tokens name it as `service:<name>`; user ids are UUIDs, so the two never meet.
+SERVICE_SUBJECT_PREFIX = "service:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +27,19 @@ class AccessTokenClaims:
     token_id: str
     roles: tuple[str, ...]
     scope: tuple[str, ...]
+    # The login session (refresh-token family): verifiers refuse the token once the session
+    # is on the revocation list. Services have no session.
+    session_id: str | None = None
 
     @classmethod
     def for_user(
-        cls, user: User, *, scope: Iterable[str], policy: TokenPolicy, now: datetime
+        cls,
+        user: User,
+        *,
+        scope: Iterable[str],
+        policy: TokenPolicy,
+        now: datetime,
+        session_id: str | None = None,
     ) -> AccessTokenClaims:
         return cls(
             issuer=policy.issuer,
@@ -39,6 +51,22 @@ class AccessTokenClaims:
             token_id=secrets.token_urlsafe(16),
             roles=tuple(sorted(user.roles)),
             scope=tuple(scope),
+            session_id=session_id,
+        )
+
+    @classmethod
+    def for_service(
+        cls, name: str, *, role: str, policy: TokenPolicy, now: datetime
+    ) -> AccessTokenClaims:
+        return cls(
+            issuer=policy.issuer,
+            audience=policy.audience,
+            subject=SERVICE_SUBJECT_PREFIX + name,
+            issued_at=now,
+            expires_at=now + timedelta(seconds=policy.access_token_ttl_s),
+            token_id=secrets.token_urlsafe(16),
+            roles=(role,),
+            scope=(),
         )
 
     @property
@@ -47,7 +75,7 @@ class AccessTokenClaims:
 
     def to_jwt(self) -> dict[str, object]:
         issued_at = int(self.issued_at.timestamp())
-        return {
+        claims: dict[str, object] = {
             "iss": self.issuer,
             "aud": self.audience,
             "sub": self.subject,
@@ -58,3 +86,6 @@ class AccessTokenClaims:
             "roles": list(self.roles),
             "scope": format_scope(self.scope),
         }
+        if self.session_id is not None:
+            claims["sid"] = self.session_id
+        return claims

@@ -1,4 +1,4 @@
-"""A person (or service) that can sign in."""
+"""A person who can sign in."""
 
 from __future__ import annotations
 
@@ -15,4 +15,11 @@ class User:
     password_hash: str
     roles: tuple[str, ...]
     created_at: datetime
+    # Declared by the seed file (provisioning).
     disabled: bool = False
+    # Set by an administrator (incident response); the seed never clears it.
+    locked: bool = False
+
+    @property
+    def may_sign_in(self) -> bool:
+        return not (self.disabled or self.locked)

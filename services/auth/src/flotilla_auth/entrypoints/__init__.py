@@ -1,3 +1,4 @@
-"""How the world reaches the auth service: HTTP (`http`) and the command line (`cli`)."""
+"""How the world reaches the auth service: HTTP (`http`, `users_api`) and the command line
+(`cli`)."""
 
 __all__: list[str] = []

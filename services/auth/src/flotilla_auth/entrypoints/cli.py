@@ -1,7 +1,8 @@
-"""`flotilla-auth` / `python -m flotilla_auth`: serve, migrate, seed.
+"""`flotilla-auth` / `python -m flotilla_auth`: serve, migrate, seed, rotate-keys,
+audit-verify, audit-tail.
 
-stdout carries only a command's result (seed prints JSON a script can read); logs go to
-stderr, except under `serve`, where they are the output.
+stdout carries only a command's result (JSON a script can read); logs go to stderr, except
+under `serve`, where they are the output.
 """
 
 from __future__ import annotations
@@ -17,16 +18,34 @@ import typer
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from flotilla_auth import bootstrap
+from flotilla_auth.adapters.common_passwords import default_password_policy
+from flotilla_auth.adapters.tables import audit_log
 from flotilla_auth.service_layer.errors import AuthError
+from flotilla_auth.service_layer.signing_keys import promote_staged_key, stage_signing_key
 from flotilla_auth.service_layer.users import UserSpec, ensure_users, validated_specs
 from flotilla_auth.settings import AuthSettings
 from flotilla_kit import server
+from flotilla_kit.audit import GENESIS
+from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 
-__all__ = ["app", "main", "read_seed_file", "seed_users"]
+__all__ = [
+    "app",
+    "audit_records",
+    "audit_report",
+    "main",
+    "read_seed_file",
+    "rotate_keys",
+    "seed_users",
+]
+
+_CLI_ACTOR = "cli"
 
 app = typer.Typer(
-    help="Flotilla identity service: users, credentials, access and refresh tokens, JWKS.",
+    help=(
+        "Flotilla identity service: users, credentials, access and refresh tokens, JWKS, "
+        "key rotation, audit log."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -99,7 +118,8 @@ def read_seed_file(path: Path) -> list[UserSpec]:
                 id=str(user.id) if user.id else None,
             )
             for user in document.users
-        ]
+        ],
+        policy=default_password_policy(),
     )
 
 
@@ -108,13 +128,15 @@ async def seed_users(settings: AuthSettings, specs: list[UserSpec]) -> dict[str,
     what `seed` prints."""
     runtime = bootstrap.build_runtime(settings)
     try:
-        await bootstrap.open_signing_key(runtime)
+        await bootstrap.open_signing_key(runtime, actor=_CLI_ACTOR)
         components = runtime.components
         users = await ensure_users(
             uow=components.uow,
             passwords=components.passwords,
+            policy=components.password_policy,
             now=components.clock(),
             users=specs,
+            actor="cli:seed",
         )
     finally:
         await runtime.database.dispose()
@@ -151,6 +173,115 @@ def seed(
     except AuthError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result))
+
+
+async def rotate_keys(settings: AuthSettings, *, now: bool) -> dict[str, Any]:
+    """Stage a successor key (unless one is staged), and with `now` make it active at once;
+    the result is what `rotate-keys` prints. The database must be migrated."""
+    runtime = bootstrap.build_runtime(settings)
+    try:
+        await bootstrap.open_signing_key(runtime, actor=_CLI_ACTOR)
+        parts = runtime.components
+        staged = await stage_signing_key(
+            uow=parts.uow, keys=parts.keys, now=parts.clock(), actor=_CLI_ACTOR
+        )
+        result: dict[str, Any] = {
+            "staged": staged.kid,
+            "activates_after": staged.activates_after(parts.key_schedule).isoformat(),
+        }
+        if now:
+            moment = parts.clock()
+            activated = await promote_staged_key(
+                uow=parts.uow, now=moment, schedule=None, actor=_CLI_ACTOR
+            )
+            result["activates_after"] = moment.isoformat()
+            result["activated"] = activated.kid if activated is not None else None
+    finally:
+        await runtime.database.dispose()
+    return result
+
+
+@app.command("rotate-keys")
+def rotate_keys_command(
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help=(
+                "Emergency only (a leaked key): also make the staged key active at once and "
+                "retire the current one. Verifiers that have not fetched the JWKS since may "
+                "refuse tokens of the new key until they do (up to their refetch interval)."
+            ),
+        ),
+    ] = False,
+) -> None:
+    """Stage a new signing key (if none is staged). It is published at once and signs after
+    key_publish_delay_s, when a running instance's timer promotes it.
+
+    Prints {"staged": kid, "activates_after": iso} (with --now also "activated": kid).
+    """
+    settings = _settings()
+    _log_to_stderr(settings)
+    bootstrap.migrate(settings)
+    try:
+        result = asyncio.run(rotate_keys(settings, now=now))
+    except AuthError as exc:
+        _fail(str(exc))
+    typer.echo(json.dumps(result))
+
+
+async def audit_report(settings: AuthSettings) -> dict[str, Any]:
+    """Walk the whole audit chain; the result is what `audit-verify` prints."""
+    database = Database(settings.sqlalchemy_url)
+    try:
+        async with database.read_sessions() as session:
+            report = await audit_log.verify(session)
+            last = await audit_log.tail(session, limit=1)
+    finally:
+        await database.dispose()
+    return {
+        "service": settings.service_name,
+        "records": report.records,
+        "intact": report.intact,
+        "first_broken_seq": report.first_broken_seq,
+        "reason": report.reason,
+        "head": last[0].hash if last else GENESIS,
+    }
+
+
+async def audit_records(settings: AuthSettings, limit: int) -> list[dict[str, Any]]:
+    database = Database(settings.sqlalchemy_url)
+    try:
+        async with database.read_sessions() as session:
+            records = await audit_log.tail(session, limit=limit)
+    finally:
+        await database.dispose()
+    return [record.to_json() for record in records]
+
+
+@app.command("audit-verify")
+def audit_verify() -> None:
+    """Check the hash chain of the audit log. Prints {"service", "records", "intact",
+    "first_broken_seq", "reason", "head"}; exits 1 when the chain is broken."""
+    settings = _settings()
+    _log_to_stderr(settings)
+    report = asyncio.run(audit_report(settings))
+    typer.echo(json.dumps(report))
+    if not report["intact"]:
+        raise typer.Exit(1)
+
+
+@app.command("audit-tail")
+def audit_tail(
+    limit: Annotated[
+        int, typer.Option("--limit", min=1, max=10_000, help="How many of the newest records.")
+    ] = 20,
+) -> None:
+    """Print the newest audit records, oldest first, one JSON object per line."""
+    settings = _settings()
+    _log_to_stderr(settings)
+    for record in asyncio.run(audit_records(settings, limit)):
+        typer.echo(json.dumps(record, ensure_ascii=False))
 
 
 def main() -> None:

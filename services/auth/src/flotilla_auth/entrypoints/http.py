@@ -1,4 +1,6 @@
-"""HTTP API of the auth service: the OAuth 2.0 token endpoint, logout, /me and the JWKS.
+"""HTTP API of the auth service: the OAuth 2.0 token endpoint, logout, /me, the revocation
+list and the JWKS (the user administration API is in `users_api`), and the mapping of the
+exception tree to problems.
 
 The token endpoint speaks RFC 6749: form-encoded requests, and errors that carry the OAuth
 `error` code next to the RFC 9457 problem members so both kinds of client understand them.
@@ -6,27 +8,37 @@ The token endpoint speaks RFC 6749: form-encoded requests, and errors that carry
 
 from __future__ import annotations
 
+import ipaddress
 import json
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from flotilla_auth.service_layer.components import Components
+from flotilla_auth.entrypoints._deps import ComponentsDep, problem_response
 from flotilla_auth.service_layer.errors import (
     AuthError,
+    CannotChangeSelf,
+    Forbidden,
     InvalidRequest,
     InvalidUserData,
     OAuthError,
     SigningKeyUnavailable,
     SigningKeyUnreadable,
     StorageConflict,
+    TooManyLoginAttempts,
     UnknownSubject,
     UnsupportedGrantType,
+    UsernameTaken,
+    UserNotFound,
+    WeakPassword,
 )
+from flotilla_auth.service_layer.service_tokens import ServiceTokenGrant, grant_client_credentials
+from flotilla_auth.service_layer.sessions import revoked_sessions
 from flotilla_auth.service_layer.signing_keys import published_signing_keys
 from flotilla_auth.service_layer.tokens import (
     TokenGrant,
@@ -36,18 +48,21 @@ from flotilla_auth.service_layer.tokens import (
 )
 from flotilla_auth.service_layer.users import get_user
 from flotilla_kit.app import PROBLEM_RESPONSES
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.problems import Problem
 from flotilla_kit.security import Authenticated
 
-__all__ = ["install_error_handlers", "router", "well_known"]
+__all__ = ["client_ip", "install_error_handlers", "internal", "router", "well_known"]
 
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
 # RFC 6749 section 5.1: responses carrying tokens must not be cached anywhere.
 _NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 _MAX_FORM_FIELDS = 16
+_GRANT_TYPES = ("password", "refresh_token", "client_credentials")
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+# Reached by our own services over mTLS only; the gateway never routes `/internal/...`.
+internal = APIRouter(prefix="/internal/v1", tags=["internal"], include_in_schema=False)
 well_known = APIRouter(tags=["keys"])
 
 
@@ -56,7 +71,10 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str = Field(description="Always `Bearer`.")
     expires_in: int = Field(description="Seconds until the access token expires.")
-    refresh_token: str = Field(description="Opaque, single use; spend it at this endpoint.")
+    refresh_token: str | None = Field(
+        default=None,
+        description="Opaque, single use; spend it at this endpoint. Absent for services.",
+    )
     scope: str = Field(description="The granted scope, space-separated (may be empty).")
 
 
@@ -64,6 +82,11 @@ class Me(BaseModel):
     id: str
     username: str
     roles: list[str]
+
+
+class Revocations(BaseModel):
+    sessions: list[str] = Field(description="Ids (`sid`) of recently revoked sessions.")
+    generated_at: datetime
 
 
 class Jwk(BaseModel):
@@ -94,22 +117,32 @@ def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any
 
 _TOKEN_BODY = _form_body(
     {
-        "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+        "grant_type": {"type": "string", "enum": list(_GRANT_TYPES)},
         "username": {"type": "string", "description": "grant_type=password"},
         "password": {"type": "string", "format": "password", "description": "grant_type=password"},
         "refresh_token": {"type": "string", "description": "grant_type=refresh_token"},
         "scope": {"type": "string", "description": "Space-separated; may only narrow."},
+        "client_assertion_type": {
+            "type": "string",
+            "description": "grant_type=client_credentials: "
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        },
+        "client_assertion": {
+            "type": "string",
+            "description": "grant_type=client_credentials: ES256 JWT with the certificate in x5c",
+        },
     },
     ["grant_type"],
 )
 _LOGOUT_BODY = _form_body({"refresh_token": {"type": "string"}}, ["refresh_token"])
 _LOGOUT_BODY["requestBody"]["content"][_JSON] = _LOGOUT_BODY["requestBody"]["content"][_FORM]
 
-_UNAVAILABLE: dict[int | str, dict[str, object]] = {
-    503: {
-        "description": "No signing key loaded yet",
-        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+
+_TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
+    **{s: PROBLEM_RESPONSES[s] for s in (400, 413, 415)},
+    401: problem_response("Client authentication failed (client_credentials)"),
+    429: problem_response("Too many failed logins from this address"),
+    503: problem_response("No signing key loaded yet"),
 }
 
 
@@ -117,31 +150,48 @@ _UNAVAILABLE: dict[int | str, dict[str, object]] = {
 _OAUTH_TITLES = {
     "invalid_request": "Invalid request",
     "invalid_grant": "Invalid grant",
+    "invalid_client": "Invalid client",
     "invalid_scope": "Invalid scope",
     "unsupported_grant_type": "Unsupported grant type",
 }
 
 
-def _problem(exc: AuthError) -> Problem:
+def _problem(exc: AuthError) -> Problem:  # noqa: PLR0911 - one branch per problem type
     if isinstance(exc, OAuthError):
         return Problem(
-            400,
+            exc.status,
             exc.code.replace("_", "-"),
             _OAUTH_TITLES[exc.code],
             str(exc),
             headers=_NO_STORE,
             error=exc.code,
         )
+    if isinstance(exc, TooManyLoginAttempts):
+        return Problem(
+            429,
+            "too-many-login-attempts",
+            "Too many requests",
+            "Too many failed logins from this address; try again later.",
+            headers={**_NO_STORE, "Retry-After": str(exc.retry_after_s)},
+        )
     if isinstance(exc, UnknownSubject):
         return Problem(
             401,
             "unauthenticated",
             "Authentication required",
-            "The access token names no active user.",
+            "The access token names no active user or session.",
             headers={"WWW-Authenticate": 'Bearer realm="flotilla"'},
         )
+    if isinstance(exc, Forbidden):
+        return Problem(403, "forbidden", "Forbidden", str(exc))
+    if isinstance(exc, UserNotFound):
+        return Problem(404, "user-not-found", "User not found", str(exc))
+    if isinstance(exc, WeakPassword):
+        return Problem(422, "weak-password", "Password refused", str(exc), rule=exc.rule.value)
     if isinstance(exc, InvalidUserData):
         return Problem(422, "validation-error", "Request validation failed", str(exc))
+    if isinstance(exc, UsernameTaken | CannotChangeSelf):
+        return Problem(409, "conflict", "Conflict", str(exc))
     if isinstance(exc, StorageConflict):
         return Problem(409, "conflict", "Conflict", "A concurrent change won; try again.")
     if isinstance(exc, SigningKeyUnavailable | SigningKeyUnreadable):
@@ -218,20 +268,30 @@ def _required(params: dict[str, str], *names: str) -> list[str]:
     return [params[name] for name in names]
 
 
-def _components(request: Request) -> Components:
-    components: Components = request.app.state.components
-    return components
+def client_ip(request: Request) -> str:
+    """The address failed logins are counted against.
+
+    The first `X-Forwarded-For` value when there is one: services are reachable only over
+    mTLS by our own components, and the gateway replaces whatever the client sent with the
+    address it saw. Otherwise (a direct call) the peer address.
+    """
+    forwarded = request.headers.get("x-forwarded-for")
+    if forwarded:
+        first = forwarded.split(",", 1)[0].strip()
+        try:
+            return str(ipaddress.ip_address(first))
+        except ValueError:
+            pass  # not an address; fall back to the peer rather than count junk
+    return request.client.host if request.client is not None else "unknown"
 
 
-ComponentsDep = Annotated[Components, Depends(_components)]
-
-
-# -- endpoints ----------------------------------------------------------------------------
+# -- token endpoint, logout, /me --------------------------------------------------------------
 @router.post(
     "/token",
-    summary="Issue tokens (OAuth 2.0 password and refresh_token grants)",
+    summary="Issue tokens (OAuth 2.0 password, refresh_token and client_credentials grants)",
     response_model=TokenResponse,
-    responses={**{s: PROBLEM_RESPONSES[s] for s in (400, 413, 415)}, **_UNAVAILABLE},
+    response_model_exclude_none=True,
+    responses=_TOKEN_ERRORS,
     openapi_extra=_TOKEN_BODY,
 )
 async def token(request: Request, components: ComponentsDep) -> Response:
@@ -239,7 +299,7 @@ async def token(request: Request, components: ComponentsDep) -> Response:
         raise _unsupported_media_type(_FORM)
     params = await _form(request)
     grant_type = params.get("grant_type")
-    grant: TokenGrant
+    grant: TokenGrant | ServiceTokenGrant
     if grant_type is None:
         raise InvalidRequest("Missing parameter(s): grant_type.")
     if grant_type == "password":
@@ -249,9 +309,11 @@ async def token(request: Request, components: ComponentsDep) -> Response:
             passwords=components.passwords,
             signer=components.signer,
             policy=components.policy,
+            protection=components.protection,
             now=components.clock(),
             username=username,
             password=password,
+            client_ip=client_ip(request),
             scope=params.get("scope"),
         )
     elif grant_type == "refresh_token":
@@ -264,16 +326,27 @@ async def token(request: Request, components: ComponentsDep) -> Response:
             refresh_token=refresh_token,
             scope=params.get("scope"),
         )
+    elif grant_type == "client_credentials":
+        grant = await grant_client_credentials(
+            uow=components.uow,
+            assertions=components.client_assertions,
+            signer=components.signer,
+            policy=components.policy,
+            now=components.clock(),
+            assertion_type=params.get("client_assertion_type"),
+            assertion=params.get("client_assertion"),
+            client_id=params.get("client_id"),
+        )
     else:
-        raise UnsupportedGrantType("Supported grant types: password, refresh_token.")
+        raise UnsupportedGrantType(f"Supported grant types: {', '.join(_GRANT_TYPES)}.")
     body = TokenResponse(
         access_token=grant.access_token,
         token_type=grant.token_type,
         expires_in=grant.expires_in,
-        refresh_token=grant.refresh_token,
+        refresh_token=grant.refresh_token if isinstance(grant, TokenGrant) else None,
         scope=grant.scope,
     )
-    return JSONResponse(body.model_dump(), headers=_NO_STORE)
+    return JSONResponse(body.model_dump(exclude_none=True), headers=_NO_STORE)
 
 
 @router.post(
@@ -305,9 +378,24 @@ async def logout(request: Request, components: ComponentsDep) -> Response:
     responses={401: PROBLEM_RESPONSES[401]},
 )
 async def me(principal: Authenticated, components: ComponentsDep, response: Response) -> Me:
-    user = await get_user(uow=components.uow, user_id=principal.subject)
+    user = await get_user(
+        uow=components.uow, user_id=principal.subject, session_id=principal.session_id
+    )
     response.headers["Cache-Control"] = "no-store"
     return Me(id=user.id, username=user.username, roles=list(user.roles))
+
+
+# -- revocations and keys -----------------------------------------------------------------
+@internal.get(
+    "/revocations",
+    summary="Sessions revoked within the longest access-token lifetime (polled by verifiers)",
+    response_model=Revocations,
+)
+async def revocations(components: ComponentsDep) -> Response:
+    now = components.clock()
+    sessions = await revoked_sessions(uow=components.uow, now=now)
+    body = Revocations(sessions=sessions, generated_at=now)
+    return JSONResponse(body.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
 
 
 @well_known.get(
@@ -316,8 +404,10 @@ async def me(principal: Authenticated, components: ComponentsDep, response: Resp
     response_model=Jwks,
 )
 async def jwks(components: ComponentsDep) -> Response:
-    keys = await published_signing_keys(uow=components.uow, now=components.clock())
-    # Short enough that a rotated-in key reaches verifiers before it signs anything.
+    keys = await published_signing_keys(
+        uow=components.uow, now=components.clock(), schedule=components.key_schedule
+    )
+    # Short enough that a staged key reaches verifiers well before it signs anything.
     return JSONResponse(
         {"keys": [key.jwk() for key in keys]}, headers={"Cache-Control": "public, max-age=60"}
     )

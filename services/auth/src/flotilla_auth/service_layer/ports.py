@@ -5,16 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
+from flotilla_auth.domain.login_protection import FailureCounter
 from flotilla_auth.domain.refresh_tokens import RefreshToken
+from flotilla_auth.domain.service_clients import VerifiedAssertion
 from flotilla_auth.domain.signing_keys import SigningKey
 from flotilla_auth.domain.users import User
 
 __all__ = [
+    "AuditTrail",
     "AuthUnitOfWork",
+    "ClientAssertionRepository",
+    "ClientAssertionVerifier",
     "Clock",
     "KeyMaterial",
+    "LoginThrottleRepository",
     "PasswordHasher",
     "RefreshTokenRepository",
     "SigningKeyRepository",
@@ -30,6 +36,9 @@ class UserRepository(Protocol):
     async def get(self, user_id: str) -> User | None: ...
 
     async def get_by_username(self, username: str) -> User | None: ...
+
+    async def list_page(self, *, after: str | None, limit: int) -> Sequence[User]:
+        """Users ordered by id, those with an id greater than `after` (all when None)."""
 
     async def add(self, user: User) -> None:
         """Raises `StorageConflict` when the username is taken."""
@@ -49,14 +58,60 @@ class RefreshTokenRepository(Protocol):
 
     async def revoke_user(self, user_id: str, at: datetime) -> int: ...
 
+    async def family_revoked(self, family_id: str) -> bool: ...
+
+    async def families_revoked_since(self, since: datetime) -> Sequence[str]:
+        """Ids of the families with a token revoked at or after `since`."""
+
 
 class SigningKeyRepository(Protocol):
     async def get_active(self) -> SigningKey | None: ...
 
+    async def get_next(self) -> SigningKey | None: ...
+
     async def add(self, key: SigningKey) -> None:
-        """Raises `StorageConflict` when another active key was added concurrently."""
+        """Raises `StorageConflict` when another active (or staged) key was added
+        concurrently: the database admits one of each."""
+
+    async def retire(self, kid: str, at: datetime) -> bool:
+        """Compare-and-set active -> retired; False when the key is not active (any more)."""
+
+    async def activate(self, kid: str, at: datetime) -> bool:
+        """Compare-and-set next -> active; False when the key is not staged (any more)."""
 
     async def list_all(self) -> Sequence[SigningKey]: ...
+
+
+class LoginThrottleRepository(Protocol):
+    async def get(self, key: str, *, for_update: bool = False) -> FailureCounter | None: ...
+
+    async def put(self, counter: FailureCounter) -> None:
+        """Insert or replace; raises `StorageConflict` when a concurrent insert won."""
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class ClientAssertionRepository(Protocol):
+    async def remember(self, *, client_id: str, jti: str, expires_at: datetime) -> bool:
+        """Record a spent assertion id; False when it was spent before (a replay)."""
+
+    async def delete_expired(self, now: datetime) -> int: ...
+
+
+class AuditTrail(Protocol):
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        at: datetime,
+        target: str | None = None,
+        outcome: str = "success",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append an event in this unit of work's transaction."""
 
 
 class AuthUnitOfWork(Protocol):
@@ -71,6 +126,15 @@ class AuthUnitOfWork(Protocol):
 
     @property
     def signing_keys(self) -> SigningKeyRepository: ...
+
+    @property
+    def login_throttles(self) -> LoginThrottleRepository: ...
+
+    @property
+    def client_assertions(self) -> ClientAssertionRepository: ...
+
+    @property
+    def audit(self) -> AuditTrail: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -108,7 +172,12 @@ class TokenSigner(Protocol):
 
 class KeyMaterial(Protocol):
     def generate(self, *, now: datetime) -> SigningKey:
-        """A fresh active key, its private half sealed."""
+        """A fresh staged (`next`) key, its private half sealed."""
 
     def signer_for(self, key: SigningKey) -> TokenSigner:
         """Open the sealed private key; raises `SigningKeyUnreadable`."""
+
+
+class ClientAssertionVerifier(Protocol):
+    def verify(self, assertion: str, *, now: datetime) -> VerifiedAssertion:
+        """Check an RFC 7523 client assertion and its certificate; raises `InvalidClient`."""

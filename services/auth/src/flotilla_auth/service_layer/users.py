@@ -7,27 +7,24 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from flotilla_auth.domain.audit_events import AuditAction
+from flotilla_auth.domain.password_policy import PasswordPolicy
 from flotilla_auth.domain.usernames import is_valid_username, normalise_username
 from flotilla_auth.domain.users import User
-from flotilla_auth.service_layer.errors import InvalidUserData, StorageConflict, UnknownSubject
-from flotilla_auth.service_layer.ports import PasswordHasher, UnitOfWorkFactory
+from flotilla_auth.service_layer.errors import (
+    InvalidUserData,
+    StorageConflict,
+    UnknownRole,
+    UnknownSubject,
+    WeakPassword,
+)
+from flotilla_auth.service_layer.ports import AuditTrail, PasswordHasher, UnitOfWorkFactory
 from flotilla_kit.logs import get_logger
-from flotilla_kit.rbac import ROLES
+from flotilla_kit.rbac import USER_ROLES
 
-__all__ = [
-    "MAX_PASSWORD_LENGTH",
-    "MIN_PASSWORD_LENGTH",
-    "UserSpec",
-    "ensure_users",
-    "get_user",
-    "validated_specs",
-]
+__all__ = ["UserSpec", "ensure_users", "get_user", "validated_specs"]
 
 _log = get_logger("flotilla.auth.users")
-
-MIN_PASSWORD_LENGTH = 8
-# argon2 pre-hashes any length cheaply; the cap only keeps absurd inputs out of the store.
-MAX_PASSWORD_LENGTH = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,26 +40,39 @@ class UserSpec:
     id: str | None = None
 
 
-def _validated(spec: UserSpec) -> UserSpec:
-    username = normalise_username(spec.username)
+def valid_username(raw: str) -> str:
+    """The normalised username, or `InvalidUserData`."""
+    username = normalise_username(raw)
     if not is_valid_username(username):
-        raise InvalidUserData(f"username {spec.username!r} must be 1-64 characters, no spaces")
-    if not MIN_PASSWORD_LENGTH <= len(spec.password) <= MAX_PASSWORD_LENGTH:
-        raise InvalidUserData(
-            f"the password of {username!r} must be {MIN_PASSWORD_LENGTH}-"
-            f"{MAX_PASSWORD_LENGTH} characters"
-        )
-    unknown = sorted(set(spec.roles) - ROLES)
+        raise InvalidUserData(f"The username {raw!r} must be 1-64 characters, no spaces.")
+    return username
+
+
+def valid_roles(roles: Sequence[str], username: str) -> tuple[str, ...]:
+    """Sorted, without duplicates; only roles a person may hold (never a service's)."""
+    unknown = sorted(set(roles) - USER_ROLES)
     if unknown:
-        raise InvalidUserData(
-            f"user {username!r} has unknown roles {unknown}; known roles: {sorted(ROLES)}"
+        raise UnknownRole(
+            f"User {username!r} has unknown roles {unknown}; known roles: {sorted(USER_ROLES)}."
         )
-    return replace(spec, username=username, roles=tuple(sorted(set(spec.roles))))
+    return tuple(sorted(set(roles)))
 
 
-def validated_specs(users: Sequence[UserSpec]) -> list[UserSpec]:
+def check_password(policy: PasswordPolicy, password: str, username: str) -> None:
+    rule = policy.violation(password, username)
+    if rule is not None:
+        raise WeakPassword(rule, username)
+
+
+def _validated(spec: UserSpec, policy: PasswordPolicy) -> UserSpec:
+    username = valid_username(spec.username)
+    check_password(policy, spec.password, username)
+    return replace(spec, username=username, roles=valid_roles(spec.roles, username))
+
+
+def validated_specs(users: Sequence[UserSpec], *, policy: PasswordPolicy) -> list[UserSpec]:
     """The declarations normalised (username, sorted roles), or `InvalidUserData`."""
-    specs = [_validated(spec) for spec in users]
+    specs = [_validated(spec, policy) for spec in users]
     names = [spec.username for spec in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -87,12 +97,40 @@ async def _credential(
     return _Credential(await passwords.hash(password), verified_against=None)
 
 
+async def _audit_update(
+    audit: AuditTrail, *, actor: str, now: datetime, before: User, after: User, password: bool
+) -> None:
+    changed = [
+        name
+        for name, differs in (
+            ("password", password),
+            ("roles", before.roles != after.roles),
+            ("disabled", before.disabled != after.disabled),
+        )
+        if differs
+    ]
+    if changed:
+        await audit.record(
+            actor=actor,
+            action=AuditAction.USER_UPDATED,
+            at=now,
+            target=after.id,
+            details={
+                "username": after.username,
+                "changed": changed,
+                "roles": list(after.roles),
+                "disabled": after.disabled,
+            },
+        )
+
+
 async def _ensure_once(
     *,
     uow: UnitOfWorkFactory,
     passwords: PasswordHasher,
     now: datetime,
     specs: Sequence[UserSpec],
+    actor: str,
 ) -> list[User]:
     async with uow(write=False) as reader:
         existing = {
@@ -119,6 +157,13 @@ async def _ensure_once(
                     disabled=spec.disabled,
                 )
                 await writer.users.add(user)
+                await writer.audit.record(
+                    actor=actor,
+                    action=AuditAction.USER_CREATED,
+                    at=now,
+                    target=user.id,
+                    details={"username": user.username, "roles": list(user.roles)},
+                )
                 _log.info("user created", user_id=user.id, roles=list(user.roles))
             else:
                 user = replace(
@@ -129,10 +174,19 @@ async def _ensure_once(
                 )
                 if user != current:
                     await writer.users.update(user)
-                if credential.verified_against != current.password_hash:
+                new_password = credential.verified_against != current.password_hash
+                if new_password:
                     # A new password ends every session opened with the old one.
                     await writer.refresh_tokens.revoke_user(user.id, now)
                     _log.info("password changed; sessions revoked", user_id=user.id)
+                await _audit_update(
+                    writer.audit,
+                    actor=actor,
+                    now=now,
+                    before=current,
+                    after=user,
+                    password=new_password,
+                )
                 if user.roles != current.roles:
                     _log.info("roles changed", user_id=user.id, roles=list(user.roles))
             ensured.append(user)
@@ -144,26 +198,32 @@ async def ensure_users(
     *,
     uow: UnitOfWorkFactory,
     passwords: PasswordHasher,
+    policy: PasswordPolicy,
     now: datetime,
     users: Sequence[UserSpec],
+    actor: str = "seed",
 ) -> list[User]:
-    """Create or update each user to exactly the declared password, roles and state.
+    """Create or update each user to exactly the declared password, roles and `disabled`
+    flag. An administrator's lock is left as it is: provisioning does not undo incident
+    response.
 
     All or nothing: every declaration is checked before anything is written, and all users
     are written in one transaction. Running it twice changes nothing the second time.
     """
-    specs = validated_specs(users)
+    specs = validated_specs(users, policy=policy)
     try:
-        return await _ensure_once(uow=uow, passwords=passwords, now=now, specs=specs)
+        return await _ensure_once(uow=uow, passwords=passwords, now=now, specs=specs, actor=actor)
     except StorageConflict:
         # Another seeder created one of these users meanwhile; now they exist, update them.
-        return await _ensure_once(uow=uow, passwords=passwords, now=now, specs=specs)
+        return await _ensure_once(uow=uow, passwords=passwords, now=now, specs=specs, actor=actor)
 
 
-async def get_user(*, uow: UnitOfWorkFactory, user_id: str) -> User:
-    """The user an access token speaks for, if they still exist and may sign in."""
+async def get_user(*, uow: UnitOfWorkFactory, user_id: str, session_id: str | None = None) -> User:
+    """The user an access token speaks for, if they still exist and may sign in, and the
+    token's session was not revoked (checked here at once, not at the next poll)."""
     async with uow(write=False) as reader:
         user = await reader.users.get(user_id)
-    if user is None or user.disabled:
+        revoked = session_id is not None and await reader.refresh_tokens.family_revoked(session_id)
+    if user is None or not user.may_sign_in or revoked:
         raise UnknownSubject(user_id)
     return user
