@@ -41,7 +41,7 @@ test-fast: install ## unit tests only
 lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)/src) tests bench
+	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)/src $(p)/tests) tests bench
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

@@ -39,14 +39,16 @@ class RunningSystem:
     def ca(self) -> str:
         return str(self.var_dir / "tls" / "ca.pem")
 
-    def flotilla(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    def flotilla(
+        self, *args: str, timeout: float = 120, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "flotilla_cli", *args, "--var-dir", str(self.var_dir)],
             capture_output=True,
             text=True,
             timeout=timeout,
             check=False,
-            env={**os.environ, "COLUMNS": "160"},
+            env={**os.environ, "COLUMNS": "160", **(env or {})},
         )
 
     def status(self) -> dict[str, Any]:
@@ -81,14 +83,17 @@ class RunningSystem:
         return token
 
 
-def start_system(database: str, instances: int = 2) -> Iterator[RunningSystem]:
+def start_system(
+    database: str, instances: int = 2, env: dict[str, str] | None = None
+) -> Iterator[RunningSystem]:
+    """`env` reaches every instance (settings the launcher does not set itself)."""
     var_dir = Path(tempfile.mkdtemp(prefix="flotilla-e2e-"))
     var_dir.chmod(0o755)  # the embedded PostgreSQL runs as another user when we are root
     system = RunningSystem(var_dir, f"https://127.0.0.1:{(port := free_port())}")
     started = system.flotilla(
         "up", "--detach", "--instances", str(instances), "--db", database,
         "--gateway-port", str(port), "--timeout", "120",
-        timeout=240,
+        timeout=240, env=env,
     )  # fmt: skip
     try:
         assert started.returncode == 0, started.stdout + started.stderr

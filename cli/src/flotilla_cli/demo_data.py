@@ -79,12 +79,21 @@ class _Seeder:
         return result
 
 
+def _new_password(username: str) -> str:
+    """16 random characters; drawn again in the rare case they contain the username,
+    which the auth service's password policy refuses."""
+    while True:
+        password = secrets.token_urlsafe(12)
+        if username.lower() not in password.lower():
+            return password
+
+
 def _passwords(layout: VarLayout) -> dict[str, str]:
     known: dict[str, str] = {}
     if layout.credentials_file.exists():
         for user in json.loads(layout.credentials_file.read_text()).get("users", []):
             known[user["username"]] = user["password"]
-    return {name: known.get(name) or secrets.token_urlsafe(12) for name in DEMO_USERS}
+    return {name: known.get(name) or _new_password(name) for name in DEMO_USERS}
 
 
 def demo_user_id(username: str) -> str:

@@ -36,6 +36,8 @@ __all__ = [
 ]
 
 GENESIS = "0" * 64
+_ACTOR_LENGTH = 128
+_TARGET_LENGTH = 200
 _PG_AUDIT_LOCK = 0x41756474
 
 
@@ -45,9 +47,9 @@ def audit_table(metadata: MetaData) -> Table:
         metadata,
         Column("seq", BigInteger, primary_key=True, autoincrement=False),
         Column("at", UtcDateTime(), nullable=False),
-        Column("actor", String(128), nullable=False),
+        Column("actor", String(_ACTOR_LENGTH), nullable=False),
         Column("action", String(64), nullable=False),
-        Column("target", String(200), nullable=True),
+        Column("target", String(_TARGET_LENGTH), nullable=True),
         Column("outcome", String(16), nullable=False),
         Column("details", Text, nullable=False),
         Column("prev_hash", String(64), nullable=False),
@@ -157,6 +159,10 @@ class AuditLog:
         if session.get_bind().dialect.name == "postgresql":
             await session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})"))
         t = self.table
+        # Identifiers from the outside (an attempted username) may be long; the columns
+        # are not, and PostgreSQL would refuse the whole transaction.
+        actor = actor[:_ACTOR_LENGTH]
+        target = target[:_TARGET_LENGTH] if target is not None else None
         last = (
             await session.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))
         ).first()

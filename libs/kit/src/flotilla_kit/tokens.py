@@ -47,9 +47,11 @@ class Principal:
     permissions: frozenset[str] = field(default=frozenset())
     # The login session (refresh-token family) the token belongs to; None for services.
     session_id: str | None = None
+    # The key that signed the token: when it leaves the JWKS, its tokens leave the cache.
+    key_id: str = ""
 
     @classmethod
-    def from_claims(cls, claims: Mapping[str, Any]) -> Principal:
+    def from_claims(cls, claims: Mapping[str, Any], key_id: str = "") -> Principal:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
             raise TokenError("claim 'roles' must be a list of strings")
@@ -62,14 +64,18 @@ class Principal:
         session = claims.get("sid")
         if session is not None and not isinstance(session, str):
             raise TokenError("claim 'sid' must be a string")
+        scopes = frozenset(scope.split())
+        granted = permissions_of(roles)
         return cls(
             subject=subject,
             roles=frozenset(roles),
             token_id=str(claims.get("jti", "")),
             expires_at=float(claims["exp"]),
-            scopes=frozenset(scope.split()),
-            permissions=permissions_of(roles),
+            scopes=scopes,
+            # A token asked for a narrower scope can do only that much.
+            permissions=granted & scopes if scopes else granted,
             session_id=session,
+            key_id=key_id,
         )
 
     def can(self, permission: str) -> bool:
@@ -138,6 +144,9 @@ class JwksCache:
         self._next_fetch_at = time.monotonic() + self._retry_after_failure_s
         _log.warning("could not fetch JWKS", error=repr(last_error))
 
+    def has(self, kid: str) -> bool:
+        return kid in self._keys
+
     async def run(self, every_s: float = 300.0) -> None:
         """Refetch now and then, so keys the auth service stopped publishing (retired
         after all their tokens expired) leave this cache too. Runs until cancelled."""
@@ -187,8 +196,10 @@ class TokenVerifier:
         principal = self._verified.get(token)
         if principal is None:
             return None
-        if principal.expires_at + self._leeway_s <= time.time() or self.revocations.revoked(
-            principal.session_id
+        if (
+            principal.expires_at + self._leeway_s <= time.time()
+            or self.revocations.revoked(principal.session_id)
+            or not self.jwks.has(principal.key_id)
         ):
             return None
         return principal
@@ -246,4 +257,4 @@ class TokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise TokenError(str(exc)) from exc
-        return Principal.from_claims(claims)
+        return Principal.from_claims(claims, key_id=kid)

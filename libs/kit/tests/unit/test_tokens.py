@@ -17,23 +17,37 @@ async def test_attack_is_refused(tokens: TokenMinter, attack: str) -> None:
 
 
 async def test_a_good_token_gives_the_principal_and_its_permissions(tokens: TokenMinter) -> None:
-    principal = await tokens.verifier().verify(tokens.mint("ada", ["admin"], scope="a b"))
+    principal = await tokens.verifier().verify(tokens.mint("ada", ["admin"]))
     assert isinstance(principal, Principal)
     assert principal.subject == "ada"
     assert principal.roles == {"admin"}
-    assert principal.scopes == {"a", "b"}
     assert principal.can("users:admin")
+    assert principal.key_id == tokens.kid
     assert not (await tokens.verifier().verify(tokens.mint("al"))).can("users:admin")
 
 
-async def test_verified_tokens_are_cached_until_they_expire(tokens: TokenMinter) -> None:
+async def test_verified_tokens_are_cached_until_they_expire(
+    tokens: TokenMinter, monkeypatch: pytest.MonkeyPatch
+) -> None:
     verifier = tokens.verifier()
+    checks = 0
+    check = verifier._verify_uncached
+
+    async def counting(token: str) -> Principal:
+        nonlocal checks
+        checks += 1
+        return await check(token)
+
+    monkeypatch.setattr(verifier, "_verify_uncached", counting)
     token = tokens.mint("alice")
     first = await verifier.verify(token)
-    verifier.jwks.load({"keys": []})  # the key is gone: only the cache can answer now
     assert await verifier.verify(token) is first
+    assert checks == 1  # the signature was checked once
+    expiring = tokens.mint("alice", ttl_s=-25)  # expired, but within the 30 s leeway
+    await verifier.verify(expiring)
+    verifier._leeway_s = 0
     with pytest.raises(TokenError):
-        await verifier.verify(tokens.mint("alice"))  # a new token needs the key
+        await verifier.verify(expiring)  # no longer good: not answered from the cache
 
 
 async def test_cache_is_bounded(tokens: TokenMinter) -> None:
@@ -67,3 +81,24 @@ async def test_a_revoked_session_is_refused_even_from_the_cache(tokens: TokenMin
 
 def test_cached_answers_only_for_tokens_verified_before(tokens: TokenMinter) -> None:
     assert tokens.verifier().cached(tokens.mint("alice")) is None
+
+
+async def test_a_narrowed_scope_narrows_what_the_token_may_do(tokens: TokenMinter) -> None:
+    verifier = tokens.verifier()
+    narrow = await verifier.verify(tokens.mint("ada", ["admin"], scope="accounts:read"))
+    assert narrow.can("accounts:read")
+    assert not narrow.can("users:admin")
+    # A scope the roles do not grant adds nothing.
+    odd = await verifier.verify(tokens.mint("al", ["customer"], scope="users:admin"))
+    assert not odd.can("users:admin")
+
+
+async def test_tokens_of_a_key_that_left_the_jwks_leave_the_cache(tokens: TokenMinter) -> None:
+    verifier = tokens.verifier()
+    token = tokens.mint("alice")
+    await verifier.verify(token)
+    assert verifier.cached(token) is not None
+    verifier.jwks.load({"keys": []})  # the key was withdrawn (rotation after a leak)
+    assert verifier.cached(token) is None
+    with pytest.raises(TokenError):
+        await verifier.verify(token)
