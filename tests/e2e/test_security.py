@@ -17,7 +17,8 @@ import httpx
 import pytest
 
 from flotilla_kit.rbac import permissions_of
-from flotilla_kit.tls import client_context
+from flotilla_kit.service_identity import ServiceTokenProvider
+from flotilla_kit.tls import client_context, ensure_dev_pki
 from tests.e2e.system import RunningSystem, start_system
 
 pytestmark = pytest.mark.e2e
@@ -333,3 +334,43 @@ def test_security_headers_and_no_cors(system: RunningSystem) -> None:
         )
         assert preflight.status_code in {404, 405}
         assert not [h for h in preflight.headers if h.startswith("access-control-")]
+
+
+# -- service identity ------------------------------------------------------------------------
+
+
+async def test_a_service_calls_another_with_its_own_token_over_mtls(system: RunningSystem) -> None:
+    tls = system.var_dir / "tls"
+    payments = ensure_dev_pki(tls, ["payments"])["payments"]  # signed by the system's CA
+    auth_urls = [
+        f"{i['url']}/api/v1/auth/token"
+        for i in system.status()["instances"]
+        if i["service"] == "auth"
+    ]
+    mtls = client_context(payments.ca, payments.cert, payments.key)
+    provider = ServiceTokenProvider(
+        "payments", auth_urls, cert_file=payments.cert, key_file=payments.key, ssl_context=mtls
+    )
+    token = await provider.token()
+    assert await provider.token() == token  # cached until shortly before it expires
+    claims = json.loads(_unb64(token.split(".")[1]))
+    assert (claims["sub"], claims["roles"]) == ("service:payments", ["service:payments"])
+
+    with system.client() as gateway:
+        alices = gateway.get("/api/v1/accounts", headers=_bearer(system.token("alice")))
+    account_id = alices.json()["items"][0]["id"]
+    url = next(i["url"] for i in system.status()["instances"] if i["service"] == "accounts")
+    async with httpx.AsyncClient(base_url=url, verify=mtls) as direct:
+        # service:payments holds accounts:read:any
+        assert (
+            await direct.get(f"/api/v1/accounts/{account_id}", headers=_bearer(token))
+        ).status_code == 200
+        assert (await direct.get(f"/api/v1/accounts/{account_id}")).status_code == 401
+
+    # A certificate from another CA does not make a service.
+    stranger = ensure_dev_pki(system.var_dir / "stranger-ca", ["payments"])["payments"]
+    impostor = ServiceTokenProvider(
+        "payments", auth_urls, cert_file=stranger.cert, key_file=stranger.key, ssl_context=mtls
+    )
+    with pytest.raises(RuntimeError, match="invalid-client"):
+        await impostor.token()

@@ -128,3 +128,14 @@ async def test_deposit_is_staff_only_balanced_and_in_the_account_currency() -> N
         account.id,
         {"posting_id": posting.id, "amount_minor": 100, "currency": "EUR", "reference": "r"},
     )
+
+
+async def test_read_any_alone_is_enough_to_read_any_account() -> None:
+    uow = FakeUow()
+    mine = await use_cases.open_account(
+        uow, principal=who("alice", "customer"), shard=0, name="A", currency="EUR"
+    )
+    service = who("service:payments", "service:payments")
+    assert (await use_cases.get_account(uow, principal=service, account_id=mine.id)).id == mine.id
+    with pytest.raises(NotAllowed):
+        await use_cases.list_accounts(uow, principal=service)

@@ -41,12 +41,14 @@ async def list_accounts(uow: LedgerUnitOfWork, *, principal: Principal) -> list[
 
 
 async def get_account(uow: LedgerUnitOfWork, *, principal: Principal, account_id: str) -> Account:
-    _require(principal, "accounts:read")
+    may_read_any = principal.can("accounts:read:any")
+    if not may_read_any:
+        _require(principal, "accounts:read")
     account = await uow.ledger.get(account_id)
     if (
         account is None
         or account.kind is not AccountKind.CUSTOMER
-        or (account.owner_id != principal.subject and not principal.can("accounts:read:any"))
+        or (account.owner_id != principal.subject and not may_read_any)
     ):
         # Someone else's account looks exactly like a missing one: ids cannot be probed.
         raise AccountNotFound(account_id)
