@@ -102,7 +102,8 @@ async def test_kit_verifier_accepts_our_tokens(
     assert principal.roles == frozenset({"customer", "support"})
     assert principal.scopes == frozenset({"accounts:read"})
     assert principal.token_id == claims.token_id
-    assert principal.can("users:read")
+    assert principal.can("accounts:read")
+    assert not principal.can("users:read")  # the roles grant it; the narrowed scope does not
 
 
 async def test_kit_verifier_refuses_a_token_signed_by_another_key(key: SigningKey) -> None:
