@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-PACKAGES := libs/kit services/auth services/accounts services/gateway cli
+PACKAGES := libs/kit proto services/auth services/accounts services/payments services/gateway cli
 EDITABLES := $(foreach p,$(PACKAGES),-e $(p))
 STAMP := $(VENV)/.installed
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
@@ -16,7 +16,7 @@ help: ## list the targets
 
 install: $(STAMP) ## create .venv and install every package (editable) with pinned versions
 
-$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
+$(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS) $(shell find proto -name '*.proto')
 	@echo "==> creating $(VENV) and installing pinned dependencies"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet "uv==$(UV_VERSION)"
@@ -24,6 +24,7 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS)
 	@# would otherwise compile every imported module again, doubling start-up time.
 	$(BIN)/uv pip install --python $(BIN)/python --compile-bytecode \
 		--constraint constraints.txt --requirement requirements-dev.txt $(EDITABLES)
+	PYTHON=$(abspath $(BIN)/python) proto/generate.sh
 	@touch $@
 
 up: install ## run the whole system (Ctrl-C stops it)
@@ -41,7 +42,7 @@ test-fast: install ## unit tests only
 lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(foreach p,$(PACKAGES),$(p)/src $(p)/tests) tests bench
+	$(BIN)/mypy $(foreach p,$(filter-out proto,$(PACKAGES)),$(p)/src $(p)/tests) tests bench
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .

@@ -18,6 +18,9 @@ __all__ = ["Instance", "Topology"]
 class Instance(BaseModel):
     name: str = Field(description="Instance name, e.g. accounts-0.")
     url: str = Field(description="Base URL, e.g. https://127.0.0.1:41234.")
+    shard: int | None = Field(
+        default=None, description="For sharded services: the shard this instance serves."
+    )
 
 
 class Topology(BaseModel):
