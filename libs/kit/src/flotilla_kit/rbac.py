@@ -12,8 +12,10 @@ from collections.abc import Iterable, Mapping
 __all__ = ["ROLES", "ROLE_PERMISSIONS", "permissions_of"]
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "customer": frozenset({"accounts:read", "accounts:open", "payments:transfer"}),
-    "support": frozenset({"accounts:read", "accounts:read:any", "users:read"}),
+    "customer": frozenset({"accounts:read", "accounts:open", "payments:transfer", "payments:read"}),
+    "support": frozenset(
+        {"accounts:read", "accounts:read:any", "users:read", "payments:read", "payments:read:any"}
+    ),
     "admin": frozenset(
         {
             "accounts:read",
@@ -22,6 +24,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "accounts:open:any",
             "accounts:deposit",
             "payments:transfer",
+            "payments:read",
+            "payments:read:any",
             "users:read",
             "users:admin",
             "inventory:write",
@@ -29,12 +33,15 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
     ),
     # Service identities: what a service may do with its own (client-credentials) token.
     "service:payments": frozenset({"accounts:read:any", "ledger:post"}),
+    # A ledger shard asking the coordinator how an in-doubt transfer ended.
+    "service:accounts": frozenset({"payments:outcome:read"}),
     "service:orders": frozenset({"payments:transfer", "inventory:reserve"}),
 }
 
 # The services that may obtain a token of their own, and the role it carries.
 SERVICE_ROLES: Mapping[str, str] = {
     "payments": "service:payments",
+    "accounts": "service:accounts",
     "orders": "service:orders",
 }
 

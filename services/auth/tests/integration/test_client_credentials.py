@@ -180,7 +180,7 @@ async def test_bad_assertions_are_all_invalid_client(
         "replayed-jti": replayed,
         "another-ca": client_assertion("payments", "flotilla-auth", foreign.cert, foreign.key),
         "unknown-service": client_assertion(
-            "accounts", "flotilla-auth", dev_pki("accounts").cert, dev_pki("accounts").key
+            "gateway", "flotilla-auth", dev_pki("gateway").cert, dev_pki("gateway").key
         ),
         "no-client-auth-usage": signed(paths, cert=server_only, key=server_key),
         "certificate-expired": signed(paths, cert=expired_cert, key=expired_key),

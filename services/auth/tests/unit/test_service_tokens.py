@@ -52,7 +52,7 @@ async def test_a_known_service_gets_its_role_and_no_session() -> None:
 @pytest.mark.parametrize(
     ("assertion", "kwargs", "reason"),
     [
-        ("accounts:jti-1:60", {}, "not a service"),
+        ("gateway:jti-1:60", {}, "not a service"),
         ("forged:jti-1:60", {}, "bad signature"),
         ("orders:jti-1:60", {"client_id": "payments"}, "client_id"),
         ("orders:jti-1:60", {"assertion_type": "urn:other"}, "client_assertion_type"),
