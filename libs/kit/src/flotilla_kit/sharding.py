@@ -24,6 +24,7 @@ def shard_of(account_id: str) -> int | None:
     """The shard encoded in an account id, or None when the id is not one of ours."""
     prefix, _, rest = account_id.partition("_")
     shard, _, tail = rest.partition("_")
-    if prefix not in ("acc", "sys") or not shard.isdigit() or not tail or len(shard) > 3:
-        return None
+    plain_number = shard.isascii() and shard.isdigit() and (shard == "0" or shard[0] != "0")
+    if prefix not in ("acc", "sys") or not plain_number or not tail or len(shard) > 3:
+        return None  # one spelling per shard: no "²", no leading zeros
     return int(shard)

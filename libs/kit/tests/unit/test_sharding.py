@@ -24,7 +24,8 @@ def test_at_least_one_shard() -> None:
 @pytest.mark.parametrize(
     ("account_id", "shard"),
     [("acc_0_ab12", 0), ("acc_17_ff", 17), ("sys_2_cash_eur", 2), ("acc_x_1", None),
-     ("acc_1_", None), ("usr_1_abc", None), ("", None), ("acc_1234_a", None)],
+     ("acc_1_", None), ("usr_1_abc", None), ("", None), ("acc_1234_a", None),
+     ("acc_²_a", None), ("acc_01_a", None), ("acc_10_a", 10)],
 )  # fmt: skip
 def test_account_ids_name_their_shard(account_id: str, shard: int | None) -> None:
     assert shard_of(account_id) == shard

@@ -2,8 +2,9 @@
 
 A lean asyncio HTTP/1.1 reverse proxy (httptools on uvloop, not ASGI): routes by a
 per-operation access policy (deny by default), checks access tokens and permissions,
-balances each request to the least busy healthy instance over pooled keep-alive
-connections, and serves probes, metrics, the policy and the merged OpenAPI.
+balances each request to the least busy healthy instance (of the request's shard, for
+the sharded ledger) over pooled keep-alive connections, and serves probes, metrics, the
+policy and the merged OpenAPI.
 """
 
 from flotilla_gateway.bootstrap import build_gateway

@@ -1,9 +1,13 @@
 """Upstream instances, their health and load, and the choice of one per request.
 
-Each `Service` keeps a ready-made list of its healthy instances, rebuilt only when health
+Each `Service` keeps ready-made lists of its healthy instances, rebuilt only when health
 or membership changes, so choosing costs one pass over a short list. The choice is the
 instance with the fewest requests in flight; ties go to the first one found from a start
 point that moves on every call, so an idle service still spreads its traffic.
+
+A sharded service (its instances carry a `shard` in the topology) also keeps one such
+list per shard, indexed by shard number, so a request whose shard is known picks among
+that shard's instances only, at the same cost.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ from collections.abc import Callable, Iterator
 from flotilla_gateway.upstream import ConnectionPool, Endpoint
 from flotilla_kit.logs import get_logger
 
-__all__ = ["Instance", "Registry", "Service"]
+__all__ = ["Candidates", "Instance", "Registry", "Service"]
 
 _log = get_logger("flotilla.gateway.balancer")
+
+# Account ids spell their shard in at most three digits (`flotilla_kit.sharding`).
+MAX_SHARDS = 1000
 
 
 class Instance:
@@ -31,13 +38,23 @@ class Instance:
         "pool",
         "removed",
         "service",
+        "shard",
     )
 
-    def __init__(self, name: str, service: str, endpoint: Endpoint, pool: ConnectionPool) -> None:
+    def __init__(
+        self,
+        name: str,
+        service: str,
+        endpoint: Endpoint,
+        pool: ConnectionPool,
+        shard: int | None = None,
+    ) -> None:
         self.name = name
         self.service = service
         self.endpoint = endpoint
         self.pool = pool
+        # The shard this instance serves; None for an unsharded service.
+        self.shard = shard
         # Requests sent and not yet answered; the dispatcher increments before sending
         # and decrements in `finally`, so it is exact.
         self.in_flight = 0
@@ -48,27 +65,33 @@ class Instance:
 
     def __repr__(self) -> str:
         state = "healthy" if self.healthy else "unhealthy"
-        return f"<Instance {self.name} {self.endpoint.url} {state} in_flight={self.in_flight}>"
+        shard = "" if self.shard is None else f" shard={self.shard}"
+        return (
+            f"<Instance {self.name}{shard} {self.endpoint.url} {state} in_flight={self.in_flight}>"
+        )
 
 
-class Service:
-    """The instances of one service and the least-busy choice among the healthy ones."""
+class Candidates:
+    """The instances one request may go to (a whole service's, or one shard's), and the
+    least-busy choice among the healthy ones.
 
-    __slots__ = ("_healthy", "_turn", "instances", "name")
+    A service keeps the same object for a shard for as long as the topology lists that
+    shard, so an `Exchange` holding one (to retry on another instance) always sees
+    current health.
+    """
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.instances: dict[str, Instance] = {}
-        self._healthy: list[Instance] = []
+    __slots__ = ("_turn", "healthy", "instances", "shard")
+
+    def __init__(self, shard: int | None = None) -> None:
+        # None: every instance of the service, whatever its shard.
+        self.shard = shard
+        self.instances: list[Instance] = []
+        self.healthy: list[Instance] = []
         self._turn = 0
-
-    @property
-    def healthy(self) -> list[Instance]:
-        return self._healthy
 
     def choose(self, exclude: Instance | None = None) -> Instance | None:
         """The healthy instance with the fewest requests in flight, or None."""
-        candidates = self._healthy
+        candidates = self.healthy
         count = len(candidates)
         if count == 1:
             only = candidates[0]
@@ -89,7 +112,84 @@ class Service:
         return best
 
     def refresh(self) -> None:
-        self._healthy = [i for i in self.instances.values() if i.healthy and not i.removed]
+        self.healthy = [i for i in self.instances if i.healthy and not i.removed]
+
+
+class Service:
+    """The instances of one service, grouped by shard when they carry one."""
+
+    __slots__ = ("_groups", "everyone", "instances", "name", "shard_count", "shards")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.instances: dict[str, Instance] = {}
+        # Every instance, whatever its shard: unsharded routes, the OpenAPI fetch.
+        self.everyone = Candidates()
+        # Indexed by shard number, 0 .. shard_count - 1; None for a number no instance
+        # in the topology serves. Empty for an unsharded service.
+        self.shards: tuple[Candidates | None, ...] = ()
+        # N, the number of shards: one more than the highest shard the topology lists
+        # (so a shard missing from the topology leaves a gap rather than renumbering
+        # everyone's home shard); 0 when no instance carries a shard.
+        self.shard_count = 0
+        self._groups: dict[int, Candidates] = {}
+
+    @property
+    def healthy(self) -> list[Instance]:
+        return self.everyone.healthy
+
+    @property
+    def sharded(self) -> bool:
+        return self.shard_count > 0
+
+    def choose(self, exclude: Instance | None = None) -> Instance | None:
+        """The least busy healthy instance of any shard, or None."""
+        return self.everyone.choose(exclude)
+
+    def shard(self, number: int) -> Candidates | None:
+        """The instances of shard `number`, or None when the topology lists none."""
+        return self.shards[number] if 0 <= number < self.shard_count else None
+
+    def rebuild(self) -> None:
+        """Group the instances by shard again, after one joined or left."""
+        members = list(self.instances.values())
+        self.everyone.instances = members
+        groups = self._groups
+        for emptied in groups.values():
+            emptied.instances = []
+        unsharded = 0
+        for instance in members:
+            number = instance.shard
+            if number is None:
+                unsharded += 1
+                continue
+            group = groups.get(number)
+            if group is None:
+                group = groups[number] = Candidates(number)
+            group.instances.append(instance)
+        for number in [n for n, group in groups.items() if not group.instances]:
+            groups.pop(number).healthy = []  # an Exchange may still hold it: empty it
+        count = max(groups) + 1 if groups else 0
+        self.shards = tuple(groups.get(number) for number in range(count))
+        self.shard_count = count
+        if count and unsharded:
+            _log.warning(
+                "instances without a shard get no sharded traffic",
+                **{"upstream.service": self.name},
+                count=unsharded,
+            )
+        self.refresh()
+
+    def refresh(self, instance: Instance | None = None) -> None:
+        """Rebuild the healthy lists: all of them, or those `instance` is in."""
+        self.everyone.refresh()
+        if instance is not None:
+            group = self._groups.get(instance.shard) if instance.shard is not None else None
+            if group is not None:
+                group.refresh()
+            return
+        for group in self._groups.values():
+            group.refresh()
 
 
 class Registry:
@@ -119,13 +219,16 @@ class Registry:
         for service in self.services.values():
             yield from service.instances.values()
 
-    def add(self, service_name: str, name: str, url: str) -> Instance:
+    def add(self, service_name: str, name: str, url: str, shard: int | None = None) -> Instance:
         service = self.service(service_name)
         if name in service.instances:
             raise ValueError(f"instance {name!r} of {service_name!r} already exists")
+        if shard is not None and not 0 <= shard < MAX_SHARDS:
+            raise ValueError(f"instance {name!r} of {service_name!r}: bad shard {shard}")
         endpoint = Endpoint.parse(url)
-        instance = Instance(name, service_name, endpoint, self._pool_factory(endpoint))
+        instance = Instance(name, service_name, endpoint, self._pool_factory(endpoint), shard)
         service.instances[name] = instance
+        service.rebuild()
         self._notify()
         return instance
 
@@ -136,7 +239,7 @@ class Registry:
         if service is None or instance is None:
             return None
         instance.removed = True
-        service.refresh()
+        service.rebuild()
         instance.pool.close()
         self._notify()
         return instance
@@ -155,7 +258,7 @@ class Registry:
             if changed:
                 instance.healthy = False
         if changed:
-            self.service(instance.service).refresh()
+            self.service(instance.service).refresh(instance)
             _log.info(
                 "instance health changed",
                 **{"upstream.instance": instance.name, "upstream.healthy": instance.healthy},

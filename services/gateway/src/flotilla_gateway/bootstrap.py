@@ -19,6 +19,7 @@ from flotilla_gateway.problems import ProblemCatalog
 from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_owner
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
+from flotilla_gateway.shards import shard_router
 from flotilla_gateway.topology import TopologyWatcher
 from flotilla_gateway.upstream import ConnectionPool
 from flotilla_kit.settings import TlsSettings
@@ -121,6 +122,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
                 # One label per template, shared by its methods: bounded.
                 metrics.route(entry.path),
                 settings.upstream_timeout_s,
+                shard_router(entry, problems),
             ),
         )
         for entry in policy

@@ -7,6 +7,9 @@ without a task or a future: the dispatcher writes it on a pooled connection and 
 connection's parser callback hands the response to the `Exchange`, which answers the
 client. Tasks are used only off the hot path: the first sight of a token, a new upstream
 connection, local endpoints.
+
+For a sharded service, the route's `ShardRouter` picks the shard once the token is
+checked; the request, and any retry of it, then goes to that shard's instances only.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from typing import Any, Protocol
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator, bearer_token
-from flotilla_gateway.balancer import Instance, Service
+from flotilla_gateway.balancer import Candidates, Instance, Service
 from flotilla_gateway.endpoints import LocalHandler
 from flotilla_gateway.errors import (
     UpstreamConnectError,
@@ -29,10 +32,11 @@ from flotilla_gateway.errors import (
 from flotilla_gateway.headers import NO_STORE
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics, RouteMetrics
-from flotilla_gateway.problems import ProblemCatalog
+from flotilla_gateway.problems import ProblemCatalog, ProblemTemplate
 from flotilla_gateway.reply import Reply
 from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy, RouteTable
+from flotilla_gateway.shards import ShardRouter
 from flotilla_gateway.upstream import UpstreamResponse
 from flotilla_kit.context import (
     new_request_id,
@@ -68,10 +72,24 @@ class Responder(Protocol):
 class RouteTarget:
     """A policy entry with everything the dispatcher needs to act on it, resolved at start."""
 
-    __slots__ = ("metrics", "no_store", "permission", "policy", "public", "service", "timeout_s")
+    __slots__ = (
+        "metrics",
+        "no_store",
+        "permission",
+        "policy",
+        "public",
+        "service",
+        "shard_router",
+        "timeout_s",
+    )
 
     def __init__(
-        self, policy: RoutePolicy, service: Service, metrics: RouteMetrics, timeout_s: float
+        self,
+        policy: RoutePolicy,
+        service: Service,
+        metrics: RouteMetrics,
+        timeout_s: float,
+        shard_router: ShardRouter | None = None,
     ):
         self.policy = policy
         self.service = service
@@ -81,6 +99,20 @@ class RouteTarget:
         self.permission = policy.permission
         self.no_store = policy.no_store
         self.timeout_s = policy.timeout_s if policy.timeout_s is not None else timeout_s
+        # None: any instance of the service will do.
+        self.shard_router = shard_router
+
+    def candidates(self, request: Request, subject: str | None) -> Candidates | ProblemTemplate:
+        """The instances `request` may go to, or the problem to answer with instead.
+
+        `shard_by` applies only while the service is sharded (its instances in the
+        topology carry a shard); otherwise every instance will do.
+        """
+        service = self.service
+        router = self.shard_router
+        if router is None or not service.shard_count:
+            return service.everyone
+        return router.select(service, request, subject)
 
 
 class Dispatcher:
@@ -137,6 +169,7 @@ class Exchange:
         "_body",
         "_dispatcher",
         "_fields",
+        "_group",
         "_head",
         "_idempotent",
         "_instance",
@@ -166,6 +199,8 @@ class Exchange:
         self._user_id: str | None = None
         self._instance: Instance | None = None
         self._target: RouteTarget | None = None
+        # The instances this request may go to: its shard's, or all the service's.
+        self._group: Candidates | None = None
         # At most one resend on a new connection and one move to another instance.
         self._resent = False
         self._rerouted = False
@@ -281,12 +316,15 @@ class Exchange:
         parent = parse_traceparent(raw_parent.decode("latin-1")) if raw_parent else None
         trace_id, sampled = parent if parent is not None else (new_trace_id(), True)
         self._trace_id = trace_id
-        instance = target.service.choose()
-        if instance is None:
-            self.finish(
-                self._dispatcher.problems.unavailable(target.service.name).reply(self.request_id)
-            )
+        group = target.candidates(request, self._user_id)
+        if isinstance(group, ProblemTemplate):
+            self.finish(group.reply(self.request_id))
             return
+        instance = group.choose()
+        if instance is None:
+            self._unavailable(target.service.name, group.shard)
+            return
+        self._group = group
         method = request.method
         body = request.body
         lines = request.lines
@@ -315,6 +353,15 @@ class Exchange:
         self._head = method == b"HEAD"
         self._idempotent = method in _IDEMPOTENT
         self._send(instance, fresh=False)
+
+    def _unavailable(self, service: str, shard: int | None) -> None:
+        problems = self._dispatcher.problems
+        problem = (
+            problems.unavailable(service)
+            if shard is None
+            else problems.shard_unavailable(service, shard)
+        )
+        self.finish(problem.reply(self.request_id))
 
     def _send(self, instance: Instance, *, fresh: bool) -> None:
         target = self._target
@@ -373,9 +420,10 @@ class Exchange:
                 **{"upstream.instance": instance.name, "http.request.id": self.request_id},
                 error=str(error),
             )
-            target = self._target
-            if self._idempotent and not self._rerouted and target is not None:
-                other = target.service.choose(exclude=instance)
+            group = self._group
+            if self._idempotent and not self._rerouted and group is not None:
+                # Another instance of the same shard: no other shard has the data.
+                other = group.choose(exclude=instance)
                 if other is not None:
                     self._rerouted = True
                     self._send(other, fresh=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
-from flotilla_gateway.balancer import Registry
+from flotilla_gateway.balancer import Candidates, Registry
 from flotilla_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
@@ -37,6 +38,12 @@ _SWAGGER_UI = b"""<!doctype html>
 </body>
 </html>
 """
+
+
+def _counts(group: Candidates | None) -> dict[str, Any]:
+    if group is None:  # a shard number the topology lists no instance of
+        return {"healthy": 0, "instances": 0}
+    return {"healthy": len(group.healthy), "instances": len(group.instances)}
 
 
 class LocalEndpoints:
@@ -71,23 +78,41 @@ class LocalEndpoints:
         return bytes_reply(200, _ALIVE, request_id, content_type=_JSON, extra_head=_NO_STORE)
 
     async def readyz(self, request: Request, request_id: str) -> Reply:
-        """Ready when every routed service has at least one healthy instance."""
-        services = {name: self._registry.service(name) for name in self._routed_services}
-        missing = [name for name, service in services.items() if not service.healthy]
+        """Ready when every routed service has a healthy instance, and a sharded service
+        one in each of its shards."""
+        report: dict[str, Any] = {}
+        missing: list[str] = []
+        missing_shards: dict[str, list[int]] = {}
+        for name in self._routed_services:
+            service = self._registry.service(name)
+            entry: dict[str, Any] = _counts(service.everyone)
+            if service.sharded:
+                shards = {str(n): _counts(group) for n, group in enumerate(service.shards)}
+                entry["shards"] = shards
+                lacking = [int(n) for n, counts in shards.items() if not counts["healthy"]]
+                if lacking:
+                    missing.append(name)
+                    missing_shards[name] = lacking
+            elif not service.healthy:
+                missing.append(name)
+            report[name] = entry
         if missing:
+            described = [
+                f"{name} (shard {', '.join(map(str, missing_shards[name]))})"
+                if name in missing_shards
+                else name
+                for name in missing
+            ]
             return problem_reply(
                 503,
                 "not-ready",
                 "Not ready",
-                "No healthy instance of: " + ", ".join(missing) + ".",
+                "No healthy instance of: " + ", ".join(described) + ".",
                 request_id,
                 headers={"Retry-After": "1"},
                 services=missing,
+                shards=missing_shards,
             )
-        report = {
-            name: {"healthy": len(service.healthy), "instances": len(service.instances)}
-            for name, service in services.items()
-        }
         return json_reply(
             200, {"status": "ready", "services": report}, request_id, extra_head=_NO_STORE
         )
@@ -98,7 +123,7 @@ class LocalEndpoints:
         )
 
     async def policy(self, request: Request, request_id: str) -> Reply:
-        """The access policy as data: `[{method, path, service, access}, ...]`."""
+        """The access policy as data: `[{method, path, service, access, shard_by}, ...]`."""
         return bytes_reply(200, self._policy, request_id, content_type=_JSON)
 
     async def openapi(self, request: Request, request_id: str) -> Reply:

@@ -96,14 +96,16 @@ class Gateway:
                 _log.info("instance removed", **{"upstream.instance": ref.name}, url=ref.url)
         for ref in change.added:
             try:
-                added: Instance = self.registry.add(ref.service, ref.name, ref.url)
+                added: Instance = self.registry.add(ref.service, ref.name, ref.url, ref.shard)
             except ValueError as error:
                 _log.warning(
                     "ignoring instance", **{"upstream.instance": ref.name}, error=str(error)
                 )
                 continue
             self._health.watch(added)
-            _log.info("instance added", **{"upstream.instance": ref.name}, url=ref.url)
+            _log.info(
+                "instance added", **{"upstream.instance": ref.name}, url=ref.url, shard=ref.shard
+            )
         if self._on_topology_change is not None:
             self._on_topology_change(self.registry)
         return change

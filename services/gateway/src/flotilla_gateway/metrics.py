@@ -5,7 +5,7 @@ kept per route (resolved at start) and read by a collector at scrape time: count
 request costs a dict update and a bisect, not the locks prometheus-client's own
 children take on every `inc()` and `observe()`. Upstream gauges (in flight, healthy) are
 not updated per request at all: they are read from the balancer when Prometheus scrapes,
-so they are exact and free on the hot path.
+so they are exact and free on the hot path. They carry the instance's shard, if any.
 """
 
 from __future__ import annotations
@@ -77,6 +77,10 @@ class RouteMetrics:
         )
 
 
+# `shard` is empty for an unsharded service's instances (to Prometheus: no shard label).
+_INSTANCE_LABELS = ["service", "instance", "shard"]
+
+
 class _Collector:
     def __init__(self, routes: dict[str, RouteMetrics], registry: Registry) -> None:
         self._routes = routes
@@ -98,15 +102,16 @@ class _Collector:
         in_flight = GaugeMetricFamily(
             "flotilla_gateway_upstream_in_flight",
             "Requests sent to an upstream instance and not yet answered.",
-            labels=["service", "instance"],
+            labels=_INSTANCE_LABELS,
         )
         healthy = GaugeMetricFamily(
             "flotilla_gateway_upstream_healthy",
             "1 when the instance passes its health checks and gets traffic, else 0.",
-            labels=["service", "instance"],
+            labels=_INSTANCE_LABELS,
         )
         for instance in self._registry.instances():
-            labels = [instance.service, instance.name]
+            shard = "" if instance.shard is None else str(instance.shard)
+            labels = [instance.service, instance.name, shard]
             in_flight.add_metric(labels, instance.in_flight)
             healthy.add_metric(labels, 1.0 if instance.healthy else 0.0)
         return [requests, duration, in_flight, healthy]

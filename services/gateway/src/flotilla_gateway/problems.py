@@ -109,6 +109,16 @@ class ProblemCatalog:
             400, "bad-request", "Bad request", "HTTP/1.1 requests need a Host header.", close=True
         )
         self.not_found = ProblemTemplate(404, "not-found", "Not found", "No route for this path.")
+        # An account id that names no shard the topology lists: no such account anywhere.
+        self.unknown_account = ProblemTemplate(
+            404, "not-found", "Not found", "No account has this id."
+        )
+        self.bad_owner = ProblemTemplate(
+            400,
+            "bad-request",
+            "Bad request",
+            "The owner_id query parameter must not be empty or given more than once.",
+        )
         self.connect_not_allowed = ProblemTemplate(
             405,
             "method-not-allowed",
@@ -163,6 +173,7 @@ class ProblemCatalog:
             500, "internal-error", "Internal server error", "The error was logged.", close=True
         )
         self._unavailable: dict[str, ProblemTemplate] = {}
+        self._shard_unavailable: dict[tuple[str, int], ProblemTemplate] = {}
         self._not_allowed: dict[tuple[str, ...], ProblemTemplate] = {}
 
     def method_not_allowed(self, allowed: tuple[str, ...]) -> ProblemTemplate:
@@ -187,6 +198,20 @@ class ProblemCatalog:
                 "unavailable",
                 "Service unavailable",
                 f"No healthy instance of {service!r} is available.",
+                headers={"Retry-After": "1"},
+            )
+        return template
+
+    def shard_unavailable(self, service: str, shard: int) -> ProblemTemplate:
+        """503 for one shard of a sharded service; at most one template per shard."""
+        key = (service, shard)
+        template = self._shard_unavailable.get(key)
+        if template is None:
+            template = self._shard_unavailable[key] = ProblemTemplate(
+                503,
+                "unavailable",
+                "Service unavailable",
+                f"No healthy instance of {service!r} shard {shard} is available.",
                 headers={"Retry-After": "1"},
             )
         return template

@@ -12,6 +12,11 @@ the number of routes. When two templates could match the same path, the most spe
 one wins: an exact path first, then the template whose first literal segment comes
 earliest. `POLICY` itself has no such overlaps (a test checks it), so its meaning never
 depends on that rule.
+
+An entry for a sharded service may say how to find the shard (`shard_by`): from the
+`{account_id}` in the path (`SHARD_BY_ACCOUNT_ID`), or from the owner of the accounts
+concerned (`SHARD_BY_OWNER`: the `owner_id` query parameter, else the token's subject).
+`flotilla_gateway.shards` does the finding.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar, get_args
 
 __all__ = [
     "AUTHENTICATED",
     "POLICY",
     "PUBLIC",
+    "SHARD_BY_ACCOUNT_ID",
+    "SHARD_BY_OWNER",
     "RoutePolicy",
     "RouteTable",
+    "ShardBy",
     "is_safe_path",
     "operation_owner",
     "overlaps",
@@ -37,6 +45,13 @@ T = TypeVar("T")
 
 PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"
+
+ShardBy = Literal["account_id", "owner"]
+# The shard is the one the `{account_id}` path segment names (`acc_<shard>_<hex>`).
+SHARD_BY_ACCOUNT_ID: Final = "account_id"
+# The shard is the owner's home shard; the owner is `?owner_id=`, else the token's subject.
+SHARD_BY_OWNER: Final = "owner"
+_SHARD_BY: tuple[str, ...] = get_args(ShardBy)
 
 # Routes whose responses must never be stored by a cache (tokens, user data).
 NO_STORE_PREFIXES: Final = ("/api/v1/auth/",)
@@ -69,6 +84,8 @@ class RoutePolicy:
     access: str
     # None: the gateway's default (`upstream_timeout_s`).
     timeout_s: float | None = None
+    # How to find the shard when the service is sharded; None: any instance will do.
+    shard_by: ShardBy | None = None
 
     def __post_init__(self) -> None:
         where = f"{self.method} {self.path}"
@@ -94,6 +111,14 @@ class RoutePolicy:
                 f"{where}: access must be PUBLIC, AUTHENTICATED or a permission "
                 f"('resource:action'), not {self.access!r}"
             )
+        if self.shard_by is not None:
+            if self.shard_by not in _SHARD_BY:
+                raise ValueError(f"{where}: shard_by must be one of {', '.join(_SHARD_BY)}")
+            if self.shard_by == SHARD_BY_ACCOUNT_ID and SHARD_BY_ACCOUNT_ID not in names:
+                raise ValueError(f"{where}: shard_by account_id needs an {{account_id}} segment")
+            if self.shard_by == SHARD_BY_OWNER and self.access == PUBLIC:
+                # Without a token there may be no owner to ask about.
+                raise ValueError(f"{where}: shard_by owner needs a token, not public access")
 
     @property
     def public(self) -> bool:
@@ -119,11 +144,18 @@ class RoutePolicy:
             "path": self.path,
             "service": self.service,
             "access": self.access,
+            "shard_by": self.shard_by,
         }
 
 
-def _r(method: str, path: str, service: str, access: str) -> RoutePolicy:
-    return RoutePolicy(method, path, service, access)
+def _r(
+    method: str, path: str, service: str, access: str, *, shard_by: ShardBy | None = None
+) -> RoutePolicy:
+    return RoutePolicy(method, path, service, access, shard_by=shard_by)
+
+
+_ACCOUNT: Final = SHARD_BY_ACCOUNT_ID
+_OWNER: Final = SHARD_BY_OWNER
 
 
 POLICY: tuple[RoutePolicy, ...] = (
@@ -138,10 +170,26 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("POST", "/api/v1/auth/users/{user_id}/lock", "auth", "users:admin"),
     _r("POST", "/api/v1/auth/users/{user_id}/unlock", "auth", "users:admin"),
     _r("GET", "/.well-known/jwks.json", "auth", PUBLIC),
-    _r("GET", "/api/v1/accounts", "accounts", "accounts:read"),
-    _r("POST", "/api/v1/accounts", "accounts", "accounts:open"),
-    _r("GET", "/api/v1/accounts/{account_id}", "accounts", "accounts:read"),
-    _r("POST", "/api/v1/accounts/{account_id}/deposits", "accounts", "accounts:deposit"),
+    _r("GET", "/api/v1/accounts", "accounts", "accounts:read", shard_by=_OWNER),
+    _r("POST", "/api/v1/accounts", "accounts", "accounts:open", shard_by=_OWNER),
+    _r("GET", "/api/v1/accounts/{account_id}", "accounts", "accounts:read", shard_by=_ACCOUNT),
+    _r(
+        "POST",
+        "/api/v1/accounts/{account_id}/deposits",
+        "accounts",
+        "accounts:deposit",
+        shard_by=_ACCOUNT,
+    ),
+    _r(
+        "GET",
+        "/api/v1/accounts/{account_id}/entries",
+        "accounts",
+        "accounts:read",
+        shard_by=_ACCOUNT,
+    ),
+    _r("POST", "/api/v1/transfers", "payments", "payments:transfer"),
+    _r("GET", "/api/v1/transfers", "payments", "payments:read"),
+    _r("GET", "/api/v1/transfers/{transfer_id}", "payments", "payments:read"),
 )
 
 

@@ -18,16 +18,21 @@ __all__ = ["InstanceRef", "TopologyChange", "TopologyWatcher", "diff"]
 _log = get_logger("flotilla.gateway.topology")
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class InstanceRef:
     service: str
     name: str
     url: str
+    # The shard the instance serves, for sharded services.
+    shard: int | None = None
+
+    def sort_key(self) -> tuple[str, str, str, int]:
+        return (self.service, self.name, self.url, -1 if self.shard is None else self.shard)
 
 
 @dataclass(frozen=True, slots=True)
 class TopologyChange:
-    """Instances to take out and to add; an instance whose URL changed is in both."""
+    """Instances to take out and to add; an instance whose URL or shard changed is in both."""
 
     added: tuple[InstanceRef, ...] = ()
     removed: tuple[InstanceRef, ...] = ()
@@ -38,7 +43,7 @@ class TopologyChange:
 
 def _refs(topology: Topology) -> set[InstanceRef]:
     return {
-        InstanceRef(service, instance.name, instance.url)
+        InstanceRef(service, instance.name, instance.url, instance.shard)
         for service, instances in topology.services.items()
         for instance in instances
     }
@@ -47,7 +52,8 @@ def _refs(topology: Topology) -> set[InstanceRef]:
 def diff(old: Topology, new: Topology) -> TopologyChange:
     before, after = _refs(old), _refs(new)
     return TopologyChange(
-        added=tuple(sorted(after - before)), removed=tuple(sorted(before - after))
+        added=tuple(sorted(after - before, key=InstanceRef.sort_key)),
+        removed=tuple(sorted(before - after, key=InstanceRef.sort_key)),
     )
 
 

@@ -55,9 +55,12 @@ class Upstream:
         jwks: dict[str, Any],
         certificates: CertificatePaths | None = None,
         router: APIRouter | None = None,
+        shard: int | None = None,
     ) -> None:
         self.service = service
         self.name = name
+        # The shard it serves, as the topology says (None: an unsharded service).
+        self.shard = shard
         self.ready = True
         # Requests to `.../slow` wait for `release`; `entered` counts them as they arrive.
         self.release = asyncio.Event()
@@ -67,6 +70,8 @@ class Upstream:
         self.seen: list[dict[str, Any]] = []
         # Requests forwarded by the gateway (not its own probes and fetches), "METHOD /path".
         self.proxied: list[str] = []
+        # How often the gateway fetched this instance's `/openapi.json`.
+        self.openapi_fetches = 0
         # What `/internal/v1/revocations` lists, and the status it answers with.
         self.revoked: set[str] = set()
         self.revocations_status = 200
@@ -108,6 +113,8 @@ class Upstream:
             name == b"x-forwarded-proto" for name, _ in scope["headers"]
         ):
             self.proxied.append(f"{scope['method']} {scope['path']}")
+        if scope["type"] == "http" and scope["path"] == "/openapi.json":
+            self.openapi_fetches += 1
         await self.app(scope, receive, send)
 
     def _build_app(self, jwks: dict[str, Any], router: APIRouter | None) -> FastAPI:
@@ -200,14 +207,20 @@ class Stack:
         tls: bool = False,
         router: APIRouter | None = None,
         in_topology: bool = True,
+        shard: int | None = None,
     ) -> Upstream:
-        count = sum(1 for u in self.upstreams if u.service == service)
+        """Start an instance; named `<service>-<n>`, or `<service>-s<shard>-<n>` if sharded."""
+        siblings = [u for u in self.upstreams if u.service == service and u.shard == shard]
+        default_name = (
+            f"{service}-{len(siblings)}" if shard is None else f"{service}-s{shard}-{len(siblings)}"
+        )
         upstream = Upstream(
             service,
-            name or f"{service}-{count}",
+            name or default_name,
             jwks=self._jwks,
             certificates=self._dev_pki(service) if tls else None,
             router=router,
+            shard=shard,
         )
         await upstream.start()
         self.upstreams.append(upstream)
@@ -233,7 +246,7 @@ class Stack:
         services: dict[str, list[Instance]] = {}
         for upstream in upstreams:
             services.setdefault(upstream.service, []).append(
-                Instance(name=upstream.name, url=upstream.url)
+                Instance(name=upstream.name, url=upstream.url, shard=upstream.shard)
             )
         Topology(services=services).write(self.topology_file)
 

@@ -68,6 +68,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
     await stack.upstream("auth")
     await stack.upstream("auth")
     await stack.upstream("accounts")
+    await stack.upstream("payments")
     await stack.start_gateway()
     async with stack.client() as client:
         live = await client.get("/livez")
@@ -79,6 +80,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
         "services": {
             "auth": {"healthy": 2, "instances": 2},
             "accounts": {"healthy": 1, "instances": 1},
+            "payments": {"healthy": 1, "instances": 1},
         },
     }
 
@@ -94,8 +96,9 @@ async def test_readyz_names_the_services_without_a_healthy_instance(stack: Stack
     assert ready.headers["content-type"] == "application/problem+json"
     problem = ready.json()
     assert problem["type"] == problem_type("not-ready")
-    assert problem["services"] == ["accounts"]
-    assert "accounts" in problem["detail"]
+    assert problem["services"] == ["accounts", "payments"]
+    assert problem["shards"] == {}
+    assert problem["detail"] == "No healthy instance of: accounts, payments."
 
 
 async def test_metrics_count_requests_by_route_and_status(stack: Stack) -> None:
@@ -121,8 +124,14 @@ async def test_metrics_count_requests_by_route_and_status(stack: Stack) -> None:
     assert (
         'flotilla_gateway_request_duration_seconds_count{route="/api/v1/auth/token"} 3.0' in lines
     )
-    assert 'flotilla_gateway_upstream_in_flight{instance="auth-0",service="auth"} 0.0' in lines
-    assert 'flotilla_gateway_upstream_healthy{instance="auth-0",service="auth"} 1.0' in lines
+    # An unsharded service's instances have an empty shard label (to Prometheus: none).
+    assert (
+        'flotilla_gateway_upstream_in_flight{instance="auth-0",service="auth",shard=""} 0.0'
+        in lines
+    )
+    assert (
+        'flotilla_gateway_upstream_healthy{instance="auth-0",service="auth",shard=""} 1.0' in lines
+    )
 
 
 async def test_openapi_merges_the_services_and_follows_instance_changes(stack: Stack) -> None:
@@ -173,7 +182,13 @@ async def test_the_policy_is_published_as_data(stack: Stack) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     assert response.json() == [
-        {"method": e.method, "path": e.path, "service": e.service, "access": e.access}
+        {
+            "method": e.method,
+            "path": e.path,
+            "service": e.service,
+            "access": e.access,
+            "shard_by": e.shard_by,
+        }
         for e in POLICY
     ]
     assert {
@@ -181,6 +196,14 @@ async def test_the_policy_is_published_as_data(stack: Stack) -> None:
         "path": "/api/v1/auth/me",
         "service": "auth",
         "access": AUTHENTICATED,
+        "shard_by": None,
+    } in response.json()
+    assert {
+        "method": "GET",
+        "path": "/api/v1/accounts/{account_id}/entries",
+        "service": "accounts",
+        "access": "accounts:read",
+        "shard_by": "account_id",
     } in response.json()
     assert head.status_code == 200
     assert post.status_code == 405

@@ -1,23 +1,54 @@
-"""Every policy entry against every role (and no token): what the gateway lets through."""
+"""Every policy entry against every role (and no token): what the gateway lets through,
+and, for the sharded ledger, to which shard."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from collections import Counter
 
-from flotilla_gateway.routes import AUTHENTICATED, POLICY, PUBLIC, RoutePolicy
+from flotilla_gateway.routes import (
+    AUTHENTICATED,
+    POLICY,
+    PUBLIC,
+    SHARD_BY_ACCOUNT_ID,
+    SHARD_BY_OWNER,
+    RoutePolicy,
+)
 from flotilla_kit.problems import problem_type
 from flotilla_kit.rbac import ROLE_PERMISSIONS
+from flotilla_kit.sharding import home_shard
 from flotilla_kit.testing import TokenMinter
 
-from .harness import Stack
+from .harness import Stack, Upstream
 
 FORWARDED = "forwarded"
+SHARDS = 2
+ACCOUNT_ID = "acc_1_" + "7f" * 16  # on shard 1
 _PARAMETER = re.compile(r"\{(\w+)\}")
 
 
 def concrete(path: str) -> str:
     """A request path for a template: each `{name}` becomes a value of its own."""
+    path = path.replace("{account_id}", ACCOUNT_ID)
     return _PARAMETER.sub(lambda m: f"{m.group(1).replace('_', '-')}-7", path)
+
+
+def _subjects() -> dict[str, str]:
+    """A subject per role, their home shards alternating, so both shards are exercised."""
+    return {
+        role: next(
+            f"{role}-{n}" for n in range(1000) if home_shard(f"{role}-{n}", SHARDS) == i % SHARDS
+        )
+        for i, role in enumerate(sorted(ROLE_PERMISSIONS))
+    }
+
+
+SUBJECTS = _subjects()
+
+
+def subject(role: str) -> str:
+    return SUBJECTS[role]
 
 
 def expected(entry: RoutePolicy, role: str | None) -> str:
@@ -30,25 +61,43 @@ def expected(entry: RoutePolicy, role: str | None) -> str:
     return "403"
 
 
+def expected_shard(entry: RoutePolicy, role: str | None) -> int | None:
+    if entry.shard_by == SHARD_BY_ACCOUNT_ID:
+        return 1
+    if entry.shard_by == SHARD_BY_OWNER and role is not None:
+        return home_shard(subject(role), SHARDS)
+    return None
+
+
 def with_head(policy: tuple[RoutePolicy, ...]) -> list[RoutePolicy]:
     """The policy as the gateway applies it: every GET entry answers HEAD too."""
     entries = list(policy)
     for entry in policy:
         if entry.method == "GET":
-            entries.append(RoutePolicy("HEAD", entry.path, entry.service, entry.access))
+            entries.append(dataclasses.replace(entry, method="HEAD"))
     return entries
 
 
 async def test_the_rbac_matrix(stack: Stack, tokens: TokenMinter) -> None:
-    upstreams = {"auth": await stack.upstream("auth"), "accounts": await stack.upstream("accounts")}
+    upstreams: dict[str, list[Upstream]] = {
+        "auth": [await stack.upstream("auth")],
+        "accounts": [await stack.upstream("accounts", shard=n) for n in range(SHARDS)],
+        "payments": [await stack.upstream("payments")],
+    }
     await stack.start_gateway()
     roles: list[str | None] = [None, *sorted(ROLE_PERMISSIONS)]
-    minted = {role: tokens.mint(f"user-{role}", [role]) for role in roles if role is not None}
+    minted = {role: tokens.mint(subject(role), [role]) for role in roles if role is not None}
     entries = with_head(POLICY)
     assert {e.service for e in entries} == set(upstreams)
 
+    def proxied(service: str) -> Counter[tuple[str, int | None]]:
+        """What the service's instances were sent: (request, shard of the instance)."""
+        return Counter((r, u.shard) for u in upstreams[service] for r in u.proxied)
+
     mismatches: list[str] = []
-    should_reach: dict[str, list[str]] = {name: [] for name in upstreams}
+    should_reach: dict[str, Counter[tuple[str, int | None]]] = {
+        name: Counter() for name in upstreams
+    }
     async with stack.client() as client:
         for entry in entries:
             path = concrete(entry.path)
@@ -57,14 +106,18 @@ async def test_the_rbac_matrix(stack: Stack, tokens: TokenMinter) -> None:
                 body = b"{}" if entry.method in ("POST", "PUT") else None
                 if body is not None:
                     headers["Content-Type"] = "application/json"
-                seen = upstreams[entry.service].proxied
-                before = len(seen)
+                before = proxied(entry.service)
                 response = await client.request(entry.method, path, headers=headers, content=body)
                 want = expected(entry, role)
+                line = f"{entry.method} {path}"
+                reached = Counter([(line, expected_shard(entry, role))])
                 if want == FORWARDED:
-                    should_reach[entry.service].append(f"{entry.method} {path}")
-                if seen[before:] == [f"{entry.method} {path}"] and response.status_code == 200:
+                    should_reach[entry.service] += reached
+                new = proxied(entry.service) - before
+                if response.status_code == 200 and new == reached:
                     got = FORWARDED
+                elif response.status_code == 200:
+                    got = f"forwarded as {dict(new)}"
                 else:
                     got = str(response.status_code)
                     if got == want and entry.method != "HEAD":  # HEAD answers have no body
@@ -74,12 +127,19 @@ async def test_the_rbac_matrix(stack: Stack, tokens: TokenMinter) -> None:
                     if got == want == "401" and "www-authenticate" not in response.headers:
                         got += " (no challenge)"
                 if got != want:
-                    mismatches.append(f"{entry.method} {path} as {role}: {got}, expected {want}")
+                    mismatches.append(f"{line} as {role}: {got}, expected {want}")
 
     assert mismatches == []
-    # The services saw exactly the allowed requests, in order, and nothing else.
-    for name, upstream in upstreams.items():
-        assert upstream.proxied == should_reach[name], name
-    # Sanity: the matrix exercises every outcome.
+    # The services saw exactly the allowed requests, on the right shard, and nothing else.
+    for name in upstreams:
+        assert proxied(name) == should_reach[name], name
+    # Sanity: the matrix exercises every outcome, and owners on both shards.
     outcomes = {expected(e, r) for e in entries for r in roles}
     assert outcomes == {FORWARDED, "401", "403"}
+    owner_shards = {
+        expected_shard(e, r)
+        for e in entries
+        for r in roles
+        if e.shard_by == SHARD_BY_OWNER and expected(e, r) == FORWARDED
+    }
+    assert owner_shards == {0, 1}

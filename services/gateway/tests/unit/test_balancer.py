@@ -142,3 +142,112 @@ async def test_wait_until_wakes_on_change() -> None:
 
 def test_a_service_without_instances_chooses_nothing() -> None:
     assert Service("empty").choose() is None
+
+
+# shards
+
+
+def _sharded(*shards: int | None) -> tuple[Registry, list[Instance]]:
+    """One healthy accounts instance per argument, serving that shard."""
+    registry = Registry(_pool, unhealthy_after=1, services=("accounts",))
+    instances = [
+        registry.add("accounts", f"accounts-{n}", f"http://127.0.0.1:{9000 + n}", shard=shard)
+        for n, shard in enumerate(shards)
+    ]
+    for instance in instances:
+        registry.record_check(instance, ok=True)
+    return registry, instances
+
+
+def test_an_unsharded_service_has_no_shards() -> None:
+    registry, (a, b) = _registry("a", "b")
+    service = registry.service("accounts")
+    assert not service.sharded
+    assert service.shard_count == 0
+    assert service.shards == ()
+    assert service.shard(0) is None
+    assert service.everyone.healthy == [a, b]
+
+
+def test_instances_are_grouped_by_shard_and_chosen_within_it() -> None:
+    registry, (a0, b0, a1, b1) = _sharded(0, 0, 1, 1)
+    service = registry.service("accounts")
+    assert service.sharded
+    assert service.shard_count == 2
+    zero, one = service.shard(0), service.shard(1)
+    assert zero is not None
+    assert one is not None
+    assert (zero.shard, zero.instances, zero.healthy) == (0, [a0, b0], [a0, b0])
+    assert (one.shard, one.instances, one.healthy) == (1, [a1, b1], [a1, b1])
+    a1.in_flight = 1
+    b0.in_flight = a0.in_flight = 0
+    # Idle instances of shard 0 do not attract shard 1's traffic.
+    assert all(one.choose() is b1 for _ in range(5))
+    assert one.choose(exclude=b1) is a1
+    assert Counter(zero.choose() for _ in range(10)) == {a0: 5, b0: 5}
+    # The service as a whole still sees every instance (the OpenAPI fetch uses it).
+    assert service.healthy == [a0, b0, a1, b1]
+
+
+def test_health_changes_reach_the_shard_lists() -> None:
+    registry, (a0, a1, b1) = _sharded(0, 1, 1)
+    one = registry.service("accounts").shard(1)
+    assert one is not None
+    registry.record_check(a1, ok=False)
+    assert one.healthy == [b1]
+    registry.record_check(b1, ok=False)
+    assert one.choose() is None
+    zero = registry.service("accounts").shard(0)
+    assert zero is not None
+    assert zero.choose() is a0
+    registry.record_check(a1, ok=True)
+    assert one.choose() is a1
+
+
+def test_the_shard_count_is_one_more_than_the_highest_shard_listed() -> None:
+    registry, _ = _sharded(0, 2)
+    service = registry.service("accounts")
+    # Shard 1 is missing from the topology: a gap, not a renumbering of everyone's shard.
+    assert service.shard_count == 3
+    assert service.shard(1) is None
+    assert service.shard(3) is None
+    assert service.shard(-1) is None
+    assert service.shards[1] is None
+
+
+def test_shard_lists_follow_membership_and_stay_the_same_objects() -> None:
+    registry, (_, a1) = _sharded(0, 1)
+    service = registry.service("accounts")
+    one = service.shard(1)
+    assert one is not None
+    b1 = registry.add("accounts", "accounts-b1", "http://127.0.0.1:9100", shard=1)
+    registry.record_check(b1, ok=True)
+    assert service.shard(1) is one  # an Exchange holding it sees the newcomer
+    assert one.healthy == [a1, b1]
+
+    registry.remove("accounts", a1.name)
+    registry.remove("accounts", b1.name)
+    # Shard 1 is gone from the topology: the service has one shard now, and whoever
+    # still holds shard 1's list finds nobody in it.
+    assert service.shard_count == 1
+    assert service.shard(1) is None
+    assert one.choose() is None
+    assert service.shard(0) is not None
+
+
+def test_instances_without_a_shard_get_no_sharded_traffic() -> None:
+    registry, (a0, loose) = _sharded(0, None)
+    service = registry.service("accounts")
+    assert service.shard_count == 1
+    zero = service.shard(0)
+    assert zero is not None
+    assert zero.instances == [a0]
+    assert loose in service.healthy
+
+
+@pytest.mark.parametrize("shard", [-1, 1000])
+def test_impossible_shards_are_refused(shard: int) -> None:
+    registry = Registry(_pool, unhealthy_after=1)
+    with pytest.raises(ValueError, match="bad shard"):
+        registry.add("accounts", "a", "http://127.0.0.1:1", shard=shard)
+    assert registry.service("accounts").instances == {}

@@ -53,10 +53,38 @@ def test_upstream_gauges_are_read_at_scrape_time() -> None:
     registry = Registry(_pool, unhealthy_after=1)
     metrics = GatewayMetrics(registry)
     instance = registry.add("accounts", "accounts-0", "http://127.0.0.1:1")
-    labels = (("instance", "accounts-0"), ("service", "accounts"))
+    labels = (("instance", "accounts-0"), ("service", "accounts"), ("shard", ""))
     assert samples(metrics)[("flotilla_gateway_upstream_healthy", labels)] == 0
     registry.record_check(instance, ok=True)
     instance.in_flight = 3
     found = samples(metrics)
     assert found[("flotilla_gateway_upstream_healthy", labels)] == 1
     assert found[("flotilla_gateway_upstream_in_flight", labels)] == 3
+
+
+def test_upstream_gauges_carry_the_shard() -> None:
+    registry = Registry(_pool, unhealthy_after=1)
+    metrics = GatewayMetrics(registry)
+    registry.add("accounts", "accounts-s0-0", "http://127.0.0.1:1", shard=0)
+    registry.record_check(
+        registry.add("accounts", "accounts-s1-0", "http://127.0.0.1:2", shard=1), ok=True
+    )
+    found = samples(metrics)
+    assert (
+        found[
+            (
+                "flotilla_gateway_upstream_healthy",
+                (("instance", "accounts-s0-0"), ("service", "accounts"), ("shard", "0")),
+            )
+        ]
+        == 0
+    )
+    assert (
+        found[
+            (
+                "flotilla_gateway_upstream_healthy",
+                (("instance", "accounts-s1-0"), ("service", "accounts"), ("shard", "1")),
+            )
+        ]
+        == 1
+    )

@@ -11,6 +11,8 @@ from flotilla_gateway.routes import (
     AUTHENTICATED,
     POLICY,
     PUBLIC,
+    SHARD_BY_ACCOUNT_ID,
+    SHARD_BY_OWNER,
     RoutePolicy,
     RouteTable,
     is_safe_path,
@@ -68,6 +70,11 @@ def policy() -> RouteTable[RoutePolicy]:
         ("GET", "/api/v1/accounts/acc-1", "GET /api/v1/accounts/{account_id}"),
         ("HEAD", "/api/v1/accounts/acc-1", "GET /api/v1/accounts/{account_id}"),
         ("POST", "/api/v1/accounts/acc-1/deposits", "POST /api/v1/accounts/{account_id}/deposits"),
+        ("GET", "/api/v1/accounts/acc-1/entries", "GET /api/v1/accounts/{account_id}/entries"),
+        ("HEAD", "/api/v1/accounts/acc-1/entries", "GET /api/v1/accounts/{account_id}/entries"),
+        ("POST", "/api/v1/transfers", "POST /api/v1/transfers"),
+        ("GET", "/api/v1/transfers", "GET /api/v1/transfers"),
+        ("GET", "/api/v1/transfers/t-1", "GET /api/v1/transfers/{transfer_id}"),
         # A parameter is any one non-empty segment, whatever it looks like.
         ("GET", "/api/v1/accounts/me", "GET /api/v1/accounts/{account_id}"),
         ("GET", "/api/v1/accounts/a%20b", "GET /api/v1/accounts/{account_id}"),
@@ -88,6 +95,10 @@ def test_policy_routes(
         "/api/v1/accounts/a/b",  # `{account_id}` never spans two segments
         "/api/v1/accounts/a/b/deposits",
         "/api/v1/accounts/acc-1/deposits/",
+        "/api/v1/accounts/acc-1/entries/x",
+        "/api/v1/transfers/",
+        "/api/v1/transfers/t-1/x",
+        "/api/v1/transfer",
         "/api/v1/auth/users/",
         "/api/v1/auth/users/u-1/roles",
         "/api/v1/auth/users/u-1/roles/admin/x",
@@ -116,6 +127,9 @@ def test_everything_else_is_denied(policy: RouteTable[RoutePolicy], path: str) -
         ("DELETE", "/api/v1/accounts", ("GET", "HEAD", "POST")),
         ("PUT", "/api/v1/accounts/acc-1", ("GET", "HEAD")),
         ("GET", "/api/v1/accounts/acc-1/deposits", ("POST",)),
+        ("POST", "/api/v1/accounts/acc-1/entries", ("GET", "HEAD")),
+        ("DELETE", "/api/v1/transfers", ("GET", "HEAD", "POST")),
+        ("POST", "/api/v1/transfers/t-1", ("GET", "HEAD")),
         ("GET", "/api/v1/auth/token", ("POST",)),
         ("OPTIONS", "/api/v1/auth/token", ("POST",)),  # a CORS preflight too
         ("GET", "/api/v1/auth/users/u-1/roles/r", ("PUT", "DELETE")),
@@ -139,16 +153,33 @@ def test_no_two_policy_entries_overlap() -> None:
 
 
 def test_the_policy_has_the_agreed_entries() -> None:
-    rows = {(e.method, e.path): (e.service, e.access) for e in POLICY}
-    assert len(rows) == len(POLICY) == 15
-    assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC)
-    assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC)
-    assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED)
-    assert rows[("GET", "/.well-known/jwks.json")] == ("auth", PUBLIC)
-    assert rows[("POST", "/api/v1/accounts/{account_id}/deposits")] == (
-        "accounts",
-        "accounts:deposit",
-    )
+    rows = {(e.method, e.path): (e.service, e.access, e.shard_by) for e in POLICY}
+    assert len(rows) == len(POLICY) == 19
+    assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC, None)
+    assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC, None)
+    assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED, None)
+    assert rows[("GET", "/.well-known/jwks.json")] == ("auth", PUBLIC, None)
+    ledger = {key: row for key, row in rows.items() if row[0] in ("accounts", "payments")}
+    assert ledger == {
+        ("GET", "/api/v1/accounts"): ("accounts", "accounts:read", "owner"),
+        ("POST", "/api/v1/accounts"): ("accounts", "accounts:open", "owner"),
+        ("GET", "/api/v1/accounts/{account_id}"): ("accounts", "accounts:read", "account_id"),
+        ("POST", "/api/v1/accounts/{account_id}/deposits"): (
+            "accounts",
+            "accounts:deposit",
+            "account_id",
+        ),
+        ("GET", "/api/v1/accounts/{account_id}/entries"): (
+            "accounts",
+            "accounts:read",
+            "account_id",
+        ),
+        ("POST", "/api/v1/transfers"): ("payments", "payments:transfer", None),
+        ("GET", "/api/v1/transfers"): ("payments", "payments:read", None),
+        ("GET", "/api/v1/transfers/{transfer_id}"): ("payments", "payments:read", None),
+    }
+    # Only the ledger is sharded.
+    assert {e.service for e in POLICY if e.shard_by is not None} == {"accounts"}
 
 
 def test_every_permission_in_the_policy_is_granted_by_some_role() -> None:
@@ -297,6 +328,18 @@ def test_malformed_entries_are_refused(method: str, path: str, access: str, mess
         RoutePolicy(method, path, "s", access)
 
 
+def test_shard_by_is_checked_against_the_entry() -> None:
+    by_id = RoutePolicy("GET", "/a/{account_id}/b", "s", "a:read", shard_by=SHARD_BY_ACCOUNT_ID)
+    by_owner = RoutePolicy("GET", "/a", "s", AUTHENTICATED, shard_by=SHARD_BY_OWNER)
+    assert (by_id.shard_by, by_owner.shard_by) == ("account_id", "owner")
+    with pytest.raises(ValueError, match="needs an \\{account_id\\} segment"):
+        RoutePolicy("GET", "/a/{id}", "s", "a:read", shard_by=SHARD_BY_ACCOUNT_ID)
+    with pytest.raises(ValueError, match="needs a token"):
+        RoutePolicy("GET", "/a", "s", PUBLIC, shard_by=SHARD_BY_OWNER)
+    with pytest.raises(ValueError, match="shard_by must be one of"):
+        RoutePolicy("GET", "/a", "s", "a:read", shard_by="region")  # type: ignore[arg-type]
+
+
 def test_access_kinds() -> None:
     public = entry("POST", "/t", access=PUBLIC)
     anyone = entry("GET", "/me", access=AUTHENTICATED)
@@ -309,6 +352,7 @@ def test_access_kinds() -> None:
         "path": "/u",
         "service": "s",
         "access": "users:admin",
+        "shard_by": None,
     }
 
 

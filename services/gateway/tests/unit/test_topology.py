@@ -35,6 +35,22 @@ def test_a_moved_instance_is_removed_and_added() -> None:
     assert change.added == (InstanceRef("auth", "auth-0", "http://a:9"),)
 
 
+def test_an_instance_moved_to_another_shard_is_removed_and_added() -> None:
+    before = Topology(services={"accounts": [Instance(name="a-0", url="http://a:1", shard=0)]})
+    after = Topology(services={"accounts": [Instance(name="a-0", url="http://a:1", shard=1)]})
+    change = diff(before, after)
+    assert change.removed == (InstanceRef("accounts", "a-0", "http://a:1", 0),)
+    assert change.added == (InstanceRef("accounts", "a-0", "http://a:1", 1),)
+    # Sharded and unsharded references sort together.
+    mixed = Topology(
+        services={
+            "accounts": [Instance(name="a-1", url="http://a:2", shard=1)],
+            "auth": [Instance(name="auth-0", url="http://b:1")],
+        }
+    )
+    assert [r.name for r in diff(Topology(), mixed).added] == ["a-1", "auth-0"]
+
+
 def test_no_difference_is_a_falsy_change() -> None:
     same = topology(auth=[("auth-0", "http://a:1")])
     assert not diff(same, same)
