@@ -10,8 +10,10 @@ from sqlalchemy import func, select
 from flotilla_accounts.adapters.tables import (
     accounts,
     audit_events,
+    branches,
     entries,
     idempotency_keys,
+    local_transfers,
     postings,
 )
 from flotilla_accounts.bootstrap import build_app
@@ -44,23 +46,44 @@ def as_user(tokens: TokenMinter) -> Callable[..., dict[str, str]]:
     return headers
 
 
+async def take_snapshot(database: Database) -> tuple[object, ...]:
+    """Everything a request could have changed, to prove a refused one changed nothing."""
+    async with database.engine.connect() as conn:
+        counts = []
+        for table in (
+            accounts,
+            postings,
+            entries,
+            idempotency_keys,
+            audit_events,
+            branches,
+            local_transfers,
+        ):
+            counts.append(
+                (await conn.execute(select(func.count()).select_from(table))).scalar_one()
+            )
+        balances = (
+            await conn.execute(
+                select(accounts.c.id, accounts.c.balance_minor, accounts.c.held_minor).order_by(
+                    accounts.c.id
+                )
+            )
+        ).all()
+        states = (
+            await conn.execute(
+                select(branches.c.transfer_id, branches.c.branch_id, branches.c.status).order_by(
+                    branches.c.transfer_id, branches.c.branch_id
+                )
+            )
+        ).all()
+    return (*counts, tuple(map(tuple, balances)), tuple(map(tuple, states)))
+
+
 @pytest.fixture
 def snapshot(app: FastAPI) -> Callable[[], object]:
-    """Everything a request could have changed, to prove a refused one changed nothing."""
     database: Database = app.state.database
 
     async def take() -> tuple[object, ...]:
-        async with database.engine.connect() as conn:
-            counts = []
-            for table in (accounts, postings, entries, idempotency_keys, audit_events):
-                counts.append(
-                    (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-                )
-            balances = (
-                await conn.execute(
-                    select(accounts.c.id, accounts.c.balance_minor).order_by(accounts.c.id)
-                )
-            ).all()
-        return (*counts, tuple(map(tuple, balances)))
+        return await take_snapshot(database)
 
     return take

@@ -37,7 +37,7 @@ async def test_open_read_and_list_own_accounts(client: httpx.AsyncClient, as_use
     alice = as_user("alice")
     opened = await open_account(client, alice, name="Savings", currency="CHF")
     assert opened["owner_id"] == "alice"
-    assert opened["balance_minor"] == 0
+    assert opened["balance_minor"] == opened["available_minor"] == 0
     assert opened["id"].startswith("acc_0_")
 
     one = await client.get(f"/api/v1/accounts/{opened['id']}", headers=alice)
@@ -147,7 +147,12 @@ BAD_REQUESTS = [
     Bad("unknown field", ACCOUNTS, {"json": {"name": "x", **EUR, "balance_minor": 10**6}}, 422, "validation-error"),
     Bad("json array", ACCOUNTS, {"json": ["name", "currency"]}, 422, "validation-error"),
     Bad("oversized body", ACCOUNTS, {"json": {"name": "x" * 2_000_000, **EUR}}, 413, "payload-too-large"),
-    Bad("someone else as owner", ACCOUNTS, {"json": {"name": "x", **EUR, "owner_id": "bob"}}, 403, "forbidden"),
+    Bad("someone else as owner", ACCOUNTS + "?owner_id=bob", {"json": {"name": "x", **EUR}}, 403, "forbidden"),
+    Bad("owner in the body", ACCOUNTS, {"json": {"name": "x", **EUR, "owner_id": "alice"}}, 422, "validation-error"),
+    Bad("owner twice", ACCOUNTS + "?owner_id=alice&owner_id=bob", {"json": {"name": "x", **EUR}}, 422, "validation-error", "admin"),
+    Bad("empty owner", ACCOUNTS + "?owner_id=", {"json": {"name": "x", **EUR}}, 422, "validation-error", "admin"),
+    Bad("overlong owner", ACCOUNTS + "?owner_id=" + "o" * 65, {"json": {"name": "x", **EUR}}, 422, "validation-error", "admin"),
+    Bad("deposit to another shard's id", f"{ACCOUNTS}/acc_1_abc/deposits", {"json": {**EUR, "amount_minor": 100}}, 404, "account-not-found", "admin"),
     Bad("negative deposit", DEPOSITS, {"json": {**EUR, "amount_minor": -5}}, 422, "validation-error", "admin"),
     Bad("zero deposit", DEPOSITS, {"json": {**EUR, "amount_minor": 0}}, 422, "validation-error", "admin"),
     Bad("fractional deposit", DEPOSITS, {"json": {**EUR, "amount_minor": 10.5}}, 422, "validation-error", "admin"),

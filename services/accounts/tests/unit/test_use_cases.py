@@ -2,65 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
-from typing import Any
-
 import pytest
 
-from flotilla_accounts.domain import Account, Money, Posting
+from flotilla_accounts.domain import Money
 from flotilla_accounts.service_layer import use_cases
-from flotilla_accounts.service_layer.errors import AccountNotFound, CurrencyMismatch, NotAllowed
+from flotilla_accounts.service_layer.errors import (
+    AccountNotFound,
+    CurrencyMismatch,
+    NotAllowed,
+    WrongShard,
+)
 from flotilla_kit.rbac import permissions_of
+from flotilla_kit.sharding import home_shard
 from flotilla_kit.tokens import Principal
 
-
-class FakeLedger:
-    def __init__(self) -> None:
-        self.accounts: dict[str, Account] = {}
-        self.postings: list[Posting] = []
-
-    async def add_account(self, account: Account) -> None:
-        self.accounts[account.id] = account
-
-    async def get(self, account_id: str) -> Account | None:
-        return self.accounts.get(account_id)
-
-    async def list_for_owner(self, owner_id: str) -> list[Account]:
-        return [a for a in self.accounts.values() if a.owner_id == owner_id]
-
-    async def find_by_owner_and_name(self, owner_id: str, name: str) -> Account | None:
-        return next(
-            (a for a in self.accounts.values() if (a.owner_id, a.name) == (owner_id, name)), None
-        )
-
-    async def ensure_system_account(self, account_id: str, currency: str) -> None:
-        return None
-
-    async def post(self, posting: Posting) -> None:
-        self.postings.append(posting)
-        for entry in posting.entries:
-            account = self.accounts.get(entry.account_id)
-            if account is not None:
-                self.accounts[account.id] = replace(
-                    account, balance_minor=account.balance_minor + entry.amount_minor
-                )
-
-
-class FakeAudit:
-    def __init__(self) -> None:
-        self.events: list[tuple[str, str, str, dict[str, Any]]] = []
-
-    async def record(
-        self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
-    ) -> None:
-        self.events.append((actor, action, target, dict(details)))
-
-
-class FakeUow:
-    def __init__(self) -> None:
-        self.ledger = FakeLedger()
-        self.audit = FakeAudit()
+from .fakes import FakeUow
 
 
 def who(subject: str, *roles: str) -> Principal:
@@ -76,13 +32,17 @@ def who(subject: str, *roles: str) -> Principal:
 async def test_a_customer_sees_only_their_own_accounts() -> None:
     uow = FakeUow()
     alice, bob = who("alice", "customer"), who("bob", "customer")
-    mine = await use_cases.open_account(uow, principal=alice, shard=0, name="A", currency="EUR")
-    await use_cases.open_account(uow, principal=bob, shard=0, name="B", currency="EUR")
+    mine = await use_cases.open_account(
+        uow, principal=alice, shard=0, shards=1, name="A", currency="EUR"
+    )
+    await use_cases.open_account(uow, principal=bob, shard=0, shards=1, name="B", currency="EUR")
     assert [a.id for a in await use_cases.list_accounts(uow, principal=alice)] == [mine.id]
     with pytest.raises(AccountNotFound):
-        await use_cases.get_account(uow, principal=bob, account_id=mine.id)
+        await use_cases.get_account(uow, principal=bob, shard=0, account_id=mine.id)
     staff = who("sam", "support")
-    assert (await use_cases.get_account(uow, principal=staff, account_id=mine.id)).id == mine.id
+    assert (
+        await use_cases.get_account(uow, principal=staff, shard=0, account_id=mine.id)
+    ).id == mine.id
 
 
 async def test_opening_for_someone_else_needs_the_any_permission() -> None:
@@ -92,12 +52,19 @@ async def test_opening_for_someone_else_needs_the_any_permission() -> None:
             uow,
             principal=who("alice", "customer"),
             shard=0,
+            shards=1,
             name="x",
             currency="EUR",
             owner_id="bob",
         )
     opened = await use_cases.open_account(
-        uow, principal=who("ada", "admin"), shard=0, name="x", currency="EUR", owner_id="bob"
+        uow,
+        principal=who("ada", "admin"),
+        shard=0,
+        shards=1,
+        name="x",
+        currency="EUR",
+        owner_id="bob",
     )
     assert opened.owner_id == "bob"
 
@@ -105,7 +72,9 @@ async def test_opening_for_someone_else_needs_the_any_permission() -> None:
 async def test_deposit_is_staff_only_balanced_and_in_the_account_currency() -> None:
     uow = FakeUow()
     alice, ada = who("alice", "customer"), who("ada", "admin")
-    account = await use_cases.open_account(uow, principal=alice, shard=0, name="A", currency="EUR")
+    account = await use_cases.open_account(
+        uow, principal=alice, shard=0, shards=1, name="A", currency="EUR"
+    )
     with pytest.raises(NotAllowed):
         await use_cases.deposit(
             uow, principal=alice, shard=0, account_id=account.id,
@@ -133,9 +102,72 @@ async def test_deposit_is_staff_only_balanced_and_in_the_account_currency() -> N
 async def test_read_any_alone_is_enough_to_read_any_account() -> None:
     uow = FakeUow()
     mine = await use_cases.open_account(
-        uow, principal=who("alice", "customer"), shard=0, name="A", currency="EUR"
+        uow, principal=who("alice", "customer"), shard=0, shards=1, name="A", currency="EUR"
     )
     service = who("service:payments", "service:payments")
-    assert (await use_cases.get_account(uow, principal=service, account_id=mine.id)).id == mine.id
+    found = await use_cases.get_account(uow, principal=service, shard=0, account_id=mine.id)
+    assert found.id == mine.id
     with pytest.raises(NotAllowed):
         await use_cases.list_accounts(uow, principal=service)
+
+
+def owner_on(shard: int, shards: int) -> str:
+    """A user whose home is `shard` among `shards`."""
+    return next(f"user-{i}" for i in range(1000) if home_shard(f"user-{i}", shards) == shard)
+
+
+async def test_accounts_are_opened_only_on_their_owners_home_shard() -> None:
+    uow = FakeUow()
+    here, elsewhere = owner_on(1, 3), owner_on(2, 3)
+    opened = await use_cases.open_account(
+        uow, principal=who(here, "customer"), shard=1, shards=3, name="A", currency="EUR"
+    )
+    assert opened.id.startswith("acc_1_")
+    with pytest.raises(WrongShard) as refused:
+        await use_cases.open_account(
+            uow, principal=who(elsewhere, "customer"), shard=1, shards=3, name="A", currency="EUR"
+        )
+    assert refused.value.home == 2
+    with pytest.raises(WrongShard):
+        await use_cases.open_account(
+            uow, principal=who("ada", "admin"), shard=1, shards=3, name="A", currency="EUR",
+            owner_id=elsewhere,
+        )  # fmt: skip
+    assert list(uow.ledger.accounts) == [opened.id]
+    assert len(uow.audit.events) == 1
+
+
+async def test_an_id_of_another_shard_is_unknown_even_to_staff() -> None:
+    uow = FakeUow()
+    uow.store.add_customer("acc_1_abc", owner="alice", balance=10)
+    staff = who("sam", "support")
+    with pytest.raises(AccountNotFound):
+        await use_cases.get_account(uow, principal=staff, shard=0, account_id="acc_1_abc")
+    assert (await use_cases.get_account(uow, principal=staff, shard=1, account_id="acc_1_abc")).id
+
+
+async def test_a_statement_is_paged_newest_first() -> None:
+    uow = FakeUow()
+    alice, ada = who("alice", "customer"), who("ada", "admin")
+    account = await use_cases.open_account(
+        uow, principal=alice, shard=0, shards=1, name="A", currency="EUR"
+    )
+    for amount in (1, 2, 3, 4, 5):
+        await use_cases.deposit(
+            uow, principal=ada, shard=0, account_id=account.id, amount=Money(amount, "EUR"),
+            reference=f"d{amount}",
+        )  # fmt: skip
+    seen: list[int] = []
+    after: int | None = None
+    for _ in range(3):
+        page, after = await use_cases.account_entries(
+            uow, principal=alice, shard=0, account_id=account.id, limit=2, after=after
+        )
+        seen += [line.amount_minor for line in page]
+        if after is None:
+            break
+    assert seen == [5, 4, 3, 2, 1]
+    with pytest.raises(AccountNotFound):
+        await use_cases.account_entries(
+            uow, principal=who("bob", "customer"), shard=0, account_id=account.id, limit=2
+        )

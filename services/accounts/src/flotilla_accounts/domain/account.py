@@ -1,5 +1,6 @@
-"""Accounts. A customer account can never go below zero; a system account (the bank's cash
-account per currency, the other side of every deposit) can, so that the ledger balances."""
+"""Accounts. A customer account can never go below zero, counting what is held: its
+available balance (balance minus holds) is never negative. A system account (the bank's
+cash and settlement accounts per shard and currency) can, so that the ledger balances."""
 
 from __future__ import annotations
 
@@ -8,7 +9,23 @@ import enum
 import uuid
 from dataclasses import dataclass
 
-__all__ = ["Account", "AccountKind", "new_account_id", "shard_of", "system_account_id"]
+__all__ = [
+    "Account",
+    "AccountKind",
+    "AvailableWouldGoNegative",
+    "cash_account_id",
+    "new_account_id",
+    "settlement_account_id",
+]
+
+
+class AvailableWouldGoNegative(Exception):
+    """The ledger refused a change: a customer's available balance would drop below zero
+    (the database's CHECK constraint said so, whatever the code checked before)."""
+
+    def __init__(self, account_id: str) -> None:
+        super().__init__(f"account {account_id!r} would go below zero")
+        self.account_id = account_id
 
 
 class AccountKind(enum.StrEnum):
@@ -25,6 +42,12 @@ class Account:
     balance_minor: int
     kind: AccountKind
     created_at: dt.datetime
+    # Promised to prepared debits of transfers not decided yet; not spendable meanwhile.
+    held_minor: int = 0
+
+    @property
+    def available_minor(self) -> int:
+        return self.balance_minor - self.held_minor
 
 
 def new_account_id(shard: int) -> str:
@@ -33,14 +56,14 @@ def new_account_id(shard: int) -> str:
     return f"acc_{shard}_{uuid.uuid4().hex}"
 
 
-def system_account_id(shard: int, currency: str) -> str:
+def cash_account_id(shard: int, currency: str) -> str:
+    """The other side of every deposit on a shard."""
     return f"sys_{shard}_cash_{currency.lower()}"
 
 
-def shard_of(account_id: str) -> int | None:
-    """The shard encoded in an account id, or None when the id is not one of ours."""
-    prefix, _, rest = account_id.partition("_")
-    shard, _, tail = rest.partition("_")
-    if prefix not in ("acc", "sys") or not shard.isdigit() or not tail:
-        return None
-    return int(shard)
+def settlement_account_id(shard: int, currency: str) -> str:
+    """The other side of every cross-shard transfer branch on a shard: a debit branch moves
+    money from the customer into it, a credit branch out of it. Summed over all shards the
+    settlement accounts of a currency are zero once both branches of every transfer are
+    committed."""
+    return f"sys_{shard}_settlement_{currency.lower()}"

@@ -15,6 +15,7 @@ from flotilla_accounts.adapters.audit import AUDIT_LOG
 from flotilla_accounts.bootstrap import build_app, migrate
 from flotilla_accounts.domain import Money
 from flotilla_accounts.service_layer import use_cases
+from flotilla_accounts.service_layer.errors import AccountsError
 from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.settings import AccountsSettings
 from flotilla_kit.db import Database
@@ -80,6 +81,7 @@ async def _seed(settings: AccountsSettings, wanted: SeedFile) -> list[dict[str, 
                         uow,
                         principal=_OPERATOR,
                         shard=settings.shard,
+                        shards=settings.shards,
                         name=item.name,
                         currency=item.currency,
                         owner_id=item.owner_id,
@@ -115,6 +117,7 @@ def seed(
     ],
 ) -> None:
     """Migrate, then make sure the accounts in FILE exist (idempotent: by owner and name).
+    Every owner's home shard must be this one (FLOTILLA_SHARD of FLOTILLA_SHARDS).
 
     Prints the accounts as JSON on stdout.
     """
@@ -122,7 +125,11 @@ def seed(
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     wanted = SeedFile.model_validate_json(file.read_bytes())
     migrate(settings)
-    accounts = asyncio.run(_seed(settings, wanted))
+    try:
+        accounts = asyncio.run(_seed(settings, wanted))
+    except AccountsError as exc:  # e.g. an owner whose home is another shard
+        sys.stderr.write(f"seed refused: {exc}\n")
+        raise typer.Exit(1) from exc
     sys.stdout.write(json.dumps({"accounts": accounts}) + "\n")
 
 

@@ -3,12 +3,13 @@ in the use cases."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, Header, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel
 
 from flotilla_accounts.adapters.tables import idempotency_keys
 from flotilla_accounts.domain import Money, UnknownCurrency
@@ -18,6 +19,8 @@ from flotilla_accounts.entrypoints.schemas import (
     DepositIn,
     DepositOut,
     OpenAccountIn,
+    Statement,
+    StatementItem,
 )
 from flotilla_accounts.service_layer import use_cases
 from flotilla_accounts.service_layer.errors import (
@@ -25,7 +28,9 @@ from flotilla_accounts.service_layer.errors import (
     AccountsError,
     CurrencyMismatch,
     InvalidAmount,
+    InvalidCursor,
     NotAllowed,
+    WrongShard,
 )
 from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_kit.app import PROBLEM_RESPONSES
@@ -37,7 +42,7 @@ from flotilla_kit.idempotency import (
     run_idempotently,
     valid_idempotency_key,
 )
-from flotilla_kit.problems import Problem
+from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
 from flotilla_kit.security import Authenticated
 from flotilla_kit.tokens import Principal
 
@@ -64,8 +69,36 @@ def _shard(request: Request) -> int:
     return shard
 
 
+def _shards(request: Request) -> int:
+    shards: int = request.app.state.settings.shards
+    return shards
+
+
 DatabaseDep = Annotated[Database, Depends(_database)]
 ShardDep = Annotated[int, Depends(_shard)]
+ShardsDep = Annotated[int, Depends(_shards)]
+
+_WRONG_SHARD_RESPONSE: dict[int | str, dict[str, object]] = {
+    421: {
+        "description": "The owner's accounts live on another shard (`shard` names it)",
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+}
+
+
+def _cursor(entry_id: int) -> str:
+    return base64.urlsafe_b64encode(entry_id.to_bytes(8, "big")).decode().rstrip("=")
+
+
+def _entry_id(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidCursor from exc
+    entry_id = int.from_bytes(raw, "big")
+    if len(raw) != 8 or entry_id <= 0 or _cursor(entry_id) != cursor:
+        raise InvalidCursor
+    return entry_id
 
 
 async def _once_per_key(
@@ -73,7 +106,7 @@ async def _once_per_key(
     principal: Principal,
     database: Database,
     operation: str,
-    body: BaseModel,
+    request_body: Any,
     key: str | None,
     action: Callable[[AccountsUnitOfWork], Awaitable[tuple[int, Any]]],
 ) -> IdempotentResult:
@@ -85,7 +118,7 @@ async def _once_per_key(
         idempotency_keys,
         scope=f"{principal.subject}:{operation}",
         key=valid_idempotency_key(key),
-        fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+        fingerprint=request_fingerprint("POST", request.url.path, request_body),
         action=action,
     )
 
@@ -110,6 +143,7 @@ async def list_accounts(principal: Authenticated, database: DatabaseDep) -> Acco
     response_model=AccountOut,
     summary="Open an account",
     dependencies=[Depends(require_json)],
+    responses=_WRONG_SHARD_RESPONSE,
 )
 async def open_account(
     body: OpenAccountIn,
@@ -117,32 +151,79 @@ async def open_account(
     principal: Authenticated,
     database: DatabaseDep,
     shard: ShardDep,
+    shards: ShardsDep,
+    owner_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=64,
+            description="Open the account for another user (needs accounts:open:any). "
+            "A query parameter, so that the gateway can route by it to the owner's shard.",
+        ),
+    ] = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
+    if len(request.query_params.getlist("owner_id")) > 1:
+        # Which one would count? The gateway routes by one of them; refuse the ambiguity.
+        raise Problem(
+            422, "validation-error", "Request validation failed", "owner_id given more than once"
+        )
+
     async def action(uow: AccountsUnitOfWork) -> tuple[int, Any]:
         account = await use_cases.open_account(
             uow,
             principal=principal,
             shard=shard,
+            shards=shards,
             name=body.name,
             currency=body.currency,
-            owner_id=body.owner_id,
+            owner_id=owner_id,
         )
         return 201, AccountOut.of(account).model_dump(mode="json")
 
+    fingerprinted = {**body.model_dump(mode="json"), "owner_id": owner_id}
     result = await _once_per_key(
-        request, principal, database, "open-account", body, idempotency_key, action
+        request, principal, database, "open-account", fingerprinted, idempotency_key, action
     )
     return _answer(result, location=f"{router.prefix}/{result.body['id']}")
 
 
 @router.get("/{account_id}", response_model=AccountOut, summary="One account (owner or staff)")
 async def get_account(
-    account_id: str, principal: Authenticated, database: DatabaseDep
+    account_id: str, principal: Authenticated, database: DatabaseDep, shard: ShardDep
 ) -> AccountOut:
     async with AccountsUnitOfWork(database, write=False) as uow:
-        account = await use_cases.get_account(uow, principal=principal, account_id=account_id)
+        account = await use_cases.get_account(
+            uow, principal=principal, shard=shard, account_id=account_id
+        )
     return AccountOut.of(account)
+
+
+@router.get(
+    "/{account_id}/entries",
+    response_model=Statement,
+    summary="The account's entries, newest first (owner or staff)",
+)
+async def account_entries(
+    account_id: str,
+    principal: Authenticated,
+    database: DatabaseDep,
+    shard: ShardDep,
+    limit: Annotated[int, Query(ge=1, le=200, description="Entries per page.")] = 50,
+    after: Annotated[
+        str | None,
+        Query(max_length=32, description="`next` of the previous page (opaque)."),
+    ] = None,
+) -> Statement:
+    start = _entry_id(after) if after is not None else None
+    async with AccountsUnitOfWork(database, write=False) as uow:
+        lines, last = await use_cases.account_entries(
+            uow, principal=principal, shard=shard, account_id=account_id, limit=limit, after=start
+        )
+    return Statement(
+        items=[StatementItem.of(line) for line in lines],
+        next=_cursor(last) if last is not None else None,
+    )
 
 
 @router.post(
@@ -174,23 +255,35 @@ async def deposit(
         return 201, out.model_dump(mode="json")
 
     result = await _once_per_key(
-        request, principal, database, "deposit", body, idempotency_key, action
+        request,
+        principal,
+        database,
+        "deposit",
+        body.model_dump(mode="json"),
+        idempotency_key,
+        action,
     )
     return _answer(result)
 
 
+_PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
+    (AccountNotFound, 404, "account-not-found", "Account not found"),
+    (NotAllowed, 403, "forbidden", "Forbidden"),
+    (CurrencyMismatch, 422, "currency-mismatch", "Currency mismatch"),
+    (InvalidAmount, 422, "invalid-amount", "Invalid amount"),
+    (UnknownCurrency, 422, "unknown-currency", "Unknown currency"),
+    (InvalidCursor, 422, "invalid-cursor", "Invalid cursor"),
+]
+
+
 def _problem_for(exc: AccountsError | UnknownCurrency) -> Problem:
-    match exc:
-        case AccountNotFound():
-            return Problem(404, "account-not-found", "Account not found", str(exc))
-        case NotAllowed():
-            return Problem(403, "forbidden", "Forbidden", str(exc))
-        case CurrencyMismatch():
-            return Problem(422, "currency-mismatch", "Currency mismatch", str(exc))
-        case InvalidAmount():
-            return Problem(422, "invalid-amount", "Invalid amount", str(exc))
-        case UnknownCurrency():
-            return Problem(422, "unknown-currency", "Unknown currency", str(exc))
+    if isinstance(exc, WrongShard):
+        # 421 Misdirected Request: this instance cannot answer for that owner; the
+        # extension names the shard that can.
+        return Problem(421, "wrong-shard", "Wrong shard", str(exc), shard=exc.home)
+    for kind, status, slug, title in _PROBLEMS:
+        if isinstance(exc, kind):
+            return Problem(status, slug, title, str(exc))
     return Problem(400, "bad-request", "Bad request", str(exc))
 
 

@@ -7,9 +7,17 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
-from flotilla_accounts.domain import CURRENCIES, MAX_AMOUNT_MINOR, Account
+from flotilla_accounts.domain import CURRENCIES, MAX_AMOUNT_MINOR, Account, StatementLine
 
-__all__ = ["AccountList", "AccountOut", "DepositIn", "DepositOut", "OpenAccountIn"]
+__all__ = [
+    "AccountList",
+    "AccountOut",
+    "DepositIn",
+    "DepositOut",
+    "OpenAccountIn",
+    "Statement",
+    "StatementItem",
+]
 
 AccountName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 CurrencyCode = Annotated[
@@ -35,11 +43,6 @@ class OpenAccountIn(BaseModel):
 
     name: AccountName = Field(examples=["Everyday"])
     currency: CurrencyCode
-    owner_id: str | None = Field(
-        default=None,
-        max_length=64,
-        description="Open the account for another user (needs accounts:open:any).",
-    )
 
     _currency = field_validator("currency")(_known_currency)
 
@@ -62,6 +65,10 @@ class AccountOut(BaseModel):
     name: str
     currency: str
     balance_minor: int = Field(description="Balance in minor units (cents).")
+    available_minor: int = Field(
+        description="What can be spent now: the balance less amounts held for transfers "
+        "not decided yet."
+    )
     created_at: dt.datetime
 
     @classmethod
@@ -72,6 +79,7 @@ class AccountOut(BaseModel):
             name=account.name,
             currency=account.currency,
             balance_minor=account.balance_minor,
+            available_minor=account.available_minor,
             created_at=account.created_at,
         )
 
@@ -83,3 +91,35 @@ class AccountList(BaseModel):
 class DepositOut(BaseModel):
     posting_id: str
     account: AccountOut
+
+
+class StatementItem(BaseModel):
+    id: int = Field(description="The entry's id; newer entries have larger ids.")
+    posting_id: str
+    kind: str = Field(
+        description="deposit, transfer (same shard), transfer.debit or transfer.credit "
+        "(a side of a cross-shard transfer)."
+    )
+    amount_minor: int = Field(description="Money in (positive) or out (negative), minor units.")
+    currency: str
+    reference: str
+    created_at: dt.datetime
+
+    @classmethod
+    def of(cls, line: StatementLine) -> StatementItem:
+        return cls(
+            id=line.id,
+            posting_id=line.posting_id,
+            kind=line.kind,
+            amount_minor=line.amount_minor,
+            currency=line.currency,
+            reference=line.reference,
+            created_at=line.created_at,
+        )
+
+
+class Statement(BaseModel):
+    items: list[StatementItem]
+    next: str | None = Field(
+        description="Pass as `after` to get the next (older) page; null on the last page."
+    )

@@ -1,10 +1,10 @@
-"""The accounts unit of work: one transaction on the shard's database, with the ledger."""
+"""The accounts unit of work: one transaction on the shard's database, with its repositories."""
 
 from __future__ import annotations
 
 from typing import Self
 
-from flotilla_accounts.adapters import SqlLedger
+from flotilla_accounts.adapters import SqlBranches, SqlLedger, SqlLocalTransfers
 from flotilla_accounts.adapters.audit import SqlAuditTrail
 from flotilla_kit.db import Database, UnitOfWork
 
@@ -13,6 +13,8 @@ __all__ = ["AccountsUnitOfWork"]
 
 class AccountsUnitOfWork(UnitOfWork):
     ledger: SqlLedger
+    branches: SqlBranches
+    local_transfers: SqlLocalTransfers
     audit: SqlAuditTrail
 
     def __init__(self, database: Database, *, write: bool = True) -> None:
@@ -21,5 +23,7 @@ class AccountsUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.ledger = SqlLedger(self.session)
+        self.branches = SqlBranches(self.session)
+        self.local_transfers = SqlLocalTransfers(self.session)
         self.audit = SqlAuditTrail(self.session)
         return self

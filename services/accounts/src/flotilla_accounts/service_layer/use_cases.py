@@ -1,4 +1,5 @@
-"""What the accounts service does, one function per use case.
+"""What the accounts service does for people, one function per use case (the 2PC
+participant's use cases are in `participant.py`).
 
 Authorization that depends on data (ownership) is decided here, next to the data; the
 HTTP layer only checks that a caller is authenticated.
@@ -15,19 +16,22 @@ from flotilla_accounts.domain import (
     Entry,
     Money,
     Posting,
+    StatementLine,
+    cash_account_id,
     new_account_id,
-    system_account_id,
 )
 from flotilla_accounts.service_layer.errors import (
     AccountNotFound,
     CurrencyMismatch,
     InvalidAmount,
     NotAllowed,
+    WrongShard,
 )
 from flotilla_accounts.service_layer.ports import LedgerUnitOfWork
+from flotilla_kit.sharding import home_shard, shard_of
 from flotilla_kit.tokens import Principal
 
-__all__ = ["deposit", "get_account", "list_accounts", "open_account"]
+__all__ = ["account_entries", "deposit", "get_account", "list_accounts", "open_account"]
 
 
 def _require(principal: Principal, permission: str) -> None:
@@ -40,11 +44,14 @@ async def list_accounts(uow: LedgerUnitOfWork, *, principal: Principal) -> list[
     return await uow.ledger.list_for_owner(principal.subject)
 
 
-async def get_account(uow: LedgerUnitOfWork, *, principal: Principal, account_id: str) -> Account:
+async def get_account(
+    uow: LedgerUnitOfWork, *, principal: Principal, shard: int, account_id: str
+) -> Account:
     may_read_any = principal.can("accounts:read:any")
     if not may_read_any:
         _require(principal, "accounts:read")
-    account = await uow.ledger.get(account_id)
+    # An id of another shard is as unknown here as an id nobody handed out.
+    account = await uow.ledger.get(account_id) if shard_of(account_id) == shard else None
     if (
         account is None
         or account.kind is not AccountKind.CUSTOMER
@@ -55,11 +62,29 @@ async def get_account(uow: LedgerUnitOfWork, *, principal: Principal, account_id
     return account
 
 
+async def account_entries(
+    uow: LedgerUnitOfWork,
+    *,
+    principal: Principal,
+    shard: int,
+    account_id: str,
+    limit: int,
+    after: int | None = None,
+) -> tuple[list[StatementLine], int | None]:
+    """A page of the account's statement, newest first, and where the next page starts
+    (None on the last page). `after` is where the previous page ended."""
+    await get_account(uow, principal=principal, shard=shard, account_id=account_id)
+    lines = await uow.ledger.statement(account_id, limit=limit + 1, before=after)
+    page = lines[:limit]
+    return page, (page[-1].id if len(lines) > limit else None)
+
+
 async def open_account(
     uow: LedgerUnitOfWork,
     *,
     principal: Principal,
     shard: int,
+    shards: int,
     name: str,
     currency: str,
     owner_id: str | None = None,
@@ -68,6 +93,9 @@ async def open_account(
     owner = owner_id or principal.subject
     if owner != principal.subject:
         _require(principal, "accounts:open:any")
+    home = home_shard(owner, shards)
+    if home != shard:
+        raise WrongShard(owner, home, shard)
     Money(0, currency)  # validates the currency
     account = Account(
         id=new_account_id(shard),
@@ -101,13 +129,13 @@ async def deposit(
     _require(principal, "accounts:deposit")
     if amount.amount_minor <= 0:
         raise InvalidAmount("a deposit must be positive")
-    account = await uow.ledger.get(account_id)
+    account = await uow.ledger.get(account_id) if shard_of(account_id) == shard else None
     if account is None or account.kind is not AccountKind.CUSTOMER:
         raise AccountNotFound(account_id)
     if account.currency != amount.currency:
         raise CurrencyMismatch(account.currency, amount.currency)
-    cash = system_account_id(shard, amount.currency)
-    await uow.ledger.ensure_system_account(cash, amount.currency)
+    cash = cash_account_id(shard, amount.currency)
+    await uow.ledger.ensure_system_account(cash, amount.currency, f"cash {amount.currency}")
     posting = Posting(
         id=f"pst_{uuid.uuid4().hex}",
         kind="deposit",
