@@ -1,0 +1,3 @@
+from flotilla_payments.entrypoints.cli import main
+
+main()

@@ -1,0 +1,210 @@
+"""The ledger shards over gRPC (`flotilla.ledger.v1.Ledger`), as the coordinator calls them.
+
+One channel per instance (`host:port`) of each shard, over mutual TLS, with this service's
+own token on every call and a deadline on every call. A call that gets no answer moves on
+to the shard's next instance: every call is idempotent per (transfer, branch), so asking
+another instance is safe, and one killed instance does not stop progress. The instance
+that answered last is asked first next time.
+
+Errors: no answer from any instance (UNAVAILABLE, DEADLINE_EXCEEDED, ...) means the
+outcome of the call is unknown (`ParticipantUnavailable`); an answer the protocol forbids
+(FAILED_PRECONDITION, INVALID_ARGUMENT, an unset vote) is a `ProtocolViolation`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol, TypeVar
+
+import grpc
+from grpc import aio
+
+from flotilla_kit.rpc import bearer, secure_channel
+from flotilla_kit.settings import TlsSettings
+from flotilla_payments.domain import Branch, Refusal, Vote
+from flotilla_payments.service_layer.ports import (
+    BranchCall,
+    LocalOutcome,
+    LocalTransferCall,
+    ParticipantUnavailable,
+    PrepareCall,
+    ProtocolViolation,
+)
+from flotilla_proto.ledger.v1 import ledger_pb2 as pb
+from flotilla_proto.ledger.v1 import ledger_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from flotilla_proto.ledger.v1.ledger_pb2_grpc import LedgerAsyncStub
+
+__all__ = ["GrpcLedgerClient", "TokenSource"]
+
+_R = TypeVar("_R")
+Metadata = tuple[tuple[str, str], ...]
+
+# Whoever answers with these told us something the protocol rules out; asking another
+# instance of the same shard would get the same answer.
+_VIOLATIONS = frozenset(
+    {
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
+
+_REFUSALS: dict[int, Refusal] = {
+    pb.INSUFFICIENT_FUNDS: Refusal.INSUFFICIENT_FUNDS,
+    pb.ACCOUNT_NOT_FOUND: Refusal.ACCOUNT_NOT_FOUND,
+    pb.CURRENCY_MISMATCH: Refusal.CURRENCY_MISMATCH,
+    pb.ALREADY_ABORTED: Refusal.ALREADY_ABORTED,
+    pb.WRONG_SHARD: Refusal.WRONG_SHARD,
+    pb.INVALID: Refusal.INVALID,
+}
+_DIRECTIONS = {Branch.DEBIT: pb.DEBIT, Branch.CREDIT: pb.CREDIT}
+
+
+class TokenSource(Protocol):
+    """This service's own access token (the kit's `ServiceTokenProvider`)."""
+
+    async def token(self) -> str: ...
+
+
+ChannelFactory = Callable[[str, TlsSettings], aio.Channel]
+CallObserver = Callable[[str, str], None]
+
+
+class GrpcLedgerClient:
+    def __init__(
+        self,
+        shards: Mapping[int, Sequence[str]],
+        *,
+        tls: TlsSettings,
+        tokens: TokenSource,
+        timeout_s: float,
+        on_call: CallObserver | None = None,
+        channel_factory: ChannelFactory = secure_channel,
+    ) -> None:
+        self._targets = {shard: list(targets) for shard, targets in shards.items()}
+        self._tls = tls
+        self._tokens = tokens
+        self._timeout_s = timeout_s
+        self._on_call = on_call or (lambda _method, _result: None)
+        self._channel_factory = channel_factory
+        self._channels: dict[str, aio.Channel] = {}
+        self._stubs: dict[str, LedgerAsyncStub] = {}
+        self._preferred: dict[int, int] = {}
+
+    def _stub(self, target: str) -> LedgerAsyncStub:
+        stub = self._stubs.get(target)
+        if stub is None:
+            channel = self._channel_factory(target, self._tls)
+            self._channels[target] = channel
+            stub = self._stubs[target] = pb_grpc.LedgerStub(channel)
+        return stub
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
+        for channel in channels:
+            await channel.close()
+
+    async def _call(
+        self,
+        shard: int,
+        method: str,
+        invoke: Callable[[LedgerAsyncStub, Metadata], Awaitable[_R]],
+    ) -> _R:
+        targets = self._targets.get(shard)
+        if not targets:
+            self._on_call(method, "unavailable")
+            raise ParticipantUnavailable(f"no instances are configured for shard {shard}")
+        try:
+            metadata = bearer(await self._tokens.token())
+        except Exception as exc:  # the auth service is down: nothing was sent
+            self._on_call(method, "unavailable")
+            raise ParticipantUnavailable(f"no service token: {exc}") from exc
+        start = self._preferred.get(shard, 0)
+        failures: list[str] = []
+        for offset in range(len(targets)):
+            index = (start + offset) % len(targets)
+            target = targets[index]
+            try:
+                response = await invoke(self._stub(target), metadata)
+            except aio.AioRpcError as exc:
+                code = exc.code()
+                if code in _VIOLATIONS:
+                    self._on_call(method, "protocol_violation")
+                    raise ProtocolViolation(
+                        f"{method} on {target}: {code.name}: {exc.details()}"
+                    ) from exc
+                failures.append(f"{target}: {code.name}")
+                continue
+            self._preferred[shard] = index
+            self._on_call(method, "ok")
+            return response
+        self._on_call(method, "unavailable")
+        raise ParticipantUnavailable(f"{method} on shard {shard}: " + "; ".join(failures))
+
+    async def prepare(self, call: PrepareCall) -> Vote:
+        request = pb.PrepareRequest(
+            transfer_id=call.transfer_id,
+            branch_id=call.branch.value,
+            account_id=call.account_id,
+            direction=_DIRECTIONS[call.branch],
+            amount_minor=call.amount_minor,
+            currency=call.currency,
+            required_owner=call.required_owner,
+            reference=call.reference,
+        )
+        response = await self._call(
+            call.shard,
+            "Prepare",
+            lambda stub, md: stub.Prepare(request, timeout=self._timeout_s, metadata=md),
+        )
+        if response.vote == pb.YES:
+            return Vote.yes()
+        if response.vote == pb.NO:
+            return Vote.no(_REFUSALS.get(response.refusal, Refusal.PROTOCOL_VIOLATION))
+        raise ProtocolViolation(f"Prepare answered no vote ({response.vote})")
+
+    async def commit(self, call: BranchCall) -> None:
+        request = pb.BranchRef(transfer_id=call.transfer_id, branch_id=call.branch.value)
+        state = await self._call(
+            call.shard,
+            "Commit",
+            lambda stub, md: stub.Commit(request, timeout=self._timeout_s, metadata=md),
+        )
+        if state.status != pb.COMMITTED:
+            raise ProtocolViolation(f"Commit answered {pb.BranchStatus.Name(state.status)}")
+
+    async def abort(self, call: BranchCall) -> None:
+        request = pb.BranchRef(transfer_id=call.transfer_id, branch_id=call.branch.value)
+        state = await self._call(
+            call.shard,
+            "Abort",
+            lambda stub, md: stub.Abort(request, timeout=self._timeout_s, metadata=md),
+        )
+        if state.status != pb.ABORTED:
+            raise ProtocolViolation(f"Abort answered {pb.BranchStatus.Name(state.status)}")
+
+    async def transfer(self, call: LocalTransferCall) -> LocalOutcome:
+        request = pb.LocalTransferRequest(
+            transfer_id=call.transfer_id,
+            from_account=call.from_account,
+            to_account=call.to_account,
+            amount_minor=call.amount_minor,
+            currency=call.currency,
+            required_owner=call.required_owner,
+            reference=call.reference,
+        )
+        response = await self._call(
+            call.shard,
+            "Transfer",
+            lambda stub, md: stub.Transfer(request, timeout=self._timeout_s, metadata=md),
+        )
+        if response.applied:
+            return LocalOutcome(applied=True)
+        return LocalOutcome(
+            applied=False, refusal=_REFUSALS.get(response.refusal, Refusal.PROTOCOL_VIOLATION)
+        )

@@ -1,0 +1,102 @@
+"""Request and response bodies of the payments REST API (pydantic v2)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from flotilla_payments.domain import CURRENCIES, MAX_AMOUNT_MINOR, Transfer
+
+__all__ = ["OutcomeOut", "TransferIn", "TransferList", "TransferOut"]
+
+AccountId = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=128,
+        description="An account id, as the accounts service gives it (`acc_<shard>_<hex>`).",
+        examples=["acc_0_9f1c3e5a7b2d4f6e8a0c1b3d5f7e9a2c"],
+    ),
+]
+CurrencyCode = Annotated[
+    str,
+    Field(
+        description="ISO 4217 code of a currency the bank keeps accounts in.",
+        examples=["EUR"],
+        min_length=3,
+        max_length=3,
+        json_schema_extra={"enum": sorted(CURRENCIES)},
+    ),
+]
+
+
+def _known_currency(code: str) -> str:
+    if code not in CURRENCIES:
+        raise ValueError(f"unknown currency; use one of {', '.join(sorted(CURRENCIES))}")
+    return code
+
+
+class TransferIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    from_account: AccountId = Field(description="The caller's own account the money leaves.")
+    to_account: AccountId = Field(description="The account the money goes to (anyone's).")
+    amount_minor: StrictInt = Field(
+        gt=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).", examples=[2500]
+    )
+    currency: CurrencyCode
+    reference: str = Field(default="transfer", max_length=140, examples=["rent"])
+
+    _currency = field_validator("currency")(_known_currency)
+
+
+class TransferOut(BaseModel):
+    id: str
+    from_account: str
+    to_account: str
+    amount_minor: int = Field(description="Amount in minor units (cents).")
+    currency: str
+    reference: str
+    state: Literal["preparing", "committing", "aborting", "committed", "aborted"] = Field(
+        description="committed and aborted are final; the others are on their way."
+    )
+    refusal: str | None = Field(
+        description="Why it was aborted: insufficient-funds, account-not-found, "
+        "currency-mismatch, invalid (the ledger's answer), or a technical reason."
+    )
+    path: Literal["local", "2pc"] = Field(
+        description="local: both accounts on one ledger shard; 2pc: two-phase commit."
+    )
+    created_at: dt.datetime
+    decided_at: dt.datetime | None
+    completed_at: dt.datetime | None
+
+    @classmethod
+    def of(cls, transfer: Transfer) -> TransferOut:
+        return cls(
+            id=str(transfer.id),
+            from_account=transfer.from_account,
+            to_account=transfer.to_account,
+            amount_minor=transfer.amount_minor,
+            currency=transfer.currency,
+            reference=transfer.reference,
+            state=transfer.state.value,
+            refusal=transfer.refusal.value if transfer.refusal else None,
+            path=transfer.path.value,
+            created_at=transfer.created_at,
+            decided_at=transfer.decided_at,
+            completed_at=transfer.completed_at,
+        )
+
+
+class TransferList(BaseModel):
+    items: list[TransferOut] = Field(description="Newest first.")
+    next_after: str | None = Field(
+        description="Pass as `after` to get the next page; null on the last page."
+    )
+
+
+class OutcomeOut(BaseModel):
+    outcome: Literal["commit", "abort", "pending"]

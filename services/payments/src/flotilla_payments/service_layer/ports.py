@@ -1,0 +1,255 @@
+"""What the use cases need from the outside world; adapters provide it, tests fake it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Protocol, Self
+
+from flotilla_payments.domain import Branch, Refusal, Transfer, TransferPath, TransferState, Vote
+from flotilla_payments.service_layer.faults import FaultPoint
+
+__all__ = [
+    "AuditTrail",
+    "BranchCall",
+    "Clock",
+    "DuplicateIdempotencyKey",
+    "Faults",
+    "IdempotencyKeys",
+    "LedgerClient",
+    "LocalOutcome",
+    "LocalTransferCall",
+    "ParticipantUnavailable",
+    "PaymentsUnitOfWork",
+    "PrepareCall",
+    "ProtocolViolation",
+    "StoredKey",
+    "TransferMetrics",
+    "TransferRepository",
+    "UnitOfWorkFactory",
+]
+
+
+# -- the ledger shards (2PC participants) ---------------------------------------------------
+
+
+class ParticipantUnavailable(Exception):
+    """No answer from any instance of the shard (unreachable, deadline passed, our token
+    refused): the call may or may not have taken effect."""
+
+
+class ProtocolViolation(Exception):
+    """The participant answered what the protocol does not allow (a commit of a branch it
+    never prepared, an unset vote, ...). Logged as an error: it is a bug somewhere."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrepareCall:
+    shard: int
+    transfer_id: str
+    branch: Branch  # the debit branch holds the money, the credit branch records it pending
+    account_id: str
+    amount_minor: int
+    currency: str
+    required_owner: str  # empty: any owner
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class BranchCall:
+    shard: int
+    transfer_id: str
+    branch: Branch
+
+
+@dataclass(frozen=True, slots=True)
+class LocalTransferCall:
+    shard: int
+    transfer_id: str
+    from_account: str
+    to_account: str
+    amount_minor: int
+    currency: str
+    required_owner: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocalOutcome:
+    applied: bool
+    refusal: Refusal | None = None
+
+
+class LedgerClient(Protocol):
+    """The ledger shards, by shard number. Every call is idempotent per (transfer, branch),
+    so a call whose outcome is unknown is simply made again."""
+
+    async def prepare(self, call: PrepareCall) -> Vote:
+        """YES, or NO with a refusal; raises ParticipantUnavailable or ProtocolViolation."""
+
+    async def commit(self, call: BranchCall) -> None:
+        """Returns once the participant says COMMITTED."""
+
+    async def abort(self, call: BranchCall) -> None:
+        """Returns once the participant says ABORTED (a tombstone if it never prepared)."""
+
+    async def transfer(self, call: LocalTransferCall) -> LocalOutcome:
+        """Both sides on one shard, in one of its transactions."""
+
+
+# -- storage ---------------------------------------------------------------------------------
+
+
+class DuplicateIdempotencyKey(Exception):
+    """Another request stored the same key first (the caller retries and replays it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredKey:
+    fingerprint: str
+    transfer_id: uuid.UUID
+
+
+class TransferRepository(Protocol):
+    async def add(self, transfer: Transfer) -> None: ...
+
+    async def get(self, transfer_id: uuid.UUID) -> Transfer | None: ...
+
+    async def page_for_initiator(
+        self, initiator: str, *, limit: int, after: Transfer | None
+    ) -> list[Transfer]:
+        """Newest first; `after` is the last transfer of the previous page."""
+
+    async def save_transition(self, transfer: Transfer, *, expected: TransferState) -> bool:
+        """Compare-and-set: store the state (and its timestamps, refusal, lease) only if the
+        stored state is still `expected`."""
+
+    async def extend_lease(
+        self,
+        transfer_id: uuid.UUID,
+        *,
+        owner: str,
+        state: TransferState,
+        until: dt.datetime,
+        attempts: int,
+        next_attempt_at: dt.datetime,
+    ) -> bool:
+        """Keep driving: only if `owner` still holds the lease and the state is `state`."""
+
+    async def release_lease(
+        self,
+        transfer_id: uuid.UUID,
+        *,
+        owner: str,
+        attempts: int,
+        next_attempt_at: dt.datetime,
+    ) -> bool:
+        """Give the transfer back to recovery, to be tried again at `next_attempt_at`."""
+
+    async def release_leases_of(self, owner: str) -> int:
+        """At start: leases held by a previous life of this instance are void."""
+
+    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
+        """Unfinished transfers whose lease has expired and whose next attempt has come."""
+
+    async def claim(
+        self, transfer_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
+    ) -> Transfer | None:
+        """Compare-and-set on the lease: take it only if it is (still) free or expired."""
+
+    async def count_unfinished(self) -> int: ...
+
+    async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
+        """Oldest first."""
+
+
+class IdempotencyKeys(Protocol):
+    async def find(self, scope: str, key: str) -> StoredKey | None: ...
+
+    async def remember(
+        self,
+        scope: str,
+        key: str,
+        *,
+        fingerprint: str,
+        transfer_id: uuid.UUID,
+        at: dt.datetime,
+    ) -> None:
+        """Raises DuplicateIdempotencyKey when another transaction stored it first."""
+
+
+class AuditTrail(Protocol):
+    """Security-relevant events, recorded in the same transaction as the change."""
+
+    async def record(
+        self,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        details: Mapping[str, Any],
+        outcome: str = "success",
+    ) -> None: ...
+
+
+class PaymentsUnitOfWork(Protocol):
+    """One transaction; rolled back on exit unless committed."""
+
+    @property
+    def transfers(self) -> TransferRepository: ...
+
+    @property
+    def idempotency(self) -> IdempotencyKeys: ...
+
+    @property
+    def audit(self) -> AuditTrail: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self, *, write: bool = True) -> PaymentsUnitOfWork: ...
+
+
+# -- time, faults, metrics -------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    def now(self) -> dt.datetime:
+        """Timezone-aware UTC."""
+
+    async def sleep(self, seconds: float) -> None: ...
+
+
+class Faults(Protocol):
+    def hit(self, point: FaultPoint) -> None:
+        """Return, or end the process there (fault injection in tests and chaos runs)."""
+
+
+class TransferMetrics(Protocol):
+    def transfer_finished(self, path: TransferPath, outcome: str) -> None:
+        """`outcome`: committed, refused (by a participant) or aborted (technical)."""
+
+    def prepare_took(self, seconds: float) -> None: ...
+
+    def decision_took(self, path: TransferPath, seconds: float) -> None:
+        """From the request to the durable decision."""
+
+    def phase_two_took(self, seconds: float) -> None:
+        """From the durable decision to every participant's acknowledgement."""
+
+    def in_doubt(self, count: int) -> None: ...
+
+    def recovery_action(self, kind: str) -> None: ...

@@ -1,0 +1,104 @@
+"""Settings of the payments service (environment variables `FLOTILLA_*`)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from flotilla_kit.settings import ServiceSettings
+from flotilla_payments.service_layer.faults import FaultPoint
+
+__all__ = ["PaymentsSettings"]
+
+
+class PaymentsSettings(ServiceSettings):
+    service_name: str = Field(default="payments", description="Name in logs and metrics.")
+    ledger_shards: dict[int, list[str]] = Field(
+        default_factory=dict,
+        description=(
+            'Ledger shard -> gRPC targets ("host:port") of its accounts instances, as JSON: '
+            '{"0": ["127.0.0.1:7101", "127.0.0.1:7102"], "1": [...]}.'
+        ),
+    )
+    auth_token_urls: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Token endpoints of the auth service, tried in order, for this service's own "
+            "token (client `payments`, proven with the instance's TLS certificate and key)."
+        ),
+    )
+    rpc_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Deadline of each gRPC call to a ledger shard."
+    )
+    answer_within_s: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long POST /transfers waits for an outcome before answering 202.",
+    )
+    prepare_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="A cross-shard transfer still PREPARING after this long is aborted.",
+    )
+    retry_initial_s: float = Field(
+        default=0.1, gt=0, le=60, description="First retry delay of phase two (then doubling)."
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Longest retry delay (full jitter below it)."
+    )
+    recovery_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="How often recovery looks for stuck transfers."
+    )
+    lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a driver owns a transfer before recovery may take it over.",
+    )
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Fault injection (profiles test and dev only): point -> probability that the "
+            "process exits there at once (status 137). Points: "
+            + ", ".join(p.value for p in FaultPoint)
+            + "."
+        ),
+    )
+
+    @field_validator("ledger_shards")
+    @classmethod
+    def _shards_have_targets(cls, shards: dict[int, list[str]]) -> dict[int, list[str]]:
+        for shard, targets in shards.items():
+            if not 0 <= shard <= 999:
+                raise ValueError(f"shard {shard} is out of range (0-999)")
+            if not targets:
+                raise ValueError(f"shard {shard} has no targets")
+            for target in targets:
+                host, _, port = target.rpartition(":")
+                if not host or not port.isdigit():
+                    raise ValueError(f"target {target!r} of shard {shard} is not host:port")
+        return shards
+
+    @field_validator("faults")
+    @classmethod
+    def _known_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
+        known = {p.value for p in FaultPoint}
+        for point, probability in faults.items():
+            if point not in known:
+                raise ValueError(f"unknown fault point {point!r}; known: {sorted(known)}")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"the probability of {point!r} must be between 0 and 1")
+        return faults
+
+    @model_validator(mode="after")
+    def _faults_only_in_test_or_dev(self) -> Self:
+        if self.faults and self.profile not in ("test", "dev"):
+            raise ValueError(
+                f"fault injection is refused in profile {self.profile!r} (only test and dev)"
+            )
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must not be shorter than retry_initial_s")
+        return self

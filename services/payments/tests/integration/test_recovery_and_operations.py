@@ -1,0 +1,248 @@
+"""Crash, recover, ask, operate: on both databases, over real gRPC."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import sys
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from fastapi import FastAPI
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from typer.testing import CliRunner
+
+from flotilla_kit.testing import TokenMinter
+from flotilla_payments.adapters.tables import metadata
+from flotilla_payments.domain import Transfer, TransferState
+from flotilla_payments.entrypoints.cli import app as cli_app
+from flotilla_payments.service_layer.coordinator import Coordinator, TransferRequest
+from flotilla_payments.service_layer.faults import FaultPoint
+from flotilla_payments.service_layer.ports import UnitOfWorkFactory
+from flotilla_payments.service_layer.recovery import Recovery
+from services.payments.tests.fakes import CrashAt, FakeClock, SimulatedCrash, who
+from services.payments.tests.integration.conftest import Headers, Ledger
+from services.payments.tests.integration.test_transfers_api import TRANSFERS, body
+
+P = FaultPoint
+S = TransferState
+
+
+def uow_of(app: FastAPI) -> UnitOfWorkFactory:
+    factory: UnitOfWorkFactory = app.state.uow
+    return factory
+
+
+async def stored(app: FastAPI, transfer_id: uuid.UUID | str) -> Transfer:
+    async with uow_of(app)(write=False) as uow:
+        found = await uow.transfers.get(uuid.UUID(str(transfer_id)))
+    assert found is not None
+    return found
+
+
+async def only_transfer(app: FastAPI) -> Transfer:
+    async with uow_of(app)(write=False) as uow:
+        (found,) = await uow.transfers.unfinished(created_before=None)
+    return found
+
+
+async def post_and_crash(
+    client: httpx.AsyncClient, headers: dict[str, str], payload: dict[str, Any]
+) -> None:
+    with pytest.raises(SimulatedCrash):
+        await client.post(TRANSFERS, json=payload, headers=headers)
+
+
+def assert_no_branch_left_prepared(ledger: Ledger) -> None:
+    for shard in ledger.bank.shards.values():
+        assert all(b.status != "prepared" for b in shard.branches.values())
+        assert all(a.held == a.pending == 0 for a in shard.accounts.values())
+
+
+@pytest.mark.parametrize("faults", list(P), indirect=True)
+async def test_recovery_finishes_a_transfer_whose_process_died(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    ledger: Ledger,
+    clock: FakeClock,
+    faults: CrashAt,
+) -> None:
+    total = ledger.bank.total()
+    await post_and_crash(client, as_user(key="k"), body(accounts["a0"], accounts["b1"]))
+    stuck = await only_transfer(app)
+    before_decision = faults.hits[-1] in (P.AFTER_PREPARING_RECORD, P.AFTER_PREPARE)
+    assert stuck.state is (S.PREPARING if before_decision else S.COMMITTING)
+    assert (await app.state.recovery.tick()).claimed == 0  # its lease still holds
+    clock.advance(6)  # past the lease, before the prepare timeout
+    report = await app.state.recovery.tick()
+    assert (report.claimed, report.finished, report.unfinished) == (1, 1, 0)
+    assert (await stored(app, stuck.id)).state is S.COMMITTED
+    assert ledger.bank.shards[0].balance(accounts["a0"]) == 7_500  # exactly once
+    assert ledger.bank.shards[1].balance(accounts["b1"]) == 2_500
+    assert ledger.bank.total() == total
+    assert_no_branch_left_prepared(ledger)
+    metrics = (await client.get("/metrics")).text
+    assert 'flotilla_payments_recovery_actions_total{kind="finished"} 1.0' in metrics
+    assert "flotilla_payments_in_doubt_transfers 0.0" in metrics
+
+
+@pytest.mark.parametrize("faults", [P.AFTER_PREPARE], indirect=True)
+async def test_an_undecided_transfer_is_aborted_after_the_prepare_timeout(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    ledger: Ledger,
+    clock: FakeClock,
+) -> None:
+    money = ledger.bank.money()
+    await post_and_crash(client, as_user(key="k"), body(accounts["a0"], accounts["b1"]))
+    stuck = await only_transfer(app)
+    clock.advance(11)
+    assert (await app.state.recovery.tick()).finished == 1
+    done = await stored(app, stuck.id)
+    assert (done.state, done.refusal) == (S.ABORTED, "prepare-timeout")
+    assert ledger.bank.money() == money
+    assert_no_branch_left_prepared(ledger)
+
+
+async def test_two_instances_recovering_at_once_finish_each_transfer_once(
+    app: FastAPI, accounts: dict[str, str], ledger: Ledger, clock: FakeClock
+) -> None:
+    ours: Coordinator = app.state.coordinator
+
+    def instance(instance_id: str, **parts: Any) -> Coordinator:
+        return Coordinator(
+            uow=app.state.uow, ledger=app.state.ledger, clock=clock, metrics=app.state.payments_metrics,
+            config=dataclasses.replace(ours.config, instance_id=instance_id), **parts,
+        )  # fmt: skip
+
+    for n in range(3):
+        with pytest.raises(SimulatedCrash):
+            await instance("p-9", faults=CrashAt(P.AFTER_DECISION)).submit(
+                principal=who("alice", "customer"),
+                request=TransferRequest(accounts["a0"], accounts["b1"], 100, "EUR", f"t{n}"),
+                idempotency_key=f"k-{n}",
+                fingerprint=f"f-{n}",
+            )
+    other = instance("p-1", faults=CrashAt(P.AFTER_PREPARE))  # never reached: decided already
+    recovery = Recovery(
+        other, uow=app.state.uow, clock=clock, metrics=app.state.payments_metrics, interval_s=1
+    )
+    clock.advance(6)
+    reports = await asyncio.gather(app.state.recovery.tick(), recovery.tick())
+    assert sum(r.claimed for r in reports) == sum(r.finished for r in reports) == 3
+    commits = ledger.servicers[0].calls_of("Commit") + ledger.servicers[1].calls_of("Commit")
+    assert len(commits) == len(set(commits)) == 6  # one per branch: nobody drove one twice
+    assert ledger.bank.shards[1].balance(accounts["b1"]) == 300
+    await other.close()
+
+
+@pytest.mark.parametrize("faults", [P.AFTER_PREPARE], indirect=True)
+async def test_the_outcome_endpoint_for_participants_in_doubt(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    tokens: TokenMinter,
+    clock: FakeClock,
+) -> None:
+    shard = {"Authorization": f"Bearer {tokens.mint('service:accounts', ['service:accounts'])}"}
+
+    async def outcome(transfer_id: object, headers: dict[str, str] = shard) -> httpx.Response:
+        return await client.get(f"/internal/v1/transfers/{transfer_id}/outcome", headers=headers)
+
+    await post_and_crash(client, as_user(key="k-1"), body(accounts["a0"], accounts["b1"]))
+    undecided = await only_transfer(app)
+    committed = await client.post(
+        TRANSFERS, json=body(accounts["a0"], accounts["b1"]), headers=as_user(key="k-2")
+    )
+    assert committed.status_code == 201
+    assert (await outcome(committed.json()["id"])).json() == {"outcome": "commit"}
+    assert (await outcome(uuid.uuid4())).json() == {"outcome": "abort"}  # presumed abort
+    assert (await outcome("never-ours")).json() == {"outcome": "abort"}
+    assert (await outcome(undecided.id)).json() == {"outcome": "pending"}
+    clock.advance(10)
+    assert (await outcome(undecided.id)).json() == {"outcome": "abort"}
+    assert (await stored(app, undecided.id)).state is S.ABORTING
+    customer = await outcome(undecided.id, as_user("alice"))
+    assert (customer.status_code, customer.json()["type"].rsplit("/", 1)[1]) == (403, "forbidden")
+    assert (await outcome(undecided.id, {})).status_code == 401
+
+
+async def test_migrations_build_exactly_the_tables_the_code_uses(app: FastAPI) -> None:
+    def differences(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return list(compare_metadata(context, metadata))
+
+    async with app.state.database.engine.connect() as connection:
+        assert await connection.run_sync(differences) == []
+
+
+async def test_the_audit_log_refuses_updates_and_deletes(
+    app: FastAPI, client: httpx.AsyncClient, as_user: Headers, accounts: dict[str, str]
+) -> None:
+    await client.post(
+        TRANSFERS, json=body(accounts["a0"], accounts["b1"]), headers=as_user(key="k")
+    )
+    for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
+        with pytest.raises(DBAPIError):
+            async with app.state.database.engine.begin() as conn:
+                await conn.execute(text(statement))
+
+
+async def run_cli(*args: str, database_url: str) -> tuple[int, str, str]:
+    env = {**os.environ, "FLOTILLA_DATABASE_URL": database_url, "FLOTILLA_PROFILE": "test"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "flotilla_payments", *args, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+@pytest.mark.parametrize("faults", [P.AFTER_DECISION], indirect=True)
+async def test_operator_commands(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    database_url: str,
+) -> None:
+    await post_and_crash(client, as_user(key="k"), body(accounts["a0"], accounts["b1"]))
+    stuck = await only_transfer(app)
+    results = await asyncio.gather(
+        run_cli("in-doubt", database_url=database_url),
+        run_cli("in-doubt", "--older-than", "3600", database_url=database_url),
+        run_cli("audit-verify", database_url=database_url),
+        run_cli("audit-tail", "--limit", "5", database_url=database_url),
+        run_cli("migrate", database_url=database_url),
+    )
+    assert [code for code, _, _ in results] == [0] * 5, [err for _, _, err in results]
+    (line,) = [json.loads(row) for row in results[0][1].splitlines()]
+    assert (line["id"], line["state"], line["lease_owner"], line["initiator"]) == (
+        str(stuck.id), "committing", "p-0", "alice",
+    )  # fmt: skip
+    assert results[1][1] == ""
+    report = json.loads(results[2][1])
+    assert (report["service"], report["intact"], report["records"]) == ("payments", True, 1)
+    (record,) = [json.loads(row) for row in results[3][1].splitlines()]
+    assert (record["action"], record["target"]) == ("transfer.requested", str(stuck.id))
+
+
+def test_help_lists_the_commands() -> None:
+    result = CliRunner().invoke(cli_app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "migrate", "in-doubt", "audit-verify", "audit-tail"):
+        assert command in result.output
