@@ -63,6 +63,25 @@ async def test_accounts_open_only_on_their_owners_home_shard(
         assert problem["shard"] == 2
     assert await take_snapshot(app.state.database) == before
 
+    # Listing follows the same rule: an owner's accounts are on their home shard.
+    listed = await client.get(
+        "/api/v1/accounts", params={"owner_id": here}, headers=as_user("sam", "support")
+    )
+    assert listed.status_code == 200
+    assert {a["id"] for a in listed.json()["items"]} == {
+        mine.json()["id"],
+        for_someone.json()["id"],
+    }
+    elsewhere_listed = await client.get(
+        "/api/v1/accounts", params={"owner_id": elsewhere}, headers=as_user("sam", "support")
+    )
+    assert elsewhere_listed.status_code == 421
+    assert elsewhere_listed.json()["shard"] == 2
+    not_staff = await client.get(
+        "/api/v1/accounts", params={"owner_id": here}, headers=as_user(elsewhere)
+    )
+    assert not_staff.status_code == 403
+
     # An id of another shard is unknown here, even to staff.
     other = await client.get("/api/v1/accounts/acc_2_0123abcd", headers=as_user("sam", "support"))
     assert other.status_code == 404

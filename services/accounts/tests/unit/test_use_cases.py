@@ -36,13 +36,20 @@ async def test_a_customer_sees_only_their_own_accounts() -> None:
         uow, principal=alice, shard=0, shards=1, name="A", currency="EUR"
     )
     await use_cases.open_account(uow, principal=bob, shard=0, shards=1, name="B", currency="EUR")
-    assert [a.id for a in await use_cases.list_accounts(uow, principal=alice)] == [mine.id]
+    listed = await use_cases.list_accounts(uow, principal=alice, shard=0, shards=1)
+    assert [a.id for a in listed] == [mine.id]
+    with pytest.raises(NotAllowed):
+        await use_cases.list_accounts(uow, principal=bob, shard=0, shards=1, owner_id="alice")
     with pytest.raises(AccountNotFound):
         await use_cases.get_account(uow, principal=bob, shard=0, account_id=mine.id)
     staff = who("sam", "support")
     assert (
         await use_cases.get_account(uow, principal=staff, shard=0, account_id=mine.id)
     ).id == mine.id
+    for_staff = await use_cases.list_accounts(
+        uow, principal=staff, shard=0, shards=1, owner_id="alice"
+    )
+    assert [a.id for a in for_staff] == [mine.id]
 
 
 async def test_opening_for_someone_else_needs_the_any_permission() -> None:
@@ -108,7 +115,7 @@ async def test_read_any_alone_is_enough_to_read_any_account() -> None:
     found = await use_cases.get_account(uow, principal=service, shard=0, account_id=mine.id)
     assert found.id == mine.id
     with pytest.raises(NotAllowed):
-        await use_cases.list_accounts(uow, principal=service)
+        await use_cases.list_accounts(uow, principal=service, shard=0, shards=1)
 
 
 def owner_on(shard: int, shards: int) -> str:

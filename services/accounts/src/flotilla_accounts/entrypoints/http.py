@@ -130,10 +130,44 @@ def _answer(result: IdempotentResult, location: str | None = None) -> Response:
     return JSONResponse(result.body, status_code=result.status, headers=headers)
 
 
-@router.get("", response_model=AccountList, summary="The caller's own accounts")
-async def list_accounts(principal: Authenticated, database: DatabaseDep) -> AccountList:
+OwnerQuery = Annotated[
+    str | None,
+    Query(
+        min_length=1,
+        max_length=64,
+        description="Another user (needs accounts:read:any, or accounts:open:any to open). "
+        "A query parameter, so that the gateway can route by it to the owner's shard.",
+    ),
+]
+
+
+def _single_owner(request: Request) -> None:
+    if len(request.query_params.getlist("owner_id")) > 1:
+        # Which one would count? The gateway routes by one of them; refuse the ambiguity.
+        raise Problem(
+            422, "validation-error", "Request validation failed", "owner_id given more than once"
+        )
+
+
+@router.get(
+    "",
+    response_model=AccountList,
+    summary="The caller's own accounts (staff: another owner's, with owner_id)",
+    responses=_WRONG_SHARD_RESPONSE,
+)
+async def list_accounts(
+    request: Request,
+    principal: Authenticated,
+    database: DatabaseDep,
+    shard: ShardDep,
+    shards: ShardsDep,
+    owner_id: OwnerQuery = None,
+) -> AccountList:
+    _single_owner(request)
     async with AccountsUnitOfWork(database, write=False) as uow:
-        found = await use_cases.list_accounts(uow, principal=principal)
+        found = await use_cases.list_accounts(
+            uow, principal=principal, shard=shard, shards=shards, owner_id=owner_id
+        )
     return AccountList(items=[AccountOut.of(a) for a in found])
 
 
@@ -152,22 +186,10 @@ async def open_account(
     database: DatabaseDep,
     shard: ShardDep,
     shards: ShardsDep,
-    owner_id: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=64,
-            description="Open the account for another user (needs accounts:open:any). "
-            "A query parameter, so that the gateway can route by it to the owner's shard.",
-        ),
-    ] = None,
+    owner_id: OwnerQuery = None,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
-    if len(request.query_params.getlist("owner_id")) > 1:
-        # Which one would count? The gateway routes by one of them; refuse the ambiguity.
-        raise Problem(
-            422, "validation-error", "Request validation failed", "owner_id given more than once"
-        )
+    _single_owner(request)
 
     async def action(uow: AccountsUnitOfWork) -> tuple[int, Any]:
         account = await use_cases.open_account(

@@ -39,9 +39,22 @@ def _require(principal: Principal, permission: str) -> None:
         raise NotAllowed(permission)
 
 
-async def list_accounts(uow: LedgerUnitOfWork, *, principal: Principal) -> list[Account]:
-    _require(principal, "accounts:read")
-    return await uow.ledger.list_for_owner(principal.subject)
+async def list_accounts(
+    uow: LedgerUnitOfWork,
+    *,
+    principal: Principal,
+    shard: int,
+    shards: int,
+    owner_id: str | None = None,
+) -> list[Account]:
+    """The caller's own accounts; staff (`accounts:read:any`) may name another owner. An
+    owner's accounts all live on their home shard: asked elsewhere, we say where."""
+    owner = owner_id or principal.subject
+    _require(principal, "accounts:read" if owner == principal.subject else "accounts:read:any")
+    home = home_shard(owner, shards)
+    if home != shard:
+        raise WrongShard(owner, home, shard)
+    return await uow.ledger.list_for_owner(owner)
 
 
 async def get_account(
