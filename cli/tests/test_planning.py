@@ -2,61 +2,88 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Literal
 
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import build_plan
+from flotilla_cli.planning import build_plan, database_names
+from flotilla_cli.state import Plan
 
 
-def test_every_instance_gets_its_own_port_and_settings(tmp_path: Path) -> None:
+def _plan(
+    tmp_path: Path,
+    *,
+    instances: int = 2,
+    database: Literal["sqlite", "postgres"] = "sqlite",
+    postgres_url: str | None = None,
+) -> tuple[VarLayout, Plan]:
     layout = VarLayout.at(tmp_path)
     layout.ensure()
-    plan = build_plan(layout, instances=3, database="sqlite", profile="dev", gateway_port=9443)
-    names = [i.name for i in plan.instances]
-    assert names == [
-        "auth-0", "auth-1", "auth-2", "accounts-0", "accounts-1", "accounts-2", "gateway-0",
+    plan = build_plan(
+        layout, instances=instances, shards=2, database=database, profile="dev",
+        gateway_port=9443, postgres_url=postgres_url,
+    )  # fmt: skip
+    return layout, plan
+
+
+def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
+    layout, plan = _plan(tmp_path)
+    instances = plan.instances
+    assert [i.name for i in instances] == [
+        "auth-0", "auth-1",
+        "accounts-s0-0", "accounts-s0-1", "accounts-s1-0", "accounts-s1-1",
+        "payments-0", "payments-1",
+        "gateway-0",
     ]  # fmt: skip
-    ports = [i.port for i in plan.instances]
+    ports = [i.port for i in instances] + [i.grpc_port for i in instances if i.grpc_port]
     assert len(set(ports)) == len(ports)
-    accounts_1 = next(i for i in plan.instances if i.name == "accounts-1")
-    assert accounts_1.env["FLOTILLA_INSTANCE_ID"] == "1"
-    assert accounts_1.env["FLOTILLA_PORT"] == str(accounts_1.port)
-    assert accounts_1.env["FLOTILLA_DATABASE_URL"].endswith("/accounts.db")
-    assert accounts_1.env["FLOTILLA_TLS_CERT_FILE"].endswith("tls/accounts.pem")
-    auth_ports = [i.port for i in plan.instances if i.service == "auth"]
-    assert json.loads(accounts_1.env["FLOTILLA_JWKS_URLS"]) == [
+    ledger = {i.name: i for i in instances if i.service == "accounts"}
+    shard1 = ledger["accounts-s1-1"]
+    assert (shard1.shard, shard1.env["FLOTILLA_SHARD"], shard1.env["FLOTILLA_SHARDS"]) == (
+        1,
+        "1",
+        "2",
+    )
+    assert shard1.env["FLOTILLA_INSTANCE_ID"] == "1"
+    assert shard1.env["FLOTILLA_GRPC_PORT"] == str(shard1.grpc_port)
+    assert shard1.env["FLOTILLA_DATABASE_URL"].endswith("/accounts_s1.db")
+    assert shard1.env["FLOTILLA_TLS_CERT_FILE"].endswith("tls/accounts.pem")
+    auth_ports = [i.port for i in instances if i.service == "auth"]
+    assert json.loads(shard1.env["FLOTILLA_JWKS_URLS"]) == [
         f"https://127.0.0.1:{p}/.well-known/jwks.json" for p in auth_ports
     ]
-    gateway = plan.instances[-1]
+    payments = next(i for i in instances if i.name == "payments-0")
+    assert json.loads(payments.env["FLOTILLA_LEDGER_SHARDS"]) == {
+        str(shard): [f"127.0.0.1:{i.grpc_port}" for i in ledger.values() if i.shard == shard]
+        for shard in (0, 1)
+    }
+    assert json.loads(shard1.env["FLOTILLA_PAYMENTS_URLS"]) == [
+        i.url for i in instances if i.service == "payments"
+    ]
+    gateway = instances[-1]
     assert gateway.url == "https://127.0.0.1:9443"
     assert gateway.env["FLOTILLA_TOPOLOGY_FILE"] == str(layout.topology_file)
     assert "FLOTILLA_DATABASE_URL" not in gateway.env
 
 
 def test_the_auth_key_encryption_key_is_random_and_kept(tmp_path: Path) -> None:
-    layout = VarLayout.at(tmp_path)
-    layout.ensure()
-    first = build_plan(layout, instances=1, database="sqlite", profile="dev", gateway_port=1)
-    second = build_plan(layout, instances=1, database="sqlite", profile="dev", gateway_port=1)
+    layout, first = _plan(tmp_path)
+    _, second = _plan(tmp_path)
     key = first.instances[0].env["FLOTILLA_KEY_ENCRYPTION_KEY"]
     assert len(key) >= 32
     assert second.instances[0].env["FLOTILLA_KEY_ENCRYPTION_KEY"] == key
     assert (layout.secrets / "auth-key-encryption-key").stat().st_mode & 0o077 == 0
 
 
-def test_postgres_gives_each_service_its_own_database(tmp_path: Path) -> None:
-    layout = VarLayout.at(tmp_path)
-    layout.ensure()
-    plan = build_plan(
-        layout,
-        instances=1,
-        database="postgres",
-        profile="dev",
-        gateway_port=1,
-        postgres_url="postgresql+asyncpg://u:p@db:5432/",
+def test_postgres_gives_each_service_and_shard_its_own_database(tmp_path: Path) -> None:
+    _, plan = _plan(
+        tmp_path, instances=1, database="postgres", postgres_url="postgresql+asyncpg://u:p@db:5432/"
     )
-    urls = {i.service: i.env.get("FLOTILLA_DATABASE_URL") for i in plan.instances}
+    urls = {i.name: i.env.get("FLOTILLA_DATABASE_URL") for i in plan.instances}
     assert urls == {
-        "auth": "postgresql+asyncpg://u:p@db:5432/auth",
-        "accounts": "postgresql+asyncpg://u:p@db:5432/accounts",
-        "gateway": None,
+        "auth-0": "postgresql+asyncpg://u:p@db:5432/auth",
+        "accounts-s0-0": "postgresql+asyncpg://u:p@db:5432/accounts_s0",
+        "accounts-s1-0": "postgresql+asyncpg://u:p@db:5432/accounts_s1",
+        "payments-0": "postgresql+asyncpg://u:p@db:5432/payments",
+        "gateway-0": None,
     }
+    assert database_names(3) == ["auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments"]

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from flotilla_cli.layout import VarLayout
+from flotilla_kit.sharding import shard_of
 from flotilla_kit.tls import client_context
 
 __all__ = ["run"]
@@ -81,63 +82,126 @@ class _Tour:
 
 def run(gateway_url: str, layout: VarLayout, console: Console) -> bool:
     credentials = json.loads(layout.credentials_file.read_text())
-    users = {u["username"]: u for u in credentials["users"]}
+    passwords = {u["username"]: u["password"] for u in credentials["users"]}
+    ids = {u["username"]: u["id"] for u in credentials["users"]}
     with httpx.Client(
-        base_url=gateway_url, verify=client_context(layout.tls / "ca.pem"), timeout=10
+        base_url=gateway_url, verify=client_context(layout.tls / "ca.pem"), timeout=30
     ) as client:
         tour = _Tour(client, console)
-        tour.call("Without a token the gateway refuses", "GET", "/api/v1/accounts", 401)
-        tour.call(
-            "A wrong password is refused",
-            "POST",
-            "/api/v1/auth/token",
-            400,
-            data={"grant_type": "password", "username": "alice", "password": "wrong"},
-        )
-        alice = tour.login("alice", users["alice"]["password"])
-        listed = tour.call("alice lists her accounts", "GET", "/api/v1/accounts", 200, token=alice)
-        opened = tour.call(
-            "alice opens an account (idempotent: safe to retry with the same key)",
-            "POST",
-            "/api/v1/accounts",
-            201,
-            token=alice,
-            json={"name": "Holiday", "currency": "EUR"},
-            headers={"Idempotency-Key": str(uuid.uuid4())},
-        )
-        account_id = opened.json().get("id", "missing")
-        tour.call("...and reads it back", "GET", f"/api/v1/accounts/{account_id}", 200, token=alice)
-        tour.call(
-            "Bad input gets a problem+json, not a stack trace",
-            "POST",
-            "/api/v1/accounts",
-            422,
-            token=alice,
-            json={"name": "Yen", "currency": "XYZ"},
-        )
-        bob = tour.login("bob", users["bob"]["password"])
-        first_of_alice = (
-            listed.json()["items"][0]["id"] if listed.status_code == 200 else account_id
-        )
-        tour.call(
-            "bob cannot see alice's account (404, not 403: ids cannot be probed)",
-            "GET",
-            f"/api/v1/accounts/{first_of_alice}",
-            404,
-            token=bob,
-        )
-        ada = tour.login("ada", users["ada"]["password"])
-        tour.call(
-            "ada (admin) deposits 100.00 EUR into alice's new account",
-            "POST",
-            f"/api/v1/accounts/{account_id}/deposits",
-            201,
-            token=ada,
-            json={"amount_minor": 10_000, "currency": "EUR"},
-        )
+        tokens = _identity_and_accounts(tour, passwords)
+        _transfers(tour, tokens, ids)
     console.rule()
     if tour.surprises:
         console.print("[red]Unexpected answers:[/] " + "; ".join(tour.surprises))
         return False
     console.print(f"[green]Every answer was as expected ({tour.step} requests).[/]")
     return True
+
+
+def _identity_and_accounts(tour: _Tour, passwords: dict[str, str]) -> dict[str, str]:
+    """Log in, open and read accounts, see what is refused. Returns the tokens."""
+    tour.call("Without a token the gateway refuses", "GET", "/api/v1/accounts", 401)
+    tour.call(
+        "A wrong password is refused",
+        "POST",
+        "/api/v1/auth/token",
+        400,
+        data={"grant_type": "password", "username": "alice", "password": "wrong"},
+    )
+    alice = tour.login("alice", passwords["alice"])
+    listed = tour.call("alice lists her accounts", "GET", "/api/v1/accounts", 200, token=alice)
+    opened = tour.call(
+        "alice opens an account (idempotent: safe to retry with the same key)",
+        "POST",
+        "/api/v1/accounts",
+        201,
+        token=alice,
+        json={"name": "Holiday", "currency": "EUR"},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )
+    account_id = opened.json().get("id", "missing")
+    tour.call("...and reads it back", "GET", f"/api/v1/accounts/{account_id}", 200, token=alice)
+    tour.call(
+        "Bad input gets a problem+json, not a stack trace",
+        "POST",
+        "/api/v1/accounts",
+        422,
+        token=alice,
+        json={"name": "Yen", "currency": "XYZ"},
+    )
+    bob = tour.login("bob", passwords["bob"])
+    first_of_alice = listed.json()["items"][0]["id"] if listed.status_code == 200 else account_id
+    tour.call(
+        "bob cannot see alice's account (404, not 403: ids cannot be probed)",
+        "GET",
+        f"/api/v1/accounts/{first_of_alice}",
+        404,
+        token=bob,
+    )
+    ada = tour.login("ada", passwords["ada"])
+    tour.call(
+        "ada (admin) deposits 100.00 EUR into alice's new account",
+        "POST",
+        f"/api/v1/accounts/{account_id}/deposits",
+        201,
+        token=ada,
+        json={"amount_minor": 10_000, "currency": "EUR"},
+    )
+    return {"alice": alice, "bob": bob, "ada": ada}
+
+
+def _everyday_account(tour: _Tour, token: str, owner: str, owner_id: str | None) -> str:
+    response = tour.call(
+        f"{owner}'s accounts" + (" (staff may list anyone's)" if owner_id else ""),
+        "GET",
+        "/api/v1/accounts",
+        200,
+        token=token,
+        params={"owner_id": owner_id} if owner_id else {},
+    )
+    items = response.json().get("items", []) if response.status_code == 200 else []
+    return next((a["id"] for a in items if a["name"] == "Everyday"), "missing")
+
+
+def _transfers(tour: _Tour, tokens: dict[str, str], ids: dict[str, str]) -> None:
+    """Money between accounts: on one shard, across shards (2PC), refused, replayed."""
+    alice, bob = tokens["alice"], tokens["bob"]
+    source = _everyday_account(tour, alice, "alice", None)
+    to_bob = _everyday_account(tour, bob, "bob", None)
+    to_carol = _everyday_account(tour, tokens["ada"], "carol", ids["carol"])
+
+    def path_of(destination: str) -> str:
+        same = shard_of(source) == shard_of(destination)
+        return "same shard: one local transaction" if same else "another shard: two-phase commit"
+
+    def transfer(title: str, to: str, amount: int, expect: int, key: str) -> httpx.Response:
+        return tour.call(
+            title,
+            "POST",
+            "/api/v1/transfers",
+            expect,
+            token=alice,
+            json={
+                "from_account": source,
+                "to_account": to,
+                "amount_minor": amount,
+                "currency": "EUR",
+                "reference": "demo",
+            },
+            headers={"Idempotency-Key": key},
+        )
+
+    transfer(f"alice sends 25.00 EUR to bob ({path_of(to_bob)})", to_bob, 2_500, 201,
+             str(uuid.uuid4()))  # fmt: skip
+    key = str(uuid.uuid4())
+    sent = transfer(f"alice sends 40.00 EUR to carol ({path_of(to_carol)})", to_carol, 4_000,
+                    201, key)  # fmt: skip
+    transfer("...sent again with the same key: replayed, not paid twice",
+             to_carol, 4_000, 201, key)  # fmt: skip
+    transfer("alice cannot send more than she has (nothing moves)", to_carol, 10**12, 422,
+             str(uuid.uuid4()))  # fmt: skip
+    transfer_id = sent.json().get("id", "missing")
+    tour.call("alice reads the transfer", "GET", f"/api/v1/transfers/{transfer_id}", 200,
+              token=alice)  # fmt: skip
+    tour.call("bob cannot (404: not his)", "GET", f"/api/v1/transfers/{transfer_id}", 404,
+              token=bob)  # fmt: skip

@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flotilla_cli.layout import VarLayout
+from flotilla_cli.planning import SHARDED_SERVICE
 from flotilla_cli.state import Plan, write_atomically
+from flotilla_kit.sharding import home_shard
 
 __all__ = ["DEMO_ACCOUNTS", "DEMO_USERS", "SeedError", "demo_user_id", "seed_demo_data"]
 
@@ -26,6 +28,7 @@ _DEMO_NAMESPACE = uuid.UUID("8b6c2f0e-1d3a-4c5b-9e7f-0a1b2c3d4e5f")
 DEMO_USERS: dict[str, list[str]] = {
     "alice": ["customer"],
     "bob": ["customer"],
+    "carol": ["customer"],
     "sam": ["support"],
     "ada": ["admin"],
 }
@@ -35,6 +38,7 @@ DEMO_ACCOUNTS: list[tuple[str, str, str, int]] = [
     ("alice", "Everyday", "EUR", 250_000),
     ("alice", "Savings", "EUR", 1_000_000),
     ("bob", "Everyday", "EUR", 120_000),
+    ("carol", "Everyday", "EUR", 300_000),
     ("sam", "Everyday", "EUR", 50_000),
     ("ada", "Operations", "EUR", 100_000),
 ]
@@ -49,19 +53,22 @@ class _Seeder:
     plan: Plan
     layout: VarLayout
 
-    def env_of(self, service: str) -> dict[str, str]:
-        first = next(i for i in self.plan.instances if i.service == service)
+    def env_of(self, service: str, shard: int | None) -> dict[str, str]:
+        first = next(i for i in self.plan.instances if (i.service, i.shard) == (service, shard))
         return {**os.environ, **first.env}
 
-    async def run(self, service: str, payload: dict[str, Any]) -> dict[str, Any]:
-        seed_file = self.layout.run / f"seed-{service}.json"
+    async def run(
+        self, service: str, payload: dict[str, Any], shard: int | None = None
+    ) -> dict[str, Any]:
+        label = service if shard is None else f"{service}-s{shard}"
+        seed_file = self.layout.run / f"seed-{label}.json"
         fd = os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", f"flotilla_{service}", "seed", "--file", str(seed_file),
-                env=self.env_of(service),
+                env=self.env_of(service, shard),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -74,7 +81,7 @@ class _Seeder:
             seed_file.unlink(missing_ok=True)  # it holds passwords
         if process.returncode != 0:
             tail = err.decode(errors="replace").strip().splitlines()[-15:]
-            raise SeedError(f"seeding {service} failed:\n" + "\n".join(tail))
+            raise SeedError(f"seeding {label} failed:\n" + "\n".join(tail))
         result: dict[str, Any] = json.loads(out)
         return result
 
@@ -108,18 +115,19 @@ async def seed_demo_data(plan: Plan, layout: VarLayout) -> None:
         {"username": name, "password": passwords[name], "roles": roles, "id": demo_user_id(name)}
         for name, roles in DEMO_USERS.items()
     ]
-    accounts = [
-        {
-            "owner_id": demo_user_id(owner),
-            "name": name,
-            "currency": currency,
-            "balance_minor": balance,
-        }
-        for owner, name, currency, balance in DEMO_ACCOUNTS
-    ]
-    created: dict[str, Any]
-    created, _ = await asyncio.gather(
-        seeder.run("auth", {"users": users}), seeder.run("accounts", {"accounts": accounts})
+    # Each customer's accounts go to their home shard.
+    by_shard: dict[int, list[dict[str, Any]]] = {shard: [] for shard in range(plan.shards)}
+    for owner, name, currency, balance in DEMO_ACCOUNTS:
+        owner_id = demo_user_id(owner)
+        by_shard[home_shard(owner_id, plan.shards)].append(
+            {"owner_id": owner_id, "name": name, "currency": currency, "balance_minor": balance}
+        )
+    created, *_ = await asyncio.gather(
+        seeder.run("auth", {"users": users}),
+        *(
+            seeder.run(SHARDED_SERVICE, {"accounts": accounts}, shard)
+            for shard, accounts in by_shard.items()
+        ),
     )
     strangers = [u["username"] for u in created["users"] if u["id"] != demo_user_id(u["username"])]
     if strangers:

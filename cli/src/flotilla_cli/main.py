@@ -19,7 +19,7 @@ from rich.live import Live
 from flotilla_cli import demo as demo_walkthrough
 from flotilla_cli import logs as log_merge
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.operator_commands import audit_app, auth_app
+from flotilla_cli.operator_commands import audit_app, auth_app, chaos_app, transfers_app
 from flotilla_cli.planning import build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.state import SystemState, write_atomically
@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
+app.add_typer(transfers_app, name="transfers")
+app.add_typer(chaos_app, name="chaos")
 console = Console()
 err = Console(stderr=True)
 
@@ -112,7 +114,10 @@ def _stop_supervisor(layout: VarLayout, state: SystemState, grace_s: float = 20.
 @app.command()
 def up(
     var_dir: VarDir = Path("var"),
-    instances: Annotated[int, typer.Option(min=1, max=16, help="Instances per service.")] = 2,
+    instances: Annotated[
+        int, typer.Option(min=1, max=16, help="Instances per service (per shard for the ledger).")
+    ] = 2,
+    shards: Annotated[int, typer.Option(min=1, max=16, help="Ledger shards.")] = 2,
     db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
     detach: Annotated[
         bool, typer.Option(help="Return once ready; stop with `flotilla down`.")
@@ -149,6 +154,7 @@ def up(
     plan = build_plan(
         layout,
         instances=instances,
+        shards=shards,
         database=db.value,
         profile=profile.value,
         gateway_port=gateway_port,

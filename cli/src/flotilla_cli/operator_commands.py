@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -11,13 +12,34 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.service_commands import NoPlan, run_service_command
+from flotilla_cli.planning import SHARDED_SERVICE
+from flotilla_cli.service_commands import NoPlan, read_plan, run_service_command
 
-__all__ = ["audit_app", "auth_app"]
+__all__ = ["audit_app", "auth_app", "chaos_app", "transfers_app"]
 
-# Services that keep an audit log of their own.
-AUDITED = ("auth", "accounts")
+# Services that keep an audit log of their own (each ledger shard has its own).
+AUDITED = ("auth", "accounts", "payments")
+
+
+def _audited(layout: VarLayout, only: str | None = None) -> list[tuple[str, str, int | None]]:
+    """(label, service, shard) of every audit log in the system."""
+    try:
+        shards = read_plan(layout).shards
+    except NoPlan as exc:
+        err.print(str(exc))
+        raise typer.Exit(2) from exc
+    targets: list[tuple[str, str, int | None]] = []
+    for service in AUDITED:
+        if only and service != only:
+            continue
+        if service == SHARDED_SERVICE:
+            targets += [(f"{service}-s{n}", service, n) for n in range(shards)]
+        else:
+            targets.append((service, service, None))
+    return targets
+
 
 console = Console()
 err = Console(stderr=True)
@@ -25,6 +47,8 @@ audit_app = typer.Typer(
     help="Check and read the services' hash-chained audit logs.", no_args_is_help=True
 )
 auth_app = typer.Typer(help="Operate the identity service.", no_args_is_help=True)
+transfers_app = typer.Typer(help="Inspect transfers (payments).", no_args_is_help=True)
+chaos_app = typer.Typer(help="Fault injection against a fresh system.", no_args_is_help=True)
 
 VarDir = Annotated[
     Path,
@@ -32,9 +56,9 @@ VarDir = Annotated[
 ]
 
 
-def _run(layout: VarLayout, service: str, *args: str) -> str:
+def _run(layout: VarLayout, service: str, *args: str, shard: int | None = None) -> str:
     try:
-        result = run_service_command(layout, service, *args)
+        result = run_service_command(layout, service, *args, shard=shard)
     except NoPlan as exc:
         err.print(str(exc))
         raise typer.Exit(2) from exc
@@ -51,7 +75,10 @@ def audit_verify(
 ) -> None:
     """Check every service's audit chain; name the first broken record. Exit 1 if any is."""
     layout = VarLayout.at(var_dir)
-    reports = [json.loads(_run(layout, service, "audit-verify")) for service in AUDITED]
+    reports = [
+        {**json.loads(_run(layout, service, "audit-verify", shard=shard)), "service": label}
+        for label, service, shard in _audited(layout)
+    ]
     if as_json:
         sys.stdout.write(json.dumps({"services": reports}) + "\n")
     else:
@@ -81,9 +108,11 @@ def audit_tail(
     """The newest audit records of every service, merged by time."""
     layout = VarLayout.at(var_dir)
     records: list[dict[str, Any]] = []
-    for name in [service] if service else AUDITED:
-        for line in _run(layout, name, "audit-tail", "--limit", str(limit)).splitlines():
-            records.append({"service": name, **json.loads(line)})
+    for label, name, shard in _audited(layout, service):
+        for line in _run(
+            layout, name, "audit-tail", "--limit", str(limit), shard=shard
+        ).splitlines():
+            records.append({**json.loads(line), "service": label})
     records.sort(key=lambda r: r["at"])
     for record in records:
         if as_json:
@@ -115,3 +144,77 @@ def rotate_keys(
     layout = VarLayout.at(var_dir)
     output = _run(layout, "auth", "rotate-keys", *(["--now"] if now else []))
     console.print_json(output)
+
+
+@transfers_app.command("in-doubt")
+def in_doubt(
+    var_dir: VarDir = Path("var"),
+    older_than: Annotated[float, typer.Option(help="Only those unfinished this long (s).")] = 0.0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+) -> None:
+    """Transfers not finished yet (PREPARING, COMMITTING or ABORTING); exit 1 if any."""
+    layout = VarLayout.at(var_dir)
+    output = _run(layout, "payments", "in-doubt", "--older-than", str(older_than))
+    transfers = [json.loads(line) for line in output.splitlines() if line.strip()]
+    if as_json:
+        for transfer in transfers:
+            sys.stdout.write(json.dumps(transfer) + "\n")
+    else:
+        table = Table(title=f"Transfers in doubt: {len(transfers)}")
+        for column in ("id", "state", "path", "from", "to", "amount", "age (s)"):
+            table.add_column(column)
+        for t in transfers:
+            table.add_row(
+                t["id"], t["state"], t["path"], t["from_account"], t["to_account"],
+                f"{t['amount_minor']} {t['currency']}", str(t.get("age_s", "")),
+            )  # fmt: skip
+        console.print(table)
+    if transfers:
+        raise typer.Exit(1)
+
+
+@chaos_app.command("bank")
+def chaos_bank(
+    transfers: Annotated[int, typer.Option(min=1, help="Transfers to send.")] = 2000,
+    kills: Annotated[int, typer.Option(min=0, help="Processes to SIGKILL meanwhile.")] = 10,
+    seed: Annotated[int, typer.Option(help="Makes the run's choices repeatable.")] = 1,
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.1,
+            help="Chance, per transfer and crash point, that a coordinator exits at once "
+            "(os._exit, as kill -9). 0 injects none.",
+        ),
+    ] = 0.002,
+    db: Annotated[str, typer.Option(help="Database backend: sqlite or postgres.")] = "sqlite",
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    var_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run the system here (kept afterwards). Default: a temporary one."),
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the temporary var/ for a post-mortem.")] = False,
+) -> None:
+    """Start a fresh system (2 shards, 2 instances each, 2 coordinators), send concurrent
+    transfers through the gateway while killing processes and crashing coordinators at
+    their fault points, then check every invariant. Exit 1 if one does not hold."""
+    if db not in ("sqlite", "postgres"):
+        raise typer.BadParameter("sqlite or postgres", param_hint="--db")
+    options = ChaosOptions(
+        transfers=transfers, kills=kills, seed=seed, fault_rate=fault_rate, database=db,
+        var_dir=var_dir, keep=keep,
+    )  # fmt: skip
+    report = asyncio.run(run_bank_chaos(options, console))
+    table = Table(title="Bank invariants after the storm")
+    table.add_column("invariant")
+    table.add_column("holds")
+    table.add_column("detail")
+    for name, result in report["invariants"].items():
+        table.add_row(name, "[green]yes[/]" if result["holds"] else "[red]NO[/]", result["detail"])
+    console.print(table)
+    console.print_json(json.dumps({"counts": report["counts"], "seconds": report["seconds"]}))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    if not report["invariants_hold"]:
+        raise typer.Exit(1)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -15,10 +16,18 @@ from flotilla_cli.layout import VarLayout
 from flotilla_cli.state import InstancePlan, Plan
 from flotilla_kit.devservers import free_port
 
-__all__ = ["BACKEND_SERVICES", "build_plan", "postgres_base_url"]
+__all__ = [
+    "BACKEND_SERVICES",
+    "SHARDED_SERVICE",
+    "build_plan",
+    "database_names",
+    "postgres_base_url",
+]
 
-# Started N times each, behind the gateway (which runs once, on its public port).
-BACKEND_SERVICES = ("auth", "accounts")
+# Started N times each (the ledger N times per shard), behind the gateway (which runs
+# once, on its public port).
+BACKEND_SERVICES = ("auth", "accounts", "payments")
+SHARDED_SERVICE = "accounts"
 _EMBEDDED_PG_PORT_FILE = "pg-port"
 
 
@@ -49,10 +58,60 @@ def _tls_env(layout: VarLayout, name: str) -> dict[str, str]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """One instance to plan: its service, shard (if any), index and ports."""
+
+    service: str
+    index: int
+    port: int
+    shard: int | None = None
+    grpc_port: int | None = None
+
+    @property
+    def name(self) -> str:
+        if self.shard is None:
+            return f"{self.service}-{self.index}"
+        return f"{self.service}-s{self.shard}-{self.index}"
+
+    @property
+    def database(self) -> str:
+        """The database this instance uses: one per service, one per ledger shard."""
+        return self.service if self.shard is None else f"{self.service}_s{self.shard}"
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+
+def _slots(instances: int, shards: int) -> list[_Slot]:
+    slots: list[_Slot] = []
+    for service in BACKEND_SERVICES:
+        if service == SHARDED_SERVICE:
+            slots += [
+                _Slot(service, index, free_port(), shard, free_port())
+                for shard in range(shards)
+                for index in range(instances)
+            ]
+        else:
+            slots += [_Slot(service, index, free_port()) for index in range(instances)]
+    return slots
+
+
+def database_names(shards: int) -> list[str]:
+    """Every database a system with `shards` ledger shards uses."""
+    return [
+        f"{service}_s{shard}" if service == SHARDED_SERVICE else service
+        for service in BACKEND_SERVICES
+        for shard in (range(shards) if service == SHARDED_SERVICE else [0])
+    ]
+
+
 def build_plan(
     layout: VarLayout,
     *,
     instances: int,
+    shards: int = 2,
     database: Literal["sqlite", "postgres"],
     profile: str,
     gateway_port: int,
@@ -60,14 +119,19 @@ def build_plan(
     postgres_url: str | None = None,
     demo_data: bool = True,
 ) -> Plan:
-    ports = {service: [free_port() for _ in range(instances)] for service in BACKEND_SERVICES}
-    jwks_urls = [f"https://127.0.0.1:{p}/.well-known/jwks.json" for p in ports["auth"]]
-    revocation_urls = [f"https://127.0.0.1:{p}/internal/v1/revocations" for p in ports["auth"]]
+    slots = _slots(instances, shards)
+
+    def urls(service: str, path: str) -> str:
+        return json.dumps([f"{s.url}{path}" for s in slots if s.service == service])
+
+    ledger_shards = {
+        str(shard): [f"127.0.0.1:{s.grpc_port}" for s in slots if s.shard == shard]
+        for shard in range(shards)
+    }
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
 
-    def common(service: str, index: int, port: int) -> dict[str, str]:
-        url = f"{pg_base}/{service}" if pg_base else layout.sqlite_url(service)
-        return {
+    def env_of(service: str, index: int, port: int, database_name: str | None) -> dict[str, str]:
+        env = {
             "FLOTILLA_SERVICE_NAME": service,
             "FLOTILLA_PROFILE": profile,
             "FLOTILLA_INSTANCE_ID": str(index),
@@ -75,30 +139,42 @@ def build_plan(
             "FLOTILLA_PORT": str(port),
             "FLOTILLA_VAR_DIR": str(layout.root),
             "FLOTILLA_LOG_LEVEL": log_level,
-            "FLOTILLA_DATABASE_URL": url,
-            "FLOTILLA_JWKS_URLS": json.dumps(jwks_urls),
-            "FLOTILLA_REVOCATION_URLS": json.dumps(revocation_urls),
+            "FLOTILLA_JWKS_URLS": urls("auth", "/.well-known/jwks.json"),
+            "FLOTILLA_REVOCATION_URLS": urls("auth", "/internal/v1/revocations"),
+            "FLOTILLA_AUTH_TOKEN_URLS": urls("auth", "/api/v1/auth/token"),
             **_tls_env(layout, service),
         }
+        if database_name is not None:
+            env["FLOTILLA_DATABASE_URL"] = (
+                f"{pg_base}/{database_name}" if pg_base else layout.sqlite_url(database_name)
+            )
+        return env
 
     planned: list[InstancePlan] = []
-    for service, service_ports in ports.items():
-        for index, port in enumerate(service_ports):
-            env = common(service, index, port)
-            if service == "auth":
-                env["FLOTILLA_KEY_ENCRYPTION_KEY"] = _key_encryption_key(layout)
-            planned.append(
-                InstancePlan(
-                    service=service,
-                    name=f"{service}-{index}",
-                    port=port,
-                    url=f"https://127.0.0.1:{port}",
-                    env=env,
-                )
+    for slot in slots:
+        env = env_of(slot.service, slot.index, slot.port, slot.database)
+        if slot.service == "auth":
+            env["FLOTILLA_KEY_ENCRYPTION_KEY"] = _key_encryption_key(layout)
+        if slot.service == SHARDED_SERVICE:
+            env["FLOTILLA_SHARD"] = str(slot.shard)
+            env["FLOTILLA_SHARDS"] = str(shards)
+            env["FLOTILLA_GRPC_PORT"] = str(slot.grpc_port)
+            env["FLOTILLA_PAYMENTS_URLS"] = urls("payments", "")
+        if slot.service == "payments":
+            env["FLOTILLA_LEDGER_SHARDS"] = json.dumps(ledger_shards)
+        planned.append(
+            InstancePlan(
+                service=slot.service,
+                name=slot.name,
+                port=slot.port,
+                url=slot.url,
+                shard=slot.shard,
+                grpc_port=slot.grpc_port,
+                env=env,
             )
+        )
 
-    gateway_env = common("gateway", 0, gateway_port)
-    del gateway_env["FLOTILLA_DATABASE_URL"]
+    gateway_env = env_of("gateway", 0, gateway_port, None)
     gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
     gateway_url = f"https://127.0.0.1:{gateway_port}"
     planned.append(
@@ -112,6 +188,7 @@ def build_plan(
         database=database,
         postgres_url=postgres_url,
         gateway_url=gateway_url,
+        shards=shards,
         instances=planned,
         demo_data=demo_data,
     )

@@ -31,6 +31,8 @@ class InstancePlan(BaseModel):
     name: str
     port: int
     url: str
+    shard: int | None = None
+    grpc_port: int | None = None
     env: dict[str, str]
 
 
@@ -44,6 +46,7 @@ class Plan(BaseModel):
         default=None, description="External PostgreSQL server; None starts an embedded one."
     )
     gateway_url: str
+    shards: int = 1
     instances: list[InstancePlan]
     demo_data: bool = True
 
@@ -53,6 +56,7 @@ class InstanceState(BaseModel):
     name: str
     port: int
     url: str
+    shard: int | None = None
     pid: int | None = None
     ready: bool = False
     restarts: int = 0
@@ -69,6 +73,7 @@ class SystemState(BaseModel):
     detail: str = ""
     gateway_url: str
     database: str
+    shards: int = 1  # ledger shards
     postgres_pid: int | None = None
     started_at: float
     ready_at: float | None = None

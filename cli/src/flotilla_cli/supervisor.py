@@ -27,7 +27,7 @@ import psutil
 
 from flotilla_cli.demo_data import seed_demo_data
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import BACKEND_SERVICES, postgres_base_url
+from flotilla_cli.planning import BACKEND_SERVICES, database_names, postgres_base_url
 from flotilla_cli.state import InstancePlan, InstanceState, Plan, SystemState, write_atomically
 from flotilla_kit.devservers import EmbeddedPostgres, die_with_parent
 from flotilla_kit.tls import client_context, ensure_dev_pki
@@ -57,7 +57,12 @@ class Supervisor:
         self.plan = plan
         self.layout = VarLayout.at(plan.var_dir)
         self.running = [
-            _Running(p, InstanceState(service=p.service, name=p.name, port=p.port, url=p.url))
+            _Running(
+                p,
+                InstanceState(
+                    service=p.service, name=p.name, port=p.port, url=p.url, shard=p.shard
+                ),
+            )
             for p in plan.instances
         ]
         self.state = SystemState(
@@ -65,6 +70,7 @@ class Supervisor:
             supervisor_pid=os.getpid(),
             gateway_url=plan.gateway_url,
             database=plan.database,
+            shards=plan.shards,
             started_at=time.time(),
             instances=[r.state for r in self.running],
         )
@@ -91,7 +97,7 @@ class Supervisor:
         Topology(
             services={
                 service: [
-                    Instance(name=r.plan.name, url=r.plan.url)
+                    Instance(name=r.plan.name, url=r.plan.url, shard=r.plan.shard)
                     for r in self.running
                     if r.plan.service == service
                 ]
@@ -106,8 +112,8 @@ class Supervisor:
         port = int(base.rsplit(":", 1)[1])
         self.postgres = EmbeddedPostgres(self.layout.postgres, port=port)
         self.postgres.start()
-        for service in BACKEND_SERVICES:
-            self.postgres.create_database(service)
+        for database in database_names(self.plan.shards):
+            self.postgres.create_database(database)
         self.state.postgres_pid = self.postgres.pid
 
     async def prepare(self) -> None:

@@ -28,14 +28,15 @@ def status_table(state: SystemState) -> Table:
         expand=False,
     )
     numeric = {"pid", "port", "restarts", "RSS", "USS"}
-    for column in ("service", "instance", "pid", "port", "ready", "restarts", "RSS", "USS"):
+    # The instance's name says its service (and shard): `accounts-s1-0`.
+    table.add_column("instance", no_wrap=True)
+    for column in ("pid", "port", "ready", "restarts", "RSS", "USS"):
         table.add_column(column, justify="right" if column in numeric else "left")
     for instance in state.instances:
         ready = Text("ready", style="green") if instance.ready else Text("starting", style="yellow")
         if instance.pid is None and state.phase in {"running", "starting"}:
             ready = Text("restarting", style="red")
         table.add_row(
-            instance.service,
             instance.name,
             str(instance.pid or "-"),
             str(instance.port),

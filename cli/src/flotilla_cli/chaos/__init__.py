@@ -1,0 +1,3 @@
+"""Fault injection against a real system: `flotilla chaos bank`."""
+
+__all__: list[str] = []
