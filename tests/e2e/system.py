@@ -56,12 +56,24 @@ class RunningSystem:
         status: dict[str, Any] = json.loads(result.stdout)
         return status
 
-    def password(self, username: str) -> str:
+    def _demo_user(self, username: str) -> dict[str, Any]:
         credentials = json.loads((self.var_dir / "demo-credentials.json").read_text())
-        password: str = next(
-            u["password"] for u in credentials["users"] if u["username"] == username
-        )
-        return password
+        user: dict[str, Any] = next(u for u in credentials["users"] if u["username"] == username)
+        return user
+
+    def password(self, username: str) -> str:
+        return str(self._demo_user(username)["password"])
+
+    def user_id(self, username: str) -> str:
+        return str(self._demo_user(username)["id"])
+
+    def instance_urls(self, service: str, shard: int | None = None) -> list[str]:
+        """The URLs of a service's instances (of one ledger shard, if given)."""
+        return [
+            i["url"]
+            for i in self.status()["instances"]
+            if i["service"] == service and (shard is None or i["shard"] == shard)
+        ]
 
     def client(self) -> httpx.Client:
         return httpx.Client(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,38 @@ def test_login_read_and_write_through_the_gateway(pg_system: RunningSystem) -> N
         assert opened.status_code == 201
         again = client.get(f"/api/v1/accounts/{opened.json()['id']}", headers=alice)
         assert again.json()["name"] == "On PostgreSQL"
+
+
+def test_a_transfer_across_shards_commits_on_postgres(pg_system: RunningSystem) -> None:
+    """Each ledger shard is its own PostgreSQL database; 2PC spans the two."""
+    sam = {"Authorization": f"Bearer {pg_system.token('sam')}"}
+    alice = {"Authorization": f"Bearer {pg_system.token('alice')}"}
+    with pg_system.client() as client:
+
+        def everyday(username: str) -> dict[str, Any]:
+            listed = client.get(
+                "/api/v1/accounts", params={"owner_id": pg_system.user_id(username)}, headers=sam
+            )
+            account: dict[str, Any] = next(
+                a for a in listed.json()["items"] if a["name"] == "Everyday"
+            )
+            return account
+
+        source, destination = everyday("alice"), everyday("carol")
+        sent = client.post(
+            "/api/v1/transfers",
+            json={
+                "from_account": source["id"],
+                "to_account": destination["id"],
+                "amount_minor": 700,
+                "currency": "EUR",
+            },
+            headers={**alice, "Idempotency-Key": "pg-e2e-1"},
+        )
+        assert sent.status_code == 201, sent.text
+        assert (sent.json()["path"], sent.json()["state"]) == ("2pc", "committed")
+        assert everyday("alice")["balance_minor"] == source["balance_minor"] - 700
+        assert everyday("carol")["balance_minor"] == destination["balance_minor"] + 700
 
 
 def test_down_stops_every_process_and_postgres(pg_system: RunningSystem) -> None:

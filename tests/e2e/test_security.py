@@ -18,6 +18,7 @@ import pytest
 
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.service_identity import ServiceTokenProvider
+from flotilla_kit.sharding import home_shard, shard_of
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from tests.e2e.system import RunningSystem, start_system
 
@@ -53,9 +54,11 @@ def _operator_tls(system: RunningSystem) -> ssl.SSLContext:
     return client_context(tls / "ca.pem", tls / "flotilla-cli.pem", tls / "flotilla-cli-key.pem")
 
 
-def _direct_accounts(system: RunningSystem) -> httpx.Client:
-    """Straight to an accounts instance over mTLS, past the gateway."""
-    url = next(i["url"] for i in system.status()["instances"] if i["service"] == "accounts")
+def _direct_accounts(system: RunningSystem, user_id: str | None = None) -> httpx.Client:
+    """Straight over mTLS, past the gateway, to an instance of the ledger shard where the
+    user's (alice's by default) accounts live."""
+    shard = home_shard(user_id or system.user_id("alice"), system.status()["shards"])
+    url = system.instance_urls("accounts", shard)[0]
     return httpx.Client(base_url=url, verify=_operator_tls(system))
 
 
@@ -202,8 +205,8 @@ def test_forged_tokens_are_refused_at_the_gateway_and_by_the_service(
 
 
 def test_logout_revokes_the_session_everywhere(system: RunningSystem) -> None:
-    _, username, password = _new_user(system)
-    with system.client() as client, _direct_accounts(system) as direct:
+    user_id, username, password = _new_user(system)
+    with system.client() as client, _direct_accounts(system, user_id) as direct:
         login = _login(client, username, password).json()
         access = _bearer(login["access_token"])
         assert client.get("/api/v1/accounts", headers=access).status_code == 200
@@ -293,7 +296,9 @@ def test_audit_chains_verify_and_tampering_is_found(system: RunningSystem) -> No
     services = {r["service"]: r for r in json.loads(report.stdout)["services"]}
     assert services["auth"]["intact"]
     assert services["auth"]["records"] > 0
-    assert services["accounts"]["intact"]
+    # One audit log per database: each ledger shard keeps its own, payments its own.
+    assert set(services) == {"auth", "accounts-s0", "accounts-s1", "payments"}
+    assert all(r["intact"] for r in services.values())
     tail = system.flotilla("audit", "tail", "--service", "auth", "--json", "--limit", "200")
     actions = {json.loads(line)["action"] for line in tail.stdout.splitlines()}
     assert {"login.success", "user.created"} <= actions
@@ -359,7 +364,7 @@ async def test_a_service_calls_another_with_its_own_token_over_mtls(system: Runn
     with system.client() as gateway:
         alices = gateway.get("/api/v1/accounts", headers=_bearer(system.token("alice")))
     account_id = alices.json()["items"][0]["id"]
-    url = next(i["url"] for i in system.status()["instances"] if i["service"] == "accounts")
+    url = system.instance_urls("accounts", shard_of(account_id))[0]
     async with httpx.AsyncClient(base_url=url, verify=mtls) as direct:
         # service:payments holds accounts:read:any
         assert (

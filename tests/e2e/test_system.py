@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from flotilla_kit.sharding import home_shard
 from tests.e2e.system import RunningSystem, alive
 
 pytestmark = pytest.mark.e2e
@@ -30,7 +31,11 @@ def test_every_instance_is_ready(system: RunningSystem) -> None:
     assert status["running"] is True
     assert status["phase"] == "running"
     names = sorted(i["name"] for i in status["instances"])
-    assert names == ["accounts-0", "accounts-1", "auth-0", "auth-1", "gateway-0"]
+    assert status["shards"] == 2
+    assert names == [
+        "accounts-s0-0", "accounts-s0-1", "accounts-s1-0", "accounts-s1-1",
+        "auth-0", "auth-1", "gateway-0", "payments-0", "payments-1",
+    ]  # fmt: skip
     assert all(i["ready"] and i["pid"] for i in status["instances"])
     with system.client() as client:
         assert client.get("/readyz").status_code == 200
@@ -103,8 +108,13 @@ def test_request_id_reaches_the_service_log(system: RunningSystem) -> None:
     _wait_for(logged_by_accounts, 10)
 
 
+def _alices_shard(system: RunningSystem) -> int:
+    return home_shard(system.user_id("alice"), system.status()["shards"])
+
+
 def test_requests_are_spread_over_both_instances(system: RunningSystem) -> None:
     token = system.token("alice")
+    first, second = (f"accounts-s{_alices_shard(system)}-{i}" for i in (0, 1))
     marker = f"spread-{uuid.uuid4().hex}"
     with system.client() as client:
         for n in range(40):
@@ -119,14 +129,16 @@ def test_requests_are_spread_over_both_instances(system: RunningSystem) -> None:
         record = json.loads(line)
         if str(record.get("http", {}).get("request", {}).get("id", "")).startswith(marker):
             served[record["service"]["node"]["name"]] += 1
-    assert served["accounts-0"] + served["accounts-1"] == 40
-    assert served["accounts-0"] > 0
-    assert served["accounts-1"] > 0
+    # Only the instances of alice's shard hold her accounts; the gateway spreads over both.
+    assert served[first] + served[second] == 40
+    assert served[first] > 0
+    assert served[second] > 0
 
 
 def test_a_killed_instance_is_restarted_and_traffic_keeps_flowing(system: RunningSystem) -> None:
     before = {i["name"]: i for i in system.status()["instances"]}
-    victim = before["accounts-1"]
+    name = f"accounts-s{_alices_shard(system)}-1"
+    victim = before[name]
     os.kill(victim["pid"], signal.SIGKILL)
     token = system.token("alice")
     with system.client() as client:
@@ -135,7 +147,7 @@ def test_a_killed_instance_is_restarted_and_traffic_keeps_flowing(system: Runnin
             assert response.status_code == 200
 
     def restarted() -> bool:
-        now = {i["name"]: i for i in system.status()["instances"]}["accounts-1"]
+        now = {i["name"]: i for i in system.status()["instances"]}[name]
         return bool(
             now["ready"]
             and now["pid"] != victim["pid"]

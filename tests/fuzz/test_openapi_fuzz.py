@@ -74,7 +74,7 @@ def fuzz(system: RunningSystem, service: str, headers: dict[str, str]) -> tuple[
     return operations, failures
 
 
-@pytest.mark.parametrize("service", ["auth", "accounts"])
+@pytest.mark.parametrize("service", ["auth", "accounts", "payments"])
 def test_service_api_survives_fuzzing(
     fuzz_system: RunningSystem, admin_headers: dict[str, str], service: str
 ) -> None:
