@@ -83,12 +83,25 @@ class Recovery:
         claimed: list[Transfer] = []
         until = now + dt.timedelta(seconds=self._coordinator.config.lease_s)
         for transfer_id in due:
-            # One short transaction per claim: no lock is held across transfers.
+            # One short transaction per claim: no lock is held across transfers. The claim
+            # goes on the audit record with it: who resumed what, and from where.
             async with self._uow() as uow:
                 transfer = await uow.transfers.claim(
                     transfer_id, now=now, owner=self._owner, until=until
                 )
                 if transfer is not None:
+                    await uow.audit.record(
+                        actor=f"system:payments-{self._owner}",
+                        action="transfer.recovered",
+                        target=str(transfer.id),
+                        details={
+                            "kind": recovery_kind(
+                                transfer, now, self._coordinator.config.prepare_timeout_s
+                            ),
+                            "state": transfer.state.value,
+                            "attempts": transfer.attempts,
+                        },
+                    )
                     await uow.commit()
             if transfer is not None:
                 claimed.append(transfer)
