@@ -14,7 +14,7 @@ def _write(path: Path, *lines: object) -> None:
 
 def test_lines_of_every_instance_are_merged_by_time_and_filtered(tmp_path: Path) -> None:
     _write(
-        tmp_path / "accounts-0.log",
+        tmp_path / "accounts-s1-0.log",
         {"@timestamp": "2026-01-01T00:00:02.000Z", "message": "b", "trace": {"id": "t1"}},
         {
             "@timestamp": "2026-01-01T00:00:04.000Z",
@@ -33,4 +33,7 @@ def test_lines_of_every_instance_are_merged_by_time_and_filtered(tmp_path: Path)
     assert [r.fields["message"] for r in merge(tmp_path, trace_id="t1")] == ["a", "b"]
     assert [r.fields["message"] for r in merge(tmp_path, request_id="r9")] == ["d"]
     assert [r.instance for r in merge(tmp_path, service="gateway")] == ["gateway-0"] * 3
-    assert "accounts-0" in render(merge(tmp_path)[2])
+    # A ledger shard's instances belong to the accounts service.
+    assert [r.instance for r in merge(tmp_path, service="accounts")] == ["accounts-s1-0"] * 2
+    assert merge(tmp_path, service="account") == []
+    assert "accounts-s1-0" in render(merge(tmp_path)[2])

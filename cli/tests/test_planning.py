@@ -43,7 +43,8 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
         "1",
         "2",
     )
-    assert shard1.env["FLOTILLA_INSTANCE_ID"] == "1"
+    # Logs and metrics name the instance `<service>-<instance id>`: unique across shards.
+    assert shard1.env["FLOTILLA_INSTANCE_ID"] == "s1-1"
     assert shard1.env["FLOTILLA_GRPC_PORT"] == str(shard1.grpc_port)
     assert shard1.env["FLOTILLA_DATABASE_URL"].endswith("/accounts_s1.db")
     assert shard1.env["FLOTILLA_TLS_CERT_FILE"].endswith("tls/accounts.pem")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,15 @@ def _read(path: Path) -> list[LogRecord]:
     return records
 
 
+_INSTANCE_NAME = re.compile(r"(?P<service>.+?)(?:-s\d+)?-\d+")
+
+
+def _service_of(instance: str) -> str:
+    """`accounts-s1-0` (a ledger shard's instance) and `auth-0` -> their service."""
+    match = _INSTANCE_NAME.fullmatch(instance)
+    return match["service"] if match else instance
+
+
 def merge(
     directory: Path,
     *,
@@ -71,7 +81,7 @@ def merge(
             continue
         records.extend(_read(path))
     if service:
-        records = [r for r in records if r.instance.rsplit("-", 1)[0] == service]
+        records = [r for r in records if _service_of(r.instance) == service]
     if trace_id:
         records = [r for r in records if _get(r.fields, "trace.id") == trace_id]
     if request_id:

@@ -69,10 +69,13 @@ class _Slot:
     grpc_port: int | None = None
 
     @property
+    def instance_id(self) -> str:
+        """Unique within the service: `1`, or `s0-1` for a ledger shard's instance."""
+        return str(self.index) if self.shard is None else f"s{self.shard}-{self.index}"
+
+    @property
     def name(self) -> str:
-        if self.shard is None:
-            return f"{self.service}-{self.index}"
-        return f"{self.service}-s{self.shard}-{self.index}"
+        return f"{self.service}-{self.instance_id}"
 
     @property
     def database(self) -> str:
@@ -130,11 +133,13 @@ def build_plan(
     }
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
 
-    def env_of(service: str, index: int, port: int, database_name: str | None) -> dict[str, str]:
+    def env_of(
+        service: str, instance_id: str, port: int, database_name: str | None
+    ) -> dict[str, str]:
         env = {
             "FLOTILLA_SERVICE_NAME": service,
             "FLOTILLA_PROFILE": profile,
-            "FLOTILLA_INSTANCE_ID": str(index),
+            "FLOTILLA_INSTANCE_ID": instance_id,
             "FLOTILLA_HOST": "127.0.0.1",
             "FLOTILLA_PORT": str(port),
             "FLOTILLA_VAR_DIR": str(layout.root),
@@ -152,7 +157,7 @@ def build_plan(
 
     planned: list[InstancePlan] = []
     for slot in slots:
-        env = env_of(slot.service, slot.index, slot.port, slot.database)
+        env = env_of(slot.service, slot.instance_id, slot.port, slot.database)
         if slot.service == "auth":
             env["FLOTILLA_KEY_ENCRYPTION_KEY"] = _key_encryption_key(layout)
         if slot.service == SHARDED_SERVICE:
@@ -174,7 +179,7 @@ def build_plan(
             )
         )
 
-    gateway_env = env_of("gateway", 0, gateway_port, None)
+    gateway_env = env_of("gateway", "0", gateway_port, None)
     gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
     gateway_url = f"https://127.0.0.1:{gateway_port}"
     planned.append(
