@@ -50,6 +50,8 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/python bench/startup.py --runs 3 --json bench/results/startup.json
+	$(BIN)/flotilla bench transfers --json bench/results/transfers-sqlite.json
+	$(BIN)/flotilla bench transfers --db postgres --json bench/results/transfers-postgres.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)

@@ -1,4 +1,5 @@
-"""What machine a benchmark ran on: printed with every table, stored in every JSON."""
+"""What machine a benchmark or a chaos run ran on: printed with every table, stored in
+every JSON."""
 
 from __future__ import annotations
 

@@ -19,7 +19,13 @@ from rich.live import Live
 from flotilla_cli import demo as demo_walkthrough
 from flotilla_cli import logs as log_merge
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.operator_commands import audit_app, auth_app, chaos_app, transfers_app
+from flotilla_cli.operator_commands import (
+    audit_app,
+    auth_app,
+    bench_app,
+    chaos_app,
+    transfers_app,
+)
 from flotilla_cli.planning import build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.state import SystemState, write_atomically
@@ -37,6 +43,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")
 app.add_typer(transfers_app, name="transfers")
 app.add_typer(chaos_app, name="chaos")
+app.add_typer(bench_app, name="bench")
 console = Console()
 err = Console(stderr=True)
 

@@ -12,12 +12,13 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli import bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import SHARDED_SERVICE
 from flotilla_cli.service_commands import NoPlan, read_plan, run_service_command
 
-__all__ = ["audit_app", "auth_app", "chaos_app", "transfers_app"]
+__all__ = ["audit_app", "auth_app", "bench_app", "chaos_app", "transfers_app"]
 
 # Services that keep an audit log of their own (each ledger shard has its own).
 AUDITED = ("auth", "accounts", "payments")
@@ -49,6 +50,7 @@ audit_app = typer.Typer(
 auth_app = typer.Typer(help="Operate the identity service.", no_args_is_help=True)
 transfers_app = typer.Typer(help="Inspect transfers (payments).", no_args_is_help=True)
 chaos_app = typer.Typer(help="Fault injection against a fresh system.", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks against a fresh system.", no_args_is_help=True)
 
 VarDir = Annotated[
     Path,
@@ -218,3 +220,27 @@ def chaos_bank(
         json_file.write_text(json.dumps(report, indent=2) + "\n")
     if not report["invariants_hold"]:
         raise typer.Exit(1)
+
+
+@bench_app.command("transfers")
+def bench_transfers_command(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds measured per phase.")] = 20.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per phase.")] = 3.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Concurrent clients.")] = 16,
+    db: Annotated[str, typer.Option(help="Database backend: sqlite or postgres.")] = "sqlite",
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """Same-shard and cross-shard (2PC) transfers through the gateway on a fresh system, one
+    phase after the other: throughput, p50/p99 latency and ratio_cross_local."""
+    if db not in ("sqlite", "postgres"):
+        raise typer.BadParameter("sqlite or postgres", param_hint="--db")
+    options = bench_transfers.BenchOptions(
+        duration_s=duration, warmup_s=warmup, concurrency=concurrency, database=db
+    )
+    report = asyncio.run(bench_transfers.run_transfer_bench(options, console))
+    bench_transfers.render(report, console)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")

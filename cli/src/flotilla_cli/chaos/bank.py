@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
@@ -28,9 +23,10 @@ from flotilla_cli.chaos.killer import kill_randomly
 from flotilla_cli.chaos.load import run_transfers, set_up_bank
 from flotilla_cli.chaos.reconcile import check_invariants, read_ledger, read_transfers
 from flotilla_cli.layout import VarLayout
+from flotilla_cli.machine import machine
+from flotilla_cli.scratch_system import scratch_system
 from flotilla_cli.service_commands import read_plan, run_service_command
 from flotilla_cli.state import SystemState
-from flotilla_kit.devservers import free_port
 from flotilla_kit.tls import client_context
 
 __all__ = ["ChaosOptions", "run_bank_chaos"]
@@ -61,20 +57,6 @@ class ChaosOptions:
     database: str = "sqlite"
     var_dir: Path | None = None  # None: a fresh temporary directory, removed afterwards
     keep: bool = False
-
-
-def _flotilla(var_dir: Path, *args: str, env: dict[str, str] | None = None) -> str:
-    result = subprocess.run(  # noqa: S603 - our own module
-        [sys.executable, "-m", "flotilla_cli", *args, "--var-dir", str(var_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=300,
-        env={**os.environ, **(env or {})},
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"flotilla {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
-    return result.stdout
 
 
 async def _wait_until_settled(layout: VarLayout, timeout_s: float) -> float:
@@ -110,40 +92,47 @@ async def _reconcile(layout: VarLayout, bank_accounts: list[str], deposited: int
         deposited_minor=deposited,
         answered=answered,
     )
-    return {"invariants": invariants, "retried_by_coordinator": coordinator.retried}
+    return {
+        "invariants": invariants,
+        "retried_by_coordinator": coordinator.retried,
+        "recoveries": coordinator.recoveries,
+        "in_doubt_resolved_by_recovery": coordinator.recovered,
+    }
 
 
-def _fresh_var_dir() -> Path:
-    var_dir = Path(tempfile.mkdtemp(prefix="flotilla-chaos-"))
-    var_dir.chmod(0o755)  # the embedded PostgreSQL, when used, runs as another user
-    return var_dir
+def _faults_fired(layout: VarLayout) -> dict[str, int]:
+    """Crash points that fired, from the coordinators' last log lines before each exit."""
+    fired: Counter[str] = Counter()
+    for log_file in sorted(layout.logs.glob("payments-*.log")):
+        for line in log_file.read_text(errors="replace").splitlines():
+            if '"fault_point"' not in line:
+                continue
+            try:
+                fired[json.loads(line)["fault_point"]] += 1
+            except (ValueError, KeyError):
+                continue  # a line cut short by the exit itself
+    return dict(sorted(fired.items()))
 
 
 async def run_bank_chaos(options: ChaosOptions, console: Console) -> dict[str, Any]:
-    var_dir = options.var_dir or _fresh_var_dir()
-    layout = VarLayout.at(var_dir)
     faults = {point: options.fault_rate for point in FAULT_POINTS if options.fault_rate > 0}
     started = time.monotonic()
     report: dict[str, Any] = {
-        "options": {**options.__dict__, "var_dir": str(var_dir)},
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
+        "options": {**options.__dict__, "var_dir": str(options.var_dir)},
+        "machine": machine(),
     }
-    try:
-        with console.status(f"starting a fresh system in {var_dir}"):
-            _flotilla(
-                var_dir, "up", "--detach", "--profile", "dev", "--db", options.database,
-                "--shards", str(options.shards), "--instances", str(options.instances),
-                "--gateway-port", str(free_port()), env={"FLOTILLA_FAULTS": json.dumps(faults)},
-            )  # fmt: skip
-        state = SystemState.read(layout.state_file)
-        assert state is not None
+    with scratch_system(
+        database=options.database, shards=options.shards, instances=options.instances,
+        var_dir=options.var_dir, keep=options.keep, env={"FLOTILLA_FAULTS": json.dumps(faults)},
+        console=console,
+    ) as running:  # fmt: skip
+        layout, state = running.layout, running.state
+        report["options"]["var_dir"] = str(layout.root)
         tls = client_context(layout.tls / "ca.pem")
-        credentials = json.loads(layout.credentials_file.read_text())
-        admin_password = next(u["password"] for u in credentials["users"] if u["username"] == "ada")
         async with httpx.AsyncClient(base_url=state.gateway_url, verify=tls, timeout=30) as client:
             with console.status("opening accounts"):
                 bank = await set_up_bank(
-                    client, admin_password, customers=options.customers,
+                    client, running.password("ada"), customers=options.customers,
                     accounts_each=options.accounts_each, deposit_minor=options.deposit_minor,
                 )  # fmt: skip
         stop = asyncio.Event()
@@ -194,8 +183,11 @@ async def run_bank_chaos(options: ChaosOptions, console: Console) -> dict[str, A
                     "restarts": sum(
                         i.restarts for i in (SystemState.read(layout.state_file) or state).instances
                     ),
+                    "faults_fired": _faults_fired(layout),
                     "in_doubt_after_load": in_doubt_after_load,
                     "retried_by_coordinator": reconciled["retried_by_coordinator"],
+                    "recoveries": reconciled["recoveries"],
+                    "in_doubt_resolved_by_recovery": reconciled["in_doubt_resolved_by_recovery"],
                 },
                 "seconds": {
                     "load": round(load_s, 1),
@@ -205,9 +197,3 @@ async def run_bank_chaos(options: ChaosOptions, console: Console) -> dict[str, A
             }
         )
         return report
-    finally:
-        try:
-            _flotilla(var_dir, "down")
-        finally:
-            if options.var_dir is None and not options.keep:
-                shutil.rmtree(var_dir, ignore_errors=True)

@@ -83,10 +83,17 @@ class CoordinatorFacts:
 
     transfers: dict[str, tuple[str, str]]  # id -> (state, path)
     retried: int  # transfers that needed more than one attempt (backoff or recovery)
+    recoveries: int  # times a recovery loop took a transfer over (its audit records)
+    recovered: int  # transfers that recovery took over at least once
 
 
 async def read_transfers(payments_url: str) -> CoordinatorFacts:
     rows = await _rows(payments_url, "SELECT id, state, path, attempts FROM transfers")
+    [(recoveries, recovered)] = await _rows(
+        payments_url,
+        "SELECT COUNT(*), COUNT(DISTINCT target) FROM audit_events"
+        " WHERE action = 'transfer.recovered'",
+    )
     # A raw query sees the stored form of a UUID (SQLite: 32 hex digits); the shards and
     # the clients use the canonical one.
     return CoordinatorFacts(
@@ -95,6 +102,8 @@ async def read_transfers(payments_url: str) -> CoordinatorFacts:
             for transfer_id, state, path, _ in rows
         },
         retried=sum(1 for *_, attempts in rows if attempts > 0),
+        recoveries=recoveries,
+        recovered=recovered,
     )
 
 
