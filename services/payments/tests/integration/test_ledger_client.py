@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 
+from flotilla_kit.devservers import free_port
 from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tls import CertificatePaths
 from flotilla_payments.adapters.ledger_client import GrpcLedgerClient, TokenSource
@@ -22,6 +23,7 @@ from flotilla_payments.service_layer.ports import (
     ProtocolViolation,
 )
 from services.payments.tests.integration.conftest import Ledger, StaticTokens, tls_of
+from services.payments.tests.integration.ledger_server import FakeLedgerServicer, start_fake_shard
 
 Observed = list[tuple[str, str]]
 MakeClient = Callable[..., GrpcLedgerClient]
@@ -132,3 +134,33 @@ async def test_no_usable_token_means_nothing_was_sent(
     with pytest.raises(ParticipantUnavailable, match="PERMISSION_DENIED"):
         await make_client(token_source=customer).prepare(prepare(0, accounts["a0"], Branch.DEBIT))
     assert ledger.bank.shards[0].branches == {}
+
+
+async def test_calls_are_spread_over_a_shards_instances_and_skip_a_dead_one(
+    make_client: MakeClient,
+    ledger: Ledger,
+    accounts: dict[str, str],
+    tokens: TokenMinter,
+    dev_pki: Callable[[str], CertificatePaths],
+) -> None:
+    # A second instance of shard 0, on the same books; and a dead one, asked about first.
+    twin = FakeLedgerServicer(ledger.bank.shards[0])
+    server, port = await start_fake_shard(
+        twin, tls=tls_of(dev_pki("accounts")), verifier=tokens.verifier()
+    )
+    dead = f"127.0.0.1:{free_port()}"
+    try:
+        observed: Observed = []
+        client = make_client(
+            targets={0: [dead, ledger.targets[0][0], f"127.0.0.1:{port}"]}, observed=observed
+        )
+        calls = [prepare(0, accounts["a0"], Branch.DEBIT, amount=1) for _ in range(40)]
+        for batch in range(0, len(calls), 4):  # a few at a time, as concurrent transfers are
+            votes = await asyncio.gather(*(client.prepare(c) for c in calls[batch : batch + 4]))
+            assert votes == [Vote.yes()] * 4
+        served = len(ledger.servicers[0].calls_of("Prepare")), len(twin.calls_of("Prepare"))
+        assert sum(served) == 40
+        assert min(served) >= 10, served  # both live instances take a share
+        assert observed == [("Prepare", "ok")] * 40  # the dead one was passed over
+    finally:
+        await server.stop(None)

@@ -1,10 +1,12 @@
 """The ledger shards over gRPC (`flotilla.ledger.v1.Ledger`), as the coordinator calls them.
 
 One channel per instance (`host:port`) of each shard, over mutual TLS, with this service's
-own token on every call and a deadline on every call. A call that gets no answer moves on
-to the shard's next instance: every call is idempotent per (transfer, branch), so asking
-another instance is safe, and one killed instance does not stop progress. The instance
-that answered last is asked first next time.
+own token on every call and a deadline on every call. Each call goes first to the
+shard's instance with the fewest of our calls in flight (ties taken in turn), so the
+instances share the load. A call that gets no answer moves on to the next instance:
+every call is idempotent per (transfer, branch), so asking another instance is safe, and
+one killed instance does not stop progress; it is asked last for a while
+(`_SUSPECT_S`).
 
 Errors: no answer from any instance (UNAVAILABLE, DEADLINE_EXCEEDED, ...) means the
 outcome of the call is unknown (`ParticipantUnavailable`); an answer the protocol forbids
@@ -13,6 +15,9 @@ outcome of the call is unknown (`ParticipantUnavailable`); an answer the protoco
 
 from __future__ import annotations
 
+import itertools
+import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
@@ -43,6 +48,9 @@ Metadata = tuple[tuple[str, str], ...]
 
 # Whoever answers with these told us something the protocol rules out; asking another
 # instance of the same shard would get the same answer.
+# A target that did not answer is asked last for this long.
+_SUSPECT_S = 2.0
+
 _VIOLATIONS = frozenset(
     {
         grpc.StatusCode.FAILED_PRECONDITION,
@@ -94,7 +102,9 @@ class GrpcLedgerClient:
         self._channel_factory = channel_factory
         self._channels: dict[str, aio.Channel] = {}
         self._stubs: dict[str, LedgerAsyncStub] = {}
-        self._preferred: dict[int, int] = {}
+        self._in_flight: Counter[str] = Counter()
+        self._suspect_until: dict[str, float] = {}  # target -> monotonic time
+        self._turn = itertools.count()
 
     def _stub(self, target: str) -> LedgerAsyncStub:
         stub = self._stubs.get(target)
@@ -124,11 +134,9 @@ class GrpcLedgerClient:
         except Exception as exc:  # the auth service is down: nothing was sent
             self._on_call(method, "unavailable")
             raise ParticipantUnavailable(f"no service token: {exc}") from exc
-        start = self._preferred.get(shard, 0)
         failures: list[str] = []
-        for offset in range(len(targets)):
-            index = (start + offset) % len(targets)
-            target = targets[index]
+        for target in self._in_order(targets):
+            self._in_flight[target] += 1
             try:
                 response = await invoke(self._stub(target), metadata)
             except aio.AioRpcError as exc:
@@ -139,12 +147,28 @@ class GrpcLedgerClient:
                         f"{method} on {target}: {code.name}: {exc.details()}"
                     ) from exc
                 failures.append(f"{target}: {code.name}")
+                self._suspect_until[target] = time.monotonic() + _SUSPECT_S
                 continue
-            self._preferred[shard] = index
+            finally:
+                self._in_flight[target] -= 1
+            self._suspect_until.pop(target, None)
             self._on_call(method, "ok")
             return response
         self._on_call(method, "unavailable")
         raise ParticipantUnavailable(f"{method} on shard {shard}: " + "; ".join(failures))
+
+    def _in_order(self, targets: list[str]) -> list[str]:
+        """Healthy before suspect, then fewest calls in flight; ties in turn."""
+        now = time.monotonic()
+        turn = next(self._turn)
+        return sorted(
+            targets,
+            key=lambda t: (
+                self._suspect_until.get(t, 0.0) > now,
+                self._in_flight[t],
+                (targets.index(t) - turn) % len(targets),
+            ),
+        )
 
     async def prepare(self, call: PrepareCall) -> Vote:
         request = pb.PrepareRequest(
