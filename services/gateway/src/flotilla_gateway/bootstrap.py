@@ -16,6 +16,7 @@ from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
 from flotilla_gateway.problems import ProblemCatalog
+from flotilla_gateway.rate_limits import RateLimiter, SharedBuckets
 from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_owner
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
@@ -25,7 +26,7 @@ from flotilla_gateway.upstream import ConnectionPool
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
 
-__all__ = ["build_gateway", "client_tls_context", "server_tls_context"]
+__all__ = ["build_gateway", "client_tls_context", "rate_limiter", "server_tls_context"]
 
 _JWKS_PATH = "/.well-known/jwks.json"
 _REVOCATIONS_PATH = "/internal/v1/revocations"
@@ -81,6 +82,29 @@ class _AuthSourcesFromTopology:
             self._authenticator.use_revocations([base + _REVOCATIONS_PATH for base in bases])
 
 
+def rate_limiter(
+    settings: GatewaySettings, policy: Sequence[RoutePolicy], problems: ProblemCatalog
+) -> RateLimiter | None:
+    """The limits settings ask for, or None when rate limiting is off."""
+    if not settings.rate_limit_enabled:
+        return None
+    public = {(entry.method, entry.path): entry.public for entry in policy}
+    shared = (
+        SharedBuckets(settings.valkey_url, timeout_s=settings.valkey_timeout_s)
+        if settings.valkey_url
+        else None
+    )
+    return RateLimiter.build(
+        problems=problems,
+        identity=(settings.rate_limit_identity_rps, settings.rate_limit_identity_burst),
+        ip=(settings.rate_limit_ip_rps, settings.rate_limit_ip_burst),
+        routes={key: (r.rps, r.burst) for key, r in settings.rate_limit_routes.items()},
+        max_keys=settings.rate_limit_max_keys,
+        shared=shared,
+        public=lambda method, path: public.get((method, path)),
+    )
+
+
 def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POLICY) -> Gateway:
     client_ssl = client_tls_context(settings.tls)
     pool_factory = partial(
@@ -113,6 +137,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
     problems = ProblemCatalog(
         max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes
     )
+    limiter = rate_limiter(settings, policy, problems)
     table = RouteTable(
         (
             entry,
@@ -123,6 +148,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
                 metrics.route(entry.path),
                 settings.upstream_timeout_s,
                 shard_router(entry, problems),
+                limiter,
             ),
         )
         for entry in policy
@@ -160,6 +186,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         metrics=metrics,
         access_log=AccessLog(),
         forwarded_proto=b"https" if server_ssl is not None else b"http",
+        limiter=limiter,
     )
     connections = Connections(
         dispatcher,

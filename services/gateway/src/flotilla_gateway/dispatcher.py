@@ -10,12 +10,17 @@ connection, local endpoints.
 
 For a sharded service, the route's `ShardRouter` picks the shard once the token is
 checked; the request, and any retry of it, then goes to that shard's instances only.
+
+Rate limits: the per-IP bucket is checked right after the route match, the per-identity
+bucket once the token and permission are; in process both are synchronous. Buckets shared
+through Valkey need an await, so those checks run in a task.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Mapping
+import math
+from collections.abc import Callable, Coroutine, Mapping
 from time import perf_counter_ns
 from typing import Any, Protocol
 
@@ -33,6 +38,7 @@ from flotilla_gateway.headers import NO_STORE
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics, RouteMetrics
 from flotilla_gateway.problems import ProblemCatalog, ProblemTemplate
+from flotilla_gateway.rate_limits import IP, Outcome, RateLimit, RateLimiter
 from flotilla_gateway.reply import Reply
 from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy, RouteTable
@@ -73,6 +79,8 @@ class RouteTarget:
     """A policy entry with everything the dispatcher needs to act on it, resolved at start."""
 
     __slots__ = (
+        "identity_limit",
+        "ip_limit",
         "metrics",
         "no_store",
         "permission",
@@ -90,6 +98,7 @@ class RouteTarget:
         metrics: RouteMetrics,
         timeout_s: float,
         shard_router: ShardRouter | None = None,
+        limiter: RateLimiter | None = None,
     ):
         self.policy = policy
         self.service = service
@@ -101,6 +110,13 @@ class RouteTarget:
         self.timeout_s = policy.timeout_s if policy.timeout_s is not None else timeout_s
         # None: any instance of the service will do.
         self.shard_router = shard_router
+        # None: not limited (limits off, or no identity on a public route).
+        self.ip_limit: RateLimit | None = None
+        self.identity_limit: RateLimit | None = None
+        if limiter is not None:
+            self.ip_limit, self.identity_limit = limiter.limits_for(
+                policy.method, policy.path, public=policy.public
+            )
 
     def candidates(self, request: Request, subject: str | None) -> Candidates | ProblemTemplate:
         """The instances `request` may go to, or the problem to answer with instead.
@@ -127,6 +143,7 @@ class Dispatcher:
         metrics: GatewayMetrics,
         access_log: AccessLog,
         forwarded_proto: bytes,
+        limiter: RateLimiter | None = None,
     ) -> None:
         self.routes = routes
         self.local = dict(local)
@@ -137,6 +154,9 @@ class Dispatcher:
         self.problems = problems
         self.access_log = access_log
         self.forwarded_proto = forwarded_proto
+        self.limiter = limiter
+        self.shared_buckets = limiter.shared if limiter is not None else None
+        self.rate_clock = limiter.clock if limiter is not None else _no_clock
         self.unmatched = metrics.route(_UNMATCHED)
         self.local_metrics = {path: metrics.route(path) for path in self.local}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -160,6 +180,12 @@ class Dispatcher:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self.limiter is not None:
+            await self.limiter.close()
+
+
+def _no_clock() -> float:
+    raise AssertionError("no rate limits, no clock")
 
 
 class Exchange:
@@ -172,7 +198,9 @@ class Exchange:
         "_group",
         "_head",
         "_idempotent",
+        "_identity_outcome",
         "_instance",
+        "_ip_outcome",
         "_request_line",
         "_rerouted",
         "_resent",
@@ -204,6 +232,9 @@ class Exchange:
         # At most one resend on a new connection and one move to another instance.
         self._resent = False
         self._rerouted = False
+        # What the rate limits said, for the RateLimit headers (None: not checked).
+        self._ip_outcome: Outcome | None = None
+        self._identity_outcome: Outcome | None = None
         self.metrics = dispatcher.unmatched
 
     def start(self) -> None:
@@ -228,9 +259,25 @@ class Exchange:
             return
         self.metrics = target.metrics
         self._target = target
+        limit = target.ip_limit
+        if limit is not None:
+            # Before the token: a flood of bad tokens costs verifications.
+            shared = dispatcher.shared_buckets
+            if shared is not None:
+                dispatcher.spawn(self._take_shared(limit, request.client_ip, self._checked_ip))
+                return
+            if not self._admit(limit, limit.take(request.client_ip, dispatcher.rate_clock())):
+                return
+        self._checked_ip()
+
+    def _checked_ip(self) -> None:
+        target = self._target
+        assert target is not None
         if target.public:
             self._forward()
             return
+        dispatcher = self._dispatcher
+        request = self.request
         token = bearer_token(request.authorization)
         if token is None:
             self.finish(dispatcher.problems.token_missing.reply(self.request_id))
@@ -254,13 +301,70 @@ class Exchange:
         assert target is not None
         permission = target.permission
         if permission is None or permission in principal.permissions:
-            self._forward()
+            self._check_identity(principal.subject)
         else:
             self.finish(self._dispatcher.problems.forbidden.reply(self.request_id))
+
+    def _check_identity(self, subject: str) -> None:
+        target = self._target
+        assert target is not None
+        limit = target.identity_limit
+        if limit is None:
+            self._forward()
+            return
+        dispatcher = self._dispatcher
+        shared = dispatcher.shared_buckets
+        if shared is not None:
+            dispatcher.spawn(self._take_shared(limit, subject, self._forward))
+        elif self._admit(limit, limit.take(subject, dispatcher.rate_clock())):
+            self._forward()
+
+    def _admit(self, limit: RateLimit, outcome: Outcome) -> bool:
+        """Record a limit's verdict; on a refusal, answer 429 and return False."""
+        if limit.kind == IP:
+            self._ip_outcome = outcome
+        else:
+            self._identity_outcome = outcome
+        if outcome[0]:
+            return True
+        self.metrics.rate_limited(limit.kind)
+        problem = limit.problem
+        assert problem is not None
+        retry_after = b"retry-after: %d\r\n" % _whole_seconds(outcome[2])
+        self.finish(problem.reply(self.request_id, retry_after))
+        return False
+
+    async def _take_shared(self, limit: RateLimit, key: str, then: Callable[[], None]) -> None:
+        shared = self._dispatcher.shared_buckets
+        assert shared is not None
+        try:
+            if self._admit(limit, await shared.take(limit, key)):
+                then()
+        except Exception:
+            self.crashed()
+
+    def _rate_limit_head(self) -> bytes:
+        """`RateLimit-Policy` and `RateLimit` for the limits this request was checked by."""
+        target = self._target
+        assert target is not None
+        policy = state = b""
+        ip, identity = self._ip_outcome, self._identity_outcome
+        if ip is not None and target.ip_limit is not None:
+            limit = target.ip_limit
+            policy = limit.policy_item
+            state = b"%b;r=%d;t=%d" % (limit.label, ip[1], _whole_seconds(ip[2]))
+        if identity is not None and target.identity_limit is not None:
+            limit = target.identity_limit
+            item = b"%b;r=%d;t=%d" % (limit.label, identity[1], _whole_seconds(identity[2]))
+            policy = policy + b", " + limit.policy_item if policy else limit.policy_item
+            state = state + b", " + item if state else item
+        return b"ratelimit-policy: %b\r\nratelimit: %b\r\n" % (policy, state)
 
     def finish(self, reply: Reply) -> None:
         """Count, hand the reply to the client connection, then log."""
         elapsed = perf_counter_ns() - self._started
+        if self._ip_outcome is not None or self._identity_outcome is not None:
+            reply = reply._replace(head=reply.head + self._rate_limit_head())
         status = reply.status
         self.metrics.observe(status, elapsed / 1e9)
         request = self.request
@@ -435,6 +539,11 @@ class Exchange:
                 error=str(error),
             )
         self.finish(problems.bad_gateway.reply(self.request_id))
+
+
+def _whole_seconds(seconds: float) -> int:
+    """Seconds for a header: whole, rounded up (float noise aside), at least 1."""
+    return max(1, math.ceil(seconds - 1e-9))
 
 
 def _client_trace_id(request: Request) -> str | None:

@@ -51,7 +51,7 @@ LATENCY_BUCKETS = (
 class RouteMetrics:
     """Requests by status and a latency histogram for one route label."""
 
-    __slots__ = ("_buckets", "_by_status", "_sum", "label")
+    __slots__ = ("_buckets", "_by_status", "_limited", "_sum", "label")
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -59,6 +59,12 @@ class RouteMetrics:
         # One slot per bucket bound, plus +Inf; cumulated when scraped.
         self._buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self._sum = 0.0
+        # Requests refused by a rate limit, by kind of limit ("identity" or "ip").
+        self._limited: dict[str, int] = {}
+
+    def rate_limited(self, kind: str) -> None:
+        limited = self._limited
+        limited[kind] = limited.get(kind, 0) + 1
 
     def observe(self, status: int, seconds: float) -> None:
         by_status = self._by_status
@@ -75,6 +81,10 @@ class RouteMetrics:
         duration.add_metric(
             [self.label], buckets=list(zip(bounds, cumulative, strict=True)), sum_value=self._sum
         )
+
+    def add_limited_to(self, limited: CounterMetricFamily) -> None:
+        for kind, count in sorted(self._limited.items()):
+            limited.add_metric([self.label, kind], count)
 
 
 # `shard` is empty for an unsharded service's instances (to Prometheus: no shard label).
@@ -97,8 +107,14 @@ class _Collector:
             "Time from a complete request to its reply being ready, by route.",
             labels=["route"],
         )
+        limited = CounterMetricFamily(
+            "flotilla_gateway_rate_limited",
+            "Requests refused with 429 by a rate limit, by route and kind of limit.",
+            labels=["route", "limit"],
+        )
         for route in list(self._routes.values()):
             route.add_to(requests, duration)
+            route.add_limited_to(limited)
         in_flight = GaugeMetricFamily(
             "flotilla_gateway_upstream_in_flight",
             "Requests sent to an upstream instance and not yet answered.",
@@ -114,7 +130,7 @@ class _Collector:
             labels = [instance.service, instance.name, shard]
             in_flight.add_metric(labels, instance.in_flight)
             healthy.add_metric(labels, 1.0 if instance.healthy else 0.0)
-        return [requests, duration, in_flight, healthy]
+        return [requests, duration, limited, in_flight, healthy]
 
 
 class GatewayMetrics:

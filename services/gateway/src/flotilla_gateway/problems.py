@@ -49,12 +49,15 @@ class ProblemTemplate:
         self._suffix = b'"}'
         self._head = _CONTENT_TYPE + _header_block(headers or {})
 
-    def reply(self, request_id: str) -> Reply:
+    def reply(self, request_id: str, extra_head: bytes = b"") -> Reply:
+        """The reply for one request; `extra_head` holds header lines that vary per request
+        (e.g. `Retry-After` of a rate limit)."""
         rid = request_id.encode("ascii")
         body = self._prefix + rid + self._suffix
         head = b"".join(
             (
                 self._head,
+                extra_head,
                 http_date_line(),
                 b"x-request-id: ",
                 rid,
@@ -175,6 +178,7 @@ class ProblemCatalog:
         self._unavailable: dict[str, ProblemTemplate] = {}
         self._shard_unavailable: dict[tuple[str, int], ProblemTemplate] = {}
         self._not_allowed: dict[tuple[str, ...], ProblemTemplate] = {}
+        self._rate_limited: dict[tuple[str, float, int, str], ProblemTemplate] = {}
 
     def method_not_allowed(self, allowed: tuple[str, ...]) -> ProblemTemplate:
         """405 with `Allow`; one template per set of methods (bounded by the route table)."""
@@ -213,5 +217,24 @@ class ProblemCatalog:
                 "Service unavailable",
                 f"No healthy instance of {service!r} shard {shard} is available.",
                 headers={"Retry-After": "1"},
+            )
+        return template
+
+    def rate_limited(self, kind: str, rps: float, burst: int, scope: str = "") -> ProblemTemplate:
+        """429 naming the limit; `Retry-After` varies, so the caller adds it per request.
+
+        One template per configured limit, built at start.
+        """
+        key = (kind, rps, burst, scope)
+        template = self._rate_limited.get(key)
+        if template is None:
+            who = "client address" if kind == "ip" else "identity"
+            where = f" on {scope}" if scope else ""
+            template = self._rate_limited[key] = ProblemTemplate(
+                429,
+                "rate-limited",
+                "Too many requests",
+                f"The per-{kind} rate limit{where} ({rps:g} requests/s, burst {burst}) "
+                f"is used up for this {who}; retry after the Retry-After delay.",
             )
         return template

@@ -9,12 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from flotilla_kit.settings import ServiceSettings, TlsSettings
 
-__all__ = ["GatewaySettings"]
+__all__ = ["GatewaySettings", "RouteRateLimit"]
+
+
+class RouteRateLimit(BaseModel):
+    """A route's own limit: per client IP on a public route, per identity otherwise."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rps: float = Field(gt=0, description="Sustained requests per second.")
+    burst: int = Field(ge=1, description="Requests allowed at once from a full bucket.")
 
 
 class GatewaySettings(ServiceSettings):
@@ -108,4 +117,46 @@ class GatewaySettings(ServiceSettings):
         default=10.0,
         ge=0,
         description="On SIGTERM, how long in-flight requests may take before being cut off.",
+    )
+    rate_limit_enabled: bool = Field(
+        default=True,
+        description="Rate-limit routed requests (per identity and per client IP); local "
+        "endpoints are never limited.",
+    )
+    rate_limit_identity_rps: float = Field(
+        default=50.0, gt=0, description="Sustained requests per second per token subject."
+    )
+    rate_limit_identity_burst: int = Field(
+        default=100, ge=1, description="Requests a token subject may send at once."
+    )
+    rate_limit_ip_rps: float = Field(
+        default=100.0, gt=0, description="Sustained requests per second per client IP."
+    )
+    rate_limit_ip_burst: int = Field(
+        default=200, ge=1, description="Requests a client IP may send at once."
+    )
+    rate_limit_routes: dict[str, RouteRateLimit] = Field(
+        default_factory=dict,
+        description=(
+            'Per-route limits, JSON: {"POST /api/v1/auth/token": {"rps": 5, "burst": 10}}. '
+            "Keyed by method and path template of a policy entry; per client IP on a "
+            "public entry, per identity otherwise, in buckets of the route's own."
+        ),
+    )
+    rate_limit_max_keys: int = Field(
+        default=100_000,
+        ge=1,
+        description="In-process buckets kept per limit; beyond it full buckets are dropped, "
+        "then the oldest.",
+    )
+    valkey_url: str = Field(
+        default="",
+        description="redis:// URL of a Valkey (or Redis) server shared by the gateway "
+        "instances for rate limits; empty: each gateway keeps its own buckets.",
+    )
+    valkey_timeout_s: float = Field(
+        default=0.25,
+        gt=0,
+        description="Longest wait for Valkey; on failure the gateway limits in process and "
+        "asks Valkey again a few seconds later.",
     )

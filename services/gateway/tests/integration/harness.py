@@ -197,6 +197,8 @@ class Stack:
         self.upstreams: list[Upstream] = []
         self._raw: list[FlakyKeepAliveUpstream] = []
         self.gateway: Gateway | None = None
+        # More gateways on the same topology (several gateway instances sharing limits).
+        self.other_gateways: list[Gateway] = []
         self._client_context: ssl.SSLContext | None = None
 
     async def upstream(
@@ -286,6 +288,32 @@ class Stack:
             )
         return gateway
 
+    async def another_gateway(
+        self, *, policy: tuple[RoutePolicy, ...] = POLICY, **overrides: Any
+    ) -> Gateway:
+        """A further plain-HTTP gateway in front of the same upstreams, stopped by `close`."""
+        values: dict[str, Any] = {
+            "host": "127.0.0.1",
+            "port": 0,
+            "topology_file": self.topology_file,
+            "topology_poll_s": 0.05,
+            "health_interval_s": 0.05,
+            "health_timeout_s": 1.0,
+            "tls": TlsSettings(cert_file=None, key_file=None, ca_file=None),
+        }
+        values.update(overrides)
+        gateway = build_gateway(GatewaySettings(**values), policy)
+        await gateway.start()
+        self.other_gateways.append(gateway)
+        await gateway.registry.wait_until(
+            lambda: (
+                all(i.healthy for i in gateway.registry.instances())
+                and any(True for _ in gateway.registry.instances())
+            ),
+            5.0,
+        )
+        return gateway
+
     async def wait_until(self, predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
         assert self.gateway is not None
         await self.gateway.registry.wait_until(predicate, timeout_s)
@@ -319,6 +347,8 @@ class Stack:
             upstream.release.set()  # nothing held keeps the gateway's shutdown waiting
         if self.gateway is not None:
             await self.gateway.stop()
+        for other in self.other_gateways:
+            await other.stop()
         await asyncio.gather(*(u.stop() for u in self.upstreams))
         for raw in self._raw:
             await raw.stop()
