@@ -15,12 +15,13 @@ def _plan(
     instances: int = 2,
     database: Literal["sqlite", "postgres"] = "sqlite",
     postgres_url: str | None = None,
+    gateways: int = 1,
 ) -> tuple[VarLayout, Plan]:
     layout = VarLayout.at(tmp_path)
     layout.ensure()
     plan = build_plan(
         layout, instances=instances, shards=2, database=database, profile="dev",
-        gateway_port=9443, postgres_url=postgres_url,
+        gateway_port=9443, postgres_url=postgres_url, gateways=gateways,
     )  # fmt: skip
     return layout, plan
 
@@ -88,3 +89,21 @@ def test_postgres_gives_each_service_and_shard_its_own_database(tmp_path: Path) 
         "gateway-0": None,
     }
     assert database_names(3) == ["auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments"]
+
+
+def test_one_gateway_limits_in_process_several_share_a_valkey(tmp_path: Path) -> None:
+    _, single = _plan(tmp_path / "one")
+    (gateway,) = [i for i in single.instances if i.service == "gateway"]
+    assert (gateway.name, gateway.port, single.valkey_port) == ("gateway-0", 9443, None)
+    assert "FLOTILLA_VALKEY_URL" not in gateway.env
+
+    _, double = _plan(tmp_path / "two", gateways=2)
+    gateways = [i for i in double.instances if i.service == "gateway"]
+    assert [g.name for g in gateways] == ["gateway-0", "gateway-1"]
+    assert gateways[0].port == 9443 != gateways[1].port
+    assert [g.env["FLOTILLA_INSTANCE_ID"] for g in gateways] == ["0", "1"]
+    assert double.valkey_port is not None
+    assert {g.env["FLOTILLA_VALKEY_URL"] for g in gateways} == {
+        f"redis://127.0.0.1:{double.valkey_port}/0"
+    }
+    assert double.gateway_url == "https://127.0.0.1:9443"

@@ -96,7 +96,10 @@ class RunningSystem:
 
 
 def start_system(
-    database: str, instances: int = 2, env: dict[str, str] | None = None
+    database: str,
+    instances: int = 2,
+    env: dict[str, str] | None = None,
+    gateways: int = 1,
 ) -> Iterator[RunningSystem]:
     """`env` reaches every instance (settings the launcher does not set itself)."""
     var_dir = Path(tempfile.mkdtemp(prefix="flotilla-e2e-"))
@@ -104,7 +107,7 @@ def start_system(
     system = RunningSystem(var_dir, f"https://127.0.0.1:{(port := free_port())}")
     started = system.flotilla(
         "up", "--detach", "--instances", str(instances), "--db", database,
-        "--gateway-port", str(port), "--timeout", "120",
+        "--gateway-port", str(port), "--gateways", str(gateways), "--timeout", "120",
         timeout=240, env=env,
     )  # fmt: skip
     try:

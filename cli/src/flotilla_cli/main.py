@@ -125,6 +125,15 @@ def up(
         int, typer.Option(min=1, max=16, help="Instances per service (per shard for the ledger).")
     ] = 2,
     shards: Annotated[int, typer.Option(min=1, max=16, help="Ledger shards.")] = 2,
+    gateways: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=8,
+            help="Gateway instances (the first on --gateway-port); more than one share their "
+            "rate limits through an embedded Valkey.",
+        ),
+    ] = 1,
     db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
     detach: Annotated[
         bool, typer.Option(help="Return once ready; stop with `flotilla down`.")
@@ -162,6 +171,7 @@ def up(
         layout,
         instances=instances,
         shards=shards,
+        gateways=gateways,
         database=db.value,
         profile=profile.value,
         gateway_port=gateway_port,

@@ -115,6 +115,7 @@ def build_plan(
     *,
     instances: int,
     shards: int = 2,
+    gateways: int = 1,
     database: Literal["sqlite", "postgres"],
     profile: str,
     gateway_port: int,
@@ -179,14 +180,25 @@ def build_plan(
             )
         )
 
-    gateway_env = env_of("gateway", "0", gateway_port, None)
-    gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
-    gateway_url = f"https://127.0.0.1:{gateway_port}"
-    planned.append(
-        InstancePlan(
-            service="gateway", name="gateway-0", port=gateway_port, url=gateway_url, env=gateway_env
+    # Gateways: the first on the public port; with more than one, they share their
+    # rate-limit buckets through an embedded Valkey the supervisor starts.
+    valkey_port = free_port() if gateways > 1 else None
+    gateway_ports = [gateway_port] + [free_port() for _ in range(gateways - 1)]
+    for index, port in enumerate(gateway_ports):
+        gateway_env = env_of("gateway", str(index), port, None)
+        gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
+        if valkey_port is not None:
+            gateway_env["FLOTILLA_VALKEY_URL"] = f"redis://127.0.0.1:{valkey_port}/0"
+        planned.append(
+            InstancePlan(
+                service="gateway",
+                name=f"gateway-{index}",
+                port=port,
+                url=f"https://127.0.0.1:{port}",
+                env=gateway_env,
+            )
         )
-    )
+    gateway_url = f"https://127.0.0.1:{gateway_port}"
     return Plan(
         var_dir=Path(layout.root),
         profile=profile,
@@ -194,6 +206,7 @@ def build_plan(
         postgres_url=postgres_url,
         gateway_url=gateway_url,
         shards=shards,
+        valkey_port=valkey_port,
         instances=planned,
         demo_data=demo_data,
     )

@@ -39,6 +39,8 @@ def leftover_pids(state: SystemState, postgres_data: Path) -> list[int]:
             postmaster = int(pid_file.read_text().splitlines()[0])
             if is_ours(postmaster, "postgres"):
                 pids.append(postmaster)
+    if state.valkey_pid and is_ours(state.valkey_pid, "valkey"):
+        pids.append(state.valkey_pid)
     return pids
 
 

@@ -47,6 +47,9 @@ class Plan(BaseModel):
     )
     gateway_url: str
     shards: int = 1
+    valkey_port: int | None = Field(
+        default=None, description="Embedded Valkey for the gateways' shared rate limits."
+    )
     instances: list[InstancePlan]
     demo_data: bool = True
 
@@ -75,6 +78,7 @@ class SystemState(BaseModel):
     database: str
     shards: int = 1  # ledger shards
     postgres_pid: int | None = None
+    valkey_pid: int | None = None
     started_at: float
     ready_at: float | None = None
     instances: list[InstanceState] = Field(default_factory=list)

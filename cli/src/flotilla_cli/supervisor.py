@@ -29,7 +29,7 @@ from flotilla_cli.demo_data import seed_demo_data
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import BACKEND_SERVICES, database_names, postgres_base_url
 from flotilla_cli.state import InstancePlan, InstanceState, Plan, SystemState, write_atomically
-from flotilla_kit.devservers import EmbeddedPostgres, die_with_parent
+from flotilla_kit.devservers import EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from flotilla_kit.topology import Instance, Topology
 
@@ -75,6 +75,7 @@ class Supervisor:
             instances=[r.state for r in self.running],
         )
         self.postgres: EmbeddedPostgres | None = None
+        self.valkey: EmbeddedValkey | None = None
         self._stop = asyncio.Event()
         self._last_written = ""
 
@@ -116,10 +117,18 @@ class Supervisor:
             self.postgres.create_database(database)
         self.state.postgres_pid = self.postgres.pid
 
+    def _start_valkey(self) -> None:
+        if self.plan.valkey_port is None:
+            return
+        self.valkey = EmbeddedValkey(self.layout.root / "valkey", port=self.plan.valkey_port)
+        self.valkey.start()
+        self.state.valkey_pid = self.valkey.pid
+
     async def prepare(self) -> None:
         self._phase("preparing", "certificates and databases")
         await asyncio.to_thread(self._prepare_files)
         await asyncio.to_thread(self._start_postgres)
+        await asyncio.to_thread(self._start_valkey)
 
     # -- instances -----------------------------------------------------------------------
     async def _spawn(self, r: _Running) -> None:
@@ -236,6 +245,9 @@ class Supervisor:
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
             self.state.postgres_pid = None
+        if self.valkey is not None:
+            await asyncio.to_thread(self.valkey.stop)
+            self.state.valkey_pid = None
 
     def request_stop(self) -> None:
         self._stop.set()
