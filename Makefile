@@ -52,6 +52,7 @@ bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/python bench/startup.py --runs 3 --json bench/results/startup.json
 	$(BIN)/flotilla bench transfers --json bench/results/transfers-sqlite.json
 	$(BIN)/flotilla bench transfers --db postgres --json bench/results/transfers-postgres.json
+	$(BIN)/flotilla bench gateway --json bench/results/gateway.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)

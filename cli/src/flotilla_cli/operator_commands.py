@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli import bench_transfers
+from flotilla_cli import bench_gateway, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import SHARDED_SERVICE
@@ -241,6 +241,27 @@ def bench_transfers_command(
     )
     report = asyncio.run(bench_transfers.run_transfer_bench(options, console))
     bench_transfers.render(report, console)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@bench_app.command("gateway")
+def bench_gateway_command(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds measured per case.")] = 10.0,
+    connections: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Open keep-alive connections (wrk -c).")
+    ] = 50,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """The gateway's cost per request with wrk over loopback: a FastAPI app and a minimal
+    ASGI app, each direct and through the gateway, nginx as the reference, plus TLS rows:
+    req/s, p50/p99, ratio_fastapi, ratio_minimal, added_p50_ms and cpu_vs_nginx."""
+    options = bench_gateway.BenchOptions(duration_s=duration, connections=connections)
+    report = bench_gateway.run_gateway_bench(options, console)
+    bench_gateway.render(report, console)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n")

@@ -1,0 +1,600 @@
+"""`flotilla bench gateway`: what the gateway costs per request, measured in one run with an
+external load generator (wrk) over loopback, against the same request sent
+
+- (a) directly to a FastAPI app and (b) through the gateway to it,
+- (c) directly to a minimal ASGI app and (d) through the gateway to it,
+- (e) through nginx to the minimal app, the reference reverse proxy,
+
+plus TLS rows: the gateway and nginx terminating TLS in front of the minimal app.
+
+The gateway runs as its real process (`python -m flotilla_gateway serve`) with token
+checks, RBAC, rate limits (set very high), metrics, access log and tracing on, on plain
+HTTP; the benchmarked route is `GET /api/v1/auth/me` (AUTHENTICATED, unsharded service),
+whose `auth` instance in the topology file is the app under test. Tokens are minted by a
+`TokenMinter` whose JWKS a local HTTP server publishes.
+
+A benchmark, not a test: it prints a table, writes JSON, says what machine it ran on, and
+asserts nothing about speed (targets are printed next to the results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from flotilla_cli.bench_minimal_app import BENCH_PATH
+from flotilla_cli.machine import machine
+from flotilla_kit.devservers import die_with_parent, free_port
+from flotilla_kit.testing import TokenMinter
+from flotilla_kit.tls import CertificatePaths, ensure_dev_pki
+from flotilla_kit.topology import Instance, Topology
+
+__all__ = [
+    "CASES",
+    "TARGETS",
+    "BenchOptions",
+    "LoadResult",
+    "parse_wrk",
+    "render",
+    "run_gateway_bench",
+    "summarise",
+    "target_met",
+]
+
+# Case key -> label in the table.
+CASES: dict[str, str] = {
+    "fastapi_direct": "(a) FastAPI app, direct",
+    "fastapi_gateway": "(b) gateway -> FastAPI app",
+    "minimal_direct": "(c) minimal ASGI app, direct",
+    "minimal_gateway": "(d) gateway -> minimal app",
+    "minimal_nginx": "(e) nginx -> minimal app",
+    "minimal_gateway_tls": "gateway (TLS) -> minimal app",
+    "minimal_nginx_tls": "nginx (TLS) -> minimal app",
+}
+
+# Metric -> (comparison, bound): printed next to the results, never asserted.
+TARGETS: dict[str, tuple[str, float]] = {
+    "ratio_minimal": (">=", 0.9),
+    "ratio_fastapi": (">=", 0.95),
+    "added_p50_ms": ("<=", 0.3),
+    "cpu_vs_nginx": ("<=", 2.5),
+}
+
+_HIGH_LIMIT = "1000000000"
+_READY_TIMEOUT_S = 30.0
+_UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration_s: float = 10.0  # per case
+    warmup_s: float = 1.0  # per case, not counted
+    connections: int = 50
+    threads: int = 2
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # non-2xx/3xx responses plus socket errors
+    seconds: float
+    cpu_us_per_req: float | None = None  # of the proxy (gateway or nginx), when measured
+
+    def with_cpu(self, cpu_s: float) -> LoadResult:
+        per_req = cpu_s * 1e6 / self.requests if self.requests else None
+        return LoadResult(**{**asdict(self), "cpu_us_per_req": _round(per_req, 1)})
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _duration_ms(text: str) -> float:
+    """wrk's `1.23ms`, `456.00us`, `1.02s` in milliseconds."""
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if match is None:
+        raise ValueError(f"not a wrk duration: {text!r}")
+    return float(match[1]) * _UNITS_MS[match[2]]
+
+
+def parse_wrk(output: str) -> LoadResult:
+    """The numbers of a `wrk --latency` run; ValueError when the output lacks them."""
+    p50 = re.search(r"^\s*50(?:\.0+)?%\s+(\S+)", output, re.MULTILINE)
+    p99 = re.search(r"^\s*99(?:\.0+)?%\s+(\S+)", output, re.MULTILINE)
+    total = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", output)
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    if p50 is None or p99 is None or total is None or rps is None:
+        raise ValueError(f"unexpected wrk output:\n{output}")
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx[1]) if non_2xx else 0
+    errors += sum(int(n) for n in sockets.groups()) if sockets else 0
+    return LoadResult(
+        rps=round(float(rps[1]), 1),
+        p50_ms=round(_duration_ms(p50[1]), 3),
+        p99_ms=round(_duration_ms(p99[1]), 3),
+        requests=int(total[1]),
+        errors=errors,
+        seconds=round(_duration_ms(total[2] + total[3]) / 1000, 2),
+    )
+
+
+def _quotient(top: float | None, bottom: float | None) -> float | None:
+    return round(top / bottom, 3) if top is not None and bottom else None
+
+
+def summarise(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The ratios the targets are about, from the cases' results (None where one is missing)."""
+
+    def get(case: str, key: str) -> float | None:
+        value = cases.get(case, {}).get(key)
+        return None if value is None else float(value)
+
+    p50_d, p50_c = get("minimal_gateway", "p50_ms"), get("minimal_direct", "p50_ms")
+    gateway_cpu = get("minimal_gateway", "cpu_us_per_req")
+    nginx_cpu = get("minimal_nginx", "cpu_us_per_req")
+    return {
+        "ratio_fastapi": _quotient(get("fastapi_gateway", "rps"), get("fastapi_direct", "rps")),
+        "ratio_minimal": _quotient(get("minimal_gateway", "rps"), get("minimal_direct", "rps")),
+        "added_p50_ms": None if p50_d is None or p50_c is None else round(p50_d - p50_c, 3),
+        "cpu_us_per_req": {"gateway": gateway_cpu, "nginx": nginx_cpu},
+        "cpu_vs_nginx": _quotient(gateway_cpu, nginx_cpu),
+    }
+
+
+def target_met(metric: str, value: float | None) -> bool | None:
+    """Whether `value` meets the metric's target; None when there is no value or target."""
+    if value is None or metric not in TARGETS:
+        return None
+    comparison, bound = TARGETS[metric]
+    return value >= bound if comparison == ">=" else value <= bound
+
+
+def nginx_config(tmp: Path, upstream_port: int, port: int, tls_port: int,
+                 pki: CertificatePaths) -> str:  # fmt: skip
+    """One process, no access log, keep-alive to the upstream: a fair single-core reference."""
+    proxy = (
+        "location / { proxy_pass http://app; proxy_http_version 1.1; "
+        'proxy_set_header Connection ""; }'
+    )
+    temp = " ".join(
+        f"{kind}_temp_path {tmp / ('nginx-' + kind)};"
+        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    )
+    return f"""daemon off;
+master_process off;
+worker_processes 1;
+pid {tmp / "nginx.pid"};
+error_log {tmp / "nginx-error.log"} warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  {temp}
+  upstream app {{ server 127.0.0.1:{upstream_port}; keepalive 32; keepalive_timeout 4s; }}
+  server {{ listen 127.0.0.1:{port}; {proxy} }}
+  server {{
+    listen 127.0.0.1:{tls_port} ssl;
+    ssl_certificate {pki.cert};
+    ssl_certificate_key {pki.key};
+    {proxy}
+  }}
+}}
+"""
+
+
+# ---------------------------------------------------------------- processes
+
+
+@dataclass(frozen=True)
+class _Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: IO[bytes]
+
+
+class _Children:
+    """Every process the bench starts; all stopped on exit, whatever happens."""
+
+    def __init__(self, tmp: Path) -> None:
+        self._tmp = tmp
+        self._children: list[_Child] = []
+
+    def __enter__(self) -> _Children:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for child in reversed(self._children):
+            self.stop(child)
+
+    def start(self, name: str, command: list[str], env: dict[str, str] | None = None) -> _Child:
+        log = (self._tmp / f"{name}.log").open("wb")
+        process = subprocess.Popen(  # noqa: S603 - our own command lines
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop them in order
+            preexec_fn=die_with_parent,  # noqa: PLW1509 - plain ctypes call, no threads
+        )
+        child = _Child(name, process, log)
+        self._children.append(child)
+        return child
+
+    def stop(self, child: _Child) -> None:
+        if child not in self._children:
+            return
+        self._children.remove(child)
+        with contextlib.suppress(ProcessLookupError):
+            child.process.send_signal(signal.SIGTERM)
+        try:
+            child.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+        child.log.close()
+
+    def tail(self, child: _Child) -> str:
+        path = self._tmp / f"{child.name}.log"
+        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+
+
+def _uvicorn(children: _Children, name: str, app: str, *extra: str) -> str:
+    port = free_port()
+    children.start(
+        name,
+        [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port),
+         "--loop", "uvloop", "--http", "httptools", "--workers", "1", "--no-access-log",
+         "--log-level", "warning", *extra],
+    )  # fmt: skip
+    return f"http://127.0.0.1:{port}"
+
+
+def _gateway_env(tmp: Path, upstream: str, auth_urls: tuple[str, str], port: int,
+                 pki: CertificatePaths | None) -> dict[str, str]:  # fmt: skip
+    topology = tmp / f"topology-{port}.json"
+    Topology(services={"auth": [Instance(name="auth-bench", url=upstream)]}).write(topology)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLOTILLA_")}
+    env |= {
+        "FLOTILLA_PROFILE": "dev",
+        "FLOTILLA_HOST": "127.0.0.1",
+        "FLOTILLA_PORT": str(port),
+        "FLOTILLA_VAR_DIR": str(tmp),
+        "FLOTILLA_LOG_LEVEL": "info",  # one access line per request
+        "FLOTILLA_TOPOLOGY_FILE": str(topology),
+        "FLOTILLA_JWKS_URLS": json.dumps([auth_urls[0]]),
+        "FLOTILLA_REVOCATION_URLS": json.dumps([auth_urls[1]]),
+        "FLOTILLA_RATE_LIMIT_ENABLED": "true",
+        "FLOTILLA_RATE_LIMIT_IDENTITY_RPS": _HIGH_LIMIT,
+        "FLOTILLA_RATE_LIMIT_IDENTITY_BURST": _HIGH_LIMIT,
+        "FLOTILLA_RATE_LIMIT_IP_RPS": _HIGH_LIMIT,
+        "FLOTILLA_RATE_LIMIT_IP_BURST": _HIGH_LIMIT,
+    }
+    if pki is not None:
+        env |= {
+            "FLOTILLA_TLS_CERT_FILE": str(pki.cert),
+            "FLOTILLA_TLS_KEY_FILE": str(pki.key),
+            "FLOTILLA_TLS_CA_FILE": str(pki.ca),
+        }
+    return env
+
+
+@contextlib.contextmanager
+def _gateway(children: _Children, tmp: Path, upstream: str, auth_urls: tuple[str, str],
+             pki: CertificatePaths | None = None) -> Iterator[tuple[str, int]]:  # fmt: skip
+    """A gateway process routing the bench path to `upstream`: (base URL, pid)."""
+    port = free_port()
+    env = _gateway_env(tmp, upstream, auth_urls, port, pki)
+    child = children.start(f"gateway-{port}", [sys.executable, "-m", "flotilla_gateway", "serve"],
+                           env)  # fmt: skip
+    try:
+        yield f"{'https' if pki else 'http'}://127.0.0.1:{port}", child.process.pid
+    finally:
+        children.stop(child)
+
+
+@contextlib.contextmanager
+def _auth_endpoints(minter: TokenMinter) -> Iterator[tuple[str, str]]:
+    """A local HTTP server publishing the minter's JWKS and an empty revocation list."""
+    bodies = {
+        "/jwks.json": json.dumps(minter.jwks).encode(),
+        "/revocations": json.dumps({"sessions": []}).encode(),
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = bodies.get(self.path)
+            self.send_response(200 if body else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body or b"")))
+            self.end_headers()
+            self.wfile.write(body or b"")
+
+        def log_message(self, *_: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield base + "/jwks.json", base + "/revocations"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait_ok(url: str, token: str, ca: Path, alive: Callable[[], bool]) -> None:
+    """Until the bench request through `url` answers 200 (the gateway has found its
+    upstream healthy and fetched the keys), or RuntimeError."""
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    last = "no answer"
+    with httpx.Client(verify=ssl.create_default_context(cafile=str(ca)), timeout=2) as client:
+        while time.monotonic() < deadline and alive():
+            try:
+                response = client.get(url, headers={"Authorization": f"Bearer {token}"})
+                if response.status_code == 200:
+                    return
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as error:
+                last = repr(error)
+            time.sleep(0.2)
+    raise RuntimeError(f"{url} never answered 200: {last}")
+
+
+# ---------------------------------------------------------------- load generators
+
+
+def _wrk(url: str, token: str, options: BenchOptions, duration_s: float) -> LoadResult:
+    threads = min(options.threads, options.connections)
+    command = [
+        "wrk", f"-t{threads}", f"-c{options.connections}", f"-d{max(1, round(duration_s))}s",
+        "--latency", "--timeout", "10s", "-H", f"Authorization: Bearer {token}", url,
+    ]  # fmt: skip
+    result = subprocess.run(  # noqa: S603 - wrk, our arguments
+        command, capture_output=True, text=True, check=False, timeout=duration_s + 60
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"wrk failed: {result.stderr or result.stdout}")
+    return parse_wrk(result.stdout)
+
+
+async def _fallback_connection(
+    url: httpx.URL, request: bytes, tls: ssl.SSLContext | None, stop_at: float,
+    latencies: list[float], counts: list[int],
+) -> None:  # fmt: skip
+    reader, writer = await asyncio.open_connection(url.host, url.port, ssl=tls)
+    try:
+        while (started := time.monotonic()) < stop_at:
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+            await reader.readexactly(int(length[1]) if length else 0)
+            latencies.append(time.monotonic() - started)
+            counts[0 if head.startswith((b"HTTP/1.1 2", b"HTTP/1.1 3")) else 1] += 1
+    finally:
+        writer.close()
+
+
+async def _fallback(url: str, token: str, options: BenchOptions, duration_s: float) -> LoadResult:
+    """An asyncio HTTP/1.1 keep-alive load generator, used only when wrk is missing: it runs
+    in this process and saturates long before wrk does."""
+    target = httpx.URL(url)
+    tls = ssl.create_default_context() if target.scheme == "https" else None
+    if tls is not None:
+        tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    request = (
+        f"GET {target.raw_path.decode()} HTTP/1.1\r\nHost: {target.host}:{target.port}\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n"
+    ).encode()
+    latencies: list[float] = []
+    counts = [0, 0]  # ok, not ok
+    started = time.monotonic()
+    results = await asyncio.gather(
+        *(_fallback_connection(target, request, tls, started + duration_s, latencies, counts)
+          for _ in range(options.connections)),
+        return_exceptions=True,
+    )  # fmt: skip
+    seconds = time.monotonic() - started
+    ordered = sorted(latencies)
+    if not ordered:
+        raise RuntimeError(f"no request answered: {results}")
+    return LoadResult(
+        rps=round(len(ordered) / seconds, 1),
+        p50_ms=round(ordered[len(ordered) // 2] * 1000, 3),
+        p99_ms=round(ordered[int(0.99 * (len(ordered) - 1))] * 1000, 3),
+        requests=len(ordered),
+        errors=counts[1] + sum(isinstance(r, BaseException) for r in results),
+        seconds=round(seconds, 2),
+    )
+
+
+def _generator() -> str:
+    return "wrk" if shutil.which("wrk") else "asyncio fallback (wrk missing)"
+
+
+def _load(url: str, token: str, options: BenchOptions, duration_s: float) -> LoadResult:
+    if shutil.which("wrk"):
+        return _wrk(url, token, options, duration_s)
+    return asyncio.run(_fallback(url, token, options, duration_s))
+
+
+def _measure(url: str, token: str, options: BenchOptions, pid: int | None) -> LoadResult:
+    """Warm up, then one measured run; with `pid`, that process's CPU time per request."""
+    if options.warmup_s > 0:
+        _load(url, token, options, options.warmup_s)
+    process = psutil.Process(pid) if pid is not None else None
+    before = process.cpu_times() if process else None
+    result = _load(url, token, options, options.duration_s)
+    if process is None or before is None:
+        return result
+    after = process.cpu_times()
+    return result.with_cpu((after.user - before.user) + (after.system - before.system))
+
+
+def _ensure_tool(binary: str, package: str, console: Console) -> bool:
+    """Install a Debian package when its binary is missing (as root); whether it is there."""
+    if shutil.which(binary):
+        return True
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        with console.status(f"installing {package} (apt-get)"):
+            subprocess.run(  # noqa: S603 - fixed command line
+                ["apt-get", "install", "-y", package],  # noqa: S607
+                capture_output=True, check=False, timeout=600,
+            )  # fmt: skip
+    return shutil.which(binary) is not None
+
+
+# ---------------------------------------------------------------- the run
+
+
+@dataclass
+class _Run:
+    options: BenchOptions
+    console: Console
+    children: _Children
+    tmp: Path
+    token: str
+    pki: CertificatePaths
+    auth_urls: tuple[str, str]
+    cases: dict[str, dict[str, Any]]
+
+    def case(self, key: str, base: str, pid: int | None = None) -> None:
+        url = base + BENCH_PATH
+        with self.console.status(
+            f"{CASES[key]}: {self.options.warmup_s:g} s warm-up, "
+            f"{self.options.duration_s:g} s measured"
+        ):
+            alive = (lambda: psutil.pid_exists(pid)) if pid is not None else (lambda: True)
+            _wait_ok(url, self.token, self.pki.ca, alive)
+            self.cases[key] = asdict(_measure(url, self.token, self.options, pid))
+
+    def through_gateway(self, key: str, upstream: str, tls: bool = False) -> None:
+        pki = self.pki if tls else None
+        with _gateway(self.children, self.tmp, upstream, self.auth_urls, pki) as (base, pid):
+            self.case(key, base, pid)
+
+
+def _start_nginx(run: _Run, minimal: str) -> tuple[str, str, int]:
+    """nginx in front of the minimal app: (http base, https base, pid)."""
+    port, tls_port = free_port(), free_port()
+    config = run.tmp / "nginx.conf"
+    upstream_port = httpx.URL(minimal).port or 80
+    config.write_text(nginx_config(run.tmp, upstream_port, port, tls_port, run.pki))
+    child = run.children.start(
+        "nginx", ["nginx", "-p", str(run.tmp), "-c", str(config), "-e", str(run.tmp / "nginx.log")]
+    )
+    return f"http://127.0.0.1:{port}", f"https://127.0.0.1:{tls_port}", child.process.pid
+
+
+def _run_cases(run: _Run, nginx: bool) -> None:
+    fastapi = _uvicorn(run.children, "fastapi", "flotilla_cli.bench_minimal_app:fastapi_app")
+    minimal = _uvicorn(run.children, "minimal", "flotilla_cli.bench_minimal_app:minimal_app",
+                       "--lifespan", "off")  # fmt: skip
+    run.case("fastapi_direct", fastapi)
+    run.through_gateway("fastapi_gateway", fastapi)
+    run.case("minimal_direct", minimal)
+    run.through_gateway("minimal_gateway", minimal)
+    if nginx:
+        plain, tls, pid = _start_nginx(run, minimal)
+        run.case("minimal_nginx", plain, pid)
+    run.through_gateway("minimal_gateway_tls", minimal, tls=True)
+    if nginx:
+        run.case("minimal_nginx_tls", tls, pid)
+
+
+def run_gateway_bench(options: BenchOptions, console: Console) -> dict[str, Any]:
+    _ensure_tool("wrk", "wrk", console)
+    nginx = _ensure_tool("nginx", "nginx", console)
+    minter = TokenMinter()
+    token = minter.mint("bench-user", ["customer"], ttl_s=24 * 3600)
+    cases: dict[str, dict[str, Any]] = {}
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flotilla-bench-gw-")))
+        children = stack.enter_context(_Children(tmp))
+        auth_urls = stack.enter_context(_auth_endpoints(minter))
+        pki = ensure_dev_pki(tmp / "tls", ["gateway"])["gateway"]
+        run = _Run(options, console, children, tmp, token, pki, auth_urls, cases)
+        _run_cases(run, nginx)
+    return {
+        "benchmark": "gateway overhead",
+        "options": asdict(options),
+        "load_generator": _generator(),
+        "path": BENCH_PATH,
+        "machine": machine(),
+        "cases": cases,
+        **summarise(cases),
+        "targets": {metric: f"{op} {bound}" for metric, (op, bound) in TARGETS.items()},
+        "notes": [] if nginx else ["nginx missing: no reference rows"],
+    }
+
+
+# ---------------------------------------------------------------- output
+
+
+def _cell(value: Any) -> str:
+    return "-" if value is None else f"{value:,}" if isinstance(value, float) else str(value)
+
+
+def _targets_table(report: dict[str, Any]) -> Table:
+    table = Table(title="Targets (printed, not asserted)", title_justify="left")
+    for column in ("metric", "value", "target", "met"):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for metric, (comparison, bound) in TARGETS.items():
+        met = target_met(metric, report.get(metric))
+        verdict = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[met]
+        table.add_row(metric, _cell(report.get(metric)), f"{comparison} {bound}", verdict)
+    return table
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    options = report["options"]
+    table = Table(
+        title=f"Gateway overhead: GET {report['path']} over loopback, {report['load_generator']} "
+        f"({options['threads']} threads, {options['connections']} connections, "
+        f"{options['duration_s']:g} s each)",
+        title_justify="left",
+    )
+    for column in ("case", "req/s", "p50 ms", "p99 ms", "errors", "proxy CPU us/req"):
+        table.add_column(column, justify="left" if column == "case" else "right")
+    for key, label in CASES.items():
+        case = report["cases"].get(key)
+        if case is None:
+            continue
+        table.add_row(
+            label, f"{case['rps']:,.0f}", _cell(case["p50_ms"]), _cell(case["p99_ms"]),
+            str(case["errors"]), _cell(case["cpu_us_per_req"]),
+        )  # fmt: skip
+    console.print(table)
+    console.print(_targets_table(report))
+    for note in report["notes"]:
+        console.print(f"[yellow]{note}[/]")
+    console.print(f"machine: {report['machine']}", highlight=False)
