@@ -1,24 +1,59 @@
-"""One access log line per request, with ECS field names, through the kit's logger.
+"""One access log line per request: the same ECS JSON line the kit's logger (Elastic's
+`ecs-logging` formatter) would write, rendered here and written in batches.
 
-Fields are passed already nested (`http={"request": {...}}`) rather than dotted
-(`"http.request.method"`): the ECS renderer nests dotted keys itself, field by field,
-and that costs more than the rest of a proxied request. The JSON line is the same.
-`event.duration` stays dotted because `event` is structlog's message key.
+Through structlog and ecs-logging a line cost about 40 % of the gateway's CPU per
+proxied request (a `json.dumps` per key, a recursive normalisation of the event dict, a
+write per line). Here the constant parts are rendered once, the variable ones are
+escaped only when they can need it, and lines are collected and written together a
+moment later (`flush_after_s`) or when the batch is full, off the request path. A test
+proves the line equal to ecs-logging's for the same fields.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from flotilla_kit.logs import get_logger
+import asyncio
+import json
+import sys
+import time
+from typing import TextIO
 
 __all__ = ["AccessLog"]
 
+_ECS_VERSION = "1.6.0"  # what ecs-logging writes
+
+
+def _text(value: str | None) -> str:
+    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+
 
 class AccessLog:
-    def __init__(self) -> None:
-        self._log: Any = get_logger("flotilla.access")
-        self._bound = False
+    def __init__(
+        self,
+        *,
+        service: str = "gateway",
+        node: str = "gateway-0",
+        stream: TextIO | None = None,
+        flush_after_s: float = 0.05,
+        batch: int = 256,
+        enabled: bool = True,
+    ) -> None:
+        self.enabled = enabled  # off below log level info, as the kit's logger would be
+        self._stream = stream
+        self._flush_after_s = flush_after_s
+        self._batch = batch
+        self._lines: list[str] = []
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._service = f'"service":{{"name":{_text(service)},"node":{{"name":{_text(node)}}}}}'
+        self._second = -1
+        self._second_text = ""
+
+    def _timestamp(self) -> str:
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def record(
         self,
@@ -33,21 +68,38 @@ class AccessLog:
         user_id: str | None,
         client_ip: str,
     ) -> None:
-        if not self._bound:
-            # Resolve the lazy proxy once (logging is configured by now) instead of on
-            # every line.
-            self._log = self._log.bind()
-            self._bound = True
-        self._log.info(
-            "request",
-            http={
-                "request": {"method": method.decode("latin-1"), "id": request_id},
-                "response": {"status_code": status},
-            },
-            url={"path": path},
-            trace={"id": trace_id},
-            upstream={"instance": instance},
-            user={"id": user_id},
-            client={"ip": client_ip},
-            **{"event.duration": duration_ns},
+        if not self.enabled:
+            return
+        # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted.
+        self._lines.append(
+            f'{{"@timestamp":"{self._timestamp()}","log.level":"info","message":"request",'
+            f'"client":{{"ip":{_text(client_ip)}}},"ecs.version":"{_ECS_VERSION}",'
+            f'"event":{{"duration":{duration_ns}}},'
+            f'"http":{{"request":{{"id":{_text(request_id)},'
+            f'"method":{_text(method.decode("latin-1"))}}},'
+            f'"response":{{"status_code":{status}}}}},'
+            f"{self._service},"
+            f'"trace":{{"id":{_text(trace_id)}}},"upstream":{{"instance":{_text(instance)}}},'
+            f'"url":{{"path":{_text(path)}}},"user":{{"id":{_text(user_id)}}}}}\n'
         )
+        if len(self._lines) >= self._batch:
+            self.flush()
+        elif self._flush_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (a unit test): write now
+                self.flush()
+                return
+            self._flush_handle = loop.call_later(self._flush_after_s, self.flush)
+
+    def flush(self) -> None:
+        """Write the collected lines (also at shutdown)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if not self._lines:
+            return
+        lines, self._lines = self._lines, []
+        stream = self._stream or sys.stdout
+        stream.write("".join(lines))
+        stream.flush()

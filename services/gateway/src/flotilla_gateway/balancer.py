@@ -1,9 +1,19 @@
 """Upstream instances, their health and load, and the choice of one per request.
 
-Each `Service` keeps ready-made lists of its healthy instances, rebuilt only when health
-or membership changes, so choosing costs one pass over a short list. The choice is the
-instance with the fewest requests in flight; ties go to the first one found from a start
-point that moves on every call, so an idle service still spreads its traffic.
+Each `Service` keeps ready-made lists of its available instances (healthy, not ejected),
+rebuilt only when health or membership changes. An instance's load is its requests in
+flight weighted by health: times `1 + penalty`, where the penalty counts recent failures
+and the slow start after a re-admission. The choice is power of two choices: the next
+instance in turn and one other picked at random; the less loaded wins, the one in turn
+on a tie, so an idle service still spreads its traffic evenly (an idle instance has no
+load, penalty or not, so a suspect instance keeps getting some traffic and the passive
+checks can clear or eject it). With one or two instances that is the same as scanning
+for the least loaded.
+
+Passive outlier ejection: after `eject_after` consecutive failures (connect errors,
+resets, timeouts, 5xx answers) an instance is taken out for a cool-down that doubles on
+repeat, then re-admitted with a slow-start penalty. Each `Service` also has a circuit
+`Breaker` and a `RetryBudget`.
 
 A sharded service (its instances carry a `shard` in the topology) also keeps one such
 list per shard, indexed by shard number, so a request whose shard is known picks among
@@ -13,29 +23,106 @@ that shard's instances only, at the same cost.
 from __future__ import annotations
 
 import asyncio
+import math
+import random
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from time import monotonic
 
 from flotilla_gateway.upstream import ConnectionPool, Endpoint
 from flotilla_kit.logs import get_logger
 
-__all__ = ["Candidates", "Instance", "Registry", "Service"]
+__all__ = [
+    "CLOSED",
+    "HALF_OPEN",
+    "LATENCY_BUCKETS",
+    "OPEN",
+    "Breaker",
+    "Candidates",
+    "Instance",
+    "Registry",
+    "Resilience",
+    "RetryBudget",
+    "Service",
+]
 
 _log = get_logger("flotilla.gateway.balancer")
 
 # Account ids spell their shard in at most three digits (`flotilla_kit.sharding`).
 MAX_SHARDS = 1000
+# The most a health penalty multiplies an instance's load by is 1 + this.
+MAX_PENALTY = 16
+# Retry tokens saved up at most (with ratio 0.2: what 500 requests deposit).
+_BUDGET_CAP = 100.0
+# One retry token, less the float noise of adding up deposits (0.2 * 5 < 1.0).
+_ONE = 1.0 - 1e-9
+
+# A proxy hop on loopback takes well under a millisecond; upstream work adds the rest.
+LATENCY_BUCKETS = (
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+
+_random = random.random
+
+# Breaker states, as the `flotilla_gateway_upstream_breaker_state` gauge shows them.
+CLOSED = 0
+HALF_OPEN = 1
+OPEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Resilience:
+    """Outlier ejection, circuit breaker and retry budget knobs (see `GatewaySettings`)."""
+
+    eject_after: int = 5
+    eject_base_s: float = 10.0
+    eject_max_s: float = 300.0
+    slow_start_checks: int = 3
+    breaker_window_s: float = 10.0
+    breaker_min_requests: int = 20
+    breaker_failure_ratio: float = 0.5
+    breaker_consecutive_failures: int = 20
+    breaker_open_s: float = 5.0
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_s: float = 3.0
 
 
 class Instance:
     """One instance of a service, as the gateway sees it."""
 
     __slots__ = (
+        "admitted",
+        "answered",
+        "eject_streak",
+        "ejected",
+        "ejections",
         "endpoint",
+        "errors",
+        "failed",
         "failures",
         "healthy",
         "in_flight",
+        "latency_buckets",
+        "latency_sum",
         "name",
+        "penalty",
         "pool",
+        "readmitted_at",
         "removed",
         "service",
         "shard",
@@ -60,15 +147,53 @@ class Instance:
         self.in_flight = 0
         # New instances get no traffic until a health check has passed.
         self.healthy = False
+        # Consecutive failed health checks.
         self.failures = 0
         self.removed = False
+        # Has been healthy once: later admissions are re-admissions (slow start).
+        self.admitted = False
+        # Its requests in flight count `1 + penalty` times: recent failures and slow
+        # start; one point is forgiven per passed health check.
+        self.penalty = 0
+        # Consecutive failed requests (passive checks); reset by any good answer.
+        self.errors = 0
+        self.ejected = False
+        self.ejections = 0
+        self.eject_streak = 0
+        self.readmitted_at = -math.inf
+        # Per-instance request metrics, read at scrape time.
+        self.answered = 0
+        self.failed = 0
+        self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
+        self.latency_sum = 0.0
+
+    def observe(self, seconds: float, *, answered: bool) -> None:
+        """One attempt on this instance ended: with a response, or without one."""
+        if answered:
+            self.answered += 1
+        else:
+            self.failed += 1
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_sum += seconds
+
+    @property
+    def available(self) -> bool:
+        """Gets new requests: healthy, not ejected, still in the topology."""
+        return self.healthy and not self.ejected and not self.removed
 
     def __repr__(self) -> str:
-        state = "healthy" if self.healthy else "unhealthy"
+        state = "ejected" if self.ejected else "healthy" if self.healthy else "unhealthy"
         shard = "" if self.shard is None else f" shard={self.shard}"
         return (
             f"<Instance {self.name}{shard} {self.endpoint.url} {state} in_flight={self.in_flight}>"
         )
+
+
+def _less_loaded(first: Instance, second: Instance) -> Instance:
+    """`second` if its weighted load is lower, else `first` (ties go to the first)."""
+    if second.in_flight * (1 + second.penalty) < first.in_flight * (1 + first.penalty):
+        return second
+    return first
 
 
 class Candidates:
@@ -90,38 +215,209 @@ class Candidates:
         self._turn = 0
 
     def choose(self, exclude: Instance | None = None) -> Instance | None:
-        """The healthy instance with the fewest requests in flight, or None."""
+        """The less loaded of two available instances (P2C), or None.
+
+        Load is requests in flight times `1 + penalty` (health). The first candidate is the
+        next one in turn, the second a random other one; a tie goes to the first.
+        """
         candidates = self.healthy
         count = len(candidates)
         if count == 1:
             only = candidates[0]
             return None if only is exclude else only
-        if count == 0:
-            return None
+        if count < 3:
+            return self._choose_of_two(candidates, exclude) if count else None
         start = self._turn = (self._turn + 1) % count
-        best: Instance | None = None
-        best_load = 1 << 62
-        for offset in range(count):
-            candidate = candidates[(start + offset) % count]
-            load = candidate.in_flight
-            if load < best_load and candidate is not exclude:
-                best = candidate
-                best_load = load
-                if load == 0:
-                    break  # nobody is less busy than idle
-        return best
+        first = candidates[start]
+        if first is exclude:
+            start = (start + 1) % count
+            first = candidates[start]
+        other = (start + 1 + int(_random() * (count - 1))) % count
+        second = candidates[other]
+        if second is exclude:
+            other = (other + 1) % count
+            if other == start:
+                other = (other + 1) % count
+            second = candidates[other]
+        return _less_loaded(first, second)
+
+    def _choose_of_two(self, candidates: list[Instance], exclude: Instance | None) -> Instance:
+        a, b = candidates
+        if a is exclude:
+            return b  # a retry: the other one, without moving the turn on
+        if b is exclude:
+            return a
+        self._turn = turn = (self._turn + 1) % 2
+        return _less_loaded(b, a) if turn else _less_loaded(a, b)
 
     def refresh(self) -> None:
-        self.healthy = [i for i in self.instances if i.healthy and not i.removed]
+        self.healthy = [i for i in self.instances if i.available]
+
+
+class Breaker:
+    """The circuit breaker of one upstream service.
+
+    Closed: every request goes through. It opens when `consecutive` attempts in a row
+    failed, or when more than `ratio` of the attempts in the current window (of
+    `window_s`, at least `min_requests` attempts) failed. Open: requests are refused
+    (503) for `open_s`. Then half-open: one probe request goes through; its success
+    closes the breaker, its failure opens it again. If the probe never reports (it found
+    no instance), another is let through after `open_s`.
+    """
+
+    __slots__ = (
+        "_consecutive",
+        "_failures",
+        "_min_requests",
+        "_open_s",
+        "_ratio",
+        "_requests",
+        "_window_end",
+        "_window_s",
+        "consecutive_failures",
+        "opened",
+        "reopen_at",
+        "state",
+    )
+
+    def __init__(
+        self,
+        *,
+        window_s: float = 10.0,
+        min_requests: int = 20,
+        ratio: float = 0.5,
+        consecutive: int = 20,
+        open_s: float = 5.0,
+    ) -> None:
+        self._window_s = window_s
+        self._min_requests = min_requests
+        self._ratio = ratio
+        self._consecutive = consecutive
+        self._open_s = open_s
+        self.state = CLOSED
+        self.consecutive_failures = 0
+        self._requests = 0
+        self._failures = 0
+        self._window_end = 0.0
+        # Open: when the next probe may go; half-open: when a lost probe is replaced.
+        self.reopen_at = 0.0
+        # Times the breaker opened.
+        self.opened = 0
+
+    def admit(self) -> bool:
+        """For a breaker that is not closed: may this request go through (as the probe)?"""
+        now = monotonic()
+        if now < self.reopen_at:
+            return False
+        self.state = HALF_OPEN
+        self.reopen_at = now + self._open_s
+        return True
+
+    def retry_after(self) -> int:
+        """Whole seconds until a request may go through again, at least 1."""
+        return max(1, math.ceil(self.reopen_at - monotonic()))
+
+    def record(self, ok: bool) -> None:
+        """The outcome of one attempt on an instance of the service."""
+        now = monotonic()
+        if now >= self._window_end:
+            self._window_end = now + self._window_s
+            self._requests = self._failures = 0
+        self._requests += 1
+        if ok:
+            self.consecutive_failures = 0
+            if self.state != CLOSED:
+                self.state = CLOSED
+                _log.info("circuit closed")
+            return
+        self._failures += 1
+        self.consecutive_failures += 1
+        if self.state == HALF_OPEN or (
+            self.state == CLOSED
+            and (
+                self.consecutive_failures >= self._consecutive
+                or (
+                    self._requests >= self._min_requests
+                    and self._failures > self._ratio * self._requests
+                )
+            )
+        ):
+            self._open(now)
+
+    def _open(self, now: float) -> None:
+        self.state = OPEN
+        self.opened += 1
+        self.reopen_at = now + self._open_s
+        self._requests = self._failures = 0
+        _log.warning("circuit opened", open_s=self._open_s)
+
+
+class RetryBudget:
+    """Retries of one service, at most about `ratio` of its requests.
+
+    A token bucket: each request deposits `ratio` tokens (up to a cap of 100), each retry
+    withdraws one. When the bucket is empty, a reserve refilled at `min_per_s` still
+    allows a few retries per second, so a quiet service can retry at all.
+    """
+
+    __slots__ = ("_last", "_min_per_s", "_reserve", "balance", "exhausted", "ratio")
+
+    def __init__(self, *, ratio: float = 0.2, min_per_s: float = 3.0) -> None:
+        self.ratio = ratio
+        self.balance = 0.0
+        self._min_per_s = min_per_s
+        self._reserve = min_per_s
+        self._last = monotonic()
+        # Retries refused because the budget was used up.
+        self.exhausted = 0
+
+    def deposit(self) -> None:
+        if self.balance < _BUDGET_CAP:
+            self.balance += self.ratio
+
+    def withdraw(self) -> bool:
+        """Take one retry from the budget; False (and counted) when there is none."""
+        if self.balance >= _ONE:
+            self.balance -= 1.0
+            return True
+        now = monotonic()
+        rate = self._min_per_s
+        self._reserve = min(rate, self._reserve + (now - self._last) * rate)
+        self._last = now
+        if self._reserve >= 1.0:
+            self._reserve -= 1.0
+            return True
+        self.exhausted += 1
+        return False
 
 
 class Service:
     """The instances of one service, grouped by shard when they carry one."""
 
-    __slots__ = ("_groups", "everyone", "instances", "name", "shard_count", "shards")
+    __slots__ = (
+        "_groups",
+        "breaker",
+        "everyone",
+        "instances",
+        "name",
+        "retry_budget",
+        "shard_count",
+        "shards",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, resilience: Resilience | None = None) -> None:
         self.name = name
+        knobs = resilience or Resilience()
+        self.breaker = Breaker(
+            window_s=knobs.breaker_window_s,
+            min_requests=knobs.breaker_min_requests,
+            ratio=knobs.breaker_failure_ratio,
+            consecutive=knobs.breaker_consecutive_failures,
+            open_s=knobs.breaker_open_s,
+        )
+        self.retry_budget = RetryBudget(
+            ratio=knobs.retry_budget_ratio, min_per_s=knobs.retry_budget_min_per_s
+        )
         self.instances: dict[str, Instance] = {}
         # Every instance, whatever its shard: unsharded routes, the OpenAPI fetch.
         self.everyone = Candidates()
@@ -180,6 +476,14 @@ class Service:
             )
         self.refresh()
 
+    def group_of(self, instance: Instance) -> Candidates:
+        """The list `instance` is chosen from: its shard's, or the whole service's."""
+        if instance.shard is not None:
+            group = self._groups.get(instance.shard)
+            if group is not None:
+                return group
+        return self.everyone
+
     def refresh(self, instance: Instance | None = None) -> None:
         """Rebuild the healthy lists: all of them, or those `instance` is in."""
         self.everyone.refresh()
@@ -201,10 +505,14 @@ class Registry:
         *,
         unhealthy_after: int,
         services: tuple[str, ...] = (),
+        resilience: Resilience | None = None,
     ) -> None:
         self._pool_factory = pool_factory
         self._unhealthy_after = unhealthy_after
-        self.services: dict[str, Service] = {name: Service(name) for name in services}
+        self.resilience = resilience or Resilience()
+        self.services: dict[str, Service] = {
+            name: Service(name, self.resilience) for name in services
+        }
         # Bumped on every membership or health change; caches compare it.
         self.generation = 0
         self._changed = asyncio.Event()
@@ -212,7 +520,7 @@ class Registry:
     def service(self, name: str) -> Service:
         found = self.services.get(name)
         if found is None:
-            found = self.services[name] = Service(name)
+            found = self.services[name] = Service(name, self.resilience)
         return found
 
     def instances(self) -> Iterator[Instance]:
@@ -252,6 +560,12 @@ class Registry:
             instance.failures = 0
             changed = not instance.healthy
             instance.healthy = True
+            if changed and instance.admitted:
+                # Back after being taken out: a slow start.
+                instance.penalty = max(instance.penalty, self.resilience.slow_start_checks)
+            elif instance.penalty:
+                instance.penalty -= 1
+            instance.admitted = True
         else:
             instance.failures += 1
             changed = instance.healthy and instance.failures >= self._unhealthy_after
@@ -264,6 +578,53 @@ class Registry:
                 **{"upstream.instance": instance.name, "upstream.healthy": instance.healthy},
             )
         self._notify(changed=changed)
+
+    def failed(self, instance: Instance) -> None:
+        """A request to `instance` failed (passive check); eject it after enough in a row.
+
+        The dispatcher resets `instance.errors` itself on a good answer.
+        """
+        instance.errors += 1
+        if instance.penalty < MAX_PENALTY:
+            instance.penalty += 1
+        knobs = self.resilience
+        if instance.errors < knobs.eject_after or instance.ejected or instance.removed:
+            return
+        service = self.service(instance.service)
+        group = service.group_of(instance)
+        if instance.healthy and len(group.healthy) <= 1:
+            return  # the last one standing: ejecting it would only turn errors into 503s
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Failing again soon after a re-admission: twice the last cool-down.
+        last = min(knobs.eject_base_s * 2**instance.eject_streak, knobs.eject_max_s)
+        if instance.ejections and now - instance.readmitted_at < 2 * last:
+            instance.eject_streak += 1
+        else:
+            instance.eject_streak = 0
+        cool_down = min(knobs.eject_base_s * 2**instance.eject_streak, knobs.eject_max_s)
+        instance.ejected = True
+        instance.ejections += 1
+        service.refresh(instance)
+        _log.warning(
+            "instance ejected",
+            **{"upstream.instance": instance.name},
+            errors=instance.errors,
+            cool_down_s=cool_down,
+        )
+        loop.call_later(cool_down, self._readmit, instance)
+        self._notify()
+
+    def _readmit(self, instance: Instance) -> None:
+        if instance.removed or not instance.ejected:
+            return
+        instance.ejected = False
+        instance.errors = 0
+        instance.penalty = max(instance.penalty, self.resilience.slow_start_checks)
+        instance.readmitted_at = asyncio.get_running_loop().time()
+        self.service(instance.service).refresh(instance)
+        _log.info("instance re-admitted", **{"upstream.instance": instance.name})
+        self._notify()
 
     def close(self, *, abort: bool = False) -> None:
         """Close every pool; `abort` also cuts requests still in progress."""

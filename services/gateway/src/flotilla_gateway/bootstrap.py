@@ -8,7 +8,7 @@ from functools import partial
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator
-from flotilla_gateway.balancer import Registry
+from flotilla_gateway.balancer import Registry, Resilience
 from flotilla_gateway.dispatcher import Dispatcher, RouteTarget
 from flotilla_gateway.endpoints import LocalEndpoints
 from flotilla_gateway.gateway import Gateway
@@ -26,7 +26,13 @@ from flotilla_gateway.upstream import ConnectionPool
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
 
-__all__ = ["build_gateway", "client_tls_context", "rate_limiter", "server_tls_context"]
+__all__ = [
+    "build_gateway",
+    "client_tls_context",
+    "rate_limiter",
+    "resilience",
+    "server_tls_context",
+]
 
 _JWKS_PATH = "/.well-known/jwks.json"
 _REVOCATIONS_PATH = "/internal/v1/revocations"
@@ -105,6 +111,23 @@ def rate_limiter(
     )
 
 
+def resilience(settings: GatewaySettings) -> Resilience:
+    """Outlier ejection, circuit breaker and retry budget, as settings ask."""
+    return Resilience(
+        eject_after=settings.outlier_consecutive_failures,
+        eject_base_s=settings.outlier_ejection_s,
+        eject_max_s=max(settings.outlier_max_ejection_s, settings.outlier_ejection_s),
+        slow_start_checks=settings.slow_start_checks,
+        breaker_window_s=settings.breaker_window_s,
+        breaker_min_requests=settings.breaker_min_requests,
+        breaker_failure_ratio=settings.breaker_failure_ratio,
+        breaker_consecutive_failures=settings.breaker_consecutive_failures,
+        breaker_open_s=settings.breaker_open_s,
+        retry_budget_ratio=settings.retry_budget_ratio,
+        retry_budget_min_per_s=settings.retry_budget_min_per_s,
+    )
+
+
 def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POLICY) -> Gateway:
     client_ssl = client_tls_context(settings.tls)
     pool_factory = partial(
@@ -125,7 +148,10 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
     )
     routed_services = tuple(dict.fromkeys(entry.service for entry in policy))
     registry = Registry(
-        pool_factory, unhealthy_after=settings.unhealthy_after, services=routed_services
+        pool_factory,
+        unhealthy_after=settings.unhealthy_after,
+        services=routed_services,
+        resilience=resilience(settings),
     )
     health = HealthChecker(
         registry,
@@ -182,9 +208,14 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         local=handlers,
         authenticator=authenticator,
         health=health,
+        registry=registry,
         problems=problems,
         metrics=metrics,
-        access_log=AccessLog(),
+        access_log=AccessLog(
+            service=settings.service_name,
+            node=f"{settings.service_name}-{settings.instance_id}",
+            enabled=settings.log_level in ("debug", "info"),
+        ),
         forwarded_proto=b"https" if server_ssl is not None else b"http",
         limiter=limiter,
     )

@@ -11,6 +11,13 @@ connection, local endpoints.
 For a sharded service, the route's `ShardRouter` picks the shard once the token is
 checked; the request, and any retry of it, then goes to that shard's instances only.
 
+Resilience: every attempt's outcome feeds the instance's passive check (outlier ejection,
+health penalty) and the service's circuit breaker; an open breaker answers 503 with
+`Retry-After` before any instance is chosen. Idempotent requests (GET, HEAD, OPTIONS, or
+any method with an `Idempotency-Key`) move once to another instance after a connect
+error, a reset before any response byte, or a 502/503 answer, if the service's retry
+budget allows.
+
 Rate limits: the per-IP bucket is checked right after the route match, the per-identity
 bucket once the token and permission are; in process both are synchronous. Buckets shared
 through Valkey need an await, so those checks run in a task.
@@ -26,7 +33,7 @@ from typing import Any, Protocol
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator, bearer_token
-from flotilla_gateway.balancer import Candidates, Instance, Service
+from flotilla_gateway.balancer import CLOSED, Candidates, Instance, Registry, Service
 from flotilla_gateway.endpoints import LocalHandler
 from flotilla_gateway.errors import (
     UpstreamConnectError,
@@ -58,8 +65,11 @@ __all__ = ["Dispatcher", "Exchange", "Responder", "RouteTarget"]
 
 _log = get_logger("flotilla.gateway.dispatcher")
 
-# Safe to send twice (RFC 9110 9.2.2 minus PUT/DELETE, whose handlers we do not control).
+# Safe to send twice (RFC 9110 9.2.2 minus PUT/DELETE, whose handlers we do not control);
+# other methods only with an `Idempotency-Key` (the service replays the stored answer).
 _IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS"})
+# Answers of an idempotent request worth trying on another instance.
+_RETRY_STATUSES = frozenset({502, 503})
 # Methods whose requests carry a body even when it is empty.
 _BODY_METHODS = frozenset({b"POST", b"PUT", b"PATCH"})
 _LOCAL_METHODS = frozenset({b"GET", b"HEAD"})
@@ -139,6 +149,7 @@ class Dispatcher:
         local: Mapping[str, LocalHandler],
         authenticator: Authenticator,
         health: HealthChecker,
+        registry: Registry,
         problems: ProblemCatalog,
         metrics: GatewayMetrics,
         access_log: AccessLog,
@@ -151,6 +162,7 @@ class Dispatcher:
         # The verifier lives as long as the gateway: its synchronous lookup, bound once.
         self.cached_principal = authenticator.verifier.cached
         self.health = health
+        self.registry = registry
         self.problems = problems
         self.access_log = access_log
         self.forwarded_proto = forwarded_proto
@@ -182,6 +194,7 @@ class Dispatcher:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.limiter is not None:
             await self.limiter.close()
+        self.access_log.flush()
 
 
 def _no_clock() -> float:
@@ -205,6 +218,7 @@ class Exchange:
         "_rerouted",
         "_resent",
         "_responder",
+        "_sent",
         "_started",
         "_target",
         "_trace_id",
@@ -232,6 +246,8 @@ class Exchange:
         # At most one resend on a new connection and one move to another instance.
         self._resent = False
         self._rerouted = False
+        # When the current attempt was sent (perf_counter_ns), for per-instance latency.
+        self._sent = 0
         # What the rate limits said, for the RateLimit headers (None: not checked).
         self._ip_outcome: Outcome | None = None
         self._identity_outcome: Outcome | None = None
@@ -424,6 +440,16 @@ class Exchange:
         if isinstance(group, ProblemTemplate):
             self.finish(group.reply(self.request_id))
             return
+        service = target.service
+        breaker = service.breaker
+        if breaker.state != CLOSED and not breaker.admit():
+            self.finish(
+                self._dispatcher.problems.circuit_open(service.name).reply(
+                    self.request_id, b"retry-after: %d\r\n" % breaker.retry_after()
+                )
+            )
+            return
+        service.retry_budget.deposit()
         instance = group.choose()
         if instance is None:
             self._unavailable(target.service.name, group.shard)
@@ -455,7 +481,7 @@ class Exchange:
         self._request_line = method + b" " + request.target + b" HTTP/1.1\r\n"
         self._body = body
         self._head = method == b"HEAD"
-        self._idempotent = method in _IDEMPOTENT
+        self._idempotent = method in _IDEMPOTENT or request.idempotency_key
         self._send(instance, fresh=False)
 
     def _unavailable(self, service: str, shard: int | None) -> None:
@@ -473,6 +499,7 @@ class Exchange:
         self._instance = instance
         # Counted from here until the listener hears the outcome, exactly once.
         instance.in_flight += 1
+        self._sent = perf_counter_ns()
         instance.pool.send(
             self._request_line,
             self._fields,
@@ -487,8 +514,19 @@ class Exchange:
         instance = self._instance
         assert instance is not None
         instance.in_flight -= 1
+        instance.observe((perf_counter_ns() - self._sent) / 1e9, answered=True)
         target = self._target
         assert target is not None
+        status = response.status
+        if status < 500:
+            if instance.errors:
+                instance.errors = 0
+            target.service.breaker.record(True)
+        else:
+            self._dispatcher.registry.failed(instance)
+            target.service.breaker.record(False)
+            if status in _RETRY_STATUSES and self._retry_elsewhere(instance):
+                return
         try:
             reply = _relay(response, self.request_id.encode("ascii"), self._head, target.no_store)
         except Exception:
@@ -500,22 +538,30 @@ class Exchange:
         instance = self._instance
         assert instance is not None
         instance.in_flight -= 1
+        instance.observe((perf_counter_ns() - self._sent) / 1e9, answered=False)
         try:
             self._recover(instance, error)
         except Exception:
             self.crashed()
 
     def _recover(self, instance: Instance, error: UpstreamError) -> None:
-        problems = self._dispatcher.problems
-        if isinstance(error, UpstreamTimeout):
-            self.finish(problems.gateway_timeout.reply(self.request_id))
-            return
+        dispatcher = self._dispatcher
+        problems = dispatcher.problems
         stale = isinstance(error, UpstreamReset) and error.stale
         if stale and self._idempotent and not self._resent:
             # The upstream closed the idle connection as we reused it: it never saw the
             # request. Once more on a new connection to the same instance.
             self._resent = True
             self._send(instance, fresh=True)
+            return
+        if not stale:
+            # (An idle connection the upstream closed says nothing about its health.)
+            target = self._target
+            assert target is not None
+            dispatcher.registry.failed(instance)
+            target.service.breaker.record(False)
+        if isinstance(error, UpstreamTimeout):
+            self.finish(problems.gateway_timeout.reply(self.request_id))
             return
         if isinstance(error, (UpstreamConnectError, UpstreamReset)):
             self._dispatcher.health.suspect(instance)
@@ -524,14 +570,9 @@ class Exchange:
                 **{"upstream.instance": instance.name, "http.request.id": self.request_id},
                 error=str(error),
             )
-            group = self._group
-            if self._idempotent and not self._rerouted and group is not None:
-                # Another instance of the same shard: no other shard has the data.
-                other = group.choose(exclude=instance)
-                if other is not None:
-                    self._rerouted = True
-                    self._send(other, fresh=False)
-                    return
+            started = isinstance(error, UpstreamReset) and error.response_started
+            if not started and self._retry_elsewhere(instance):
+                return
         else:
             _log.warning(
                 "bad upstream response",
@@ -539,6 +580,24 @@ class Exchange:
                 error=str(error),
             )
         self.finish(problems.bad_gateway.reply(self.request_id))
+
+    def _retry_elsewhere(self, instance: Instance) -> bool:
+        """Send an idempotent request once to another instance (of the same shard: no
+        other shard has the data), if there is one and the retry budget allows."""
+        group = self._group
+        if not self._idempotent or self._rerouted or group is None:
+            return False
+        other = group.choose(exclude=instance)
+        if other is None:
+            return False
+        target = self._target
+        assert target is not None
+        if not target.service.retry_budget.withdraw():
+            return False
+        self._rerouted = True
+        self.metrics.retried()
+        self._send(other, fresh=False)
+        return True
 
 
 def _whole_seconds(seconds: float) -> int:

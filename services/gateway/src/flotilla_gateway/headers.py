@@ -53,6 +53,7 @@ TRACEPARENT: Final = 6
 TRACESTATE: Final = 7
 EXPECT: Final = 8
 CACHE_CONTROL: Final = 9
+IDEMPOTENCY_KEY: Final = 10
 
 REQUEST_FIELDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(HOP_BY_HOP, DROP),
@@ -69,6 +70,8 @@ REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"tracestate": TRACESTATE,
     # Answered by the gateway (100 Continue); the upstream gets the whole body at once.
     b"expect": EXPECT,
+    # Forwarded; marks a write as safe to retry on another instance.
+    b"idempotency-key": IDEMPOTENCY_KEY,
 }
 
 # Set by the gateway on every response it sends (`security_block`); a service's own

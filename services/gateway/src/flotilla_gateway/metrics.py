@@ -6,6 +6,8 @@ request costs a dict update and a bisect, not the locks prometheus-client's own
 children take on every `inc()` and `observe()`. Upstream gauges (in flight, healthy) are
 not updated per request at all: they are read from the balancer when Prometheus scrapes,
 so they are exact and free on the hot path. They carry the instance's shard, if any.
+Per-instance request counts and latencies, ejections, breaker states and retry budgets
+are plain numbers on the balancer's objects, read the same way.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import accumulate
+from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (
@@ -22,36 +25,20 @@ from prometheus_client.metrics_core import (
     Metric,
 )
 
-from flotilla_gateway.balancer import Registry
+from flotilla_gateway.balancer import LATENCY_BUCKETS
+
+if TYPE_CHECKING:
+    from flotilla_gateway.balancer import Registry
 
 __all__ = ["CONTENT_TYPE", "LATENCY_BUCKETS", "GatewayMetrics", "RouteMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST.encode("ascii")
 
-# A proxy hop on loopback takes well under a millisecond; upstream work adds the rest.
-LATENCY_BUCKETS = (
-    0.00025,
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-
 
 class RouteMetrics:
     """Requests by status and a latency histogram for one route label."""
 
-    __slots__ = ("_buckets", "_by_status", "_limited", "_sum", "label")
+    __slots__ = ("_buckets", "_by_status", "_limited", "_retries", "_sum", "label")
 
     def __init__(self, label: str) -> None:
         self.label = label
@@ -61,6 +48,11 @@ class RouteMetrics:
         self._sum = 0.0
         # Requests refused by a rate limit, by kind of limit ("identity" or "ip").
         self._limited: dict[str, int] = {}
+        # Requests sent once more to another instance.
+        self._retries = 0
+
+    def retried(self) -> None:
+        self._retries += 1
 
     def rate_limited(self, kind: str) -> None:
         limited = self._limited
@@ -77,14 +69,20 @@ class RouteMetrics:
         for status, count in sorted(self._by_status.items()):
             requests.add_metric([self.label, str(status)], count)
         cumulative = list(accumulate(self._buckets))
-        bounds = [repr(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
         duration.add_metric(
-            [self.label], buckets=list(zip(bounds, cumulative, strict=True)), sum_value=self._sum
+            [self.label], buckets=list(zip(_BOUNDS, cumulative, strict=True)), sum_value=self._sum
         )
 
     def add_limited_to(self, limited: CounterMetricFamily) -> None:
         for kind, count in sorted(self._limited.items()):
             limited.add_metric([self.label, kind], count)
+
+    def add_retries_to(self, retries: CounterMetricFamily) -> None:
+        if self._retries:
+            retries.add_metric([self.label], self._retries)
+
+
+_BOUNDS = [repr(bound) for bound in LATENCY_BUCKETS] + ["+Inf"]
 
 
 # `shard` is empty for an unsharded service's instances (to Prometheus: no shard label).
@@ -112,9 +110,15 @@ class _Collector:
             "Requests refused with 429 by a rate limit, by route and kind of limit.",
             labels=["route", "limit"],
         )
+        retries = CounterMetricFamily(
+            "flotilla_gateway_retries",
+            "Requests sent once more to another instance, by route.",
+            labels=["route"],
+        )
         for route in list(self._routes.values()):
             route.add_to(requests, duration)
             route.add_limited_to(limited)
+            route.add_retries_to(retries)
         in_flight = GaugeMetricFamily(
             "flotilla_gateway_upstream_in_flight",
             "Requests sent to an upstream instance and not yet answered.",
@@ -125,12 +129,62 @@ class _Collector:
             "1 when the instance passes its health checks and gets traffic, else 0.",
             labels=_INSTANCE_LABELS,
         )
+        upstream_requests = CounterMetricFamily(
+            "flotilla_gateway_upstream_requests",
+            "Attempts sent to an upstream instance, by outcome: `response` (any status) or "
+            "`error` (connect error, reset, timeout, malformed response).",
+            labels=[*_INSTANCE_LABELS, "outcome"],
+        )
+        upstream_duration = HistogramMetricFamily(
+            "flotilla_gateway_upstream_duration_seconds",
+            "Time from sending an attempt to an instance to its outcome.",
+            labels=_INSTANCE_LABELS,
+        )
+        ejections = CounterMetricFamily(
+            "flotilla_gateway_upstream_ejections",
+            "Times an instance was ejected after consecutive failed requests.",
+            labels=_INSTANCE_LABELS,
+        )
         for instance in self._registry.instances():
             shard = "" if instance.shard is None else str(instance.shard)
             labels = [instance.service, instance.name, shard]
             in_flight.add_metric(labels, instance.in_flight)
-            healthy.add_metric(labels, 1.0 if instance.healthy else 0.0)
-        return [requests, duration, limited, in_flight, healthy]
+            healthy.add_metric(labels, 1.0 if instance.available else 0.0)
+            upstream_requests.add_metric([*labels, "response"], instance.answered)
+            upstream_requests.add_metric([*labels, "error"], instance.failed)
+            cumulative = list(accumulate(instance.latency_buckets))
+            upstream_duration.add_metric(
+                labels,
+                buckets=list(zip(_BOUNDS, cumulative, strict=True)),
+                sum_value=instance.latency_sum,
+            )
+            ejections.add_metric(labels, instance.ejections)
+        breaker = GaugeMetricFamily(
+            "flotilla_gateway_upstream_breaker_state",
+            "Circuit breaker of an upstream service: 0 closed, 1 half-open, 2 open.",
+            labels=["service"],
+        )
+        exhausted = CounterMetricFamily(
+            "flotilla_gateway_retry_budget_exhausted",
+            "Retries not made because the service's retry budget was used up.",
+            labels=["service"],
+        )
+        for service in self._registry.services.values():
+            breaker.add_metric([service.name], service.breaker.state)
+            exhausted.add_metric([service.name], service.retry_budget.exhausted)
+        return [
+            requests,
+            duration,
+            limited,
+            retries,
+            in_flight,
+            healthy,
+            upstream_requests,
+            upstream_duration,
+            ejections,
+            breaker,
+            exhausted,
+        ]
 
 
 class GatewayMetrics:

@@ -176,6 +176,7 @@ class ProblemCatalog:
             500, "internal-error", "Internal server error", "The error was logged.", close=True
         )
         self._unavailable: dict[str, ProblemTemplate] = {}
+        self._circuit_open: dict[str, ProblemTemplate] = {}
         self._shard_unavailable: dict[tuple[str, int], ProblemTemplate] = {}
         self._not_allowed: dict[tuple[str, ...], ProblemTemplate] = {}
         self._rate_limited: dict[tuple[str, float, int, str], ProblemTemplate] = {}
@@ -203,6 +204,18 @@ class ProblemCatalog:
                 "Service unavailable",
                 f"No healthy instance of {service!r} is available.",
                 headers={"Retry-After": "1"},
+            )
+        return template
+
+    def circuit_open(self, service: str) -> ProblemTemplate:
+        """503 while the service's circuit breaker is open; the caller adds `Retry-After`."""
+        template = self._circuit_open.get(service)
+        if template is None:
+            template = self._circuit_open[service] = ProblemTemplate(
+                503,
+                "unavailable",
+                "Service unavailable",
+                f"{service!r} is failing; requests are held back for a while (circuit open).",
             )
         return template
 

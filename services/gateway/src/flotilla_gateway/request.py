@@ -24,6 +24,7 @@ from flotilla_gateway.headers import (
     CONTENT_LENGTH,
     EXPECT,
     HOST,
+    IDEMPOTENCY_KEY,
     REQUEST_FIELDS,
     REQUEST_ID,
     SPOOFABLE_PREFIXES,
@@ -52,6 +53,7 @@ class Request:
         "expect_continue",
         "host",
         "http10",
+        "idempotency_key",
         "keep_alive",
         "lines",
         "method",
@@ -79,6 +81,8 @@ class Request:
         self.keep_alive = False
         self.http10 = False
         self.expect_continue = False
+        # The client sent an `Idempotency-Key`: a write that may be retried elsewhere.
+        self.idempotency_key = False
         self.client_ip = client_ip
         # Set when the request is refused before routing (malformed, too large, ...).
         self.error: ProblemTemplate | None = None
@@ -225,6 +229,9 @@ class RequestReader:
             self._nominated = tokens if self._nominated is None else self._nominated | tokens
         elif kind == EXPECT:
             request.expect_continue = value.strip().lower() == b"100-continue"
+        elif kind == IDEMPOTENCY_KEY:
+            request.idempotency_key = bool(value.strip())
+            request.lines.append(name + b": " + value + b"\r\n")
         # Anything else in the table is hop-by-hop or spoofable: dropped.
 
     def on_headers_complete(self) -> None:

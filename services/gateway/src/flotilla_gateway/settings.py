@@ -86,6 +86,65 @@ class GatewaySettings(ServiceSettings):
         ge=1,
         description="Consecutive failed health checks after which an instance gets no traffic.",
     )
+    outlier_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed requests (connect errors, resets, timeouts, 5xx "
+        "answers) after which an instance is ejected: it gets no new requests for a while.",
+    )
+    outlier_ejection_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the first ejection of an instance lasts; an instance ejected "
+        "again soon after its re-admission stays out twice as long as the last time.",
+    )
+    outlier_max_ejection_s: float = Field(
+        default=300.0, gt=0, description="The longest an ejection lasts, however often repeated."
+    )
+    slow_start_checks: int = Field(
+        default=3,
+        ge=0,
+        description="A re-admitted instance counts as this many more requests in flight; "
+        "one is forgiven per passed health check.",
+    )
+    breaker_window_s: float = Field(
+        default=10.0, gt=0, description="Window over which a service's failure ratio is counted."
+    )
+    breaker_min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="Attempts a window needs before its failure ratio can open the breaker.",
+    )
+    breaker_failure_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="The breaker of a service opens when more than this share of the "
+        "attempts in a window failed.",
+    )
+    breaker_consecutive_failures: int = Field(
+        default=20,
+        ge=1,
+        description="The breaker of a service also opens after this many failed attempts in a row.",
+    )
+    breaker_open_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long an open breaker refuses requests (503) before letting one "
+        "probe request through.",
+    )
+    retry_budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries a service may get, as a share of its requests (token bucket: "
+        "each request deposits this much, each retry takes 1).",
+    )
+    retry_budget_min_per_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="Retries per second a service may get even when its budget is empty.",
+    )
     pool_max_idle_per_instance: int = Field(
         default=64, ge=0, description="Idle keep-alive connections kept open per instance."
     )

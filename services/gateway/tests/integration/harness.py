@@ -62,6 +62,9 @@ class Upstream:
         # The shard it serves, as the topology says (None: an unsharded service).
         self.shard = shard
         self.ready = True
+        # Echoed requests wait this long before the answer, and are answered with `status`.
+        self.delay_s = 0.0
+        self.status = 200
         # Requests to `.../slow` wait for `release`; `entered` counts them as they arrive.
         self.release = asyncio.Event()
         self.entered = 0
@@ -151,6 +154,8 @@ class Upstream:
         return app
 
     async def _echo(self, request: Request) -> JSONResponse:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         body = await request.body()
         seen = {
             "instance": self.name,
@@ -161,7 +166,7 @@ class Upstream:
             "body": body.decode("utf-8", "replace"),
         }
         self.seen.append(seen)
-        return JSONResponse(seen, headers={"x-instance": self.name})
+        return JSONResponse(seen, status_code=self.status, headers={"x-instance": self.name})
 
     async def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
@@ -196,6 +201,7 @@ class Stack:
         self._jwks = jwks
         self.upstreams: list[Upstream] = []
         self._raw: list[FlakyKeepAliveUpstream] = []
+        self._raw_servers: list[DroppingUpstream] = []
         self.gateway: Gateway | None = None
         # More gateways on the same topology (several gateway instances sharing limits).
         self.other_gateways: list[Gateway] = []
@@ -228,6 +234,20 @@ class Stack:
         self.upstreams.append(upstream)
         if in_topology:
             self.write_topology([*self.in_topology(), upstream])
+        return upstream
+
+    async def dropping_upstream(self, service: str, name: str) -> DroppingUpstream:
+        """Start a `DroppingUpstream` and add it to the topology next to the others."""
+        upstream = DroppingUpstream(service, name)
+        await upstream.start()
+        self._raw_servers.append(upstream)
+        services: dict[str, list[Instance]] = {}
+        for known in self.in_topology():
+            services.setdefault(known.service, []).append(
+                Instance(name=known.name, url=known.url, shard=known.shard)
+            )
+        services.setdefault(service, []).append(Instance(name=name, url=upstream.url))
+        Topology(services=services).write(self.topology_file)
         return upstream
 
     async def raw_upstream(self, upstream: FlakyKeepAliveUpstream) -> None:
@@ -352,6 +372,8 @@ class Stack:
         await asyncio.gather(*(u.stop() for u in self.upstreams))
         for raw in self._raw:
             await raw.stop()
+        for dropping in self._raw_servers:
+            await dropping.stop()
 
 
 class FlakyKeepAliveUpstream:
@@ -399,6 +421,51 @@ class FlakyKeepAliveUpstream:
                     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                     b"content-length: %d\r\n\r\n%s" % (len(body), body)
                 )
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+class DroppingUpstream:
+    """A raw HTTP/1.1 server that passes its health checks (`GET /readyz`: 200) but dies
+    mid-request on everything else: it reads the whole request, counts it as delivered,
+    and closes the connection without a byte of response."""
+
+    def __init__(self, service: str, name: str) -> None:
+        self.service = service
+        self.name = name
+        # Requests it received (and dropped), "METHOD /path".
+        self.delivered: list[str] = []
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                await reader.readexactly(length)
+                if target != "/readyz":
+                    self.delivered.append(f"{method} {target}")
+                    break
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError):
             pass

@@ -93,6 +93,8 @@ async def test_an_instance_failing_readyz_is_taken_out_and_readmitted(stack: Sta
 
         a.ready = True
         await stack.wait_until(lambda: instance_a.healthy)
+        # Re-admitted with a slow-start penalty, forgiven one passed check at a time.
+        await stack.wait_until(lambda: instance_a.penalty == 0)
         back_in = [await client.get("/api/v1/auth/x") for _ in range(6)]
         assert {r.headers["x-instance"] for r in back_in} == {a.name, b.name}
 

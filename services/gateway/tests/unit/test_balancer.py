@@ -41,13 +41,56 @@ def test_new_instances_get_no_traffic_until_a_check_passes() -> None:
     assert service.choose() is instance
 
 
-def test_the_least_busy_instance_is_chosen() -> None:
+def test_the_less_busy_of_two_choices_is_chosen() -> None:
     registry, (a, b, c) = _registry("a", "b", "c")
     a.in_flight, b.in_flight, c.in_flight = 3, 1, 2
     service = registry.service("accounts")
-    assert all(service.choose() is b for _ in range(10))
+    picks = Counter(service.choose() for _ in range(300))
+    # The busiest of three never wins a pair; the least busy wins every pair it is in.
+    assert a not in picks
+    assert picks[b] > picks[c] > 0
     b.in_flight = 5
-    assert service.choose() is c
+    picks = Counter(service.choose() for _ in range(300))
+    assert b not in picks
+
+
+def test_two_instances_least_busy_always_wins() -> None:
+    registry, (a, b) = _registry("a", "b")
+    a.in_flight, b.in_flight = 2, 1
+    service = registry.service("accounts")
+    assert all(service.choose() is b for _ in range(10))
+
+
+def test_a_health_penalty_weights_the_load() -> None:
+    registry, (a, b, c) = _registry("a", "b", "c")
+    a.penalty = 3
+    a.in_flight = 1
+    b.in_flight = 2
+    c.in_flight = 2
+    service = registry.service("accounts")
+    picks = Counter(service.choose() for _ in range(300))
+    assert a not in picks  # 1 in flight counts as 4: more than the others' 2
+    # One penalty point is forgiven per passed health check.
+    for _ in range(3):
+        registry.record_check(a, ok=True)
+    assert a.penalty == 0
+    picks = Counter(service.choose() for _ in range(300))
+    assert picks[a] > 150  # wins every pair it is in: about 2/3
+
+
+def test_idle_instances_get_traffic_whatever_their_penalty() -> None:
+    registry, (a, b, c) = _registry("a", "b", "c")
+    a.penalty = 5
+    service = registry.service("accounts")
+    picks = Counter(service.choose() for _ in range(30))
+    assert picks == {a: 10, b: 10, c: 10}
+
+
+def test_exclude_is_never_chosen_with_p2c() -> None:
+    registry, instances = _registry("a", "b", "c", "d")
+    service = registry.service("accounts")
+    for excluded in instances:
+        assert all(service.choose(exclude=excluded) is not excluded for _ in range(200))
 
 
 def test_ties_rotate_so_idle_traffic_spreads() -> None:

@@ -88,3 +88,31 @@ def test_upstream_gauges_carry_the_shard() -> None:
         ]
         == 1
     )
+
+
+def test_per_instance_requests_latency_ejections_and_service_state() -> None:
+    registry = Registry(_pool, unhealthy_after=1)
+    metrics = GatewayMetrics(registry)
+    instance = registry.add("accounts", "accounts-0", "http://127.0.0.1:1")
+    instance.observe(0.002, answered=True)
+    instance.observe(0.3, answered=False)
+    instance.ejections = 2
+    service = registry.service("accounts")
+    service.breaker.state = 2
+    service.retry_budget.exhausted = 4
+    metrics.route("/r").retried()
+    found = samples(metrics)
+    labels = {"instance": "accounts-0", "service": "accounts", "shard": ""}
+
+    def key(name: str, **more: str) -> tuple[str, tuple[tuple[str, str], ...]]:
+        return (name, tuple(sorted({**labels, **more}.items())))
+
+    assert found[key("flotilla_gateway_upstream_requests_total", outcome="response")] == 1
+    assert found[key("flotilla_gateway_upstream_requests_total", outcome="error")] == 1
+    assert found[key("flotilla_gateway_upstream_duration_seconds_bucket", le="0.0025")] == 1
+    assert found[key("flotilla_gateway_upstream_duration_seconds_count")] == 2
+    assert found[key("flotilla_gateway_upstream_ejections_total")] == 2
+    service_label = (("service", "accounts"),)
+    assert found[("flotilla_gateway_upstream_breaker_state", service_label)] == 2
+    assert found[("flotilla_gateway_retry_budget_exhausted_total", service_label)] == 4
+    assert found[("flotilla_gateway_retries_total", (("route", "/r"),))] == 1

@@ -221,3 +221,19 @@ def test_an_upgrade_is_ignored_and_the_request_answered_as_http_11() -> None:
     )
     assert [r.path for r in sink.requests] == ["/x", "/y"]
     assert sink.requests[0].lines == []  # Connection named HTTP2-Settings: dropped too
+
+
+def test_an_idempotency_key_is_noted_and_forwarded() -> None:
+    sink, _ = read(
+        b"POST /api/v1/transfers HTTP/1.1\r\nHost: gw\r\nIdempotency-Key: k-1\r\n"
+        b"Content-Length: 2\r\n\r\n{}"
+    )
+    request = only(sink)
+    assert request.idempotency_key
+    assert request.lines == [b"Idempotency-Key: k-1\r\n"]
+    sink, _ = read(
+        b"POST /x HTTP/1.1\r\nHost: gw\r\nIdempotency-Key: \r\nContent-Length: 0\r\n\r\n"
+    )
+    assert not only(sink).idempotency_key  # an empty key makes nothing safe to repeat
+    sink, _ = read(b"POST /x HTTP/1.1\r\nHost: gw\r\nContent-Length: 0\r\n\r\n")
+    assert not only(sink).idempotency_key
