@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
-from flotilla_kit.context import RequestContext, parse_traceparent, valid_request_id
+from flotilla_kit.context import (
+    RequestContext,
+    new_request_id,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    valid_request_id,
+)
 
 
 def test_a_valid_traceparent_is_parsed() -> None:
@@ -40,3 +49,15 @@ def test_harmless_request_ids_are_kept(value: str) -> None:
 @pytest.mark.parametrize("value", [None, "", "has space", "new\nline", "x" * 129, "<script>"])
 def test_other_request_ids_are_replaced(value: str | None) -> None:
     assert valid_request_id(value) is None
+
+
+def test_new_ids_are_w3c_shaped_nonzero_and_distinct() -> None:
+    traces = {new_trace_id() for _ in range(1000)}
+    spans = {new_span_id() for _ in range(1000)}
+    requests = {new_request_id() for _ in range(1000)}
+    assert len(traces) == len(spans) == len(requests) == 1000
+    for ids, length in ((traces, 32), (spans, 16), (requests, 32)):
+        assert all(re.fullmatch(f"[0-9a-f]{{{length}}}", i) for i in ids)
+        assert "0" * length not in ids
+    # What we make, we accept back from a client.
+    assert parse_traceparent(f"00-{new_trace_id()}-{new_span_id()}-01") is not None
