@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import threading
 import time
 import uuid
 from collections import Counter
@@ -155,6 +156,60 @@ def test_a_killed_instance_is_restarted_and_traffic_keeps_flowing(system: Runnin
         )
 
     _wait_for(restarted, 30)
+
+
+def _served_by(system: RunningSystem, instance: str) -> float:
+    """Responses the gateway got from `instance`, from its /metrics."""
+    with system.client() as client:
+        text = client.get("/metrics").text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("flotilla_gateway_upstream_requests_total{")
+        and f'instance="{instance}"' in line
+        and 'outcome="response"' in line
+    )
+
+
+def test_requests_flowing_through_a_kill_9_all_succeed(system: RunningSystem) -> None:
+    """Reads in flight while an instance dies: each one that fails there is retried on the
+    other instance; the restarted instance gets traffic again."""
+    token = system.token("alice")
+    name = f"accounts-s{_alices_shard(system)}-0"
+    victim = {i["name"]: i for i in system.status()["instances"]}[name]
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def flood() -> None:
+        with system.client() as client:
+            while not stop.is_set():
+                response = client.get(
+                    "/api/v1/accounts", headers={"Authorization": f"Bearer {token}"}
+                )
+                statuses.append(response.status_code)
+                # A steady flow below alice's rate limit (50/s): 4 workers x ~10/s.
+                stop.wait(0.1)
+
+    workers = [threading.Thread(target=flood) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    try:
+        _wait_for(lambda: len(statuses) >= 40)
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        def restarted() -> bool:
+            now = {i["name"]: i for i in system.status()["instances"]}[name]
+            return bool(now["ready"] and now["pid"] != victim["pid"])
+
+        _wait_for(restarted, 30)
+        after_restart = _served_by(system, name)
+        _wait_for(lambda: _served_by(system, name) > after_restart, 30)  # re-admitted
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join()
+    assert len(statuses) > 40
+    assert Counter(statuses) == {200: len(statuses)}
 
 
 def test_the_demo_walkthrough_succeeds(system: RunningSystem) -> None:
