@@ -24,7 +24,7 @@ from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, select
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_kit.db import UtcDateTime
+from flotilla_kit.db import Database, UtcDateTime
 
 __all__ = [
     "GENESIS",
@@ -217,6 +217,35 @@ class AuditLog:
         t = self.table
         rows = (await session.execute(select(t).order_by(t.c.seq.desc()).limit(limit))).all()
         return [_record(row._mapping) for row in reversed(rows)]
+
+    # -- what the services' `audit-verify` and `audit-tail` commands print -----------------
+
+    async def report(self, database_url: str, service: str) -> dict[str, Any]:
+        """Walk the whole chain in the database at `database_url`: a JSON-ready report."""
+        database = Database(database_url)
+        try:
+            async with database.read_sessions() as session:
+                chain = await self.verify(session)
+                newest = await self.tail(session, limit=1)
+        finally:
+            await database.dispose()
+        return {
+            "service": service,
+            "records": chain.records,
+            "intact": chain.intact,
+            "first_broken_seq": chain.first_broken_seq,
+            "reason": chain.reason,
+            "head": newest[0].hash if newest else GENESIS,
+        }
+
+    async def newest(self, database_url: str, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` records, oldest first, JSON-ready."""
+        database = Database(database_url)
+        try:
+            async with database.read_sessions() as session:
+                return [record.to_json() for record in await self.tail(session, limit=limit)]
+        finally:
+            await database.dispose()
 
 
 def _record(m: RowMapping) -> AuditRecord:

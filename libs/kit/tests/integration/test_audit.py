@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import MetaData, text
 from sqlalchemy.exc import DBAPIError
 
-from flotilla_kit.audit import AuditLog, append_only_ddl, audit_table
+from flotilla_kit.audit import GENESIS, AuditLog, append_only_ddl, audit_table
 from flotilla_kit.db import Database, UnitOfWork
 
 metadata = MetaData()
@@ -49,6 +49,22 @@ async def test_an_untouched_chain_verifies(database: Database) -> None:
     assert [r.seq for r in tail] == [4, 5]
     assert tail[1].prev_hash == tail[0].hash
     assert tail[1].details == {"ip": "127.0.0.1", "n": 4}
+
+
+async def test_the_report_and_the_newest_records_as_commands_print_them(
+    database: Database, database_url: str
+) -> None:
+    log = AuditLog(table)
+    empty = await log.report(database_url, "svc")
+    assert (empty["records"], empty["intact"], empty["head"]) == (0, True, GENESIS)
+    await _append(database, log, 3)
+    report = await log.report(database_url, "svc")
+    newest = await log.newest(database_url, 2)
+    assert [r["seq"] for r in newest] == [2, 3]
+    assert report == {
+        "service": "svc", "records": 3, "intact": True, "first_broken_seq": None,
+        "reason": "", "head": newest[-1]["hash"],
+    }  # fmt: skip
 
 
 async def test_the_database_refuses_updates_and_deletes(database: Database) -> None:

@@ -133,42 +133,15 @@ def seed(
     sys.stdout.write(json.dumps({"accounts": accounts}) + "\n")
 
 
-async def _verify_audit(settings: AccountsSettings) -> dict[str, Any]:
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with AccountsUnitOfWork(database, write=False) as uow:
-            report = await AUDIT_LOG.verify(uow.session)
-            newest = await AUDIT_LOG.tail(uow.session, 1)
-    finally:
-        await database.dispose()
-    return {
-        "service": settings.service_name,
-        "records": report.records,
-        "intact": report.intact,
-        "first_broken_seq": report.first_broken_seq,
-        "reason": report.reason,
-        "head": newest[0].hash if newest else None,
-    }
-
-
 @app.command("audit-verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain; print a JSON report; exit 1 if it is broken."""
     settings = AccountsSettings()
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    report = asyncio.run(_verify_audit(settings))
+    report = asyncio.run(AUDIT_LOG.report(settings.sqlalchemy_url, settings.service_name))
     sys.stdout.write(json.dumps(report) + "\n")
     if not report["intact"]:
         raise typer.Exit(1)
-
-
-async def _tail_audit(settings: AccountsSettings, limit: int) -> list[dict[str, Any]]:
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with AccountsUnitOfWork(database, write=False) as uow:
-            return [record.to_json() for record in await AUDIT_LOG.tail(uow.session, limit)]
-    finally:
-        await database.dispose()
 
 
 @app.command("audit-tail")
@@ -178,7 +151,7 @@ def audit_tail(
     """Print the newest audit records as JSON lines, oldest first."""
     settings = AccountsSettings()
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    for record in asyncio.run(_tail_audit(settings, limit)):
+    for record in asyncio.run(AUDIT_LOG.newest(settings.sqlalchemy_url, limit)):
         sys.stdout.write(json.dumps(record) + "\n")
 
 

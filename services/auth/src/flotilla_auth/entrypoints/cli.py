@@ -25,13 +25,10 @@ from flotilla_auth.service_layer.signing_keys import promote_staged_key, stage_s
 from flotilla_auth.service_layer.users import UserSpec, ensure_users, validated_specs
 from flotilla_auth.settings import AuthSettings
 from flotilla_kit import server
-from flotilla_kit.audit import GENESIS
-from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 
 __all__ = [
     "app",
-    "audit_records",
     "audit_report",
     "main",
     "read_seed_file",
@@ -232,31 +229,7 @@ def rotate_keys_command(
 
 async def audit_report(settings: AuthSettings) -> dict[str, Any]:
     """Walk the whole audit chain; the result is what `audit-verify` prints."""
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with database.read_sessions() as session:
-            report = await audit_log.verify(session)
-            last = await audit_log.tail(session, limit=1)
-    finally:
-        await database.dispose()
-    return {
-        "service": settings.service_name,
-        "records": report.records,
-        "intact": report.intact,
-        "first_broken_seq": report.first_broken_seq,
-        "reason": report.reason,
-        "head": last[0].hash if last else GENESIS,
-    }
-
-
-async def audit_records(settings: AuthSettings, limit: int) -> list[dict[str, Any]]:
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with database.read_sessions() as session:
-            records = await audit_log.tail(session, limit=limit)
-    finally:
-        await database.dispose()
-    return [record.to_json() for record in records]
+    return await audit_log.report(settings.sqlalchemy_url, settings.service_name)
 
 
 @app.command("audit-verify")
@@ -280,7 +253,7 @@ def audit_tail(
     """Print the newest audit records, oldest first, one JSON object per line."""
     settings = _settings()
     _log_to_stderr(settings)
-    for record in asyncio.run(audit_records(settings, limit)):
+    for record in asyncio.run(audit_log.newest(settings.sqlalchemy_url, limit)):
         typer.echo(json.dumps(record, ensure_ascii=False))
 
 

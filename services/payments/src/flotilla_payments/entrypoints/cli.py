@@ -15,7 +15,7 @@ from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.server import serve as run_server
 from flotilla_payments.adapters.audit import AUDIT_LOG
-from flotilla_payments.adapters.unit_of_work import SqlPaymentsUnitOfWork, SqlUnitOfWorkFactory
+from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.bootstrap import build_app, migrate
 from flotilla_payments.domain import Transfer
 from flotilla_payments.entrypoints.schemas import TransferOut
@@ -90,41 +90,14 @@ def in_doubt(
         sys.stdout.write(json.dumps(line) + "\n")
 
 
-async def _verify_audit(settings: PaymentsSettings) -> dict[str, Any]:
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with SqlPaymentsUnitOfWork(database, write=False) as uow:
-            report = await AUDIT_LOG.verify(uow.session)
-            newest = await AUDIT_LOG.tail(uow.session, 1)
-    finally:
-        await database.dispose()
-    return {
-        "service": settings.service_name,
-        "records": report.records,
-        "intact": report.intact,
-        "first_broken_seq": report.first_broken_seq,
-        "reason": report.reason,
-        "head": newest[0].hash if newest else None,
-    }
-
-
 @app.command("audit-verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain; print a JSON report; exit 1 if it is broken."""
     settings = _quiet_settings()
-    report = asyncio.run(_verify_audit(settings))
+    report = asyncio.run(AUDIT_LOG.report(settings.sqlalchemy_url, settings.service_name))
     sys.stdout.write(json.dumps(report) + "\n")
     if not report["intact"]:
         raise typer.Exit(1)
-
-
-async def _tail_audit(settings: PaymentsSettings, limit: int) -> list[dict[str, Any]]:
-    database = Database(settings.sqlalchemy_url)
-    try:
-        async with SqlPaymentsUnitOfWork(database, write=False) as uow:
-            return [record.to_json() for record in await AUDIT_LOG.tail(uow.session, limit)]
-    finally:
-        await database.dispose()
 
 
 @app.command("audit-tail")
@@ -133,7 +106,7 @@ def audit_tail(
 ) -> None:
     """Print the newest audit records as JSON lines, oldest first."""
     settings = _quiet_settings()
-    for record in asyncio.run(_tail_audit(settings, limit)):
+    for record in asyncio.run(AUDIT_LOG.newest(settings.sqlalchemy_url, limit)):
         sys.stdout.write(json.dumps(record) + "\n")
 
 
