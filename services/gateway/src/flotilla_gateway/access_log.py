@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 import time
 from typing import TextIO
@@ -22,8 +23,16 @@ __all__ = ["AccessLog"]
 _ECS_VERSION = "1.6.0"  # what ecs-logging writes
 
 
+# Printable ASCII but `"` and `\`: JSON takes such a string as it is, between quotes.
+_PLAIN = re.compile(r"[ !#-\[\]-~]*").fullmatch
+
+
 def _text(value: str | None) -> str:
-    return "null" if value is None else json.dumps(value, ensure_ascii=False)
+    if value is None:
+        return "null"
+    if _PLAIN(value):  # nearly always: ids, paths, addresses
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
 
 
 class AccessLog:
