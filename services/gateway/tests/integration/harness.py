@@ -200,8 +200,7 @@ class Stack:
         self._dev_pki = dev_pki
         self._jwks = jwks
         self.upstreams: list[Upstream] = []
-        self._raw: list[FlakyKeepAliveUpstream] = []
-        self._raw_servers: list[DroppingUpstream] = []
+        self._raw: list[_RawUpstream] = []
         self.gateway: Gateway | None = None
         # More gateways on the same topology (several gateway instances sharing limits).
         self.other_gateways: list[Gateway] = []
@@ -240,7 +239,7 @@ class Stack:
         """Start a `DroppingUpstream` and add it to the topology next to the others."""
         upstream = DroppingUpstream(service, name)
         await upstream.start()
-        self._raw_servers.append(upstream)
+        self._raw.append(upstream)
         services: dict[str, list[Instance]] = {}
         for known in self.in_topology():
             services.setdefault(known.service, []).append(
@@ -372,102 +371,93 @@ class Stack:
         await asyncio.gather(*(u.stop() for u in self.upstreams))
         for raw in self._raw:
             await raw.stop()
-        for dropping in self._raw_servers:
-            await dropping.stop()
 
 
-class FlakyKeepAliveUpstream:
-    """A raw HTTP/1.1 server that answers the first request on each connection and, like a
-    server whose idle timeout just fired, closes the connection when a second one arrives,
-    without a byte of response."""
+async def _read_request(reader: asyncio.StreamReader) -> str:
+    """Read one request (head and body); its request line."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return head.split(b"\r\n", 1)[0].decode()
+
+
+class _RawUpstream:
+    """A raw HTTP/1.1 server on a free port, for upstream misbehaviour uvicorn will not show."""
 
     def __init__(self, service: str, name: str) -> None:
         self.service = service
         self.name = name
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._converse(reader, writer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class FlakyKeepAliveUpstream(_RawUpstream):
+    """Answers the first request on each connection and, like a server whose idle timeout
+    just fired, closes the connection when a second one arrives, without a byte of
+    response."""
+
+    def __init__(self, service: str, name: str) -> None:
+        super().__init__(service, name)
         self.connections = 0
         self.answered: list[str] = []
         self.dropped: list[str] = []
-        self._server: asyncio.Server | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        try:
-            for number in (1, 2):
-                head = await reader.readuntil(b"\r\n\r\n")
-                request_line = head.split(b"\r\n", 1)[0].decode()
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                if number == 2:
-                    self.dropped.append(request_line)
-                    break
-                self.answered.append(request_line)
-                body = b'{"instance": "%s"}' % self.name.encode()
-                writer.write(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                    b"content-length: %d\r\n\r\n%s" % (len(body), body)
-                )
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+        for number in (1, 2):
+            request_line = await _read_request(reader)
+            if number == 2:
+                self.dropped.append(request_line)
+                return
+            self.answered.append(request_line)
+            body = b'{"instance": "%s"}' % self.name.encode()
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
 
 
-class DroppingUpstream:
-    """A raw HTTP/1.1 server that passes its health checks (`GET /readyz`: 200) but dies
-    mid-request on everything else: it reads the whole request, counts it as delivered,
-    and closes the connection without a byte of response."""
+class DroppingUpstream(_RawUpstream):
+    """Passes its health checks (`GET /readyz`: 200) but dies mid-request on everything
+    else: it reads the whole request, counts it as delivered, and closes the connection
+    without a byte of response."""
 
     def __init__(self, service: str, name: str) -> None:
-        self.service = service
-        self.name = name
+        super().__init__(service, name)
         # Requests it received (and dropped), "METHOD /path".
         self.delivered: list[str] = []
-        self._server: asyncio.Server | None = None
-        self.url = ""
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        port = self._server.sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}"
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                method, target, _ = head.split(b"\r\n", 1)[0].decode().split(" ", 2)
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                await reader.readexactly(length)
-                if target != "/readyz":
-                    self.delivered.append(f"{method} {target}")
-                    break
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
-                await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
+    async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            method, target, _ = (await _read_request(reader)).split(" ", 2)
+            if target != "/readyz":
+                self.delivered.append(f"{method} {target}")
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\n{}")
+            await writer.drain()
