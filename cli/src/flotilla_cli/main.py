@@ -26,7 +26,7 @@ from flotilla_cli.operator_commands import (
     chaos_app,
     transfers_app,
 )
-from flotilla_cli.planning import build_plan
+from flotilla_cli.planning import Database, build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.state import SystemState, write_atomically
 from flotilla_cli.views import status_table, system_view
@@ -51,11 +51,6 @@ VarDir = Annotated[
     Path,
     typer.Option("--var-dir", envvar="FLOTILLA_VAR_DIR", help="Where run-time state lives."),
 ]
-
-
-class Database(StrEnum):
-    sqlite = "sqlite"
-    postgres = "postgres"
 
 
 class Profile(StrEnum):

@@ -15,7 +15,7 @@ from rich.table import Table
 from flotilla_cli import bench_gateway, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import SHARDED_SERVICE
+from flotilla_cli.planning import SHARDED_SERVICE, Database
 from flotilla_cli.service_commands import NoPlan, read_plan, run_service_command
 
 __all__ = ["audit_app", "auth_app", "bench_app", "chaos_app", "transfers_app"]
@@ -189,7 +189,7 @@ def chaos_bank(
             "(os._exit, as kill -9). 0 injects none.",
         ),
     ] = 0.002,
-    db: Annotated[str, typer.Option(help="Database backend: sqlite or postgres.")] = "sqlite",
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
     json_file: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
     var_dir: Annotated[
         Path | None,
@@ -200,10 +200,8 @@ def chaos_bank(
     """Start a fresh system (2 shards, 2 instances each, 2 coordinators), send concurrent
     transfers through the gateway while killing processes and crashing coordinators at
     their fault points, then check every invariant. Exit 1 if one does not hold."""
-    if db not in ("sqlite", "postgres"):
-        raise typer.BadParameter("sqlite or postgres", param_hint="--db")
     options = ChaosOptions(
-        transfers=transfers, kills=kills, seed=seed, fault_rate=fault_rate, database=db,
+        transfers=transfers, kills=kills, seed=seed, fault_rate=fault_rate, database=db.value,
         var_dir=var_dir, keep=keep,
     )  # fmt: skip
     report = asyncio.run(run_bank_chaos(options, console))
@@ -227,17 +225,15 @@ def bench_transfers_command(
     duration: Annotated[float, typer.Option(min=1, help="Seconds measured per phase.")] = 20.0,
     warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per phase.")] = 3.0,
     concurrency: Annotated[int, typer.Option(min=1, max=256, help="Concurrent clients.")] = 16,
-    db: Annotated[str, typer.Option(help="Database backend: sqlite or postgres.")] = "sqlite",
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
     """Same-shard and cross-shard (2PC) transfers through the gateway on a fresh system, one
     phase after the other: throughput, p50/p99 latency and ratio_cross_local."""
-    if db not in ("sqlite", "postgres"):
-        raise typer.BadParameter("sqlite or postgres", param_hint="--db")
     options = bench_transfers.BenchOptions(
-        duration_s=duration, warmup_s=warmup, concurrency=concurrency, database=db
+        duration_s=duration, warmup_s=warmup, concurrency=concurrency, database=db.value
     )
     report = asyncio.run(bench_transfers.run_transfer_bench(options, console))
     bench_transfers.render(report, console)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -19,6 +20,7 @@ from flotilla_kit.devservers import free_port
 __all__ = [
     "BACKEND_SERVICES",
     "SHARDED_SERVICE",
+    "Database",
     "build_plan",
     "database_names",
     "postgres_base_url",
@@ -29,6 +31,13 @@ __all__ = [
 BACKEND_SERVICES = ("auth", "accounts", "payments")
 SHARDED_SERVICE = "accounts"
 _EMBEDDED_PG_PORT_FILE = "pg-port"
+
+
+class Database(StrEnum):
+    """The database backends a system can run on (`--db`)."""
+
+    sqlite = "sqlite"
+    postgres = "postgres"
 
 
 def _key_encryption_key(layout: VarLayout) -> str:
