@@ -20,10 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _machine import machine
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli.machine import machine
 from flotilla_kit.devservers import free_port
 
 console = Console()

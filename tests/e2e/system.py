@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,13 @@ class RunningSystem:
             for i in self.status()["instances"]
             if i["service"] == service and (shard is None or i["shard"] == shard)
         ]
+
+    def operator_tls(self) -> ssl.SSLContext:
+        """Our CA, and the operator's client certificate (services require one: mTLS)."""
+        tls = self.var_dir / "tls"
+        return client_context(
+            tls / "ca.pem", tls / "flotilla-cli.pem", tls / "flotilla-cli-key.pem"
+        )
 
     def client(self) -> httpx.Client:
         return httpx.Client(

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import json
 import sqlite3
-import ssl
 import time
 import uuid
 from collections.abc import Iterator
@@ -48,18 +47,12 @@ def _eventually(check: Any, timeout_s: float = 20.0) -> None:
         time.sleep(0.25)
 
 
-def _operator_tls(system: RunningSystem) -> ssl.SSLContext:
-    """Our CA, and the operator's client certificate (services require one: mTLS)."""
-    tls = system.var_dir / "tls"
-    return client_context(tls / "ca.pem", tls / "flotilla-cli.pem", tls / "flotilla-cli-key.pem")
-
-
 def _direct_accounts(system: RunningSystem, user_id: str | None = None) -> httpx.Client:
     """Straight over mTLS, past the gateway, to an instance of the ledger shard where the
     user's (alice's by default) accounts live."""
     shard = home_shard(user_id or system.user_id("alice"), system.status()["shards"])
     url = system.instance_urls("accounts", shard)[0]
-    return httpx.Client(base_url=url, verify=_operator_tls(system))
+    return httpx.Client(base_url=url, verify=system.operator_tls())
 
 
 def _new_user(system: RunningSystem, roles: list[str] | None = None) -> tuple[str, str, str]:
@@ -116,7 +109,7 @@ def test_every_service_route_has_a_gateway_policy(system: RunningSystem) -> None
     for instance in system.status()["instances"]:
         if instance["service"] == "gateway" or not instance["name"].endswith("-0"):
             continue
-        with httpx.Client(verify=_operator_tls(system)) as direct:
+        with httpx.Client(verify=system.operator_tls()) as direct:
             spec = direct.get(f"{instance['url']}/openapi.json").json()
         for path, operations in spec["paths"].items():
             for method in operations:

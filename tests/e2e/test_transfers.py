@@ -4,7 +4,6 @@ balances read back from both shards. The crash cases are in `tests/chaos`."""
 from __future__ import annotations
 
 import json
-import ssl
 import uuid
 from typing import Any
 
@@ -12,7 +11,6 @@ import httpx
 import pytest
 
 from flotilla_kit.sharding import shard_of
-from flotilla_kit.tls import client_context
 from tests.e2e.system import RunningSystem
 
 pytestmark = pytest.mark.e2e
@@ -179,11 +177,6 @@ def test_transfers_are_read_by_their_initiator_and_staff_only(bank: Bank) -> Non
     assert outcome.status_code == 404
 
 
-def _operator_tls(system: RunningSystem) -> ssl.SSLContext:
-    tls = system.var_dir / "tls"
-    return client_context(tls / "ca.pem", tls / "flotilla-cli.pem", tls / "flotilla-cli-key.pem")
-
-
 def test_nothing_is_left_in_doubt_and_the_metrics_count_both_paths(bank: Bank) -> None:
     alices = bank.everyday("alice")
     assert bank.transfer(alices, bank.everyday("bob"), 1).status_code == 201
@@ -194,7 +187,7 @@ def test_nothing_is_left_in_doubt_and_the_metrics_count_both_paths(bank: Bank) -
 
     committed = {"local": 0.0, "2pc": 0.0}
     for url in bank.system.instance_urls("payments"):
-        with httpx.Client(base_url=url, verify=_operator_tls(bank.system)) as direct:
+        with httpx.Client(base_url=url, verify=bank.system.operator_tls()) as direct:
             for line in direct.get("/metrics").text.splitlines():
                 if line.startswith("flotilla_payments_transfers_total{") and (
                     'outcome="committed"' in line
