@@ -9,32 +9,26 @@ processes, crashes coordinators at their fault points, and reconciles the databa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.system import RunningSystem
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def _flotilla(var_dir: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "flotilla_cli", *args, "--var-dir", str(var_dir)],
-        capture_output=True, text=True, timeout=timeout, check=False,
-    )  # fmt: skip
 
 
 @pytest.mark.timeout(900)
 def test_money_is_never_lost_nor_made_under_kill_9(tmp_path: Path) -> None:
-    report_file, var_dir = tmp_path / "chaos.json", tmp_path / "var"
+    report_file = tmp_path / "chaos.json"
+    system = RunningSystem(tmp_path / "var", gateway_url="")  # the run starts it
     try:
-        result = _flotilla(
-            var_dir, "chaos", "bank", "--transfers", "1200", "--kills", "8", "--seed", "7",
+        result = system.flotilla(
+            "chaos", "bank", "--transfers", "1200", "--kills", "8", "--seed", "7",
             "--json", str(report_file), timeout=840,
         )  # fmt: skip
     finally:
-        _flotilla(var_dir, "down", timeout=60)  # whatever happened, leave nothing running
+        system.flotilla("down", timeout=60)  # whatever happened, leave nothing running
     print(result.stdout)  # the counts belong in the test log
     assert report_file.exists(), result.stdout + result.stderr
     report = json.loads(report_file.read_text())
