@@ -15,6 +15,7 @@ __all__ = [
     "RequestContext",
     "current_context",
     "current_request_id",
+    "new_ids",
     "new_request_id",
     "new_span_id",
     "new_trace_id",
@@ -65,12 +66,20 @@ def reset_context(token: object) -> None:
 _ids = random.Random()  # noqa: S311 - ids, not secrets (see above)
 
 
-def _hex_id(bits: int) -> str:
-    return f"{_ids.getrandbits(bits) | 1:0{bits // 4}x}"
+_getrandbits = _ids.getrandbits
+# Forces the last bit of the trace id (bits 64..191) and of the span id (bits 0..63).
+_NONZERO = 1 << 64 | 1
 
 
 def new_request_id() -> str:
-    return _hex_id(128)
+    return "%032x" % (_getrandbits(128) | 1)
+
+
+def new_ids() -> tuple[str, str, str]:
+    """A new request id, trace id and span id at once, from one PRNG call (the gateway
+    asks for all three on every request)."""
+    block = "%080x" % (_getrandbits(320) | _NONZERO)
+    return block[:32], block[32:64], block[64:]
 
 
 def valid_request_id(value: str | None) -> str | None:
@@ -91,8 +100,8 @@ def parse_traceparent(value: str | None) -> tuple[str, bool] | None:
 
 
 def new_span_id() -> str:
-    return _hex_id(64)
+    return "%016x" % (_getrandbits(64) | 1)
 
 
 def new_trace_id() -> str:
-    return _hex_id(128)
+    return "%032x" % (_getrandbits(128) | 1)

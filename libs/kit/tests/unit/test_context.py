@@ -6,6 +6,7 @@ import pytest
 
 from flotilla_kit.context import (
     RequestContext,
+    new_ids,
     new_request_id,
     new_span_id,
     new_trace_id,
@@ -59,5 +60,13 @@ def test_new_ids_are_w3c_shaped_nonzero_and_distinct() -> None:
     for ids, length in ((traces, 32), (spans, 16), (requests, 32)):
         assert all(re.fullmatch(f"[0-9a-f]{{{length}}}", i) for i in ids)
         assert "0" * length not in ids
+    triples = [new_ids() for _ in range(1000)]
+    for request_id, trace_id, span_id in triples:
+        assert re.fullmatch("[0-9a-f]{32}", request_id)
+        assert re.fullmatch("[0-9a-f]{32}", trace_id)
+        assert trace_id != "0" * 32
+        assert re.fullmatch("[0-9a-f]{16}", span_id)
+        assert span_id != "0" * 16
+    assert len({part for triple in triples for part in triple}) == 3000
     # What we make, we accept back from a client.
     assert parse_traceparent(f"00-{new_trace_id()}-{new_span_id()}-01") is not None

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import sys
 import time
 from typing import TextIO
@@ -23,16 +22,39 @@ __all__ = ["AccessLog"]
 _ECS_VERSION = "1.6.0"  # what ecs-logging writes
 
 
-# Printable ASCII but `"` and `\`: JSON takes such a string as it is, between quotes.
-_PLAIN = re.compile(r"[ !#-\[\]-~]*").fullmatch
-
-
 def _text(value: str | None) -> str:
+    """`value` as a JSON string (or null), escaped only when it needs to be."""
     if value is None:
         return "null"
-    if _PLAIN(value):  # nearly always: ids, paths, addresses
+    # Printable ASCII but `"` and `\\` (nearly always: paths, names): JSON takes it as is.
+    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
         return f'"{value}"'
     return json.dumps(value, ensure_ascii=False)
+
+
+# Instance names and user ids recur: their JSON, remembered (bounded).
+_REMEMBERED = 4096
+_texts: dict[str, str] = {}
+
+
+def _recurring_text(value: str | None) -> str:
+    if value is None:
+        return "null"
+    text = _texts.get(value)
+    if text is None:
+        text = _text(value)
+        if len(_texts) < _REMEMBERED:
+            _texts[value] = text
+    return text
+
+
+def _hex_or_null(value: str | None) -> str:
+    """Ids the gateway made or checked (request and trace ids) need no escaping."""
+    return "null" if value is None else f'"{value}"'
+
+
+# What `record` keeps per request until the batch is written: when, then the fields.
+_Pending = tuple[float, bytes, str, int, int, str, "str | None", "str | None", "str | None", str]
 
 
 class AccessLog:
@@ -50,19 +72,9 @@ class AccessLog:
         self._stream = stream
         self._flush_after_s = flush_after_s
         self._batch = batch
-        self._lines: list[str] = []
+        self._pending: list[_Pending] = []
         self._flush_handle: asyncio.TimerHandle | None = None
         self._service = f'"service":{{"name":{_text(service)},"node":{{"name":{_text(node)}}}}}'
-        self._second = -1
-        self._second_text = ""
-
-    def _timestamp(self) -> str:
-        now = time.time()
-        second = int(now)
-        if second != self._second:
-            self._second = second
-            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-        return f"{self._second_text}.{int((now - second) * 1000):03d}Z"
 
     def record(
         self,
@@ -77,21 +89,19 @@ class AccessLog:
         user_id: str | None,
         client_ip: str,
     ) -> None:
+        """Keep one request's fields; the line is rendered when the batch is written.
+
+        `request_id` and `trace_id` must be ids the gateway made or validated (letters,
+        digits and `._:-`), `client_ip` an address from the socket: they are not escaped.
+        """
         if not self.enabled:
             return
-        # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted.
-        self._lines.append(
-            f'{{"@timestamp":"{self._timestamp()}","log.level":"info","message":"request",'
-            f'"client":{{"ip":{_text(client_ip)}}},"ecs.version":"{_ECS_VERSION}",'
-            f'"event":{{"duration":{duration_ns}}},'
-            f'"http":{{"request":{{"id":{_text(request_id)},'
-            f'"method":{_text(method.decode("latin-1"))}}},'
-            f'"response":{{"status_code":{status}}}}},'
-            f"{self._service},"
-            f'"trace":{{"id":{_text(trace_id)}}},"upstream":{{"instance":{_text(instance)}}},'
-            f'"url":{{"path":{_text(path)}}},"user":{{"id":{_text(user_id)}}}}}\n'
-        )
-        if len(self._lines) >= self._batch:
+        pending = self._pending
+        pending.append(
+            (time.time(), method, path, status, duration_ns, request_id, trace_id, instance,
+             user_id, client_ip)
+        )  # fmt: skip
+        if len(pending) >= self._batch:
             self.flush()
         elif self._flush_handle is None:
             try:
@@ -102,13 +112,37 @@ class AccessLog:
             self._flush_handle = loop.call_later(self._flush_after_s, self.flush)
 
     def flush(self) -> None:
-        """Write the collected lines (also at shutdown)."""
+        """Render and write the collected lines (also at shutdown)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if not self._lines:
+        if not self._pending:
             return
-        lines, self._lines = self._lines, []
+        pending, self._pending = self._pending, []
         stream = self._stream or sys.stdout
-        stream.write("".join(lines))
+        stream.write("".join(self._render(pending)))
         stream.flush()
+
+    def _render(self, pending: list[_Pending]) -> list[str]:
+        # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted.
+        service = self._service
+        lines = []
+        second, second_text = -1, ""
+        for now, method, path, status, duration, rid, tid, instance, user, ip in pending:
+            whole = int(now)
+            if whole != second:
+                second = whole
+                second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+            lines.append(
+                f'{{"@timestamp":"{second_text}.{int((now - whole) * 1000):03d}Z",'
+                f'"log.level":"info","message":"request",'
+                f'"client":{{"ip":"{ip}"}},"ecs.version":"{_ECS_VERSION}",'
+                f'"event":{{"duration":{duration}}},'
+                f'"http":{{"request":{{"id":"{rid}","method":"{method.decode("latin-1")}"}},'
+                f'"response":{{"status_code":{status}}}}},'
+                f"{service},"
+                f'"trace":{{"id":{_hex_or_null(tid)}}},'
+                f'"upstream":{{"instance":{_recurring_text(instance)}}},'
+                f'"url":{{"path":{_text(path)}}},"user":{{"id":{_recurring_text(user)}}}}}\n'
+            )
+        return lines

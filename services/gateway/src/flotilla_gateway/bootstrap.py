@@ -22,7 +22,7 @@ from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.shards import shard_router
 from flotilla_gateway.topology import TopologyWatcher
-from flotilla_gateway.upstream import ConnectionPool
+from flotilla_gateway.upstream import ConnectionPool, Deadlines
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
 
@@ -130,6 +130,8 @@ def resilience(settings: GatewaySettings) -> Resilience:
 
 def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POLICY) -> Gateway:
     client_ssl = client_tls_context(settings.tls)
+    # One ticker times out the requests of every pool, proxied and probes alike.
+    deadlines = Deadlines()
     pool_factory = partial(
         ConnectionPool,
         ssl_context=client_ssl,
@@ -137,6 +139,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         max_idle=settings.pool_max_idle_per_instance,
         idle_timeout_s=settings.pool_idle_timeout_s,
         max_response_bytes=settings.max_response_bytes,
+        deadlines=deadlines,
     )
     probe_pool_factory = partial(
         ConnectionPool,
@@ -145,6 +148,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         max_idle=1,
         idle_timeout_s=settings.pool_idle_timeout_s,
         max_response_bytes=1_048_576,
+        deadlines=deadlines,
     )
     routed_services = tuple(dict.fromkeys(entry.service for entry in policy))
     registry = Registry(

@@ -26,8 +26,8 @@ through Valkey need an await, so those checks run in a task.
 from __future__ import annotations
 
 import asyncio
-import math
 from collections.abc import Callable, Coroutine, Mapping
+from math import ceil as _ceil
 from time import perf_counter_ns
 from typing import Any, Protocol
 
@@ -51,13 +51,7 @@ from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy, RouteTable
 from flotilla_gateway.shards import ShardRouter
 from flotilla_gateway.upstream import UpstreamResponse
-from flotilla_kit.context import (
-    new_request_id,
-    new_span_id,
-    new_trace_id,
-    parse_traceparent,
-    valid_request_id,
-)
+from flotilla_kit.context import new_ids, parse_traceparent, valid_request_id
 from flotilla_kit.logs import get_logger
 from flotilla_kit.tokens import Principal
 
@@ -89,8 +83,11 @@ class RouteTarget:
     """A policy entry with everything the dispatcher needs to act on it, resolved at start."""
 
     __slots__ = (
+        "both_limits_head",
         "identity_limit",
+        "identity_limit_head",
         "ip_limit",
+        "ip_limit_head",
         "metrics",
         "no_store",
         "permission",
@@ -127,6 +124,14 @@ class RouteTarget:
             self.ip_limit, self.identity_limit = limiter.limits_for(
                 policy.method, policy.path, public=policy.public
             )
+        # The RateLimit fields for the limits a request was checked by, rendered once;
+        # each takes (remaining, seconds to reset) per limit.
+        ip, identity = self.ip_limit, self.identity_limit
+        self.ip_limit_head = _limits_head(ip) if ip is not None else b""
+        self.identity_limit_head = _limits_head(identity) if identity is not None else b""
+        self.both_limits_head = (
+            _limits_head(ip, identity) if ip is not None and identity is not None else b""
+        )
 
     def candidates(self, request: Request, subject: str | None) -> Candidates | ProblemTemplate:
         """The instances `request` may go to, or the problem to answer with instead.
@@ -165,7 +170,7 @@ class Dispatcher:
         self.registry = registry
         self.problems = problems
         self.access_log = access_log
-        self.forwarded_proto = forwarded_proto
+        self.forwarded_proto_line = f"x-forwarded-proto: {forwarded_proto.decode('ascii')}\r\n"
         self.limiter = limiter
         self.shared_buckets = limiter.shared if limiter is not None else None
         self.rate_clock = limiter.clock if limiter is not None else _no_clock
@@ -214,11 +219,13 @@ class Exchange:
         "_identity_outcome",
         "_instance",
         "_ip_outcome",
+        "_new_trace_id",
         "_request_line",
         "_rerouted",
         "_resent",
         "_responder",
         "_sent",
+        "_span_id",
         "_started",
         "_target",
         "_trace_id",
@@ -233,10 +240,13 @@ class Exchange:
         self._dispatcher = dispatcher
         self._responder = responder
         self.request = request
+        # Fresh ids, made at once: the request id (unless the client sent a valid one),
+        # the trace id (unless the client continues a trace) and the upstream hop's span.
+        request_id, self._new_trace_id, self._span_id = new_ids()
         raw_id = request.request_id
-        self.request_id = (
-            valid_request_id(raw_id.decode("latin-1")) if raw_id is not None else None
-        ) or new_request_id()
+        if raw_id is not None:
+            request_id = valid_request_id(raw_id.decode("latin-1")) or request_id
+        self.request_id = request_id
         self._trace_id = ""
         self._user_id: str | None = None
         self._instance: Instance | None = None
@@ -282,7 +292,9 @@ class Exchange:
             if shared is not None:
                 dispatcher.spawn(self._take_shared(limit, request.client_ip, self._checked_ip))
                 return
-            if not self._admit(limit, limit.take(request.client_ip, dispatcher.rate_clock())):
+            outcome = self._ip_outcome = limit.take(request.client_ip, dispatcher.rate_clock())
+            if not outcome[0]:
+                self._refuse(limit, outcome)
                 return
         self._checked_ip()
 
@@ -312,28 +324,27 @@ class Exchange:
         self.finish(problem.reply(self.request_id))
 
     def _authorize(self, principal: Principal) -> None:
-        self._user_id = principal.subject
+        """The permission check, then the identity's rate limit, then forward."""
+        subject = self._user_id = principal.subject
         target = self._target
         assert target is not None
         permission = target.permission
-        if permission is None or permission in principal.permissions:
-            self._check_identity(principal.subject)
-        else:
+        if permission is not None and permission not in principal.permissions:
             self.finish(self._dispatcher.problems.forbidden.reply(self.request_id))
-
-    def _check_identity(self, subject: str) -> None:
-        target = self._target
-        assert target is not None
+            return
         limit = target.identity_limit
         if limit is None:
             self._forward()
             return
         dispatcher = self._dispatcher
-        shared = dispatcher.shared_buckets
-        if shared is not None:
+        if dispatcher.shared_buckets is not None:
             dispatcher.spawn(self._take_shared(limit, subject, self._forward))
-        elif self._admit(limit, limit.take(subject, dispatcher.rate_clock())):
+            return
+        outcome = self._identity_outcome = limit.take(subject, dispatcher.rate_clock())
+        if outcome[0]:
             self._forward()
+        else:
+            self._refuse(limit, outcome)
 
     def _admit(self, limit: RateLimit, outcome: Outcome) -> bool:
         """Record a limit's verdict; on a refusal, answer 429 and return False."""
@@ -343,12 +354,16 @@ class Exchange:
             self._identity_outcome = outcome
         if outcome[0]:
             return True
+        self._refuse(limit, outcome)
+        return False
+
+    def _refuse(self, limit: RateLimit, outcome: Outcome) -> None:
+        """429 with `Retry-After`."""
         self.metrics.rate_limited(limit.kind)
         problem = limit.problem
         assert problem is not None
         retry_after = b"retry-after: %d\r\n" % _whole_seconds(outcome[2])
         self.finish(problem.reply(self.request_id, retry_after))
-        return False
 
     async def _take_shared(self, limit: RateLimit, key: str, then: Callable[[], None]) -> None:
         shared = self._dispatcher.shared_buckets
@@ -360,32 +375,39 @@ class Exchange:
             self.crashed()
 
     def _rate_limit_head(self) -> bytes:
-        """`RateLimit-Policy` and `RateLimit` for the limits this request was checked by."""
+        """`RateLimit-Policy` and `RateLimit` for the limits this request was checked by
+        (empty when none was)."""
         target = self._target
-        assert target is not None
-        policy = state = b""
         ip, identity = self._ip_outcome, self._identity_outcome
-        if ip is not None and target.ip_limit is not None:
-            limit = target.ip_limit
-            policy = limit.policy_item
-            state = b"%b;r=%d;t=%d" % (limit.label, ip[1], _whole_seconds(ip[2]))
-        if identity is not None and target.identity_limit is not None:
-            limit = target.identity_limit
-            item = b"%b;r=%d;t=%d" % (limit.label, identity[1], _whole_seconds(identity[2]))
-            policy = policy + b", " + limit.policy_item if policy else limit.policy_item
-            state = state + b", " + item if state else item
-        return b"ratelimit-policy: %b\r\nratelimit: %b\r\n" % (policy, state)
+        if target is None or (ip is None and identity is None):
+            return b""
+        # Whole seconds to reset, rounded up (float noise aside), at least 1.
+        if ip is not None and identity is not None:
+            return target.both_limits_head % (
+                ip[1], max(1, _ceil(ip[2] - 1e-9)), identity[1], max(1, _ceil(identity[2] - 1e-9))
+            )  # fmt: skip
+        outcome = ip if ip is not None else identity
+        assert outcome is not None
+        head = target.ip_limit_head if ip is not None else target.identity_limit_head
+        return head % (outcome[1], max(1, _ceil(outcome[2] - 1e-9)))
 
     def finish(self, reply: Reply) -> None:
+        """Answer with a reply the gateway made: the RateLimit fields go in, then out."""
+        if self._ip_outcome is not None or self._identity_outcome is not None:
+            reply = Reply(
+                reply.status, reply.head + self._rate_limit_head(), reply.body, reply.close,
+                reply.csp,
+            )  # fmt: skip
+        self._finish(reply)
+
+    def _finish(self, reply: Reply) -> None:
         """Count, hand the reply to the client connection, then log."""
         elapsed = perf_counter_ns() - self._started
-        if self._ip_outcome is not None or self._identity_outcome is not None:
-            reply = reply._replace(head=reply.head + self._rate_limit_head())
         status = reply.status
         self.metrics.observe(status, elapsed / 1e9)
         request = self.request
-        # The reply leaves before the access line is rendered: the client does not wait
-        # for the log.
+        # The reply leaves before the access line is kept: the client does not wait for
+        # the log.
         self._responder.respond(request, reply)
         if status >= 400 or request.path not in _QUIET_PATHS:
             instance = self._instance
@@ -434,7 +456,7 @@ class Exchange:
         request = self.request
         raw_parent = request.traceparent
         parent = parse_traceparent(raw_parent.decode("latin-1")) if raw_parent else None
-        trace_id, sampled = parent if parent is not None else (new_trace_id(), True)
+        trace_id, sampled = parent if parent is not None else (self._new_trace_id, True)
         self._trace_id = trace_id
         group = target.candidates(request, self._user_id)
         if isinstance(group, ProblemTemplate):
@@ -458,17 +480,13 @@ class Exchange:
         method = request.method
         body = request.body
         lines = request.lines
+        # One str rendered and encoded at once: cheaper than encoding each id. Every part
+        # is ASCII (ids made or validated here, an address from the socket).
         lines.append(
-            b"x-request-id: %b\r\ntraceparent: 00-%b-%b-%b\r\n"
-            b"x-forwarded-for: %b\r\nx-forwarded-proto: %b\r\n"
-            % (
-                self.request_id.encode("ascii"),
-                trace_id.encode("ascii"),
-                new_span_id().encode("ascii"),
-                b"01" if sampled else b"00",
-                request.client_ip.encode("ascii"),
-                self._dispatcher.forwarded_proto,
-            )
+            f"x-request-id: {self.request_id}\r\n"
+            f"traceparent: 00-{trace_id}-{self._span_id}-{'01' if sampled else '00'}\r\n"
+            f"x-forwarded-for: {request.client_ip}\r\n"
+            f"{self._dispatcher.forwarded_proto_line}".encode("ascii")
         )
         if parent is not None and request.tracestate is not None:
             lines.append(request.tracestate)
@@ -528,11 +546,17 @@ class Exchange:
             if status in _RETRY_STATUSES and self._retry_elsewhere(instance):
                 return
         try:
-            reply = _relay(response, self.request_id.encode("ascii"), self._head, target.no_store)
+            reply = _relay(
+                response,
+                self.request_id.encode("ascii"),
+                self._head,
+                target.no_store,
+                self._rate_limit_head(),
+            )
         except Exception:
             self.crashed()
             return
-        self.finish(reply)
+        self._finish(reply)
 
     def upstream_failed(self, error: UpstreamError) -> None:
         instance = self._instance
@@ -600,9 +624,16 @@ class Exchange:
         return True
 
 
+def _limits_head(*limits: RateLimit) -> bytes:
+    """`RateLimit-Policy` and a `RateLimit` template (`%d` remaining, `%d` reset per limit)."""
+    policy = b", ".join(limit.policy_item for limit in limits).replace(b"%", b"%%")
+    state = b", ".join(limit.label.replace(b"%", b"%%") + b";r=%d;t=%d" for limit in limits)
+    return b"ratelimit-policy: " + policy + b"\r\nratelimit: " + state + b"\r\n"
+
+
 def _whole_seconds(seconds: float) -> int:
     """Seconds for a header: whole, rounded up (float noise aside), at least 1."""
-    return max(1, math.ceil(seconds - 1e-9))
+    return max(1, _ceil(seconds - 1e-9))
 
 
 def _client_trace_id(request: Request) -> str | None:
@@ -612,10 +643,14 @@ def _client_trace_id(request: Request) -> str | None:
     return parent[0] if parent is not None else None
 
 
-def _relay(response: UpstreamResponse, rid: bytes, head: bool, no_store: bool) -> Reply:
+def _relay(
+    response: UpstreamResponse, rid: bytes, head: bool, no_store: bool, limits: bytes
+) -> Reply:
     status = response.status
     lines = response.lines
     lines.append(b"x-request-id: " + rid + b"\r\n")
+    if limits:
+        lines.append(limits)
     if no_store:
         lines.append(NO_STORE)
     elif response.cache_control is not None:

@@ -1,7 +1,9 @@
 """Which header fields cross the gateway, in each direction, and which it owns.
 
-Looked up once per field with the lower-cased name; a name that is not in a table and has
-no spoofable prefix is passed through untouched (original spelling kept).
+A name is classified once per spelling (lower-cased, looked up in a table, checked for a
+dropped prefix) and the verdict remembered by `FieldKinds`, so a field costs one dict
+lookup on the hot path. A name that is not in a table and has no dropped prefix is passed
+through untouched (original spelling kept).
 """
 
 from __future__ import annotations
@@ -11,12 +13,17 @@ from typing import Final
 
 __all__ = [
     "CORS_PREFIX",
+    "FIELD_KINDS_REMEMBERED",
     "HOP_BY_HOP",
     "NO_STORE",
+    "PASS",
     "REQUEST_FIELDS",
+    "REQUEST_KINDS",
     "RESPONSE_FIELDS",
+    "RESPONSE_KINDS",
     "SECURITY_FIELDS",
     "SPOOFABLE_PREFIXES",
+    "FieldKinds",
     "connection_tokens",
     "drop_nominated",
     "security_block",
@@ -43,6 +50,7 @@ SPOOFABLE_PREFIXES: Final = (b"x-user-", b"x-forwarded-")
 _SPOOFABLE_NAMES: Final = frozenset({b"forwarded", b"x-real-ip"})
 
 # What the request reader does with a field (values of REQUEST_FIELDS).
+PASS: Final = -1  # forwarded as it is
 DROP: Final = 0
 CONNECTION: Final = 1
 CONTENT_LENGTH: Final = 2
@@ -54,6 +62,7 @@ TRACESTATE: Final = 7
 EXPECT: Final = 8
 CACHE_CONTROL: Final = 9
 IDEMPOTENCY_KEY: Final = 10
+TRANSFER_ENCODING: Final = 11
 
 REQUEST_FIELDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(HOP_BY_HOP, DROP),
@@ -121,6 +130,42 @@ RESPONSE_FIELDS: Final[dict[bytes, int]] = {
     # Names the upstream's software; nothing a client needs.
     b"server": DROP,
 }
+
+
+# Spellings remembered per table; past that (a flood of made-up names) each is classified
+# again, which is slower but bounded.
+FIELD_KINDS_REMEMBERED: Final = 4096
+
+
+class FieldKinds:
+    """What to do with a header field, by the exact spelling of its name.
+
+    `known.get(name)` is the hot path; on a miss, calling the object classifies the name
+    (lower-cased, in `table`, else DROP for a dropped prefix, else PASS) and remembers it.
+    """
+
+    __slots__ = ("_drop_prefixes", "_table", "known")
+
+    def __init__(self, table: dict[bytes, int], drop_prefixes: tuple[bytes, ...]) -> None:
+        self._table = table
+        self._drop_prefixes = drop_prefixes
+        self.known: dict[bytes, int] = {}
+
+    def __call__(self, name: bytes) -> int:
+        lower = name.lower()
+        kind = self._table.get(lower)
+        if kind is None:
+            kind = DROP if lower.startswith(self._drop_prefixes) else PASS
+        if len(self.known) < FIELD_KINDS_REMEMBERED:
+            self.known[name] = kind
+        return kind
+
+
+REQUEST_KINDS: Final = FieldKinds(REQUEST_FIELDS, SPOOFABLE_PREFIXES)
+# Framing is the gateway's: Transfer-Encoding (hop-by-hop) is dropped but noted.
+RESPONSE_KINDS: Final = FieldKinds(
+    {**RESPONSE_FIELDS, b"transfer-encoding": TRANSFER_ENCODING}, (CORS_PREFIX,)
+)
 
 
 def connection_tokens(value: bytes) -> frozenset[bytes]:

@@ -25,9 +25,9 @@ from flotilla_gateway.headers import (
     EXPECT,
     HOST,
     IDEMPOTENCY_KEY,
-    REQUEST_FIELDS,
+    PASS,
     REQUEST_ID,
-    SPOOFABLE_PREFIXES,
+    REQUEST_KINDS,
     TRACEPARENT,
     TRACESTATE,
     connection_tokens,
@@ -40,6 +40,7 @@ from flotilla_kit.logs import get_logger
 __all__ = ["Request", "RequestReader", "RequestSink"]
 
 _log = get_logger("flotilla.gateway.request")
+_KNOWN_KINDS = REQUEST_KINDS.known
 
 
 class Request:
@@ -200,12 +201,12 @@ class RequestReader:
         if size > self._max_header_bytes:
             raise _Reject(self._problems.header_too_large)
         self._head_bytes = size
-        lower = name.lower()
-        kind = REQUEST_FIELDS.get(lower)
-        request = self._request
+        kind = _KNOWN_KINDS.get(name)
         if kind is None:
-            if not lower.startswith(SPOOFABLE_PREFIXES):
-                request.lines.append(name + b": " + value + b"\r\n")
+            kind = REQUEST_KINDS(name)
+        request = self._request
+        if kind == PASS:
+            request.lines.append(name + b": " + value + b"\r\n")
         elif kind == AUTHORIZATION:
             if request.authorization is not None:
                 raise _Reject(self._problems.bad_request)  # which one would a service check?
@@ -239,8 +240,17 @@ class RequestReader:
         parser = self._parser
         request = self._request
         method = request.method = parser.get_method()
-        request.keep_alive = parser.should_keep_alive()
-        request.http10 = parser.get_http_version() == "1.0"
+        keep_alive = request.keep_alive = parser.should_keep_alive()
+        nominated = self._nominated
+        # The version matters only in these cases (asking httptools for it costs more than
+        # the rest of this method): an HTTP/1.0 request is kept alive only if it says
+        # `Connection: keep-alive`, and may lack Host or an Expect it can act on.
+        if (
+            (keep_alive and nominated is not None and b"keep-alive" in nominated)
+            or request.host is None
+            or request.expect_continue
+        ):
+            request.http10 = parser.get_http_version() == "1.0"
         if method == b"CONNECT":
             raise _Reject(self._problems.connect_not_allowed)
         if request.host is None and not request.http10:
@@ -254,8 +264,8 @@ class RequestReader:
         request.path = path
         if not is_safe_path(path):
             request.error = self._problems.bad_path
-        if self._nominated is not None:
-            request.lines = drop_nominated(request.lines, self._nominated)
+        if nominated is not None:
+            request.lines = drop_nominated(request.lines, nominated)
         if request.expect_continue and not request.http10:
             self._sink.continue_expected()
 

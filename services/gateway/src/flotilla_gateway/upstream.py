@@ -10,7 +10,8 @@ an idle connection at once and the connection calls its `ResponseListener` from 
 parser callbacks, so a proxied request costs no task, no future and no extra trip through
 the event loop. Only opening a new connection runs as a task. `ConnectionPool.request()`
 wraps the same path in a future for callers that prefer to await (health checks, OpenAPI).
-Timeouts are loop timers.
+Timeouts are deadlines on the connection, checked by one `Deadlines` ticker for every pool
+(a loop timer per request would cost more than the rest of sending it).
 """
 
 from __future__ import annotations
@@ -35,14 +36,16 @@ from flotilla_gateway.headers import (
     CACHE_CONTROL,
     CONNECTION,
     CONTENT_LENGTH,
-    CORS_PREFIX,
-    RESPONSE_FIELDS,
+    PASS,
+    RESPONSE_KINDS,
+    TRANSFER_ENCODING,
     connection_tokens,
     drop_nominated,
 )
 
 __all__ = [
     "ConnectionPool",
+    "Deadlines",
     "Endpoint",
     "ResponseListener",
     "UpstreamConnection",
@@ -91,8 +94,56 @@ class ResponseListener(Protocol):
     def upstream_failed(self, error: UpstreamError) -> None: ...
 
 
+_KNOWN_KINDS = RESPONSE_KINDS.known
+
+
 class _TooLarge(Exception):
     pass
+
+
+class Deadlines:
+    """The request timeouts of many pools, with one loop timer ticking while any request
+    is in progress (instead of a timer per request). A request times out between its
+    deadline and one tick later."""
+
+    def __init__(self, tick_s: float = 0.05) -> None:
+        self.tick_s = tick_s
+        self._pools: set[ConnectionPool] = set()
+        self._handle: asyncio.TimerHandle | None = None
+        # Read on every request: True while no tick is scheduled.
+        self.idle = True
+
+    def __len__(self) -> int:
+        """How many pools it watches."""
+        return len(self._pools)
+
+    def add(self, pool: ConnectionPool) -> None:
+        self._pools.add(pool)
+
+    def discard(self, pool: ConnectionPool) -> None:
+        self._pools.discard(pool)
+
+    def arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        """A request began while no tick was scheduled."""
+        self.idle = False
+        self._handle = loop.call_later(self.tick_s, self._tick, loop)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self.idle = True
+
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        now = loop.time()
+        busy = False
+        for pool in list(self._pools):
+            busy = pool.expire(now) or busy
+        if busy:
+            self._handle = loop.call_later(self.tick_s, self._tick, loop)
+        else:
+            self._handle = None
+            self.idle = True
 
 
 class UpstreamConnection(asyncio.Protocol):
@@ -107,7 +158,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._parser = HttpResponseParser(self)
         self._transport: asyncio.Transport | None = None
         self._listener: ResponseListener | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        # When the request in progress times out (loop time); checked by `Deadlines`.
+        self.deadline = 0.0
         self.closed = False
         self.idle_since = 0.0
         self._exchanges = 0
@@ -139,7 +191,10 @@ class UpstreamConnection(asyncio.Protocol):
         self._content_length = None
         self._cache_control = None
         self._nominated = None
-        self._timer = self.loop.call_later(timeout_s, self._expire)
+        self.deadline = self.loop.time() + timeout_s
+        deadlines = self._pool.deadlines
+        if deadlines.idle:
+            deadlines.arm(self.loop)
         assert self._transport is not None
         try:
             self._transport.writelines(parts)
@@ -215,11 +270,11 @@ class UpstreamConnection(asyncio.Protocol):
     # httptools callbacks
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        lower = name.lower()
-        kind = RESPONSE_FIELDS.get(lower)
+        kind = _KNOWN_KINDS.get(name)
         if kind is None:
-            if not lower.startswith(CORS_PREFIX):
-                self._lines.append(name + b": " + value + b"\r\n")
+            kind = RESPONSE_KINDS(name)
+        if kind == PASS:
+            self._lines.append(name + b": " + value + b"\r\n")
         elif kind == CACHE_CONTROL:
             line = name + b": " + value + b"\r\n"
             cached = self._cache_control
@@ -230,7 +285,7 @@ class UpstreamConnection(asyncio.Protocol):
         elif kind == CONNECTION:
             tokens = connection_tokens(value)
             self._nominated = tokens if self._nominated is None else self._nominated | tokens
-        elif lower == b"transfer-encoding":
+        elif kind == TRANSFER_ENCODING:
             self._framed = True
 
     def on_headers_complete(self) -> None:
@@ -273,9 +328,6 @@ class UpstreamConnection(asyncio.Protocol):
         if listener is None:
             return
         self._listener = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         body = self._body
         lines = self._lines
         cache_control = self._cache_control
@@ -297,18 +349,16 @@ class UpstreamConnection(asyncio.Protocol):
     def _fail(self, error: UpstreamError) -> None:
         listener = self._listener
         self._listener = None
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
         # Whatever state the stream is in, it cannot carry another request.
         self.abort()
         self._pool.release(self, reusable=False)
         if listener is not None:
             listener.upstream_failed(error)
 
-    def _expire(self) -> None:
-        self._timer = None
-        self._fail(UpstreamTimeout(f"no response from {self._pool.endpoint.url} in time"))
+    def expire(self) -> None:
+        """The request in progress is past its deadline."""
+        if self._listener is not None:
+            self._fail(UpstreamTimeout(f"no response from {self._pool.endpoint.url} in time"))
 
 
 class _FutureListener:
@@ -340,6 +390,7 @@ class ConnectionPool:
         max_idle: int,
         idle_timeout_s: float,
         max_response_bytes: int,
+        deadlines: Deadlines | None = None,
     ) -> None:
         if endpoint.tls and ssl_context is None:
             raise ValueError(f"{endpoint.url} needs TLS but no client context was given")
@@ -354,6 +405,9 @@ class ConnectionPool:
         self._busy: set[UpstreamConnection] = set()
         self._connecting: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Shared by the pools of one gateway; a pool of its own otherwise (tests).
+        self.deadlines = deadlines if deadlines is not None else Deadlines()
+        self.deadlines.add(self)
 
     def send(
         self,
@@ -430,12 +484,23 @@ class ConnectionPool:
         if connection in self._idle:
             self._idle.remove(connection)
 
+    def expire(self, now: float) -> bool:
+        """Time out requests past their deadline; whether requests are still in progress."""
+        busy = self._busy
+        for connection in [c for c in busy if c.deadline <= now]:
+            connection.expire()
+        if self._closed and not busy:
+            self.deadlines.discard(self)
+        return bool(busy)
+
     def close(self) -> None:
         """Close idle connections now, busy ones when their response is in."""
         self._closed = True
         idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        if not self._busy:
+            self.deadlines.discard(self)
 
     def abort(self) -> None:
         """Close everything now, requests in progress included (final shutdown)."""

@@ -2,10 +2,17 @@ from __future__ import annotations
 
 from flotilla_gateway.headers import (
     DROP,
+    FIELD_KINDS_REMEMBERED,
+    HOST,
+    PASS,
     REQUEST_FIELDS,
+    REQUEST_KINDS,
     RESPONSE_FIELDS,
+    RESPONSE_KINDS,
     SECURITY_FIELDS,
     SPOOFABLE_PREFIXES,
+    TRANSFER_ENCODING,
+    FieldKinds,
     connection_tokens,
     drop_nominated,
     security_block,
@@ -51,3 +58,24 @@ def test_spoofable_request_fields_are_dropped() -> None:
         assert REQUEST_FIELDS[name] == DROP
     assert b"x-user-id".startswith(SPOOFABLE_PREFIXES)
     assert b"x-forwarded-for".startswith(SPOOFABLE_PREFIXES)
+
+
+def test_field_kinds_classify_each_spelling_once_and_remember_a_bounded_number() -> None:
+    kinds = FieldKinds({b"host": HOST, b"te": DROP}, SPOOFABLE_PREFIXES)
+    assert kinds(b"Host") == HOST  # case-insensitive, like the table
+    assert kinds(b"TE") == DROP
+    assert kinds(b"X-User-Id") == DROP  # a spoofable prefix
+    assert kinds(b"Accept") == PASS
+    assert kinds.known == {b"Host": HOST, b"TE": DROP, b"X-User-Id": DROP, b"Accept": PASS}
+    for number in range(FIELD_KINDS_REMEMBERED + 10):
+        assert kinds(b"X-Made-Up-%d" % number) == PASS
+    assert len(kinds.known) == FIELD_KINDS_REMEMBERED  # a flood of names stays bounded
+    assert kinds(b"x-forwarded-for") == DROP  # still classified, only not remembered
+
+
+def test_the_shared_tables_agree_with_their_kinds() -> None:
+    for name in (b"Connection", b"Content-Length", b"Authorization", b"X-Request-Id"):
+        assert REQUEST_KINDS(name) == REQUEST_FIELDS[name.lower()]
+    assert RESPONSE_KINDS(b"Transfer-Encoding") == TRANSFER_ENCODING
+    assert RESPONSE_KINDS(b"Access-Control-Allow-Origin") == DROP  # CORS is off
+    assert RESPONSE_KINDS(b"Content-Type") == PASS

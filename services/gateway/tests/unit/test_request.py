@@ -137,6 +137,12 @@ def test_http_10_and_connection_close() -> None:
 
     sink, _ = read(b"GET /x HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
     assert only(sink).keep_alive
+    assert only(sink).http10  # so its reply says `Connection: keep-alive`
+
+    for head in (b"", b"Connection: keep-alive\r\n", b"Expect: 100-continue\r\n"):
+        sink, _ = read(b"GET /x HTTP/1.1\r\nHost: h\r\n" + head + b"\r\n")
+        assert only(sink).keep_alive
+        assert not only(sink).http10
 
     sink, reader = read(
         b"GET /x HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\nGET /y HTTP/1.1\r\n"
