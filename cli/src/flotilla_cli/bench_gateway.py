@@ -254,7 +254,8 @@ class _Children:
             return
         self._children.remove(child)
         with contextlib.suppress(ProcessLookupError):
-            child.process.send_signal(signal.SIGTERM)
+            # SIGINT: stop now (SIGTERM would make a gateway drain first).
+            child.process.send_signal(signal.SIGINT)
         try:
             child.process.wait(timeout=10)
         except subprocess.TimeoutExpired:

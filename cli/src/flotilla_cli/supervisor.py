@@ -2,8 +2,9 @@
 
 It prepares `var/` (certificates, PostgreSQL, migrations, demo data), starts every
 instance, restarts one that dies (exponential backoff), probes readiness, and keeps
-`var/run/state.json` current. SIGTERM or SIGINT stops everything it started: SIGTERM to
-each instance, SIGKILL after a grace period, then PostgreSQL.
+`var/run/state.json` current. SIGTERM or SIGINT stops everything it started: SIGINT to
+each instance (stop now, finishing requests in flight; SIGTERM would drain first, which a
+whole system going down does not need), SIGKILL after a grace period, then PostgreSQL.
 
 `flotilla up` starts it as a child process (`python -m flotilla_cli.supervisor PLAN`) and
 shows its state; with `--detach` it leaves it running. Instances get PR_SET_PDEATHSIG, so
@@ -225,7 +226,7 @@ class Supervisor:
         alive = [r.process for r in self.running if r.process and r.process.returncode is None]
         for process in alive:
             with contextlib.suppress(ProcessLookupError):
-                process.terminate()
+                process.send_signal(signal.SIGINT)
         waiting = [asyncio.create_task(p.wait()) for p in alive]
         if waiting:
             _, pending = await asyncio.wait(waiting, timeout=_STOP_GRACE_S)

@@ -13,7 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
-from flotilla_kit.health import ReadinessCheck, livez, readyz_endpoint
+from flotilla_kit.health import Drain, ReadinessCheck, livez, readyz_endpoint
 from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
 from flotilla_kit.middleware import ObservabilityMiddleware
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
@@ -127,6 +127,8 @@ def create_service_app(
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.token_verifier = token_verifier
+    # Started by `flotilla_kit.server.serve` on SIGTERM.
+    app.state.drain = drain = Drain()
     install_problem_handlers(app)
     app.add_middleware(
         ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
@@ -134,7 +136,7 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     app.add_route("/livez", livez, include_in_schema=False)
-    app.add_route("/readyz", readyz_endpoint(readiness), include_in_schema=False)
+    app.add_route("/readyz", readyz_endpoint(readiness, drain), include_in_schema=False)
     app.add_route("/metrics", metrics_endpoint(metrics), include_in_schema=False)  # type: ignore[arg-type]
 
     default_openapi = app.openapi

@@ -1,4 +1,5 @@
-"""`/livez` (the process answers) and `/readyz` (its dependencies answer too)."""
+"""`/livez` (the process answers) and `/readyz` (its dependencies answer too, and it is
+not draining)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from flotilla_kit.logs import get_logger
 from flotilla_kit.problems import Problem
 
-__all__ = ["ReadinessCheck", "livez", "readyz_endpoint"]
+__all__ = ["Drain", "ReadinessCheck", "livez", "readyz_endpoint"]
 
 # A check returns normally when its dependency is usable and raises otherwise.
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -19,12 +20,23 @@ ReadinessCheck = Callable[[], Awaitable[None]]
 _log = get_logger("flotilla.health")
 
 
+class Drain:
+    """Whether the instance is draining: shutting down, still serving the requests it
+    gets, while `/readyz` tells load balancers (the gateway, Kubernetes) to send no more."""
+
+    def __init__(self) -> None:
+        self.draining = False
+
+    def start(self) -> None:
+        self.draining = True
+
+
 async def livez(_: Request) -> Response:
     return JSONResponse({"status": "alive"})
 
 
 def readyz_endpoint(
-    checks: Mapping[str, ReadinessCheck], timeout_s: float = 2.0
+    checks: Mapping[str, ReadinessCheck], drain: Drain | None = None, timeout_s: float = 2.0
 ) -> Callable[[Request], Awaitable[Response]]:
     async def run(name: str, check: ReadinessCheck) -> tuple[str, str]:
         try:
@@ -35,6 +47,10 @@ def readyz_endpoint(
         return name, "ok"
 
     async def endpoint(request: Request) -> Response:
+        if drain is not None and drain.draining:
+            return Problem(
+                503, "draining", "Draining", "The instance is shutting down; send no more."
+            ).to_response(instance=request.url.path)
         results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
         if all(state == "ok" for state in results.values()):
             return JSONResponse({"status": "ready", "checks": results})

@@ -1,15 +1,56 @@
-"""Run a service's ASGI app under uvicorn (uvloop + httptools), with TLS when configured."""
+"""Run a service's ASGI app under uvicorn (uvloop + httptools), with TLS when configured.
+
+Stopping: SIGTERM (Kubernetes, a scale-down) first drains: `/readyz` answers 503
+`draining` for `drain_s` while every request is still served, so load balancers take the
+instance out before it stops accepting; then uvicorn stops as usual (it closes the
+listener and idle connections, and lets requests in flight finish). SIGINT (Ctrl-C, a
+whole system stopping) and a second signal skip the drain.
+"""
 
 from __future__ import annotations
 
+import signal
 import ssl
+import time
+from types import FrameType
 
 import uvicorn
 from fastapi import FastAPI
 
+from flotilla_kit.health import Drain
+from flotilla_kit.logs import get_logger
 from flotilla_kit.settings import ServiceSettings
 
-__all__ = ["serve"]
+__all__ = ["DrainingServer", "serve"]
+
+_log = get_logger("flotilla.server")
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, with a drain period between SIGTERM and the stop."""
+
+    def __init__(self, config: uvicorn.Config, drain: Drain, drain_s: float) -> None:
+        super().__init__(config)
+        self._drain = drain
+        self._drain_s = drain_s
+        # When the drain ends (monotonic); None while no SIGTERM came.
+        self._stop_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if sig == signal.SIGTERM and self._stop_at is None and self._drain_s > 0:
+            # Called from the signal handler: only note it; `on_tick` stops when it is time.
+            self._stop_at = time.monotonic() + self._drain_s
+            self._drain.start()
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._stop_at is not None and not self.should_exit:
+            if counter % 10 == 0:
+                _log.info("draining", seconds_left=round(self._stop_at - time.monotonic(), 1))
+            if time.monotonic() >= self._stop_at:
+                self.should_exit = True
+        return await super().on_tick(counter)
 
 
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
@@ -34,4 +75,5 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         timeout_graceful_shutdown=10,
         **ssl_options,  # type: ignore[arg-type]
     )
-    uvicorn.Server(config).run()
+    drain: Drain = app.state.drain
+    DrainingServer(config, drain, settings.drain_s).run()

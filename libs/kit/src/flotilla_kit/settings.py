@@ -84,6 +84,13 @@ class ServiceSettings(BaseSettings):
     token_issuer: str = Field(default="flotilla-auth", description="Expected `iss` of tokens.")
     token_audience: str = Field(default="flotilla", description="Expected `aud` of tokens.")
     max_body_bytes: int = Field(default=1_048_576, gt=0, description="Largest request body.")
+    drain_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="On SIGTERM, how long the instance keeps serving while `/readyz` answers "
+        "503 `draining`, so load balancers stop sending before it stops accepting. SIGINT "
+        "stops without it.",
+    )
     tls: TlsSettings = Field(default_factory=TlsSettings)
 
     @property

@@ -196,66 +196,8 @@ def _less_loaded(first: Instance, second: Instance) -> Instance:
     return first
 
 
-class Candidates:
-    """The instances one request may go to (a whole service's, or one shard's), and the
-    least-busy choice among the healthy ones.
-
-    A service keeps the same object for a shard for as long as the topology lists that
-    shard, so an `Exchange` holding one (to retry on another instance) always sees
-    current health.
-    """
-
-    __slots__ = ("_turn", "healthy", "instances", "shard")
-
-    def __init__(self, shard: int | None = None) -> None:
-        # None: every instance of the service, whatever its shard.
-        self.shard = shard
-        self.instances: list[Instance] = []
-        self.healthy: list[Instance] = []
-        self._turn = 0
-
-    def choose(self, exclude: Instance | None = None) -> Instance | None:
-        """The less loaded of two available instances (P2C), or None.
-
-        Load is requests in flight times `1 + penalty` (health). The first candidate is the
-        next one in turn, the second a random other one; a tie goes to the first.
-        """
-        candidates = self.healthy
-        count = len(candidates)
-        if count == 1:
-            only = candidates[0]
-            return None if only is exclude else only
-        if count < 3:
-            return self._choose_of_two(candidates, exclude) if count else None
-        start = self._turn = (self._turn + 1) % count
-        first = candidates[start]
-        if first is exclude:
-            start = (start + 1) % count
-            first = candidates[start]
-        other = (start + 1 + int(_random() * (count - 1))) % count
-        second = candidates[other]
-        if second is exclude:
-            other = (other + 1) % count
-            if other == start:
-                other = (other + 1) % count
-            second = candidates[other]
-        return _less_loaded(first, second)
-
-    def _choose_of_two(self, candidates: list[Instance], exclude: Instance | None) -> Instance:
-        a, b = candidates
-        if a is exclude:
-            return b  # a retry: the other one, without moving the turn on
-        if b is exclude:
-            return a
-        self._turn = turn = (self._turn + 1) % 2
-        return _less_loaded(b, a) if turn else _less_loaded(a, b)
-
-    def refresh(self) -> None:
-        self.healthy = [i for i in self.instances if i.available]
-
-
 class Breaker:
-    """The circuit breaker of one upstream service.
+    """The circuit breaker of one upstream service, or of one shard of a sharded one.
 
     Closed: every request goes through. It opens when `consecutive` attempts in a row
     failed, or when more than `ratio` of the attempts in the current window (of
@@ -352,6 +294,66 @@ class Breaker:
         _log.warning("circuit opened", open_s=self._open_s)
 
 
+class Candidates:
+    """The instances one request may go to (a whole service's, or one shard's), the
+    least-busy choice among the healthy ones, and their circuit breaker.
+
+    A service keeps the same object for a shard for as long as the topology lists that
+    shard, so an `Exchange` holding one (to retry on another instance) always sees
+    current health. The breaker is per group, so one shard failing does not stop the
+    traffic of the others.
+    """
+
+    __slots__ = ("_turn", "breaker", "healthy", "instances", "shard")
+
+    def __init__(self, shard: int | None = None, breaker: Breaker | None = None) -> None:
+        # None: every instance of the service, whatever its shard.
+        self.shard = shard
+        self.breaker = breaker if breaker is not None else Breaker()
+        self.instances: list[Instance] = []
+        self.healthy: list[Instance] = []
+        self._turn = 0
+
+    def choose(self, exclude: Instance | None = None) -> Instance | None:
+        """The less loaded of two available instances (P2C), or None.
+
+        Load is requests in flight times `1 + penalty` (health). The first candidate is the
+        next one in turn, the second a random other one; a tie goes to the first.
+        """
+        candidates = self.healthy
+        count = len(candidates)
+        if count == 1:
+            only = candidates[0]
+            return None if only is exclude else only
+        if count < 3:
+            return self._choose_of_two(candidates, exclude) if count else None
+        start = self._turn = (self._turn + 1) % count
+        first = candidates[start]
+        if first is exclude:
+            start = (start + 1) % count
+            first = candidates[start]
+        other = (start + 1 + int(_random() * (count - 1))) % count
+        second = candidates[other]
+        if second is exclude:
+            other = (other + 1) % count
+            if other == start:
+                other = (other + 1) % count
+            second = candidates[other]
+        return _less_loaded(first, second)
+
+    def _choose_of_two(self, candidates: list[Instance], exclude: Instance | None) -> Instance:
+        a, b = candidates
+        if a is exclude:
+            return b  # a retry: the other one, without moving the turn on
+        if b is exclude:
+            return a
+        self._turn = turn = (self._turn + 1) % 2
+        return _less_loaded(b, a) if turn else _less_loaded(a, b)
+
+    def refresh(self) -> None:
+        self.healthy = [i for i in self.instances if i.available]
+
+
 class RetryBudget:
     """Retries of one service, at most about `ratio` of its requests.
 
@@ -396,7 +398,7 @@ class Service:
 
     __slots__ = (
         "_groups",
-        "breaker",
+        "_knobs",
         "everyone",
         "instances",
         "name",
@@ -407,20 +409,13 @@ class Service:
 
     def __init__(self, name: str, resilience: Resilience | None = None) -> None:
         self.name = name
-        knobs = resilience or Resilience()
-        self.breaker = Breaker(
-            window_s=knobs.breaker_window_s,
-            min_requests=knobs.breaker_min_requests,
-            ratio=knobs.breaker_failure_ratio,
-            consecutive=knobs.breaker_consecutive_failures,
-            open_s=knobs.breaker_open_s,
-        )
+        knobs = self._knobs = resilience or Resilience()
         self.retry_budget = RetryBudget(
             ratio=knobs.retry_budget_ratio, min_per_s=knobs.retry_budget_min_per_s
         )
         self.instances: dict[str, Instance] = {}
         # Every instance, whatever its shard: unsharded routes, the OpenAPI fetch.
-        self.everyone = Candidates()
+        self.everyone = Candidates(breaker=self._breaker())
         # Indexed by shard number, 0 .. shard_count - 1; None for a number no instance
         # in the topology serves. Empty for an unsharded service.
         self.shards: tuple[Candidates | None, ...] = ()
@@ -433,6 +428,25 @@ class Service:
     @property
     def healthy(self) -> list[Instance]:
         return self.everyone.healthy
+
+    @property
+    def breaker(self) -> Breaker:
+        """The breaker of the unsharded routes (for a sharded service, see `groups`)."""
+        return self.everyone.breaker
+
+    def groups(self) -> list[Candidates]:
+        """Every group with a breaker: the whole service, then each shard in order."""
+        return [self.everyone, *(g for g in self.shards if g is not None)]
+
+    def _breaker(self) -> Breaker:
+        knobs = self._knobs
+        return Breaker(
+            window_s=knobs.breaker_window_s,
+            min_requests=knobs.breaker_min_requests,
+            ratio=knobs.breaker_failure_ratio,
+            consecutive=knobs.breaker_consecutive_failures,
+            open_s=knobs.breaker_open_s,
+        )
 
     @property
     def sharded(self) -> bool:
@@ -461,7 +475,7 @@ class Service:
                 continue
             group = groups.get(number)
             if group is None:
-                group = groups[number] = Candidates(number)
+                group = groups[number] = Candidates(number, self._breaker())
             group.instances.append(instance)
         for number in [n for n, group in groups.items() if not group.instances]:
             groups.pop(number).healthy = []  # an Exchange may still hold it: empty it
@@ -552,8 +566,9 @@ class Registry:
         self._notify()
         return instance
 
-    def record_check(self, instance: Instance, ok: bool) -> None:
-        """A health check result: healthy at once, unhealthy after enough failures."""
+    def record_check(self, instance: Instance, ok: bool, *, draining: bool = False) -> None:
+        """A health check result: healthy at once; unhealthy after enough failures, or at
+        once when the instance said it is draining."""
         if instance.removed:
             return
         if ok:
@@ -568,7 +583,7 @@ class Registry:
             instance.admitted = True
         else:
             instance.failures += 1
-            changed = instance.healthy and instance.failures >= self._unhealthy_after
+            changed = instance.healthy and (draining or instance.failures >= self._unhealthy_after)
             if changed:
                 instance.healthy = False
         if changed:

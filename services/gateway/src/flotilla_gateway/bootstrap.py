@@ -23,6 +23,7 @@ from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.shards import shard_router
 from flotilla_gateway.topology import TopologyWatcher
 from flotilla_gateway.upstream import ConnectionPool, Deadlines
+from flotilla_kit.health import Drain
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
 
@@ -187,12 +188,14 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
     openapi = OpenApiAggregator(
         registry, services=routed_services, owner=owner, timeout_s=settings.upstream_timeout_s
     )
+    drain = Drain()
     local = LocalEndpoints(
         registry=registry,
         routed_services=routed_services,
         metrics=metrics,
         openapi=openapi,
         policy=policy,
+        drain=drain,
     )
     handlers = local.handlers()
     shadowed = [path for path in handlers if table.allowed(path)]
@@ -258,4 +261,5 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         shutdown_grace_s=settings.shutdown_grace_s,
         on_topology_change=on_topology_change,
         background=(authenticator.run,),
+        drain=drain,
     )

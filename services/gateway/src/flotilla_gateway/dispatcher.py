@@ -463,10 +463,10 @@ class Exchange:
             self.finish(group.reply(self.request_id))
             return
         service = target.service
-        breaker = service.breaker
+        breaker = group.breaker
         if breaker.state != CLOSED and not breaker.admit():
             self.finish(
-                self._dispatcher.problems.circuit_open(service.name).reply(
+                self._dispatcher.problems.circuit_open(service.name, group.shard).reply(
                     self.request_id, b"retry-after: %d\r\n" % breaker.retry_after()
                 )
             )
@@ -534,15 +534,17 @@ class Exchange:
         instance.in_flight -= 1
         instance.observe((perf_counter_ns() - self._sent) / 1e9, answered=True)
         target = self._target
+        group = self._group
         assert target is not None
+        assert group is not None
         status = response.status
         if status < 500:
             if instance.errors:
                 instance.errors = 0
-            target.service.breaker.record(True)
+            group.breaker.record(True)
         else:
             self._dispatcher.registry.failed(instance)
-            target.service.breaker.record(False)
+            group.breaker.record(False)
             if status in _RETRY_STATUSES and self._retry_elsewhere(instance):
                 return
         try:

@@ -14,6 +14,7 @@ from flotilla_gateway.problems import problem_reply
 from flotilla_gateway.reply import Reply, bytes_reply, json_reply
 from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy
+from flotilla_kit.health import Drain
 
 __all__ = ["LocalEndpoints", "LocalHandler"]
 
@@ -55,8 +56,10 @@ class LocalEndpoints:
         metrics: GatewayMetrics,
         openapi: OpenApiAggregator,
         policy: Sequence[RoutePolicy],
+        drain: Drain | None = None,
     ) -> None:
         self._registry = registry
+        self._drain = drain or Drain()
         self._routed_services = routed_services
         self._metrics = metrics
         self._openapi = openapi
@@ -79,7 +82,15 @@ class LocalEndpoints:
 
     async def readyz(self, request: Request, request_id: str) -> Reply:
         """Ready when every routed service has a healthy instance, and a sharded service
-        one in each of its shards."""
+        one in each of its shards, unless the gateway is draining (shutting down)."""
+        if self._drain.draining:
+            return problem_reply(
+                503,
+                "draining",
+                "Draining",
+                "The gateway is shutting down; send no more.",
+                request_id,
+            )
         report: dict[str, Any] = {}
         missing: list[str] = []
         missing_shards: dict[str, list[int]] = {}

@@ -12,6 +12,7 @@ from flotilla_gateway.balancer import Instance, Registry
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.server import Connections
 from flotilla_gateway.topology import TopologyChange, TopologyWatcher
+from flotilla_kit.health import Drain
 from flotilla_kit.logs import get_logger
 
 __all__ = ["Gateway"]
@@ -36,8 +37,11 @@ class Gateway:
         shutdown_grace_s: float,
         on_topology_change: Callable[[Registry], None] | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
+        drain: Drain | None = None,
     ) -> None:
         self.registry = registry
+        # Started on SIGTERM: `/readyz` says draining while requests are still served.
+        self.drain = drain or Drain()
         self.connections = connections
         self._host = host
         self._port = port

@@ -4,24 +4,33 @@ Each instance gets its own probe loop and its own one-connection pool, so a slow
 instance delays nobody else's checks, and checks do not take connections from the
 request pools. A probe loop starts with an immediate check (new instances get traffic as
 soon as they are ready) and can be woken early when a request saw the instance fail.
+
+An instance that answers 503 `draining` (it got SIGTERM and is shutting down) is taken
+out at once, without waiting for `unhealthy_after` failed checks: it still serves what
+it gets, but will stop accepting soon.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 
 from flotilla_gateway.balancer import Instance, Registry
 from flotilla_gateway.errors import UpstreamError
 from flotilla_gateway.upstream import ConnectionPool, Endpoint
 from flotilla_kit.logs import get_logger
+from flotilla_kit.problems import problem_type
 
 __all__ = ["HealthChecker"]
 
 _log = get_logger("flotilla.gateway.health")
 _PROBE_LINE = b"GET /readyz HTTP/1.1\r\n"
 _PROBE_FIELDS = b"user-agent: flotilla-gateway\r\naccept: application/json\r\n\r\n"
+_DRAINING = problem_type("draining")
+# What a probe found.
+OK, FAILING, DRAINING = "ok", "failing", "draining"
 
 
 class HealthChecker:
@@ -71,8 +80,9 @@ class HealthChecker:
         try:
             while True:
                 wake.clear()
-                ok = await self._probe(pool, instance)
-                self._registry.record_check(instance, ok)
+                found = await self._probe(pool, instance)
+                ok = found == OK
+                self._registry.record_check(instance, ok, draining=found == DRAINING)
                 suspect = not ok and instance.healthy
                 delay = self._suspect_interval_s if suspect else self._interval_s
                 with contextlib.suppress(TimeoutError):
@@ -81,12 +91,24 @@ class HealthChecker:
         finally:
             pool.abort()
 
-    async def _probe(self, pool: ConnectionPool, instance: Instance) -> bool:
+    async def _probe(self, pool: ConnectionPool, instance: Instance) -> str:
         try:
             response = await pool.request(_PROBE_LINE, _PROBE_FIELDS, timeout_s=self._timeout_s)
         except UpstreamError as error:
             _log.debug(
                 "health check failed", **{"upstream.instance": instance.name}, error=str(error)
             )
-            return False
-        return response.status == 200
+            return FAILING
+        if response.status == 200:
+            return OK
+        if response.status == 503 and _is_draining(response.body):
+            return DRAINING
+        return FAILING
+
+
+def _is_draining(body: bytes) -> bool:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("type") == _DRAINING

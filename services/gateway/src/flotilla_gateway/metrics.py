@@ -161,8 +161,9 @@ class _Collector:
             ejections.add_metric(labels, instance.ejections)
         breaker = GaugeMetricFamily(
             "flotilla_gateway_upstream_breaker_state",
-            "Circuit breaker of an upstream service: 0 closed, 1 half-open, 2 open.",
-            labels=["service"],
+            "Circuit breaker of an upstream service, or of one shard of a sharded service "
+            "(`shard` empty: the whole service): 0 closed, 1 half-open, 2 open.",
+            labels=["service", "shard"],
         )
         exhausted = CounterMetricFamily(
             "flotilla_gateway_retry_budget_exhausted",
@@ -170,7 +171,9 @@ class _Collector:
             labels=["service"],
         )
         for service in self._registry.services.values():
-            breaker.add_metric([service.name], service.breaker.state)
+            for group in service.groups():
+                shard = "" if group.shard is None else str(group.shard)
+                breaker.add_metric([service.name, shard], group.breaker.state)
             exhausted.add_metric([service.name], service.retry_budget.exhausted)
         return [
             requests,

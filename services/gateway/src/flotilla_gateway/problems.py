@@ -176,7 +176,7 @@ class ProblemCatalog:
             500, "internal-error", "Internal server error", "The error was logged.", close=True
         )
         self._unavailable: dict[str, ProblemTemplate] = {}
-        self._circuit_open: dict[str, ProblemTemplate] = {}
+        self._circuit_open: dict[tuple[str, int | None], ProblemTemplate] = {}
         self._shard_unavailable: dict[tuple[str, int], ProblemTemplate] = {}
         self._not_allowed: dict[tuple[str, ...], ProblemTemplate] = {}
         self._rate_limited: dict[tuple[str, float, int, str], ProblemTemplate] = {}
@@ -207,15 +207,18 @@ class ProblemCatalog:
             )
         return template
 
-    def circuit_open(self, service: str) -> ProblemTemplate:
-        """503 while the service's circuit breaker is open; the caller adds `Retry-After`."""
-        template = self._circuit_open.get(service)
+    def circuit_open(self, service: str, shard: int | None = None) -> ProblemTemplate:
+        """503 while the circuit breaker of a service (or of one of its shards) is open;
+        the caller adds `Retry-After`."""
+        key = (service, shard)
+        template = self._circuit_open.get(key)
         if template is None:
-            template = self._circuit_open[service] = ProblemTemplate(
+            what = f"{service!r}" if shard is None else f"{service!r} shard {shard}"
+            template = self._circuit_open[key] = ProblemTemplate(
                 503,
                 "unavailable",
                 "Service unavailable",
-                f"{service!r} is failing; requests are held back for a while (circuit open).",
+                f"{what} is failing; requests are held back for a while (circuit open).",
             )
         return template
 

@@ -30,6 +30,7 @@ from flotilla_gateway import Gateway, GatewaySettings, build_gateway
 from flotilla_gateway.authentication import Authenticator
 from flotilla_gateway.balancer import Registry
 from flotilla_gateway.routes import POLICY, PUBLIC, RoutePolicy
+from flotilla_kit.health import Drain, readyz_endpoint
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import CertificatePaths
 from flotilla_kit.topology import Instance, Topology
@@ -62,6 +63,8 @@ class Upstream:
         # The shard it serves, as the topology says (None: an unsharded service).
         self.shard = shard
         self.ready = True
+        # Started as a SIGTERM'd service starts it: `/readyz` answers 503 `draining`.
+        self.drain = Drain()
         # Echoed requests wait this long before the answer, and are answered with `status`.
         self.delay_s = 0.0
         self.status = 200
@@ -123,9 +126,16 @@ class Upstream:
     def _build_app(self, jwks: dict[str, Any], router: APIRouter | None) -> FastAPI:
         app = FastAPI(title=f"{self.service} test service")
 
-        @app.get("/readyz", include_in_schema=False)
-        async def readyz() -> Response:
-            return Response(status_code=200 if self.ready else 503)
+        async def told_to_be_ready() -> None:
+            if not self.ready:
+                raise RuntimeError("the test made this instance not ready")
+
+        # The kit's own endpoint, so the gateway reads what a real service answers.
+        app.add_route(
+            "/readyz",
+            readyz_endpoint({"test": told_to_be_ready}, self.drain),
+            include_in_schema=False,
+        )
 
         @app.api_route("/.well-known/jwks.json", methods=["GET", "HEAD"], include_in_schema=False)
         async def jwks_document() -> JSONResponse:

@@ -187,3 +187,26 @@ async def test_a_post_on_a_connection_closed_while_idle_is_not_resent(stack: Sta
     # (Health checks meet the same fate on their own connection, and are resent.)
     assert [r for r in upstream.dropped if "/api/" in r] == ["POST /api/v1/auth/two HTTP/1.1"]
     assert "POST /api/v1/auth/two HTTP/1.1" not in upstream.answered
+
+
+async def test_a_draining_instance_is_taken_out_at_its_first_answer(stack: Stack) -> None:
+    a = await stack.upstream("auth")
+    b = await stack.upstream("auth")
+    # Many failed checks would be needed to take an instance out for failing: only the
+    # draining answer can explain an instance leaving after one.
+    await stack.start_gateway(policy=ECHO_POLICY, health_interval_s=0.05, unhealthy_after=50)
+    instances = {i.name: i for i in stack.registry.instances()}
+    async with stack.client() as client:
+        await stack.wait_until(lambda: len(stack.registry.service("auth").healthy) == 2)
+        b.release.set()
+        held = await _send_until_held(client, a)
+        a.drain.start()  # as SIGTERM does in a real service
+        await stack.wait_until(lambda: not instances[a.name].healthy)
+        assert instances[a.name].failures == 1
+        after = [await client.get("/api/v1/auth/x") for _ in range(6)]
+        assert {r.headers["x-instance"] for r in after} == {b.name}
+        # What it already had is still answered: draining is not dying.
+        a.release.set()
+        finished = await held
+    assert finished.status_code == 200
+    assert finished.headers["x-instance"] == a.name

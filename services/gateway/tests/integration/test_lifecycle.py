@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from flotilla_kit.problems import problem_type
+
 from .harness import ECHO_POLICY, Stack
 
 
@@ -63,11 +65,8 @@ async def _next_record(stdout: asyncio.StreamReader, message: str) -> dict[str, 
             return record
 
 
-async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
-    stack: Stack, tmp_path: Path
-) -> None:
+async def _serve_process(stack: Stack, tmp_path: Path) -> asyncio.subprocess.Process:
     """The gateway as the launcher runs it: its own process, settings from the environment."""
-    await stack.upstream("auth")
     env = {
         **os.environ,
         "FLOTILLA_HOST": "127.0.0.1",
@@ -76,8 +75,10 @@ async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
         "FLOTILLA_TOPOLOGY_FILE": str(stack.topology_file),
         "FLOTILLA_HEALTH_INTERVAL_S": "0.05",
         "FLOTILLA_LOG_LEVEL": "info",
+        # Long: a test that waits for the drain to end by itself would time out.
+        "FLOTILLA_DRAIN_S": "60",
     }
-    process = await asyncio.create_subprocess_exec(
+    return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "flotilla_gateway",
@@ -87,6 +88,11 @@ async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
+
+
+async def test_serve_logs_ecs_json_and_drains_on_sigterm(stack: Stack, tmp_path: Path) -> None:
+    await stack.upstream("auth")
+    process = await _serve_process(stack, tmp_path)
     try:
         assert process.stdout is not None
         url = (await _next_record(process.stdout, "gateway listening"))["url"]
@@ -110,7 +116,32 @@ async def test_serve_logs_ecs_json_and_exits_cleanly_on_sigterm(
         assert access["user"]["id"] is None
         assert access["client"]["ip"] == "127.0.0.1"
 
+        # SIGTERM drains: `/readyz` turns away load balancers, requests are still served.
         process.send_signal(signal.SIGTERM)
+        await _next_record(process.stdout, "draining")
+        async with httpx.AsyncClient() as client:
+            ready = await client.get(f"{url}/readyz")
+            still_served = await client.get(f"{url}/.well-known/jwks.json")
+        assert ready.status_code == 503
+        assert ready.json()["type"] == problem_type("draining")
+        assert still_served.status_code == 200
+        # A second signal ends the drain (of a minute, here) at once.
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 30) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigint_stops_without_draining(stack: Stack, tmp_path: Path) -> None:
+    await stack.upstream("auth")
+    process = await _serve_process(stack, tmp_path)
+    try:
+        assert process.stdout is not None
+        await _next_record(process.stdout, "gateway listening")
+        process.send_signal(signal.SIGINT)
+        # Well within the 60 s drain it would have done after a SIGTERM.
         assert await asyncio.wait_for(process.wait(), 30) == 0
     finally:
         if process.returncode is None:

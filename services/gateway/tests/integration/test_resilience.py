@@ -233,7 +233,10 @@ async def test_the_breaker_opens_and_closes_again(stack: Stack) -> None:
         assert refused.headers["retry-after"] == "1"
         assert len(upstream.seen) == 3  # refused at the gateway
         found = await _metrics(client)
-        assert found[("flotilla_gateway_upstream_breaker_state", (("service", "auth"),))] == 2
+        assert (
+            found[("flotilla_gateway_upstream_breaker_state", (("service", "auth"), ("shard", "")))]
+            == 2
+        )
 
         # Half-open: one probe goes through; it fails, so the breaker opens again.
         await asyncio.sleep(max(0.0, breaker.reopen_at - monotonic()))
@@ -252,7 +255,10 @@ async def test_the_breaker_opens_and_closes_again(stack: Stack) -> None:
         after = [await client.post("/api/v1/auth/x", json={}) for _ in range(3)]
         assert [r.status_code for r in after] == [200] * 3
         found = await _metrics(client)
-        assert found[("flotilla_gateway_upstream_breaker_state", (("service", "auth"),))] == 0
+        assert (
+            found[("flotilla_gateway_upstream_breaker_state", (("service", "auth"), ("shard", "")))]
+            == 0
+        )
 
 
 async def test_a_route_timeout_from_the_policy_gives_504(stack: Stack) -> None:

@@ -339,3 +339,33 @@ async def test_an_unsharded_accounts_service_ignores_shard_by(
         by_owner = await client.get("/api/v1/accounts?owner_id=&owner_id=", headers=token)
     assert (by_id.status_code, by_owner.status_code) == (200, 200)
     assert accounts.proxied == ["GET /api/v1/accounts/not-an-id", "GET /api/v1/accounts"]
+
+
+async def test_a_failing_shard_opens_only_its_own_breaker(
+    stack: Stack, tokens: TokenMinter
+) -> None:
+    ledger = await Ledger.start(
+        stack, breaker_consecutive_failures=3, breaker_open_s=30.0, outlier_consecutive_failures=99
+    )
+    token = bearer(tokens.mint(owner_on(0), ["support"]))
+    for upstream in ledger.shards[1]:
+        upstream.status = 500  # answers, but fails: ready, so never taken out by health checks
+    async with stack.client() as client:
+        failed = [
+            await client.get(f"/api/v1/accounts/acc_1_{HEX}", headers=token) for _ in range(3)
+        ]
+        held_back = await client.get(f"/api/v1/accounts/acc_1_{HEX}", headers=token)
+        other_shard = [
+            await client.get(f"/api/v1/accounts/acc_0_{HEX}", headers=token) for _ in range(5)
+        ]
+        metrics = (await client.get("/metrics")).text
+    assert [r.status_code for r in failed] == [500] * 3
+    assert held_back.status_code == 503
+    assert held_back.json()["type"] == problem_type("unavailable")
+    assert "'accounts' shard 1" in held_back.json()["detail"]
+    assert int(held_back.headers["retry-after"]) >= 1
+    assert len(ledger.proxied(1)) == 3  # the fourth never left the gateway
+    assert [r.status_code for r in other_shard] == [200] * 5
+    assert {ledger.shard_of_reply(r) for r in other_shard} == {0}
+    assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="1"} 2.0' in metrics
+    assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="0"} 0.0' in metrics

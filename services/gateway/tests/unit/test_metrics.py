@@ -90,6 +90,24 @@ def test_upstream_gauges_carry_the_shard() -> None:
     )
 
 
+def test_each_shard_has_its_own_breaker_state() -> None:
+    registry = Registry(_pool, unhealthy_after=1)
+    metrics = GatewayMetrics(registry)
+    for shard in (0, 1):
+        registry.add("accounts", f"accounts-s{shard}-0", "http://127.0.0.1:1", shard)
+    service = registry.service("accounts")
+    shard_one = service.shard(1)
+    assert shard_one is not None
+    shard_one.breaker.state = 2
+    found = samples(metrics)
+    state = {
+        dict(labels)["shard"]: value
+        for (name, labels), value in found.items()
+        if name == "flotilla_gateway_upstream_breaker_state"
+    }
+    assert state == {"": 0, "0": 0, "1": 2}
+
+
 def test_per_instance_requests_latency_ejections_and_service_state() -> None:
     registry = Registry(_pool, unhealthy_after=1)
     metrics = GatewayMetrics(registry)
@@ -113,6 +131,7 @@ def test_per_instance_requests_latency_ejections_and_service_state() -> None:
     assert found[key("flotilla_gateway_upstream_duration_seconds_count")] == 2
     assert found[key("flotilla_gateway_upstream_ejections_total")] == 2
     service_label = (("service", "accounts"),)
-    assert found[("flotilla_gateway_upstream_breaker_state", service_label)] == 2
+    whole = (("service", "accounts"), ("shard", ""))
+    assert found[("flotilla_gateway_upstream_breaker_state", whole)] == 2
     assert found[("flotilla_gateway_retry_budget_exhausted_total", service_label)] == 4
     assert found[("flotilla_gateway_retries_total", (("route", "/r"),))] == 1

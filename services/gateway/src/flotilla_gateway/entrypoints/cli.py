@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import signal
 
@@ -29,7 +30,8 @@ def _commands() -> None:
 
 @app.command()
 def serve() -> None:
-    """Serve until SIGTERM or SIGINT; settings come from FLOTILLA_* environment variables."""
+    """Serve until SIGTERM (after a drain of `drain_s`) or SIGINT; settings come from
+    FLOTILLA_* environment variables."""
     settings = GatewaySettings()
     configure_logging("gateway", settings.instance_id, settings.log_level)
     try:
@@ -42,17 +44,25 @@ def serve() -> None:
 async def _serve(settings: GatewaySettings) -> None:
     log = get_logger("flotilla.gateway")
     gateway = build_gateway(settings)
-    stop = asyncio.Event()
+    signals: asyncio.Queue[signal.Signals] = asyncio.Queue()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, signals.put_nowait, signum)
     await gateway.start()
     # Everything built so far lives as long as the process: out of the collector's sight,
     # so its collections scan only what requests allocate.
     gc.collect()
     gc.freeze()
-    await stop.wait()
-    log.info("stopping: draining requests in flight", grace_s=settings.shutdown_grace_s)
+    first = await signals.get()
+    if first == signal.SIGTERM and settings.drain_s > 0:
+        # Load balancers in front (a Kubernetes Service) see `/readyz` fail and stop
+        # sending; what still comes is served. A second signal cuts the drain short.
+        gateway.drain.start()
+        log.info("draining", seconds=settings.drain_s)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(settings.drain_s):
+                await signals.get()
+    log.info("stopping: finishing requests in flight", grace_s=settings.shutdown_grace_s)
     await gateway.stop()
 
 
