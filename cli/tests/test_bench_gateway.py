@@ -54,7 +54,12 @@ def test_parse_wrk_refuses_output_without_latency_distribution() -> None:
 
 def test_with_cpu_is_microseconds_per_request() -> None:
     result = LoadResult(rps=1.0, p50_ms=1.0, p99_ms=2.0, requests=4000, errors=0, seconds=1.0)
-    assert result.with_cpu(0.5).cpu_us_per_req == 125.0
+    measured = result.with_cpu(0.5, app_s=0.2, load_s=0.1, busy_cores=1.8765)
+    assert measured.cpu_us_per_req == 125.0
+    assert measured.app_cpu_us_per_req == 50.0
+    assert measured.load_cpu_us_per_req == 25.0
+    assert measured.busy_cores == 1.88
+    assert result.with_cpu(None).cpu_us_per_req is None  # a direct case: no proxy
     assert LoadResult(0, 0, 0, 0, 0, 1).with_cpu(1.0).cpu_us_per_req is None
 
 
@@ -70,12 +75,19 @@ def test_summarise_computes_the_ratios() -> None:
             "minimal_direct": _case(10000, 4.0),
             "minimal_gateway": _case(9000, 4.25, 60.0),
             "minimal_nginx": _case(9500, 4.1, 30.0),
+            "minimal_direct_1c": _case(8000, 0.125),
+            "minimal_gateway_1c": _case(3000, 0.3, 150.0),
+            "minimal_nginx_1c": _case(5000, 0.2, 60.0),
         }
     )
     assert summary == {
         "ratio_fastapi": 0.95,
         "ratio_minimal": 0.9,
+        "ratio_minimal_nginx": 0.95,
         "added_p50_ms": 0.25,
+        "added_p50_ms_nginx": 0.1,
+        "added_p50_ms_unloaded": 0.175,
+        "added_p50_ms_unloaded_nginx": 0.075,
         "cpu_us_per_req": {"gateway": 60.0, "nginx": 30.0},
         "cpu_vs_nginx": 2.0,
     }

@@ -5,7 +5,12 @@ external load generator (wrk) over loopback, against the same request sent
 - (c) directly to a minimal ASGI app and (d) through the gateway to it,
 - (e) through nginx to the minimal app, the reference reverse proxy,
 
-plus TLS rows: the gateway and nginx terminating TLS in front of the minimal app.
+plus TLS rows: the gateway and nginx terminating TLS in front of the minimal app, and
+rows at one connection (an unloaded system), where the latency a proxy adds is its own:
+at 50 connections every case is CPU-bound and p50 is mostly queueing (connections /
+throughput). Each row also says what the upstream app and the load generator spent per
+request, and how many of the machine's cores were busy: on two cores, the load
+generator, the proxy and the app share them.
 
 The gateway runs as its real process (`python -m flotilla_gateway serve`) with token
 checks, RBAC, rate limits (set very high), metrics, access log and tracing on, on plain
@@ -33,7 +38,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO, Any
@@ -64,20 +69,26 @@ __all__ = [
 
 # Case key -> label in the table.
 CASES: dict[str, str] = {
-    "fastapi_direct": "(a) FastAPI app, direct",
-    "fastapi_gateway": "(b) gateway -> FastAPI app",
-    "minimal_direct": "(c) minimal ASGI app, direct",
-    "minimal_gateway": "(d) gateway -> minimal app",
-    "minimal_nginx": "(e) nginx -> minimal app",
-    "minimal_gateway_tls": "gateway (TLS) -> minimal app",
-    "minimal_nginx_tls": "nginx (TLS) -> minimal app",
+    "fastapi_direct": "(a) FastAPI, direct",
+    "fastapi_gateway": "(b) gateway -> FastAPI",
+    "minimal_direct": "(c) minimal, direct",
+    "minimal_gateway": "(d) gateway -> minimal",
+    "minimal_nginx": "(e) nginx -> minimal",
+    "minimal_gateway_tls": "gateway TLS -> minimal",
+    "minimal_nginx_tls": "nginx TLS -> minimal",
+    "minimal_direct_1c": "(c) at 1 connection",
+    "minimal_gateway_1c": "(d) at 1 connection",
+    "minimal_nginx_1c": "(e) at 1 connection",
 }
+# Cases measured with a single connection (one wrk thread).
+_ONE_CONNECTION = frozenset({"minimal_direct_1c", "minimal_gateway_1c", "minimal_nginx_1c"})
 
 # Metric -> (comparison, bound): printed next to the results, never asserted.
 TARGETS: dict[str, tuple[str, float]] = {
     "ratio_minimal": (">=", 0.9),
     "ratio_fastapi": (">=", 0.95),
     "added_p50_ms": ("<=", 0.3),
+    "added_p50_ms_unloaded": ("<=", 0.3),
     "cpu_vs_nginx": ("<=", 2.5),
 }
 
@@ -103,10 +114,33 @@ class LoadResult:
     errors: int  # non-2xx/3xx responses plus socket errors
     seconds: float
     cpu_us_per_req: float | None = None  # of the proxy (gateway or nginx), when measured
+    app_cpu_us_per_req: float | None = None  # of the upstream app
+    load_cpu_us_per_req: float | None = None  # of the load generator (wrk)
+    busy_cores: float | None = None  # of the whole machine, during the run
 
-    def with_cpu(self, cpu_s: float) -> LoadResult:
-        per_req = cpu_s * 1e6 / self.requests if self.requests else None
-        return LoadResult(**{**asdict(self), "cpu_us_per_req": _round(per_req, 1)})
+    def _per_request(self, cpu_s: float | None) -> float | None:
+        return (
+            _round(cpu_s * 1e6 / self.requests, 1) if cpu_s is not None and self.requests else None
+        )
+
+    def with_cpu(
+        self,
+        cpu_s: float | None,
+        *,
+        app_s: float | None = None,
+        load_s: float | None = None,
+        busy_cores: float | None = None,
+    ) -> LoadResult:
+        """The same result with CPU seconds spent during it, as µs per request."""
+        return LoadResult(
+            **{
+                **asdict(self),
+                "cpu_us_per_req": self._per_request(cpu_s),
+                "app_cpu_us_per_req": self._per_request(app_s),
+                "load_cpu_us_per_req": self._per_request(load_s),
+                "busy_cores": _round(busy_cores, 2),
+            }
+        )
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -159,13 +193,21 @@ def summarise(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
         value = cases.get(case, {}).get(key)
         return None if value is None else float(value)
 
-    p50_d, p50_c = get("minimal_gateway", "p50_ms"), get("minimal_direct", "p50_ms")
+    def added(proxied: str, direct: str) -> float | None:
+        through, straight = get(proxied, "p50_ms"), get(direct, "p50_ms")
+        return None if through is None or straight is None else round(through - straight, 3)
+
     gateway_cpu = get("minimal_gateway", "cpu_us_per_req")
     nginx_cpu = get("minimal_nginx", "cpu_us_per_req")
+    direct_rps = get("minimal_direct", "rps")
     return {
         "ratio_fastapi": _quotient(get("fastapi_gateway", "rps"), get("fastapi_direct", "rps")),
-        "ratio_minimal": _quotient(get("minimal_gateway", "rps"), get("minimal_direct", "rps")),
-        "added_p50_ms": None if p50_d is None or p50_c is None else round(p50_d - p50_c, 3),
+        "ratio_minimal": _quotient(get("minimal_gateway", "rps"), direct_rps),
+        "ratio_minimal_nginx": _quotient(get("minimal_nginx", "rps"), direct_rps),
+        "added_p50_ms": added("minimal_gateway", "minimal_direct"),
+        "added_p50_ms_nginx": added("minimal_nginx", "minimal_direct"),
+        "added_p50_ms_unloaded": added("minimal_gateway_1c", "minimal_direct_1c"),
+        "added_p50_ms_unloaded_nginx": added("minimal_nginx_1c", "minimal_direct_1c"),
         "cpu_us_per_req": {"gateway": gateway_cpu, "nginx": nginx_cpu},
         "cpu_vs_nginx": _quotient(gateway_cpu, nginx_cpu),
     }
@@ -262,6 +304,10 @@ class _Children:
             child.process.kill()
             child.process.wait()
         child.log.close()
+
+    def pid(self, name: str) -> int:
+        """The pid of the child started as `name`."""
+        return next(child.process.pid for child in self._children if child.name == name)
 
     def tail(self, child: _Child) -> str:
         path = self._tmp / f"{child.name}.log"
@@ -448,17 +494,42 @@ def _load(url: str, token: str, options: BenchOptions, duration_s: float) -> Loa
     return asyncio.run(_fallback(url, token, options, duration_s))
 
 
-def _measure(url: str, token: str, options: BenchOptions, pid: int | None) -> LoadResult:
-    """Warm up, then one measured run; with `pid`, that process's CPU time per request."""
+def _cpu_s(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (wrk runs are waited for)."""
+    times = os.times()
+    return times.children_user + times.children_system
+
+
+def _measure(
+    url: str, token: str, options: BenchOptions, pid: int | None, app_pid: int | None = None
+) -> LoadResult:
+    """Warm up, then one measured run; the CPU time spent during it by the proxy (`pid`),
+    the app (`app_pid`), the load generator, and the machine as a whole."""
     if options.warmup_s > 0:
         _load(url, token, options, options.warmup_s)
-    process = psutil.Process(pid) if pid is not None else None
-    before = process.cpu_times() if process else None
+    proxy = psutil.Process(pid) if pid is not None else None
+    app = psutil.Process(app_pid) if app_pid is not None else None
+    before = (
+        _cpu_s(proxy) if proxy else None,
+        _cpu_s(app) if app else None,
+        _children_cpu_s(),
+        psutil.cpu_times(),
+    )
     result = _load(url, token, options, options.duration_s)
-    if process is None or before is None:
-        return result
-    after = process.cpu_times()
-    return result.with_cpu((after.user - before.user) + (after.system - before.system))
+    machine_after = psutil.cpu_times()
+    busy = sum(machine_after) - sum(before[3]) - (machine_after.idle - before[3].idle)
+    generator = "wrk" in _generator()  # the asyncio fallback runs in this process
+    return result.with_cpu(
+        _cpu_s(proxy) - before[0] if proxy and before[0] is not None else None,
+        app_s=_cpu_s(app) - before[1] if app and before[1] is not None else None,
+        load_s=_children_cpu_s() - before[2] if generator else None,
+        busy_cores=busy / result.seconds if result.seconds else None,
+    )
 
 
 def _ensure_tool(binary: str, package: str, console: Console) -> bool:
@@ -488,20 +559,26 @@ class _Run:
     auth_urls: tuple[str, str]
     cases: dict[str, dict[str, Any]]
 
-    def case(self, key: str, base: str, pid: int | None = None) -> None:
+    def case(self, key: str, base: str, pid: int | None = None, app: str = "minimal") -> None:
         url = base + BENCH_PATH
+        options = self.options
+        if key in _ONE_CONNECTION:
+            options = replace(options, connections=1, threads=1)
         with self.console.status(
-            f"{CASES[key]}: {self.options.warmup_s:g} s warm-up, "
-            f"{self.options.duration_s:g} s measured"
+            f"{CASES[key]}: {options.warmup_s:g} s warm-up, {options.duration_s:g} s measured"
         ):
             alive = (lambda: psutil.pid_exists(pid)) if pid is not None else (lambda: True)
             _wait_ok(url, self.token, self.pki.ca, alive)
-            self.cases[key] = asdict(_measure(url, self.token, self.options, pid))
+            measured = _measure(url, self.token, options, pid, self.children.pid(app))
+            self.cases[key] = asdict(measured)
 
-    def through_gateway(self, key: str, upstream: str, tls: bool = False) -> None:
+    def through_gateway(
+        self, keys: tuple[str, ...], upstream: str, tls: bool = False, app: str = "minimal"
+    ) -> None:
         pki = self.pki if tls else None
         with _gateway(self.children, self.tmp, upstream, self.auth_urls, pki) as (base, pid):
-            self.case(key, base, pid)
+            for key in keys:
+                self.case(key, base, pid, app)
 
 
 def _start_nginx(run: _Run, minimal: str) -> tuple[str, str, int]:
@@ -520,14 +597,16 @@ def _run_cases(run: _Run, nginx: bool) -> None:
     fastapi = _uvicorn(run.children, "fastapi", "flotilla_cli.bench_minimal_app:fastapi_app")
     minimal = _uvicorn(run.children, "minimal", "flotilla_cli.bench_minimal_app:minimal_app",
                        "--lifespan", "off")  # fmt: skip
-    run.case("fastapi_direct", fastapi)
-    run.through_gateway("fastapi_gateway", fastapi)
+    run.case("fastapi_direct", fastapi, app="fastapi")
+    run.through_gateway(("fastapi_gateway",), fastapi, app="fastapi")
     run.case("minimal_direct", minimal)
-    run.through_gateway("minimal_gateway", minimal)
+    run.case("minimal_direct_1c", minimal)
+    run.through_gateway(("minimal_gateway", "minimal_gateway_1c"), minimal)
     if nginx:
         plain, tls, pid = _start_nginx(run, minimal)
         run.case("minimal_nginx", plain, pid)
-    run.through_gateway("minimal_gateway_tls", minimal, tls=True)
+        run.case("minimal_nginx_1c", plain, pid)
+    run.through_gateway(("minimal_gateway_tls",), minimal, tls=True)
     if nginx:
         run.case("minimal_nginx_tls", tls, pid)
 
@@ -565,14 +644,26 @@ def _cell(value: Any) -> str:
     return "-" if value is None else f"{value:,}" if isinstance(value, float) else str(value)
 
 
+# The same measure taken with nginx in the gateway's place, where there is one.
+_NGINX_FIGURE = {
+    "ratio_minimal": "ratio_minimal_nginx",
+    "added_p50_ms": "added_p50_ms_nginx",
+    "added_p50_ms_unloaded": "added_p50_ms_unloaded_nginx",
+}
+
+
 def _targets_table(report: dict[str, Any]) -> Table:
     table = Table(title="Targets (printed, not asserted)", title_justify="left")
-    for column in ("metric", "value", "target", "met"):
+    for column in ("metric", "value", "target", "met", "nginx in its place"):
         table.add_column(column, justify="left" if column == "metric" else "right")
     for metric, (comparison, bound) in TARGETS.items():
         met = target_met(metric, report.get(metric))
         verdict = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[met]
-        table.add_row(metric, _cell(report.get(metric)), f"{comparison} {bound}", verdict)
+        nginx = _NGINX_FIGURE.get(metric)
+        table.add_row(
+            metric, _cell(report.get(metric)), f"{comparison} {bound}", verdict,
+            _cell(report.get(nginx)) if nginx else "-",
+        )  # fmt: skip
     return table
 
 
@@ -581,10 +672,12 @@ def render(report: dict[str, Any], console: Console) -> None:
     table = Table(
         title=f"Gateway overhead: GET {report['path']} over loopback, {report['load_generator']} "
         f"({options['threads']} threads, {options['connections']} connections, "
-        f"{options['duration_s']:g} s each)",
+        f"{options['duration_s']:g} s each). proxy, app, wrk: CPU µs per request of each "
+        "process; busy: cores in use, of the machine's",
         title_justify="left",
     )
-    for column in ("case", "req/s", "p50 ms", "p99 ms", "errors", "proxy CPU us/req"):
+    columns = ("case", "req/s", "p50 ms", "p99 ms", "err", "proxy", "app", "wrk", "busy")
+    for column in columns:
         table.add_column(column, justify="left" if column == "case" else "right")
     for key, label in CASES.items():
         case = report["cases"].get(key)
@@ -593,6 +686,8 @@ def render(report: dict[str, Any], console: Console) -> None:
         table.add_row(
             label, f"{case['rps']:,.0f}", _cell(case["p50_ms"]), _cell(case["p99_ms"]),
             str(case["errors"]), _cell(case["cpu_us_per_req"]),
+            _cell(case.get("app_cpu_us_per_req")), _cell(case.get("load_cpu_us_per_req")),
+            _cell(case.get("busy_cores")),
         )  # fmt: skip
     console.print(table)
     console.print(_targets_table(report))
