@@ -210,6 +210,32 @@ def test_requests_flowing_through_a_kill_9_all_succeed(system: RunningSystem) ->
             worker.join()
     assert len(statuses) > 40
     assert Counter(statuses) == {200: len(statuses)}
+    # The gateway took the dead instance out (ejected, or failed health checks), and let
+    # it back in once the launcher had restarted it.
+    taken_out, let_in = _gateway_verdicts(system, name)
+    assert taken_out, "the gateway never took the killed instance out"
+    assert let_in, "the gateway never let the restarted instance back in"
+
+
+def _gateway_verdicts(system: RunningSystem, instance: str) -> tuple[list[str], list[str]]:
+    """What the gateway's log says it did with `instance`: taken out, and let back in."""
+    result = system.flotilla("logs", "--service", "gateway", "--json", "--lines", "0")
+    taken_out: list[str] = []
+    let_in: list[str] = []
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        upstream = record.get("upstream") or {}  # ECS nests dotted keys
+        if upstream.get("instance") != instance:
+            continue
+        message, healthy = record["message"], upstream.get("healthy")
+        if message == "instance ejected" or (message == "instance health changed" and not healthy):
+            taken_out.append(record["@timestamp"])
+        elif message == "instance re-admitted" or (
+            message == "instance health changed" and healthy
+        ):
+            let_in.append(record["@timestamp"])
+    # Admitted once at start, then out, then in again.
+    return taken_out, [moment for moment in let_in if taken_out and moment > taken_out[0]]
 
 
 def test_the_demo_walkthrough_succeeds(system: RunningSystem) -> None:

@@ -54,7 +54,9 @@ def _hex_or_null(value: str | None) -> str:
 
 
 # What `record` keeps per request until the batch is written: when, then the fields.
-_Pending = tuple[float, bytes, str, int, int, str, "str | None", "str | None", "str | None", str]
+_Pending = tuple[
+    float, bytes, str, str, int, int, str, "str | None", "str | None", "str | None", str
+]
 
 
 class AccessLog:
@@ -81,6 +83,7 @@ class AccessLog:
         *,
         method: bytes,
         path: str,
+        route: str,
         status: int,
         duration_ns: int,
         request_id: str,
@@ -91,6 +94,9 @@ class AccessLog:
     ) -> None:
         """Keep one request's fields; the line is rendered when the batch is written.
 
+        `route` is the policy's path template (`/api/v1/accounts/{account_id}`), or the
+        path for the gateway's own endpoints, or `<unmatched>`, as in the metrics.
+
         `request_id` and `trace_id` must be ids the gateway made or validated (letters,
         digits and `._:-`), `client_ip` an address from the socket: they are not escaped.
         """
@@ -98,8 +104,8 @@ class AccessLog:
             return
         pending = self._pending
         pending.append(
-            (time.time(), method, path, status, duration_ns, request_id, trace_id, instance,
-             user_id, client_ip)
+            (time.time(), method, path, route, status, duration_ns, request_id, trace_id,
+             instance, user_id, client_ip)
         )  # fmt: skip
         if len(pending) >= self._batch:
             self.flush()
@@ -128,7 +134,7 @@ class AccessLog:
         service = self._service
         lines = []
         second, second_text = -1, ""
-        for now, method, path, status, duration, rid, tid, instance, user, ip in pending:
+        for now, method, path, route, status, duration, rid, tid, instance, user, ip in pending:
             whole = int(now)
             if whole != second:
                 second = whole
@@ -139,7 +145,7 @@ class AccessLog:
                 f'"client":{{"ip":"{ip}"}},"ecs.version":"{_ECS_VERSION}",'
                 f'"event":{{"duration":{duration}}},'
                 f'"http":{{"request":{{"id":"{rid}","method":"{method.decode("latin-1")}"}},'
-                f'"response":{{"status_code":{status}}}}},'
+                f'"response":{{"status_code":{status}}},"route":{_recurring_text(route)}}},'
                 f"{service},"
                 f'"trace":{{"id":{_hex_or_null(tid)}}},'
                 f'"upstream":{{"instance":{_recurring_text(instance)}}},'

@@ -414,6 +414,7 @@ class Exchange:
             self._dispatcher.access_log.record(
                 method=request.method,
                 path=request.path,
+                route=self.metrics.label,
                 status=status,
                 duration_ns=elapsed,
                 request_id=self.request_id,

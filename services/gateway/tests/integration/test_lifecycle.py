@@ -109,6 +109,7 @@ async def test_serve_logs_ecs_json_and_drains_on_sigterm(stack: Stack, tmp_path:
         assert access["service"]["node"]["name"] == "gateway-3"
         assert access["http"]["request"] == {"method": "GET", "id": "ecs-1"}
         assert access["http"]["response"]["status_code"] == 200
+        assert access["http"]["route"] == "/.well-known/jwks.json"
         assert access["url"]["path"] == "/.well-known/jwks.json"
         assert access["event"]["duration"] > 0
         assert len(access["trace"]["id"]) == 32

@@ -245,6 +245,7 @@ async def test_one_access_log_line_per_request(
     assert line["http"] == {
         "request": {"method": "GET", "id": "log-me"},
         "response": {"status_code": 200},
+        "route": "/api/v1/accounts/{account_id}",
     }
     assert line["url"] == {"path": "/api/v1/accounts/a1"}
     assert isinstance(line["event"]["duration"], int)

@@ -12,15 +12,15 @@ from flotilla_gateway.access_log import AccessLog
 from flotilla_kit.logs import configure_logging, get_logger
 
 CASES: list[dict[str, Any]] = [
-    {"method": b"GET", "path": "/api/v1/accounts", "status": 200, "duration_ns": 123_456,
+    {"method": b"GET", "path": "/api/v1/accounts", "route": "/api/v1/accounts", "status": 200, "duration_ns": 123_456,
      "request_id": "0af7651916cd43dd8448eb211c80319c", "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
      "instance": "accounts-s1-0", "user_id": "alice", "client_ip": "127.0.0.1"},
     # Printable ASCII that JSON takes as it is (the fast path), edges included.
-    {"method": b"DELETE", "path": "/a b[c]~!#$%&'()*+,-./:;<=>?@^_`{|}", "status": 204,
+    {"method": b"DELETE", "path": "/a b[c]~!#$%&'()*+,-./:;<=>?@^_`{|}", "route": "/a {b}", "status": 204,
      "duration_ns": 1, "request_id": "x", "trace_id": "0" * 31 + "1", "instance": "i",
      "user_id": "service:payments", "client_ip": "10.0.0.1"},
     # Nothing known yet, and values that need escaping.
-    {"method": b"POST", "path": '/a"b\\c/é\u2028', "status": 401, "duration_ns": 7,
+    {"method": b"POST", "path": '/a"b\\c/é\u2028', "route": "<unmatched>", "status": 401, "duration_ns": 7,
      "request_id": "r-1", "trace_id": None, "instance": None, "user_id": 'eve"}', "client_ip": "::1"},
 ]  # fmt: skip
 
@@ -34,6 +34,7 @@ def _ecs_logging_line(fields: dict[str, Any]) -> dict[str, Any]:
         http={
             "request": {"method": fields["method"].decode("latin-1"), "id": fields["request_id"]},
             "response": {"status_code": fields["status"]},
+            "route": fields["route"],
         },
         url={"path": fields["path"]},
         trace={"id": fields["trace_id"]},
