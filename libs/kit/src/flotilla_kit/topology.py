@@ -21,6 +21,13 @@ class Instance(BaseModel):
     shard: int | None = Field(
         default=None, description="For sharded services: the shard this instance serves."
     )
+    tls_name: str | None = Field(
+        default=None,
+        description=(
+            "Name the instance's certificate is checked against (and sent as SNI); None: "
+            "the URL's host. DNS discovery sets the Service name, since URLs are pod IPs."
+        ),
+    )
 
 
 class Topology(BaseModel):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from functools import partial
+from typing import Any
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator
@@ -21,8 +22,8 @@ from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_o
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.shards import shard_router
-from flotilla_gateway.topology import TopologyWatcher
-from flotilla_gateway.upstream import ConnectionPool, Deadlines
+from flotilla_gateway.topology import TopologySource, TopologyWatcher
+from flotilla_gateway.upstream import ConnectionPool, Deadlines, Endpoint
 from flotilla_kit.health import Drain
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
@@ -33,6 +34,7 @@ __all__ = [
     "rate_limiter",
     "resilience",
     "server_tls_context",
+    "topology_source",
 ]
 
 _JWKS_PATH = "/.well-known/jwks.json"
@@ -79,7 +81,7 @@ class _AuthSourcesFromTopology:
     def __call__(self, registry: Registry) -> None:
         service = registry.services.get(self._service)
         instances = service.instances.values() if service is not None else ()
-        bases = tuple(sorted(i.endpoint.url.rstrip("/") for i in instances))
+        bases = tuple(sorted({_base_url(i.endpoint) for i in instances}))
         if bases == self._bases:
             return
         self._bases = bases
@@ -87,6 +89,42 @@ class _AuthSourcesFromTopology:
             self._authenticator.use_jwks([base + _JWKS_PATH for base in bases])
         if self._revocations:
             self._authenticator.use_revocations([base + _REVOCATIONS_PATH for base in bases])
+
+
+def _base_url(endpoint: Endpoint) -> str:
+    """Where to fetch an instance's keys and revocations from.
+
+    An https instance whose certificate names something else than its URL's host (found
+    through DNS: a pod IP, a certificate for the Service) is reached by that name, which
+    resolves to the Service's ready pods; the kit's HTTP client checks the certificate
+    against the URL's host and could not verify the pod IP.
+    """
+    if endpoint.tls and endpoint.server_name != endpoint.host:
+        return f"https://{endpoint.server_name}:{endpoint.port}"
+    return endpoint.url.rstrip("/")
+
+
+_Background = Callable[[], Coroutine[Any, Any, None]]
+
+
+def topology_source(settings: GatewaySettings) -> tuple[TopologySource, tuple[_Background, ...]]:
+    """Where instances come from, and the loop that keeps it fresh (if it needs one)."""
+    if settings.discovery == "file":
+        return TopologyWatcher(settings.topology_file), ()
+    # Imported only when used: dnspython costs a gateway on the topology file about
+    # 100 ms of start-up and 6 MB.
+    from flotilla_gateway.discovery import DnsDiscovery, dns_resolver  # noqa: PLC0415
+
+    discovery = DnsDiscovery(
+        settings.dns_services,
+        dns_resolver(
+            nameservers=settings.dns_nameservers,
+            port=settings.dns_port,
+            timeout_s=settings.dns_timeout_s,
+        ),
+        refresh_s=settings.dns_refresh_s,
+    )
+    return discovery, (discovery.run,)
 
 
 def rate_limiter(
@@ -249,17 +287,18 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         if follow and auth_service is not None
         else None
     )
+    topology, refreshing = topology_source(settings)
     return Gateway(
         host=settings.host,
         port=settings.port,
         ssl_context=server_ssl,
         registry=registry,
         health=health,
-        topology=TopologyWatcher(settings.topology_file),
+        topology=topology,
         connections=connections,
         topology_poll_s=settings.topology_poll_s,
         shutdown_grace_s=settings.shutdown_grace_s,
         on_topology_change=on_topology_change,
-        background=(authenticator.run,),
+        background=(authenticator.run, *refreshing),
         drain=drain,
     )

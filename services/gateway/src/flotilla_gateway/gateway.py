@@ -1,4 +1,4 @@
-"""The running gateway: listener, topology watch, health checks, housekeeping, shutdown."""
+"""The running gateway: listener, topology source, health checks, housekeeping, shutdown."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import Any
 
 from flotilla_gateway.balancer import Instance, Registry
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.server import Connections
-from flotilla_gateway.topology import TopologyChange, TopologyWatcher
+from flotilla_gateway.topology import TopologyChange, TopologySource
 from flotilla_kit.health import Drain
 from flotilla_kit.logs import get_logger
 
@@ -31,7 +32,7 @@ class Gateway:
         ssl_context: ssl.SSLContext | None,
         registry: Registry,
         health: HealthChecker,
-        topology: TopologyWatcher,
+        topology: TopologySource,
         connections: Connections,
         topology_poll_s: float,
         shutdown_grace_s: float,
@@ -89,7 +90,7 @@ class Gateway:
         _log.info("gateway listening", url=f"{self.scheme}://{self._host}:{self.port}")
 
     def poll_topology(self) -> TopologyChange | None:
-        """Apply the topology file if it changed since the last look."""
+        """Apply what the topology source (file or DNS) changed since the last look."""
         change = self._topology.poll()
         if change is None:
             return None
@@ -106,9 +107,15 @@ class Gateway:
                     "ignoring instance", **{"upstream.instance": ref.name}, error=str(error)
                 )
                 continue
+            if ref.tls_name is not None:
+                _verify_as(added, ref.tls_name)
             self._health.watch(added)
             _log.info(
-                "instance added", **{"upstream.instance": ref.name}, url=ref.url, shard=ref.shard
+                "instance added",
+                **{"upstream.instance": ref.name},
+                url=ref.url,
+                shard=ref.shard,
+                tls_name=ref.tls_name,
             )
         if self._on_topology_change is not None:
             self._on_topology_change(self.registry)
@@ -146,3 +153,16 @@ class Gateway:
                 self.connections.sweep(loop.time())
             except Exception:  # housekeeping must outlive one bad round
                 _log.exception("housekeeping failed")
+
+
+def _verify_as(instance: Instance, server_name: str) -> None:
+    """Check `instance`'s certificate against `server_name` (and send it as SNI).
+
+    `Registry.add` builds the endpoint from the URL alone. The instance was added a moment
+    ago, without an await since, so no connection has been opened: an endpoint that differs
+    only in its server name can still take the place of the first one, in the request pool
+    and in the health probe pool (made from `instance.endpoint` when its loop starts).
+    """
+    endpoint = replace(instance.endpoint, server_name=server_name)
+    instance.endpoint = endpoint
+    instance.pool.endpoint = endpoint

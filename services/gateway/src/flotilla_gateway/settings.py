@@ -6,15 +6,20 @@ certificates. Environment variables are `FLOTILLA_<FIELD>` (`FLOTILLA_TLS_*` for
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from flotilla_kit.settings import ServiceSettings, TlsSettings
 
-__all__ = ["GatewaySettings", "RouteRateLimit"]
+__all__ = ["DnsTarget", "GatewaySettings", "RouteRateLimit"]
+
+# One DNS label: letters, digits, hyphens (and underscores, which DNS itself allows).
+_LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
 
 
 class RouteRateLimit(BaseModel):
@@ -24,6 +29,39 @@ class RouteRateLimit(BaseModel):
 
     rps: float = Field(gt=0, description="Sustained requests per second.")
     burst: int = Field(ge=1, description="Requests allowed at once from a full bucket.")
+
+
+class DnsTarget(BaseModel):
+    """A headless Service whose A/AAAA records are the ready pods of (a shard of) a service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(
+        description="DNS name of the headless Service, e.g. accounts-s0.flotilla.svc; a "
+        "trailing dot makes it absolute (no search list). Also the name the pods' "
+        "certificates are checked against."
+    )
+    port: int = Field(ge=1, le=65535, description="Port the pods listen on.")
+    scheme: Literal["http", "https"] = Field(
+        default="https", description="https: mutual TLS to the pods (the usual case)."
+    )
+    shard: int | None = Field(
+        default=None, ge=0, description="The shard its pods serve, for a sharded service."
+    )
+
+    @field_validator("host")
+    @classmethod
+    def _a_dns_name(cls, host: str) -> str:
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            pass
+        else:
+            raise ValueError(f"{host!r} is an address; DNS discovery needs a Service name")
+        labels = host.removesuffix(".").split(".")
+        if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(f"{host!r} is not a DNS name")
+        return host
 
 
 class GatewaySettings(ServiceSettings):
@@ -65,7 +103,42 @@ class GatewaySettings(ServiceSettings):
         description="The launcher's topology file: which instances of each service listen where.",
     )
     topology_poll_s: float = Field(
-        default=1.0, gt=0, description="How often the topology file's mtime is checked."
+        default=1.0,
+        gt=0,
+        description="How often the topology file's mtime is checked (with DNS discovery: "
+        "how often the latest answers are applied).",
+    )
+    discovery: Literal["file", "dns"] = Field(
+        default="file",
+        description="Where upstream instances come from: `file`, the launcher's topology "
+        "file; `dns`, the A/AAAA records of the headless Services in `dns_services` "
+        "(Kubernetes).",
+    )
+    dns_services: dict[str, list[DnsTarget]] = Field(
+        default_factory=dict,
+        description=(
+            'With `discovery=dns`, JSON: {"auth": [{"host": "auth.flotilla.svc", "port": '
+            '8443}], "accounts": [{"host": "accounts-s0.flotilla.svc", "port": 8443, '
+            '"shard": 0}, ...]}. Several targets per service for a sharded one, one per '
+            "shard's headless Service."
+        ),
+    )
+    dns_refresh_s: float = Field(
+        default=5.0, gt=0, description="How often every name in `dns_services` is resolved."
+    )
+    dns_timeout_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Longest wait for one name's answer; a name that times out keeps its "
+        "last known instances.",
+    )
+    dns_nameservers: list[str] = Field(
+        default_factory=list,
+        description="IP addresses of the nameservers to ask; empty: the system's "
+        "(/etc/resolv.conf, which in a pod is the cluster DNS).",
+    )
+    dns_port: int = Field(
+        default=53, ge=1, le=65535, description="UDP/TCP port of the nameservers."
     )
     upstream_timeout_s: float = Field(
         default=10.0,
@@ -219,3 +292,35 @@ class GatewaySettings(ServiceSettings):
         description="Longest wait for Valkey; on failure the gateway limits in process and "
         "asks Valkey again a few seconds later.",
     )
+
+    @field_validator("dns_nameservers")
+    @classmethod
+    def _addresses(cls, nameservers: list[str]) -> list[str]:
+        for nameserver in nameservers:
+            try:
+                ipaddress.ip_address(nameserver)
+            except ValueError:
+                raise ValueError(f"nameserver {nameserver!r} is not an IP address") from None
+        return nameservers
+
+    @model_validator(mode="after")
+    def _dns_services_make_sense(self) -> Self:
+        if self.discovery == "dns" and not self.dns_services:
+            raise ValueError(
+                "FLOTILLA_DISCOVERY=dns needs FLOTILLA_DNS_SERVICES, e.g. "
+                '{"auth": [{"host": "auth.flotilla.svc", "port": 8443}]}: '
+                "without it the gateway would find no upstream at all"
+            )
+        for service, targets in self.dns_services.items():
+            if not targets:
+                raise ValueError(f"dns_services[{service!r}] lists no target")
+            if len({target.shard is None for target in targets}) > 1:
+                raise ValueError(
+                    f"dns_services[{service!r}]: either every target has a shard or none has"
+                )
+            hosts = [target.host.removesuffix(".").lower() for target in targets]
+            if len(set(hosts)) < len(hosts):
+                # Instance names are <service>[-s<shard>]-<ip>: one host per service keeps
+                # them unique.
+                raise ValueError(f"dns_services[{service!r}] names a host twice")
+        return self

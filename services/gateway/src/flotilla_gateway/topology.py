@@ -1,19 +1,21 @@
-"""The launcher's topology file, watched: what changed since the last look.
+"""Where the gateway learns its upstreams: the launcher's topology file, watched.
 
 The launcher replaces the file atomically, so a new inode, size or mtime means a new
 version. A version that cannot be read or is inconsistent is skipped (and logged); the
-gateway keeps routing to what it knew.
+gateway keeps routing to what it knew. `TopologySource` is what the gateway needs of any
+source (this file, or DNS in `discovery.py`): the change since the last look.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from flotilla_kit.logs import get_logger
 from flotilla_kit.topology import Topology
 
-__all__ = ["InstanceRef", "TopologyChange", "TopologyWatcher", "diff"]
+__all__ = ["InstanceRef", "TopologyChange", "TopologySource", "TopologyWatcher", "diff"]
 
 _log = get_logger("flotilla.gateway.topology")
 
@@ -25,14 +27,18 @@ class InstanceRef:
     url: str
     # The shard the instance serves, for sharded services.
     shard: int | None = None
+    # The name its certificate is checked against; None: the URL's host.
+    tls_name: str | None = None
 
-    def sort_key(self) -> tuple[str, str, str, int]:
-        return (self.service, self.name, self.url, -1 if self.shard is None else self.shard)
+    def sort_key(self) -> tuple[str, str, str, int, str]:
+        shard = -1 if self.shard is None else self.shard
+        return (self.service, self.name, self.url, shard, self.tls_name or "")
 
 
 @dataclass(frozen=True, slots=True)
 class TopologyChange:
-    """Instances to take out and to add; an instance whose URL or shard changed is in both."""
+    """Instances to take out and to add; an instance whose URL, shard or TLS name changed
+    is in both."""
 
     added: tuple[InstanceRef, ...] = ()
     removed: tuple[InstanceRef, ...] = ()
@@ -43,7 +49,7 @@ class TopologyChange:
 
 def _refs(topology: Topology) -> set[InstanceRef]:
     return {
-        InstanceRef(service, instance.name, instance.url, instance.shard)
+        InstanceRef(service, instance.name, instance.url, instance.shard, instance.tls_name)
         for service, instances in topology.services.items()
         for instance in instances
     }
@@ -66,6 +72,19 @@ def _duplicate_names(topology: Topology) -> list[str]:
                 duplicates.append(f"{service}/{instance.name}")
             seen.add(instance.name)
     return duplicates
+
+
+class TopologySource(Protocol):
+    """Where the instances come from; the gateway polls it and applies what changed."""
+
+    @property
+    def current(self) -> Topology:
+        """The topology as of the last `poll()`."""
+        ...
+
+    def poll(self) -> TopologyChange | None:
+        """The change since the last poll, or None when there is none. Never blocks."""
+        ...
 
 
 class TopologyWatcher:

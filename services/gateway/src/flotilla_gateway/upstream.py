@@ -63,16 +63,27 @@ class Endpoint:
     tls: bool
     # host[:port] as it goes in the Host header.
     authority: bytes
+    # The name sent as SNI and checked against the certificate. Usually the URL's host;
+    # for an instance found through DNS the URL holds a pod IP while the certificate
+    # names the Service.
+    server_name: str
 
     @classmethod
-    def parse(cls, url: str) -> Endpoint:
+    def parse(cls, url: str, *, server_name: str | None = None) -> Endpoint:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"upstream URL must be http(s)://host[:port]: {url!r}")
         tls = parts.scheme == "https"
         port = parts.port or (443 if tls else 80)
         authority = parts.netloc.rpartition("@")[2]
-        return cls(url=url, host=parts.hostname, port=port, tls=tls, authority=authority.encode())
+        return cls(
+            url=url,
+            host=parts.hostname,
+            port=port,
+            tls=tls,
+            authority=authority.encode(),
+            server_name=server_name or parts.hostname,
+        )
 
 
 class UpstreamResponse(NamedTuple):
@@ -549,7 +560,7 @@ class ConnectionPool:
                     endpoint.host,
                     endpoint.port,
                     ssl=self._ssl,
-                    server_hostname=endpoint.host if self._ssl is not None else None,
+                    server_hostname=endpoint.server_name if self._ssl is not None else None,
                 )
         except OSError as error:  # refused, unreachable, TLS failure, timeout
             raise UpstreamConnectError(f"cannot connect to {endpoint.url}: {error!r}") from error
