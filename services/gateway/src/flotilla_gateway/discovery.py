@@ -195,7 +195,8 @@ class DnsDiscovery:
                     instance = _instance(service, target, address)
                     order = (shard, *_sort_key(address))
                     kept = chosen.setdefault(instance.name, (order, instance))[1]
-                    if kept != instance:
+                    # The same pod behind two Services: one instance, the first target's.
+                    if kept.url != instance.url:
                         self._conflict(service, kept, instance)
             services[service] = [i for _, i in sorted(chosen.values(), key=lambda pair: pair[0])]
         return Topology(services=services)

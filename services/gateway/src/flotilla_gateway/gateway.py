@@ -44,11 +44,12 @@ class Gateway:
         # Started on SIGTERM: `/readyz` says draining while requests are still served.
         self.drain = drain or Drain()
         self.connections = connections
+        # Where instances come from: the topology file or DNS.
+        self.topology = topology
         self._host = host
         self._port = port
         self._ssl = ssl_context
         self._health = health
-        self._topology = topology
         self._topology_poll_s = topology_poll_s
         self._shutdown_grace_s = shutdown_grace_s
         self._on_topology_change = on_topology_change
@@ -91,7 +92,7 @@ class Gateway:
 
     def poll_topology(self) -> TopologyChange | None:
         """Apply what the topology source (file or DNS) changed since the last look."""
-        change = self._topology.poll()
+        change = self.topology.poll()
         if change is None:
             return None
         for ref in change.removed:

@@ -11,6 +11,7 @@ from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tls import CertificatePaths
 
 from .harness import Stack
+from .nameserver import Nameserver
 
 
 @pytest.fixture
@@ -22,3 +23,13 @@ async def stack(
         yield built
     finally:
         await built.close()
+
+
+@pytest.fixture
+async def nameserver() -> AsyncIterator[Nameserver]:
+    """A nameserver on 127.0.0.1 whose answers the test sets."""
+    server = await Nameserver.start()
+    try:
+        yield server
+    finally:
+        server.close()

@@ -57,6 +57,8 @@ class Upstream:
         certificates: CertificatePaths | None = None,
         router: APIRouter | None = None,
         shard: int | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
     ) -> None:
         self.service = service
         self.name = name
@@ -82,10 +84,17 @@ class Upstream:
         self.revoked: set[str] = set()
         self.revocations_status = 200
         self.app = self._build_app(jwks, router)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # Like a pod, it can listen on an address of its own (127.0.0.2, ::1, ...).
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._sock = socket.socket(family, socket.SOCK_STREAM)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind(("127.0.0.1", 0))
+        try:
+            self._sock.bind((host, port))
+        except OSError:
+            self._sock.close()
+            raise
         self._sock.listen(128)
+        self.host = host
         self.port: int = self._sock.getsockname()[1]
         tls: dict[str, Any] = {}
         if certificates is not None:
@@ -95,7 +104,8 @@ class Upstream:
                 "ssl_ca_certs": str(certificates.ca),
                 "ssl_cert_reqs": ssl.CERT_REQUIRED,
             }
-        self.url = f"{'https' if certificates else 'http'}://127.0.0.1:{self.port}"
+        authority = f"[{host}]:{self.port}" if family == socket.AF_INET6 else f"{host}:{self.port}"
+        self.url = f"{'https' if certificates else 'http'}://{authority}"
         config = uvicorn.Config(
             self._asgi,
             lifespan="off",
@@ -183,6 +193,10 @@ class Upstream:
             self._server.serve(sockets=[self._sock])
         )
 
+    def discard(self) -> None:
+        """Give up an instance that was never started (closes its socket)."""
+        self._sock.close()
+
     async def stop(self) -> None:
         """Stop like a killed process would look from outside: port closed, connections gone."""
         if self._task is None:
@@ -244,6 +258,46 @@ class Stack:
         if in_topology:
             self.write_topology([*self.in_topology(), upstream])
         return upstream
+
+    async def pods(
+        self,
+        service: str,
+        hosts: list[str],
+        *,
+        certificates: CertificatePaths | None = None,
+        shard: int | None = None,
+        attempts: int = 20,
+    ) -> list[Upstream]:
+        """Start one instance on each address, all on the same port, as the pods behind a
+        headless Service are (not in the topology file). Each is named as DNS discovery
+        names it, `<service>-<host>` (`<service>-s<shard>-<host>`). With `certificates`
+        they serve https."""
+        prefix = service if shard is None else f"{service}-s{shard}"
+        for _ in range(attempts):
+            started: list[Upstream] = []
+            port = 0
+            try:
+                for host in hosts:
+                    pod = Upstream(
+                        service,
+                        f"{prefix}-{host}",
+                        jwks=self._jwks,
+                        certificates=certificates,
+                        shard=shard,
+                        host=host,
+                        port=port,
+                    )
+                    started.append(pod)
+                    port = pod.port
+            except OSError:  # that port is taken on one of the addresses: another one
+                for pod in started:
+                    pod.discard()
+                continue
+            for pod in started:
+                await pod.start()
+            self.upstreams.extend(started)
+            return started
+        raise RuntimeError(f"no port free on all of {hosts}")
 
     async def dropping_upstream(self, service: str, name: str) -> DroppingUpstream:
         """Start a `DroppingUpstream` and add it to the topology next to the others."""
