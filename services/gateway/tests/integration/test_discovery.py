@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,8 +16,10 @@ import structlog
 from flotilla_gateway.discovery import DnsDiscovery, dns_resolver
 from flotilla_gateway.routes import PUBLIC, SHARD_BY_ACCOUNT_ID, RoutePolicy
 from flotilla_gateway.settings import DnsTarget
+from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tls import CertificatePaths
 
+from .certificates import names_only
 from .harness import ECHO_POLICY, Stack
 from .nameserver import Nameserver
 
@@ -110,8 +113,9 @@ async def test_a_dns_timeout_keeps_routing_to_the_last_known_pods(
     nameserver.drop(AUTH)
     with structlog.testing.capture_logs() as logs:
         # Every round from now on times out; wait for the first one that did.
-        while AUTH not in discovery.failing:
-            await asyncio.wait_for(discovery.refreshed(), 5)
+        async with asyncio.timeout(10):
+            while AUTH not in discovery.failing:
+                await discovery.refreshed()
         gateway.poll_topology()  # whatever housekeeping has applied, apply the latest now
     assert nameserver.dropped  # it really was a timeout, not an answer
 
@@ -267,3 +271,37 @@ async def test_tls_to_a_pod_checks_the_service_name_not_the_pod_ip(
     context.load_cert_chain(gateway_paths.cert, gateway_paths.key)
     with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
         await asyncio.open_connection("127.0.0.2", pod.port, ssl=context)
+
+
+async def test_keys_and_revocations_come_from_the_auth_service_by_its_name(
+    stack: Stack,
+    nameserver: Nameserver,
+    dev_pki: Callable[[str], CertificatePaths],
+    tokens: TokenMinter,
+    tmp_path: Path,
+) -> None:
+    """With no JWKS URL configured, keys come from the auth instances: for pods, from the
+    Service's name, since their certificate names no address the kit's client could check.
+
+    `localhost` is the Service here: the one name this machine resolves without asking a
+    nameserver, as a pod resolves its Services' names through the cluster DNS."""
+    certificate = names_only(dev_pki("gateway"), tmp_path / "names-only", "localhost")
+    (auth,) = await stack.pods("auth", ["127.0.0.1"], certificates=certificate)
+    nameserver.answer("localhost", "127.0.0.1")
+    services = {"auth": [{"host": "localhost", "port": auth.port}]}
+    await stack.start_gateway(tls=True, **dns_discovery(nameserver, services))
+
+    async with stack.client() as client:
+        me = await client.get(
+            "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens.mint()}"}
+        )
+    assert me.status_code == 200
+    assert me.headers["x-instance"] == "auth-127.0.0.1"
+    assert stack.authenticator.verifier.revocations.fetched
+
+    # The certificate really names no address: by its IP the pod does not verify.
+    gateway_paths = dev_pki("gateway")
+    context = ssl.create_default_context(cafile=str(gateway_paths.ca))
+    context.load_cert_chain(gateway_paths.cert, gateway_paths.key)
+    with pytest.raises(ssl.SSLCertVerificationError, match="IP address mismatch"):
+        await asyncio.open_connection("127.0.0.1", auth.port, ssl=context)

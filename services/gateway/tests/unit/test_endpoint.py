@@ -40,3 +40,12 @@ def test_https_endpoints_need_a_client_context() -> None:
             idle_timeout_s=1,
             max_response_bytes=1,
         )
+
+
+def test_the_server_name_is_the_host_unless_given() -> None:
+    assert Endpoint.parse("https://accounts.internal:8443").server_name == "accounts.internal"
+    assert Endpoint.parse("https://[fd00::5]:8443").server_name == "fd00::5"
+    pod = Endpoint.parse("https://10.0.0.5:8443", server_name="accounts.flotilla.svc")
+    assert (pod.host, pod.server_name) == ("10.0.0.5", "accounts.flotilla.svc")
+    # The request still goes to the pod: Host and authority are the URL's.
+    assert pod.authority == b"10.0.0.5:8443"

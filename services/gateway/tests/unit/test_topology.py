@@ -108,3 +108,14 @@ def test_unreadable_or_inconsistent_versions_are_skipped(tmp_path: Path) -> None
     assert change is not None
     assert [r.name for r in change.removed] == ["auth-0"]
     assert [r.name for r in change.added] == ["auth-2"]
+
+
+def test_an_instance_whose_tls_name_changed_is_removed_and_added() -> None:
+    url = "https://10.0.0.5:8443"
+    before = Topology(services={"auth": [Instance(name="auth-0", url=url, tls_name="a.svc")]})
+    after = Topology(services={"auth": [Instance(name="auth-0", url=url, tls_name="b.svc")]})
+    change = diff(before, after)
+    assert change.removed == (InstanceRef("auth", "auth-0", url, None, "a.svc"),)
+    assert change.added == (InstanceRef("auth", "auth-0", url, None, "b.svc"),)
+    # Written by the launcher without one, it reads back as None: the URL's host.
+    assert Instance.model_validate_json('{"name": "auth-0", "url": "https://a:1"}').tls_name is None
