@@ -5,6 +5,7 @@ through dnspython, as it finds the pods of a headless Service in Kubernetes."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Callable
 from pathlib import Path
@@ -127,6 +128,33 @@ async def test_a_dns_timeout_keeps_routing_to_the_last_known_pods(
     # The same wait with an NXDOMAIN instead empties the service: the rule, not luck.
     nameserver.nxdomain(AUTH)
     await stack.wait_until(lambda: not instance_names(stack))
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+async def test_a_pod_with_an_aaaa_record_is_reached_over_ipv6(
+    stack: Stack, nameserver: Nameserver
+) -> None:
+    v4, v6 = await stack.pods("auth", ["127.0.0.2", "::1"])
+    nameserver.answer(AUTH, "::1", "127.0.0.2")
+    services = {"auth": [{"host": AUTH, "port": v4.port, "scheme": "http"}]}
+    await stack.start_gateway(policy=ECHO_POLICY, **dns_discovery(nameserver, services))
+
+    urls = {i.name: i.endpoint.url for i in stack.registry.instances()}
+    assert urls == {
+        "auth-127.0.0.2": f"http://127.0.0.2:{v4.port}",
+        "auth-::1": f"http://[::1]:{v6.port}",
+    }
+    assert await answering(stack) == {"auth-127.0.0.2", "auth-::1"}
+    assert v6.proxied
 
 
 @pytest.mark.parametrize(
