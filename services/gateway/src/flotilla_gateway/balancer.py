@@ -541,13 +541,23 @@ class Registry:
         for service in self.services.values():
             yield from service.instances.values()
 
-    def add(self, service_name: str, name: str, url: str, shard: int | None = None) -> Instance:
+    def add(
+        self,
+        service_name: str,
+        name: str,
+        url: str,
+        shard: int | None = None,
+        *,
+        tls_name: str | None = None,
+    ) -> Instance:
+        """A new instance; `tls_name` is the name its certificate is checked against (and
+        sent as SNI) when it is not the URL's host (a pod IP found through DNS)."""
         service = self.service(service_name)
         if name in service.instances:
             raise ValueError(f"instance {name!r} of {service_name!r} already exists")
         if shard is not None and not 0 <= shard < MAX_SHARDS:
             raise ValueError(f"instance {name!r} of {service_name!r}: bad shard {shard}")
-        endpoint = Endpoint.parse(url)
+        endpoint = Endpoint.parse(url, server_name=tls_name)
         instance = Instance(name, service_name, endpoint, self._pool_factory(endpoint), shard)
         service.instances[name] = instance
         service.rebuild()

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import replace
 from typing import Any
 
 from flotilla_gateway.balancer import Instance, Registry
@@ -102,14 +101,14 @@ class Gateway:
                 _log.info("instance removed", **{"upstream.instance": ref.name}, url=ref.url)
         for ref in change.added:
             try:
-                added: Instance = self.registry.add(ref.service, ref.name, ref.url, ref.shard)
+                added: Instance = self.registry.add(
+                    ref.service, ref.name, ref.url, ref.shard, tls_name=ref.tls_name
+                )
             except ValueError as error:
                 _log.warning(
                     "ignoring instance", **{"upstream.instance": ref.name}, error=str(error)
                 )
                 continue
-            if ref.tls_name is not None:
-                _verify_as(added, ref.tls_name)
             self._health.watch(added)
             _log.info(
                 "instance added",
@@ -154,16 +153,3 @@ class Gateway:
                 self.connections.sweep(loop.time())
             except Exception:  # housekeeping must outlive one bad round
                 _log.exception("housekeeping failed")
-
-
-def _verify_as(instance: Instance, server_name: str) -> None:
-    """Check `instance`'s certificate against `server_name` (and send it as SNI).
-
-    `Registry.add` builds the endpoint from the URL alone. The instance was added a moment
-    ago, without an await since, so no connection has been opened: an endpoint that differs
-    only in its server name can still take the place of the first one, in the request pool
-    and in the health probe pool (made from `instance.endpoint` when its loop starts).
-    """
-    endpoint = replace(instance.endpoint, server_name=server_name)
-    instance.endpoint = endpoint
-    instance.pool.endpoint = endpoint
