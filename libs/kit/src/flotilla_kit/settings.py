@@ -7,10 +7,11 @@ never reach production quietly.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Literal, Self
+from typing import Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "ServiceSettings",
     "TlsSettings",
     "is_placeholder_secret",
+    "load_settings",
 ]
 
 Profile = Literal["dev", "test", "prod"]
@@ -111,3 +113,38 @@ class ServiceSettings(BaseSettings):
                     f"to a real secret (profile {self.profile!r} does not allow placeholders)"
                 )
         return self
+
+
+_Settings = TypeVar("_Settings", bound=BaseSettings)
+
+
+def _env_prefix(model: type[BaseSettings], title: str) -> str:
+    """The variable prefix of the model a validation error is about: `model`, or one of
+    its nested settings models (TLS settings are read on their own, `FLOTILLA_TLS_*`)."""
+    for candidate in (model, *(f.annotation for f in model.model_fields.values())):
+        if (
+            isinstance(candidate, type)
+            and issubclass(candidate, BaseSettings)
+            and candidate.__name__ == title
+        ):
+            return str(candidate.model_config.get("env_prefix", ""))
+    return str(model.model_config.get("env_prefix", ""))
+
+
+def load_settings(model: type[_Settings]) -> _Settings:
+    """The settings of a command, from the environment; on a bad value, what is wrong on
+    stderr and exit status 2 (no traceback: the operator needs the setting's name)."""
+    try:
+        return model()
+    except ValidationError as error:
+        prefix = _env_prefix(model, error.title)
+        lines = [
+            f"  {prefix}{'_'.join(str(part) for part in e['loc']).upper()}: {e['msg']}"
+            if e["loc"]
+            else f"  {e['msg']}"
+            for e in error.errors()
+        ]
+        print("invalid settings:\n" + "\n".join(lines), file=sys.stderr)
+    except InsecureSecretError as error:
+        print(f"invalid settings: {error}", file=sys.stderr)
+    raise SystemExit(2)

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from flotilla_kit.settings import ServiceSettings, is_placeholder_secret
+from flotilla_kit.settings import ServiceSettings, is_placeholder_secret, load_settings
 
 
 class WithSecret(ServiceSettings):
@@ -51,3 +51,29 @@ def test_invalid_values_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_default_database_is_a_sqlite_file_per_service() -> None:
     settings = ServiceSettings(service_name="ledger")
     assert settings.sqlalchemy_url == "sqlite+aiosqlite:///var/ledger.db"
+
+
+def test_load_settings_names_the_bad_variable_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("FLOTILLA_PORT", "eighty")
+    with pytest.raises(SystemExit) as exit_info:
+        load_settings(ServiceSettings)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invalid settings:")
+    assert "FLOTILLA_PORT: Input should be a valid integer" in err
+    assert "Traceback" not in err
+    # The TLS settings are read on their own, with their own prefix.
+    monkeypatch.setenv("FLOTILLA_PORT", "80")
+    monkeypatch.setenv("FLOTILLA_TLS_REQUIRE_CLIENT_CERT", "maybe")
+    with pytest.raises(SystemExit):
+        load_settings(ServiceSettings)
+    assert "FLOTILLA_TLS_REQUIRE_CLIENT_CERT: Input should be a valid boolean" in (
+        capsys.readouterr().err
+    )
+
+
+def test_load_settings_returns_good_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_PORT", "8123")
+    assert load_settings(ServiceSettings).port == 8123

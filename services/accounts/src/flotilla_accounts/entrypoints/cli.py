@@ -22,6 +22,7 @@ from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.server import serve as run_server
+from flotilla_kit.settings import load_settings
 from flotilla_kit.tokens import Principal
 
 __all__ = ["app", "main"]
@@ -56,7 +57,7 @@ class SeedFile(BaseModel):
 @app.command()
 def serve() -> None:
     """Run one instance of the HTTP API until SIGTERM."""
-    settings = AccountsSettings()
+    settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
     run_server(build_app(settings), settings)
 
@@ -64,7 +65,7 @@ def serve() -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Upgrade the database to the newest schema."""
-    settings = AccountsSettings()
+    settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     migrate(settings)
 
@@ -121,7 +122,7 @@ def seed(
 
     Prints the accounts as JSON on stdout.
     """
-    settings = AccountsSettings()
+    settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     wanted = SeedFile.model_validate_json(file.read_bytes())
     migrate(settings)
@@ -136,7 +137,7 @@ def seed(
 @app.command("audit-verify")
 def audit_verify() -> None:
     """Check the audit log's hash chain; print a JSON report; exit 1 if it is broken."""
-    settings = AccountsSettings()
+    settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     report = asyncio.run(AUDIT_LOG.report(settings.sqlalchemy_url, settings.service_name))
     sys.stdout.write(json.dumps(report) + "\n")
@@ -149,7 +150,7 @@ def audit_tail(
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many records.")] = 20,
 ) -> None:
     """Print the newest audit records as JSON lines, oldest first."""
-    settings = AccountsSettings()
+    settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     for record in asyncio.run(AUDIT_LOG.newest(settings.sqlalchemy_url, limit)):
         sys.stdout.write(json.dumps(record) + "\n")

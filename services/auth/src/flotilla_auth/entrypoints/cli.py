@@ -26,6 +26,7 @@ from flotilla_auth.service_layer.users import UserSpec, ensure_users, validated_
 from flotilla_auth.settings import AuthSettings
 from flotilla_kit import server
 from flotilla_kit.logs import configure_logging
+from flotilla_kit.settings import load_settings
 
 __all__ = [
     "app",
@@ -73,10 +74,7 @@ def _fail(message: str) -> NoReturn:
 
 
 def _settings() -> AuthSettings:
-    try:
-        return AuthSettings()
-    except ValidationError as exc:
-        _fail(f"invalid settings:\n{exc}")
+    return load_settings(AuthSettings)
 
 
 def _log_to_stderr(settings: AuthSettings) -> None:

@@ -13,6 +13,7 @@ import uvloop
 from flotilla_gateway.bootstrap import build_gateway
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_kit.logs import configure_logging, get_logger
+from flotilla_kit.settings import load_settings
 
 __all__ = ["app", "main"]
 
@@ -32,7 +33,7 @@ def _commands() -> None:
 def serve() -> None:
     """Serve until SIGTERM (after a drain of `drain_s`) or SIGINT; settings come from
     FLOTILLA_* environment variables."""
-    settings = GatewaySettings()
+    settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.instance_id, settings.log_level)
     try:
         uvloop.run(_serve(settings))

@@ -14,6 +14,7 @@ import typer
 from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.server import serve as run_server
+from flotilla_kit.settings import load_settings
 from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.bootstrap import build_app, migrate
@@ -32,7 +33,7 @@ app = typer.Typer(
 
 
 def _quiet_settings() -> PaymentsSettings:
-    settings = PaymentsSettings()
+    settings = load_settings(PaymentsSettings)
     configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
     return settings
 
@@ -40,7 +41,7 @@ def _quiet_settings() -> PaymentsSettings:
 @app.command()
 def serve() -> None:
     """Run one instance of the HTTP API (and its recovery loop) until SIGTERM."""
-    settings = PaymentsSettings()
+    settings = load_settings(PaymentsSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
     run_server(build_app(settings), settings)
 
