@@ -18,7 +18,7 @@ __all__ = ["bench_stacks_command"]
 
 # The table is wider than 80 columns: when printing to a file or a pipe, where Rich
 # cannot ask the terminal, give it room instead of abbreviating every cell.
-console = Console(width=None if sys.stdout.isatty() else 132)
+console = Console(width=None if sys.stdout.isatty() else 180)
 
 
 def bench_stacks_command(
