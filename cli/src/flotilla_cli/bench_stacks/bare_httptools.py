@@ -9,6 +9,7 @@ this way, with its features on top.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -204,7 +205,9 @@ async def serve(args: JobArgs) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args("Bare asyncio Protocols on uvloop, httptools both ways.", argv)
-    uvloop.run(serve(args))  # stopped by SIGTERM's default action: nothing to clean up
+    # Stopped by SIGINT (the bench's way) or SIGTERM's default action: nothing to clean up.
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(serve(args))
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 then each row's proxy started as its own process, checked, warmed up, loaded with wrk and
 stopped, one after the other, so that no two proxies share the machine while measured.
 
-The machinery is `flotilla bench gateway`'s (processes, wrk, readiness, the gateway's and
-nginx's set-up), imported from it. Its `_measure` reads the CPU time of one process;
-granian serves from a worker process under its supervisor, so each proxy's CPU here is
-that of its whole process tree (`_measure_tree`, on bench_gateway's `_load`).
+The machinery is `flotilla bench gateway`'s (processes, wrk, readiness, measurement, the
+gateway's and nginx's set-up), imported from it. Its `_measure` reads the CPU time of one
+proxy process; granian serves from a worker process under its supervisor, so here the
+CPU of the proxy's descendants is added (`_measure_tree`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -68,19 +68,28 @@ def _cpu_s(processes: list[psutil.Process]) -> dict[int, float]:
     return seconds
 
 
-def _measure_tree(url: str, token: str, options: BenchOptions, pid: int) -> tuple[LoadResult, int]:
-    """Warm up, then one measured run; the CPU time (user + system) the process and its
-    descendants spent in it, per request; and how many processes that was."""
+def _measure_tree(
+    url: str, token: str, options: BenchOptions, pid: int, app_pid: int
+) -> tuple[LoadResult, int]:
+    """bench_gateway's `_measure` (warm-up, then one run: the CPU of the proxy, of the app,
+    of wrk, the machine's busy cores), with the CPU time of the proxy's descendant
+    processes (granian's worker) added to the proxy's; and how many processes it has.
+
+    The descendants are read just before and after `_measure`, whose own readings are
+    taken around the run: the two windows differ by a few psutil calls."""
     if options.warmup_s > 0:
         _load(url, token, options, options.warmup_s)
-    root = psutil.Process(pid)
-    processes = [root, *root.children(recursive=True)]
-    before = _cpu_s(processes)
-    result = _load(url, token, options, options.duration_s)
-    after = _cpu_s(processes)
+    descendants = psutil.Process(pid).children(recursive=True)
+    before = _cpu_s(descendants)
+    result = _measure(url, token, replace(options, warmup_s=0), pid, app_pid)
+    after = _cpu_s(descendants)
     if after.keys() != before.keys():
         raise RuntimeError(f"a process of the proxy exited while measured ({len(after)} left)")
-    return result.with_cpu(sum(after[key] - before[key] for key in after)), len(after)
+    extra_s = sum(after[key] - before[key] for key in after)
+    if extra_s and result.cpu_us_per_req is not None and result.requests:
+        cpu = result.cpu_us_per_req + extra_s * 1e6 / result.requests
+        result = replace(result, cpu_us_per_req=round(cpu, 1))
+    return result, 1 + len(after)
 
 
 class _Session:
@@ -147,9 +156,10 @@ class _Session:
             status.update(
                 f"{prefix}: {options.warmup_s:g} s warm-up, {options.duration_s:g} s measured"
             )
+            app_pid = self.children.pid("upstream")
             if pid is None:
-                return asdict(_measure(url, self.token, options, None))
-            result, processes = _measure_tree(url, self.token, options, pid)
+                return asdict(_measure(url, self.token, options, None, app_pid))
+            result, processes = _measure_tree(url, self.token, options, pid, app_pid)
             return {**asdict(result), "proxy_processes": processes}
 
 
