@@ -9,7 +9,7 @@ this way, with its features on top.
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import signal
 from collections import deque
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
@@ -196,18 +196,20 @@ class _Client(asyncio.Protocol):
 
 
 async def serve(args: JobArgs) -> None:
+    """Until SIGINT or SIGTERM (handled here: a signal a parent ignores stays ignored
+    in its children, and would then not stop this one)."""
     loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
     pool = _Pool(loop, args)
-    server = await loop.create_server(lambda: _Client(pool), HOST, args.port)
-    async with server:
-        await server.serve_forever()
+    async with await loop.create_server(lambda: _Client(pool), HOST, args.port):
+        await stop.wait()
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args("Bare asyncio Protocols on uvloop, httptools both ways.", argv)
-    # Stopped by SIGINT (the bench's way) or SIGTERM's default action: nothing to clean up.
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(serve(args))
+    uvloop.run(serve(args))
 
 
 if __name__ == "__main__":
