@@ -53,6 +53,7 @@ bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/flotilla bench transfers --json bench/results/transfers-sqlite.json
 	$(BIN)/flotilla bench transfers --db postgres --json bench/results/transfers-postgres.json
 	$(BIN)/flotilla bench gateway --json bench/results/gateway.json
+	$(BIN)/flotilla bench stacks --json bench/results/stacks.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)
