@@ -12,9 +12,26 @@ from collections.abc import Iterable, Mapping
 __all__ = ["ROLES", "ROLE_PERMISSIONS", "permissions_of"]
 
 ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
-    "customer": frozenset({"accounts:read", "accounts:open", "payments:transfer", "payments:read"}),
+    "customer": frozenset(
+        {
+            "accounts:read",
+            "accounts:open",
+            "payments:transfer",
+            "payments:read",
+            "orders:create",
+            "orders:read",
+        }
+    ),
     "support": frozenset(
-        {"accounts:read", "accounts:read:any", "users:read", "payments:read", "payments:read:any"}
+        {
+            "accounts:read",
+            "accounts:read:any",
+            "users:read",
+            "payments:read",
+            "payments:read:any",
+            "orders:read",
+            "orders:read:any",
+        }
     ),
     "admin": frozenset(
         {
@@ -29,13 +46,25 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "users:read",
             "users:admin",
             "inventory:write",
+            "orders:read",
+            "orders:read:any",
         }
     ),
     # Service identities: what a service may do with its own (client-credentials) token.
     "service:payments": frozenset({"accounts:read:any", "ledger:post"}),
     # A ledger shard asking the coordinator how an in-doubt transfer ended.
     "service:accounts": frozenset({"payments:outcome:read"}),
-    "service:orders": frozenset({"payments:transfer", "inventory:reserve"}),
+    # The checkout saga: holds and sells stock, checks the paying account, and moves the
+    # money of the customer who placed the order (and refunds it from the shop's account).
+    "service:orders": frozenset(
+        {
+            "payments:transfer",
+            "payments:transfer:on-behalf",
+            "payments:read:any",
+            "inventory:reserve",
+            "accounts:read:any",
+        }
+    ),
 }
 
 # The services that may obtain a token of their own, and the role it carries.

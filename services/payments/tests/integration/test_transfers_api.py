@@ -118,6 +118,9 @@ BAD_REQUESTS = [
     Bad("missing Idempotency-Key", js(lambda a: body(a["a0"], a["b1"])), 400, "idempotency-key-required", key=None),
     Bad("unusable Idempotency-Key", js(lambda a: body(a["a0"], a["b1"])), 400, "invalid-idempotency-key", key="k" * 129),
     Bad("support staff may not move money", js(lambda a: body(a["a0"], a["b1"])), 403, "forbidden", role="support"),
+    Bad("a customer acting for another", js(lambda a: body(a["b1"], a["a0"], 1, on_behalf_of="bob")), 403, "forbidden"),
+    Bad("a service for someone whose account it is not", js(lambda a: body(a["a0"], a["b1"], 1, on_behalf_of="bob")), 404, "account-not-found", ("2pc", "aborted", "account-not-found"), role="service:orders"),
+    Bad("on behalf of nobody", js(lambda a: body(a["a0"], a["b1"], 1, on_behalf_of="")), 422, "validation-error", role="service:orders"),
 ]  # fmt: skip
 
 
@@ -148,6 +151,35 @@ async def test_bad_input_gets_a_problem_and_moves_no_money(
     else:
         assert await table() == ((bad.row,), 1, 2)  # the transfer, its key, requested + aborted
         assert problem["transfer_id"]
+
+
+async def test_a_service_moves_a_customers_money_on_their_behalf(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    ledger: Ledger,
+) -> None:
+    """The checkout saga pays with the customer's money: the transfer is the customer's."""
+    orders = as_user("service:orders", "service:orders", key="order-1-pay")
+    response = await client.post(
+        TRANSFERS,
+        json=body(accounts["a0"], accounts["b1"], 1_200, on_behalf_of="alice", reference="o1"),
+        headers=orders,
+    )
+    assert response.status_code == 201, response.text
+    assert ledger.bank.shards[0].balance(accounts["a0"]) == 8_800
+    # alice reads it as her own; it is listed among hers.
+    own = await client.get(response.headers["location"], headers=as_user("alice"))
+    assert own.status_code == 200
+    listed = await client.get(TRANSFERS, headers=as_user("alice"))
+    assert [t["id"] for t in listed.json()["items"]] == [response.json()["id"]]
+    # The audit says who asked, and for whom.
+    async with SqlPaymentsUnitOfWork(app.state.database, write=False) as uow:
+        records = await AUDIT_LOG.tail(uow.session, limit=10)
+    requested = next(r for r in records if r.action == "transfer.requested")
+    assert requested.actor == "service:orders"
+    assert requested.details["on_behalf_of"] == "alice"
 
 
 async def test_no_token_gets_401(client: httpx.AsyncClient, accounts: dict[str, str]) -> None:

@@ -147,6 +147,7 @@ async def create_transfer(
             amount_minor=body.amount_minor,
             currency=body.currency,
             reference=body.reference,
+            on_behalf_of=body.on_behalf_of,
         ),
         idempotency_key=valid_idempotency_key(idempotency_key),
         fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),

@@ -48,6 +48,14 @@ class TransferIn(BaseModel):
     )
     currency: CurrencyCode
     reference: str = Field(default="transfer", max_length=140, examples=["rent"])
+    on_behalf_of: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=128,
+        description="For a service with `payments:transfer:on-behalf` (the checkout saga): "
+        "the customer whose money this is. The source account must be theirs, and the "
+        "transfer is theirs to read. Refused (403) for anyone else.",
+    )
 
     _currency = field_validator("currency")(_known_currency)
 

@@ -80,6 +80,7 @@ __all__ = [
 TRANSFER = "payments:transfer"
 # Move money out of accounts that are not the caller's own (no role has it today).
 TRANSFER_ANY = "payments:transfer:any"
+TRANSFER_ON_BEHALF = "payments:transfer:on-behalf"
 OUTCOME_READ = "payments:outcome:read"
 
 _log = get_logger("flotilla.payments.coordinator")
@@ -103,6 +104,9 @@ class TransferRequest:
     amount_minor: int
     currency: str
     reference: str
+    # A service (the checkout saga) moving the money of the customer named here: the
+    # source account must be theirs, and the transfer is theirs to read.
+    on_behalf_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,26 +181,31 @@ class Coordinator:
         wait up to `answer_within_s` for an outcome the caller can be told."""
         if not principal.can(TRANSFER):
             raise NotAllowed(TRANSFER)
+        if request.on_behalf_of is not None and not principal.can(TRANSFER_ON_BEHALF):
+            raise NotAllowed(TRANSFER_ON_BEHALF)
         if idempotency_key is None:
             raise IdempotencyKeyRequired()
         self._validate(request)
         from_shard, to_shard = self._route(request)
+        owner = request.on_behalf_of or principal.subject
         transfer = new_transfer(
             from_account=request.from_account,
             to_account=request.to_account,
             amount_minor=request.amount_minor,
             currency=request.currency,
             reference=request.reference,
-            initiator=principal.subject,
-            required_owner=None if principal.can(TRANSFER_ANY) else principal.subject,
+            initiator=owner,
+            required_owner=(
+                None if principal.can(TRANSFER_ANY) and request.on_behalf_of is None else owner
+            ),
             same_shard=from_shard == to_shard,
             now=self._clock.now(),
             lease_owner=self._config.instance_id,
             lease_s=self._config.lease_s,
         )
         earlier = await self._record(
-            transfer, scope=f"{principal.subject}:transfer", key=idempotency_key,
-            fingerprint=fingerprint,
+            transfer, requester=principal.subject, scope=f"{principal.subject}:transfer",
+            key=idempotency_key, fingerprint=fingerprint,
         )  # fmt: skip
         if earlier is not None:
             return Submission(earlier, replayed=True)
@@ -226,7 +235,7 @@ class Coordinator:
         return shards[0], shards[1]
 
     async def _record(
-        self, transfer: Transfer, *, scope: str, key: str, fingerprint: str
+        self, transfer: Transfer, *, requester: str, scope: str, key: str, fingerprint: str
     ) -> Transfer | None:
         """Store PREPARING, its Idempotency-Key and the audit record in one transaction;
         or return the transfer an earlier request with this key created."""
@@ -247,10 +256,15 @@ class Coordinator:
                         at=transfer.created_at,
                     )  # fmt: skip
                     await uow.audit.record(
-                        actor=transfer.initiator,
+                        actor=requester,
                         action="transfer.requested",
                         target=str(transfer.id),
                         details={
+                            **(
+                                {"on_behalf_of": transfer.initiator}
+                                if requester != transfer.initiator
+                                else {}
+                            ),
                             "from_account": transfer.from_account,
                             "to_account": transfer.to_account,
                             "amount_minor": transfer.amount_minor,
