@@ -9,7 +9,7 @@ use `secure_channel` and pass `bearer(token)` as call metadata with a `timeout`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 from grpc import aio
@@ -18,9 +18,6 @@ from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenError, TokenVerifier
 
 __all__ = ["TokenAuthInterceptor", "bearer", "secure_channel", "server_credentials"]
-
-_Req = TypeVar("_Req")
-_Res = TypeVar("_Res")
 
 # Keep idle connections healthy across restarts of the peer; fail fast when it is gone.
 _CHANNEL_OPTIONS = [
@@ -65,41 +62,61 @@ def bearer(token: str) -> tuple[tuple[str, str], ...]:
 
 class TokenAuthInterceptor(aio.ServerInterceptor):
     """Refuses a call whose token is missing or invalid (UNAUTHENTICATED) or lacks
-    `permission` (PERMISSION_DENIED), before the handler runs. For unary methods (all
-    Flotilla's are)."""
+    `permission` (PERMISSION_DENIED), before the handler runs. Streaming methods are
+    refused at once too, before the client sends a message: the refusing handler has the
+    method's own shape (a unary one would wait for a first request that a client reading
+    first never sends)."""
 
     def __init__(self, verifier: TokenVerifier, permission: str) -> None:
         self._verifier = verifier
         self._permission = permission
 
-    async def intercept_service(  # type: ignore[override]  # the stub's method-level generics
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    async def _refusal(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> tuple[grpc.StatusCode, str] | None:
         metadata = dict(handler_call_details.invocation_metadata or ())
         scheme, _, token = str(metadata.get("authorization", "")).partition(" ")
-        refusal: tuple[grpc.StatusCode, str] | None = None
         if scheme.lower() != "bearer" or not token:
-            refusal = (grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
-        else:
-            try:
-                principal = await self._verifier.verify(token)
-            except TokenError:
-                refusal = (grpc.StatusCode.UNAUTHENTICATED, "the token is invalid or expired")
-            else:
-                if not principal.can(self._permission):
-                    refusal = (
-                        grpc.StatusCode.PERMISSION_DENIED,
-                        f"this needs the permission {self._permission!r}",
-                    )
+            return (grpc.StatusCode.UNAUTHENTICATED, "a bearer token is required")
+        try:
+            principal = await self._verifier.verify(token)
+        except TokenError:
+            return (grpc.StatusCode.UNAUTHENTICATED, "the token is invalid or expired")
+        if not principal.can(self._permission):
+            return (
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"this needs the permission {self._permission!r}",
+            )
+        return None
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        refusal = await self._refusal(handler_call_details)
+        handler = await continuation(handler_call_details)
         if refusal is None:
-            return await continuation(handler_call_details)
-        code, detail = refusal
+            return handler  # None for an unknown method: grpc answers UNIMPLEMENTED
+        return _refusing(handler, *refusal)
 
-        async def deny(request: _Req, context: aio.ServicerContext[_Req, _Res]) -> _Res:
-            await context.abort(code, detail)
 
-        return grpc.unary_unary_rpc_method_handler(deny)
+def _refusing(
+    handler: grpc.RpcMethodHandler[Any, Any] | None, code: grpc.StatusCode, detail: str
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same shape as `handler` that only refuses the call."""
+
+    async def deny(request_or_iterator: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        await context.abort(code, detail)
+
+    streams_in = handler is not None and handler.request_streaming
+    streams_out = handler is not None and handler.response_streaming
+    if streams_in and streams_out:
+        return grpc.stream_stream_rpc_method_handler(deny)
+    if streams_in:
+        return grpc.stream_unary_rpc_method_handler(deny)
+    if streams_out:
+        return grpc.unary_stream_rpc_method_handler(deny)
+    return grpc.unary_unary_rpc_method_handler(deny)
