@@ -1,0 +1,3 @@
+"""flotilla_inventory: the shop's products, their stock, and reservations of it."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+from flotilla_inventory.entrypoints.cli import main
+
+main()

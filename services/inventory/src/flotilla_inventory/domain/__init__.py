@@ -1,0 +1,61 @@
+"""Inventory rules and types: products, stock, reservations. No I/O and no framework
+imports live here."""
+
+from flotilla_inventory.domain.money import CURRENCIES, MAX_PRICE_MINOR
+from flotilla_inventory.domain.product import (
+    MAX_ON_HAND,
+    MAX_REASON_LENGTH,
+    NAME_LENGTH,
+    Product,
+    StockLevel,
+    StockReason,
+    new_product_id,
+    product_problem,
+    valid_product_id,
+    valid_sku,
+)
+from flotilla_inventory.domain.reservation import (
+    MAX_LINES,
+    MAX_QUANTITY,
+    PRODUCT_ID_LENGTH,
+    Refusal,
+    RequestedLine,
+    Reservation,
+    ReservationState,
+    ReservedLine,
+    answer_to_reserve,
+    hold_problem,
+    lines_fingerprint,
+    lines_problem,
+    refused,
+    reservation_id_problem,
+)
+
+__all__ = [
+    "CURRENCIES",
+    "MAX_LINES",
+    "MAX_ON_HAND",
+    "MAX_PRICE_MINOR",
+    "MAX_QUANTITY",
+    "MAX_REASON_LENGTH",
+    "NAME_LENGTH",
+    "PRODUCT_ID_LENGTH",
+    "Product",
+    "Refusal",
+    "RequestedLine",
+    "Reservation",
+    "ReservationState",
+    "ReservedLine",
+    "StockLevel",
+    "StockReason",
+    "answer_to_reserve",
+    "hold_problem",
+    "lines_fingerprint",
+    "lines_problem",
+    "new_product_id",
+    "product_problem",
+    "refused",
+    "reservation_id_problem",
+    "valid_product_id",
+    "valid_sku",
+]
