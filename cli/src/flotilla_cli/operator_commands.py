@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli import bench_gateway, bench_transfers
+from flotilla_cli import bench_gateway, bench_inventory, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import SHARDED_SERVICE, Database
@@ -261,6 +261,30 @@ def bench_gateway_command(
     # The table is wider than 80 columns; keep it whole in a log or a CI output too.
     wide = console if console.is_terminal else Console(width=100)
     bench_gateway.render(report, wide)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@bench_app.command("inventory")
+def bench_inventory_command(
+    duration: Annotated[float, typer.Option(min=1, help="Seconds measured per mode.")] = 10.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per mode.")] = 2.0,
+    concurrency: Annotated[int, typer.Option(min=1, max=1024, help="Reservations in flight.")] = 16,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """No system needed: one inventory process (SQLite, mutual TLS, tokens checked) and the
+    same work (reserve one unit, release it) over REST, gRPC unary and gRPC ReserveStream:
+    reservations/s, p50/p99, CPU per reservation of the service and the load,
+    ratio_grpc_rest (stream vs REST; target >= 2, printed) and ratio_unary_rest."""
+    options = bench_inventory.BenchOptions(
+        duration_s=duration, warmup_s=warmup, concurrency=concurrency
+    )
+    report = bench_inventory.run_inventory_bench(options, console)
+    wide = console if console.is_terminal else Console(width=100)
+    bench_inventory.render(report, wide)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n")

@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_inventory.adapters.tables import reservation_lines, reservations
+from flotilla_inventory.adapters.tables import reservation_lines
+from flotilla_inventory.adapters.tables import reservations as reservations_table
 from flotilla_inventory.domain import Refusal, Reservation, ReservationState, ReservedLine
+from flotilla_inventory.service_layer.ports import ReservationIdTaken
 from flotilla_kit.db import UtcDateTime
 
 __all__ = ["SqlReservations"]
@@ -32,18 +36,22 @@ _HELD = ReservationState.HELD.value
 
 
 def _decide(*, overdue: bool) -> Any:
-    deadline = reservations.c.expires_at <= _NOW if overdue else reservations.c.expires_at > _NOW
+    deadline = (
+        reservations_table.c.expires_at <= _NOW
+        if overdue
+        else reservations_table.c.expires_at > _NOW
+    )
     return (
-        update(reservations)
-        .where(reservations.c.id == _ID, reservations.c.state == _HELD, deadline)
+        update(reservations_table)
+        .where(reservations_table.c.id == _ID, reservations_table.c.state == _HELD, deadline)
         .values(state=_TO, decided_at=_NOW)
-        .returning(*reservations.c)
+        .returning(*reservations_table.c)
     )
 
 
 _DECIDE_IN_TIME = _decide(overdue=False)
 _DECIDE_OVERDUE = _decide(overdue=True)
-_GET = select(reservations).where(reservations.c.id == _ID)
+_GET = select(reservations_table).where(reservations_table.c.id == _ID)
 _LINES = (
     select(
         reservation_lines.c.product_id,
@@ -54,6 +62,30 @@ _LINES = (
     .where(reservation_lines.c.reservation_id == _ID)
     .order_by(reservation_lines.c.product_id)
 )
+
+
+def _header(reservation: Reservation) -> dict[str, Any]:
+    return {
+        "id": reservation.id,
+        "state": reservation.state.value,
+        "refusal": reservation.refusal.value if reservation.refusal else None,
+        "detail": reservation.detail[:_DETAIL_LENGTH],
+        "short_products": json.dumps(list(reservation.short_products)),
+        "fingerprint": reservation.fingerprint,
+        "created_at": reservation.created_at,
+        "expires_at": reservation.expires_at,
+        "decided_at": reservation.decided_at,
+    }
+
+
+def _line(reservation_id: str, line: ReservedLine) -> dict[str, Any]:
+    return {
+        "reservation_id": reservation_id,
+        "product_id": line.product_id,
+        "quantity": line.quantity,
+        "unit_price_minor": line.unit_price_minor,
+        "currency": line.currency,
+    }
 
 
 def _reservation(row: Row[Any], lines: tuple[ReservedLine, ...]) -> Reservation:
@@ -83,19 +115,9 @@ class SqlReservations:
             else sqlite_insert
         )
         statement = (
-            insert(reservations)
-            .values(
-                id=reservation.id,
-                state=reservation.state.value,
-                refusal=reservation.refusal.value if reservation.refusal else None,
-                detail=reservation.detail[:_DETAIL_LENGTH],
-                short_products=json.dumps(list(reservation.short_products)),
-                fingerprint=reservation.fingerprint,
-                created_at=reservation.created_at,
-                expires_at=reservation.expires_at,
-                decided_at=reservation.decided_at,
-            )
-            .on_conflict_do_nothing(index_elements=[reservations.c.id])
+            insert(reservations_table)
+            .values(**_header(reservation))
+            .on_conflict_do_nothing(index_elements=[reservations_table.c.id])
         )
         result = cast(CursorResult[Any], await self.session.execute(statement))
         if result.rowcount != 1:
@@ -103,18 +125,31 @@ class SqlReservations:
         if reservation.lines:
             await self.session.execute(
                 reservation_lines.insert(),
-                [
-                    {
-                        "reservation_id": reservation.id,
-                        "product_id": line.product_id,
-                        "quantity": line.quantity,
-                        "unit_price_minor": line.unit_price_minor,
-                        "currency": line.currency,
-                    }
-                    for line in reservation.lines
-                ],
+                [_line(reservation.id, line) for line in reservation.lines],
             )
         return True
+
+    async def add_many(self, reservations: Sequence[Reservation]) -> None:
+        """One INSERT for the reservations and one for their lines."""
+        try:
+            await self.session.execute(
+                reservations_table.insert(), [_header(r) for r in reservations]
+            )
+        except IntegrityError as exc:
+            raise ReservationIdTaken(str(exc.orig)) from exc
+        lines = [_line(r.id, line) for r in reservations for line in r.lines]
+        if lines:
+            await self.session.execute(reservation_lines.insert(), lines)
+
+    async def known(self, reservation_ids: Sequence[str]) -> set[str]:
+        if not reservation_ids:
+            return set()
+        rows = await self.session.execute(
+            select(reservations_table.c.id).where(
+                reservations_table.c.id.in_(list(reservation_ids))
+            )
+        )
+        return {row.id for row in rows}
 
     async def _lines(self, reservation_id: str) -> tuple[ReservedLine, ...]:
         rows = await self.session.execute(_LINES, {"reservation_id": reservation_id})
@@ -149,9 +184,9 @@ class SqlReservations:
 
     async def overdue(self, now: dt.datetime, *, limit: int) -> list[str]:
         rows = await self.session.execute(
-            select(reservations.c.id)
-            .where(reservations.c.state == _HELD, reservations.c.expires_at <= now)
-            .order_by(reservations.c.expires_at)
+            select(reservations_table.c.id)
+            .where(reservations_table.c.state == _HELD, reservations_table.c.expires_at <= now)
+            .order_by(reservations_table.c.expires_at)
             .limit(limit)
         )
         return [row.id for row in rows]

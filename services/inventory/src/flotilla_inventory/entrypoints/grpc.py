@@ -227,75 +227,74 @@ class InventoryRpc:
 
         return await self._unary("GetAvailability", context, call)
 
-    async def _stream_one(self, request: pb.ReserveRequest) -> pb.Reservation:
+    async def _stream_batch(self, requests: list[pb.ReserveRequest]) -> list[pb.Reservation]:
         started = time.perf_counter()
         code = "OK"
         try:
-            return reservation_message(await self._desk.reserve(_reserve_call(request)))
+            answers = await self._desk.reserve_batch([_reserve_call(r) for r in requests])
+            return [reservation_message(answer) for answer in answers]
         except Exception:
             code = "INTERNAL"
             raise
         finally:
-            self._metrics.grpc_handled("ReserveStream", code, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            for _ in requests:
+                self._metrics.grpc_handled("ReserveStream", code, seconds)
 
     async def reserve_stream(
         self, requests: AsyncIterator[bytes], context: Context
     ) -> AsyncIterator[pb.Reservation]:
         if self._closing:
             await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-        stream = _Stream(self._stream_one, self._window)
-        self._streams.add(stream.answers)
+        stream = _Stream(self._stream_batch, self._window)
+        self._streams.add(stream.inbox)
         try:
             async for answer in stream.run(requests, context):
                 yield answer
         finally:
-            self._streams.discard(stream.answers)
+            self._streams.discard(stream.inbox)
 
 
 class _Stream:
-    """One ReserveStream: a reader task takes requests off the wire (at most `window` in
-    work at once), each request is answered by its own task, and the handler writes the
-    answers in the order they are ready."""
+    """One ReserveStream. A reader task takes requests off the wire into the inbox (at
+    most `window` taken and not yet answered); the handler takes whatever the inbox holds
+    as one batch, answers it (one transaction for the batch), writes the answers, and
+    takes the next batch: the more requests arrive at once, the less each one costs, and
+    a lone request waits for nothing."""
 
     def __init__(
-        self, answer: Callable[[pb.ReserveRequest], Awaitable[pb.Reservation]], window: int
+        self,
+        answer: Callable[[list[pb.ReserveRequest]], Awaitable[list[pb.Reservation]]],
+        window: int,
     ) -> None:
         self._answer = answer
+        self._size = window
         self._window = asyncio.Semaphore(window)
-        self._working: set[asyncio.Task[None]] = set()
-        # Answers, and what ends the stream: _DONE, _CLOSING or an exception.
-        self.answers: asyncio.Queue[object] = asyncio.Queue()
-
-    async def _work(self, request: pb.ReserveRequest) -> None:
-        try:
-            self.answers.put_nowait(await self._answer(request))
-        except Exception as exc:
-            self.answers.put_nowait(exc)
-        finally:
-            self._window.release()
+        # Requests, and what ends the stream: _DONE, _CLOSING or an unparseable message.
+        self.inbox: asyncio.Queue[object] = asyncio.Queue()
 
     async def _read(self, requests: AsyncIterator[bytes]) -> None:
         try:
             async for raw in requests:
                 request = _parse(pb.ReserveRequest, raw)
                 await self._window.acquire()
-                task = asyncio.create_task(self._work(request))
-                self._working.add(task)
-                task.add_done_callback(self._working.discard)
+                self.inbox.put_nowait(request)
         except _Unparseable as exc:
-            self.answers.put_nowait(exc)
+            self.inbox.put_nowait(exc)
             return
-        # The client is done writing: answer what is in hand, then end the stream.
-        await asyncio.gather(*self._working)
-        self.answers.put_nowait(_DONE)
+        self.inbox.put_nowait(_DONE)  # the client is done writing
 
-    def _answered_so_far(self) -> list[pb.Reservation]:
-        left = []
-        while not self.answers.empty():
-            item = self.answers.get_nowait()
-            if isinstance(item, pb.Reservation):
-                left.append(item)
-        return left
+    async def _next_batch(self) -> tuple[list[pb.ReserveRequest], object | None]:
+        """The requests in hand (at least one, unless the stream ends), and what ends the
+        stream if that came next."""
+        batch: list[pb.ReserveRequest] = []
+        item = await self.inbox.get()
+        while isinstance(item, pb.ReserveRequest):
+            batch.append(item)
+            if len(batch) >= self._size or self.inbox.empty():
+                return batch, None
+            item = self.inbox.get_nowait()
+        return batch, item
 
     async def run(
         self, requests: AsyncIterator[bytes], context: Context
@@ -303,30 +302,29 @@ class _Stream:
         reader = asyncio.create_task(self._read(requests))
         try:
             while True:
-                item = await self.answers.get()
-                if isinstance(item, pb.Reservation):
-                    yield item
-                    continue
-                if item is _CLOSING:
-                    # Stop reading; finish and send what was started; then send the
-                    # client elsewhere.
-                    reader.cancel()
-                    await asyncio.gather(reader, *self._working, return_exceptions=True)
-                    for answer in self._answered_so_far():
+                batch, end = await self._next_batch()
+                if batch:
+                    for answer in await self._answer(batch):
                         yield answer
+                    for _ in batch:
+                        self._window.release()
+                if end is None:
+                    continue
+                if end is _CLOSING:
+                    # What was taken is answered; the rest was never worked on: send the
+                    # client elsewhere with it.
                     await context.abort(grpc.StatusCode.UNAVAILABLE, _SHUTTING_DOWN)
-                if isinstance(item, _Unparseable):
-                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(item))
-                if isinstance(item, Exception):
-                    _log.error("inventory stream call failed", error=repr(item))
-                    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+                if isinstance(end, _Unparseable):
+                    await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(end))
                 return  # _DONE
+        except Exception as exc:
+            if isinstance(exc, aio.AbortError):
+                raise
+            _log.error("inventory stream failed", error=repr(exc))
+            await context.abort(grpc.StatusCode.INTERNAL, "internal error")
         finally:
-            # The client went away, or the stream ended: nothing is left running.
             reader.cancel()
-            for task in list(self._working):
-                task.cancel()
-            await asyncio.gather(reader, *self._working, return_exceptions=True)
+            await asyncio.gather(reader, return_exceptions=True)
 
 
 async def start_inventory_server(

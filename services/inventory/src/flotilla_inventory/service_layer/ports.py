@@ -22,6 +22,7 @@ __all__ = [
     "Held",
     "InventoryUnitOfWork",
     "Products",
+    "ReservationIdTaken",
     "ReservationMetrics",
     "Reservations",
     "StockEvents",
@@ -38,6 +39,11 @@ class Held:
     level: StockLevel
     unit_price_minor: int
     currency: str
+
+
+class ReservationIdTaken(Exception):
+    """An insert of several reservations met an id that is taken (another instance
+    reserved it meanwhile)."""
 
 
 class Products(Protocol):
@@ -85,6 +91,15 @@ class Reservations(Protocol):
     async def add(self, reservation: Reservation) -> bool:
         """Insert with its lines; False (and nothing written) when the id is taken. A
         concurrent insert of the same id waits for the other transaction to end."""
+        ...
+
+    async def add_many(self, reservations: Sequence[Reservation]) -> None:
+        """Insert all, with their lines; `ReservationIdTaken` when an id is taken (the
+        transaction is then unusable: roll it back)."""
+        ...
+
+    async def known(self, reservation_ids: Sequence[str]) -> set[str]:
+        """Which of the ids are taken."""
         ...
 
     async def get(self, reservation_id: str) -> Reservation | None: ...

@@ -25,6 +25,7 @@ sweepers) one wins, and only the winner moves stock.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flotilla_inventory.domain import (
@@ -46,6 +47,7 @@ from flotilla_inventory.service_layer.ports import (
     Clock,
     Held,
     InventoryUnitOfWork,
+    ReservationIdTaken,
     ReservationMetrics,
     UnitOfWorkFactory,
 )
@@ -125,32 +127,47 @@ class ReservationDesk:
         self._metrics.answered("reserve", _outcome(answer))
         return answer
 
-    async def _reserve(self, call: ReserveCall) -> Reservation:
-        now = self._clock()
+    def _invalid(self, call: ReserveCall, now: dt.datetime) -> Reservation | None:
+        """The answer to a malformed Reserve (it depends on the request alone, so it is
+        given without writing anything), or None."""
         problem = (
             reservation_id_problem(call.reservation_id)
             or lines_problem(call.lines)
             or hold_problem(call.hold_s, self._max_hold_s)
         )
-        if problem is not None:
-            # Depends on the request alone: answered without writing anything.
-            return refused(call.reservation_id, Refusal.INVALID, problem, now=now)
+        if problem is None:
+            return None
+        return refused(call.reservation_id, Refusal.INVALID, problem, now=now)
+
+    def _held(self, call: ReserveCall, held: dict[str, Held], now: dt.datetime) -> Reservation:
+        return Reservation(
+            id=call.reservation_id,
+            state=ReservationState.HELD,
+            created_at=now,
+            lines=tuple(
+                ReservedLine(
+                    line.product_id,
+                    line.quantity,
+                    held[line.product_id].unit_price_minor,
+                    held[line.product_id].currency,
+                )
+                for line in sorted(call.lines, key=lambda line: line.product_id)
+            ),
+            expires_at=now + dt.timedelta(seconds=call.hold_s or self._default_hold_s),
+            fingerprint=lines_fingerprint(call.lines),
+        )
+
+    async def _reserve(self, call: ReserveCall) -> Reservation:
+        now = self._clock()
+        invalid = self._invalid(call, now)
+        if invalid is not None:
+            return invalid
         fingerprint = lines_fingerprint(call.lines)
         refusal: Reservation | None = None
         async with self._uow() as uow:
             held, shortfall = await self._hold_all(uow, call.lines)
             if shortfall is None:
-                reservation = Reservation(
-                    id=call.reservation_id,
-                    state=ReservationState.HELD,
-                    created_at=now,
-                    lines=tuple(
-                        ReservedLine(line.product_id, line.quantity, h.unit_price_minor, h.currency)
-                        for line, h in held
-                    ),
-                    expires_at=now + dt.timedelta(seconds=call.hold_s or self._default_hold_s),
-                    fingerprint=fingerprint,
-                )
+                reservation = self._held(call, {line.product_id: h for line, h in held}, now)
                 if await uow.reservations.add(reservation):
                     for _, h in held:
                         await uow.events.changed(h.level, StockReason.RESERVED)
@@ -190,6 +207,74 @@ class ReservationDesk:
                 return held, await _shortfall(uow, ordered[index:])
             held.append((line, holding))
         return held, None
+
+    async def reserve_batch(self, calls: Sequence[ReserveCall]) -> list[Reservation]:
+        """Several Reserves at once (the requests a stream has in hand), answered in the
+        order of `calls`, each exactly as `reserve` would answer it.
+
+        New reservations are held together in one transaction: one conditional update per
+        product for the sum of what they ask of it, one insert for the reservations, one
+        for their lines. When a product cannot cover the sum, or an id turns out to be
+        taken, that transaction is rolled back and each call goes its own way (its own
+        transaction, its own exact refusal): a batch never changes an answer, only what
+        the answers cost.
+        """
+        now = self._clock()
+        answers: dict[int, Reservation] = {}
+        together: list[tuple[int, ReserveCall]] = []
+        alone: list[int] = []  # repeats of an id within the batch, and ids already known
+        ids: set[str] = set()
+        for index, call in enumerate(calls):
+            invalid = self._invalid(call, now)
+            if invalid is not None:
+                answers[index] = invalid
+            elif call.reservation_id in ids:
+                alone.append(index)
+            else:
+                ids.add(call.reservation_id)
+                together.append((index, call))
+        if together:
+            held = await self._reserve_together(together, now)
+            if held is None:
+                alone = [index for index, _ in together] + alone
+            else:
+                answers.update(held)
+                alone = [i for i, _ in together if i not in held] + alone
+        for index in sorted(alone):
+            answers[index] = await self._reserve(calls[index])
+        for index in range(len(calls)):
+            self._metrics.answered("reserve", _outcome(answers[index]))
+        return [answers[index] for index in range(len(calls))]
+
+    async def _reserve_together(
+        self, calls: list[tuple[int, ReserveCall]], now: dt.datetime
+    ) -> dict[int, Reservation] | None:
+        """Hold every new reservation of the batch in one transaction; ids already known
+        are left out (answered alone). None: rolled back, every call goes alone."""
+        async with self._uow() as uow:
+            known = await uow.reservations.known([call.reservation_id for _, call in calls])
+            fresh = [(index, call) for index, call in calls if call.reservation_id not in known]
+            if not fresh:
+                return {}
+            totals: dict[str, int] = {}
+            for _, call in fresh:
+                for line in call.lines:
+                    totals[line.product_id] = totals.get(line.product_id, 0) + line.quantity
+            held: dict[str, Held] = {}
+            for product_id in sorted(totals):  # the lock order of every hold
+                holding = await uow.products.hold(product_id, totals[product_id])
+                if holding is None:
+                    return None
+                held[product_id] = holding
+            answers = {index: self._held(call, held, now) for index, call in fresh}
+            try:
+                await uow.reservations.add_many(list(answers.values()))
+            except ReservationIdTaken:
+                return None
+            for holding in held.values():
+                await uow.events.changed(holding.level, StockReason.RESERVED)
+            await uow.commit()
+            return answers
 
     # Commit and Release ---------------------------------------------------------------
 
