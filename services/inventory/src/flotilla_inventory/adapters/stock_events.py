@@ -1,21 +1,29 @@
-"""Stock events (`flotilla.inventory.stock_changed`), written in the transaction of the
-change they describe.
-
-The kit's transactional outbox (`flotilla_kit.events`) is not on main yet: until it is,
-the events are only counted here, and nothing is published. The use cases already emit
-every event; wiring the outbox replaces this class and adds the `outbox` table.
+"""Stock events (`flotilla.inventory.stock_changed`, subject: the product id), written to
+the outbox in the transaction of the change they describe: the event commits with the
+change, or neither does. The relay (`python -m flotilla_inventory relay`) publishes them.
 """
 
 from __future__ import annotations
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.domain import StockLevel, StockReason
+from flotilla_kit.events import CloudEvent, Outbox
 
-__all__ = ["UnpublishedStockEvents"]
+__all__ = ["OUTBOX", "SERVICE", "STOCK_CHANGED", "OutboxStockEvents"]
+
+SERVICE = "inventory"
+STOCK_CHANGED = "stock_changed"
+OUTBOX = Outbox(outbox)
 
 
-class UnpublishedStockEvents:
-    def __init__(self) -> None:
-        self.count = 0
+class OutboxStockEvents:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
 
     async def changed(self, level: StockLevel, reason: StockReason) -> None:
-        self.count += 1
+        event = CloudEvent.new(
+            SERVICE, STOCK_CHANGED, level.event_data(reason), subject=level.product_id
+        )
+        await OUTBOX.add(self.session, event)

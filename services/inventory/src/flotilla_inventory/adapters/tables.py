@@ -30,12 +30,14 @@ from flotilla_inventory.domain import (
 )
 from flotilla_kit.audit import audit_table
 from flotilla_kit.db import NAMING_CONVENTION, UtcDateTime
+from flotilla_kit.events import outbox_table
 from flotilla_kit.idempotency import idempotency_table
 
 __all__ = [
     "audit_events",
     "idempotency_keys",
     "metadata",
+    "outbox",
     "products",
     "reservation_lines",
     "reservations",
@@ -111,3 +113,5 @@ reservation_lines = Table(
 
 idempotency_keys = idempotency_table(metadata)
 audit_events = audit_table(metadata)
+# Stock events, written in the transaction of the change; `relay` publishes them.
+outbox = outbox_table(metadata)

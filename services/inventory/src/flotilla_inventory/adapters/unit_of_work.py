@@ -10,7 +10,7 @@ from typing import Self
 from flotilla_inventory.adapters.audit import SqlAuditTrail
 from flotilla_inventory.adapters.products import SqlProducts
 from flotilla_inventory.adapters.reservations import SqlReservations
-from flotilla_inventory.adapters.stock_events import UnpublishedStockEvents
+from flotilla_inventory.adapters.stock_events import OutboxStockEvents
 from flotilla_kit.db import Database, UnitOfWork, is_sqlite
 
 __all__ = ["SqlInventoryUnitOfWork", "SqlUnitOfWorkFactory"]
@@ -36,7 +36,7 @@ def _writer_turn(database: Database) -> asyncio.Lock | None:
 class SqlInventoryUnitOfWork(UnitOfWork):
     products: SqlProducts
     reservations: SqlReservations
-    events: UnpublishedStockEvents
+    events: OutboxStockEvents
     audit: SqlAuditTrail
 
     def __init__(self, database: Database, *, write: bool = True) -> None:
@@ -54,7 +54,7 @@ class SqlInventoryUnitOfWork(UnitOfWork):
             raise
         self.products = SqlProducts(self.session)
         self.reservations = SqlReservations(self.session)
-        self.events = UnpublishedStockEvents()
+        self.events = OutboxStockEvents(self.session)
         self.audit = SqlAuditTrail(self.session)
         return self
 

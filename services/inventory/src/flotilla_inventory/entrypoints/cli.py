@@ -1,5 +1,5 @@
-"""`python -m flotilla_inventory` (or `flotilla-inventory`): serve, migrate, seed, and the
-audit log's verify and tail."""
+"""`python -m flotilla_inventory` (or `flotilla-inventory`): serve, migrate, seed, relay,
+and the audit log's verify and tail."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ import typer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from flotilla_inventory.adapters.audit import AUDIT_LOG
+from flotilla_inventory.adapters.stock_events import SERVICE
+from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_inventory.bootstrap import build_app, migrate
 from flotilla_inventory.entrypoints.schemas import ProductIn, ProductOut
@@ -21,6 +23,7 @@ from flotilla_inventory.service_layer.errors import DuplicateSku, InventoryError
 from flotilla_inventory.service_layer.reservations import utc_now
 from flotilla_inventory.settings import InventorySettings
 from flotilla_kit.db import Database
+from flotilla_kit.events import run_relay
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.server import serve as run_server
@@ -133,6 +136,21 @@ def seed(
         sys.stderr.write(f"seed refused: {exc}\n")
         raise typer.Exit(1) from exc
     sys.stdout.write(json.dumps({"products": seeded}) + "\n")
+
+
+@app.command()
+def relay() -> None:
+    """Publish the stock events of the outbox to NATS JetStream (FLOTILLA_NATS_URL), in
+    order, until SIGTERM or SIGINT. Run one per database (not one per instance)."""
+    settings = load_settings(InventorySettings)
+    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    migrate(settings)
+    run_relay(
+        database=Database(settings.sqlalchemy_url),
+        outbox=outbox,
+        nats_url=settings.nats_url,
+        service=SERVICE,
+    )
 
 
 @app.command("audit-verify")
