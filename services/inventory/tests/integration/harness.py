@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 from fastapi import FastAPI
+from grpc import aio
 from sqlalchemy import func, select
 
 from flotilla_inventory.adapters.tables import (
@@ -65,6 +66,7 @@ class Instance:
     tokens: TokenMinter
     stub: pb_grpc.InventoryAsyncStub | None = None
     service_auth: tuple[tuple[str, str], ...] = ()
+    grpc_channel: aio.Channel | None = None
 
     @property
     def database(self) -> Database:
@@ -75,6 +77,11 @@ class Instance:
     def grpc(self) -> pb_grpc.InventoryAsyncStub:
         assert self.stub is not None, "started without a gRPC port"
         return self.stub
+
+    @property
+    def channel(self) -> aio.Channel:
+        assert self.grpc_channel is not None, "started without a gRPC port"
+        return self.grpc_channel
 
     def admin(self, key: str | None = None) -> dict[str, str]:
         headers = auth(self.tokens, "ada", "admin")
@@ -212,6 +219,7 @@ async def running_inventory(
                 return
             channel = secure_channel(f"127.0.0.1:{app.state.grpc_port}", tls_of(dev_pki("orders")))
             try:
+                instance.grpc_channel = channel
                 instance.stub = pb_grpc.InventoryStub(channel)
                 instance.service_auth = bearer(tokens.mint("orders", ["service:orders"]))
                 yield instance
