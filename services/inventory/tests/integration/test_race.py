@@ -81,10 +81,10 @@ async def test_the_last_units_are_never_oversold(pair: tuple[Instance, Instance]
         instance.grpc.Reserve(request, metadata=instance.service_auth, timeout=TIMEOUT_S * 6)
         for instance, request in zip((one, two) * 20, requests[:40], strict=True)
     ]
-    results = await asyncio.gather(
-        *unary, _stream(one, requests[40:60]), _stream(two, requests[60:])
+    unary_answers, streamed_one, streamed_two = await asyncio.gather(
+        asyncio.gather(*unary), _stream(one, requests[40:60]), _stream(two, requests[60:])
     )
-    answers: list[pb.Reservation] = [*results[:40], *results[40], *results[41]]
+    answers = [*unary_answers, *streamed_one, *streamed_two]
     assert sorted(a.reservation_id for a in answers) == sorted(wanted)
 
     held = {a.reservation_id for a in answers if a.state == pb.HELD}
