@@ -54,6 +54,7 @@ bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/flotilla bench transfers --db postgres --json bench/results/transfers-postgres.json
 	$(BIN)/flotilla bench gateway --json bench/results/gateway.json
 	$(BIN)/flotilla bench stacks --json bench/results/stacks.json
+	$(BIN)/flotilla bench inventory --json bench/results/inventory.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)
