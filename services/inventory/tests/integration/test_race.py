@@ -147,3 +147,30 @@ async def test_two_sweepers_expire_each_hold_once(
     assert reasons.count("expired") == 24
     assert (await two.release("sw-long")).state == pb.RELEASED
     assert await _ledger(one, product_id) == (50, 0, 0)
+
+
+async def test_a_repeated_reserve_racing_a_release_never_deadlocks(
+    pair: tuple[Instance, Instance],
+) -> None:
+    """A saga retrying its Reserve while its compensation releases: the Reserve takes the
+    reservation's row before any product's (as Release does), so the two never wait for
+    each other in a circle (PostgreSQL would abort one as a deadlock)."""
+    one, two = pair
+    mug = await one.product("MUG-1", on_hand=100)
+    cup = await one.product("CUP-1", on_hand=100)
+    ids = [f"again-{i}" for i in range(30)]
+    for reservation_id in ids:
+        assert (await one.reserve(reservation_id, (mug, 1), (cup, 1))).state == pb.HELD
+    calls = []
+    for n, reservation_id in enumerate(ids):
+        reserver, releaser = (one, two) if n % 2 else (two, one)
+        calls += [
+            reserver.reserve(reservation_id, (mug, 1), (cup, 1)),
+            releaser.release(reservation_id),
+        ]
+    answers = await asyncio.gather(*calls)
+    repeats, releases = answers[0::2], answers[1::2]
+    assert {a.state for a in releases} == {pb.RELEASED}
+    assert {a.state for a in repeats} <= {pb.HELD, pb.RELEASED}
+    assert await _ledger(one, mug) == (100, 0, 0)
+    assert await _ledger(one, cup) == (100, 0, 0)

@@ -20,6 +20,7 @@ from flotilla_inventory.domain import (
     Product,
     Reservation,
     ReservationState,
+    ReservedLine,
     StockLevel,
     StockReason,
 )
@@ -180,6 +181,11 @@ class FakeReservations:
         for reservation in reservations:
             if not await self.add(reservation):
                 raise ReservationIdTaken(reservation.id)
+
+    async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
+        for reservation_id, line in lines:
+            found = self.store.reservations[reservation_id]
+            self.store.reservations[reservation_id] = replace(found, lines=(*found.lines, line))
 
     async def known(self, reservation_ids: Sequence[str]) -> set[str]:
         return {i for i in reservation_ids if i in self.store.reservations}

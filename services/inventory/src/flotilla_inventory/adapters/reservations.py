@@ -141,6 +141,13 @@ class SqlReservations:
         if lines:
             await self.session.execute(reservation_lines.insert(), lines)
 
+    async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
+        if lines:
+            await self.session.execute(
+                reservation_lines.insert(),
+                [_line(reservation_id, line) for reservation_id, line in lines],
+            )
+
     async def known(self, reservation_ids: Sequence[str]) -> set[str]:
         if not reservation_ids:
             return set()

@@ -12,6 +12,7 @@ from flotilla_inventory.domain import (
     Product,
     Reservation,
     ReservationState,
+    ReservedLine,
     StockLevel,
     StockReason,
 )
@@ -94,8 +95,13 @@ class Reservations(Protocol):
         ...
 
     async def add_many(self, reservations: Sequence[Reservation]) -> None:
-        """Insert all, with their lines; `ReservationIdTaken` when an id is taken (the
-        transaction is then unusable: roll it back)."""
+        """Insert all (in the order given: the lock order), with their lines;
+        `ReservationIdTaken` when an id is taken (the transaction is then unusable:
+        roll it back)."""
+        ...
+
+    async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
+        """Lines (reservation id, line) of reservations added in this transaction."""
         ...
 
     async def known(self, reservation_ids: Sequence[str]) -> set[str]:

@@ -15,18 +15,19 @@ from those the id was first asked for is refused as INVALID and changes nothing.
 
 Each call is one transaction (two when a Reserve is refused: the holds are rolled back,
 then the refusal is recorded). A hold is one conditional statement per line,
-`held = held + q WHERE on_hand - held >= q`, in product-id order (so that two transactions
-holding the same products lock them in the same order on PostgreSQL): two instances
-racing for the last units can never oversell, and the CHECK constraints say the same once
-more. Leaving HELD is a compare-and-set on the reservation's state: of two calls (or two
-sweepers) one wins, and only the winner moves stock.
+`held = held + q WHERE on_hand - held >= q`: two instances racing for the last units can
+never oversell, and the CHECK constraints say the same once more. Leaving HELD is a
+compare-and-set on the reservation's state: of two calls (or two sweepers) one wins, and
+only the winner moves stock. Locks are always taken in one order, reservation rows (by
+id) before product rows (by id), so that no two transactions wait for each other in a
+circle on PostgreSQL.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from flotilla_inventory.domain import (
     Product,
@@ -139,11 +140,19 @@ class ReservationDesk:
             return None
         return refused(call.reservation_id, Refusal.INVALID, problem, now=now)
 
-    def _held(self, call: ReserveCall, held: dict[str, Held], now: dt.datetime) -> Reservation:
+    def _header(self, call: ReserveCall, now: dt.datetime) -> Reservation:
+        """The reservation HELD, before its lines (their prices come with the holds)."""
         return Reservation(
             id=call.reservation_id,
             state=ReservationState.HELD,
             created_at=now,
+            expires_at=now + dt.timedelta(seconds=call.hold_s or self._default_hold_s),
+            fingerprint=lines_fingerprint(call.lines),
+        )
+
+    def _held(self, call: ReserveCall, held: dict[str, Held], now: dt.datetime) -> Reservation:
+        return replace(
+            self._header(call, now),
             lines=tuple(
                 ReservedLine(
                     line.product_id,
@@ -153,8 +162,6 @@ class ReservationDesk:
                 )
                 for line in sorted(call.lines, key=lambda line: line.product_id)
             ),
-            expires_at=now + dt.timedelta(seconds=call.hold_s or self._default_hold_s),
-            fingerprint=lines_fingerprint(call.lines),
         )
 
     async def _reserve(self, call: ReserveCall) -> Reservation:
@@ -165,17 +172,22 @@ class ReservationDesk:
         fingerprint = lines_fingerprint(call.lines)
         refusal: Reservation | None = None
         async with self._uow() as uow:
-            held, shortfall = await self._hold_all(uow, call.lines)
-            if shortfall is None:
-                reservation = self._held(call, {line.product_id: h for line, h in held}, now)
-                if await uow.reservations.add(reservation):
+            # The reservation's row first, then the products: the lock order of every
+            # call (Commit and Release decide the row, then move stock), so that two
+            # transactions never wait for each other in a circle on PostgreSQL. A taken
+            # id (a repeat, or a race lost) holds nothing and answers for itself below.
+            if await uow.reservations.add(self._header(call, now)):
+                held, shortfall = await self._hold_all(uow, call.lines)
+                if shortfall is None:
+                    reservation = self._held(call, {line.product_id: h for line, h in held}, now)
+                    await uow.reservations.add_lines(
+                        [(reservation.id, line) for line in reservation.lines]
+                    )
                     for _, h in held:
                         await uow.events.changed(h.level, StockReason.RESERVED)
                     await uow.commit()
                     return reservation
-                # The id is taken (a repeat, or another call won a race): the holds go
-                # back with the rollback, and the reservation answers for itself below.
-            else:
+                # Short: the row and the holds go back with the rollback.
                 refusal = refused(
                     call.reservation_id,
                     shortfall.refusal,
@@ -253,9 +265,18 @@ class ReservationDesk:
         are left out (answered alone). None: rolled back, every call goes alone."""
         async with self._uow() as uow:
             known = await uow.reservations.known([call.reservation_id for _, call in calls])
-            fresh = [(index, call) for index, call in calls if call.reservation_id not in known]
+            fresh = sorted(
+                ((index, call) for index, call in calls if call.reservation_id not in known),
+                key=lambda item: item[1].reservation_id,
+            )
             if not fresh:
                 return {}
+            # Rows first, in id order, then products in id order: the lock order of every
+            # call (see _reserve).
+            try:
+                await uow.reservations.add_many([self._header(call, now) for _, call in fresh])
+            except ReservationIdTaken:
+                return None
             totals: dict[str, int] = {}
             for _, call in fresh:
                 for line in call.lines:
@@ -267,10 +288,9 @@ class ReservationDesk:
                     return None
                 held[product_id] = holding
             answers = {index: self._held(call, held, now) for index, call in fresh}
-            try:
-                await uow.reservations.add_many(list(answers.values()))
-            except ReservationIdTaken:
-                return None
+            await uow.reservations.add_lines(
+                [(r.id, line) for r in answers.values() for line in r.lines]
+            )
             for holding in held.values():
                 await uow.events.changed(holding.level, StockReason.RESERVED)
             await uow.commit()
