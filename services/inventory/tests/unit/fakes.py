@@ -24,7 +24,7 @@ from flotilla_inventory.domain import (
     StockLevel,
     StockReason,
 )
-from flotilla_inventory.service_layer.ports import Held, ReservationIdTaken
+from flotilla_inventory.service_layer.ports import Held
 
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -177,18 +177,13 @@ class FakeReservations:
         self.store.reservations[reservation.id] = reservation
         return True
 
-    async def add_many(self, reservations: Sequence[Reservation]) -> None:
-        for reservation in reservations:
-            if not await self.add(reservation):
-                raise ReservationIdTaken(reservation.id)
+    async def add_many(self, reservations: Sequence[Reservation]) -> set[str]:
+        return {r.id for r in reservations if await self.add(r)}
 
     async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
         for reservation_id, line in lines:
             found = self.store.reservations[reservation_id]
             self.store.reservations[reservation_id] = replace(found, lines=(*found.lines, line))
-
-    async def known(self, reservation_ids: Sequence[str]) -> set[str]:
-        return {i for i in reservation_ids if i in self.store.reservations}
 
     async def get(self, reservation_id: str) -> Reservation | None:
         return self.store.reservations.get(reservation_id)

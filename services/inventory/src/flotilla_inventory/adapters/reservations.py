@@ -17,13 +17,11 @@ from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Row
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from flotilla_inventory.adapters.tables import reservation_lines
 from flotilla_inventory.adapters.tables import reservations as reservations_table
 from flotilla_inventory.domain import Refusal, Reservation, ReservationState, ReservedLine
-from flotilla_inventory.service_layer.ports import ReservationIdTaken
 from flotilla_kit.db import UtcDateTime
 
 __all__ = ["SqlReservations"]
@@ -129,17 +127,27 @@ class SqlReservations:
             )
         return True
 
-    async def add_many(self, reservations: Sequence[Reservation]) -> None:
-        """One INSERT for the reservations and one for their lines."""
-        try:
-            await self.session.execute(
-                reservations_table.insert(), [_header(r) for r in reservations]
-            )
-        except IntegrityError as exc:
-            raise ReservationIdTaken(str(exc.orig)) from exc
-        lines = [_line(r.id, line) for r in reservations for line in r.lines]
-        if lines:
-            await self.session.execute(reservation_lines.insert(), lines)
+    async def add_many(self, reservations: Sequence[Reservation]) -> set[str]:
+        """One INSERT for the reservations (in the order given) and one for their lines;
+        the ids it inserted (those taken already are left alone)."""
+        if not reservations:
+            return set()
+        insert = (
+            postgresql_insert
+            if self.session.get_bind().dialect.name == "postgresql"
+            else sqlite_insert
+        )
+        statement = (
+            insert(reservations_table)
+            .on_conflict_do_nothing(index_elements=[reservations_table.c.id])
+            .returning(reservations_table.c.id)
+        )
+        result = await self.session.execute(statement, [_header(r) for r in reservations])
+        inserted = set(result.scalars().all())
+        await self.add_lines(
+            [(r.id, line) for r in reservations if r.id in inserted for line in r.lines]
+        )
+        return inserted
 
     async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
         if lines:
@@ -147,16 +155,6 @@ class SqlReservations:
                 reservation_lines.insert(),
                 [_line(reservation_id, line) for reservation_id, line in lines],
             )
-
-    async def known(self, reservation_ids: Sequence[str]) -> set[str]:
-        if not reservation_ids:
-            return set()
-        rows = await self.session.execute(
-            select(reservations_table.c.id).where(
-                reservations_table.c.id.in_(list(reservation_ids))
-            )
-        )
-        return {row.id for row in rows}
 
     async def _lines(self, reservation_id: str) -> tuple[ReservedLine, ...]:
         rows = await self.session.execute(_LINES, {"reservation_id": reservation_id})

@@ -23,7 +23,6 @@ __all__ = [
     "Held",
     "InventoryUnitOfWork",
     "Products",
-    "ReservationIdTaken",
     "ReservationMetrics",
     "Reservations",
     "StockEvents",
@@ -40,11 +39,6 @@ class Held:
     level: StockLevel
     unit_price_minor: int
     currency: str
-
-
-class ReservationIdTaken(Exception):
-    """An insert of several reservations met an id that is taken (another instance
-    reserved it meanwhile)."""
 
 
 class Products(Protocol):
@@ -94,18 +88,14 @@ class Reservations(Protocol):
         concurrent insert of the same id waits for the other transaction to end."""
         ...
 
-    async def add_many(self, reservations: Sequence[Reservation]) -> None:
-        """Insert all (in the order given: the lock order), with their lines;
-        `ReservationIdTaken` when an id is taken (the transaction is then unusable:
-        roll it back)."""
+    async def add_many(self, reservations: Sequence[Reservation]) -> set[str]:
+        """Insert those whose id is free (in the order given: the lock order), with their
+        lines; the ids inserted. A concurrent insert of the same id waits for the other
+        transaction to end."""
         ...
 
     async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
         """Lines (reservation id, line) of reservations added in this transaction."""
-        ...
-
-    async def known(self, reservation_ids: Sequence[str]) -> set[str]:
-        """Which of the ids are taken."""
         ...
 
     async def get(self, reservation_id: str) -> Reservation | None: ...

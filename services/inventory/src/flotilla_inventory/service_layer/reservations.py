@@ -48,7 +48,6 @@ from flotilla_inventory.service_layer.ports import (
     Clock,
     Held,
     InventoryUnitOfWork,
-    ReservationIdTaken,
     ReservationMetrics,
     UnitOfWorkFactory,
 )
@@ -224,12 +223,12 @@ class ReservationDesk:
         """Several Reserves at once (the requests a stream has in hand), answered in the
         order of `calls`, each exactly as `reserve` would answer it.
 
-        New reservations are held together in one transaction: one conditional update per
-        product for the sum of what they ask of it, one insert for the reservations, one
-        for their lines. When a product cannot cover the sum, or an id turns out to be
-        taken, that transaction is rolled back and each call goes its own way (its own
-        transaction, its own exact refusal): a batch never changes an answer, only what
-        the answers cost.
+        New reservations are held together in one transaction: one insert for the
+        reservations, one conditional update per product for the sum of what they ask of
+        it, one insert for their lines. Ids already taken (repeats) are answered alone.
+        When a product cannot cover the sum, that transaction is rolled back and each call
+        goes its own way (its own transaction, its own exact refusal): a batch never
+        changes an answer, only what the answers cost.
         """
         now = self._clock()
         answers: dict[int, Reservation] = {}
@@ -261,22 +260,18 @@ class ReservationDesk:
     async def _reserve_together(
         self, calls: list[tuple[int, ReserveCall]], now: dt.datetime
     ) -> dict[int, Reservation] | None:
-        """Hold every new reservation of the batch in one transaction; ids already known
+        """Hold every new reservation of the batch in one transaction; ids already taken
         are left out (answered alone). None: rolled back, every call goes alone."""
         async with self._uow() as uow:
-            known = await uow.reservations.known([call.reservation_id for _, call in calls])
-            fresh = sorted(
-                ((index, call) for index, call in calls if call.reservation_id not in known),
-                key=lambda item: item[1].reservation_id,
-            )
-            if not fresh:
-                return {}
             # Rows first, in id order, then products in id order: the lock order of every
             # call (see _reserve).
-            try:
-                await uow.reservations.add_many([self._header(call, now) for _, call in fresh])
-            except ReservationIdTaken:
-                return None
+            ordered = sorted(calls, key=lambda item: item[1].reservation_id)
+            inserted = await uow.reservations.add_many(
+                [self._header(call, now) for _, call in ordered]
+            )
+            fresh = [(index, call) for index, call in ordered if call.reservation_id in inserted]
+            if not fresh:
+                return {}
             totals: dict[str, int] = {}
             for _, call in fresh:
                 for line in call.lines:
