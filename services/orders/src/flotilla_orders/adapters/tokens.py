@@ -1,0 +1,21 @@
+"""Where the outbound clients get this service's own access token."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+__all__ = ["NoTokens", "TokenSource"]
+
+
+class TokenSource(Protocol):
+    """This service's own access token (the kit's `ServiceTokenProvider`)."""
+
+    async def token(self) -> str: ...
+
+
+class NoTokens:
+    """An instance without TLS has no identity to prove: every call that needs one fails
+    as if the dependency were down (nothing is sent)."""
+
+    async def token(self) -> str:
+        raise RuntimeError("TLS is not configured, so this instance has no identity")

@@ -1,0 +1,38 @@
+"""Order rules and types: the checkout saga's state machine. No I/O, no framework."""
+
+from flotilla_orders.domain.backoff import full_jitter
+from flotilla_orders.domain.events import CANCELLED, CONFIRMED, SERVICE, final_event
+from flotilla_orders.domain.order import (
+    MAX_AMOUNT_MINOR,
+    MAX_LINES,
+    MAX_QUANTITY,
+    CancelReason,
+    IllegalTransition,
+    InvalidLines,
+    Order,
+    OrderLine,
+    OrderState,
+    SagaStep,
+    check_lines,
+    new_order,
+)
+
+__all__ = [
+    "CANCELLED",
+    "CONFIRMED",
+    "MAX_AMOUNT_MINOR",
+    "MAX_LINES",
+    "MAX_QUANTITY",
+    "SERVICE",
+    "CancelReason",
+    "IllegalTransition",
+    "InvalidLines",
+    "Order",
+    "OrderLine",
+    "OrderState",
+    "SagaStep",
+    "check_lines",
+    "final_event",
+    "full_jitter",
+    "new_order",
+]
