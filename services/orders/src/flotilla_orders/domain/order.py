@@ -220,6 +220,8 @@ class Order:
     # -- REFUNDING -------------------------------------------------------------------------
 
     def refunded(self, transfer_id: str, *, at: dt.datetime) -> Order:
+        if self.step is not SagaStep.REFUNDING:
+            raise IllegalTransition(self.step, SagaStep.RELEASING)
         return self._move(SagaStep.RELEASING, at=at, refund_transfer_id=transfer_id)
 
     def next_refund_attempt(self, *, at: dt.datetime) -> Order:
@@ -231,6 +233,8 @@ class Order:
 
     def release(self, reason: CancelReason, *, at: dt.datetime) -> Order:
         """Give the stock back (RESERVING past its deadline, PAYING refused)."""
+        if self.step not in (SagaStep.RESERVING, SagaStep.PAYING):
+            raise IllegalTransition(self.step, SagaStep.RELEASING)
         return self._move(SagaStep.RELEASING, at=at, reason=reason)
 
     def cancel(self, *, at: dt.datetime) -> Order:

@@ -112,6 +112,11 @@ class Saga:
     def config(self) -> SagaConfig:
         return self._config
 
+    @property
+    def drives(self) -> frozenset[asyncio.Task[Order | None]]:
+        """The orders this process is driving right now (tests, shutdown)."""
+        return frozenset(self._tasks)
+
     # -- drivers ---------------------------------------------------------------------------
 
     def launch(self, order: Order) -> asyncio.Task[Order | None]:
