@@ -148,9 +148,7 @@ class FakeStock:
         self.commits: list[str] = []
         self.releases: list[str] = []  # holds given back (not tombstones)
 
-    def add(
-        self, product_id: str, price: int, *, currency: str = "EUR", on_hand: int = 100
-    ) -> str:
+    def add(self, product_id: str, price: int, *, currency: str = "EUR", on_hand: int = 100) -> str:
         self.products[product_id] = FakeProduct(product_id, price, currency, on_hand)
         return product_id
 
@@ -175,9 +173,8 @@ class FakeStock:
                 ).answer()
             return known.answer()
         ids = [p for p, _ in lines]
-        if not 1 <= len(lines) <= 100 or len(set(ids)) != len(ids):
-            return self._refuse(reservation_id, StockRefusal.INVALID, ())
-        if any(not 1 <= q <= 10_000 for _, q in lines):
+        malformed = not 1 <= len(lines) <= 100 or len(set(ids)) != len(ids)
+        if malformed or any(not 1 <= q <= 10_000 for _, q in lines):
             return self._refuse(reservation_id, StockRefusal.INVALID, ())
         unknown = tuple(p for p in ids if p not in self.products)
         if unknown:
@@ -702,9 +699,7 @@ class FakeOrders:
         return True
 
     async def release_leases_of(self, owner: str) -> int:
-        mine = [
-            o for o in self._store.orders.values() if o.lease_owner == owner and not o.is_final
-        ]
+        mine = [o for o in self._store.orders.values() if o.lease_owner == owner and not o.is_final]
         for o in mine:
             self._put(replace(o, lease_owner=None, lease_until=None))
         return len(mine)

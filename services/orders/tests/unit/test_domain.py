@@ -99,8 +99,12 @@ def test_compensations_carry_their_reason_to_the_end() -> None:
         lambda o: o.cancel(at=AT),  # nothing to release yet, no reason
         lambda o: o.hold_lost(at=AT),
         lambda o: o.refunded("t", at=AT),
-        lambda o: o.reserved({"apple": 1, "pear": 1}, at=AT).paid("t", at=AT).hold_lost(at=AT)
-        .release(CancelReason.PAYMENT_REFUSED, at=AT),  # the refund comes first
+        lambda o: (
+            o.reserved({"apple": 1, "pear": 1}, at=AT)
+            .paid("t", at=AT)
+            .hold_lost(at=AT)
+            .release(CancelReason.PAYMENT_REFUSED, at=AT)
+        ),  # the refund comes first
         lambda o: o.next_payment_attempt(at=AT),
         lambda o: o.next_refund_attempt(at=AT),
         lambda o: o.out_of_stock(at=AT).release(CancelReason.OUT_OF_STOCK, at=AT),  # final

@@ -166,9 +166,10 @@ async def test_a_slow_driver_that_lost_its_lease_writes_nothing(world: World) ->
     assert world.order(placed.order.id) == confirmed
     assert world.stock.commits == [str(placed.order.id)]
     assert world.events() == [("order_confirmed", str(placed.order.id))]
-    assert world.metric(
-        "flotilla_orders_saga_steps_total", step="committing", result="lease_lost"
-    ) == 1
+    assert (
+        world.metric("flotilla_orders_saga_steps_total", step="committing", result="lease_lost")
+        == 1
+    )
 
 
 async def test_recovery_gives_back_what_is_still_stuck_with_a_backoff(world: World) -> None:

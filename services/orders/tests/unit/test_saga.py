@@ -28,7 +28,11 @@ async def test_an_order_is_reserved_paid_committed_and_confirmed(world: World) -
     # The money moved once, on the customer's behalf, with the documented key.
     (paid,) = world.bank.applied_transfers()
     assert order.payment_transfer_id == paid.id
-    assert (paid.from_account, paid.to_account, paid.amount_minor) == (world.wallet, world.shop, 500)
+    assert (paid.from_account, paid.to_account, paid.amount_minor) == (
+        world.wallet,
+        world.shop,
+        500,
+    )
     assert (paid.initiator, paid.reference) == ("alice", f"order {order.id}")
     assert world.payments.keys == [f"order:{order.id}:pay:1"]
     assert (world.bank.balance(world.wallet), world.bank.balance(world.shop)) == (9_500, 500)
