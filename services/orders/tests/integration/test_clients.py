@@ -3,6 +3,8 @@ what each answer means, and that no answer is never taken for one."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 import pytest
 
@@ -41,13 +43,14 @@ def orders_token(tokens: TokenMinter, role: str = "service:orders") -> StaticTok
 
 def inventory_client(
     world: World, tokens: TokenMinter, dev_pki: Pki, *, targets: list[str] | None = None,
-    role: str = "service:orders",
+    role: str = "service:orders", on_call: Callable[[str, str], None] | None = None,
 ) -> GrpcInventoryClient:  # fmt: skip
     return GrpcInventoryClient(
         targets if targets is not None else world.inventory_targets,
         tls=tls_of(dev_pki("orders")),
         tokens=orders_token(tokens, role),
         timeout_s=5.0,
+        on_call=on_call,
     )
 
 
@@ -55,8 +58,9 @@ async def test_inventory_over_grpc_moves_on_from_a_dead_instance(
     world: World, tokens: TokenMinter, dev_pki: Pki
 ) -> None:
     calls: list[tuple[str, str]] = []
-    client = inventory_client(world, tokens, dev_pki)
-    client._on_call = lambda method, result: calls.append((method, result))  # noqa: SLF001
+    client = inventory_client(
+        world, tokens, dev_pki, on_call=lambda method, result: calls.append((method, result))
+    )
     try:
         products = await client.availability(["apple", "kiwi"])
         assert [(p.product_id, p.found, p.unit_price_minor, p.currency) for p in products] == [
