@@ -1,0 +1,298 @@
+"""The outbox relay: moves committed events from a service's outbox table to JetStream.
+
+At least once, in order: rows are published in `seq` order, one at a time, each awaited
+until JetStream acknowledges it, and only then marked published. A relay that dies
+between the acknowledgement and the mark publishes the row again when it restarts; the
+copy carries the same Nats-Msg-Id and JetStream drops it (duplicate window), and the
+consumers' inboxes drop whatever gets past that. Broker trouble is retried forever.
+
+On PostgreSQL `seq` is taken at INSERT, not at commit, so two concurrent transactions
+may commit out of `seq` order and be published in commit order instead; changes to one
+entity are serialised by its row lock, so its events keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import NoStreamResponseError, NotFoundError
+from sqlalchemy import Table, delete, func, select, update
+
+from flotilla_kit.db import Database
+from flotilla_kit.events._broker import BROKER_TROUBLE, EVENTS_STREAM, connect, ensure_streams
+from flotilla_kit.events._metrics import EventMetrics
+from flotilla_kit.logs import get_logger
+
+__all__ = ["OutboxRelay", "run_relay"]
+
+_PRUNE_EVERY_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    seq: int
+    event_id: str
+    subject: str
+    payload: str
+
+
+_log = get_logger("flotilla.events.relay")
+_T = TypeVar("_T")
+
+
+class OutboxRelay:
+    """One per service database (`python -m flotilla_<service> relay`). `after_publish`
+    is for tests: it runs after JetStream acknowledged a row and before the row is
+    marked, which is the window a crash re-publishes."""
+
+    def __init__(
+        self,
+        *,
+        database: Database,
+        outbox: Table,
+        nats_url: str,
+        service: str,
+        metrics: EventMetrics | None = None,
+        batch_size: int = 100,
+        poll_interval_s: float = 0.2,
+        publish_timeout_s: float = 2.0,
+        retry_initial_s: float = 0.2,
+        retry_max_s: float = 5.0,
+        keep_published_s: float | None = 86_400.0,
+        after_publish: Callable[[str], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self._database = database
+        self._outbox = outbox
+        self._url = nats_url
+        self._service = service
+        self.metrics = metrics or EventMetrics()
+        self._batch_size = batch_size
+        self._poll_interval_s = poll_interval_s
+        self._publish_timeout_s = publish_timeout_s
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._keep_published_s = keep_published_s
+        self._after_publish = after_publish
+        self._client: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._streams_ready = False
+        self._stopping = asyncio.Event()
+        self._last_prune = time.monotonic()
+
+    # -- one pass ------------------------------------------------------------------------
+
+    async def publish_pending(self) -> int:
+        """Publish every row not yet published, batch by batch, in `seq` order; returns
+        how many JetStream acknowledged. Raises on broker or database trouble, after
+        marking the rows acknowledged so far."""
+        js = await self._jetstream()
+        total = 0
+        while True:
+            rows = await self._unpublished()
+            if not rows:
+                break
+            acknowledged: list[int] = []
+            try:
+                for row in rows:
+                    await self._publish(js, row)
+                    if self._after_publish is not None:
+                        self._after_publish(row.event_id)
+                    acknowledged.append(row.seq)
+            finally:
+                if acknowledged:
+                    await self._mark_published(acknowledged)
+                    self.metrics.published_some(self._service, len(acknowledged))
+            total += len(acknowledged)
+            _log.debug("outbox batch published", service=self._service, count=len(rows))
+            if len(rows) < self._batch_size or self._stopping.is_set():
+                break
+        await self._measure_backlog()
+        return total
+
+    async def _jetstream(self) -> JetStreamContext:
+        if self._client is None or self._client.is_closed:
+            self._client = await connect(self._url, name=f"{self._service}-relay")
+            self._js = self._client.jetstream(timeout=self._publish_timeout_s)
+            self._streams_ready = False
+        assert self._js is not None
+        if not self._streams_ready:
+            await ensure_streams(self._js)
+            self._streams_ready = True
+        return self._js
+
+    async def _unpublished(self) -> list[_Row]:
+        c = self._outbox.c
+        async with self._database.read_sessions() as session:
+            result = await session.execute(
+                select(c.seq, c.event_id, c.subject, c.payload)
+                .where(c.published_at.is_(None))
+                .order_by(c.seq)
+                .limit(self._batch_size)
+            )
+            return [_Row(int(r.seq), r.event_id, r.subject, r.payload) for r in result]
+
+    async def _publish(self, js: JetStreamContext, row: _Row) -> None:
+        try:
+            ack = await js.publish(
+                row.subject,
+                row.payload.encode(),
+                timeout=self._publish_timeout_s,
+                stream=EVENTS_STREAM,  # refused unless it lands in our stream
+                headers={"Nats-Msg-Id": row.event_id},
+            )
+        except (NoStreamResponseError, NotFoundError):
+            self._streams_ready = False  # a broker that lost its store: create them again
+            raise
+        if ack.duplicate:
+            _log.info("event was already on the stream", event_id=row.event_id)
+
+    async def _mark_published(self, seqs: list[int]) -> None:
+        c = self._outbox.c
+        async with self._database.write_sessions() as session:
+            await session.execute(
+                update(self._outbox)
+                .where(c.seq.in_(seqs), c.published_at.is_(None))
+                .values(published_at=dt.datetime.now(dt.UTC))
+            )
+            await session.commit()
+
+    async def _measure_backlog(self) -> None:
+        c = self._outbox.c
+        async with self._database.read_sessions() as session:
+            waiting = await session.scalar(
+                select(func.count()).select_from(self._outbox).where(c.published_at.is_(None))
+            )
+        self.metrics.backlog_is(self._service, int(waiting or 0))
+
+    async def prune_published(self, *, older_than_s: float) -> int:
+        """Delete rows published more than `older_than_s` ago (they only serve to look
+        back at what was sent)."""
+        c = self._outbox.c
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
+        async with self._database.write_sessions() as session:
+            result = await session.execute(
+                delete(self._outbox).where(c.published_at.is_not(None), c.published_at < cutoff)
+            )
+            await session.commit()
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """`run()` returns after the batch it is publishing (signal handlers call this)."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Publish until `stop()`, polling the outbox every `poll_interval_s`; wait out
+        broker and database trouble with backoff, forever."""
+        _log.info("outbox relay started", service=self._service, nats_url=self._url)
+        delay = self._retry_initial_s
+        failing = False
+        try:
+            while not self._stopping.is_set():
+                try:
+                    # Waiting for a broker that is down must not hold up a stop.
+                    if await self._unless_stopped(self._jetstream()) is None:
+                        break
+                    published = await self.publish_pending()
+                except BROKER_TROUBLE as exc:
+                    self.metrics.publish_failed(self._service)
+                    if not failing:
+                        _log.warning(
+                            "outbox relay cannot publish; retrying",
+                            service=self._service, error=repr(exc),
+                        )  # fmt: skip
+                    failing = True
+                    await self._pause(delay)
+                    delay = min(delay * 2, self._retry_max_s)
+                    continue
+                if failing:
+                    _log.info("outbox relay publishing again", service=self._service)
+                    failing = False
+                delay = self._retry_initial_s
+                if published == 0:
+                    await self._prune_when_due()
+                    await self._pause(self._poll_interval_s)
+        finally:
+            await self.close()
+            _log.info("outbox relay stopped", service=self._service)
+
+    async def _unless_stopped(self, work: Awaitable[_T]) -> _T | None:
+        task = asyncio.ensure_future(work)
+        stopped = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if task.done():
+            return task.result()
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, *BROKER_TROUBLE):
+            await task
+        return None
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _prune_when_due(self) -> None:
+        if self._keep_published_s is None:
+            return
+        if time.monotonic() - self._last_prune < _PRUNE_EVERY_S:
+            return
+        self._last_prune = time.monotonic()
+        pruned = await self.prune_published(older_than_s=self._keep_published_s)
+        if pruned:
+            _log.info("published outbox rows pruned", service=self._service, count=pruned)
+
+    async def close(self) -> None:
+        client, self._client, self._js = self._client, None, None
+        if client is not None and not client.is_closed:
+            with contextlib.suppress(*BROKER_TROUBLE):
+                await client.close()
+
+
+def run_relay(
+    *,
+    database: Database,
+    outbox: Table,
+    nats_url: str,
+    service: str,
+    metrics: EventMetrics | None = None,
+    poll_interval_s: float = 0.2,
+) -> None:
+    """Blocking: a service's `relay` command. SIGTERM or SIGINT stops it after the batch
+    it is publishing; the database is disposed of on the way out."""
+
+    async def main() -> None:
+        relay = OutboxRelay(
+            database=database,
+            outbox=outbox,
+            nats_url=nats_url,
+            service=service,
+            metrics=metrics,
+            poll_interval_s=poll_interval_s,
+        )
+        loop = asyncio.get_running_loop()
+        stops = (signal.SIGTERM, signal.SIGINT)
+        for sig in stops:
+            loop.add_signal_handler(sig, relay.stop)
+        try:
+            await relay.run()
+        finally:
+            for sig in stops:
+                loop.remove_signal_handler(sig)
+            await database.dispose()
+
+    asyncio.run(main())
