@@ -26,7 +26,14 @@ from typing import Any, Self
 
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.tokens import Principal
-from flotilla_orders.domain import Order, SagaStep
+from flotilla_orders.domain import (
+    CommittedTransfer,
+    HistoryEntry,
+    Order,
+    OrderOutcome,
+    SagaStep,
+    payment_state,
+)
 from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (
     AccountInfo,
@@ -610,6 +617,8 @@ class FakeStore:
     orders: dict[uuid.UUID, Order] = field(default_factory=dict)
     keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
+    outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
+    transfers: dict[str, CommittedTransfer] = field(default_factory=dict)
     # Runs just before a key is stored: lets a test slip a competing request in between.
     before_remember: Callable[[], None] | None = None
 
@@ -759,6 +768,46 @@ class FakeEvents:
         self._undo.append(lambda: events.pop(last))
 
 
+class FakeHistory:
+    """The read model's facts: the first one stored under a key stays."""
+
+    def __init__(self, store: FakeStore, undo: Undo) -> None:
+        self._store = store
+        self._undo = undo
+
+    async def add_outcome(self, outcome: OrderOutcome, *, event_id: str) -> None:
+        rows = self._store.outcomes
+        if outcome.order_id not in rows:
+            rows[outcome.order_id] = outcome
+            self._undo.append(lambda: rows.pop(outcome.order_id))
+
+    async def add_transfer(self, transfer: CommittedTransfer, *, event_id: str) -> None:
+        rows = self._store.transfers
+        if transfer.transfer_id not in rows:
+            rows[transfer.transfer_id] = transfer
+            self._undo.append(lambda: rows.pop(transfer.transfer_id))
+
+    def _entry(self, outcome: OrderOutcome) -> HistoryEntry:
+        return HistoryEntry(outcome, payment_state(outcome, frozenset(self._store.transfers)))
+
+    async def get(self, order_id: str) -> HistoryEntry | None:
+        found = self._store.outcomes.get(order_id)
+        return self._entry(found) if found else None
+
+    async def page_for_customer(
+        self, customer_id: str, *, limit: int, after: HistoryEntry | None
+    ) -> list[HistoryEntry]:
+        mine = sorted(
+            (o for o in self._store.outcomes.values() if o.customer_id == customer_id),
+            key=lambda o: (o.finished_at, o.order_id),
+            reverse=True,
+        )
+        if after is not None:
+            last = (after.outcome.finished_at, after.outcome.order_id)
+            mine = [o for o in mine if (o.finished_at, o.order_id) < last]
+        return [self._entry(o) for o in mine[:limit]]
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, *, write: bool) -> None:
         self._store = store
@@ -768,6 +817,7 @@ class FakeUnitOfWork:
         self.orders = FakeOrders(store, self._undo)
         self.idempotency = FakeKeys(store, self._undo)
         self.events = FakeEvents(store, self._undo)
+        self.history = FakeHistory(store, self._undo)
 
     async def __aenter__(self) -> Self:
         return self

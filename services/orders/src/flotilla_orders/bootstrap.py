@@ -1,5 +1,5 @@
 """The one place where the orders service is wired: settings -> database, inventory,
-payments and accounts clients, checkout, saga, recovery -> app."""
+payments and accounts clients, checkout, saga, recovery, the history's consumers -> app."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
+from flotilla_kit.events import EventMetrics
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
@@ -28,6 +29,7 @@ from flotilla_orders.adapters.payments_client import HttpPayments
 from flotilla_orders.adapters.tokens import NoTokens, TokenSource
 from flotilla_orders.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_orders.entrypoints import http
+from flotilla_orders.entrypoints.consumers import history_consumers, run_consumer
 from flotilla_orders.service_layer.checkout import Checkout, CheckoutConfig
 from flotilla_orders.service_layer.faults import NoFaults
 from flotilla_orders.service_layer.ports import Accounts, Clock, Faults, Inventory, Payments
@@ -104,12 +106,16 @@ def build_app(
             if recover_in_background:
                 task = asyncio.create_task(recovery.run(), name="orders-recovery")
                 running.push_async_callback(_cancel, task)
+            if settings.history_consumers:
+                for consumer in app.state.consumers:
+                    task = asyncio.create_task(run_consumer(consumer), name=consumer.name)
+                    running.push_async_callback(_cancel, task)
             yield
 
     app = create_service_app(
         settings,
         title="Flotilla orders",
-        routers=[http.router],
+        routers=[http.router, http.history_router],
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
@@ -182,6 +188,11 @@ def build_app(
     app.state.checkout = checkout
     app.state.recovery = recovery
     app.state.orders_metrics = metrics
+    app.state.consumers = history_consumers(
+        database,
+        nats_url=settings.nats_url,
+        metrics=EventMetrics(app.state.metrics.registry),
+    )
     http.install_error_mapping(app)
     return app
 

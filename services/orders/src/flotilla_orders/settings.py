@@ -113,6 +113,11 @@ class OrdersSettings(ServiceSettings):
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", description="The NATS server (JetStream) for events."
     )
+    history_consumers: bool = Field(
+        default=True,
+        description="Run the order history's event consumers in this instance (they wait "
+        "for NATS when it is not there; the rest of the service works meanwhile).",
+    )
     faults: dict[str, float] = Field(
         default_factory=dict,
         description=(

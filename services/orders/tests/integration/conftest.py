@@ -133,6 +133,7 @@ def settings(
         answer_within_s=answer_within_s,
         lease_s=5.0,
         reserve_within_s=30.0,
+        history_consumers=False,  # the tests of the read model start them with a NATS
     )
 
 

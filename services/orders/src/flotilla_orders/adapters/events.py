@@ -1,8 +1,6 @@
-"""The saga's final events, written in the transaction of the final state.
-
-Placeholder until `flotilla_kit.events` (the transactional outbox) lands on main: the
-events are logged, not stored. The port (`EventLog.add`) is what the saga calls either way.
-"""
+"""The saga's final events, into the transactional outbox (`flotilla_kit.events`): written
+in the transaction of the final state, published later by `python -m flotilla_orders
+relay`."""
 
 from __future__ import annotations
 
@@ -10,11 +8,13 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_kit.logs import get_logger
+from flotilla_kit.events import CloudEvent, Outbox
+from flotilla_orders.adapters.tables import outbox
+from flotilla_orders.domain import SERVICE
 
-__all__ = ["SqlEventLog"]
+__all__ = ["OUTBOX", "SqlEventLog"]
 
-_log = get_logger("flotilla.orders.events")
+OUTBOX = Outbox(outbox)
 
 
 class SqlEventLog:
@@ -22,4 +22,4 @@ class SqlEventLog:
         self.session = session
 
     async def add(self, event: str, *, subject: str, data: dict[str, Any]) -> None:
-        _log.info("event (no outbox yet)", event_type=event, subject=subject)
+        await OUTBOX.add(self.session, CloudEvent.new(SERVICE, event, data, subject=subject))

@@ -1,5 +1,6 @@
-"""The orders service's tables: orders and their lines (the saga's durable state), and
-Idempotency-Keys.
+"""The orders service's tables: orders and their lines (the saga's durable state),
+Idempotency-Keys, the outbox and inbox of events (`flotilla_kit.events`), and the order
+history: a read model built only from events, never from the orders table.
 
 The rules that must hold whatever code writes the rows are CHECK constraints: a known
 state, step and reason; PENDING exactly while the saga runs; a reason exactly when the
@@ -20,14 +21,25 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
     Uuid,
 )
 
 from flotilla_kit.db import NAMING_CONVENTION, UtcDateTime
+from flotilla_kit.events import inbox_table, outbox_table
 from flotilla_kit.idempotency import idempotency_table
 
-__all__ = ["idempotency_keys", "metadata", "order_lines", "orders"]
+__all__ = [
+    "history_orders",
+    "history_payments",
+    "idempotency_keys",
+    "inbox",
+    "metadata",
+    "order_lines",
+    "orders",
+    "outbox",
+]
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -108,3 +120,35 @@ order_lines = Table(
 )
 
 idempotency_keys = idempotency_table(metadata)
+outbox = outbox_table(metadata)
+inbox = inbox_table(metadata)
+
+# The read model. Each table holds what one kind of event says, keyed by what it is about;
+# an entry's payment state is joined at read time, so events may arrive in any order.
+history_orders = Table(
+    "history_orders",
+    metadata,
+    Column("order_id", String(36), primary_key=True),
+    Column("customer_id", String(128), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("total_minor", BigInteger, nullable=True),
+    Column("currency", String(3), nullable=True),
+    Column("lines", Text, nullable=True),  # JSON, as the order_confirmed event gives them
+    Column("payment_transfer_id", String(64), nullable=True),
+    Column("refund_transfer_id", String(64), nullable=True),
+    Column("finished_at", UtcDateTime(), nullable=False),  # the event's time
+    Column("event_id", String(36), nullable=False),
+    CheckConstraint("state IN ('CONFIRMED', 'CANCELLED')", name="state_final"),
+    Index("ix_history_orders_customer_id_finished_at", "customer_id", "finished_at", "order_id"),
+)
+
+history_payments = Table(
+    "history_payments",
+    metadata,
+    Column("transfer_id", String(64), primary_key=True),
+    Column("amount_minor", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("committed_at", UtcDateTime(), nullable=False),  # the event's time
+    Column("event_id", String(36), nullable=False),
+)

@@ -6,6 +6,7 @@ from typing import Self
 
 from flotilla_kit.db import Database, UnitOfWork
 from flotilla_orders.adapters.events import SqlEventLog
+from flotilla_orders.adapters.history_repository import SqlHistory
 from flotilla_orders.adapters.idempotency_keys import SqlIdempotencyKeys
 from flotilla_orders.adapters.order_repository import SqlOrderRepository
 
@@ -16,12 +17,14 @@ class SqlOrdersUnitOfWork(UnitOfWork):
     orders: SqlOrderRepository
     idempotency: SqlIdempotencyKeys
     events: SqlEventLog
+    history: SqlHistory
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.orders = SqlOrderRepository(self.session)
         self.idempotency = SqlIdempotencyKeys(self.session)
         self.events = SqlEventLog(self.session)
+        self.history = SqlHistory(self.session)
         return self
 
 

@@ -2,6 +2,16 @@
 
 from flotilla_orders.domain.backoff import full_jitter
 from flotilla_orders.domain.events import CANCELLED, CONFIRMED, SERVICE, final_event
+from flotilla_orders.domain.history import (
+    CommittedTransfer,
+    HistoryEntry,
+    InvalidEventData,
+    OrderOutcome,
+    PaymentState,
+    outcome_of,
+    payment_state,
+    transfer_of,
+)
 from flotilla_orders.domain.order import (
     MAX_AMOUNT_MINOR,
     MAX_LINES,
@@ -25,14 +35,22 @@ __all__ = [
     "MAX_QUANTITY",
     "SERVICE",
     "CancelReason",
+    "CommittedTransfer",
+    "HistoryEntry",
     "IllegalTransition",
+    "InvalidEventData",
     "InvalidLines",
     "Order",
     "OrderLine",
+    "OrderOutcome",
     "OrderState",
+    "PaymentState",
     "SagaStep",
     "check_lines",
     "final_event",
     "full_jitter",
     "new_order",
+    "outcome_of",
+    "payment_state",
+    "transfer_of",
 ]

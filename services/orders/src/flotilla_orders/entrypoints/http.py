@@ -14,8 +14,14 @@ from flotilla_kit.idempotency import request_fingerprint, valid_idempotency_key
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
 from flotilla_kit.security import Authenticated, require_permission
 from flotilla_orders.domain import Order
-from flotilla_orders.entrypoints.schemas import OrderIn, OrderList, OrderOut
-from flotilla_orders.service_layer import use_cases
+from flotilla_orders.entrypoints.schemas import (
+    HistoryEntryOut,
+    HistoryList,
+    OrderIn,
+    OrderList,
+    OrderOut,
+)
+from flotilla_orders.service_layer import history, use_cases
 from flotilla_orders.service_layer.checkout import CREATE, Checkout, OrderRequest
 from flotilla_orders.service_layer.errors import (
     CurrencyMismatch,
@@ -32,9 +38,12 @@ from flotilla_orders.service_layer.errors import (
 )
 from flotilla_orders.service_layer.ports import UnitOfWorkFactory
 
-__all__ = ["RETRY_AFTER_S", "install_error_mapping", "router"]
+__all__ = ["RETRY_AFTER_S", "history_router", "install_error_mapping", "router"]
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=PROBLEM_RESPONSES)
+history_router = APIRouter(
+    prefix="/api/v1/order-history", tags=["order history"], responses=PROBLEM_RESPONSES
+)
 
 # A dependency that did not answer usually comes back within seconds (a restart).
 RETRY_AFTER_S = 1
@@ -130,6 +139,32 @@ async def get_order(order_id: str, principal: Authenticated, uow: UowDep) -> Ord
     async with uow(write=False) as u:
         order = await use_cases.get_order(u, principal=principal, order_id=order_id)
     return OrderOut.of(order)
+
+
+@history_router.get(
+    "",
+    response_model=HistoryList,
+    summary="Your finished orders and their payment state, newest first (built from events)",
+)
+async def order_history(
+    principal: Authenticated,
+    uow: UowDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    after: Annotated[
+        str | None, Query(max_length=64, description="`next_after` of the previous page.")
+    ] = None,
+    customer_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, description="Staff (`orders:read:any`): whose."),
+    ] = None,
+) -> HistoryList:
+    async with uow(write=False) as u:
+        page = await history.order_history(
+            u, principal=principal, limit=limit, after=after, customer_id=customer_id
+        )
+    return HistoryList(
+        items=[HistoryEntryOut.of(entry) for entry in page.items], next_after=page.next_after
+    )
 
 
 _PROBLEMS: dict[type[OrdersError], tuple[int, str, str]] = {

@@ -7,9 +7,17 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
-from flotilla_orders.domain import MAX_LINES, MAX_QUANTITY, Order, OrderState
+from flotilla_orders.domain import MAX_LINES, MAX_QUANTITY, HistoryEntry, Order, OrderState
 
-__all__ = ["LineIn", "LineOut", "OrderIn", "OrderList", "OrderOut"]
+__all__ = [
+    "HistoryEntryOut",
+    "HistoryList",
+    "LineIn",
+    "LineOut",
+    "OrderIn",
+    "OrderList",
+    "OrderOut",
+]
 
 ProductId = Annotated[
     str,
@@ -104,6 +112,58 @@ class OrderOut(BaseModel):
 
 class OrderList(BaseModel):
     items: list[OrderOut] = Field(description="Newest first.")
+    next_after: str | None = Field(
+        description="Pass as `after` to get the next page; null on the last page."
+    )
+
+
+class HistoryEntryOut(BaseModel):
+    order_id: str
+    customer_id: str
+    state: Literal["CONFIRMED", "CANCELLED"]
+    reason: str | None = Field(description="Why it was cancelled; null when confirmed.")
+    total_minor: int | None = Field(description="What was paid (confirmed orders).")
+    currency: str | None
+    lines: list[LineOut] | None = Field(description="As confirmed; null for cancelled orders.")
+    payment_state: Literal["paid", "refunded", "unpaid"] = Field(
+        description="paid once the payment's transfer_committed event has arrived, refunded "
+        "once the refund's has, unpaid otherwise."
+    )
+    payment_transfer_id: str | None
+    refund_transfer_id: str | None
+    finished_at: dt.datetime = Field(description="When the order was confirmed or cancelled.")
+
+    @classmethod
+    def of(cls, entry: HistoryEntry) -> HistoryEntryOut:
+        outcome = entry.outcome
+        return cls(
+            order_id=outcome.order_id,
+            customer_id=outcome.customer_id,
+            state=outcome.state.value,
+            reason=outcome.reason,
+            total_minor=outcome.total_minor,
+            currency=outcome.currency,
+            lines=(
+                [
+                    LineOut(
+                        product_id=line.product_id,
+                        quantity=line.quantity,
+                        unit_price_minor=line.unit_price_minor,
+                    )
+                    for line in outcome.lines
+                ]
+                if outcome.lines is not None
+                else None
+            ),
+            payment_state=entry.payment_state.value,
+            payment_transfer_id=outcome.payment_transfer_id,
+            refund_transfer_id=outcome.refund_transfer_id,
+            finished_at=outcome.finished_at,
+        )
+
+
+class HistoryList(BaseModel):
+    items: list[HistoryEntryOut] = Field(description="Newest first.")
     next_after: str | None = Field(
         description="Pass as `after` to get the next page; null on the last page."
     )

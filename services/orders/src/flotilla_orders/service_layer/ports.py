@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
-from flotilla_orders.domain import Order
+from flotilla_orders.domain import CommittedTransfer, HistoryEntry, Order, OrderOutcome
 from flotilla_orders.service_layer.faults import FaultPoint
 
 __all__ = [
@@ -21,6 +21,7 @@ __all__ = [
     "DuplicateIdempotencyKey",
     "EventLog",
     "Faults",
+    "HistoryRepository",
     "IdempotencyKeys",
     "Inventory",
     "InventoryProtocolError",
@@ -259,6 +260,22 @@ class EventLog(Protocol):
     async def add(self, event: str, *, subject: str, data: dict[str, Any]) -> None: ...
 
 
+class HistoryRepository(Protocol):
+    """The read model's facts, each as its event said it; the first to arrive wins (the
+    same fact again, under another event id, changes nothing)."""
+
+    async def add_outcome(self, outcome: OrderOutcome, *, event_id: str) -> None: ...
+
+    async def add_transfer(self, transfer: CommittedTransfer, *, event_id: str) -> None: ...
+
+    async def get(self, order_id: str) -> HistoryEntry | None: ...
+
+    async def page_for_customer(
+        self, customer_id: str, *, limit: int, after: HistoryEntry | None
+    ) -> list[HistoryEntry]:
+        """Newest first (by when the order ended); `after`: the previous page's last."""
+
+
 class OrdersUnitOfWork(Protocol):
     """One transaction; rolled back on exit unless committed."""
 
@@ -270,6 +287,9 @@ class OrdersUnitOfWork(Protocol):
 
     @property
     def events(self) -> EventLog: ...
+
+    @property
+    def history(self) -> HistoryRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
