@@ -578,6 +578,16 @@ class FakeAccounts:
         return self.bank.account_info(account_id)
 
 
+def expire_the_hold_while_paying(bank: FakeBank, stock: FakeStock) -> None:
+    """The inventory's sweeper ends an order's hold while its payment goes through."""
+
+    def expire(reference: str) -> None:
+        if reference.startswith("order "):
+            stock.expire(reference.removeprefix("order "))
+
+    bank.before_transfer = expire
+
+
 # -- faults ------------------------------------------------------------------------------
 
 

@@ -12,8 +12,7 @@ import pytest
 
 from flotilla_orders.domain import CancelReason, OrderState, SagaStep
 from flotilla_orders.service_layer.faults import FaultPoint
-from services.orders.tests.fakes import CrashAt, SimulatedCrash
-from services.orders.tests.unit.test_saga import expire_the_hold_while_paying
+from services.orders.tests.fakes import CrashAt, SimulatedCrash, expire_the_hold_while_paying
 from services.orders.tests.unit.world import Instance, Lines, World
 
 P = FaultPoint
@@ -40,6 +39,10 @@ def _abort_the_first_payment(world: World) -> None:
     world.bank.abort_next = 1
 
 
+def _expire_the_hold_while_paying(world: World) -> None:
+    expire_the_hold_while_paying(world.bank, world.stock)
+
+
 def _poor(world: World) -> None:
     world.bank.accounts[world.wallet].balance = 100
 
@@ -62,7 +65,7 @@ PATHS = [
         OrderState.CANCELLED, CancelReason.INSUFFICIENT_FUNDS, 0,
     ),
     Path(
-        "the hold expired while paying", expire_the_hold_while_paying,
+        "the hold expired while paying", _expire_the_hold_while_paying,
         (P.AFTER_COMMIT_CALL, P.AFTER_REFUNDING_RECORDED, P.AFTER_REFUND_CALL,
          P.AFTER_RELEASING_RECORDED, P.AFTER_RELEASE_CALL, P.AFTER_FINAL_RECORDED),
         OrderState.CANCELLED, CancelReason.RESERVATION_EXPIRED, 2,

@@ -9,6 +9,7 @@ import asyncio
 
 from flotilla_orders.domain import CancelReason, OrderState, SagaStep
 from flotilla_orders.service_layer.ports import ReservationState, StockRefusal
+from services.orders.tests.fakes import expire_the_hold_while_paying
 from services.orders.tests.unit.world import World
 
 
@@ -155,16 +156,8 @@ async def test_a_pending_transfer_is_asked_about_until_it_is_final(world: World)
     assert len(world.bank.applied) == 1
 
 
-def expire_the_hold_while_paying(world: World) -> None:
-    def expire(reference: str) -> None:
-        if reference.startswith("order "):
-            world.stock.expire(reference.removeprefix("order "))
-
-    world.bank.before_transfer = expire
-
-
 async def test_a_hold_that_expired_while_paying_is_refunded_and_released(world: World) -> None:
-    expire_the_hold_while_paying(world)
+    expire_the_hold_while_paying(world.bank, world.stock)
     one = world.instance()
     placed = await world.place(one)
     await world.drive_out(one)
@@ -187,7 +180,7 @@ async def test_a_hold_that_expired_while_paying_is_refunded_and_released(world: 
 
 
 async def test_an_aborted_refund_is_tried_again_with_a_new_key(world: World) -> None:
-    expire_the_hold_while_paying(world)
+    expire_the_hold_while_paying(world.bank, world.stock)
     expire = world.bank.before_transfer
     aborted_once: list[str] = []
 
