@@ -311,7 +311,7 @@ async def test_metrics_count_the_outcomes(
     await client.post(ORDERS, json=order_body(world, ("kiwi", 1)), headers=as_user(key="o-2"))
     text = (await client.get("/metrics")).text
     assert 'flotilla_orders_sagas_total{reason="",state="CONFIRMED"} 1.0' in text
-    assert 'flotilla_orders_refused_total{problem="UnknownProducts"} 1.0' in text
+    assert 'flotilla_orders_refused_total{problem="unknown-product"} 1.0' in text
     assert (
         'flotilla_orders_remote_calls_total{method="Reserve",result="ok",service="inventory"} 1.0'
         in text

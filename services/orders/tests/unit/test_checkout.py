@@ -35,7 +35,7 @@ async def test_unknown_products_are_named(world: World) -> None:
     assert refused.value.product_ids == ["kiwi", "plum"]
     assert nothing_written(world)
     assert world.inventory.calls_of("Reserve") == []
-    assert world.metric("flotilla_orders_refused_total", problem="UnknownProducts") == 1
+    assert world.metric("flotilla_orders_refused_total", problem="unknown-product") == 1
 
 
 @pytest.mark.parametrize(

@@ -152,22 +152,22 @@ class Checkout:
         if isinstance(products, list):
             unknown = [p.product_id for p in products if not p.found]
             if unknown:
-                raise self._refused(UnknownProducts(unknown))
+                raise self._refused(UnknownProducts(unknown), "unknown-product")
         if account is None or (
             isinstance(account, AccountInfo) and account.owner_id != customer_id
         ):
-            raise self._refused(PaymentAccountInvalid())
+            raise self._refused(PaymentAccountInvalid(), "payment-account-invalid")
         if isinstance(products, DependencyUnavailable):
-            raise self._refused(products)
+            raise self._refused(products, "inventory-unavailable")
         if isinstance(account, DependencyUnavailable):
-            raise self._refused(account)
+            raise self._refused(account, "accounts-unavailable")
         mismatched = [p.product_id for p in products if p.currency != account.currency]
         if mismatched:
-            raise self._refused(CurrencyMismatch(account.currency, mismatched))
+            raise self._refused(CurrencyMismatch(account.currency, mismatched), "currency-mismatch")
         return account.currency
 
-    def _refused(self, error: Exception) -> Exception:
-        self._metrics.order_refused(type(error).__name__)
+    def _refused(self, error: Exception, problem: str) -> Exception:
+        self._metrics.order_refused(problem)
         return error
 
     async def _products(self, product_ids: Sequence[str]) -> list[Product] | DependencyUnavailable:
