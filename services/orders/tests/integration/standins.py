@@ -170,6 +170,7 @@ def _problem(status: int, slug: str, **extra: Any) -> JSONResponse:
 def payments_app(bank: FakeBank, verifier: TokenVerifier) -> FastAPI:
     app = FastAPI()
     app.state.on_behalf_of = []
+    app.state.traceparents = []
 
     @app.post("/api/v1/transfers")
     async def transfer(request: Request) -> Response:
@@ -181,6 +182,7 @@ def payments_app(bank: FakeBank, verifier: TokenVerifier) -> FastAPI:
             return _problem(400, "idempotency-key-required")
         body = await request.json()
         app.state.on_behalf_of.append(body.get("on_behalf_of"))
+        app.state.traceparents.append(request.headers.get("traceparent"))
         status, answer = bank.transfer(
             caller=principal.subject, permissions=principal.permissions, key=key, body=body
         )

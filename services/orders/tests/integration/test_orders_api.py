@@ -26,10 +26,14 @@ from services.orders.tests.integration.conftest import (
 PROBLEM = "application/problem+json"
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 async def test_an_order_is_confirmed_end_to_end(
     client: httpx.AsyncClient, as_user: Headers, world: World
 ) -> None:
-    response = await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-1"))
+    headers = {**as_user(key="o-1"), "traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+    response = await client.post(ORDERS, json=order_body(world), headers=headers)
     assert response.status_code == 202, response.text
     order = response.json()
     assert response.headers["location"] == f"{ORDERS}/{order['id']}"
@@ -50,6 +54,9 @@ async def test_an_order_is_confirmed_end_to_end(
     assert (paid.initiator, paid.to_account, paid.amount_minor) == ("alice", world.shop, 500)
     assert world.bank.calls == [("orders", f"order:{order['id']}:pay:1")]
     assert world.payments.state.on_behalf_of == ["alice"]
+    # The saga carries on the request's trace.
+    (traceparent,) = world.payments.state.traceparents
+    assert traceparent.split("-")[1] == TRACE_ID
     assert world.auth.state.issued == 1  # one service token, cached for every call
     # Stock held with the configured hold, then sold.
     assert world.stock.commits == [order["id"]]

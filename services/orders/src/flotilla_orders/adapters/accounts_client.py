@@ -16,7 +16,7 @@ from urllib.parse import quote
 import httpx
 
 from flotilla_kit.sharding import shard_of
-from flotilla_orders.adapters.tokens import TokenSource
+from flotilla_orders.adapters.tokens import TokenSource, trace_headers
 from flotilla_orders.service_layer.ports import AccountInfo, AccountsUnavailable
 
 __all__ = ["HttpAccounts"]
@@ -68,7 +68,7 @@ class HttpAccounts:
             try:
                 response = await self._client.get(
                     url + path,
-                    headers={"Authorization": f"Bearer {token}"},
+                    headers={"Authorization": f"Bearer {token}", **trace_headers()},
                     timeout=self._timeout_s,
                 )
             except httpx.HTTPError as exc:

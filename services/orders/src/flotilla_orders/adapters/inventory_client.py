@@ -26,7 +26,7 @@ from grpc import aio
 
 from flotilla_kit.rpc import bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
-from flotilla_orders.adapters.tokens import TokenSource
+from flotilla_orders.adapters.tokens import TokenSource, trace_headers
 from flotilla_orders.service_layer.ports import (
     InventoryProtocolError,
     InventoryUnavailable,
@@ -145,7 +145,7 @@ class GrpcInventoryClient:
             self._on_call(method, "unavailable")
             raise InventoryUnavailable("no inventory instances are configured")
         try:
-            metadata = bearer(await self._tokens.token())
+            metadata = bearer(await self._tokens.token()) + tuple(trace_headers().items())
         except Exception as exc:  # the auth service is down: nothing was sent
             self._on_call(method, "unavailable")
             raise InventoryUnavailable(f"no service token: {exc}") from exc

@@ -25,7 +25,7 @@ from typing import Any
 
 import httpx
 
-from flotilla_orders.adapters.tokens import TokenSource
+from flotilla_orders.adapters.tokens import TokenSource, trace_headers
 from flotilla_orders.service_layer.ports import (
     PaymentsProtocolError,
     PaymentsUnavailable,
@@ -99,7 +99,11 @@ class HttpPayments:
             "reference": call.reference,
             "on_behalf_of": call.on_behalf_of,
         }
-        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": call.idempotency_key}
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Idempotency-Key": call.idempotency_key,
+            **trace_headers(),
+        }
         failures: list[str] = []
         for url in self._in_turn():
             try:

@@ -1,10 +1,13 @@
-"""Where the outbound clients get this service's own access token."""
+"""What the outbound clients send besides the request: this service's own access token,
+and the trace context."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-__all__ = ["NoTokens", "TokenSource"]
+from flotilla_kit.context import current_context
+
+__all__ = ["NoTokens", "TokenSource", "trace_headers"]
 
 
 class TokenSource(Protocol):
@@ -19,3 +22,10 @@ class NoTokens:
 
     async def token(self) -> str:
         raise RuntimeError("TLS is not configured, so this instance has no identity")
+
+
+def trace_headers() -> dict[str, str]:
+    """The W3C trace context of the work in hand (a request, or the saga it started), for
+    the next service to carry on; empty for work no request started (recovery)."""
+    context = current_context()
+    return {"traceparent": context.traceparent()} if context is not None else {}
