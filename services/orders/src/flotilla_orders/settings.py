@@ -82,7 +82,7 @@ class OrdersSettings(ServiceSettings):
         default=3.0, gt=0, le=60, description="Deadline of each call to an accounts shard."
     )
     payments_timeout_s: float = Field(
-        default=10.0,
+        default=8.0,
         gt=0,
         le=120,
         description="Deadline of each call to payments (it may wait up to its own "
@@ -176,6 +176,13 @@ class OrdersSettings(ServiceSettings):
             )
         if self.retry_max_s < self.retry_initial_s:
             raise ValueError("retry_max_s must not be shorter than retry_initial_s")
+        longest_call = max(self.payments_timeout_s, self.rpc_timeout_s, self.http_timeout_s)
+        if self.lease_s <= longest_call:
+            # Otherwise recovery elsewhere could take over a saga in the middle of a call.
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be longer than the longest call deadline "
+                f"({longest_call})"
+            )
         if self.payments_urls and (
             not self.shop_account.startswith("acc_") or shard_of(self.shop_account) is None
         ):

@@ -132,6 +132,7 @@ def settings(
         tls=tls_of(dev_pki("orders")),
         answer_within_s=answer_within_s,
         lease_s=5.0,
+        payments_timeout_s=4.0,  # a call must fit in a lease
         reserve_within_s=30.0,
         history_consumers=False,  # the tests of the read model start them with a NATS
     )

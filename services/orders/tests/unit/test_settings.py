@@ -61,6 +61,7 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"faults": {"after_pay_call": 1.0}, "profile": "prod"}, "refused in profile"),
         ({"retry_initial_s": 2.0, "retry_max_s": 1.0}, "retry_max_s"),
         ({"answer_within_s": -1}, "greater than or equal"),
+        ({"lease_s": 5.0, "payments_timeout_s": 8.0}, "longer than the longest call"),
         ({"reservation_hold_s": 0}, "greater than or equal"),
         ({"max_payment_attempts": 0}, "greater than or equal"),
     ],
