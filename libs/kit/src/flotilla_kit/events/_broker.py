@@ -111,7 +111,8 @@ async def connect(url: str, *, name: str, persistent: bool = True) -> Client:
         url,
         name=name,
         allow_reconnect=persistent,
-        max_reconnect_attempts=-1 if persistent else 0,
+        # nats-py reads 0 as "no limit"; 1 is one more try after the first.
+        max_reconnect_attempts=-1 if persistent else 1,
         reconnect_time_wait=_RECONNECT_WAIT_S,
         connect_timeout=2,
         # A broker that vanished without closing the socket is noticed within ~20 s.

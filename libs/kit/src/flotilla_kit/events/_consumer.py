@@ -236,7 +236,10 @@ class Consumer:
             )  # fmt: skip
             await self._dead_letter(
                 message,
-                reason=f"handler failed {deliveries} times: {type(error).__name__}: {error}",
+                reason=(
+                    f"handler failed, delivery {deliveries} of {self._max_deliver}: "
+                    f"{type(error).__name__}: {error}"
+                ),
                 deliveries=deliveries,
             )
             return self._count(Outcome.DEAD_LETTERED)
