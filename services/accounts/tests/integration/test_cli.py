@@ -42,3 +42,23 @@ def test_seed_refuses_an_owner_of_another_shard(sqlite_url: str, tmp_path: Path)
     assert refused.returncode == 1
     assert "live on shard 0" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_seed_keeps_an_id_fixed_in_advance_and_refuses_one_of_another_shard(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    fixed = "acc_1_" + "ab" * 16
+    account: dict[str, object] = {
+        "owner_id": owner_on(1, 2), "name": "Shop", "currency": "EUR", "id": fixed,
+    }  # fmt: skip
+    first = seed(sqlite_url, tmp_path / "seed.json", [account])
+    again = seed(sqlite_url, tmp_path / "seed.json", [account])
+    assert first.returncode == again.returncode == 0, first.stderr + again.stderr
+    assert [a["id"] for a in json.loads(first.stdout)["accounts"]] == [fixed]
+    assert json.loads(again.stdout) == json.loads(first.stdout)  # found, not opened twice
+
+    elsewhere: dict[str, object] = {**account, "name": "Other", "id": "acc_0_" + "cd" * 16}
+    refused = seed(sqlite_url, tmp_path / "seed.json", [elsewhere])
+    assert refused.returncode == 1
+    assert "is not an account id of shard 1" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -5,6 +5,7 @@ from flotilla_accounts.domain.account import (
     AccountKind,
     AvailableWouldGoNegative,
     cash_account_id,
+    is_account_id_of,
     new_account_id,
     settlement_account_id,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "UnknownCurrency",
     "Vote",
     "cash_account_id",
+    "is_account_id_of",
     "new_account_id",
     "settlement_account_id",
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -54,6 +55,16 @@ def new_account_id(shard: int) -> str:
     """Account ids carry their ledger shard, so any service can route to it without a lookup:
     `acc_<shard>_<32 hex>`."""
     return f"acc_{shard}_{uuid.uuid4().hex}"
+
+
+_CUSTOMER_ID = re.compile(r"acc_(\d+)_[0-9a-f]{32}")
+
+
+def is_account_id_of(account_id: str, shard: int) -> bool:
+    """Whether `account_id` is a customer account id of the form `new_account_id` makes,
+    on `shard`."""
+    found = _CUSTOMER_ID.fullmatch(account_id)
+    return found is not None and int(found.group(1)) == shard
 
 
 def cash_account_id(shard: int, currency: str) -> str:

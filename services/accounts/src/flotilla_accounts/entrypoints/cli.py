@@ -48,6 +48,11 @@ class SeedAccount(BaseModel):
     name: str
     currency: str
     balance_minor: int = Field(default=0, ge=0)
+    id: str | None = Field(
+        default=None,
+        description="An id fixed in advance (`acc_<this shard>_<32 hex>`), for accounts "
+        "other services are configured with (the shop's); otherwise a new one.",
+    )
 
 
 class SeedFile(BaseModel):
@@ -86,6 +91,7 @@ async def _seed(settings: AccountsSettings, wanted: SeedFile) -> list[dict[str, 
                         name=item.name,
                         currency=item.currency,
                         owner_id=item.owner_id,
+                        account_id=item.id,
                     )
                     if item.balance_minor > 0:
                         _, account = await use_cases.deposit(

@@ -12,6 +12,7 @@ __all__ = [
     "CoordinatorBug",
     "CoordinatorUnreachable",
     "CurrencyMismatch",
+    "InvalidAccountId",
     "InvalidAmount",
     "InvalidBranchRef",
     "InvalidCursor",
@@ -40,6 +41,13 @@ class CurrencyMismatch(AccountsError):
 
 class InvalidAmount(AccountsError):
     pass
+
+
+class InvalidAccountId(AccountsError):
+    """An account id given in advance (seeding) that is not one of this shard's."""
+
+    def __init__(self, account_id: str, shard: int) -> None:
+        super().__init__(f"{account_id!r} is not an account id of shard {shard}")
 
 
 class InvalidCursor(AccountsError):

@@ -18,11 +18,13 @@ from flotilla_accounts.domain import (
     Posting,
     StatementLine,
     cash_account_id,
+    is_account_id_of,
     new_account_id,
 )
 from flotilla_accounts.service_layer.errors import (
     AccountNotFound,
     CurrencyMismatch,
+    InvalidAccountId,
     InvalidAmount,
     NotAllowed,
     WrongShard,
@@ -101,7 +103,10 @@ async def open_account(
     name: str,
     currency: str,
     owner_id: str | None = None,
+    account_id: str | None = None,
 ) -> Account:
+    """Open a customer account on this shard. `account_id` is for seeding only (an id the
+    launcher fixed in advance, `acc_<this shard>_<32 hex>`); otherwise a new one is made."""
     _require(principal, "accounts:open")
     owner = owner_id or principal.subject
     if owner != principal.subject:
@@ -110,8 +115,10 @@ async def open_account(
     if home != shard:
         raise WrongShard(owner, home, shard)
     Money(0, currency)  # validates the currency
+    if account_id is not None and not is_account_id_of(account_id, shard):
+        raise InvalidAccountId(account_id, shard)
     account = Account(
-        id=new_account_id(shard),
+        id=account_id or new_account_id(shard),
         owner_id=owner,
         name=name,
         currency=currency,
