@@ -172,7 +172,7 @@ class Consumer:
                 continue  # nothing to do (or the broker is away: the connection reconnects)
             while pending:
                 message = pending[0]
-                await self.process(message)
+                await self._process(message)
                 pending.pop(0)
 
     async def _give_back(self, pending: list[Msg]) -> None:
@@ -184,7 +184,7 @@ class Consumer:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def process(self, message: Msg) -> Outcome:
+    async def _process(self, message: Msg) -> Outcome:
         deliveries = message.metadata.num_delivered
         try:
             event = CloudEvent.from_json(message.data, arrived_on=message.subject)
