@@ -19,6 +19,7 @@ from rich.live import Live
 from flotilla_cli import demo as demo_walkthrough
 from flotilla_cli import logs as log_merge
 from flotilla_cli.bench_stacks.command import bench_stacks_command
+from flotilla_cli.events_commands import events_app
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.operator_commands import (
     audit_app,
@@ -45,6 +46,7 @@ app.add_typer(auth_app, name="auth")
 app.add_typer(transfers_app, name="transfers")
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(bench_app, name="bench")
+app.add_typer(events_app, name="events")
 bench_app.command("stacks")(bench_stacks_command)  # after `gateway` (operator_commands)
 console = Console()
 err = Console(stderr=True)

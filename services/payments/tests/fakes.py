@@ -1,7 +1,8 @@
 """Stand-ins shared by the unit and integration tests: a clock the test moves, a bank of
 ledger shards that behaves like the 2PC participants (holds, tombstones, idempotency), the
-ledger port over that bank with failures on demand, an in-memory unit of work, and
-faults that stop a transfer at a chosen point."""
+ledger port over that bank with failures on demand, an in-memory unit of work (with an
+outbox that keeps events only if the transaction commits), and faults that stop a
+transfer at a chosen point."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Any, Self
 
+from flotilla_kit.events import CloudEvent
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.tokens import Principal
 from flotilla_payments.domain import (
@@ -353,6 +355,7 @@ class FakeStore:
     transfers: dict[uuid.UUID, Transfer] = field(default_factory=dict)
     keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
+    events: list[CloudEvent] = field(default_factory=list)  # the outbox, committed only
     # Runs just before a key is stored: lets a test slip a competing request in between.
     before_remember: Callable[[], None] | None = None
 
@@ -524,6 +527,18 @@ class FakeAudit:
         self._undo.append(lambda: entries.pop(last))
 
 
+class FakeOutbox:
+    def __init__(self, store: FakeStore, undo: Undo) -> None:
+        self._store = store
+        self._undo = undo
+
+    async def add(self, event: CloudEvent) -> None:
+        events = self._store.events
+        events.append(event)
+        last = len(events) - 1
+        self._undo.append(lambda: events.pop(last))
+
+
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore, *, write: bool) -> None:
         self._store = store
@@ -533,6 +548,7 @@ class FakeUnitOfWork:
         self.transfers = FakeTransfers(store, self._undo)
         self.idempotency = FakeKeys(store, self._undo)
         self.audit = FakeAudit(store, self._undo)
+        self.outbox = FakeOutbox(store, self._undo)
 
     async def __aenter__(self) -> Self:
         return self

@@ -132,7 +132,9 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliver_with_its_reason
     assert letter.data == poison.to_json()  # the original payload, unchanged
     assert letter.headers[ORIGINAL_SUBJECT] == poison.type
     assert letter.headers[DELIVERIES] == "3"
-    assert letter.headers[DEAD_REASON] == "handler failed 3 times: ValueError: no such product"
+    assert letter.headers[DEAD_REASON] == (
+        "handler failed, delivery 3 of 3: ValueError: no such product"
+    )
     assert metrics.count(Outcome.RETRIED) == 2
     assert metrics.sample(
         "flotilla_events_consumed_total", consumer=NAME, outcome="dead_lettered"

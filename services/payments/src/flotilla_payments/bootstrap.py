@@ -1,5 +1,5 @@
 """The one place where the payments service is wired: settings -> database, ledger client,
-coordinator, recovery -> app."""
+coordinator, recovery -> app; and the outbox relay (its own process)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from fastapi import FastAPI
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
+from flotilla_kit.events import run_relay
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
@@ -22,6 +23,7 @@ from flotilla_payments.adapters.clock import SystemClock
 from flotilla_payments.adapters.faults import ProcessFaults
 from flotilla_payments.adapters.ledger_client import GrpcLedgerClient, TokenSource
 from flotilla_payments.adapters.metrics import PaymentsMetrics
+from flotilla_payments.adapters.tables import outbox
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.entrypoints import http
 from flotilla_payments.service_layer.coordinator import Coordinator, CoordinatorConfig
@@ -30,7 +32,7 @@ from flotilla_payments.service_layer.ports import Clock, Faults, LedgerClient
 from flotilla_payments.service_layer.recovery import Recovery
 from flotilla_payments.settings import PaymentsSettings
 
-__all__ = ["MIGRATIONS", "build_app", "migrate", "service_tokens"]
+__all__ = ["MIGRATIONS", "build_app", "migrate", "relay", "service_tokens"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -38,6 +40,18 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def migrate(settings: PaymentsSettings) -> None:
     """Blocking: bring the database to the newest schema."""
     upgrade_to_head(settings.sqlalchemy_url, MIGRATIONS)
+
+
+def relay(settings: PaymentsSettings) -> None:
+    """Blocking: publish the outbox to NATS until SIGTERM or SIGINT (after migrating, so
+    the relay may start before or alongside the service)."""
+    migrate(settings)
+    run_relay(
+        database=Database(settings.sqlalchemy_url),
+        outbox=outbox,
+        nats_url=settings.nats_url,
+        service=settings.service_name,
+    )
 
 
 class _NoTokens:

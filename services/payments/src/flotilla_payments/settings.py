@@ -58,6 +58,10 @@ class PaymentsSettings(ServiceSettings):
         le=3600,
         description="How long a driver owns a transfer before recovery may take it over.",
     )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222",
+        description="NATS server the relay publishes this service's events to (JetStream).",
+    )
     faults: dict[str, float] = Field(
         default_factory=dict,
         description=(

@@ -18,7 +18,7 @@ import sysconfig
 import time
 from pathlib import Path
 
-from flotilla_kit.devservers.ports import free_port
+from flotilla_kit.devservers.ports import stable_port
 from flotilla_kit.devservers.processes import die_with_parent
 
 __all__ = ["EmbeddedNats", "nats_server_binary"]
@@ -48,7 +48,8 @@ class EmbeddedNats:
 
     def __init__(self, data_dir: Path, *, port: int | None = None) -> None:
         self.data_dir = data_dir.resolve()
-        self.port = port or free_port()
+        # Kept across restarts, so not from the ephemeral range (see stable_port).
+        self.port = port or stable_port()
         self._process: subprocess.Popen[bytes] | None = None
 
     @property

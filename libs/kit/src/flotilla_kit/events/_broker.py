@@ -95,23 +95,34 @@ async def connect(url: str, *, name: str, persistent: bool = True) -> Client:
     (a relay or consumer outlives broker restarts); otherwise one attempt, for commands
     that should fail fast."""
     client = Client()
+    failing = False
 
     async def on_error(error: Exception) -> None:
-        # Called on every failed reconnect attempt too: the disconnect was logged once.
-        _log.debug("nats connection error", connection=name, error=repr(error))
+        # Called on every failed attempt: say it once per outage, then quietly.
+        nonlocal failing
+        if failing:
+            _log.debug("nats connection error", connection=name, error=repr(error))
+        else:
+            failing = True
+            _log.warning("cannot reach nats; retrying", connection=name, error=repr(error))
 
     async def on_disconnect() -> None:
+        nonlocal failing
         if not client.is_closed:  # closing on purpose is no news
+            failing = True
             _log.warning("disconnected from nats; reconnecting", connection=name)
 
     async def on_reconnect() -> None:
+        nonlocal failing
+        failing = False
         _log.info("reconnected to nats", connection=name)
 
     await client.connect(
         url,
         name=name,
         allow_reconnect=persistent,
-        max_reconnect_attempts=-1 if persistent else 0,
+        # nats-py reads 0 as "no limit"; 1 is one more try after the first.
+        max_reconnect_attempts=-1 if persistent else 1,
         reconnect_time_wait=_RECONNECT_WAIT_S,
         connect_timeout=2,
         # A broker that vanished without closing the socket is noticed within ~20 s.

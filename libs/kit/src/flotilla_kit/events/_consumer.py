@@ -172,7 +172,7 @@ class Consumer:
                 continue  # nothing to do (or the broker is away: the connection reconnects)
             while pending:
                 message = pending[0]
-                await self.process(message)
+                await self._process(message)
                 pending.pop(0)
 
     async def _give_back(self, pending: list[Msg]) -> None:
@@ -184,7 +184,7 @@ class Consumer:
 
     # -- one message -----------------------------------------------------------------------
 
-    async def process(self, message: Msg) -> Outcome:
+    async def _process(self, message: Msg) -> Outcome:
         deliveries = message.metadata.num_delivered
         try:
             event = CloudEvent.from_json(message.data, arrived_on=message.subject)
@@ -236,7 +236,10 @@ class Consumer:
             )  # fmt: skip
             await self._dead_letter(
                 message,
-                reason=f"handler failed {deliveries} times: {type(error).__name__}: {error}",
+                reason=(
+                    f"handler failed, delivery {deliveries} of {self._max_deliver}: "
+                    f"{type(error).__name__}: {error}"
+                ),
                 deliveries=deliveries,
             )
             return self._count(Outcome.DEAD_LETTERED)

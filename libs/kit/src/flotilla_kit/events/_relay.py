@@ -114,7 +114,7 @@ class OutboxRelay:
                     await self._mark_published(acknowledged)
                     self.metrics.published_some(self._service, len(acknowledged))
             total += len(acknowledged)
-            _log.debug("outbox batch published", service=self._service, count=len(rows))
+            _log.debug("outbox batch published", outbox=self._service, count=len(rows))
             if len(rows) < self._batch_size or self._stopping.is_set():
                 break
         await self._measure_backlog()
@@ -196,7 +196,7 @@ class OutboxRelay:
     async def run(self) -> None:
         """Publish until `stop()`, polling the outbox every `poll_interval_s`; wait out
         broker and database trouble with backoff, forever."""
-        _log.info("outbox relay started", service=self._service, nats_url=self._url)
+        _log.info("outbox relay started", outbox=self._service, nats_url=self._url)
         delay = self._retry_initial_s
         failing = False
         try:
@@ -211,14 +211,14 @@ class OutboxRelay:
                     if not failing:
                         _log.warning(
                             "outbox relay cannot publish; retrying",
-                            service=self._service, error=repr(exc),
+                            outbox=self._service, error=repr(exc),
                         )  # fmt: skip
                     failing = True
                     await self._pause(delay)
                     delay = min(delay * 2, self._retry_max_s)
                     continue
                 if failing:
-                    _log.info("outbox relay publishing again", service=self._service)
+                    _log.info("outbox relay publishing again", outbox=self._service)
                     failing = False
                 delay = self._retry_initial_s
                 if published == 0:
@@ -226,7 +226,7 @@ class OutboxRelay:
                     await self._pause(self._poll_interval_s)
         finally:
             await self.close()
-            _log.info("outbox relay stopped", service=self._service)
+            _log.info("outbox relay stopped", outbox=self._service)
 
     async def _unless_stopped(self, work: Awaitable[_T]) -> _T | None:
         task = asyncio.ensure_future(work)
@@ -254,7 +254,7 @@ class OutboxRelay:
         self._last_prune = time.monotonic()
         pruned = await self.prune_published(older_than_s=self._keep_published_s)
         if pruned:
-            _log.info("published outbox rows pruned", service=self._service, count=pruned)
+            _log.info("published outbox rows pruned", outbox=self._service, count=pruned)
 
     async def close(self) -> None:
         client, self._client, self._js = self._client, None, None

@@ -1,4 +1,5 @@
-"""The coordinator's tables: the transfer log, Idempotency-Keys, the audit log.
+"""The coordinator's tables: the transfer log, Idempotency-Keys, the audit log, and the
+outbox of the events it publishes (`flotilla.payments.transfer_committed`).
 
 The rules that must hold whatever code writes the rows are CHECK constraints: a positive
 amount, two different accounts, a known state and path, a refusal exactly when aborting
@@ -21,9 +22,10 @@ from sqlalchemy import (
 
 from flotilla_kit.audit import audit_table
 from flotilla_kit.db import NAMING_CONVENTION, UtcDateTime
+from flotilla_kit.events import outbox_table
 from flotilla_kit.idempotency import idempotency_table
 
-__all__ = ["audit_events", "idempotency_keys", "metadata", "transfers"]
+__all__ = ["audit_events", "idempotency_keys", "metadata", "outbox", "transfers"]
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -70,3 +72,4 @@ transfers = Table(
 
 idempotency_keys = idempotency_table(metadata)
 audit_events = audit_table(metadata)
+outbox = outbox_table(metadata)

@@ -7,6 +7,7 @@ from typing import Self
 from flotilla_kit.db import Database, UnitOfWork
 from flotilla_payments.adapters.audit import SqlAuditTrail
 from flotilla_payments.adapters.idempotency_keys import SqlIdempotencyKeys
+from flotilla_payments.adapters.outbox import SqlEventOutbox
 from flotilla_payments.adapters.transfer_repository import SqlTransferRepository
 
 __all__ = ["SqlPaymentsUnitOfWork", "SqlUnitOfWorkFactory"]
@@ -16,12 +17,14 @@ class SqlPaymentsUnitOfWork(UnitOfWork):
     transfers: SqlTransferRepository
     idempotency: SqlIdempotencyKeys
     audit: SqlAuditTrail
+    outbox: SqlEventOutbox
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
         self.transfers = SqlTransferRepository(self.session)
         self.idempotency = SqlIdempotencyKeys(self.session)
         self.audit = SqlAuditTrail(self.session)
+        self.outbox = SqlEventOutbox(self.session)
         return self
 
 

@@ -1,5 +1,5 @@
-"""`python -m flotilla_payments` (or `flotilla-payments`): serve, migrate, in-doubt, and the
-audit log's verify and tail."""
+"""`python -m flotilla_payments` (or `flotilla-payments`): serve, relay, migrate, in-doubt,
+and the audit log's verify and tail."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import load_settings
 from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
-from flotilla_payments.bootstrap import build_app, migrate
+from flotilla_payments.bootstrap import build_app, migrate, relay
 from flotilla_payments.domain import Transfer
 from flotilla_payments.entrypoints.schemas import TransferOut
 from flotilla_payments.service_layer import use_cases
@@ -44,6 +44,15 @@ def serve() -> None:
     settings = load_settings(PaymentsSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
     run_server(build_app(settings), settings)
+
+
+@app.command("relay")
+def relay_command() -> None:
+    """Publish the outbox's events to NATS JetStream (FLOTILLA_NATS_URL) until SIGTERM;
+    one relay per payments database."""
+    settings = load_settings(PaymentsSettings)
+    configure_logging(settings.service_name, f"relay-{settings.instance_id}", settings.log_level)
+    relay(settings)
 
 
 @app.command("migrate")

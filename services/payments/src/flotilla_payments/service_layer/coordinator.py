@@ -50,6 +50,7 @@ from flotilla_payments.service_layer.errors import (
     NotAllowed,
     SameAccount,
 )
+from flotilla_payments.service_layer.events import transfer_committed
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
@@ -500,11 +501,15 @@ class Coordinator:
         return final
 
     async def _store_final(self, transfer: Transfer, final: Transfer) -> tuple[Transfer, bool]:
-        """Compare-and-set to COMMITTED / ABORTED, with its audit record."""
+        """Compare-and-set to COMMITTED / ABORTED, with its audit record and, when
+        committed, the `transfer_committed` event: one per transfer, since only the
+        winner of the compare-and-set writes it."""
         async with self._uow() as uow:
             stored = await uow.transfers.save_transition(final, expected=transfer.state)
             if stored:
                 committed = final.state is TransferState.COMMITTED
+                if committed:
+                    await uow.outbox.add(transfer_committed(final))
                 await uow.audit.record(
                     actor=f"system:payments-{self._config.instance_id}",
                     action="transfer.committed" if committed else "transfer.aborted",

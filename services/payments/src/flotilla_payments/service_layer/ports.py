@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Protocol, Self
 
+from flotilla_kit.events import CloudEvent
 from flotilla_payments.domain import Branch, Refusal, Transfer, TransferPath, TransferState, Vote
 from flotilla_payments.service_layer.faults import FaultPoint
 
@@ -17,6 +18,7 @@ __all__ = [
     "BranchCall",
     "Clock",
     "DuplicateIdempotencyKey",
+    "EventOutbox",
     "Faults",
     "IdempotencyKeys",
     "LedgerClient",
@@ -195,6 +197,13 @@ class AuditTrail(Protocol):
     ) -> None: ...
 
 
+class EventOutbox(Protocol):
+    """Events for other services, stored in the same transaction as the change they
+    describe; the relay publishes them once that transaction has committed."""
+
+    async def add(self, event: CloudEvent) -> None: ...
+
+
 class PaymentsUnitOfWork(Protocol):
     """One transaction; rolled back on exit unless committed."""
 
@@ -206,6 +215,9 @@ class PaymentsUnitOfWork(Protocol):
 
     @property
     def audit(self) -> AuditTrail: ...
+
+    @property
+    def outbox(self) -> EventOutbox: ...
 
     async def __aenter__(self) -> Self: ...
 

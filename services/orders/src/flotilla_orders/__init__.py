@@ -1,0 +1,3 @@
+"""flotilla_orders: the checkout saga (reserve stock -> pay -> commit) and the order history."""
+
+__all__: list[str] = []

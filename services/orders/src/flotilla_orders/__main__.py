@@ -1,0 +1,3 @@
+from flotilla_orders.entrypoints.cli import main
+
+main()

@@ -1,0 +1,39 @@
+"""The orders unit of work: the kit's transaction with our repositories on it."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from flotilla_kit.db import Database, UnitOfWork
+from flotilla_orders.adapters.events import SqlEventLog
+from flotilla_orders.adapters.history_repository import SqlHistory
+from flotilla_orders.adapters.idempotency_keys import SqlIdempotencyKeys
+from flotilla_orders.adapters.order_repository import SqlOrderRepository
+
+__all__ = ["SqlOrdersUnitOfWork", "SqlUnitOfWorkFactory"]
+
+
+class SqlOrdersUnitOfWork(UnitOfWork):
+    orders: SqlOrderRepository
+    idempotency: SqlIdempotencyKeys
+    events: SqlEventLog
+    history: SqlHistory
+
+    async def __aenter__(self) -> Self:
+        await super().__aenter__()
+        self.orders = SqlOrderRepository(self.session)
+        self.idempotency = SqlIdempotencyKeys(self.session)
+        self.events = SqlEventLog(self.session)
+        self.history = SqlHistory(self.session)
+        return self
+
+
+class SqlUnitOfWorkFactory:
+    """Opens units of work on one database; `write=False` for reads (on SQLite a reader
+    does not take the write lock)."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    def __call__(self, *, write: bool = True) -> SqlOrdersUnitOfWork:
+        return SqlOrdersUnitOfWork(self.database, write=write)

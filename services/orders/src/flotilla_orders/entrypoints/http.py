@@ -1,0 +1,208 @@
+"""The orders REST API. Authentication and error mapping happen here; decisions happen
+in the checkout, the saga and the use cases."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response
+
+from flotilla_kit.app import PROBLEM_RESPONSES
+from flotilla_kit.content_types import require_json
+from flotilla_kit.idempotency import request_fingerprint, valid_idempotency_key
+from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.security import Authenticated, require_permission
+from flotilla_orders.domain import Order
+from flotilla_orders.entrypoints.schemas import (
+    HistoryEntryOut,
+    HistoryList,
+    OrderIn,
+    OrderList,
+    OrderOut,
+)
+from flotilla_orders.service_layer import history, use_cases
+from flotilla_orders.service_layer.checkout import CREATE, Checkout, OrderRequest
+from flotilla_orders.service_layer.errors import (
+    CurrencyMismatch,
+    DependencyUnavailable,
+    IdempotencyKeyRequired,
+    IdempotencyKeyReused,
+    InvalidCursor,
+    InvalidOrder,
+    NotAllowed,
+    OrderNotFound,
+    OrdersError,
+    PaymentAccountInvalid,
+    UnknownProducts,
+)
+from flotilla_orders.service_layer.ports import UnitOfWorkFactory
+
+__all__ = ["RETRY_AFTER_S", "history_router", "install_error_mapping", "router"]
+
+router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=PROBLEM_RESPONSES)
+history_router = APIRouter(
+    prefix="/api/v1/order-history", tags=["order history"], responses=PROBLEM_RESPONSES
+)
+
+# A dependency that did not answer usually comes back within seconds (a restart).
+RETRY_AFTER_S = 1
+
+_PROBLEM = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+_POST_RESPONSES: dict[int | str, dict[str, Any]] = {
+    503: {**_PROBLEM, "description": "Inventory or accounts did not answer; nothing written."},
+}
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        description="Required. Repeat the request with the same key to get the order as it "
+        "is now; the order is placed at most once. Keys are per customer.",
+    ),
+]
+
+
+def _checkout(request: Request) -> Checkout:
+    checkout: Checkout = request.app.state.checkout
+    return checkout
+
+
+def _uow(request: Request) -> UnitOfWorkFactory:
+    uow: UnitOfWorkFactory = request.app.state.uow
+    return uow
+
+
+CheckoutDep = Annotated[Checkout, Depends(_checkout)]
+UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
+
+
+def _location(order: Order) -> str:
+    return f"{router.prefix}/{order.id}"
+
+
+@router.post(
+    "",
+    status_code=202,
+    response_model=OrderOut,
+    summary="Place an order, paid from one of your accounts",
+    responses=_POST_RESPONSES,
+    dependencies=[Depends(require_permission(CREATE)), Depends(require_json)],
+)
+async def create_order(
+    body: OrderIn,
+    request: Request,
+    principal: Authenticated,
+    checkout: CheckoutDep,
+    idempotency_key: IdempotencyKey = None,
+) -> Response:
+    """Always 202 with `Location`: the order as it stands (PENDING until its saga ends;
+    poll `Location`). Refused, with nothing written, when it cannot be placed."""
+    placement = await checkout.place(
+        principal=principal,
+        request=OrderRequest(
+            lines=tuple((line.product_id, line.quantity) for line in body.lines),
+            payment_account=body.payment_account,
+        ),
+        idempotency_key=valid_idempotency_key(idempotency_key),
+        fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
+    )
+    headers = {"Location": _location(placement.order)}
+    if placement.replayed:
+        headers["Idempotency-Replayed"] = "true"
+    body_out = OrderOut.of(placement.order).model_dump(mode="json")
+    return JSONResponse(body_out, status_code=202, headers=headers)
+
+
+@router.get("", response_model=OrderList, summary="Your orders, newest first")
+async def list_orders(
+    principal: Authenticated,
+    uow: UowDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    after: Annotated[
+        str | None, Query(max_length=64, description="`next_after` of the previous page.")
+    ] = None,
+    customer_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, description="Staff (`orders:read:any`): whose."),
+    ] = None,
+) -> OrderList:
+    async with uow(write=False) as u:
+        page = await use_cases.list_orders(
+            u, principal=principal, limit=limit, after=after, customer_id=customer_id
+        )
+    return OrderList(items=[OrderOut.of(o) for o in page.items], next_after=page.next_after)
+
+
+@router.get("/{order_id}", response_model=OrderOut, summary="One order (its customer or staff)")
+async def get_order(order_id: str, principal: Authenticated, uow: UowDep) -> OrderOut:
+    async with uow(write=False) as u:
+        order = await use_cases.get_order(u, principal=principal, order_id=order_id)
+    return OrderOut.of(order)
+
+
+@history_router.get(
+    "",
+    response_model=HistoryList,
+    summary="Your finished orders and their payment state, newest first (built from events)",
+)
+async def order_history(
+    principal: Authenticated,
+    uow: UowDep,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    after: Annotated[
+        str | None, Query(max_length=64, description="`next_after` of the previous page.")
+    ] = None,
+    customer_id: Annotated[
+        str | None,
+        Query(min_length=1, max_length=128, description="Staff (`orders:read:any`): whose."),
+    ] = None,
+) -> HistoryList:
+    async with uow(write=False) as u:
+        page = await history.order_history(
+            u, principal=principal, limit=limit, after=after, customer_id=customer_id
+        )
+    return HistoryList(
+        items=[HistoryEntryOut.of(entry) for entry in page.items], next_after=page.next_after
+    )
+
+
+_PROBLEMS: dict[type[OrdersError], tuple[int, str, str]] = {
+    NotAllowed: (403, "forbidden", "Forbidden"),
+    IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
+    IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
+    InvalidOrder: (422, "validation-error", "Request validation failed"),
+    PaymentAccountInvalid: (422, "payment-account-invalid", "Payment account invalid"),
+    OrderNotFound: (404, "order-not-found", "Order not found"),
+    InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
+}
+
+
+def _problem_for(exc: OrdersError) -> Problem:
+    match exc:
+        case UnknownProducts():
+            return Problem(
+                422, "unknown-product", "Unknown product", str(exc), products=exc.product_ids
+            )
+        case CurrencyMismatch():
+            return Problem(
+                422, "currency-mismatch", "Currency mismatch", str(exc),
+                account_currency=exc.account_currency, products=exc.product_ids,
+            )  # fmt: skip
+        case DependencyUnavailable():
+            return Problem(
+                503, f"{exc.dependency}-unavailable", "Service unavailable",
+                f"The {exc.dependency} service did not answer; nothing was written. "
+                "Try again with the same Idempotency-Key.",
+                headers={"Retry-After": str(RETRY_AFTER_S)}, dependency=exc.dependency,
+            )  # fmt: skip
+    status, slug, title = _PROBLEMS.get(type(exc), (400, "bad-request", "Bad request"))
+    return Problem(status, slug, title, str(exc))
+
+
+def install_error_mapping(app: FastAPI) -> None:
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OrdersError)
+        return _problem_for(exc).to_response(instance=request.url.path)
+
+    app.add_exception_handler(OrdersError, handle)

@@ -1,0 +1,200 @@
+"""Settings of the orders service (environment variables `FLOTILLA_*`)."""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, field_validator, model_validator
+
+from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.sharding import shard_of
+from flotilla_orders.service_layer.faults import FaultPoint
+
+__all__ = ["OrdersSettings"]
+
+
+def _host_port(target: str) -> bool:
+    host, _, port = target.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+def _base_url(url: str) -> bool:
+    return url.startswith(("https://", "http://")) and len(url) > len("https://")
+
+
+class OrdersSettings(ServiceSettings):
+    service_name: str = Field(default="orders", description="Name in logs and metrics.")
+    inventory_targets: list[str] = Field(
+        default_factory=list,
+        description='gRPC targets ("host:port") of the inventory instances, as JSON: '
+        '["127.0.0.1:7301", "127.0.0.1:7302"]; a call that gets no answer moves on.',
+    )
+    payments_urls: list[str] = Field(
+        default_factory=list,
+        description="Base URLs of the payments instances (JSON list), tried in turn.",
+    )
+    accounts_shards: dict[int, list[str]] = Field(
+        default_factory=dict,
+        description="Ledger shard -> base URLs of its accounts instances, as JSON: "
+        '{"0": ["https://127.0.0.1:8101"], "1": [...]}; an account id names its shard.',
+    )
+    auth_token_urls: list[str] = Field(
+        default_factory=list,
+        description="Token endpoints of the auth service, tried in order, for this service's "
+        "own token (client `orders`, proven with the instance's TLS certificate and key).",
+    )
+    shop_account: str = Field(
+        default="",
+        max_length=64,
+        description="The shop's account, where payments go and refunds come from "
+        "(`acc_<shard>_<hex>`); needed once payments_urls is set.",
+    )
+    shop_owner: str = Field(
+        default="shop",
+        min_length=1,
+        max_length=128,
+        description="The owner of the shop's account: refunds are paid on its behalf.",
+    )
+    reservation_hold_s: int = Field(
+        default=120,
+        ge=1,
+        le=86_400,
+        description="How long inventory holds an order's stock while it is paid for.",
+    )
+    reserve_within_s: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long an unanswered Reserve is retried before the order is "
+        "cancelled (inventory-unavailable).",
+    )
+    answer_within_s: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long POST /orders waits for the saga before answering (always 202, "
+        "with the order as it stands; 0 answers at once).",
+    )
+    rpc_timeout_s: float = Field(
+        default=2.0, gt=0, le=60, description="Deadline of each gRPC call to inventory."
+    )
+    http_timeout_s: float = Field(
+        default=3.0, gt=0, le=60, description="Deadline of each call to an accounts shard."
+    )
+    payments_timeout_s: float = Field(
+        default=8.0,
+        gt=0,
+        le=120,
+        description="Deadline of each call to payments (it may wait up to its own "
+        "FLOTILLA_ANSWER_WITHIN_S, 5 s by default, before answering).",
+    )
+    retry_initial_s: float = Field(
+        default=0.1, gt=0, le=60, description="First retry delay of a saga step (then doubling)."
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Longest retry delay (full jitter below it)."
+    )
+    max_payment_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Payment attempts aborted by payments (503 transfer-aborted, nothing "
+        "moved) before the order is cancelled (payment-unavailable).",
+    )
+    recovery_interval_s: float = Field(
+        default=1.0, gt=0, le=3600, description="How often recovery looks for stuck sagas."
+    )
+    lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a driver owns a saga before recovery may take it over.",
+    )
+    nats_url: str = Field(
+        default="nats://127.0.0.1:4222", description="The NATS server (JetStream) for events."
+    )
+    history_consumers: bool = Field(
+        default=True,
+        description="Run the order history's event consumers in this instance (they wait "
+        "for NATS when it is not there; the rest of the service works meanwhile).",
+    )
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description=(
+            "Fault injection (profiles test and dev only): point -> probability that the "
+            "process exits there at once (status 137). Points: "
+            + ", ".join(p.value for p in FaultPoint)
+            + "."
+        ),
+    )
+
+    @field_validator("inventory_targets")
+    @classmethod
+    def _targets_are_host_port(cls, targets: list[str]) -> list[str]:
+        for target in targets:
+            if not _host_port(target):
+                raise ValueError(f"inventory target {target!r} is not host:port")
+        return targets
+
+    @field_validator("payments_urls", "auth_token_urls")
+    @classmethod
+    def _urls(cls, urls: list[str]) -> list[str]:
+        for url in urls:
+            if not _base_url(url):
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("accounts_shards")
+    @classmethod
+    def _shards_have_urls(cls, shards: dict[int, list[str]]) -> dict[int, list[str]]:
+        for shard, urls in shards.items():
+            if not 0 <= shard <= 999:
+                raise ValueError(f"shard {shard} is out of range (0-999)")
+            if not urls:
+                raise ValueError(f"shard {shard} has no URLs")
+            for url in urls:
+                if not _base_url(url):
+                    raise ValueError(f"{url!r} of shard {shard} is not an http(s) URL")
+        return shards
+
+    @field_validator("faults")
+    @classmethod
+    def _known_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
+        known = {p.value for p in FaultPoint}
+        for point, probability in faults.items():
+            if point not in known:
+                raise ValueError(f"unknown fault point {point!r}; known: {sorted(known)}")
+            if not 0.0 <= probability <= 1.0:
+                raise ValueError(f"the probability of {point!r} must be between 0 and 1")
+        return faults
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.faults and self.profile not in ("test", "dev"):
+            raise ValueError(
+                f"fault injection is refused in profile {self.profile!r} (only test and dev)"
+            )
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must not be shorter than retry_initial_s")
+        longest_call = max(self.payments_timeout_s, self.rpc_timeout_s, self.http_timeout_s)
+        if self.lease_s <= longest_call:
+            # Otherwise recovery elsewhere could take over a saga in the middle of a call.
+            raise ValueError(
+                f"lease_s ({self.lease_s}) must be longer than the longest call deadline "
+                f"({longest_call})"
+            )
+        if self.payments_urls and (
+            not self.shop_account.startswith("acc_") or shard_of(self.shop_account) is None
+        ):
+            raise ValueError(
+                "payments need the shop's account: set FLOTILLA_SHOP_ACCOUNT to an "
+                "account id (acc_<shard>_<hex>)"
+            )
+        remote = self.inventory_targets or self.payments_urls or self.accounts_shards
+        tls = self.tls
+        if remote and (tls.cert_file is None or tls.key_file is None or tls.ca_file is None):
+            raise ValueError(
+                "calling inventory, payments or accounts needs TLS: set "
+                "FLOTILLA_TLS_CERT_FILE, FLOTILLA_TLS_KEY_FILE and FLOTILLA_TLS_CA_FILE"
+            )
+        return self

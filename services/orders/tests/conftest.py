@@ -1,0 +1,1 @@
+"""Fixtures for the orders tests (shared ones come from the repository root conftest)."""

@@ -1,0 +1,189 @@
+"""The order's state machine, the line rules, the events' data, the backoff."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from flotilla_orders.domain import (
+    CancelReason,
+    IllegalTransition,
+    InvalidLines,
+    Order,
+    OrderState,
+    SagaStep,
+    check_lines,
+    final_event,
+    full_jitter,
+    new_order,
+)
+from services.orders.tests.fakes import T0
+
+AT = T0 + dt.timedelta(seconds=1)
+
+
+def placed(**overrides: object) -> Order:
+    arguments: dict[str, object] = {
+        "customer_id": "alice",
+        "lines": [("apple", 2), ("pear", 1)],
+        "currency": "EUR",
+        "payment_account": "acc_0_aa",
+        "shop_account": "acc_0_bb",
+        "shop_owner": "shop",
+        "now": T0,
+        "reserve_within_s": 30.0,
+        "lease_owner": "o-0",
+        "lease_s": 10.0,
+    } | overrides
+    return new_order(**arguments)  # type: ignore[arg-type]
+
+
+def test_a_new_order_is_reserving_and_leased_to_its_driver() -> None:
+    order = placed()
+    assert (order.state, order.step, order.version) == (OrderState.PENDING, SagaStep.RESERVING, 0)
+    assert [(line.product_id, line.quantity, line.unit_price_minor) for line in order.lines] == [
+        ("apple", 2, None), ("pear", 1, None),
+    ]  # fmt: skip
+    assert order.total_minor is None
+    assert order.reserve_deadline == T0 + dt.timedelta(seconds=30)
+    assert (order.lease_owner, order.lease_until) == ("o-0", T0 + dt.timedelta(seconds=10))
+    assert order.payment_key == f"order:{order.id}:pay:1"
+    assert order.refund_key == f"order:{order.id}:refund:1"
+    assert order.reference == f"order {order.id}"
+    assert not order.reserve_expired(T0 + dt.timedelta(seconds=29))
+    assert order.reserve_expired(T0 + dt.timedelta(seconds=30))
+
+
+def test_the_happy_path_records_prices_total_and_the_payment() -> None:
+    order = placed()
+    paying = order.reserved({"apple": 150, "pear": 200}, at=AT)
+    assert (paying.step, paying.version, paying.total_minor) == (SagaStep.PAYING, 1, 500)
+    assert [line.unit_price_minor for line in paying.lines] == [150, 200]
+    again = paying.next_payment_attempt(at=AT)
+    assert (again.step, again.pay_attempt, again.version) == (SagaStep.PAYING, 2, 2)
+    assert again.payment_key.endswith(":pay:2")
+    committing = again.paid("t-1", at=AT)
+    assert (committing.step, committing.payment_transfer_id) == (SagaStep.COMMITTING, "t-1")
+    confirmed = committing.confirm(at=AT)
+    assert (confirmed.state, confirmed.step, confirmed.reason) == (
+        OrderState.CONFIRMED, SagaStep.DONE, None,
+    )  # fmt: skip
+    assert (confirmed.lease_owner, confirmed.lease_until) == (None, None)
+    assert confirmed.is_final
+
+
+def test_compensations_carry_their_reason_to_the_end() -> None:
+    committing = placed().reserved({"apple": 1, "pear": 1}, at=AT).paid("t-1", at=AT)
+    refunding = committing.hold_lost(at=AT)
+    assert (refunding.step, refunding.reason) == (
+        SagaStep.REFUNDING, CancelReason.RESERVATION_EXPIRED,
+    )  # fmt: skip
+    assert refunding.next_refund_attempt(at=AT).refund_key.endswith(":refund:2")
+    releasing = refunding.refunded("t-2", at=AT)
+    cancelled = releasing.cancel(at=AT)
+    assert (cancelled.state, cancelled.reason, cancelled.refund_transfer_id) == (
+        OrderState.CANCELLED, CancelReason.RESERVATION_EXPIRED, "t-2",
+    )  # fmt: skip
+    out = placed().out_of_stock(at=AT)
+    assert (out.state, out.reason, out.total_minor) == (
+        OrderState.CANCELLED, CancelReason.OUT_OF_STOCK, None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        lambda o: o.paid("t", at=AT),  # RESERVING cannot be paid
+        lambda o: o.confirm(at=AT),
+        lambda o: o.cancel(at=AT),  # nothing to release yet, no reason
+        lambda o: o.hold_lost(at=AT),
+        lambda o: o.refunded("t", at=AT),
+        lambda o: (
+            o.reserved({"apple": 1, "pear": 1}, at=AT)
+            .paid("t", at=AT)
+            .hold_lost(at=AT)
+            .release(CancelReason.PAYMENT_REFUSED, at=AT)
+        ),  # the refund comes first
+        lambda o: o.next_payment_attempt(at=AT),
+        lambda o: o.next_refund_attempt(at=AT),
+        lambda o: o.out_of_stock(at=AT).release(CancelReason.OUT_OF_STOCK, at=AT),  # final
+        lambda o: o.reserved({"apple": 1}, at=AT),  # a price is missing
+        lambda o: o.reserved({"apple": 1, "pear": 1}, at=AT).out_of_stock(at=AT),
+    ],
+)
+def test_illegal_moves_are_refused(move: object) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - IllegalTransition, or the missing price
+        move(placed())  # type: ignore[operator]
+
+
+def test_illegal_transition_names_both_steps() -> None:
+    with pytest.raises(IllegalTransition, match="from reserving to committing"):
+        placed().paid("t", at=AT)
+
+
+@pytest.mark.parametrize(
+    ("lines", "complaint"),
+    [
+        ([], "1 to 100 lines"),
+        ([(f"p{i}", 1) for i in range(101)], "1 to 100 lines"),
+        ([("apple", 0)], "between 1 and 10000"),
+        ([("apple", -1)], "between 1 and 10000"),
+        ([("apple", 10_001)], "between 1 and 10000"),
+        ([("apple", True)], "an integer"),
+        ([("apple", 1.5)], "an integer"),
+        ([("apple", 1), ("apple", 2)], "on two lines"),
+        ([("", 1)], "1 to 64 characters"),
+        ([("x" * 65, 1)], "1 to 64 characters"),
+    ],
+)
+def test_lines_no_order_may_have(lines: list[tuple[str, int]], complaint: str) -> None:
+    with pytest.raises(InvalidLines, match=complaint):
+        check_lines(lines)
+
+
+def test_lines_at_the_limits_are_fine() -> None:
+    check_lines([(f"p{i}", 10_000) for i in range(100)])
+    check_lines([("x" * 64, 1)])
+
+
+def test_the_final_events_carry_the_contract_fields() -> None:
+    confirmed = placed().reserved({"apple": 150, "pear": 200}, at=AT).paid("t-1", at=AT)
+    confirmed = confirmed.confirm(at=AT)
+    assert final_event(confirmed) == (
+        "order_confirmed",
+        {
+            "order_id": str(confirmed.id),
+            "customer_id": "alice",
+            "lines": [
+                {"product_id": "apple", "quantity": 2, "unit_price_minor": 150},
+                {"product_id": "pear", "quantity": 1, "unit_price_minor": 200},
+            ],
+            "total_minor": 500,
+            "currency": "EUR",
+            "payment_transfer_id": "t-1",
+        },
+    )
+    cancelled = placed().out_of_stock(at=AT)
+    assert final_event(cancelled) == (
+        "order_cancelled",
+        {
+            "order_id": str(cancelled.id),
+            "customer_id": "alice",
+            "reason": "out-of-stock",
+            "refund_transfer_id": None,
+        },
+    )
+    with pytest.raises(ValueError, match="not final"):
+        final_event(placed())
+
+
+def test_full_jitter_stays_below_the_doubling_ceiling() -> None:
+    assert full_jitter(0, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(0.1)
+    assert full_jitter(3, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(0.8)
+    assert full_jitter(10, initial_s=0.1, max_s=5.0, draw=0.5) == pytest.approx(2.5)
+    assert full_jitter(10_000, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="negative"):
+        full_jitter(-1, initial_s=0.1, max_s=5.0, draw=0.5)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        full_jitter(1, initial_s=0.1, max_s=5.0, draw=1.5)

@@ -1,0 +1,20 @@
+"""The events the coordinator publishes, written to the outbox in its transaction."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from flotilla_kit.events import CloudEvent, Outbox
+from flotilla_payments.adapters.tables import outbox
+
+__all__ = ["SqlEventOutbox"]
+
+_OUTBOX = Outbox(outbox)
+
+
+class SqlEventOutbox:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, event: CloudEvent) -> None:
+        await _OUTBOX.add(self.session, event)

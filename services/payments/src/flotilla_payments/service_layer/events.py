@@ -1,0 +1,40 @@
+"""The events payments publishes (CloudEvents, `flotilla.payments.<event>`), built from the
+transfer they are about."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flotilla_kit.events import CloudEvent
+from flotilla_payments.domain import Transfer, TransferState
+
+__all__ = ["SERVICE", "TRANSFER_COMMITTED", "transfer_committed"]
+
+SERVICE = "payments"
+TRANSFER_COMMITTED = "transfer_committed"
+
+
+def _rfc3339(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+
+
+def transfer_committed(transfer: Transfer) -> CloudEvent:
+    """`flotilla.payments.transfer_committed`: the money moved (subject: the transfer id)."""
+    if transfer.state is not TransferState.COMMITTED or transfer.completed_at is None:
+        raise ValueError(f"transfer {transfer.id} is {transfer.state.value}, not committed")
+    return CloudEvent.new(
+        SERVICE,
+        TRANSFER_COMMITTED,
+        {
+            "transfer_id": str(transfer.id),
+            "from_account": transfer.from_account,
+            "to_account": transfer.to_account,
+            "amount_minor": transfer.amount_minor,
+            "currency": transfer.currency,
+            "reference": transfer.reference,
+            "initiator": transfer.initiator,
+            "path": transfer.path.value,
+            "committed_at": _rfc3339(transfer.completed_at),
+        },
+        subject=str(transfer.id),
+    )
