@@ -143,9 +143,7 @@ def relay() -> None:
     """Publish the stock events of the outbox to NATS JetStream (FLOTILLA_NATS_URL), in
     order, until SIGTERM or SIGINT. Run one per database (not one per instance)."""
     settings = load_settings(InventorySettings)
-    # Not configure_logging: the kit's relay logs a `service` field, which the ECS
-    # renderer cannot merge with its own `service.name` (a TypeError on the first line
-    # logged). Until the kit renames that field, the relay logs with structlog's defaults.
+    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
     migrate(settings)
     run_relay(
         database=Database(settings.sqlalchemy_url),
