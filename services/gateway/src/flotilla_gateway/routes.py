@@ -190,6 +190,22 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("POST", "/api/v1/transfers", "payments", "payments:transfer"),
     _r("GET", "/api/v1/transfers", "payments", "payments:read"),
     _r("GET", "/api/v1/transfers/{transfer_id}", "payments", "payments:read"),
+    # The shop: a public catalogue, administration for staff; reservations are the
+    # orders service's own business with inventory (gRPC, never through here).
+    _r("GET", "/api/v1/products", "inventory", PUBLIC),
+    _r("GET", "/api/v1/products/{product_id}", "inventory", PUBLIC),
+    _r("POST", "/api/v1/products", "inventory", "inventory:write"),
+    _r("PATCH", "/api/v1/products/{product_id}", "inventory", "inventory:write"),
+    _r(
+        "POST",
+        "/api/v1/products/{product_id}/stock-adjustments",
+        "inventory",
+        "inventory:write",
+    ),
+    _r("POST", "/api/v1/orders", "orders", "orders:create"),
+    _r("GET", "/api/v1/orders", "orders", "orders:read"),
+    _r("GET", "/api/v1/orders/{order_id}", "orders", "orders:read"),
+    _r("GET", "/api/v1/order-history", "orders", "orders:read"),
 )
 
 

@@ -69,6 +69,8 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
     await stack.upstream("auth")
     await stack.upstream("accounts")
     await stack.upstream("payments")
+    await stack.upstream("inventory")
+    await stack.upstream("orders")
     await stack.start_gateway()
     async with stack.client() as client:
         live = await client.get("/livez")
@@ -81,6 +83,8 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
             "auth": {"healthy": 2, "instances": 2},
             "accounts": {"healthy": 1, "instances": 1},
             "payments": {"healthy": 1, "instances": 1},
+            "inventory": {"healthy": 1, "instances": 1},
+            "orders": {"healthy": 1, "instances": 1},
         },
     }
 
@@ -96,9 +100,9 @@ async def test_readyz_names_the_services_without_a_healthy_instance(stack: Stack
     assert ready.headers["content-type"] == "application/problem+json"
     problem = ready.json()
     assert problem["type"] == problem_type("not-ready")
-    assert problem["services"] == ["accounts", "payments"]
+    assert problem["services"] == ["accounts", "payments", "inventory", "orders"]
     assert problem["shards"] == {}
-    assert problem["detail"] == "No healthy instance of: accounts, payments."
+    assert problem["detail"] == "No healthy instance of: accounts, payments, inventory, orders."
 
 
 async def test_metrics_count_requests_by_route_and_status(stack: Stack) -> None:

@@ -105,7 +105,8 @@ async def test_every_kind_of_response_carries_the_headers_once(
 ) -> None:
     await stack.upstream("auth", router=noisy_auth())
     await stack.upstream("accounts", router=noisy_accounts())
-    await stack.upstream("payments")  # so that /readyz answers 200 too
+    for service in ("payments", "inventory", "orders"):  # so that /readyz answers 200 too
+        await stack.upstream(service)
     await stack.start_gateway(max_body_bytes=100)
     customer = {"Authorization": f"Bearer {tokens.mint('c', ['customer'])}"}
     async with stack.client() as client:

@@ -56,6 +56,9 @@ class Ledger:
             for shard in range(SHARDS)
         }
         payments = await stack.upstream("payments", router=payments_router)
+        # The shop's services, so that readiness is about the ledger alone.
+        await stack.upstream("inventory")
+        await stack.upstream("orders")
         await stack.start_gateway(**overrides)
         return cls(stack, shards, payments)
 

@@ -154,7 +154,7 @@ def test_no_two_policy_entries_overlap() -> None:
 
 def test_the_policy_has_the_agreed_entries() -> None:
     rows = {(e.method, e.path): (e.service, e.access, e.shard_by) for e in POLICY}
-    assert len(rows) == len(POLICY) == 19
+    assert len(rows) == len(POLICY) == 28
     assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC, None)
     assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC, None)
     assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED, None)
@@ -177,6 +177,22 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("POST", "/api/v1/transfers"): ("payments", "payments:transfer", None),
         ("GET", "/api/v1/transfers"): ("payments", "payments:read", None),
         ("GET", "/api/v1/transfers/{transfer_id}"): ("payments", "payments:read", None),
+    }
+    shop = {key: row for key, row in rows.items() if row[0] in ("inventory", "orders")}
+    assert shop == {
+        ("GET", "/api/v1/products"): ("inventory", PUBLIC, None),
+        ("GET", "/api/v1/products/{product_id}"): ("inventory", PUBLIC, None),
+        ("POST", "/api/v1/products"): ("inventory", "inventory:write", None),
+        ("PATCH", "/api/v1/products/{product_id}"): ("inventory", "inventory:write", None),
+        ("POST", "/api/v1/products/{product_id}/stock-adjustments"): (
+            "inventory",
+            "inventory:write",
+            None,
+        ),
+        ("POST", "/api/v1/orders"): ("orders", "orders:create", None),
+        ("GET", "/api/v1/orders"): ("orders", "orders:read", None),
+        ("GET", "/api/v1/orders/{order_id}"): ("orders", "orders:read", None),
+        ("GET", "/api/v1/order-history"): ("orders", "orders:read", None),
     }
     # Only the ledger is sharded.
     assert {e.service for e in POLICY if e.shard_by is not None} == {"accounts"}
