@@ -5,8 +5,14 @@ from pathlib import Path
 from typing import Literal
 
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import build_plan, database_names
+from flotilla_cli.planning import (
+    build_plan,
+    database_names,
+    demo_user_id,
+    shop_account_id,
+)
 from flotilla_cli.state import Plan
+from flotilla_kit.sharding import home_shard, shard_of
 
 
 def _plan(
@@ -33,9 +39,13 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
         "auth-0", "auth-1",
         "accounts-s0-0", "accounts-s0-1", "accounts-s1-0", "accounts-s1-1",
         "payments-0", "payments-1",
+        "inventory-0", "inventory-1",
+        "orders-0", "orders-1",
+        "payments-relay", "inventory-relay", "orders-relay",
         "gateway-0",
     ]  # fmt: skip
-    ports = [i.port for i in instances] + [i.grpc_port for i in instances if i.grpc_port]
+    listening = [i for i in instances if i.serves_http]
+    ports = [i.port for i in listening] + [i.grpc_port for i in instances if i.grpc_port]
     assert len(set(ports)) == len(ports)
     ledger = {i.name: i for i in instances if i.service == "accounts"}
     shard1 = ledger["accounts-s1-1"]
@@ -59,8 +69,33 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
         for shard in (0, 1)
     }
     assert json.loads(shard1.env["FLOTILLA_PAYMENTS_URLS"]) == [
-        i.url for i in instances if i.service == "payments"
+        i.url for i in listening if i.service == "payments"
     ]
+    # The shop: orders knows inventory's gRPC targets, payments, each ledger shard and
+    # the shop's account; everything with an outbox knows the broker.
+    orders = next(i for i in instances if i.name == "orders-1")
+    inventory = [i for i in instances if i.service == "inventory" and i.serves_http]
+    assert json.loads(orders.env["FLOTILLA_INVENTORY_TARGETS"]) == [
+        f"127.0.0.1:{i.grpc_port}" for i in inventory
+    ]
+    assert json.loads(orders.env["FLOTILLA_ACCOUNTS_SHARDS"]) == {
+        str(shard): [i.url for i in ledger.values() if i.shard == shard] for shard in (0, 1)
+    }
+    shop = orders.env["FLOTILLA_SHOP_ACCOUNT"]
+    assert shop == shop_account_id(2)
+    assert orders.env["FLOTILLA_SHOP_OWNER"] == demo_user_id("shop")
+    assert shard_of(shop) == home_shard(demo_user_id("shop"), 2)
+    assert inventory[0].env["FLOTILLA_GRPC_PORT"] == str(inventory[0].grpc_port)
+    relays = [i for i in instances if i.command == "relay"]
+    assert [(r.service, r.url) for r in relays] == [
+        ("payments", ""), ("inventory", ""), ("orders", ""),
+    ]  # fmt: skip
+    assert plan.nats_url is not None
+    with_broker = {i.name for i in instances if i.env.get("FLOTILLA_NATS_URL") == plan.nats_url}
+    assert with_broker == {
+        i.name for i in instances if i.service in ("payments", "inventory", "orders")
+    }
+    assert relays[1].env["FLOTILLA_DATABASE_URL"].endswith("/inventory.db")
     gateway = instances[-1]
     assert gateway.url == "https://127.0.0.1:9443"
     assert gateway.env["FLOTILLA_TOPOLOGY_FILE"] == str(layout.topology_file)
@@ -86,9 +121,17 @@ def test_postgres_gives_each_service_and_shard_its_own_database(tmp_path: Path) 
         "accounts-s0-0": "postgresql+asyncpg://u:p@db:5432/accounts_s0",
         "accounts-s1-0": "postgresql+asyncpg://u:p@db:5432/accounts_s1",
         "payments-0": "postgresql+asyncpg://u:p@db:5432/payments",
+        "inventory-0": "postgresql+asyncpg://u:p@db:5432/inventory",
+        "orders-0": "postgresql+asyncpg://u:p@db:5432/orders",
+        # A relay reads its service's outbox, in its service's database.
+        "payments-relay": "postgresql+asyncpg://u:p@db:5432/payments",
+        "inventory-relay": "postgresql+asyncpg://u:p@db:5432/inventory",
+        "orders-relay": "postgresql+asyncpg://u:p@db:5432/orders",
         "gateway-0": None,
     }
-    assert database_names(3) == ["auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments"]
+    assert database_names(3) == [
+        "auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments", "inventory", "orders",
+    ]  # fmt: skip
 
 
 def test_one_gateway_limits_in_process_several_share_a_valkey(tmp_path: Path) -> None:

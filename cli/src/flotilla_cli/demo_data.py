@@ -1,4 +1,5 @@
-"""Demo users and accounts, created through each service's own `seed` command.
+"""Demo users, accounts and the shop's products, created through each service's own
+`seed` command.
 
 Passwords are random on the first run and reused after that, so `flotilla up` can be run
 again over an existing `var/`. They are written to `var/demo-credentials.json` only in the
@@ -12,18 +13,29 @@ import json
 import os
 import secrets
 import sys
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import SHARDED_SERVICE
+from flotilla_cli.planning import (
+    SHARDED_SERVICE,
+    SHOP_ACCOUNT_NAME,
+    SHOP_OWNER,
+    demo_user_id,
+    shop_account_id,
+)
 from flotilla_cli.state import Plan, write_atomically
 from flotilla_kit.sharding import home_shard
 
-__all__ = ["DEMO_ACCOUNTS", "DEMO_USERS", "SeedError", "demo_user_id", "seed_demo_data"]
+__all__ = [
+    "DEMO_ACCOUNTS",
+    "DEMO_PRODUCTS",
+    "DEMO_USERS",
+    "SeedError",
+    "demo_user_id",
+    "seed_demo_data",
+]
 
-_DEMO_NAMESPACE = uuid.UUID("8b6c2f0e-1d3a-4c5b-9e7f-0a1b2c3d4e5f")
 
 DEMO_USERS: dict[str, list[str]] = {
     "alice": ["customer"],
@@ -31,6 +43,8 @@ DEMO_USERS: dict[str, list[str]] = {
     "carol": ["customer"],
     "sam": ["support"],
     "ada": ["admin"],
+    # Owns the shop's account, where orders are paid to (and refunded from).
+    SHOP_OWNER: ["customer"],
 }
 
 # (owner, account name, currency, opening balance in minor units)
@@ -41,6 +55,17 @@ DEMO_ACCOUNTS: list[tuple[str, str, str, int]] = [
     ("carol", "Everyday", "EUR", 300_000),
     ("sam", "Everyday", "EUR", 50_000),
     ("ada", "Operations", "EUR", 100_000),
+    (SHOP_OWNER, SHOP_ACCOUNT_NAME, "EUR", 0),
+]
+
+# The shop's catalogue: (sku, name, price in minor units, stock on hand). The poster is
+# there to run out.
+DEMO_PRODUCTS: list[tuple[str, str, int, int]] = [
+    ("TEA-EARL-250", "Earl Grey tea, 250 g", 650, 200),
+    ("COFFEE-BEANS-1KG", "Coffee beans, 1 kg", 2_400, 120),
+    ("MUG-BLUE", "Blue enamel mug", 1_200, 80),
+    ("LAMP-DESK", "Desk lamp", 4_900, 30),
+    ("POSTER-LTD", "Limited edition poster", 3_000, 3),
 ]
 
 
@@ -103,11 +128,6 @@ def _passwords(layout: VarLayout) -> dict[str, str]:
     return {name: known.get(name) or _new_password(name) for name in DEMO_USERS}
 
 
-def demo_user_id(username: str) -> str:
-    """Fixed ids, so the accounts of a demo user can be seeded while the user is."""
-    return str(uuid.uuid5(_DEMO_NAMESPACE, username))
-
-
 async def seed_demo_data(plan: Plan, layout: VarLayout) -> None:
     seeder = _Seeder(plan, layout)
     passwords = _passwords(layout)
@@ -119,15 +139,23 @@ async def seed_demo_data(plan: Plan, layout: VarLayout) -> None:
     by_shard: dict[int, list[dict[str, Any]]] = {shard: [] for shard in range(plan.shards)}
     for owner, name, currency, balance in DEMO_ACCOUNTS:
         owner_id = demo_user_id(owner)
-        by_shard[home_shard(owner_id, plan.shards)].append(
-            {"owner_id": owner_id, "name": name, "currency": currency, "balance_minor": balance}
-        )
+        account: dict[str, Any] = {
+            "owner_id": owner_id, "name": name, "currency": currency, "balance_minor": balance,
+        }  # fmt: skip
+        if owner == SHOP_OWNER:
+            account["id"] = shop_account_id(plan.shards)  # the orders service is told it
+        by_shard[home_shard(owner_id, plan.shards)].append(account)
+    products = [
+        {"sku": sku, "name": name, "price_minor": price, "currency": "EUR", "on_hand": stock}
+        for sku, name, price, stock in DEMO_PRODUCTS
+    ]
     created, *_ = await asyncio.gather(
         seeder.run("auth", {"users": users}),
         *(
             seeder.run(SHARDED_SERVICE, {"accounts": accounts}, shard)
             for shard, accounts in by_shard.items()
         ),
+        seeder.run("inventory", {"products": products}),
     )
     strangers = [u["username"] for u in created["users"] if u["id"] != demo_user_id(u["username"])]
     if strangers:

@@ -1,13 +1,17 @@
 """Deciding what a system is before starting it: instances, ports, and each one's settings.
 
 Ports are chosen here, once; an instance restarted by the supervisor comes back on the same
-port, so the gateway's topology only changes when instances are added or removed.
+port, so the gateway's topology only changes when instances are added or removed. They
+are taken below the kernel's ephemeral range (`stable_port`): while an instance is down,
+no outgoing connection can be handed its port, not even a client reconnecting to it
+(which would end up connected to itself).
 """
 
 from __future__ import annotations
 
 import json
 import secrets
+import uuid
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -15,22 +19,42 @@ from typing import Literal
 
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.state import InstancePlan, Plan
-from flotilla_kit.devservers import free_port
+from flotilla_kit.devservers import stable_port
+from flotilla_kit.sharding import home_shard
 
 __all__ = [
     "BACKEND_SERVICES",
+    "GRPC_SERVICES",
+    "RELAYED_SERVICES",
     "SHARDED_SERVICE",
+    "SHOP_ACCOUNT_NAME",
+    "SHOP_OWNER",
     "Database",
     "build_plan",
     "database_names",
+    "demo_user_id",
+    "nats_port",
     "postgres_base_url",
+    "shop_account_id",
+    "shop_owner_id",
 ]
 
 # Started N times each (the ledger N times per shard), behind the gateway (which runs
 # once, on its public port).
-BACKEND_SERVICES = ("auth", "accounts", "payments")
+BACKEND_SERVICES = ("auth", "accounts", "payments", "inventory", "orders")
 SHARDED_SERVICE = "accounts"
+# Services that also listen for gRPC (the ledger's participants, inventory's reservations).
+GRPC_SERVICES = ("accounts", "inventory")
+# Services that publish events through an outbox: each gets one relay process.
+RELAYED_SERVICES = ("payments", "inventory", "orders")
+# The shop's bank account: owned by a demo user of its own, its id fixed in advance so
+# the orders service can be told it before the account is seeded.
+SHOP_OWNER = "shop"
+SHOP_ACCOUNT_NAME = "Takings"
 _EMBEDDED_PG_PORT_FILE = "pg-port"
+_NATS_PORT_FILE = "nats-port"
+_DEMO_NAMESPACE = uuid.UUID("8b6c2f0e-1d3a-4c5b-9e7f-0a1b2c3d4e5f")
+_SHOP_NAMESPACE = uuid.UUID("3f9a6c1e-2b4d-4e8f-a1c3-5d7e9f0b2a4c")
 
 
 class Database(StrEnum):
@@ -55,8 +79,49 @@ def postgres_base_url(layout: VarLayout, external: str | None) -> str:
         return external.rstrip("/")
     port_file = layout.run / _EMBEDDED_PG_PORT_FILE
     if not port_file.exists():
-        port_file.write_text(str(free_port()))
+        port_file.write_text(str(stable_port()))
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port_file.read_text().strip()}"
+
+
+class _Ports:
+    """Ports for one plan: each stable (see the module docstring) and none twice."""
+
+    def __init__(self) -> None:
+        self._taken: set[int] = set()
+
+    def take(self) -> int:
+        while (port := stable_port()) in self._taken:
+            pass
+        self._taken.add(port)
+        return port
+
+    def reserve(self, port: int) -> None:
+        """A port kept from an earlier run (the broker's, PostgreSQL's): not to be taken."""
+        self._taken.add(port)
+
+
+def nats_port(layout: VarLayout) -> int:
+    """The embedded NATS server's port, kept across runs (its store stays in var/nats)."""
+    port_file = layout.run / _NATS_PORT_FILE
+    if not port_file.exists():
+        port_file.write_text(str(stable_port()))
+    return int(port_file.read_text().strip())
+
+
+def demo_user_id(username: str) -> str:
+    """Fixed ids, so the accounts of a demo user can be seeded while the user is, and
+    services can be told them before they start (the shop's owner)."""
+    return str(uuid.uuid5(_DEMO_NAMESPACE, username))
+
+
+def shop_owner_id() -> str:
+    return demo_user_id(SHOP_OWNER)
+
+
+def shop_account_id(shards: int) -> str:
+    """The shop's account: on its owner's home shard, with an id fixed in advance."""
+    owner = shop_owner_id()
+    return f"acc_{home_shard(owner, shards)}_{uuid.uuid5(_SHOP_NAMESPACE, owner).hex}"
 
 
 def _tls_env(layout: VarLayout, name: str) -> dict[str, str]:
@@ -96,17 +161,21 @@ class _Slot:
         return f"https://127.0.0.1:{self.port}"
 
 
-def _slots(instances: int, shards: int) -> list[_Slot]:
+def _slots(instances: int, shards: int, ports: _Ports) -> list[_Slot]:
     slots: list[_Slot] = []
     for service in BACKEND_SERVICES:
+        grpc = service in GRPC_SERVICES
         if service == SHARDED_SERVICE:
             slots += [
-                _Slot(service, index, free_port(), shard, free_port())
+                _Slot(service, index, ports.take(), shard, ports.take())
                 for shard in range(shards)
                 for index in range(instances)
             ]
         else:
-            slots += [_Slot(service, index, free_port()) for index in range(instances)]
+            slots += [
+                _Slot(service, index, ports.take(), grpc_port=ports.take() if grpc else None)
+                for index in range(instances)
+            ]
     return slots
 
 
@@ -132,7 +201,12 @@ def build_plan(
     postgres_url: str | None = None,
     demo_data: bool = True,
 ) -> Plan:
-    slots = _slots(instances, shards)
+    ports = _Ports()
+    ports.reserve(gateway_port)
+    ports.reserve(nats_port(layout))
+    if database == "postgres" and not postgres_url:
+        ports.reserve(int(postgres_base_url(layout, None).rsplit(":", 1)[1]))
+    slots = _slots(instances, shards, ports)
 
     def urls(service: str, path: str) -> str:
         return json.dumps([f"{s.url}{path}" for s in slots if s.service == service])
@@ -141,7 +215,12 @@ def build_plan(
         str(shard): [f"127.0.0.1:{s.grpc_port}" for s in slots if s.shard == shard]
         for shard in range(shards)
     }
+    accounts_shards = {
+        str(shard): [s.url for s in slots if s.shard == shard] for shard in range(shards)
+    }
+    inventory_targets = [f"127.0.0.1:{s.grpc_port}" for s in slots if s.service == "inventory"]
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
+    nats_url = f"nats://127.0.0.1:{nats_port(layout)}"
 
     def env_of(
         service: str, instance_id: str, port: int, database_name: str | None
@@ -163,20 +242,29 @@ def build_plan(
             env["FLOTILLA_DATABASE_URL"] = (
                 f"{pg_base}/{database_name}" if pg_base else layout.sqlite_url(database_name)
             )
+        if service in RELAYED_SERVICES:
+            env["FLOTILLA_NATS_URL"] = nats_url
         return env
 
     planned: list[InstancePlan] = []
     for slot in slots:
         env = env_of(slot.service, slot.instance_id, slot.port, slot.database)
+        if slot.grpc_port is not None:
+            env["FLOTILLA_GRPC_PORT"] = str(slot.grpc_port)
         if slot.service == "auth":
             env["FLOTILLA_KEY_ENCRYPTION_KEY"] = _key_encryption_key(layout)
         if slot.service == SHARDED_SERVICE:
             env["FLOTILLA_SHARD"] = str(slot.shard)
             env["FLOTILLA_SHARDS"] = str(shards)
-            env["FLOTILLA_GRPC_PORT"] = str(slot.grpc_port)
             env["FLOTILLA_PAYMENTS_URLS"] = urls("payments", "")
         if slot.service == "payments":
             env["FLOTILLA_LEDGER_SHARDS"] = json.dumps(ledger_shards)
+        if slot.service == "orders":
+            env["FLOTILLA_INVENTORY_TARGETS"] = json.dumps(inventory_targets)
+            env["FLOTILLA_PAYMENTS_URLS"] = urls("payments", "")
+            env["FLOTILLA_ACCOUNTS_SHARDS"] = json.dumps(accounts_shards)
+            env["FLOTILLA_SHOP_ACCOUNT"] = shop_account_id(shards)
+            env["FLOTILLA_SHOP_OWNER"] = shop_owner_id()
         planned.append(
             InstancePlan(
                 service=slot.service,
@@ -189,10 +277,24 @@ def build_plan(
             )
         )
 
+    # One relay per service database with an outbox: it publishes the service's events.
+    for service in RELAYED_SERVICES:
+        relay_env = env_of(service, "relay", 0, service)
+        planned.append(
+            InstancePlan(
+                service=service,
+                name=f"{service}-relay",
+                port=0,
+                url="",
+                command="relay",
+                env=relay_env,
+            )
+        )
+
     # Gateways: the first on the public port; with more than one, they share their
     # rate-limit buckets through an embedded Valkey the supervisor starts.
-    valkey_port = free_port() if gateways > 1 else None
-    gateway_ports = [gateway_port] + [free_port() for _ in range(gateways - 1)]
+    valkey_port = ports.take() if gateways > 1 else None
+    gateway_ports = [gateway_port] + [ports.take() for _ in range(gateways - 1)]
     for index, port in enumerate(gateway_ports):
         gateway_env = env_of("gateway", str(index), port, None)
         gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
@@ -216,6 +318,7 @@ def build_plan(
         gateway_url=gateway_url,
         shards=shards,
         valkey_port=valkey_port,
+        nats_url=nats_url,
         instances=planned,
         demo_data=demo_data,
     )

@@ -1,5 +1,6 @@
 """Finding and stopping the processes a system left behind (supervisor, instances,
-PostgreSQL), by pid, without ever signalling an unrelated process that reused a pid."""
+PostgreSQL, Valkey, NATS), by pid, without ever signalling an unrelated process that
+reused a pid."""
 
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def leftover_pids(state: SystemState, postgres_data: Path) -> list[int]:
                 pids.append(postmaster)
     if state.valkey_pid and is_ours(state.valkey_pid, "valkey"):
         pids.append(state.valkey_pid)
+    if state.nats_pid and is_ours(state.nats_pid, "nats-server"):
+        pids.append(state.nats_pid)
     return pids
 
 

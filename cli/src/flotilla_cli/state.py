@@ -30,10 +30,17 @@ class InstancePlan(BaseModel):
     service: str
     name: str
     port: int
-    url: str
+    url: str  # empty for a process that serves no HTTP (a relay)
     shard: int | None = None
     grpc_port: int | None = None
+    # `python -m flotilla_<service> <command>`: `serve`, or `relay` (publishes the
+    # service's outbox; no HTTP, ready while it runs).
+    command: Literal["serve", "relay"] = "serve"
     env: dict[str, str]
+
+    @property
+    def serves_http(self) -> bool:
+        return self.command == "serve"
 
 
 class Plan(BaseModel):
@@ -49,6 +56,9 @@ class Plan(BaseModel):
     shards: int = 1
     valkey_port: int | None = Field(
         default=None, description="Embedded Valkey for the gateways' shared rate limits."
+    )
+    nats_url: str | None = Field(
+        default=None, description="The NATS server (JetStream) the services' events go through."
     )
     instances: list[InstancePlan]
     demo_data: bool = True
@@ -79,6 +89,8 @@ class SystemState(BaseModel):
     shards: int = 1  # ledger shards
     postgres_pid: int | None = None
     valkey_pid: int | None = None
+    nats_pid: int | None = None
+    nats_url: str | None = None
     started_at: float
     ready_at: float | None = None
     instances: list[InstanceState] = Field(default_factory=list)

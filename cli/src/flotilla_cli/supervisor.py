@@ -30,7 +30,7 @@ from flotilla_cli.demo_data import seed_demo_data
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import BACKEND_SERVICES, database_names, postgres_base_url
 from flotilla_cli.state import InstancePlan, InstanceState, Plan, SystemState, write_atomically
-from flotilla_kit.devservers import EmbeddedPostgres, EmbeddedValkey, die_with_parent
+from flotilla_kit.devservers import EmbeddedNats, EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from flotilla_kit.topology import Instance, Topology
 
@@ -77,6 +77,7 @@ class Supervisor:
         )
         self.postgres: EmbeddedPostgres | None = None
         self.valkey: EmbeddedValkey | None = None
+        self.nats: EmbeddedNats | None = None
         self._stop = asyncio.Event()
         self._last_written = ""
 
@@ -101,7 +102,7 @@ class Supervisor:
                 service: [
                     Instance(name=r.plan.name, url=r.plan.url, shard=r.plan.shard)
                     for r in self.running
-                    if r.plan.service == service
+                    if r.plan.service == service and r.plan.serves_http
                 ]
                 for service in BACKEND_SERVICES
             }
@@ -125,11 +126,24 @@ class Supervisor:
         self.valkey.start()
         self.state.valkey_pid = self.valkey.pid
 
+    def _start_nats(self) -> None:
+        if self.plan.nats_url is None:
+            return
+        port = int(self.plan.nats_url.rsplit(":", 1)[1])
+        self.nats = EmbeddedNats(self.layout.root / "nats", port=port)
+        self.nats.start()
+        self.state.nats_pid = self.nats.pid
+        self.state.nats_url = self.nats.url
+
     async def prepare(self) -> None:
-        self._phase("preparing", "certificates and databases")
+        self._phase("preparing", "certificates, databases and the event broker")
         await asyncio.to_thread(self._prepare_files)
-        await asyncio.to_thread(self._start_postgres)
-        await asyncio.to_thread(self._start_valkey)
+        # Independent servers: started side by side.
+        await asyncio.gather(
+            asyncio.to_thread(self._start_postgres),
+            asyncio.to_thread(self._start_valkey),
+            asyncio.to_thread(self._start_nats),
+        )
 
     # -- instances -----------------------------------------------------------------------
     async def _spawn(self, r: _Running) -> None:
@@ -140,7 +154,7 @@ class Supervisor:
                 sys.executable,
                 "-m",
                 f"flotilla_{r.plan.service}",
-                "serve",
+                r.plan.command,
                 env={**os.environ, **r.plan.env},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=handle,
@@ -173,11 +187,16 @@ class Supervisor:
     async def _probe(self, client: httpx.AsyncClient, r: _Running) -> None:
         if r.process is None:
             return
-        try:
-            response = await client.get(f"{r.plan.url}/readyz", timeout=2.0)
-            r.state.ready = response.status_code == 200
-        except httpx.HTTPError:
-            r.state.ready = False
+        if not r.plan.serves_http:
+            # A relay serves nothing to probe: it is ready while it runs (it waits for the
+            # broker and the database itself, and says so in its log).
+            r.state.ready = r.process.returncode is None
+        else:
+            try:
+                response = await client.get(f"{r.plan.url}/readyz", timeout=2.0)
+                r.state.ready = response.status_code == 200
+            except httpx.HTTPError:
+                r.state.ready = False
         try:
             memory = psutil.Process(r.process.pid).memory_full_info()
             r.state.rss_bytes, r.state.uss_bytes = memory.rss, memory.uss
@@ -249,6 +268,9 @@ class Supervisor:
         if self.valkey is not None:
             await asyncio.to_thread(self.valkey.stop)
             self.state.valkey_pid = None
+        if self.nats is not None:
+            await asyncio.to_thread(self.nats.stop)
+            self.state.nats_pid = None
 
     def request_stop(self) -> None:
         self._stop.set()

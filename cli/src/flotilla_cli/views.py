@@ -39,7 +39,7 @@ def status_table(state: SystemState) -> Table:
         table.add_row(
             instance.name,
             str(instance.pid or "-"),
-            str(instance.port),
+            str(instance.port or "-"),  # a relay listens on no port
             ready,
             str(instance.restarts),
             _mib(instance.rss_bytes),
@@ -58,6 +58,8 @@ def urls_panel(state: SystemState, layout: VarLayout) -> Panel:
         f"[bold]metrics[/]   {gateway}/metrics",
         f"[bold]CA[/]        {ca}  (curl --cacert {ca} {gateway}/readyz)",
     ]
+    if state.nats_url:
+        lines.append(f"[bold]events[/]    {state.nats_url}  (flotilla events tail)")
     if layout.credentials_file.exists():
         lines.append(f"[bold]demo users[/] {layout.credentials_file}  (try: flotilla demo)")
     lines.append(f"[bold]logs[/]      {layout.logs}  (flotilla logs)")
