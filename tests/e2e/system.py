@@ -69,11 +69,14 @@ class RunningSystem:
         return str(self._demo_user(username)["id"])
 
     def instance_urls(self, service: str, shard: int | None = None) -> list[str]:
-        """The URLs of a service's instances (of one ledger shard, if given)."""
+        """The URLs of a service's serving instances (of one ledger shard, if given);
+        its relay serves no HTTP."""
         return [
             i["url"]
             for i in self.status()["instances"]
-            if i["service"] == service and (shard is None or i["shard"] == shard)
+            if i["service"] == service
+            and i["command"] == "serve"
+            and (shard is None or i["shard"] == shard)
         ]
 
     def operator_tls(self) -> ssl.SSLContext:

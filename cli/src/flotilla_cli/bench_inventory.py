@@ -5,7 +5,7 @@ process, one transport after the other.
 The work is the same in every mode: reserve one unit of one product, then release it,
 with `concurrency` of them in flight at any time:
 
-- `rest`: `POST /api/v1/reservations`, then `POST /api/v1/reservations/{id}/release`,
+- `rest`: `POST /internal/v1/reservations`, then `POST /internal/v1/reservations/{id}/release`,
   over HTTPS with a client certificate (aiohttp: cheaper per request than httpx here),
   `concurrency` keep-alive connections;
 - `grpc_unary`: `Reserve`, then `Release`, on one `grpc.aio` channel (HTTP/2 multiplexes
@@ -314,7 +314,7 @@ async def _rest(service: _Service, token: str, options: BenchOptions) -> ModeRes
     connector = aiohttp.TCPConnector(limit=options.concurrency, ssl=context)
     headers = {"Authorization": f"Bearer {token}"}
     line = [{"product_id": service.product_id, "quantity": 1}]
-    base = service.http_url + "/api/v1/reservations"
+    base = service.http_url + "/internal/v1/reservations"
     async with aiohttp.ClientSession(
         connector=connector,
         headers=headers,

@@ -68,8 +68,9 @@ class InstanceState(BaseModel):
     service: str
     name: str
     port: int
-    url: str
+    url: str  # empty for a relay
     shard: int | None = None
+    command: Literal["serve", "relay"] = "serve"
     pid: int | None = None
     ready: bool = False
     restarts: int = 0

@@ -61,7 +61,12 @@ class Supervisor:
             _Running(
                 p,
                 InstanceState(
-                    service=p.service, name=p.name, port=p.port, url=p.url, shard=p.shard
+                    service=p.service,
+                    name=p.name,
+                    port=p.port,
+                    url=p.url,
+                    shard=p.shard,
+                    command=p.command,
                 ),
             )
             for p in plan.instances

@@ -31,7 +31,7 @@ from flotilla_kit.tls import client_context
 
 __all__ = ["ChaosOptions", "run_bank_chaos"]
 
-# Crash points inside the coordinator (see services/payments/README.md), each firing with
+# Crash points inside the payments coordinator (see services/payments/README.md), each firing with
 # the run's fault rate (dev and test profiles only).
 FAULT_POINTS = (
     "after_preparing_record",
@@ -115,7 +115,7 @@ def _faults_fired(layout: VarLayout) -> dict[str, int]:
 
 
 async def run_bank_chaos(options: ChaosOptions, console: Console) -> dict[str, Any]:
-    faults = {point: options.fault_rate for point in FAULT_POINTS if options.fault_rate > 0}
+    faults = {f"payments:{p}": options.fault_rate for p in FAULT_POINTS if options.fault_rate > 0}
     started = time.monotonic()
     report: dict[str, Any] = {
         "options": {**options.__dict__, "var_dir": str(options.var_dir)},

@@ -119,7 +119,7 @@ class Instance:
         self, reservation_id: str, *lines: tuple[str, int], hold_s: int = 0
     ) -> httpx.Response:
         return await self.http.post(
-            "/api/v1/reservations",
+            "/internal/v1/reservations",
             json={
                 "reservation_id": reservation_id,
                 "lines": [{"product_id": p, "quantity": q} for p, q in lines],

@@ -46,7 +46,9 @@ async def test_the_relay_publishes_every_stock_change_in_order(
         mug = await instance.product(on_hand=5)
         await instance.reserve_rest("ord-1", (mug, 2))
         await instance.reserve_rest("ord-2", (mug, 9))  # refused: no event
-        await instance.http.post("/api/v1/reservations/ord-1/commit", headers=instance.orders())
+        await instance.http.post(
+            "/internal/v1/reservations/ord-1/commit", headers=instance.orders()
+        )
         await instance.http.post(
             f"/api/v1/products/{mug}/stock-adjustments",
             json={"delta": 4, "reason": "delivery"},

@@ -186,7 +186,7 @@ async def test_a_held_reservation_keeps_its_price_and_a_new_one_gets_the_new(
     )
     later = await inventory.reserve_rest("r2", (product_id, 1))
     committed = await inventory.http.post(
-        "/api/v1/reservations/r1/commit", headers=inventory.orders()
+        "/internal/v1/reservations/r1/commit", headers=inventory.orders()
     )
     assert held.json()["lines"][0]["unit_price_minor"] == 1000
     assert committed.json()["lines"][0]["unit_price_minor"] == 1000
@@ -378,16 +378,21 @@ def test_the_openapi_documents_every_answer(inventory: Instance) -> None:
             "415",
             "422",
         },
-        ("post", "/api/v1/reservations"): {"200", "400", "401", "403", "413", "415", "422"},
-        ("post", "/api/v1/reservations/{reservation_id}/commit"): {
+        ("post", "/internal/v1/reservations"): {"200", "400", "401", "403", "413", "415", "422"},
+        ("post", "/internal/v1/reservations/{reservation_id}/commit"): {
             "200",
             "401",
             "403",
             "404",
             "422",
         },
-        ("post", "/api/v1/reservations/{reservation_id}/release"): {"200", "401", "403", "422"},
-        ("get", "/api/v1/reservations/{reservation_id}"): {"200", "401", "403", "404", "422"},
+        ("post", "/internal/v1/reservations/{reservation_id}/release"): {
+            "200",
+            "401",
+            "403",
+            "422",
+        },
+        ("get", "/internal/v1/reservations/{reservation_id}"): {"200", "401", "403", "404", "422"},
     }
     for (method, path), codes in expected.items():
         assert set(schema["paths"][path][method]["responses"]) == codes, (method, path)

@@ -11,7 +11,7 @@ import pytest
 from .harness import FakeClock, Instance, auth, stock_events, take_snapshot
 from .test_products_api import problem
 
-RESERVATIONS = "/api/v1/reservations"
+RESERVATIONS = "/internal/v1/reservations"
 
 
 async def test_reserve_then_commit(inventory: Instance) -> None:

@@ -12,7 +12,7 @@ from flotilla_kit.testing import TokenMinter
 
 from .harness import FakeClock, Instance, running_inventory, stock_events
 
-RESERVATIONS = "/api/v1/reservations"
+RESERVATIONS = "/internal/v1/reservations"
 
 
 async def test_a_sweep_expires_holds_past_their_deadline(

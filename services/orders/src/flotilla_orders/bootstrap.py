@@ -16,13 +16,13 @@ from fastapi import FastAPI
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics
+from flotilla_kit.faults import ProcessFaults
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
 from flotilla_orders.adapters.accounts_client import HttpAccounts
 from flotilla_orders.adapters.clock import SystemClock
-from flotilla_orders.adapters.faults import ProcessFaults
 from flotilla_orders.adapters.inventory_client import GrpcInventoryClient
 from flotilla_orders.adapters.metrics import OrdersMetrics
 from flotilla_orders.adapters.payments_client import HttpPayments
@@ -31,7 +31,7 @@ from flotilla_orders.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_orders.entrypoints import http
 from flotilla_orders.entrypoints.consumers import history_consumers, run_consumer
 from flotilla_orders.service_layer.checkout import Checkout, CheckoutConfig
-from flotilla_orders.service_layer.faults import NoFaults
+from flotilla_orders.service_layer.faults import FaultPoint, NoFaults
 from flotilla_orders.service_layer.ports import Accounts, Clock, Faults, Inventory, Payments
 from flotilla_orders.service_layer.recovery import Recovery
 from flotilla_orders.service_layer.saga import Saga, SagaConfig
@@ -146,7 +146,8 @@ def build_app(
             timeout_s=settings.http_timeout_s,
             on_call=lambda method, result: metrics.remote_call("accounts", method, result),
         )
-    faults = faults or (ProcessFaults(settings.faults) if settings.faults else NoFaults())
+    if faults is None:
+        faults = ProcessFaults(settings.faults, FaultPoint) if settings.faults else NoFaults()
     saga = Saga(
         uow=uow,
         inventory=inventory,

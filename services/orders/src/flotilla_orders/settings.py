@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from flotilla_kit.faults import faults_of_service
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.sharding import shard_of
 from flotilla_orders.service_layer.faults import FaultPoint
@@ -122,7 +123,8 @@ class OrdersSettings(ServiceSettings):
         default_factory=dict,
         description=(
             "Fault injection (profiles test and dev only): point -> probability that the "
-            "process exits there at once (status 137). Points: "
+            "process exits there at once (status 137); a point may be qualified as "
+            "'orders:<point>', and other services' points are ignored. Points: "
             + ", ".join(p.value for p in FaultPoint)
             + "."
         ),
@@ -159,14 +161,8 @@ class OrdersSettings(ServiceSettings):
 
     @field_validator("faults")
     @classmethod
-    def _known_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
-        known = {p.value for p in FaultPoint}
-        for point, probability in faults.items():
-            if point not in known:
-                raise ValueError(f"unknown fault point {point!r}; known: {sorted(known)}")
-            if not 0.0 <= probability <= 1.0:
-                raise ValueError(f"the probability of {point!r} must be between 0 and 1")
-        return faults
+    def _own_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
+        return faults_of_service(faults, service="orders", points=FaultPoint)
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

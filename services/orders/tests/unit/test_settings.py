@@ -8,8 +8,6 @@ import pytest
 from pydantic import ValidationError
 
 from flotilla_kit.settings import ServiceSettings, TlsSettings
-from flotilla_orders.adapters.faults import EXIT_STATUS, ProcessFaults
-from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.settings import OrdersSettings
 
 TLS = TlsSettings(cert_file=Path("c.pem"), key_file=Path("k.pem"), ca_file=Path("ca.pem"))
@@ -71,16 +69,6 @@ def test_bad_settings_are_refused(values: dict[str, object], complaint: str) -> 
         OrdersSettings(**values)  # type: ignore[arg-type]
 
 
-def test_a_fault_point_ends_the_process_like_kill_9() -> None:
-    exits: list[int] = []
-    draws = iter([0.5, 0.05])
-    faults = ProcessFaults(
-        {"after_pay_call": 0.1, "after_commit_call": 0.0},
-        draw=lambda: next(draws),
-        exit_now=exits.append,
-    )
-    faults.hit(FaultPoint.AFTER_COMMIT_CALL)  # probability 0: never
-    faults.hit(FaultPoint.AFTER_PAY_CALL)  # draw 0.5 >= 0.1: not this time
-    assert exits == []
-    faults.hit(FaultPoint.AFTER_PAY_CALL)  # draw 0.05 < 0.1
-    assert exits == [EXIT_STATUS] == [137]
+def test_a_system_wide_faults_value_gives_orders_only_its_own_points() -> None:
+    settings = OrdersSettings(faults={"orders:after_pay_call": 0.1, "payments:after_prepare": 1.0})
+    assert settings.faults == {"after_pay_call": 0.1}

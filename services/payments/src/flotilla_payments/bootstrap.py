@@ -15,19 +15,19 @@ from fastapi import FastAPI
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
 from flotilla_kit.events import run_relay
+from flotilla_kit.faults import ProcessFaults
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
 from flotilla_payments.adapters.clock import SystemClock
-from flotilla_payments.adapters.faults import ProcessFaults
 from flotilla_payments.adapters.ledger_client import GrpcLedgerClient, TokenSource
 from flotilla_payments.adapters.metrics import PaymentsMetrics
 from flotilla_payments.adapters.tables import outbox
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.entrypoints import http
 from flotilla_payments.service_layer.coordinator import Coordinator, CoordinatorConfig
-from flotilla_payments.service_layer.faults import NoFaults
+from flotilla_payments.service_layer.faults import FaultPoint, NoFaults
 from flotilla_payments.service_layer.ports import Clock, Faults, LedgerClient
 from flotilla_payments.service_layer.recovery import Recovery
 from flotilla_payments.settings import PaymentsSettings
@@ -138,7 +138,8 @@ def build_app(
         uow=uow,
         ledger=ledger,
         clock=clock,
-        faults=faults or (ProcessFaults(settings.faults) if settings.faults else NoFaults()),
+        faults=faults
+        or (ProcessFaults(settings.faults, FaultPoint) if settings.faults else NoFaults()),
         metrics=metrics,
         config=CoordinatorConfig(
             instance_id=settings.instance_id,

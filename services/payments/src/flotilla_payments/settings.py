@@ -6,6 +6,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
+from flotilla_kit.faults import faults_of_service
 from flotilla_kit.settings import ServiceSettings
 from flotilla_payments.service_layer.faults import FaultPoint
 
@@ -66,7 +67,8 @@ class PaymentsSettings(ServiceSettings):
         default_factory=dict,
         description=(
             "Fault injection (profiles test and dev only): point -> probability that the "
-            "process exits there at once (status 137). Points: "
+            "process exits there at once (status 137); a point may be qualified as "
+            "'payments:<point>', and other services' points are ignored. Points: "
             + ", ".join(p.value for p in FaultPoint)
             + "."
         ),
@@ -88,14 +90,8 @@ class PaymentsSettings(ServiceSettings):
 
     @field_validator("faults")
     @classmethod
-    def _known_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
-        known = {p.value for p in FaultPoint}
-        for point, probability in faults.items():
-            if point not in known:
-                raise ValueError(f"unknown fault point {point!r}; known: {sorted(known)}")
-            if not 0.0 <= probability <= 1.0:
-                raise ValueError(f"the probability of {point!r} must be between 0 and 1")
-        return faults
+    def _own_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
+        return faults_of_service(faults, service="payments", points=FaultPoint)
 
     @model_validator(mode="after")
     def _faults_only_in_test_or_dev(self) -> Self:

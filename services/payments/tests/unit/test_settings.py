@@ -5,9 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from flotilla_payments.adapters.faults import EXIT_STATUS, ProcessFaults
 from flotilla_payments.bootstrap import service_tokens
-from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.settings import PaymentsSettings
 
 
@@ -64,19 +62,13 @@ def test_faults_are_allowed_in_test_and_dev() -> None:
         }
 
 
-def test_a_fault_that_fires_ends_the_process_like_kill_9() -> None:
-    exits: list[int] = []
-    faults = ProcessFaults(
-        {"after_decision": 0.25, "before_done": 0.0}, draw=lambda: 0.2, exit_now=exits.append
+def test_a_system_wide_faults_value_gives_payments_only_its_own_points() -> None:
+    settings = PaymentsSettings(
+        faults={"payments:after_prepare": 0.1, "orders:after_pay_call": 1.0}
     )
-    faults.hit(FaultPoint.AFTER_PREPARE)  # not configured
-    faults.hit(FaultPoint.BEFORE_DONE)  # probability zero
-    assert exits == []
-    faults.hit(FaultPoint.AFTER_DECISION)  # 0.2 < 0.25: it fires
-    assert exits == [EXIT_STATUS] == [137]
-    unlucky = ProcessFaults({"after_decision": 0.25}, draw=lambda: 0.3, exit_now=exits.append)
-    unlucky.hit(FaultPoint.AFTER_DECISION)
-    assert exits == [137]
+    assert settings.faults == {"after_prepare": 0.1}
+    # Only other services' points: nothing is injected here, so any profile may carry it.
+    assert PaymentsSettings(profile="prod", faults={"orders:after_pay_call": 1.0}).faults == {}
 
 
 def test_calling_the_ledger_needs_tls() -> None:

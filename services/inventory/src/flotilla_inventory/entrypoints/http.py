@@ -75,7 +75,7 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 products = APIRouter(prefix="/api/v1/products", tags=["products"])
-reservations = APIRouter(prefix="/api/v1/reservations", tags=["reservations"])
+reservations = APIRouter(prefix="/internal/v1/reservations", tags=["reservations"])
 
 IdempotencyKey = Annotated[
     str | None,
