@@ -289,8 +289,10 @@ def test_audit_chains_verify_and_tampering_is_found(system: RunningSystem) -> No
     services = {r["service"]: r for r in json.loads(report.stdout)["services"]}
     assert services["auth"]["intact"]
     assert services["auth"]["records"] > 0
-    # One audit log per database: each ledger shard keeps its own, payments its own.
-    assert set(services) == {"auth", "accounts-s0", "accounts-s1", "payments"}
+    # One audit log per database: each ledger shard keeps its own, payments and inventory
+    # (the catalogue's admin actions) their own.
+    assert set(services) == {"auth", "accounts-s0", "accounts-s1", "payments", "inventory"}
+    assert services["inventory"]["records"] > 0  # the demo catalogue was created by an admin
     assert all(r["intact"] for r in services.values())
     tail = system.flotilla("audit", "tail", "--service", "auth", "--json", "--limit", "200")
     actions = {json.loads(line)["action"] for line in tail.stdout.splitlines()}

@@ -19,7 +19,9 @@ def fuzz_system() -> Iterator[RunningSystem]:
 
 def instance_url(system: RunningSystem, service: str) -> str:
     status = system.status()
-    url: str = next(i["url"] for i in status["instances"] if i["service"] == service)
+    url: str = next(
+        i["url"] for i in status["instances"] if i["service"] == service and i["command"] == "serve"
+    )
     return url
 
 
@@ -35,8 +37,3 @@ def mtls(system: RunningSystem) -> dict[str, Any]:
 def load_schema(system: RunningSystem, service: str) -> OpenApiSchema:
     url = instance_url(system, service)
     return schemathesis.openapi.from_url(f"{url}/openapi.json", **mtls(system))
-
-
-@pytest.fixture(scope="session")
-def admin_headers(fuzz_system: RunningSystem) -> dict[str, str]:
-    return {"Authorization": f"Bearer {fuzz_system.token('ada')}"}

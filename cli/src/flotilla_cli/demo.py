@@ -4,7 +4,9 @@ request and answer."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -90,6 +92,7 @@ def run(gateway_url: str, layout: VarLayout, console: Console) -> bool:
         tour = _Tour(client, console)
         tokens = _identity_and_accounts(tour, passwords)
         _transfers(tour, tokens, ids)
+        _shop(tour, tokens)
     console.rule()
     if tour.surprises:
         console.print("[red]Unexpected answers:[/] " + "; ".join(tour.surprises))
@@ -205,3 +208,70 @@ def _transfers(tour: _Tour, tokens: dict[str, str], ids: dict[str, str]) -> None
               token=alice)  # fmt: skip
     tour.call("bob cannot (404: not his)", "GET", f"/api/v1/transfers/{transfer_id}", 404,
               token=bob)  # fmt: skip
+
+
+_FINAL_WITHIN_S = 20.0
+
+
+def _until(
+    tour: _Tour, condition: Callable[[Any], bool], title: str, path: str, token: str
+) -> httpx.Response:
+    """GET `path` (quietly) until `condition(body)` holds, then show it as one step."""
+    deadline = time.monotonic() + _FINAL_WITHIN_S
+    while time.monotonic() < deadline:
+        response = tour.client.get(path, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == 200 and condition(response.json()):
+            break
+        time.sleep(0.1)  # polling a remote state with a deadline: there is no event to await
+    return tour.call(title, "GET", path, 200, token=token)
+
+
+def _order(tour: _Tour, title: str, token: str, lines: list[dict[str, Any]], account: str,
+           expect_state: str) -> dict[str, Any]:  # fmt: skip
+    placed = tour.call(
+        title, "POST", "/api/v1/orders", 202, token=token,
+        json={"lines": lines, "payment_account": account},
+        headers={"Idempotency-Key": str(uuid.uuid4())},
+    )  # fmt: skip
+    order: dict[str, Any] = placed.json() if placed.status_code == 202 else {"id": "missing"}
+    if order.get("state") == "PENDING":
+        order = _until(
+            tour, lambda o: o["state"] != "PENDING", "...the saga goes on: the order is read again",
+            f"/api/v1/orders/{order['id']}", token,
+        ).json()  # fmt: skip
+    if order.get("state") != expect_state:
+        tour.surprises.append(f"step {tour.step}: order {order.get('state')}, not {expect_state}")
+    return order
+
+
+def _shop(tour: _Tour, tokens: dict[str, str]) -> None:
+    """The shop: browse, order (a saga: reserve -> pay -> commit), run out, read the history."""
+    alice, bob = tokens["alice"], tokens["bob"]
+    catalogue = tour.call("Anyone may browse the catalogue", "GET", "/api/v1/products", 200,
+                          params={"limit": 10})  # fmt: skip
+    by_sku = {p["sku"]: p for p in catalogue.json().get("items", [])}
+    tea, mug = by_sku.get("TEA-EARL-250", {}), by_sku.get("MUG-BLUE", {})
+    poster = by_sku.get("POSTER-LTD", {})
+    account = _everyday_account(tour, alice, "alice", None)
+    confirmed = _order(
+        tour, "alice orders 2 teas and a mug, paid from Everyday (stock held, paid, committed)",
+        alice, [{"product_id": tea.get("id", "missing"), "quantity": 2},
+                {"product_id": mug.get("id", "missing"), "quantity": 1}], account, "CONFIRMED",
+    )  # fmt: skip
+    tour.call("The stock went down", "GET", f"/api/v1/products/{mug.get('id', 'missing')}", 200)
+    bob_account = _everyday_account(tour, bob, "bob", None)
+    _order(
+        tour, f"bob orders more posters than there are ({poster.get('available')} left): "
+        "cancelled, no money moves", bob,
+        [{"product_id": poster.get("id", "missing"), "quantity": 1000}], bob_account, "CANCELLED",
+    )  # fmt: skip
+    tour.call("A product the shop does not sell is refused before anything is written",
+              "POST", "/api/v1/orders", 422, token=alice,
+              json={"lines": [{"product_id": "nothing-like-it", "quantity": 1}],
+                    "payment_account": account},
+              headers={"Idempotency-Key": str(uuid.uuid4())})  # fmt: skip
+    _until(
+        tour, lambda page: any(e["order_id"] == confirmed.get("id") for e in page["items"]),
+        "alice's order history (a read model built from the events on NATS)",
+        "/api/v1/order-history", alice,
+    )  # fmt: skip

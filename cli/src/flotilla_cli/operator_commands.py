@@ -21,7 +21,7 @@ from flotilla_cli.service_commands import NoPlan, read_plan, run_service_command
 __all__ = ["audit_app", "auth_app", "bench_app", "chaos_app", "transfers_app"]
 
 # Services that keep an audit log of their own (each ledger shard has its own).
-AUDITED = ("auth", "accounts", "payments")
+AUDITED = ("auth", "accounts", "payments", "inventory")
 
 
 def _audited(layout: VarLayout, only: str | None = None) -> list[tuple[str, str, int | None]]:
