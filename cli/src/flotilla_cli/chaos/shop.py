@@ -82,7 +82,7 @@ class ShopChaosOptions:
     shards: int = 2
     instances: int = 2
     seed: int = 1
-    fault_rate: float = 0.02  # per saga step and orders fault point; 0 injects none
+    fault_rate: float = 0.01  # per saga step and orders fault point; 0 injects none
     payments_fault_rate: float = 0.0  # per transfer and payments fault point
     final_within_s: float = 120.0  # after the last order was sent
     settle_within_s: float = 90.0  # then, for the outboxes and consumers

@@ -37,7 +37,7 @@ def chaos_shop(
             help="Chance, per saga step and orders fault point, that an orders instance "
             "exits at once (os._exit, as kill -9). 0 injects none.",
         ),
-    ] = 0.02,
+    ] = 0.01,
     payments_fault_rate: Annotated[
         float,
         typer.Option(
