@@ -14,6 +14,7 @@ from rich.table import Table
 
 from flotilla_cli import bench_gateway, bench_inventory, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
+from flotilla_cli.chaos.shop_command import chaos_shop
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import SHARDED_SERVICE, Database
 from flotilla_cli.service_commands import NoPlan, read_plan, run_service_command
@@ -50,6 +51,7 @@ audit_app = typer.Typer(
 auth_app = typer.Typer(help="Operate the identity service.", no_args_is_help=True)
 transfers_app = typer.Typer(help="Inspect transfers (payments).", no_args_is_help=True)
 chaos_app = typer.Typer(help="Fault injection against a fresh system.", no_args_is_help=True)
+chaos_app.command("shop")(chaos_shop)
 bench_app = typer.Typer(help="Benchmarks against a fresh system.", no_args_is_help=True)
 
 VarDir = Annotated[

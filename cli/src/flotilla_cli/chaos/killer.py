@@ -1,4 +1,5 @@
-"""SIGKILL at random moments: coordinators, ledger shards, the gateway."""
+"""SIGKILL at random moments: coordinators, ledger shards, the gateway (the bank), or
+whichever services a run names (the shop: orders, inventory, payments and their relays)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import random
 import signal
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 from flotilla_cli.state import SystemState
@@ -17,10 +19,18 @@ VICTIMS = ("payments", "accounts", "gateway")
 
 
 async def kill_randomly(
-    state_file: Path, *, kills: int, every_s: float, stop: asyncio.Event, seed: int
+    state_file: Path,
+    *,
+    kills: int,
+    every_s: float,
+    stop: asyncio.Event,
+    seed: int,
+    victims: Collection[str] = VICTIMS,
 ) -> Counter[str]:
-    """Kill up to `kills` processes, one every ~`every_s` seconds, until `stop` is set.
-    The supervisor restarts each one; that restart is part of what is being tested."""
+    """Kill up to `kills` processes of the `victims` services (their relays included), one
+    every ~`every_s` seconds, until `stop` is set; counted by service, a relay by its name
+    (`orders-relay`). The supervisor restarts each one; that restart is part of what is
+    being tested."""
     rng = random.Random(seed)
     killed: Counter[str] = Counter()
     while sum(killed.values()) < kills and not stop.is_set():
@@ -33,7 +43,7 @@ async def kill_randomly(
         state = SystemState.read(state_file)
         if state is None:
             continue
-        alive = [i for i in state.instances if i.service in VICTIMS and i.pid and i.ready]
+        alive = [i for i in state.instances if i.service in victims and i.pid and i.ready]
         if not alive:
             continue
         victim = rng.choice(alive)
@@ -41,5 +51,5 @@ async def kill_randomly(
             os.kill(victim.pid, signal.SIGKILL)  # type: ignore[arg-type]
         except ProcessLookupError:
             continue
-        killed[victim.service] += 1
+        killed[victim.name if victim.command == "relay" else victim.service] += 1
     return killed

@@ -1,0 +1,79 @@
+"""The `flotilla chaos shop` command: options, the run, the table and the report."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from flotilla_cli.chaos.shop import ShopChaosOptions, run_shop_chaos
+from flotilla_cli.planning import Database
+
+__all__ = ["chaos_shop"]
+
+console = Console()
+
+
+def chaos_shop(
+    orders: Annotated[int, typer.Option(min=1, help="Checkouts to send.")] = 300,
+    kills: Annotated[
+        int,
+        typer.Option(
+            min=0, help="Processes to SIGKILL meanwhile (orders, inventory, payments, relays)."
+        ),
+    ] = 8,
+    concurrency: Annotated[int, typer.Option(min=1, max=128, help="Orders in flight.")] = 16,
+    seed: Annotated[int, typer.Option(help="Makes the run's choices repeatable.")] = 1,
+    fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.1,
+            help="Chance, per saga step and orders fault point, that an orders instance "
+            "exits at once (os._exit, as kill -9). 0 injects none.",
+        ),
+    ] = 0.01,
+    payments_fault_rate: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.1,
+            help="The same for the payments coordinator's fault points. 0 injects none.",
+        ),
+    ] = 0.0,
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
+    json_file: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    var_dir: Annotated[
+        Path | None,
+        typer.Option(help="Run the system here (kept afterwards). Default: a temporary one."),
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the temporary var/ for a post-mortem.")] = False,
+) -> None:
+    """Start a fresh system, send concurrent checkouts through the gateway (some out of
+    stock, some unaffordable, some sent twice with one Idempotency-Key) while killing
+    orders, inventory and payments instances and their relays and crashing the orders
+    saga at its fault points; then read every database and check the shop's invariants.
+    Exit 1 if one does not hold."""
+    options = ShopChaosOptions(
+        orders=orders, kills=kills, concurrency=concurrency, seed=seed, fault_rate=fault_rate,
+        payments_fault_rate=payments_fault_rate, database=db.value, var_dir=var_dir, keep=keep,
+    )  # fmt: skip
+    report = asyncio.run(run_shop_chaos(options, console))
+    table = Table(title="Shop invariants after the storm")
+    table.add_column("invariant")
+    table.add_column("holds")
+    table.add_column("detail")
+    for name, result in report["invariants"].items():
+        table.add_row(name, "[green]yes[/]" if result["holds"] else "[red]NO[/]", result["detail"])
+    console.print(table)
+    console.print_json(json.dumps({"counts": report["counts"], "seconds": report["seconds"]}))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    if not report["invariants_hold"]:
+        raise typer.Exit(1)
