@@ -72,6 +72,7 @@ _DEPOSIT_MINOR = 10**12
 _TIMEOUT_S = 30.0
 _POLL_EVERY_S = 0.02  # fixed, not backing off: the poll's delay is part of the latency
 _POLL_DEADLINE_S = 60.0
+_IDLE_S = 3.0  # the system's idle CPU is measured this long before the load
 _HIGH_LIMIT = "1000000"
 # Rate limits stay on (they are part of every request's cost), far above the load.
 _ENV = {
@@ -109,6 +110,7 @@ class PhaseResult:
     polled: int = 0  # orders whose POST answer was not final yet
     seconds: float = 0.0
     system_cpu_s: float | None = None
+    idle_cores: float | None = None  # the system's CPU with no load, subtracted for `net`
     client_cpu_s: float | None = None
     error_sample: str | None = None
 
@@ -123,6 +125,12 @@ class PhaseResult:
         def per_op_ms(cpu_s: float | None) -> float | None:
             return round(cpu_s * 1000 / done, 2) if cpu_s is not None and done else None
 
+        net_cpu_s = (
+            max(0.0, self.system_cpu_s - self.idle_cores * self.seconds)
+            if self.system_cpu_s is not None and self.idle_cores is not None
+            else None
+        )
+
         return {
             "kind": self.kind,
             "concurrency": self.concurrency,
@@ -136,6 +144,7 @@ class PhaseResult:
             "polled": self.polled,
             "seconds": round(self.seconds, 2),
             "system_cpu_ms_per_op": per_op_ms(self.system_cpu_s),
+            "system_cpu_ms_per_op_net": per_op_ms(net_cpu_s),
             "client_cpu_ms_per_op": per_op_ms(self.client_cpu_s),
         }
 
@@ -174,7 +183,7 @@ def compare(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             "p50_checkout_transfer": _ratio(c50, t50),
             "added_p50_ms": round(c50 - t50, 1) if c50 is not None and t50 is not None else None,
             "cpu_checkout_transfer": _ratio(
-                checkout.get("system_cpu_ms_per_op"), transfer.get("system_cpu_ms_per_op")
+                checkout.get("system_cpu_ms_per_op_net"), transfer.get("system_cpu_ms_per_op_net")
             ),
         }
     return out
@@ -227,6 +236,16 @@ class _CpuMeter:
             if before is not None and now is not None:
                 total += now - before
         return total
+
+
+async def _idle_cores(processes: list[psutil.Process], seconds: float) -> float:
+    """CPU the system spends with no load (health probes, relays, recovery loops), in
+    cores: what every measured second pays whatever the load."""
+    meter = _CpuMeter(processes)
+    meter.start()
+    began = time.monotonic()
+    await asyncio.sleep(seconds)
+    return meter.stop() / (time.monotonic() - began)
 
 
 # ---------------------------------------------------------------- the load
@@ -327,10 +346,11 @@ async def _phase(
     concurrency: int,
     options: BenchOptions,
     system: list[psutil.Process],
+    idle_cores: float,
 ) -> PhaseResult:
     """`concurrency` workers, each as its own customer, loop over the operation for
     warm-up plus measured seconds; only operations that start after the warm-up count."""
-    result = PhaseResult(kind, concurrency)
+    result = PhaseResult(kind, concurrency, idle_cores=idle_cores)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     system_cpu, client_cpu = _CpuMeter(system), _CpuMeter([psutil.Process()])
     customers = shop.bank.customers
@@ -412,14 +432,19 @@ async def _set_up(running: ScratchSystem, tls: ssl.SSLContext, options: BenchOpt
 
 async def run_checkout_bench(options: BenchOptions, console: Console) -> dict[str, Any]:
     rows: list[dict[str, Any]] = []
+    began = time.monotonic()
     with scratch_system(
         database=options.database, shards=options.shards, instances=options.instances,
         env=_ENV, console=console,
     ) as running:  # fmt: skip
+        started = time.monotonic()
         tls = client_context(running.layout.tls / "ca.pem")
         with console.status(f"{options.customer_count} customers, accounts, stock"):
             shop = await _set_up(running, tls, options)
+        set_up = time.monotonic()
         system = _system_processes(running.state)
+        with console.status(f"the system's idle CPU, {_IDLE_S:g} s"):
+            idle_cores = await _idle_cores(system, _IDLE_S)
         for concurrency in options.concurrency:
             for kind in ("checkout", "transfer"):
                 with console.status(
@@ -429,6 +454,7 @@ async def run_checkout_bench(options: BenchOptions, console: Console) -> dict[st
                     phase = await _phase(
                         gateway=running.state.gateway_url, tls=tls, shop=shop, kind=kind,
                         concurrency=concurrency, options=options, system=system,
+                        idle_cores=idle_cores,
                     )  # fmt: skip
                 rows.append(phase.summary())
     shop_shard = shard_of(shop.shop_account)
@@ -438,6 +464,12 @@ async def run_checkout_bench(options: BenchOptions, console: Console) -> dict[st
         "options": {**asdict(options), "customers": options.customer_count},
         "machine": machine(),
         "system_processes": len(system),
+        "idle_system_cpu_cores": round(idle_cores, 3),
+        "timings_s": {
+            "start_system": round(started - began, 1),
+            "set_up": round(set_up - started, 1),
+            "total": round(time.monotonic() - began, 1),
+        },
         "products": len(shop.product_ids),
         "payments_local_customers": local,
         "payments_2pc_customers": len(shop.bank.accounts) - local,
@@ -458,10 +490,11 @@ def render(report: dict[str, Any], console: Console) -> None:
     table = Table(
         title=f"Checkout vs one transfer through the gateway ({options['database']}, "
         f"{options['shards']} shards x {options['instances']} instances, "
-        f"{options['seconds']:g} s each; system CPU: ms per operation)",
+        f"{options['seconds']:g} s each; CPU: the system's ms per operation, net: "
+        f"less its idle {report['idle_system_cpu_cores']:g} cores)",
         title_justify="left",
     )
-    columns = ("conc.", "work", "ops/s", "p50 ms", "p99 ms", "errors", "polled", "system CPU")
+    columns = ("conc.", "work", "ops/s", "p50 ms", "p99 ms", "errors", "polled", "CPU", "net")
     for column in columns:
         table.add_column(column, justify="left" if column == "work" else "right")
     comparison = report["comparison"]
@@ -476,6 +509,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"[red]{errors}[/]" if row["errors"] else errors,
             str(row["polled"]) if row["kind"] == "checkout" else "",
             _cell(row["system_cpu_ms_per_op"]),
+            _cell(row["system_cpu_ms_per_op_net"]),
             end_section=row["kind"] == "transfer",
         )
     console.print(table)
@@ -484,7 +518,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             f"at {concurrency}: checkout/transfer throughput "
             f"[bold]{_cell(ratios['throughput_checkout_transfer'])}[/], p50 "
             f"[bold]{_cell(ratios['p50_checkout_transfer'])}x[/] "
-            f"(+{_cell(ratios['added_p50_ms'])} ms), system CPU "
+            f"(+{_cell(ratios['added_p50_ms'])} ms), net system CPU "
             f"[bold]{_cell(ratios['cpu_checkout_transfer'])}x[/]",
             highlight=False,
         )
@@ -499,4 +533,10 @@ def render(report: dict[str, Any], console: Console) -> None:
             console.print(f"{row['kind']} at {row['concurrency']}: {row['error_kinds']}, "
                           f"e.g. {row['error_sample']}", style="yellow", highlight=False,
                           markup=False)  # fmt: skip
+    timings = report["timings_s"]
+    console.print(
+        f"took {timings['total']:g} s: the system's start {timings['start_system']:g} s, "
+        f"customers and stock {timings['set_up']:g} s",
+        highlight=False,
+    )
     console.print(f"machine: {report['machine']}", highlight=False)
