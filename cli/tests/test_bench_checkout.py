@@ -16,6 +16,7 @@ from flotilla_cli.bench_checkout import (
     compare,
     order_lines,
     order_outcome,
+    poll_delays,
     quantile_ms,
     record,
     render,
@@ -45,23 +46,28 @@ def test_order_lines_are_one_to_three_distinct_products_one_unit_each() -> None:
     assert order_lines(rng, ["only"]) == [{"product_id": "only", "quantity": 1}]
 
 
+def test_polls_wait_50_ms_first_then_double_up_to_400_ms() -> None:
+    delays = poll_delays()
+    assert [next(delays) for _ in range(6)] == [0.05, 0.1, 0.2, 0.4, 0.4, 0.4]
+
+
 def test_only_a_confirmed_order_completes_anything_else_is_named_by_state_and_reason() -> None:
-    assert order_outcome({"state": "CONFIRMED"}, 0.2, polled=True) == Outcome(0.2, polled=True)
-    cancelled = order_outcome({"state": "CANCELLED", "reason": "out-of-stock"}, 0.2, polled=False)
+    assert order_outcome({"state": "CONFIRMED"}, 0.2, polls=1) == Outcome(0.2, polls=1)
+    cancelled = order_outcome({"state": "CANCELLED", "reason": "out-of-stock"}, 0.2, polls=0)
     assert (cancelled.took_s, cancelled.error) == (None, "CANCELLED:out-of-stock")
 
 
 def test_outcomes_are_recorded_as_latencies_errors_and_polls() -> None:
     result = PhaseResult("checkout", 8)
     record(result, Outcome(0.1))
-    record(result, Outcome(0.3, polled=True))
+    record(result, Outcome(0.3, polls=3))
     record(result, Outcome(None, "503", "first sample"))
     record(result, Outcome(None, "503", "second sample"))
-    record(result, Outcome(None, "CANCELLED:out-of-stock", "x", polled=True))
+    record(result, Outcome(None, "CANCELLED:out-of-stock", "x", polls=1))
     assert result.latencies_s == [0.1, 0.3]
     assert result.errors == {"503": 2, "CANCELLED:out-of-stock": 1}
     assert result.error_sample == "first sample"
-    assert result.polled == 2
+    assert (result.polled, result.polls) == (2, 4)
 
 
 def test_a_row_counts_rate_latency_and_cpu_per_operation_gross_and_net_of_idle() -> None:
@@ -81,6 +87,7 @@ def test_a_row_counts_rate_latency_and_cpu_per_operation_gross_and_net_of_idle()
         "error_kinds": {"429": 1},
         "error_sample": None,
         "polled": 0,
+        "polls": 0,
         "seconds": 2.0,
         "system_cpu_ms_per_op": 250.0,
         "system_cpu_ms_per_op_net": 125.0,  # (1.0 - 0.25 * 2.0) / 4

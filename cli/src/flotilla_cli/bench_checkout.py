@@ -8,8 +8,9 @@ For every concurrency asked for, two phases, one after the other:
   a fresh `Idempotency-Key`, 1-3 distinct products of the demo catalogue, one unit each,
   paid from the customer's account. The POST answers 202 with the order as it stands
   after waiting up to `FLOTILLA_ANSWER_WITHIN_S` for the saga; an order still PENDING
-  then is polled (`GET` its `Location`) until it is final. An order counts once it is
-  CONFIRMED; its latency runs from the POST to the answer that showed it CONFIRMED.
+  then is polled (`GET` its `Location`, after 50 ms doubling to 400 ms) until it is
+  final. An order counts once it is CONFIRMED; its latency runs from the POST to the
+  answer that showed it CONFIRMED.
 - `transfer`: the same workers, customers and accounts send the payment the saga makes,
   one `POST /api/v1/transfers` from the customer's account to the shop's account (same
   shard or two-phase commit, as that customer's orders), counted on 201.
@@ -33,7 +34,7 @@ import ssl
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -58,6 +59,7 @@ __all__ = [
     "compare",
     "order_lines",
     "order_outcome",
+    "poll_delays",
     "quantile_ms",
     "record",
     "render",
@@ -70,7 +72,11 @@ KINDS: dict[str, str] = {"checkout": "checkout (saga)", "transfer": "one transfe
 _STOCK = 10_000_000  # on hand per product before the load: no order may run out
 _DEPOSIT_MINOR = 10**12
 _TIMEOUT_S = 30.0
-_POLL_EVERY_S = 0.02  # fixed, not backing off: the poll's delay is part of the latency
+# Polling an order the POST answered PENDING: first after 50 ms, doubling to 400 ms. A
+# fixed short delay measured finer, but at 32 in flight its GETs (50/s per order) were
+# load of their own that slowed the sagas being measured.
+_POLL_FIRST_S = 0.05
+_POLL_MAX_S = 0.4
 _POLL_DEADLINE_S = 60.0
 _IDLE_S = 3.0  # the system's idle CPU is measured this long before the load
 _HIGH_LIMIT = "1000000"
@@ -108,6 +114,7 @@ class PhaseResult:
     latencies_s: list[float] = field(default_factory=list)  # completed operations only
     errors: Counter[str] = field(default_factory=Counter)  # what went wrong -> how often
     polled: int = 0  # orders whose POST answer was not final yet
+    polls: int = 0  # the GETs that polled them
     seconds: float = 0.0
     system_cpu_s: float | None = None
     idle_cores: float | None = None  # the system's CPU with no load, subtracted for `net`
@@ -142,6 +149,7 @@ class PhaseResult:
             "error_kinds": dict(sorted(self.errors.items())),
             "error_sample": self.error_sample,
             "polled": self.polled,
+            "polls": self.polls,
             "seconds": round(self.seconds, 2),
             "system_cpu_ms_per_op": per_op_ms(self.system_cpu_s),
             "system_cpu_ms_per_op_net": per_op_ms(net_cpu_s),
@@ -265,24 +273,33 @@ class Outcome:
     took_s: float | None
     error: str | None = None
     sample: str = ""
-    polled: bool = False
+    polls: int = 0  # GETs of an order the POST answered PENDING
 
 
 def record(result: PhaseResult, outcome: Outcome) -> None:
-    if outcome.polled:
+    if outcome.polls:
         result.polled += 1
+        result.polls += outcome.polls
     if outcome.took_s is not None:
         result.latencies_s.append(outcome.took_s)
     else:
         result.error(outcome.error or "unknown", outcome.sample)
 
 
-def order_outcome(order: dict[str, Any], took_s: float, *, polled: bool) -> Outcome:
+def poll_delays(first_s: float = _POLL_FIRST_S, most_s: float = _POLL_MAX_S) -> Iterator[float]:
+    """The waits before each poll: doubling from `first_s`, then `most_s` for ever."""
+    delay = first_s
+    while True:
+        yield delay
+        delay = min(delay * 2, most_s)
+
+
+def order_outcome(order: dict[str, Any], took_s: float, *, polls: int) -> Outcome:
     """A final order: CONFIRMED completed; anything else is an error named by its state
     and reason (`CANCELLED:out-of-stock`)."""
     if order["state"] == "CONFIRMED":
-        return Outcome(took_s, polled=polled)
-    return Outcome(None, f"{order['state']}:{order.get('reason')}", str(order), polled=polled)
+        return Outcome(took_s, polls=polls)
+    return Outcome(None, f"{order['state']}:{order.get('reason')}", str(order), polls=polls)
 
 
 @dataclass
@@ -305,16 +322,19 @@ class _Load:
             return Outcome(None, str(response.status_code), response.text)
         order: dict[str, Any] = response.json()
         if order["state"] != "PENDING":
-            return order_outcome(order, time.monotonic() - began, polled=False)
+            return order_outcome(order, time.monotonic() - began, polls=0)
         location = response.headers.get("Location") or f"/api/v1/orders/{order['id']}"
+        polls = 0
+        delays = poll_delays()
         while order["state"] == "PENDING":
             if time.monotonic() - began > _POLL_DEADLINE_S:
-                return Outcome(None, "still-pending", str(order), polled=True)
-            await asyncio.sleep(_POLL_EVERY_S)  # a remote state: nothing to await
+                return Outcome(None, "still-pending", str(order), polls=max(polls, 1))
+            await asyncio.sleep(next(delays))  # a remote state: nothing to await
+            polls += 1
             answer = await self.client.get(location, headers=headers)
             if answer.status_code == 200:
                 order = answer.json()
-        return order_outcome(order, time.monotonic() - began, polled=True)
+        return order_outcome(order, time.monotonic() - began, polls=polls)
 
     async def transfer(self, customer: Customer) -> Outcome:
         began = time.monotonic()
