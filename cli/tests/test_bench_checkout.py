@@ -1,11 +1,15 @@
-"""The pure parts of `flotilla bench checkout`: quantiles, order lines, outcomes, rows,
-net CPU, the checkout-over-transfer comparison and the table."""
+"""`flotilla bench checkout` without a system: quantiles, order lines, outcomes, rows,
+net CPU, the checkout-over-transfer comparison, the table, and one worker's operations
+against a fake gateway (what is polled, what counts as done or as an error)."""
 
 from __future__ import annotations
 
+import json
 import random
+from collections.abc import Callable
 from typing import Any
 
+import httpx
 from rich.console import Console
 
 from flotilla_cli.bench_checkout import (
@@ -13,6 +17,8 @@ from flotilla_cli.bench_checkout import (
     BenchOptions,
     Outcome,
     PhaseResult,
+    _Load,
+    _Shop,
     compare,
     order_lines,
     order_outcome,
@@ -21,6 +27,7 @@ from flotilla_cli.bench_checkout import (
     record,
     render,
 )
+from flotilla_cli.chaos.load import Bank, Customer
 
 
 def test_quantiles_are_nearest_rank_below_in_milliseconds() -> None:
@@ -171,3 +178,74 @@ def test_the_table_shows_every_row_the_comparison_errors_and_the_machine() -> No
     assert "at 2: checkout/transfer throughput 0.25, p50 4.0x (+150.0 ms)" in text
     assert "checkout at 2: {'CANCELLED:out-of-stock': 1}, e.g. an order" in text
     assert "machine: {'cpus': 2}" in text
+
+
+def _load(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[_Load, httpx.AsyncClient]:
+    client = httpx.AsyncClient(base_url="https://gw", transport=httpx.MockTransport(handler))
+    shop = _Shop(Bank([], 0), ["prd_1", "prd_2"], "acc_0_shop")
+    return _Load(client, shop, random.Random(1)), client
+
+
+_CUSTOMER = Customer("c", "token", ["acc_1_c"])
+
+
+async def test_a_transfer_answered_202_is_polled_until_committed() -> None:
+    states = iter(["committing", "committed"])
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(f"{request.method} {request.url.path}")
+        if request.method == "POST":
+            return httpx.Response(
+                202,
+                json={"id": "t1", "state": "preparing"},
+                headers={"Location": "/api/v1/transfers/t1"},
+            )
+        return httpx.Response(200, json={"id": "t1", "state": next(states)})
+
+    load, client = _load(handler)
+    async with client:
+        outcome = await load.transfer(_CUSTOMER)
+    assert outcome.took_s is not None
+    assert outcome.polls == 2
+    assert seen == ["POST /api/v1/transfers"] + ["GET /api/v1/transfers/t1"] * 2
+
+
+async def test_an_aborted_transfer_and_a_refused_order_are_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/api/v1/orders":
+            return httpx.Response(422, json={"type": "unknown-product"})
+        if request.method == "POST":
+            return httpx.Response(202, json={"id": "t1", "state": "aborting"})
+        return httpx.Response(200, json={"id": "t1", "state": "aborted", "refusal": "timeout"})
+
+    load, client = _load(handler)
+    async with client:
+        aborted = await load.transfer(_CUSTOMER)
+        refused = await load.checkout(_CUSTOMER)
+    assert (aborted.took_s, aborted.error, aborted.polls) == (None, "aborted:timeout", 1)
+    assert (refused.took_s, refused.error) == (None, "422")
+
+
+async def test_a_pending_order_is_polled_and_its_answer_decides() -> None:
+    bodies: list[dict[str, Any]] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            bodies.append(json.loads(request.content))
+            assert request.headers["Idempotency-Key"]
+            return httpx.Response(
+                202,
+                json={"id": "o1", "state": "PENDING"},
+                headers={"Location": "/api/v1/orders/o1"},
+            )
+        return httpx.Response(
+            200, json={"id": "o1", "state": "CANCELLED", "reason": "out-of-stock"}
+        )
+
+    load, client = _load(handler)
+    async with client:
+        outcome = await load.checkout(_CUSTOMER)
+    assert (outcome.error, outcome.polls) == ("CANCELLED:out-of-stock", 1)
+    assert bodies[0]["payment_account"] == "acc_1_c"
+    assert 1 <= len(bodies[0]["lines"]) <= 2  # the catalogue has two products

@@ -13,7 +13,8 @@ For every concurrency asked for, two phases, one after the other:
   answer that showed it CONFIRMED.
 - `transfer`: the same workers, customers and accounts send the payment the saga makes,
   one `POST /api/v1/transfers` from the customer's account to the shop's account (same
-  shard or two-phase commit, as that customer's orders), counted on 201.
+  shard or two-phase commit, as that customer's orders), counted once committed (a 202,
+  not final within payments' own wait, is polled as an order is).
 
 The difference between the two rows is what the saga adds over its one payment: two
 inventory calls, its own durable steps and the order's writes. `system CPU` is the user +
@@ -113,7 +114,7 @@ class PhaseResult:
     concurrency: int
     latencies_s: list[float] = field(default_factory=list)  # completed operations only
     errors: Counter[str] = field(default_factory=Counter)  # what went wrong -> how often
-    polled: int = 0  # orders whose POST answer was not final yet
+    polled: int = 0  # orders (transfers) whose POST answer was not final yet
     polls: int = 0  # the GETs that polled them
     seconds: float = 0.0
     system_cpu_s: float | None = None
@@ -273,7 +274,7 @@ class Outcome:
     took_s: float | None
     error: str | None = None
     sample: str = ""
-    polls: int = 0  # GETs of an order the POST answered PENDING
+    polls: int = 0  # GETs of an order (a transfer) whose POST answer was not final
 
 
 def record(result: PhaseResult, outcome: Outcome) -> None:
@@ -324,19 +325,15 @@ class _Load:
         if order["state"] != "PENDING":
             return order_outcome(order, time.monotonic() - began, polls=0)
         location = response.headers.get("Location") or f"/api/v1/orders/{order['id']}"
-        polls = 0
-        delays = poll_delays()
-        while order["state"] == "PENDING":
-            if time.monotonic() - began > _POLL_DEADLINE_S:
-                return Outcome(None, "still-pending", str(order), polls=max(polls, 1))
-            await asyncio.sleep(next(delays))  # a remote state: nothing to await
-            polls += 1
-            answer = await self.client.get(location, headers=headers)
-            if answer.status_code == 200:
-                order = answer.json()
-        return order_outcome(order, time.monotonic() - began, polls=polls)
+        final, polls = await self._poll(location, headers, began, order, ("PENDING",))
+        if final is None:
+            return Outcome(None, "still-pending", str(order), polls=polls)
+        return order_outcome(final, time.monotonic() - began, polls=polls)
 
     async def transfer(self, customer: Customer) -> Outcome:
+        """Done when committed: a 202 (not final within payments' own wait) is polled,
+        as the saga asks again until its payment is final."""
+        headers = {"Authorization": f"Bearer {customer.token}"}
         began = time.monotonic()
         response = await self.client.post(
             "/api/v1/transfers",
@@ -347,14 +344,44 @@ class _Load:
                 "currency": "EUR",
                 "reference": "bench",
             },
-            headers={
-                "Authorization": f"Bearer {customer.token}",
-                "Idempotency-Key": uuid.uuid4().hex,
-            },
+            headers={**headers, "Idempotency-Key": uuid.uuid4().hex},
         )
         if response.status_code == 201:
             return Outcome(time.monotonic() - began)
-        return Outcome(None, str(response.status_code), response.text)
+        if response.status_code != 202:
+            return Outcome(None, str(response.status_code), response.text)
+        transfer: dict[str, Any] = response.json()
+        location = response.headers.get("Location") or f"/api/v1/transfers/{transfer['id']}"
+        final, polls = await self._poll(
+            location, headers, began, transfer, ("preparing", "committing", "aborting")
+        )
+        if final is None:
+            return Outcome(None, "still-pending", str(transfer), polls=polls)
+        if final["state"] == "committed":
+            return Outcome(time.monotonic() - began, polls=polls)
+        return Outcome(None, f"{final['state']}:{final.get('refusal')}", str(final), polls=polls)
+
+    async def _poll(
+        self,
+        location: str,
+        headers: dict[str, str],
+        began: float,
+        current: dict[str, Any],
+        pending: tuple[str, ...],
+    ) -> tuple[dict[str, Any] | None, int]:
+        """GET `location` until its state is not one of `pending`: the final body (None
+        after `_POLL_DEADLINE_S` from `began`) and how many GETs it took."""
+        polls = 0
+        delays = poll_delays()
+        while current["state"] in pending:
+            if time.monotonic() - began > _POLL_DEADLINE_S:
+                return None, max(polls, 1)
+            await asyncio.sleep(next(delays))  # a remote state: nothing to await
+            polls += 1
+            answer = await self.client.get(location, headers=headers)
+            if answer.status_code == 200:
+                current = answer.json()
+        return current, polls
 
 
 async def _phase(
@@ -527,7 +554,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             _cell(row["p50_ms"]),
             _cell(row["p99_ms"]),
             f"[red]{errors}[/]" if row["errors"] else errors,
-            str(row["polled"]) if row["kind"] == "checkout" else "",
+            str(row["polled"]),
             _cell(row["system_cpu_ms_per_op"]),
             _cell(row["system_cpu_ms_per_op_net"]),
             end_section=row["kind"] == "transfer",
@@ -545,7 +572,7 @@ def render(report: dict[str, Any], console: Console) -> None:
     console.print(
         f"payments: {report['payments_local_customers']} customers on the shop's shard "
         f"(local), {report['payments_2pc_customers']} on the other (2PC); polled: orders "
-        "still PENDING when the POST answered",
+        "(transfers) the POST answered PENDING (202), then polled until final",
         highlight=False,
     )
     for row in report["rows"]:
