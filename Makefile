@@ -55,6 +55,7 @@ bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/flotilla bench gateway --json bench/results/gateway.json
 	$(BIN)/flotilla bench stacks --json bench/results/stacks.json
 	$(BIN)/flotilla bench inventory --json bench/results/inventory.json
+	$(BIN)/flotilla bench checkout --json bench/results/checkout.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)
