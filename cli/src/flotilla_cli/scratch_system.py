@@ -39,6 +39,10 @@ def flotilla(var_dir: Path, *args: str, env: dict[str, str] | None = None) -> st
     return result.stdout
 
 
+# Generous: a chaos run or a benchmark on a busy machine should not fail before it begins.
+START_WITHIN_S = 180
+
+
 @dataclass(frozen=True)
 class ScratchSystem:
     layout: VarLayout
@@ -70,7 +74,7 @@ def scratch_system(
             flotilla(
                 root, "up", "--detach", "--profile", "dev", "--db", database,
                 "--shards", str(shards), "--instances", str(instances),
-                "--gateway-port", str(free_port()), env=env,
+                "--gateway-port", str(free_port()), "--timeout", str(START_WITHIN_S), env=env,
             )  # fmt: skip
         state = SystemState.read(layout.state_file)
         if state is None:
