@@ -138,3 +138,42 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> Non
         await database.ping()
     finally:
         await database.dispose()
+
+
+async def test_one_process_writers_take_turns_and_a_failure_lets_the_next_in(
+    sqlite_url: str, migrations: Path
+) -> None:
+    """SQLite: the writers of one process queue in order, so none sits in SQLite's busy
+    handler (which sleeps up to 100 ms between tries) while another of ours writes."""
+    await asyncio.to_thread(upgrade_to_head, sqlite_url, migrations)
+    database = Database(sqlite_url)
+    inside, most_inside, order = 0, 0, []
+
+    async def write(n: int) -> None:
+        nonlocal inside, most_inside
+        async with UnitOfWork(database) as uow:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            order.append(n)
+            await uow.session.execute(
+                events.insert().values(id=n, name=f"w{n}", at=dt.datetime.now(dt.UTC))
+            )
+            await asyncio.sleep(0)  # let every other writer try to get in meanwhile
+            inside -= 1
+            if n == 3:
+                raise RuntimeError("this one fails half way")
+            await uow.commit()
+
+    try:
+        results = await asyncio.gather(*(write(n) for n in range(12)), return_exceptions=True)
+        assert [type(r) for r in results].count(RuntimeError) == 1
+        assert most_inside == 1
+        assert order == list(range(12))  # first come, first served
+        async with UnitOfWork(database, write=False) as uow:
+            count = (await uow.session.execute(text("SELECT COUNT(*) FROM events"))).scalar_one()
+        assert count == 11
+        async with database.write_sessions() as session:  # the queue is free again
+            await session.execute(text("DELETE FROM events"))
+            await session.commit()
+    finally:
+        await database.dispose()
