@@ -13,10 +13,10 @@ from flotilla_cli import scaling
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.processes import supervisor_alive
 from flotilla_cli.scaling import ScaleError, ScaleRequest
-from flotilla_cli.state import SystemState
+from flotilla_cli.state import AutoscaleSettings, SystemState
 from flotilla_cli.views import counts_table
 
-__all__ = ["scale_command"]
+__all__ = ["autoscale_settings", "scale_command"]
 
 console = Console()
 err = Console(stderr=True)
@@ -79,3 +79,20 @@ def scale_command(
     latest = SystemState.read(layout.state_file)
     if latest is not None:
         console.print(counts_table(latest))
+
+
+def autoscale_settings(
+    enabled: bool, min_instances: int, max_instances: int, target: float, window_s: float
+) -> AutoscaleSettings | None:
+    """`flotilla up --autoscale --min --max --target-in-flight --scale-down-window`."""
+    if not enabled:
+        return None
+    if min_instances > max_instances:
+        err.print("--min must not be above --max.")
+        raise typer.Exit(_BAD_INPUT)
+    return AutoscaleSettings(
+        min_instances=min_instances,
+        max_instances=max_instances,
+        target_in_flight=target,
+        scale_down_window_s=window_s,
+    )
