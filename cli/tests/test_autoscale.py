@@ -103,8 +103,17 @@ def test_without_a_metric_nothing_changes_and_nothing_is_recommended() -> None:
 
 
 def test_idle_goes_down_to_the_minimum_once_the_window_agrees() -> None:
-    decision, _ = _decide(4, 0.0, lo=2)
+    decision, _ = _decide(4, 0.0, lo=2, history=History(seeded=True))
     assert (decision.desired, decision.reason) == (2, "at the minimum (2)")
+
+
+def test_a_fresh_autoscaler_counts_the_current_count_as_a_recommendation() -> None:
+    decision, history = _decide(4, 0.0, now=0.0, behavior=FAST_DOWN)
+    assert (decision.desired, decision.reason) == (4, "scale-down stabilization window")
+    assert history.seeded
+    assert history.recommendations == ((0.0, 4), (0.0, 0))
+    decision, _ = _decide(4, 0.0, now=31.0, history=history, behavior=FAST_DOWN)
+    assert decision.desired == 1
 
 
 @pytest.mark.parametrize(
@@ -138,7 +147,7 @@ def test_scale_down_waits_for_the_whole_window() -> None:
 
 
 def test_the_window_picks_its_highest_recommendation() -> None:
-    history = History(recommendations=((90.0, 6), (95.0, 3)))
+    history = History(recommendations=((90.0, 6), (95.0, 3)), seeded=True)
     decision, _ = _decide(8, 0.0, history=history, now=100.0, behavior=FAST_DOWN)
     assert decision.desired == 6
 
@@ -154,10 +163,10 @@ def test_a_scale_up_window_takes_the_lowest_recommendation() -> None:
         scale_up=Rules(20.0, DEFAULT_BEHAVIOR.scale_up.policies),
         scale_down=FAST_DOWN.scale_down,
     )
-    history = History(recommendations=((90.0, 3),))
+    history = History(recommendations=((90.0, 3),), seeded=True)
     decision, _ = _decide(2, 8.0, history=history, now=100.0, behavior=behavior)
     assert decision.desired == 3
-    history = History(recommendations=((90.0, 2),))
+    history = History(recommendations=((90.0, 2),), seeded=True)
     decision, _ = _decide(2, 8.0, history=history, now=100.0, behavior=behavior)
     assert (decision.desired, decision.reason) == (2, "scale-up stabilization window")
 
@@ -217,6 +226,7 @@ def test_history_forgets_what_no_window_or_period_needs() -> None:
         recommendations=((0.0, 9), (995.0, 3)),
         scale_ups=((0.0, 1), (990.0, 1)),
         scale_downs=((1.0, 1),),
+        seeded=True,
     )
     _, history = _decide(3, 2.0, history=history, now=1000.0, behavior=FAST_DOWN)
     assert history.recommendations == ((995.0, 3), (1000.0, 3))
@@ -233,6 +243,7 @@ class _Controller:
 
     behavior: Behavior
     recommendations: list[list[float]] = field(default_factory=list)  # [t, n]
+    seeded: bool = False
     ups: list[tuple[float, int, bool]] = field(default_factory=list)  # (t, n, outdated)
     downs: list[tuple[float, int, bool]] = field(default_factory=list)
 
@@ -271,6 +282,9 @@ class _Controller:
         else:
             ratio = metric / target
             raw = current if abs(1.0 - ratio) <= 0.1 else math.ceil(ratio * current)
+            if not self.seeded:  # maybeInitScaleDownStabilizationWindow
+                self.recommendations.append([now, current])
+                self.seeded = True
             up_cut = now - self.behavior.scale_up.stabilization_window_s
             down_cut = now - self.behavior.scale_down.stabilization_window_s
             up_rec = down_rec = raw

@@ -10,7 +10,8 @@ The steps are those of the HPA controller (pkg/controller/podautoscaler):
    count, else `ceil(current * ratio)` (the metric is the average per instance).
 4. Stabilization: the recommendation is raised to the lowest one of the scale-up window and
    lowered to the highest one of the scale-down window (so a service only shrinks when
-   every recommendation of the last `scale_down.stabilization_window_s` said so).
+   every recommendation of the last `scale_down.stabilization_window_s` said so; the first
+   decision seeds the window with the current count).
 5. Rate limits: the scaling policies (Pods or Percent per period; `Max` selects the policy
    allowing the biggest change, `Min` the smallest, `Disabled` none) bound the change,
    counted from the count at the start of each policy's period; then min/max.
@@ -81,6 +82,10 @@ class History:
     recommendations: tuple[tuple[float, int], ...] = ()
     scale_ups: tuple[tuple[float, int], ...] = ()  # instances added
     scale_downs: tuple[tuple[float, int], ...] = ()  # instances removed
+    # The first decision with a metric seeds the window with the current count
+    # (maybeInitScaleDownStabilizationWindow): a freshly started autoscaler does not
+    # shrink a service before a whole window has recommended it.
+    seeded: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,10 @@ def decide(
         ratio = metric / target
         within = abs(1.0 - ratio) <= tolerance
         raw = current if within else math.ceil(current * ratio)
+        if not history.seeded:
+            history = replace(
+                history, seeded=True, recommendations=(*history.recommendations, (now, current))
+            )
         stabilized = _stabilized(raw, current, history, behavior, now)
         desired, limited = _rate_limited(
             stabilized, current=current, lo=min_instances, hi=max_instances,
