@@ -519,51 +519,64 @@ class Supervisor:
                     await asyncio.wait_for(self._stop.wait(), settings.interval_s)
                 if self.state.phase != "running" or self._scale_lock.locked():
                     continue  # a change under way: the next round sees its outcome
-                texts = await self._scrape_gateways(client)
-                read = [scaling.parse_gateway_load(t) for t in texts if t is not None]
-                now = time.monotonic()
-                averages = meter.observe(now, scaling.merge_loads(read)) if read else {}
-                for service, shard in self._groups():
-                    group = group_name(service, shard)
-                    members = self._members(service, shard)
-                    ready = [r.plan.name for r in members if r.state.ready]
-                    metric = scaling.per_instance(averages, ready) if read else None
-                    decision, history = decide(
-                        now=now,
-                        current=len(members),
-                        metric=metric,
-                        target=settings.target_in_flight,
-                        min_instances=settings.min_instances,
-                        max_instances=settings.max_instances,
-                        history=histories.get(group, History()),
-                        tolerance=settings.tolerance,
-                        behavior=behavior,
-                    )
-                    self.state.autoscale_latest[group] = ScalingEvent(
-                        at=time.time(),
-                        group=group,
-                        from_count=decision.current,
-                        to_count=decision.desired,
-                        metric=metric,
-                        reason=decision.reason,
-                        source="autoscale",
-                    )
-                    if decision.changes:
-                        try:
-                            async with self._scale_lock:
-                                await self.scale(
-                                    service,
-                                    shard,
-                                    decision.desired,
-                                    source="autoscale",
-                                    metric=metric,
-                                    reason=decision.reason,
-                                )
-                        except ScaleError as exc:
-                            print(f"autoscale {group}: {exc}", flush=True)
-                            continue  # not applied: not remembered
-                    histories[group] = history
-                self.publish()
+                try:
+                    await self._autoscale_round(client, settings, behavior, meter, histories)
+                except Exception as exc:  # one bad round must not end autoscaling
+                    print(f"autoscale: {type(exc).__name__}: {exc}", flush=True)
+
+    async def _autoscale_round(
+        self,
+        client: httpx.AsyncClient,
+        settings: AutoscaleSettings,
+        behavior: Behavior,
+        meter: scaling.LoadMeter,
+        histories: dict[str, History],
+    ) -> None:
+        texts = await self._scrape_gateways(client)
+        read = [scaling.parse_gateway_load(t) for t in texts if t is not None]
+        now = time.monotonic()
+        averages = meter.observe(now, scaling.merge_loads(read)) if read else {}
+        for service, shard in self._groups():
+            group = group_name(service, shard)
+            members = self._members(service, shard)
+            ready = [r.plan.name for r in members if r.state.ready]
+            metric = scaling.per_instance(averages, ready) if read else None
+            decision, history = decide(
+                now=now,
+                current=len(members),
+                metric=metric,
+                target=settings.target_in_flight,
+                min_instances=settings.min_instances,
+                max_instances=settings.max_instances,
+                history=histories.get(group, History()),
+                tolerance=settings.tolerance,
+                behavior=behavior,
+            )
+            self.state.autoscale_latest[group] = ScalingEvent(
+                at=time.time(),
+                group=group,
+                from_count=decision.current,
+                to_count=decision.desired,
+                metric=metric,
+                reason=decision.reason,
+                source="autoscale",
+            )
+            if decision.changes:
+                try:
+                    async with self._scale_lock:
+                        await self.scale(
+                            service,
+                            shard,
+                            decision.desired,
+                            source="autoscale",
+                            metric=metric,
+                            reason=decision.reason,
+                        )
+                except ScaleError as exc:
+                    print(f"autoscale {group}: {exc}", flush=True)
+                    continue  # not applied: not remembered
+            histories[group] = history
+        self.publish()
 
     # -- stopping ------------------------------------------------------------------------
     async def _stop_instances(self) -> None:
