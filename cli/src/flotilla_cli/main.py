@@ -30,8 +30,9 @@ from flotilla_cli.operator_commands import (
 )
 from flotilla_cli.planning import Database, build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
+from flotilla_cli.scale_command import autoscale_settings, scale_command
 from flotilla_cli.state import SystemState, write_atomically
-from flotilla_cli.views import status_table, system_view
+from flotilla_cli.views import status_view, system_view
 
 __all__ = ["app"]
 
@@ -48,6 +49,7 @@ app.add_typer(chaos_app, name="chaos")
 app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
 bench_app.command("stacks")(bench_stacks_command)  # after `gateway` (operator_commands)
+app.command("scale")(scale_command)
 console = Console()
 err = Console(stderr=True)
 
@@ -152,9 +154,44 @@ def up(
     demo_data: Annotated[bool, typer.Option(help="Seed demo users and accounts.")] = True,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every instance.")] = 90.0,
+    autoscale: Annotated[
+        bool,
+        typer.Option(
+            help="Add and remove instances by the HPA's rule on requests in flight per "
+            "instance (see `flotilla status`).",
+            rich_help_panel="Autoscaling",
+        ),
+    ] = False,
+    min_instances: Annotated[
+        int,
+        typer.Option(
+            "--min", min=1, max=16, help="Fewest instances.", rich_help_panel="Autoscaling"
+        ),
+    ] = 1,
+    max_instances: Annotated[
+        int,
+        typer.Option("--max", min=1, max=16, help="Most instances.", rich_help_panel="Autoscaling"),
+    ] = 4,
+    target_in_flight: Annotated[
+        float,
+        typer.Option(
+            min=0.01,
+            help="Requests in flight per instance to aim at.",
+            rich_help_panel="Autoscaling",
+        ),
+    ] = 2.0,
+    scale_down_window: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds of scale-down stabilization.", rich_help_panel="Autoscaling"
+        ),
+    ] = 30.0,
 ) -> None:
     """Start every service (N instances each), the gateway and the database; seed demo data;
     wait until all are ready; show a live status table (Ctrl-C stops everything)."""
+    scaling_settings = autoscale_settings(
+        autoscale, min_instances, max_instances, target_in_flight, scale_down_window
+    )
     layout = VarLayout.at(var_dir)
     existing = SystemState.read(layout.state_file)
     if supervisor_alive(existing):
@@ -178,6 +215,7 @@ def up(
         postgres_url=postgres_url,
         demo_data=demo_data and profile is Profile.dev,
     )
+    plan.autoscale = scaling_settings
     write_atomically(layout.plan_file, plan.model_dump_json(indent=2))
     layout.state_file.unlink(missing_ok=True)
     started = time.monotonic()
@@ -259,7 +297,7 @@ def status(
     if as_json:
         sys.stdout.write(json.dumps({"running": True, **state.model_dump(mode="json")}) + "\n")
         return
-    console.print(status_table(state))
+    console.print(status_view(state))
 
 
 @app.command()

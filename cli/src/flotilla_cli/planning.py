@@ -33,10 +33,13 @@ __all__ = [
     "build_plan",
     "database_names",
     "demo_user_id",
+    "instance_index",
     "nats_port",
+    "plan_sibling",
     "postgres_base_url",
     "shop_account_id",
     "shop_owner_id",
+    "take_port",
 ]
 
 # Started N times each (the ledger N times per shard), behind the gateway (which runs
@@ -322,3 +325,42 @@ def build_plan(
         instances=planned,
         demo_data=demo_data,
     )
+
+
+def plan_sibling(
+    template: InstancePlan, *, index: int, port: int, grpc_port: int | None
+) -> InstancePlan:
+    """One more instance of `template`'s service (and shard), set up as its siblings are:
+    the same settings but its own id, name and ports (`flotilla scale`)."""
+    slot = _Slot(template.service, index, port, template.shard, grpc_port)
+    env = {
+        **template.env,
+        "FLOTILLA_INSTANCE_ID": slot.instance_id,
+        "FLOTILLA_PORT": str(port),
+    }
+    if grpc_port is not None:
+        env["FLOTILLA_GRPC_PORT"] = str(grpc_port)
+    return template.model_copy(
+        update={
+            "name": slot.name,
+            "port": port,
+            "url": slot.url,
+            "grpc_port": grpc_port,
+            "env": env,
+        }
+    )
+
+
+def take_port(taken: set[int]) -> int:
+    """A stable port (see the module docstring) not in `taken`, which it joins."""
+    ports = _Ports()
+    for port in taken:
+        ports.reserve(port)
+    port = ports.take()
+    taken.add(port)
+    return port
+
+
+def instance_index(name: str) -> int:
+    """`inventory-2` -> 2, `accounts-s1-3` -> 3."""
+    return int(name.rsplit("-", 1)[1])

@@ -13,7 +13,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["InstancePlan", "InstanceState", "Phase", "Plan", "SystemState", "write_atomically"]
+__all__ = [
+    "AutoscaleSettings",
+    "InstancePlan",
+    "InstanceState",
+    "Phase",
+    "Plan",
+    "ScalingEvent",
+    "SystemState",
+    "write_atomically",
+]
 
 Phase = Literal["preparing", "seeding", "starting", "running", "stopping", "stopped", "failed"]
 
@@ -43,6 +52,39 @@ class InstancePlan(BaseModel):
         return self.command == "serve"
 
 
+class AutoscaleSettings(BaseModel):
+    """`flotilla up --autoscale`: the HPA's rule on requests in flight per instance."""
+
+    min_instances: int = Field(default=1, ge=1, description="Fewest instances per service.")
+    max_instances: int = Field(default=4, ge=1, description="Most instances per service.")
+    target_in_flight: float = Field(
+        default=2.0, gt=0, description="Requests in flight per instance the autoscaler aims at."
+    )
+    interval_s: float = Field(default=5.0, gt=0, description="Time between two decisions.")
+    tolerance: float = Field(
+        default=0.1, ge=0, description="No change while metric / target is within 1 +- this."
+    )
+    scale_down_window_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Scale-down stabilization window: the highest recommendation of this "
+        "long counts (the HPA's default is 300 s).",
+    )
+
+
+class ScalingEvent(BaseModel):
+    """One decision: a change made by `flotilla scale` or the autoscaler, or the
+    autoscaler's latest verdict on a service (then `from_count == to_count`)."""
+
+    at: float  # wall-clock time
+    group: str  # the service, or `accounts-s0` for one ledger shard
+    from_count: int
+    to_count: int
+    metric: float | None = None  # requests in flight per instance
+    reason: str = ""
+    source: Literal["manual", "autoscale"] = "manual"
+
+
 class Plan(BaseModel):
     """Everything the supervisor needs, decided by `flotilla up` before it starts."""
 
@@ -62,6 +104,7 @@ class Plan(BaseModel):
     )
     instances: list[InstancePlan]
     demo_data: bool = True
+    autoscale: AutoscaleSettings | None = None
 
 
 class InstanceState(BaseModel):
@@ -95,6 +138,13 @@ class SystemState(BaseModel):
     started_at: float
     ready_at: float | None = None
     instances: list[InstanceState] = Field(default_factory=list)
+    autoscale: AutoscaleSettings | None = None
+    scaling: list[ScalingEvent] = Field(
+        default_factory=list, description="The latest changes of instance counts, oldest first."
+    )
+    autoscale_latest: dict[str, ScalingEvent] = Field(
+        default_factory=dict, description="The autoscaler's latest decision per service."
+    )
 
     @property
     def all_ready(self) -> bool:

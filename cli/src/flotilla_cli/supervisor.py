@@ -9,6 +9,14 @@ whole system going down does not need), SIGKILL after a grace period, then Postg
 `flotilla up` starts it as a child process (`python -m flotilla_cli.supervisor PLAN`) and
 shows its state; with `--detach` it leaves it running. Instances get PR_SET_PDEATHSIG, so
 they die with the supervisor even if it is killed with SIGKILL.
+
+Scaling (`flotilla scale`, `flotilla up --autoscale`; see `scaling.py` for the requests):
+an instance added gets its own stable ports and its siblings' settings, starts, and joins
+the topology the gateways read once its `/readyz` passes; `scale` returns once every
+gateway reports it healthy. An instance removed leaves the topology first; once no gateway
+lists it any more (their requests to it in flight finish), it gets SIGTERM, drains for
+its `drain_s` and stops. Callers inside the system (payments -> ledger, orders ->
+inventory, services -> auth's keys) keep the instance lists they started with.
 """
 
 from __future__ import annotations
@@ -20,16 +28,37 @@ import signal
 import ssl
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 import psutil
 
+from flotilla_cli import scaling
+from flotilla_cli.autoscale import DEFAULT_BEHAVIOR, Behavior, History, Rules, decide
 from flotilla_cli.demo_data import seed_demo_data
 from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import BACKEND_SERVICES, database_names, postgres_base_url
-from flotilla_cli.state import InstancePlan, InstanceState, Plan, SystemState, write_atomically
+from flotilla_cli.planning import (
+    BACKEND_SERVICES,
+    SHARDED_SERVICE,
+    database_names,
+    instance_index,
+    plan_sibling,
+    postgres_base_url,
+    take_port,
+)
+from flotilla_cli.scaling import ScaleError, ScaleRequest, ScaleResult, group_name
+from flotilla_cli.state import (
+    AutoscaleSettings,
+    InstancePlan,
+    InstanceState,
+    Plan,
+    ScalingEvent,
+    SystemState,
+    write_atomically,
+)
 from flotilla_kit.devservers import EmbeddedNats, EmbeddedPostgres, EmbeddedValkey, die_with_parent
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from flotilla_kit.topology import Instance, Topology
@@ -41,6 +70,10 @@ _BACKOFF_MAX_S = 10.0
 _HEALTHY_RESETS_BACKOFF_S = 30.0
 _PROBE_INTERVAL_S = 1.0
 _STOP_GRACE_S = 10.0
+_READY_TIMEOUT_S = 60.0  # for an instance added by `flotilla scale`
+_GATEWAYS_TIMEOUT_S = 15.0  # for every gateway to take an instance in or out
+_DRAIN_DEFAULT_S = 3.0  # the kit's `drain_s`, unless an instance's env says otherwise
+_SCALING_KEPT = 20  # changes shown in the state
 
 
 @dataclass
@@ -51,6 +84,8 @@ class _Running:
     started_at: float = 0.0
     backoff_s: float = _BACKOFF_START_S
     restart_at: float | None = None
+    in_topology: bool = True  # an added instance joins once ready; a removed one leaves first
+    retiring: bool = False  # being removed: not restarted
 
 
 class Supervisor:
@@ -85,6 +120,10 @@ class Supervisor:
         self.nats: EmbeddedNats | None = None
         self._stop = asyncio.Event()
         self._last_written = ""
+        self._probed = asyncio.Condition()  # notified after every round of probes
+        self._scale_lock = asyncio.Lock()  # one change of instance counts at a time
+        self._seen_requests: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- state ---------------------------------------------------------------------------
     def publish(self) -> None:
@@ -102,12 +141,15 @@ class Supervisor:
     def _prepare_files(self) -> None:
         self.layout.ensure()
         ensure_dev_pki(self.layout.tls, [*BACKEND_SERVICES, "gateway", "flotilla-cli"])
+        self._write_topology()
+
+    def _write_topology(self) -> None:
         Topology(
             services={
                 service: [
                     Instance(name=r.plan.name, url=r.plan.url, shard=r.plan.shard)
                     for r in self.running
-                    if r.plan.service == service and r.plan.serves_http
+                    if r.plan.service == service and r.plan.serves_http and r.in_topology
                 ]
                 for service in BACKEND_SERVICES
             }
@@ -175,7 +217,9 @@ class Supervisor:
 
     async def _watch_exits(self) -> None:
         now = time.monotonic()
-        for r in self.running:
+        for r in list(self.running):
+            if r.retiring:
+                continue  # its exit is awaited by the one removing it
             if r.process is not None and r.process.returncode is not None:
                 r.state.last_exit_code = r.process.returncode
                 r.state.pid = None
@@ -224,6 +268,8 @@ class Supervisor:
         try:
             await asyncio.gather(*(self._spawn(r) for r in self.running))
             self.publish()
+            if self.plan.autoscale is not None:
+                self._background(self._autoscale(self.plan.autoscale))
             await self._watch(seeding)
         finally:
             seeding.cancel()
@@ -232,18 +278,305 @@ class Supervisor:
         async with httpx.AsyncClient(verify=self._client_tls()) as client:
             while not self._stop.is_set():
                 await self._watch_exits()
-                await asyncio.gather(*(self._probe(client, r) for r in self.running))
+                await asyncio.gather(*(self._probe(client, r) for r in list(self.running)))
+                async with self._probed:
+                    self._probed.notify_all()
                 if seeding.done():
                     seeding.result()  # a failed seed fails the start
                 if seeding.done() and self.state.all_ready and self.state.phase == "starting":
                     self.state.ready_at = time.time()
                     self.state.phase = "running"
                     self.state.detail = ""
+                if self.state.phase == "running":
+                    self._take_requests()
                 self.publish()
                 # Probe often while starting (every instance counts towards "ready").
                 interval = _PROBE_INTERVAL_S if self.state.phase == "running" else 0.2
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), interval)
+
+    # -- scaling -------------------------------------------------------------------------
+    def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take_requests(self) -> None:
+        for request in scaling.pending_requests(self.layout):
+            if request.id not in self._seen_requests:
+                self._seen_requests.add(request.id)
+                self._background(self._serve_request(request))
+
+    async def _serve_request(self, request: ScaleRequest) -> None:
+        try:
+            groups = scaling.validate_request(request, shards=self.plan.shards)
+            async with self._scale_lock:
+                done = [
+                    await self.scale(service, shard, request.instances, source="manual")
+                    for service, shard in groups
+                ]
+            result = ScaleResult(
+                id=request.id,
+                ok=True,
+                detail="; ".join(done),
+                counts=scaling.group_counts(self.state.instances),
+            )
+        except ScaleError as exc:
+            result = ScaleResult(id=request.id, ok=False, detail=str(exc))
+        except Exception as exc:  # answered, so that the requester is not left waiting
+            result = ScaleResult(id=request.id, ok=False, detail=f"{type(exc).__name__}: {exc}")
+        scaling.answer(self.layout, result)
+
+    def _members(self, service: str, shard: int | None) -> list[_Running]:
+        return sorted(
+            (
+                r
+                for r in self.running
+                if r.plan.service == service
+                and r.plan.shard == shard
+                and r.plan.serves_http
+                and not r.retiring
+            ),
+            key=lambda r: instance_index(r.plan.name),
+        )
+
+    def _groups(self) -> list[tuple[str, int | None]]:
+        return [
+            (service, shard)
+            for service in BACKEND_SERVICES
+            for shard in (range(self.plan.shards) if service == SHARDED_SERVICE else [None])
+        ]
+
+    async def scale(
+        self,
+        service: str,
+        shard: int | None,
+        count: int,
+        *,
+        source: Literal["manual", "autoscale"],
+        metric: float | None = None,
+        reason: str = "",
+    ) -> str:
+        """Bring one service (or ledger shard) to `count` instances; hold `_scale_lock`."""
+        members = self._members(service, shard)
+        before, group = len(members), group_name(service, shard)
+        if not members:
+            raise ScaleError(f"{group} has no instance to copy")
+        if count > before:
+            await self._add(members, count - before)
+        elif count < before:
+            await self._retire(members[count:])  # the newest go first
+        event = ScalingEvent(
+            at=time.time(),
+            group=group,
+            from_count=before,
+            to_count=count,
+            metric=metric,
+            reason=reason or "flotilla scale",
+            source=source,
+        )
+        if count != before:
+            self.state.scaling = [*self.state.scaling, event][-_SCALING_KEPT:]
+            print(f"scaled {group} {before} -> {count} ({source}: {event.reason})", flush=True)
+        self.publish()
+        return f"{group}: {before} -> {count}"
+
+    def _taken_ports(self) -> set[int]:
+        taken = {r.plan.port for r in self.running} | {
+            r.plan.grpc_port for r in self.running if r.plan.grpc_port is not None
+        }
+        if self.plan.valkey_port is not None:
+            taken.add(self.plan.valkey_port)
+        if self.plan.nats_url is not None:
+            taken.add(int(self.plan.nats_url.rsplit(":", 1)[1]))
+        if self.plan.database == "postgres" and not self.plan.postgres_url:
+            taken.add(int(postgres_base_url(self.layout, None).rsplit(":", 1)[1]))
+        return taken - {0}
+
+    def _renumber(self) -> None:
+        self.state.instances = [r.state for r in self.running]
+
+    async def _add(self, members: list[_Running], count: int) -> None:
+        template = members[0].plan
+        taken = self._taken_ports()
+        # Names are never reused while the supervisor runs (each keeps its own log).
+        siblings = [
+            r for r in self.running
+            if r.plan.service == template.service and r.plan.shard == template.shard
+            and r.plan.serves_http
+        ]  # fmt: skip
+        next_index = max(instance_index(r.plan.name) for r in siblings) + 1
+        added: list[_Running] = []
+        for offset in range(count):
+            plan = plan_sibling(
+                template,
+                index=next_index + offset,
+                port=take_port(taken),
+                grpc_port=take_port(taken) if template.grpc_port is not None else None,
+            )
+            added.append(
+                _Running(
+                    plan,
+                    InstanceState(
+                        service=plan.service,
+                        name=plan.name,
+                        port=plan.port,
+                        url=plan.url,
+                        shard=plan.shard,
+                        command=plan.command,
+                    ),
+                    in_topology=False,
+                )
+            )
+        position = self.running.index(siblings[-1]) + 1
+        self.running[position:position] = added
+        self._renumber()
+        await asyncio.gather(*(self._spawn(r) for r in added))
+        self.publish()
+        try:
+            async with asyncio.timeout(_READY_TIMEOUT_S), self._probed:
+                await self._probed.wait_for(lambda: all(r.state.ready for r in added))
+        except TimeoutError:
+            await self._retire(added)
+            names = ", ".join(r.plan.name for r in added)
+            raise ScaleError(
+                f"{names} not ready within {_READY_TIMEOUT_S:.0f} s (see `flotilla logs`)"
+            ) from None
+        for r in added:
+            r.in_topology = True
+        self._write_topology()
+        await self._gateways_agree([r.plan.name for r in added], present=True)
+
+    async def _retire(self, victims: list[_Running]) -> None:
+        for r in victims:
+            r.in_topology = False
+            r.retiring = True
+        self._write_topology()
+        await self._gateways_agree([r.plan.name for r in victims], present=False)
+        # SIGTERM: the instance drains (its /readyz answers 503 `draining` while it still
+        # serves what comes), then stops.
+        alive = [r for r in victims if r.process is not None and r.process.returncode is None]
+        for r in alive:
+            assert r.process is not None
+            with contextlib.suppress(ProcessLookupError):
+                r.process.send_signal(signal.SIGTERM)
+
+        async def stopped(r: _Running) -> None:
+            assert r.process is not None
+            drain_s = float(r.plan.env.get("FLOTILLA_DRAIN_S", _DRAIN_DEFAULT_S))
+            try:
+                await asyncio.wait_for(r.process.wait(), drain_s + _STOP_GRACE_S)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    r.process.kill()
+                await r.process.wait()
+
+        await asyncio.gather(*(stopped(r) for r in alive))
+        self.running = [r for r in self.running if r not in victims]
+        self._renumber()
+        self.publish()
+
+    async def _scrape_gateways(self, client: httpx.AsyncClient) -> list[str | None]:
+        async def scrape(url: str) -> str | None:
+            try:
+                response = await client.get(f"{url}/metrics", timeout=2.0)
+            except httpx.HTTPError:
+                return None
+            return response.text if response.status_code == 200 else None
+
+        gateways = [r.plan.url for r in self.running if r.plan.service == "gateway"]
+        return list(await asyncio.gather(*(scrape(url) for url in gateways)))
+
+    async def _gateways_agree(self, names: list[str], *, present: bool) -> bool:
+        """Wait until every gateway has the instances healthy (or none lists them)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _GATEWAYS_TIMEOUT_S
+        async with httpx.AsyncClient(verify=self._client_tls()) as client:
+            while loop.time() < deadline and not self._stop.is_set():
+                texts = await self._scrape_gateways(client)
+                views = [scaling.parse_gateway_health(t) for t in texts if t is not None]
+                if len(views) == len(texts) and all(
+                    all(view.get(name, False) for name in names)
+                    if present
+                    else not any(name in view for name in names)
+                    for view in views
+                ):
+                    return True
+                await asyncio.sleep(0.2)  # the gateways apply the topology every second
+        return False
+
+    async def _autoscale(self, settings: AutoscaleSettings) -> None:
+        behavior = Behavior(
+            scale_up=DEFAULT_BEHAVIOR.scale_up,
+            scale_down=Rules(settings.scale_down_window_s, DEFAULT_BEHAVIOR.scale_down.policies),
+        )
+        meter = scaling.LoadMeter()
+        histories: dict[str, History] = {}
+        self.state.autoscale = settings
+        async with httpx.AsyncClient(verify=self._client_tls()) as client:
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), settings.interval_s)
+                if self.state.phase != "running" or self._scale_lock.locked():
+                    continue  # a change under way: the next round sees its outcome
+                try:
+                    await self._autoscale_round(client, settings, behavior, meter, histories)
+                except Exception as exc:  # one bad round must not end autoscaling
+                    print(f"autoscale: {type(exc).__name__}: {exc}", flush=True)
+
+    async def _autoscale_round(
+        self,
+        client: httpx.AsyncClient,
+        settings: AutoscaleSettings,
+        behavior: Behavior,
+        meter: scaling.LoadMeter,
+        histories: dict[str, History],
+    ) -> None:
+        texts = await self._scrape_gateways(client)
+        read = [scaling.parse_gateway_load(t) for t in texts if t is not None]
+        now = time.monotonic()
+        averages = meter.observe(now, scaling.merge_loads(read)) if read else {}
+        for service, shard in self._groups():
+            group = group_name(service, shard)
+            members = self._members(service, shard)
+            ready = [r.plan.name for r in members if r.state.ready]
+            metric = scaling.per_instance(averages, ready) if read else None
+            decision, history = decide(
+                now=now,
+                current=len(members),
+                metric=metric,
+                target=settings.target_in_flight,
+                min_instances=settings.min_instances,
+                max_instances=settings.max_instances,
+                history=histories.get(group, History()),
+                tolerance=settings.tolerance,
+                behavior=behavior,
+            )
+            self.state.autoscale_latest[group] = ScalingEvent(
+                at=time.time(),
+                group=group,
+                from_count=decision.current,
+                to_count=decision.desired,
+                metric=metric,
+                reason=decision.reason,
+                source="autoscale",
+            )
+            if decision.changes:
+                try:
+                    async with self._scale_lock:
+                        await self.scale(
+                            service,
+                            shard,
+                            decision.desired,
+                            source="autoscale",
+                            metric=metric,
+                            reason=decision.reason,
+                        )
+                except ScaleError as exc:
+                    print(f"autoscale {group}: {exc}", flush=True)
+                    continue  # not applied: not remembered
+            histories[group] = history
+        self.publish()
 
     # -- stopping ------------------------------------------------------------------------
     async def _stop_instances(self) -> None:
@@ -266,6 +599,10 @@ class Supervisor:
 
     async def stop(self) -> None:
         self._phase("stopping")
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks))
         await self._stop_instances()
         if self.postgres is not None:
             await asyncio.to_thread(self.postgres.stop)
