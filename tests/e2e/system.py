@@ -118,8 +118,8 @@ def start_system(
     system = RunningSystem(var_dir, f"https://127.0.0.1:{(port := free_port())}")
     started = system.flotilla(
         "up", "--detach", "--instances", str(instances), "--db", database,
-        "--gateway-port", str(port), "--gateways", str(gateways), "--timeout", "120",
-        timeout=240, env=env,
+        "--gateway-port", str(port), "--gateways", str(gateways), "--timeout", "180",
+        timeout=300, env=env,
     )  # fmt: skip
     try:
         assert started.returncode == 0, started.stdout + started.stderr
