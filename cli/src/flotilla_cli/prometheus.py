@@ -41,7 +41,7 @@ DEFAULT_PORT = 9090
 
 @dataclass(frozen=True, slots=True)
 class PrometheusRun:
-    pid: int
+    process: subprocess.Popen[bytes]  # it outlives us with --detach; `stop` ends it
     url: str
     config: Path
 
@@ -148,7 +148,7 @@ def start(
             start_new_session=True,  # stopped by `flotilla down`, not by Ctrl-C of `up`
         )
     _pid_file(layout).write_text(f"{process.pid}\n")
-    return PrometheusRun(process.pid, f"http://127.0.0.1:{port}", config)
+    return PrometheusRun(process, f"http://127.0.0.1:{port}", config)
 
 
 def stop(layout: VarLayout, grace_s: float = 5.0) -> bool:
