@@ -18,6 +18,7 @@ from rich.live import Live
 
 from flotilla_cli import demo as demo_walkthrough
 from flotilla_cli import logs as log_merge
+from flotilla_cli import prometheus
 from flotilla_cli.bench_stacks.command import bench_stacks_command
 from flotilla_cli.events_commands import events_app
 from flotilla_cli.layout import VarLayout
@@ -186,6 +187,23 @@ def up(
             min=0, help="Seconds of scale-down stabilization.", rich_help_panel="Autoscaling"
         ),
     ] = 30.0,
+    with_prometheus: Annotated[
+        bool,
+        typer.Option(
+            help="Also run Prometheus (when its binary is there) scraping every instance, "
+            "with deploy/prometheus/rules; `flotilla down` stops it."
+        ),
+    ] = False,
+    prometheus_bin: Annotated[
+        str | None,
+        typer.Option(
+            envvar="FLOTILLA_PROMETHEUS_BIN",
+            help="The Prometheus binary (default: `prometheus` on PATH).",
+        ),
+    ] = None,
+    prometheus_port: Annotated[
+        int, typer.Option(min=1, max=65535, help="Port of Prometheus' web UI and API.")
+    ] = prometheus.DEFAULT_PORT,
 ) -> None:
     """Start every service (N instances each), the gateway and the database; seed demo data;
     wait until all are ready; show a live status table (Ctrl-C stops everything)."""
@@ -243,11 +261,20 @@ def up(
         f"[green]All {len(state.instances)} instances ready[/] in "
         f"{time.monotonic() - started:.1f} s ({plan.database}, profile {plan.profile})."
     )
+    prometheus.launch(
+        console, state, layout, wanted=with_prometheus, binary=prometheus_bin, port=prometheus_port
+    )
     if detach:
         console.print(system_view(state, layout))
         console.print("Running in the background: `flotilla status`, `flotilla down`.")
         return
-    # SIGTERM (a process manager, `kill`) stops the system as Ctrl-C does.
+    _watch_until_stopped(layout, state, supervisor)
+
+
+def _watch_until_stopped(
+    layout: VarLayout, state: SystemState, supervisor: subprocess.Popen[bytes]
+) -> None:
+    """The live status view, until Ctrl-C (or SIGTERM); then stop everything in order."""
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         with Live(system_view(state, layout), console=console, refresh_per_second=2) as live:
@@ -261,6 +288,7 @@ def up(
     if not console.is_terminal:
         console.line()  # a live view written to a file or pipe ends without a newline
     _stop_supervisor(layout, SystemState.read(layout.state_file) or state)
+    prometheus.stop(layout)
     console.print("Stopped.")
 
 
@@ -268,6 +296,7 @@ def up(
 def down(var_dir: VarDir = Path("var")) -> None:
     """Stop a system started by `flotilla up` (SIGTERM, then SIGKILL after a grace period)."""
     layout = VarLayout.at(var_dir)
+    prometheus.stop(layout)
     state = SystemState.read(layout.state_file)
     if state is None:
         console.print("Nothing is running here.")

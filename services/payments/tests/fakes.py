@@ -478,6 +478,10 @@ class FakeTransfers:
     async def count_unfinished(self) -> int:
         return sum(1 for t in self._store.transfers.values() if not t.is_final)
 
+    async def oldest_unfinished(self) -> dt.datetime | None:
+        return min((t.created_at for t in self._store.transfers.values() if not t.is_final),
+                   default=None)  # fmt: skip
+
     async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
         found = [
             t

@@ -178,6 +178,30 @@ async def test_a_transfer_recovery_cannot_finish_comes_back_after_a_backoff(worl
     assert world.store.transfers[stuck.id].state is S.COMMITTED
 
 
+async def test_recovery_reports_the_age_of_the_oldest_unfinished_transfer(world: World) -> None:
+    # The alert on stuck 2PC transfers reads this gauge: a count cannot tell a busy
+    # coordinator from a stuck one, an age can.
+    age = "flotilla_payments_oldest_in_doubt_transfer_age_seconds"
+    recovery = world.recovery(world.coordinator(instance_id="p-1"))
+    await recovery.tick()
+    assert world.metric(age) == 0  # nothing unfinished
+    await crash_at(world, P.AFTER_DECISION, key="k-old")
+    world.clock.advance(2)
+    await crash_at(world, P.AFTER_DECISION, key="k-new")
+    world.ledger.down.add(1)  # nobody can finish them
+    world.clock.advance(4)
+    await recovery.tick()  # the leases (5 s) still hold for the younger one
+    assert world.metric(age) == 6.0  # the older one's, not the younger's
+    assert world.metric("flotilla_payments_in_doubt_transfers") == 2
+    world.ledger.down.clear()
+    for _ in range(3):  # the backoff may put one off to the next tick
+        world.clock.advance(10)
+        if not (await recovery.tick()).unfinished:
+            break
+    assert world.metric("flotilla_payments_in_doubt_transfers") == 0
+    assert world.metric(age) == 0
+
+
 async def test_the_recovery_loop_ticks_at_start_and_then_on_its_interval(world: World) -> None:
     stuck = await crash_at(world, P.AFTER_DECISION)
     world.clock.advance(6)

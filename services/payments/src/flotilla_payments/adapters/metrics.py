@@ -44,6 +44,13 @@ class PaymentsMetrics:
             "Transfers not yet committed or aborted, as of the last recovery tick.",
             registry=registry,
         )
+        # A count alone cannot tell a busy coordinator from a stuck one: the age can.
+        self.oldest = Gauge(
+            "flotilla_payments_oldest_in_doubt_transfer_age_seconds",
+            "Age of the oldest transfer not yet committed or aborted (0: none), as of the "
+            "last recovery tick.",
+            registry=registry,
+        )
         self.recovery = Counter(
             "flotilla_payments_recovery_actions",
             "What recovery did with the transfers it claimed, by kind.",
@@ -72,6 +79,9 @@ class PaymentsMetrics:
 
     def in_doubt(self, count: int) -> None:
         self.unfinished.set(count)
+
+    def oldest_in_doubt(self, age_s: float) -> None:
+        self.oldest.set(age_s)
 
     def recovery_action(self, kind: str) -> None:
         self.recovery.labels(kind).inc()

@@ -204,6 +204,14 @@ class SqlTransferRepository:
         ).scalar_one()
         return int(count)
 
+    async def oldest_unfinished(self) -> dt.datetime | None:
+        oldest: dt.datetime | None = (
+            await self.session.execute(
+                select(func.min(_t.created_at)).where(_t.state.in_(_UNFINISHED))
+            )
+        ).scalar_one()
+        return oldest
+
     async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
         query = select(transfers).where(_t.state.in_(_UNFINISHED))
         if created_before is not None:

@@ -164,6 +164,9 @@ class TransferRepository(Protocol):
 
     async def count_unfinished(self) -> int: ...
 
+    async def oldest_unfinished(self) -> dt.datetime | None:
+        """When the oldest unfinished transfer was created; None when every one is final."""
+
     async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
         """Oldest first."""
 
@@ -263,5 +266,8 @@ class TransferMetrics(Protocol):
         """From the durable decision to every participant's acknowledgement."""
 
     def in_doubt(self, count: int) -> None: ...
+
+    def oldest_in_doubt(self, age_s: float) -> None:
+        """Age of the oldest unfinished transfer (0 when there is none)."""
 
     def recovery_action(self, kind: str) -> None: ...

@@ -108,7 +108,10 @@ class Recovery:
         finished = sum(await asyncio.gather(*(self._recover(t, now) for t in claimed)))
         async with self._uow(write=False) as uow:
             unfinished = await uow.transfers.count_unfinished()
+            oldest = await uow.transfers.oldest_unfinished()
         self._metrics.in_doubt(unfinished)
+        age_s = 0.0 if oldest is None else (self._clock.now() - oldest).total_seconds()
+        self._metrics.oldest_in_doubt(max(age_s, 0.0))
         return RecoveryReport(claimed=len(claimed), finished=finished, unfinished=unfinished)
 
     async def _recover(self, transfer: Transfer, now: dt.datetime) -> bool:
