@@ -49,7 +49,9 @@ def _key_bytes(key: ec.EllipticCurvePrivateKey) -> bytes:
     )
 
 
-def _ca(out: Path, owner: tuple[int, int] | None) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _ca(
+    out: Path, owner: tuple[int, int] | None
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     cert_path, key_path = out / "ca.pem", out / "ca-key.pem"
     if cert_path.exists() and key_path.exists():
         key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
@@ -70,12 +72,18 @@ def _ca(out: Path, owner: tuple[int, int] | None) -> tuple[x509.Certificate, ec.
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
@@ -119,7 +127,9 @@ def issue(out: Path, name: str, hosts: list[str], owner: tuple[int, int] | None)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(
-            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
             critical=False,
         )
         .add_extension(
@@ -140,7 +150,9 @@ def _owner(value: str) -> tuple[int, int]:
 
 def _spec(value: str) -> tuple[str, list[str]]:
     name, _, hosts = value.partition("=")
-    if not name or not all(part.replace("-", "").isalnum() for part in [name, *hosts.split(",")] if part):
+    if not name or not all(
+        part.replace("-", "").isalnum() for part in [name, *hosts.split(",")] if part
+    ):
         raise argparse.ArgumentTypeError(f"{value!r} is not NAME[=HOST,HOST...]")
     return name, [h for h in hosts.split(",") if h]
 
