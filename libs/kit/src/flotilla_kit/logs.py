@@ -42,6 +42,19 @@ def _service_fields(service: str, instance: str) -> Processor:
     return add
 
 
+# ECS fields that are objects: a plain value logged under their name would make
+# Elasticsearch refuse the line, so it moves to the object's field for it.
+_ECS_OBJECTS = {"error": "error.message", "url": "url.full"}
+
+
+def _ecs_objects(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    for name, field in _ECS_OBJECTS.items():
+        value = event_dict.get(name)
+        if value is not None and not isinstance(value, dict):
+            event_dict.setdefault(field, str(event_dict.pop(name)))
+    return event_dict
+
+
 def _drop_stdlib_noise(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     # ProcessorFormatter adds these; ECS already has log.logger and @timestamp.
     event_dict.pop("_record", None)
@@ -62,6 +75,7 @@ def configure_logging(
         structlog.contextvars.merge_contextvars,
         _add_request_context,
         _service_fields(service, instance),
+        _ecs_objects,
         structlog.processors.format_exc_info,
     ]
     structlog.configure(

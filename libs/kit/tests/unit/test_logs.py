@@ -69,3 +69,22 @@ def test_exceptions_are_logged_as_ecs_error_fields() -> None:
     finally:
         structlog.reset_defaults()
         logging.getLogger().handlers[:] = []
+
+
+def test_a_plain_error_or_url_goes_to_the_ecs_field_for_it() -> None:
+    """ECS's `error` and `url` are objects: Elasticsearch refuses a line with a string there."""
+    stream = io.StringIO()
+    configure_logging("gateway", "0", "info", stream)
+    try:
+        get_logger("t").warning("could not fetch", error=repr(TimeoutError()), url="https://a/b")
+        get_logger("t").warning("already right", **{"error.message": "x", "url.full": "y"})
+        logging.getLogger("some.library").warning("from the standard library", extra={})
+        [plain, dotted, _] = _lines(stream)
+        assert field(plain, "error.message") == "TimeoutError()"
+        assert field(plain, "url.full") == "https://a/b"
+        assert not isinstance(plain.get("error", {}), str)
+        assert not isinstance(plain.get("url", {}), str)
+        assert (field(dotted, "error.message"), field(dotted, "url.full")) == ("x", "y")
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers[:] = []
