@@ -157,7 +157,8 @@ def _lines(log_dir: Path) -> list[dict[str, Any]]:
 
 def test_the_checks_catch_what_elasticsearch_would_refuse() -> None:
     good = {"@timestamp": "2026-01-01T00:00:00.000Z", "log.level": "info", "message": "m",
-            "service": {"name": "auth"}, "something_new": "x", "error": {"message": "E()"}}  # fmt: skip
+            "service": {"name": "auth"}, "something_new": "x",
+            "error": {"message": "E()"}}  # fmt: skip
     assert _problems([good]) == []
     assert _problems([{**good, "error": "E()"}]) == [
         "error: a value where the template has an object"
