@@ -37,6 +37,7 @@ TICKED_GAUGES = {
     "flotilla_payments_oldest_in_doubt_transfer_age_seconds",
     "flotilla_ledger_branches_in_doubt",
     "flotilla_orders_unfinished_orders",
+    "flotilla_outbox_backlog",
 }
 # Series the traffic below must have made.
 DRIVEN = {

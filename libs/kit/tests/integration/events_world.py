@@ -168,6 +168,10 @@ class WatchedMetrics(EventMetrics):
         self.publish_failures += 1
         self._changed.set()
 
+    def backlog_is(self, service: str, count: int) -> None:
+        super().backlog_is(service, count)
+        self._changed.set()
+
     def count(self, outcome: Outcome, consumer: str | None = None) -> int:
         return sum(1 for c, o in self.outcomes if o is outcome and consumer in (None, c))
 

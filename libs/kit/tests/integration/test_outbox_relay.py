@@ -5,6 +5,7 @@ loop."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 from collections.abc import AsyncIterator, Callable
@@ -21,6 +22,7 @@ from flotilla_kit.events import (
     EventMetrics,
     OutboxRelay,
     Outcome,
+    watch_backlog,
 )
 from libs.kit.tests.integration.events_world import (
     WatchedMetrics,
@@ -93,6 +95,25 @@ async def test_the_backlog_counts_what_is_still_waiting(database: Database, nats
         assert metrics.sample("flotilla_outbox_backlog", service="shop") == 1
     finally:
         await relay.close()
+
+
+async def test_a_serving_instance_reports_the_backlog_the_relay_has_not_published(
+    database: Database,
+) -> None:
+    """The relay serves no /metrics; the producer's serving instances count for it."""
+    metrics = WatchedMetrics()
+    await produce(database, range(3))
+    watch = asyncio.create_task(
+        watch_backlog(database, outbox, service="shop", metrics=metrics, interval_s=0.01)
+    )
+    try:
+        await metrics.until(lambda m: m.sample("flotilla_outbox_backlog", service="shop") == 3)
+        await produce(database, range(3, 5))
+        await metrics.until(lambda m: m.sample("flotilla_outbox_backlog", service="shop") == 5)
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
 
 
 class SimulatedCrash(BaseException):

@@ -11,6 +11,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from flotilla_inventory.adapters import PrometheusInventoryMetrics, SqlUnitOfWorkFactory
+from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.entrypoints.grpc import InventoryRpc, start_inventory_server
 from flotilla_inventory.entrypoints.http import install_error_mapping, products, reservations
 from flotilla_inventory.service_layer.ports import Clock
@@ -19,6 +20,7 @@ from flotilla_inventory.service_layer.sweeper import Sweeper
 from flotilla_inventory.settings import InventorySettings
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
+from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.tokens import TokenVerifier
 
@@ -72,6 +74,11 @@ def build_app(
                     sweeper.run(settings.sweep_interval_s), name="inventory-sweeper"
                 )
                 running.push_async_callback(_cancel, task)
+            backlog = asyncio.create_task(
+                watch_backlog(database, outbox, service="inventory", metrics=events_metrics),
+                name="inventory-outbox-backlog",
+            )
+            running.push_async_callback(_cancel, backlog)
             yield
 
     app = create_service_app(
@@ -83,6 +90,7 @@ def build_app(
         verifier=verifier,
     )
     metrics = PrometheusInventoryMetrics(app.state.metrics.registry, service=settings.service_name)
+    events_metrics = EventMetrics(app.state.metrics.registry)
     desk = ReservationDesk(
         uow,
         default_hold_s=settings.reservation_hold_s,

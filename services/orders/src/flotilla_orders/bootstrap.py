@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
-from flotilla_kit.events import EventMetrics
+from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.faults import ProcessFaults
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
@@ -26,6 +26,7 @@ from flotilla_orders.adapters.clock import SystemClock
 from flotilla_orders.adapters.inventory_client import GrpcInventoryClient
 from flotilla_orders.adapters.metrics import OrdersMetrics
 from flotilla_orders.adapters.payments_client import HttpPayments
+from flotilla_orders.adapters.tables import outbox
 from flotilla_orders.adapters.tokens import NoTokens, TokenSource
 from flotilla_orders.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_orders.entrypoints import http
@@ -110,6 +111,11 @@ def build_app(
                 for consumer in app.state.consumers:
                     task = asyncio.create_task(run_consumer(consumer), name=consumer.name)
                     running.push_async_callback(_cancel, task)
+            backlog = asyncio.create_task(
+                watch_backlog(database, outbox, service="orders", metrics=events_metrics),
+                name="orders-outbox-backlog",
+            )
+            running.push_async_callback(_cancel, backlog)
             yield
 
     app = create_service_app(
@@ -121,6 +127,7 @@ def build_app(
         verifier=verifier,
     )
     metrics = OrdersMetrics(app.state.metrics.registry)
+    events_metrics = EventMetrics(app.state.metrics.registry)
     if inventory is None:
         grpc_inventory = GrpcInventoryClient(
             settings.inventory_targets,
@@ -192,7 +199,7 @@ def build_app(
     app.state.consumers = history_consumers(
         database,
         nats_url=settings.nats_url,
-        metrics=EventMetrics(app.state.metrics.registry),
+        metrics=events_metrics,
     )
     http.install_error_mapping(app)
     return app

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
-from flotilla_kit.events import run_relay
+from flotilla_kit.events import EventMetrics, run_relay, watch_backlog
 from flotilla_kit.faults import ProcessFaults
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
@@ -104,9 +104,16 @@ def build_app(
         await recovery.release_own_leases()
         if recover_in_background:
             recovery_loop = asyncio.create_task(recovery.run(), name="payments-recovery")
+        backlog = asyncio.create_task(
+            watch_backlog(database, outbox, service="payments", metrics=events_metrics),
+            name="payments-outbox-backlog",
+        )
         try:
             yield
         finally:
+            backlog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await backlog
             if recovery_loop is not None:
                 recovery_loop.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -125,6 +132,7 @@ def build_app(
         verifier=verifier,
     )
     metrics = PaymentsMetrics(app.state.metrics.registry)
+    events_metrics = EventMetrics(app.state.metrics.registry)
     if ledger is None:
         grpc_ledger = GrpcLedgerClient(
             settings.ledger_shards,

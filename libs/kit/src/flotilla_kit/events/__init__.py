@@ -8,6 +8,7 @@ publishes it to the stream FLOTILLA_EVENTS under the subject that is its type. A
 handler with backoff, and dead-letters what cannot be applied to FLOTILLA_DLQ.
 """
 
+from flotilla_kit.events._backlog import count_backlog, watch_backlog
 from flotilla_kit.events._broker import (
     BROKER_TROUBLE,
     DLQ_STREAM,
@@ -55,6 +56,7 @@ __all__ = [
     "Outcome",
     "Verdict",
     "connect",
+    "count_backlog",
     "dlq_subject",
     "ensure_streams",
     "inbox_table",
@@ -62,4 +64,5 @@ __all__ = [
     "read_dead_letters",
     "run_relay",
     "verdict",
+    "watch_backlog",
 ]
