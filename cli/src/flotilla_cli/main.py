@@ -31,6 +31,7 @@ from flotilla_cli.operator_commands import (
 from flotilla_cli.planning import Database, build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.state import SystemState, write_atomically
+from flotilla_cli.trace_command import trace_command
 from flotilla_cli.views import status_table, system_view
 
 __all__ = ["app"]
@@ -48,6 +49,7 @@ app.add_typer(chaos_app, name="chaos")
 app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
 bench_app.command("stacks")(bench_stacks_command)  # after `gateway` (operator_commands)
+app.command("trace")(trace_command)
 console = Console()
 err = Console(stderr=True)
 
