@@ -155,8 +155,9 @@ class Tracing:
             resource=Resource.create({"service.name": service, "service.instance.id": instance}),
             sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
         )
+        # A queue for a few seconds of a busy gateway (its spans come in batches).
         self.processor = BatchSpanProcessor(
-            exporter, schedule_delay_millis=max(1.0, export_delay_s * 1000)
+            exporter, max_queue_size=16_384, schedule_delay_millis=max(1.0, export_delay_s * 1000)
         )
         self.provider.add_span_processor(self.processor)
         self.tracer = self.provider.get_tracer(_SCOPE)
