@@ -121,7 +121,8 @@ class ObservabilityMiddleware:
         traceparent = _header(scope, b"traceparent")
         active = tracing()
         span: trace.Span | None = None
-        if active is None:
+        # Probes and scrapes make no traces of their own (one per second per prober).
+        if active is None or (traceparent is None and scope["path"] in _QUIET_PATHS):
             parent = parse_traceparent(traceparent)
             trace_id, sampled = parent if parent else (new_trace_id(), True)
             context = RequestContext(request_id, trace_id, new_span_id(), sampled)

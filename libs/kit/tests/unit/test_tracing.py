@@ -127,13 +127,16 @@ def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_db_and
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert (await client.get("/livez")).status_code == 200  # probes make no trace
             return await client.get("/things/a", headers={"traceparent": CALLER})
 
     response = asyncio.run(call())
     asyncio.run(database.dispose())
     assert response.status_code == 200
     assert response.json() == {"trace": CALLER_TRACE}  # what the log lines carry
-    by_kind = {(s["kind"], s["name"]): s for s in _flushed(span_file)}
+    spans = _flushed(span_file)
+    assert len(spans) == 3
+    by_kind = {(s["kind"], s["name"]): s for s in spans}
     server = by_kind["SERVER", "GET /things/{thing}"]
     assert server["trace_id"] == CALLER_TRACE
     assert server["parent_span_id"] == CALLER_SPAN
