@@ -62,7 +62,14 @@ def _system(tmp_path: Path) -> Path:
         traces,
         "payments-0",
         _span("p2", "p1", 4, 6, name="ledger.v1.Ledger/Commit", **{"rpc.method": "Commit"}),
-        _span("p1", "g1", 1, 9, name="POST /api/v1/transfers", **{"http.route": "/x"}),
+        _span(
+            "p1",
+            "g1",
+            1,
+            9,
+            name="POST /api/v1/transfers",
+            **{"http.route": "/x", "http.response.status_code": "201"},
+        ),
         _span("p3", "p1", 2, 3, name="ledger.v1.Ledger/Prepare", **{"rpc.method": "Prepare"}),
         _span("p3", "p1", 2, 3, name="ledger.v1.Ledger/Prepare"),  # written twice
         junk='{"trace_id": "aaaa", "cut sh',  # a line cut short by a crash
@@ -113,6 +120,7 @@ def test_the_rendered_tree_shows_service_name_offset_duration_and_key_attributes
     assert "payments" in line
     assert "+4.00 ms" in line
     assert "2.00 ms" in line
+    assert "status=201" in next(x for x in out.splitlines() if "payments-0 POST" in x)
     # Tree guides: the commit is a grandchild of the gateway's span.
     assert out.index("POST /api/v1/transfers") < out.index("ledger.v1.Ledger/Prepare")
     assert render_tree(build_tree(read_spans(tmp_path / "traces"), TRACE) or _never()).label

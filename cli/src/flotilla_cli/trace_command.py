@@ -32,18 +32,18 @@ __all__ = [
 ]
 
 _TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
-# Shown after the name, when a span has them.
-_KEY_ATTRIBUTES = (
-    "http.response.status_code",
-    "flotilla.upstream.instance",
-    "rpc.grpc.status_code",
-    "db.namespace",
-    "flotilla.db.statements",
-    "flotilla.db.outcome",
-    "messaging.destination.name",
-    "messaging.consumer.group.name",
-    "server.port",
-)
+# Shown after the name, when a span has them: attribute -> its short label.
+_KEY_ATTRIBUTES = {
+    "http.response.status_code": "status",
+    "flotilla.upstream.instance": "upstream",
+    "rpc.grpc.status_code": "grpc",
+    "db.namespace": "db",
+    "flotilla.db.statements": "statements",
+    "flotilla.db.outcome": "outcome",
+    "messaging.destination.name": "subject",
+    "messaging.consumer.group.name": "consumer",
+    "server.port": "port",
+}
 
 
 @dataclass
@@ -198,8 +198,8 @@ def _ms(ns: int) -> str:
 def _label(span: SpanNode, origin_ns: int) -> str:
     status = {"ERROR": "[red]ERROR[/]", "OK": "[green]OK[/]"}.get(span.status, "[dim]-[/]")
     details = " ".join(
-        f"{key.rsplit('.', 1)[-1]}={escape(str(span.attributes[key]))}"
-        for key in _KEY_ATTRIBUTES
+        f"{label}={escape(str(span.attributes[key]))}"
+        for key, label in _KEY_ATTRIBUTES.items()
         if key in span.attributes
     )
     message = f" {escape(span.status_message)}" if span.status_message else ""
