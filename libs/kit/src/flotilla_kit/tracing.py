@@ -52,6 +52,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flotilla_kit.context import RequestContext, reset_context, set_context
+from flotilla_kit.settings import ServiceSettings
 
 __all__ = [
     "SPAN_FILE_SUFFIX",
@@ -195,8 +196,8 @@ def _otlp_url(endpoint: str) -> str:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def install_tracing(settings: Any, instance: str | None = None) -> Tracing | None:
-    """Set up this process's tracing from its settings (`ServiceSettings`); None when
+def install_tracing(settings: ServiceSettings, instance: str | None = None) -> Tracing | None:
+    """Set up this process's tracing from its settings; None when
     `tracing_enabled` is off. `instance` names the span file (default
     `<service>-<instance id>`)."""
     if not settings.tracing_enabled:
