@@ -33,6 +33,7 @@ from flotilla_cli.planning import Database, build_plan
 from flotilla_cli.processes import leftover_pids, stop_pids, supervisor_alive
 from flotilla_cli.scale_command import autoscale_settings, scale_command
 from flotilla_cli.state import SystemState, write_atomically
+from flotilla_cli.trace_command import trace_command
 from flotilla_cli.views import status_view, system_view
 
 __all__ = ["app"]
@@ -51,6 +52,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(events_app, name="events")
 bench_app.command("stacks")(bench_stacks_command)  # after `gateway` (operator_commands)
 app.command("scale")(scale_command)
+app.command("trace")(trace_command)
 console = Console()
 err = Console(stderr=True)
 

@@ -235,6 +235,7 @@ def build_plan(
             "FLOTILLA_HOST": "127.0.0.1",
             "FLOTILLA_PORT": str(port),
             "FLOTILLA_VAR_DIR": str(layout.root),
+            "FLOTILLA_TRACES_DIR": str(layout.root / "traces"),  # `flotilla trace` reads it
             "FLOTILLA_LOG_LEVEL": log_level,
             "FLOTILLA_JWKS_URLS": urls("auth", "/.well-known/jwks.json"),
             "FLOTILLA_REVOCATION_URLS": urls("auth", "/internal/v1/revocations"),

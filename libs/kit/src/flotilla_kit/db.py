@@ -21,7 +21,7 @@ import weakref
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import DateTime, event, text
+from sqlalchemy import DateTime, event, make_url, text
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -30,6 +30,8 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.types import TypeDecorator
+
+from flotilla_kit.tracing import trace_database
 
 __all__ = [
     "NAMING_CONVENTION",
@@ -159,6 +161,11 @@ class WriteSessions:
         return _WriteSession(self._factory, self._queue)
 
 
+def _database_name(url: str) -> str:
+    database = make_url(url).database or ""
+    return database.rsplit("/", 1)[-1].removesuffix(".db") if is_sqlite(url) else database
+
+
 class Database:
     """One engine per process, with a session factory for reads and one for writes."""
 
@@ -171,6 +178,8 @@ class Database:
             self.engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True
             )
+        # After the SQLite set-up, so its `BEGIN` is not counted as a statement.
+        trace_database(self.engine, system=self.engine.dialect.name, name=_database_name(url))
         writer = self.engine.execution_options(flotilla_write=True)
         self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self.write_sessions = WriteSessions(

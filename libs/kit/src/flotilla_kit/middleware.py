@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import time
 
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from flotilla_kit.context import (
@@ -25,6 +28,7 @@ from flotilla_kit.context import (
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
 from flotilla_kit.problems import Problem
+from flotilla_kit.tracing import context_from_traceparent, tracing
 
 __all__ = ["ObservabilityMiddleware"]
 
@@ -114,9 +118,35 @@ class ObservabilityMiddleware:
             return
 
         request_id = valid_request_id(_header(scope, b"x-request-id")) or new_request_id()
-        parent = parse_traceparent(_header(scope, b"traceparent"))
-        trace_id, sampled = parent if parent else (new_trace_id(), True)
-        token = set_context(RequestContext(request_id, trace_id, new_span_id(), sampled))
+        traceparent = _header(scope, b"traceparent")
+        active = tracing()
+        span: trace.Span | None = None
+        # Probes and scrapes make no traces of their own (one per second per prober).
+        if active is None or (traceparent is None and scope["path"] in _QUIET_PATHS):
+            parent = parse_traceparent(traceparent)
+            trace_id, sampled = parent if parent else (new_trace_id(), True)
+            context = RequestContext(request_id, trace_id, new_span_id(), sampled)
+        else:
+            # The server span: named for the route template once the router found it.
+            span = active.tracer.start_span(
+                f"{scope['method']} {scope['path']}",
+                context=context_from_traceparent(traceparent),
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": scope["method"],
+                    "url.path": scope["path"],
+                    "http.request.id": request_id,
+                },
+            )
+            ids = span.get_span_context()
+            context = RequestContext(
+                request_id,
+                format(ids.trace_id, "032x"),
+                format(ids.span_id, "016x"),
+                ids.trace_flags.sampled,
+            )
+            otel_token = otel_context.attach(trace.set_span_in_context(span))
+        token = set_context(context)
         exchange = _Exchange(scope, receive, send, request_id, self.max_body_bytes)
         started = time.perf_counter()
         self.metrics.started()
@@ -134,6 +164,9 @@ class ObservabilityMiddleware:
         finally:
             self._record(scope, exchange.status, time.perf_counter() - started)
             reset_context(token)
+            if span is not None:
+                _end_server_span(span, scope, exchange.status)
+                otel_context.detach(otel_token)
 
     def _record(self, scope: Scope, status: int, elapsed: float) -> None:
         route = _route_template(scope)
@@ -152,3 +185,14 @@ class ObservabilityMiddleware:
                 "client.ip": client[0] if client else None,
             },
         )
+
+
+def _end_server_span(span: trace.Span, scope: Scope, status: int) -> None:
+    route = _route_template(scope)
+    if route != _UNMATCHED:
+        span.update_name(f"{scope['method']} {route}")
+        span.set_attribute("http.route", route)
+    span.set_attribute("http.response.status_code", status)
+    if status >= 500:
+        span.set_status(Status(StatusCode.ERROR))
+    span.end()

@@ -4,6 +4,8 @@ a deadline on every call.
 Servers use `server_credentials` (client certificate required) and `TokenAuthInterceptor`
 (the caller's token in the `authorization` metadata must grant a permission). Clients
 use `secure_channel` and pass `bearer(token)` as call metadata with a `timeout`.
+Tracing: channels from `secure_channel` trace unary calls; servers add
+`flotilla_kit.tracing.TracingServerInterceptor` first among their interceptors.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from grpc import aio
 
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenError, TokenVerifier
+from flotilla_kit.tracing import client_interceptors
 
 __all__ = ["TokenAuthInterceptor", "bearer", "secure_channel", "server_credentials"]
 
@@ -53,7 +56,9 @@ def secure_channel(target: str, tls: TlsSettings) -> aio.Channel:
         private_key=_read(tls.key_file),
         certificate_chain=_read(tls.cert_file),
     )
-    return aio.secure_channel(target, credentials, options=_CHANNEL_OPTIONS)
+    return aio.secure_channel(
+        target, credentials, options=_CHANNEL_OPTIONS, interceptors=client_interceptors()
+    )
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

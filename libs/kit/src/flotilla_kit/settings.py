@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
@@ -93,7 +93,32 @@ class ServiceSettings(BaseSettings):
         "503 `draining`, so load balancers stop sending before it stops accepting. SIGINT "
         "stops without it.",
     )
+    tracing_enabled: bool = Field(
+        default=True, description="Record spans (OpenTelemetry); off records nothing."
+    )
+    trace_sample_ratio: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (a caller's sampled flag is followed).",
+    )
+    otlp_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices("FLOTILLA_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+        description="OTLP/HTTP collector base URL (`/v1/traces` is added); empty: spans go "
+        "to JSON lines under traces_dir.",
+    )
+    traces_dir: Path | None = Field(
+        default=None, description="Where span files go without OTLP; empty: var_dir/traces."
+    )
+    trace_export_delay_s: float = Field(
+        default=1.0, gt=0, le=60, description="Longest wait before queued spans are exported."
+    )
     tls: TlsSettings = Field(default_factory=TlsSettings)
+
+    @property
+    def traces_path(self) -> Path:
+        return self.traces_dir if self.traces_dir is not None else self.var_dir / "traces"
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -22,11 +22,13 @@ from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_o
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.shards import shard_router
+from flotilla_gateway.spans import SpanLog
 from flotilla_gateway.topology import TopologySource, TopologyWatcher
 from flotilla_gateway.upstream import ConnectionPool, Deadlines, Endpoint
 from flotilla_kit.health import Drain
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import client_context, server_context
+from flotilla_kit.tracing import tracing
 
 __all__ = [
     "build_gateway",
@@ -263,6 +265,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         ),
         forwarded_proto=b"https" if server_ssl is not None else b"http",
         limiter=limiter,
+        spans=SpanLog(tracer) if (tracer := tracing()) is not None else None,
     )
     connections = Connections(
         dispatcher,

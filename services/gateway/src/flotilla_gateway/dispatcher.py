@@ -50,6 +50,7 @@ from flotilla_gateway.reply import Reply
 from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy, RouteTable
 from flotilla_gateway.shards import ShardRouter
+from flotilla_gateway.spans import SpanLog
 from flotilla_gateway.upstream import UpstreamResponse
 from flotilla_kit.context import new_ids, parse_traceparent, valid_request_id
 from flotilla_kit.logs import get_logger
@@ -160,8 +161,11 @@ class Dispatcher:
         access_log: AccessLog,
         forwarded_proto: bytes,
         limiter: RateLimiter | None = None,
+        spans: SpanLog | None = None,
     ) -> None:
         self.routes = routes
+        # None: tracing is off.
+        self.spans = spans
         self.local = dict(local)
         self.authenticator = authenticator
         # The verifier lives as long as the gateway: its synchronous lookup, bound once.
@@ -200,6 +204,8 @@ class Dispatcher:
         if self.limiter is not None:
             await self.limiter.close()
         self.access_log.flush()
+        if self.spans is not None:
+            self.spans.flush()
 
 
 def _no_clock() -> float:
@@ -224,6 +230,7 @@ class Exchange:
         "_rerouted",
         "_resent",
         "_responder",
+        "_sampled",
         "_sent",
         "_span_id",
         "_started",
@@ -248,6 +255,7 @@ class Exchange:
             request_id = valid_request_id(raw_id.decode("latin-1")) or request_id
         self.request_id = request_id
         self._trace_id = ""
+        self._sampled = True
         self._user_id: str | None = None
         self._instance: Instance | None = None
         self._target: RouteTarget | None = None
@@ -409,8 +417,18 @@ class Exchange:
         # The reply leaves before the access line is kept: the client does not wait for
         # the log.
         self._responder.respond(request, reply)
+        instance = self._instance
+        trace_id = self._trace_id
+        spans = self._dispatcher.spans
+        if trace_id and spans is not None and self._sampled:
+            spans.record(
+                self._started, elapsed, trace_id, self._span_id,
+                # The caller's traceparent, if it was valid (its trace is continued).
+                request.traceparent if trace_id != self._new_trace_id else None,
+                request.method, request.path, self.metrics.label, status,
+                instance.name if instance is not None else None, self.request_id,
+            )  # fmt: skip
         if status >= 400 or request.path not in _QUIET_PATHS:
-            instance = self._instance
             self._dispatcher.access_log.record(
                 method=request.method,
                 path=request.path,
@@ -457,8 +475,13 @@ class Exchange:
         request = self.request
         raw_parent = request.traceparent
         parent = parse_traceparent(raw_parent.decode("latin-1")) if raw_parent else None
-        trace_id, sampled = parent if parent is not None else (self._new_trace_id, True)
+        if parent is not None:
+            trace_id, sampled = parent
+        else:
+            spans = self._dispatcher.spans
+            trace_id, sampled = self._new_trace_id, spans is None or spans.sample()
         self._trace_id = trace_id
+        self._sampled = sampled
         group = target.candidates(request, self._user_id)
         if isinstance(group, ProblemTemplate):
             self.finish(group.reply(self.request_id))

@@ -21,6 +21,7 @@ from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
+from flotilla_kit.tracing import traced_http_client
 from flotilla_orders.adapters.accounts_client import HttpAccounts
 from flotilla_orders.adapters.clock import SystemClock
 from flotilla_orders.adapters.inventory_client import GrpcInventoryClient
@@ -66,7 +67,7 @@ def _http_client(settings: OrdersSettings) -> httpx.AsyncClient:
     """One connection pool per process for payments and accounts, over mutual TLS."""
     tls = settings.tls
     verify = client_context(tls.ca_file, tls.cert_file, tls.key_file) if tls.ca_file else True
-    return httpx.AsyncClient(verify=verify, timeout=settings.http_timeout_s)
+    return traced_http_client(verify=verify, timeout=settings.http_timeout_s)
 
 
 def build_app(

@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
+from opentelemetry.trace import SpanKind, Status, StatusCode
 from sqlalchemy import Table
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -46,6 +47,7 @@ from flotilla_kit.events._dead_letters import DEAD_REASON, DELIVERIES, ORIGINAL_
 from flotilla_kit.events._metrics import EventMetrics, Outcome
 from flotilla_kit.events._tables import CONSUMER_LENGTH
 from flotilla_kit.logs import get_logger
+from flotilla_kit.tracing import messaging_span
 
 __all__ = ["Consumer", "Handler", "Verdict", "verdict"]
 
@@ -193,10 +195,19 @@ class Consumer:
                 message, reason=f"malformed: {exc.reason}", deliveries=deliveries
             )
             return self._count(Outcome.DEAD_LETTERED)
-        try:
-            applied = await self._apply(event)
-        except Exception as exc:
-            return await self._failed(message, event, exc, deliveries)
+        with messaging_span(
+            "process",
+            event.type,
+            traceparent=event.traceparent,
+            event_id=event.id,
+            kind=SpanKind.CONSUMER,
+        ) as span:
+            span.set_attribute("messaging.consumer.group.name", self.name)
+            try:
+                applied = await self._apply(event)
+            except Exception as exc:
+                span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+                return await self._failed(message, event, exc, deliveries)
         await message.ack()
         return self._count(Outcome.APPLIED if applied else Outcome.DUPLICATE)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import re
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -25,16 +26,20 @@ from typing import TypeVar
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError, NotFoundError
+from opentelemetry.trace import SpanKind
 from sqlalchemy import Table, delete, func, select, update
 
 from flotilla_kit.db import Database
 from flotilla_kit.events._broker import BROKER_TROUBLE, EVENTS_STREAM, connect, ensure_streams
 from flotilla_kit.events._metrics import EventMetrics
 from flotilla_kit.logs import get_logger
+from flotilla_kit.tracing import messaging_span
 
 __all__ = ["OutboxRelay", "run_relay"]
 
 _PRUNE_EVERY_S = 60.0
+# The event's trace context, read from the stored JSON without decoding all of it.
+_TRACEPARENT = re.compile(r'"traceparent"\s*:\s*"([0-9a-f-]{55})"')
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +148,17 @@ class OutboxRelay:
             return [_Row(int(r.seq), r.event_id, r.subject, r.payload) for r in result]
 
     async def _publish(self, js: JetStreamContext, row: _Row) -> None:
+        found = _TRACEPARENT.search(row.payload)
+        with messaging_span(
+            "publish",
+            row.subject,
+            traceparent=found.group(1) if found else None,
+            event_id=row.event_id,
+            kind=SpanKind.PRODUCER,
+        ):
+            await self._publish_row(js, row)
+
+    async def _publish_row(self, js: JetStreamContext, row: _Row) -> None:
         try:
             ack = await js.publish(
                 row.subject,

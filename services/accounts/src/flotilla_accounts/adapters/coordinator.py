@@ -13,6 +13,7 @@ import httpx
 
 from flotilla_accounts.domain import Outcome
 from flotilla_accounts.service_layer.errors import CoordinatorUnreachable
+from flotilla_kit.tracing import traced_http_client
 
 __all__ = ["HttpCoordinator", "TokenSource"]
 
@@ -44,7 +45,7 @@ class HttpCoordinator:
         self._next = 0
 
     async def __aenter__(self) -> Self:
-        self._client = httpx.AsyncClient(verify=self._ssl_context, timeout=self._timeout_s)
+        self._client = traced_http_client(verify=self._ssl_context, timeout=self._timeout_s)
         return self
 
     async def __aexit__(

@@ -24,6 +24,7 @@ from flotilla_kit.rbac import permissions_of
 from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import load_settings
 from flotilla_kit.tokens import Principal
+from flotilla_kit.tracing import install_tracing
 
 __all__ = ["app", "main"]
 
@@ -64,6 +65,7 @@ def serve() -> None:
     """Run one instance of the HTTP API until SIGTERM."""
     settings = load_settings(AccountsSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     run_server(build_app(settings), settings)
 
 

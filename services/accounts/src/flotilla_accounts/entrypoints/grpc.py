@@ -20,6 +20,7 @@ from flotilla_kit.logs import get_logger
 from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenError, TokenVerifier
+from flotilla_kit.tracing import TracingServerInterceptor
 from flotilla_proto.ledger.v1 import ledger_pb2 as pb
 from flotilla_proto.ledger.v1 import ledger_pb2_grpc as pb_grpc
 
@@ -156,7 +157,10 @@ async def start_ledger_server(
 ) -> tuple[aio.Server, int]:
     """Serve the ledger on `address` (`host:port`) over mutual TLS, in the running event
     loop; returns the server and the port it listens on."""
-    server = aio.server(interceptors=[TokenAuthInterceptor(verifier, LEDGER_PERMISSION)])
+    # Tracing first: a refused call is traced too.
+    server = aio.server(
+        interceptors=[TracingServerInterceptor(), TokenAuthInterceptor(verifier, LEDGER_PERMISSION)]
+    )
     pb_grpc.add_LedgerServicer_to_server(service, server)
     port = server.add_secure_port(address, server_credentials(tls))
     await server.start()

@@ -27,6 +27,7 @@ from flotilla_auth.settings import AuthSettings
 from flotilla_kit import server
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.settings import load_settings
+from flotilla_kit.tracing import install_tracing
 
 __all__ = [
     "app",
@@ -88,6 +89,7 @@ def serve() -> None:
     """Run the HTTP API (migrates and ensures a signing key at start)."""
     settings = _settings()
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     server.serve(bootstrap.create_app(settings), settings)
 
 

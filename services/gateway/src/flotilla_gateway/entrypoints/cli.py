@@ -14,6 +14,7 @@ from flotilla_gateway.bootstrap import build_gateway
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_kit.logs import configure_logging, get_logger
 from flotilla_kit.settings import load_settings
+from flotilla_kit.tracing import install_tracing, uninstall_tracing
 
 __all__ = ["app", "main"]
 
@@ -35,6 +36,7 @@ def serve() -> None:
     FLOTILLA_* environment variables."""
     settings = load_settings(GatewaySettings)
     configure_logging("gateway", settings.instance_id, settings.log_level)
+    install_tracing(settings)
     try:
         uvloop.run(_serve(settings))
     except OSError as error:  # the port is taken, a certificate cannot be read, ...
@@ -65,6 +67,7 @@ async def _serve(settings: GatewaySettings) -> None:
                 await signals.get()
     log.info("stopping: finishing requests in flight", grace_s=settings.shutdown_grace_s)
     await gateway.stop()
+    uninstall_tracing()  # the spans still queued are written
 
 
 def main() -> None:

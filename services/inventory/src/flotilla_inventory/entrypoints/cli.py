@@ -29,6 +29,7 @@ from flotilla_kit.rbac import permissions_of
 from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import load_settings
 from flotilla_kit.tokens import Principal
+from flotilla_kit.tracing import install_tracing
 
 __all__ = ["app", "main"]
 
@@ -60,6 +61,7 @@ def serve() -> None:
     the sweeper, until SIGTERM (which drains first) or SIGINT."""
     settings = load_settings(InventorySettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     run_server(build_app(settings), settings)
 
 
@@ -144,6 +146,7 @@ def relay() -> None:
     order, until SIGTERM or SIGINT. Run one per database (not one per instance)."""
     settings = load_settings(InventorySettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     migrate(settings)
     run_relay(
         database=Database(settings.sqlalchemy_url),

@@ -40,6 +40,7 @@ from flotilla_kit.logs import get_logger
 from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenVerifier
+from flotilla_kit.tracing import TracingServerInterceptor
 from flotilla_proto.inventory.v1 import inventory_pb2 as pb
 
 __all__ = ["InventoryRpc", "start_inventory_server"]
@@ -332,7 +333,13 @@ async def start_inventory_server(
 ) -> tuple[aio.Server, int]:
     """Serve the API on `address` (`host:port`) over mutual TLS, in the running event
     loop; returns the server and the port it listens on."""
-    server = aio.server(interceptors=[TokenAuthInterceptor(verifier, RESERVE_PERMISSION)])
+    # Tracing first: a refused call is traced too.
+    server = aio.server(
+        interceptors=[
+            TracingServerInterceptor(),
+            TokenAuthInterceptor(verifier, RESERVE_PERMISSION),
+        ]
+    )
     handlers = rpc.handlers()
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(_SERVICE, handlers)])
     server.add_registered_method_handlers(_SERVICE, handlers)

@@ -11,6 +11,7 @@ from flotilla_kit.events import run_relay
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import load_settings
+from flotilla_kit.tracing import install_tracing
 from flotilla_orders.adapters.tables import outbox
 from flotilla_orders.bootstrap import build_app, migrate
 from flotilla_orders.domain import SERVICE
@@ -36,6 +37,7 @@ def serve() -> None:
     """Run one instance of the HTTP API (with its sagas and recovery loop) until SIGTERM."""
     settings = load_settings(OrdersSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     run_server(build_app(settings), settings)
 
 
@@ -51,6 +53,7 @@ def relay() -> None:
     more are safe: JetStream drops the copies)."""
     settings = load_settings(OrdersSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     migrate(settings)  # the outbox must exist before there is anything to publish
     run_relay(
         database=Database(settings.sqlalchemy_url),

@@ -15,6 +15,7 @@ from flotilla_kit.db import Database
 from flotilla_kit.logs import configure_logging
 from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import load_settings
+from flotilla_kit.tracing import install_tracing
 from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.bootstrap import build_app, migrate, relay
@@ -43,6 +44,7 @@ def serve() -> None:
     """Run one instance of the HTTP API (and its recovery loop) until SIGTERM."""
     settings = load_settings(PaymentsSettings)
     configure_logging(settings.service_name, settings.instance_id, settings.log_level)
+    install_tracing(settings)
     run_server(build_app(settings), settings)
 
 
@@ -52,6 +54,7 @@ def relay_command() -> None:
     one relay per payments database."""
     settings = load_settings(PaymentsSettings)
     configure_logging(settings.service_name, f"relay-{settings.instance_id}", settings.log_level)
+    install_tracing(settings)
     relay(settings)
 
 

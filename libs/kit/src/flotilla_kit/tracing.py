@@ -1,0 +1,553 @@
+"""OpenTelemetry traces: one provider per process, spans written by hand where they matter.
+
+`install_tracing(settings)` (called by each service's `serve` and `relay` commands) sets up
+the SDK: a parent-based ratio sampler, a `BatchSpanProcessor`, and an exporter: OTLP over
+HTTP when `otlp_endpoint` is set, else `JsonLinesSpanExporter` writing one JSON object per
+span to `<traces_dir>/<instance>.jsonl` (what `flotilla trace` reads). Spans still queued
+are flushed when the process exits (the provider's atexit hook) or on `shutdown()`.
+
+Spans are made here by hand rather than by the contrib instrumentations: the ASGI one adds
+two internal spans per request (`http send`, `http receive`) and wraps every message, the
+SQLAlchemy one a span per statement; here the service makes one server span per request
+(`ObservabilityMiddleware`), one client span per outbound HTTP request
+(`TracingTransport`) and gRPC call (`client_interceptors`), one server span per gRPC call
+(`TracingServerInterceptor`), one span per database transaction (`trace_database`, with
+the statement count and the first statement), and a producer / consumer span per event
+(the relay and the consumer, parented by the CloudEvent's `traceparent`). The W3C
+`traceparent` goes out on every HTTP request and gRPC call made inside a span.
+
+Without `install_tracing` (unit tests, tools) nothing is recorded: `tracer()` is a no-op
+tracer and the helpers only pass the context on.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+import httpx
+from grpc import aio
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanContext,
+    SpanKind,
+    Status,
+    StatusCode,
+    TraceFlags,
+)
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from flotilla_kit.context import RequestContext, reset_context, set_context
+from flotilla_kit.settings import ServiceSettings
+
+__all__ = [
+    "SPAN_FILE_SUFFIX",
+    "JsonLinesSpanExporter",
+    "Tracing",
+    "TracingServerInterceptor",
+    "TracingTransport",
+    "client_interceptors",
+    "context_from_traceparent",
+    "current_traceparent",
+    "install_tracing",
+    "messaging_span",
+    "span_record",
+    "trace_database",
+    "traced_http_client",
+    "tracer",
+    "tracing",
+    "uninstall_tracing",
+]
+
+SPAN_FILE_SUFFIX = ".jsonl"
+_SCOPE = "flotilla"
+_STATEMENT_CHARS = 200
+_TRACEPARENT = "traceparent"
+
+
+def _hex(value: int, width: int) -> str:
+    return format(value, f"0{width}x")
+
+
+def span_record(span: ReadableSpan) -> dict[str, Any]:
+    """One finished span as the JSON object written to the traces directory."""
+    context = span.context
+    parent = span.parent
+    resource = span.resource.attributes
+    return {
+        "trace_id": _hex(context.trace_id, 32) if context else None,
+        "span_id": _hex(context.span_id, 16) if context else None,
+        "parent_span_id": _hex(parent.span_id, 16) if parent else None,
+        "name": span.name,
+        "kind": span.kind.name,
+        "service": resource.get("service.name"),
+        "instance": resource.get("service.instance.id"),
+        "start_unix_nano": span.start_time,
+        "end_unix_nano": span.end_time,
+        "status": span.status.status_code.name,
+        "status_message": span.status.description,
+        "attributes": dict(span.attributes or {}),
+    }
+
+
+class JsonLinesSpanExporter(SpanExporter):
+    """Appends each exported span as one JSON line to `path` (created with its folder).
+    Lines are whole: a batch is written with one `write` and flushed, under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._file: IO[str] | None = None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        text = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
+        with self._lock:
+            try:
+                if self._file is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._file = self.path.open("a", encoding="utf-8")
+                self._file.write(text)
+                self._file.flush()
+            except OSError:
+                return SpanExportResult.FAILURE
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._file is not None:
+                self._file.close()
+                self._file = None
+
+    def force_flush(self, timeout_millis: int = 30_000) -> bool:
+        return True
+
+
+class Tracing:
+    """The process's tracer provider and what it was made from."""
+
+    def __init__(
+        self,
+        *,
+        service: str,
+        instance: str,
+        exporter: SpanExporter,
+        sample_ratio: float = 1.0,
+        export_delay_s: float = 1.0,
+    ) -> None:
+        self.service = service
+        self.instance = instance
+        self.exporter = exporter
+        self.sample_ratio = sample_ratio
+        self.provider = TracerProvider(
+            resource=Resource.create({"service.name": service, "service.instance.id": instance}),
+            sampler=ParentBased(TraceIdRatioBased(sample_ratio)),
+        )
+        # A queue for a few seconds of a busy gateway (its spans come in batches).
+        self.processor = BatchSpanProcessor(
+            exporter, max_queue_size=16_384, schedule_delay_millis=max(1.0, export_delay_s * 1000)
+        )
+        self.provider.add_span_processor(self.processor)
+        self.tracer = self.provider.get_tracer(_SCOPE)
+
+    def export(self, span: ReadableSpan) -> None:
+        """Queue a span made elsewhere (the gateway writes its own) for export."""
+        self.processor.on_end(span)
+
+    def shutdown(self) -> None:
+        """Export what is queued, then stop."""
+        self.provider.shutdown()
+
+
+class _Installed:
+    """The process's one `Tracing` (None until `install_tracing`)."""
+
+    tracing: Tracing | None = None
+
+
+_installed = _Installed()
+_noop = trace.NoOpTracer()
+
+
+def tracing() -> Tracing | None:
+    return _installed.tracing
+
+
+def tracer() -> trace.Tracer:
+    active = _installed.tracing
+    return active.tracer if active is not None else _noop
+
+
+def _otlp_url(endpoint: str) -> str:
+    base = endpoint.rstrip("/")
+    return base if base.endswith("/v1/traces") else base + "/v1/traces"
+
+
+def install_tracing(settings: ServiceSettings, instance: str | None = None) -> Tracing | None:
+    """Set up this process's tracing from its settings; None when
+    `tracing_enabled` is off. `instance` names the span file (default
+    `<service>-<instance id>`)."""
+    if not settings.tracing_enabled:
+        return None
+    name = instance or f"{settings.service_name}-{settings.instance_id}"
+    exporter: SpanExporter
+    if settings.otlp_endpoint:
+        # Imported only when used: it brings protobuf and an HTTP stack with it.
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
+            OTLPSpanExporter,
+        )
+
+        exporter = OTLPSpanExporter(endpoint=_otlp_url(settings.otlp_endpoint))
+    else:
+        exporter = JsonLinesSpanExporter(settings.traces_path / f"{name}{SPAN_FILE_SUFFIX}")
+    uninstall_tracing()
+    active = _installed.tracing = Tracing(
+        service=settings.service_name,
+        instance=name,
+        exporter=exporter,
+        sample_ratio=settings.trace_sample_ratio,
+        export_delay_s=settings.trace_export_delay_s,
+    )
+    return active
+
+
+def uninstall_tracing() -> None:
+    """Flush and forget the process's tracing (tests)."""
+    active, _installed.tracing = _installed.tracing, None
+    if active is not None:
+        active.shutdown()
+
+
+# -- context -------------------------------------------------------------------------------
+
+
+def context_from_traceparent(value: str | None) -> otel_context.Context | None:
+    """An OpenTelemetry context whose parent is the remote span a W3C `traceparent`
+    names, or None when it is absent or invalid."""
+    if not value:
+        return None
+    parts = value.strip().split("-")
+    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        trace_id, span_id, flags = int(parts[1], 16), int(parts[2], 16), int(parts[3], 16)
+    except ValueError:
+        return None
+    if not trace_id or not span_id:
+        return None
+    parent = SpanContext(trace_id, span_id, is_remote=True, trace_flags=TraceFlags(flags & 1))
+    return trace.set_span_in_context(NonRecordingSpan(parent))
+
+
+def _traceparent_of(span: Span) -> str | None:
+    context = span.get_span_context()
+    if not context.is_valid:
+        return None
+    flags = "01" if context.trace_flags.sampled else "00"
+    return f"00-{_hex(context.trace_id, 32)}-{_hex(context.span_id, 16)}-{flags}"
+
+
+def current_traceparent() -> str | None:
+    """The `traceparent` of the current span (None outside any)."""
+    return _traceparent_of(trace.get_current_span())
+
+
+@contextmanager
+def bound_request_context(span: Span, request_id: str) -> Iterator[None]:
+    """Make `span` the kit's request context too (log lines carry its trace id)."""
+    context = span.get_span_context()
+    token = set_context(
+        RequestContext(
+            request_id,
+            _hex(context.trace_id, 32),
+            _hex(context.span_id, 16),
+            context.trace_flags.sampled,
+        )
+    )
+    try:
+        yield
+    finally:
+        reset_context(token)
+
+
+def _failed(span: Span, error: BaseException) -> None:
+    span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+
+
+# -- outbound HTTP ---------------------------------------------------------------------------
+
+
+class TracingTransport(httpx.AsyncBaseTransport):
+    """An httpx transport that wraps another: a client span per request, its
+    `traceparent` sent along. Ends when the response head has arrived."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self._inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        active = _installed.tracing
+        if active is None:
+            return await self._inner.handle_async_request(request)
+        url = request.url
+        with active.tracer.start_as_current_span(
+            f"{request.method} {url.path}",
+            kind=SpanKind.CLIENT,
+            attributes={
+                "http.request.method": request.method,
+                "server.address": url.host,
+                "server.port": url.port or 0,
+                "url.path": url.path,
+            },
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            traceparent = _traceparent_of(span)
+            if traceparent is not None:
+                request.headers[_TRACEPARENT] = traceparent
+            try:
+                response = await self._inner.handle_async_request(request)
+            except Exception as error:
+                _failed(span, error)
+                raise
+            span.set_attribute("http.response.status_code", response.status_code)
+            if response.status_code >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            return response
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def traced_http_client(
+    *, verify: Any = True, timeout: float | httpx.Timeout = 5.0
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` whose requests are traced (and carry `traceparent`)."""
+    return httpx.AsyncClient(
+        transport=TracingTransport(httpx.AsyncHTTPTransport(verify=verify)), timeout=timeout
+    )
+
+
+# -- gRPC ------------------------------------------------------------------------------------
+
+
+def _grpc_service_method(full: str) -> tuple[str, str]:
+    service, _, method = full.lstrip("/").partition("/")
+    return service, method
+
+
+class _UnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[aio.ClientCallDetails, Any], Awaitable[Any]],
+        client_call_details: aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        active = _installed.tracing
+        if active is None:
+            return await continuation(client_call_details, request)
+        full: object = client_call_details.method  # bytes in the stubs, str at times
+        method = full.decode() if isinstance(full, bytes) else str(full)
+        service, name = _grpc_service_method(method)
+        with active.tracer.start_as_current_span(
+            method.lstrip("/"),
+            kind=SpanKind.CLIENT,
+            attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
+            traceparent = _traceparent_of(span)
+            metadata = [
+                (k, v) for k, v in (client_call_details.metadata or ()) if k != _TRACEPARENT
+            ]
+            if traceparent is not None:
+                metadata.append((_TRACEPARENT, traceparent))
+            details = aio.ClientCallDetails(
+                client_call_details.method,
+                client_call_details.timeout,
+                aio.Metadata(*metadata),
+                client_call_details.credentials,
+                client_call_details.wait_for_ready,
+            )
+            try:
+                call = await continuation(details, request)
+                code = await call.code()
+            except Exception as error:
+                _failed(span, error)
+                raise
+            span.set_attribute("rpc.grpc.status_code", code.value[0])
+            if code != grpc.StatusCode.OK:
+                span.set_status(Status(StatusCode.ERROR, code.name))
+            return call
+
+
+def client_interceptors() -> list[aio.ClientInterceptor]:
+    """For `aio.secure_channel(..., interceptors=...)`: unary calls get a client span.
+    (Streams are left alone: one span for a long-lived stream would say nothing.)"""
+    return [_UnaryUnaryClientInterceptor()]
+
+
+class TracingServerInterceptor(aio.ServerInterceptor):
+    """A server span per unary gRPC call, parented by the caller's `traceparent`
+    metadata; also the kit's request context for the handler's log lines."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        active = _installed.tracing
+        if (
+            active is None
+            or handler is None
+            or handler.request_streaming
+            or handler.response_streaming
+            or handler.unary_unary is None
+        ):
+            return handler
+        method = handler_call_details.method
+        metadata: Mapping[str, Any] = dict(handler_call_details.invocation_metadata or ())
+        parent = context_from_traceparent(str(metadata.get(_TRACEPARENT) or ""))
+        service, name = _grpc_service_method(method)
+        behaviour = handler.unary_unary
+        tracer_ = active.tracer
+
+        async def traced(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+            with (
+                tracer_.start_as_current_span(
+                    method.lstrip("/"),
+                    context=parent,
+                    kind=SpanKind.SERVER,
+                    attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+                    record_exception=False,
+                    set_status_on_exception=False,
+                ) as span,
+                bound_request_context(span, _hex(span.get_span_context().span_id, 16)),
+            ):
+                try:
+                    return await behaviour(request, context)  # type: ignore[arg-type]
+                except Exception as error:
+                    _failed(span, error)
+                    raise
+                finally:
+                    code = context.code()
+                    if code is not None and code != grpc.StatusCode.OK:
+                        status = code if isinstance(code, grpc.StatusCode) else None
+                        span.set_status(
+                            Status(StatusCode.ERROR, status.name if status else str(code))
+                        )
+
+        return grpc.unary_unary_rpc_method_handler(
+            traced,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+@contextmanager
+def messaging_span(
+    operation: str,
+    subject: str,
+    *,
+    traceparent: str | None,
+    event_id: str,
+    kind: SpanKind,
+) -> Iterator[Span]:
+    """A producer (`publish`) or consumer (`process`) span for one event on NATS, a child
+    of the span the event was made in (its CloudEvent `traceparent`); also the kit's
+    request context, so what a handler logs or publishes carries the trace on."""
+    with tracer().start_as_current_span(
+        f"{operation} {subject}",
+        context=context_from_traceparent(traceparent),
+        kind=kind,
+        attributes={
+            "messaging.system": "nats",
+            "messaging.operation.type": operation,
+            "messaging.destination.name": subject,
+            "messaging.message.id": event_id,
+        },
+    ) as span:
+        if not span.get_span_context().is_valid:
+            yield span
+            return
+        with bound_request_context(span, event_id):
+            yield span
+
+
+# -- database ----------------------------------------------------------------------------------
+
+_SPAN_KEY = "flotilla_span"
+_COUNT_KEY = "flotilla_statements"
+
+
+def trace_database(engine: AsyncEngine, *, system: str, name: str) -> None:
+    """One span per transaction on `engine` (begin to commit or rollback), a child of the
+    span current when it began, with the statement count and the first statement. A span
+    per statement would cost as much as a short statement on SQLite and say less.
+    Transactions outside any span (polling loops: relays, recovery, expiry) are not
+    recorded: they would each be a trace of their own, every second."""
+    sync_engine = engine.sync_engine
+    base = {"db.system.name": system, "db.namespace": name}
+
+    def end(info: dict[str, Any], outcome: str) -> None:
+        span = info.pop(_SPAN_KEY, None)
+        if span is not None:
+            span.set_attribute("flotilla.db.outcome", outcome)
+            span.set_attribute("flotilla.db.statements", info.pop(_COUNT_KEY, 0))
+            span.end()
+
+    @event.listens_for(sync_engine, "begin")
+    def _begin(connection: Connection) -> None:
+        active = _installed.tracing
+        if active is None or not trace.get_current_span().is_recording():
+            return
+        info = connection.info
+        end(info, "abandoned")
+        write = bool(connection.get_execution_options().get("flotilla_write", False))
+        span = active.tracer.start_span(
+            f"{system} {'write' if write else 'read'} transaction",
+            kind=SpanKind.CLIENT,
+            attributes={**base, "flotilla.db.write": write},
+        )
+        info[_SPAN_KEY] = span
+        info[_COUNT_KEY] = 0
+
+    @event.listens_for(sync_engine, "before_cursor_execute")
+    def _statement(connection: Connection, cursor: Any, statement: str, *args: Any) -> None:
+        info = connection.info
+        span = info.get(_SPAN_KEY)
+        if span is None:
+            return
+        count = info[_COUNT_KEY] = info.get(_COUNT_KEY, 0) + 1
+        if count == 1:
+            span.set_attribute("db.query.text", " ".join(statement.split())[:_STATEMENT_CHARS])
+
+    @event.listens_for(sync_engine, "commit")
+    def _commit(connection: Connection) -> None:
+        end(connection.info, "commit")
+
+    @event.listens_for(sync_engine, "rollback")
+    def _rollback(connection: Connection) -> None:
+        end(connection.info, "rollback")
+
+    @event.listens_for(sync_engine, "checkin")
+    def _checkin(_dbapi_connection: Any, record: Any) -> None:
+        end(record.info, "returned")
