@@ -95,7 +95,7 @@ async def test_serve_logs_ecs_json_and_drains_on_sigterm(stack: Stack, tmp_path:
     process = await _serve_process(stack, tmp_path)
     try:
         assert process.stdout is not None
-        url = (await _next_record(process.stdout, "gateway listening"))["url"]
+        url = (await _next_record(process.stdout, "gateway listening"))["url"]["full"]
         await _next_record(process.stdout, "instance health changed")
         async with httpx.AsyncClient() as client:
             live = await client.get(f"{url}/livez")

@@ -39,6 +39,11 @@ async def watch_backlog(
     while True:
         try:
             metrics.backlog_is(service, await count_backlog(database, outbox))
-        except Exception as exc:  # the database is away: the next tick tries again
-            _log.warning("could not count the outbox backlog", error=repr(exc))
+        except Exception as exc:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # Cancelled in the middle of a query, which the driver may surface as
+                # another error: stop, do not swallow the cancellation.
+                raise asyncio.CancelledError from exc
+            _log.warning("could not count the outbox backlog", error=repr(exc))  # next tick
         await asyncio.sleep(interval_s)
