@@ -30,6 +30,6 @@ async def test_a_cancellation_disguised_as_a_driver_error_still_stops_the_watch(
     )
     await counting.wait()
     watch.cancel()
-    async with asyncio.timeout(5):
-        with pytest.raises(asyncio.CancelledError):
-            await watch
+    done, _ = await asyncio.wait({watch}, timeout=3)  # its next tick would be 5 s away
+    assert watch in done
+    assert watch.cancelled()
