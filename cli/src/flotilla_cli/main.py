@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,7 @@ from flotilla_cli.scale_command import autoscale_settings, scale_command
 from flotilla_cli.state import SystemState, write_atomically
 from flotilla_cli.trace_command import trace_command
 from flotilla_cli.views import status_view, system_view
+from flotilla_kit.devservers import port_is_free
 
 __all__ = ["app"]
 
@@ -66,16 +66,6 @@ class Profile(StrEnum):
     dev = "dev"
     test = "test"
     prod = "prod"
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _tail(path: Path, lines: int = 12) -> str:
@@ -217,7 +207,7 @@ def up(
     if supervisor_alive(existing):
         err.print("Flotilla is already running here: `flotilla status`, or `flotilla down` first.")
         raise typer.Exit(1)
-    if not _port_free(gateway_port):
+    if not port_is_free(gateway_port):
         err.print(f"Port {gateway_port} is in use; pick another with --gateway-port.")
         raise typer.Exit(1)
     layout.ensure()

@@ -11,7 +11,6 @@ the config, the rules, the data, the pid file; its log is `var/log/prometheus.lo
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from rich.console import Console
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.processes import is_ours, stop_pids
 from flotilla_cli.state import SystemState
+from flotilla_kit.devservers import port_is_free
 
 __all__ = [
     "PrometheusRun",
@@ -165,16 +165,6 @@ def stop(layout: VarLayout, grace_s: float = 5.0) -> bool:
     return True
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def launch(
     console: Console,
     state: SystemState,
@@ -196,7 +186,7 @@ def launch(
             "prometheus`). The system runs without it."
         )
         return None
-    if not _port_free(port):
+    if not port_is_free(port):
         console.print(
             f"[yellow]No Prometheus started:[/] port {port} is in use "
             "(--prometheus-port). The system runs without it."

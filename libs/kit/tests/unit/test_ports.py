@@ -6,7 +6,7 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from flotilla_kit.devservers import free_port, stable_port
+from flotilla_kit.devservers import free_port, port_is_free, stable_port
 
 
 def test_a_stable_port_is_free_and_below_the_ephemeral_range() -> None:
@@ -21,3 +21,12 @@ def test_a_stable_port_is_free_and_below_the_ephemeral_range() -> None:
 def test_a_free_port_is_one_the_kernel_hands_out() -> None:
     low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     assert low <= free_port() <= high
+
+
+def test_a_port_a_server_listens_on_is_not_free() -> None:
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        assert not port_is_free(port)
+    assert port_is_free(port)  # closed: free again

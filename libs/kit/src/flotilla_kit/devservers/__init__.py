@@ -2,7 +2,7 @@
 local runs and tests."""
 
 from flotilla_kit.devservers.nats import EmbeddedNats, nats_server_binary
-from flotilla_kit.devservers.ports import free_port, stable_port
+from flotilla_kit.devservers.ports import free_port, port_is_free, stable_port
 from flotilla_kit.devservers.postgres import EmbeddedPostgres
 from flotilla_kit.devservers.processes import die_with_parent
 from flotilla_kit.devservers.valkey import EmbeddedValkey
@@ -14,5 +14,6 @@ __all__ = [
     "die_with_parent",
     "free_port",
     "nats_server_binary",
+    "port_is_free",
     "stable_port",
 ]
