@@ -12,6 +12,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,7 +129,7 @@ def _issue(
     return cert, key
 
 
-def _still_good(cert_path: Path, ca_cert: x509.Certificate) -> bool:
+def _still_good(cert_path: Path, ca_cert: x509.Certificate, dns_names: list[str]) -> bool:
     if not cert_path.exists():
         return False
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
@@ -136,11 +137,18 @@ def _still_good(cert_path: Path, ca_cert: x509.Certificate) -> bool:
         cert.verify_directly_issued_by(ca_cert)
     except (ValueError, TypeError, InvalidSignature):
         return False
-    return cert.not_valid_after_utc - _RENEW_BEFORE > _now()
+    san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return set(dns_names) <= set(san.get_values_for_type(x509.DNSName)) and (
+        cert.not_valid_after_utc - _RENEW_BEFORE > _now()
+    )
 
 
-def ensure_dev_pki(directory: Path, names: list[str]) -> dict[str, CertificatePaths]:
-    """Create (or keep, if still valid) a dev CA and one certificate per name."""
+def ensure_dev_pki(
+    directory: Path, names: list[str], hosts: Mapping[str, list[str]] | None = None
+) -> dict[str, CertificatePaths]:
+    """Create (or keep, if still valid) a dev CA and one certificate per name, valid for
+    `localhost`, 127.0.0.1, the name itself and the extra host names `hosts` gives it (a
+    certificate that lacks one is issued again)."""
     directory.mkdir(parents=True, exist_ok=True)
     ca_cert_path, ca_key_path = directory / "ca.pem", directory / "ca-key.pem"
     if ca_cert_path.exists() and ca_key_path.exists():
@@ -157,8 +165,9 @@ def ensure_dev_pki(directory: Path, names: list[str]) -> dict[str, CertificatePa
     issued: dict[str, CertificatePaths] = {}
     for name in names:
         cert_path, key_path = directory / f"{name}.pem", directory / f"{name}-key.pem"
-        if not (key_path.exists() and _still_good(cert_path, ca_cert)):
-            cert, key = _issue(ca_cert, ca_key, name, ["localhost", name])
+        dns_names = list(dict.fromkeys(["localhost", name, *(hosts or {}).get(name, [])]))
+        if not (key_path.exists() and _still_good(cert_path, ca_cert, dns_names)):
+            cert, key = _issue(ca_cert, ca_key, name, dns_names)
             _write_key(key_path, key)
             _write_cert(cert_path, cert)
         issued[name] = CertificatePaths(cert=cert_path, key=key_path, ca=ca_cert_path)

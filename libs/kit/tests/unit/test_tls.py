@@ -8,6 +8,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from flotilla_kit.tls import client_context, ensure_dev_pki, server_context
 
@@ -39,6 +40,23 @@ def test_pki_is_made_once_and_kept(tmp_path: Path) -> None:
     again = ensure_dev_pki(tmp_path, ["accounts", "auth"])
     assert again["accounts"].cert.read_bytes() == cert_bytes
     assert again["auth"].cert.exists()
+
+
+def test_extra_host_names_are_in_the_certificate_and_a_missing_one_reissues_it(
+    tmp_path: Path,
+) -> None:
+    def dns_names(path: Path) -> set[str]:
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        return set(san.get_values_for_type(x509.DNSName))
+
+    plain = ensure_dev_pki(tmp_path, ["accounts"])["accounts"]
+    assert dns_names(plain.cert) == {"localhost", "accounts"}
+    hosts = {"accounts": ["accounts-s0", "accounts-s1"]}
+    wider = ensure_dev_pki(tmp_path, ["accounts"], hosts)["accounts"]
+    assert dns_names(wider.cert) == {"localhost", "accounts", "accounts-s0", "accounts-s1"}
+    kept = wider.cert.read_bytes()
+    assert ensure_dev_pki(tmp_path, ["accounts"], hosts)["accounts"].cert.read_bytes() == kept
 
 
 def test_a_certificate_from_another_ca_is_replaced(tmp_path: Path) -> None:
