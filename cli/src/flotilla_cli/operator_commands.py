@@ -14,6 +14,7 @@ from rich.table import Table
 
 from flotilla_cli import bench_checkout, bench_gateway, bench_inventory, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
+from flotilla_cli.chaos.report import finish_chaos_run
 from flotilla_cli.chaos.shop_command import chaos_shop
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import SHARDED_SERVICE, Database
@@ -207,19 +208,7 @@ def chaos_bank(
         var_dir=var_dir, keep=keep,
     )  # fmt: skip
     report = asyncio.run(run_bank_chaos(options, console))
-    table = Table(title="Bank invariants after the storm")
-    table.add_column("invariant")
-    table.add_column("holds")
-    table.add_column("detail")
-    for name, result in report["invariants"].items():
-        table.add_row(name, "[green]yes[/]" if result["holds"] else "[red]NO[/]", result["detail"])
-    console.print(table)
-    console.print_json(json.dumps({"counts": report["counts"], "seconds": report["seconds"]}))
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
-    if not report["invariants_hold"]:
-        raise typer.Exit(1)
+    finish_chaos_run(console, report, title="Bank invariants after the storm", json_file=json_file)
 
 
 @bench_app.command("transfers")

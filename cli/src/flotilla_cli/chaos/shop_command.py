@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
+from flotilla_cli.chaos.report import finish_chaos_run
 from flotilla_cli.chaos.shop import ShopChaosOptions, run_shop_chaos
 from flotilla_cli.planning import Database
 
@@ -64,16 +63,4 @@ def chaos_shop(
         payments_fault_rate=payments_fault_rate, database=db.value, var_dir=var_dir, keep=keep,
     )  # fmt: skip
     report = asyncio.run(run_shop_chaos(options, console))
-    table = Table(title="Shop invariants after the storm")
-    table.add_column("invariant")
-    table.add_column("holds")
-    table.add_column("detail")
-    for name, result in report["invariants"].items():
-        table.add_row(name, "[green]yes[/]" if result["holds"] else "[red]NO[/]", result["detail"])
-    console.print(table)
-    console.print_json(json.dumps({"counts": report["counts"], "seconds": report["seconds"]}))
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
-    if not report["invariants_hold"]:
-        raise typer.Exit(1)
+    finish_chaos_run(console, report, title="Shop invariants after the storm", json_file=json_file)
