@@ -11,11 +11,12 @@ proves the line equal to ecs-logging's for the same fields.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 import time
 from typing import TextIO
+
+from flotilla_gateway.batches import Batched
 
 __all__ = ["AccessLog"]
 
@@ -72,10 +73,7 @@ class AccessLog:
     ) -> None:
         self.enabled = enabled  # off below log level info, as the kit's logger would be
         self._stream = stream
-        self._flush_after_s = flush_after_s
-        self._batch = batch
-        self._pending: list[_Pending] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._batched = Batched(self._write, flush_after_s=flush_after_s, batch=batch)
         self._service = f'"service":{{"name":{_text(service)},"node":{{"name":{_text(node)}}}}}'
 
     def record(
@@ -102,29 +100,16 @@ class AccessLog:
         """
         if not self.enabled:
             return
-        pending = self._pending
-        pending.append(
+        self._batched.add(
             (time.time(), method, path, route, status, duration_ns, request_id, trace_id,
              instance, user_id, client_ip)
         )  # fmt: skip
-        if len(pending) >= self._batch:
-            self.flush()
-        elif self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a unit test): write now
-                self.flush()
-                return
-            self._flush_handle = loop.call_later(self._flush_after_s, self.flush)
 
     def flush(self) -> None:
         """Render and write the collected lines (also at shutdown)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
+        self._batched.flush()
+
+    def _write(self, pending: list[_Pending]) -> None:
         stream = self._stream or sys.stdout
         stream.write("".join(self._render(pending)))
         stream.flush()

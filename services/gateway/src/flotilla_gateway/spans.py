@@ -14,7 +14,6 @@ service's server span is this span's child.
 
 from __future__ import annotations
 
-import asyncio
 import random
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ from collections.abc import Callable
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
+from flotilla_gateway.batches import Batched
 from flotilla_kit.tracing import Tracing
 
 __all__ = ["SpanLog"]
@@ -39,10 +39,7 @@ _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 class SpanLog:
     def __init__(self, tracing: Tracing, *, flush_after_s: float = 0.2, batch: int = 512) -> None:
         self._tracing = tracing
-        self._flush_after_s = flush_after_s
-        self._batch = batch
-        self._pending: list[_Pending] = []
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._batched = Batched(self._export, flush_after_s=flush_after_s, batch=batch)
         self._resource = tracing.provider.resource
         ratio = tracing.sample_ratio
         # Whether a trace the gateway starts is recorded (a caller's flag is followed).
@@ -62,29 +59,16 @@ class SpanLog:
         instance: str | None,
         request_id: str,
     ) -> None:
-        pending = self._pending
-        pending.append(
+        self._batched.add(
             (started_ns, elapsed_ns, trace_id, span_id, parent, method, path, route, status,
              instance, request_id)
         )  # fmt: skip
-        if len(pending) >= self._batch:
-            self.flush()
-        elif self._flush_handle is None:
-            try:
-                loop = asyncio.get_running_loop()
-            except RuntimeError:  # no loop (a unit test): now
-                self.flush()
-                return
-            self._flush_handle = loop.call_later(self._flush_after_s, self.flush)
 
     def flush(self) -> None:
         """Make the collected spans and queue them for export (also at shutdown)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, []
+        self._batched.flush()
+
+    def _export(self, pending: list[_Pending]) -> None:
         # perf_counter -> wall clock, measured now: the offset hardly moves in 0.2 s.
         offset = time.time_ns() - time.perf_counter_ns()
         export = self._tracing.export
