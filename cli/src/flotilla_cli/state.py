@@ -123,6 +123,14 @@ class InstanceState(BaseModel):
     )
     last_exit_code: int | None = None
 
+    @classmethod
+    def of(cls, plan: InstancePlan) -> InstanceState:
+        """A planned instance, not started yet."""
+        return cls(
+            service=plan.service, name=plan.name, port=plan.port, url=plan.url,
+            shard=plan.shard, command=plan.command,
+        )  # fmt: skip
+
 
 class SystemState(BaseModel):
     phase: Phase

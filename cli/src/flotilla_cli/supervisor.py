@@ -92,20 +92,7 @@ class Supervisor:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self.layout = VarLayout.at(plan.var_dir)
-        self.running = [
-            _Running(
-                p,
-                InstanceState(
-                    service=p.service,
-                    name=p.name,
-                    port=p.port,
-                    url=p.url,
-                    shard=p.shard,
-                    command=p.command,
-                ),
-            )
-            for p in plan.instances
-        ]
+        self.running = [_Running(p, InstanceState.of(p)) for p in plan.instances]
         self.state = SystemState(
             phase="preparing",
             supervisor_pid=os.getpid(),
@@ -414,20 +401,7 @@ class Supervisor:
                 port=take_port(taken),
                 grpc_port=take_port(taken) if template.grpc_port is not None else None,
             )
-            added.append(
-                _Running(
-                    plan,
-                    InstanceState(
-                        service=plan.service,
-                        name=plan.name,
-                        port=plan.port,
-                        url=plan.url,
-                        shard=plan.shard,
-                        command=plan.command,
-                    ),
-                    in_topology=False,
-                )
-            )
+            added.append(_Running(plan, InstanceState.of(plan), in_topology=False))
         position = self.running.index(siblings[-1]) + 1
         self.running[position:position] = added
         self._renumber()
