@@ -44,6 +44,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli.bench_figures import cell, quantile_ms, ratio
 from flotilla_cli.chaos.load import Bank, Customer, set_up_bank
 from flotilla_cli.machine import machine
 from flotilla_cli.planning import shop_account_id
@@ -144,8 +145,8 @@ class PhaseResult:
             "concurrency": self.concurrency,
             "done": done,
             "per_s": round(done / self.seconds, 1) if self.seconds else 0.0,
-            "p50_ms": quantile_ms(ordered, 0.50),
-            "p99_ms": quantile_ms(ordered, 0.99),
+            "p50_ms": quantile_ms(ordered, 0.50, digits=1),
+            "p99_ms": quantile_ms(ordered, 0.99, digits=1),
             "errors": sum(self.errors.values()),
             "error_kinds": dict(sorted(self.errors.items())),
             "error_sample": self.error_sample,
@@ -161,21 +162,10 @@ class PhaseResult:
 # ---------------------------------------------------------------- pure helpers
 
 
-def quantile_ms(ordered: Sequence[float], q: float) -> float | None:
-    """The q-quantile (nearest rank below) of sorted seconds, in ms; None for none."""
-    if not ordered:
-        return None
-    return round(ordered[int(q * (len(ordered) - 1))] * 1000, 1)
-
-
 def order_lines(rng: random.Random, product_ids: Sequence[str]) -> list[dict[str, Any]]:
     """1 to 3 distinct products (fewer if the catalogue is smaller), one unit each."""
     count = rng.randint(1, min(3, len(product_ids)))
     return [{"product_id": p, "quantity": 1} for p in rng.sample(list(product_ids), count)]
-
-
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    return round(top / bottom, 2) if top is not None and bottom else None
 
 
 def compare(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -188,10 +178,10 @@ def compare(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         transfer = by.get(("transfer", concurrency), {})
         c50, t50 = checkout.get("p50_ms"), transfer.get("p50_ms")
         out[str(concurrency)] = {
-            "throughput_checkout_transfer": _ratio(checkout.get("per_s"), transfer.get("per_s")),
-            "p50_checkout_transfer": _ratio(c50, t50),
+            "throughput_checkout_transfer": ratio(checkout.get("per_s"), transfer.get("per_s")),
+            "p50_checkout_transfer": ratio(c50, t50),
             "added_p50_ms": round(c50 - t50, 1) if c50 is not None and t50 is not None else None,
-            "cpu_checkout_transfer": _ratio(
+            "cpu_checkout_transfer": ratio(
                 checkout.get("system_cpu_ms_per_op_net"), transfer.get("system_cpu_ms_per_op_net")
             ),
         }
@@ -528,10 +518,6 @@ async def run_checkout_bench(options: BenchOptions, console: Console) -> dict[st
 # ---------------------------------------------------------------- output
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:,}" if isinstance(value, float) else str(value)
-
-
 def render(report: dict[str, Any], console: Console) -> None:
     options = report["options"]
     table = Table(
@@ -551,22 +537,22 @@ def render(report: dict[str, Any], console: Console) -> None:
             str(row["concurrency"]),
             KINDS[row["kind"]],
             f"{row['per_s']:,.1f}",
-            _cell(row["p50_ms"]),
-            _cell(row["p99_ms"]),
+            cell(row["p50_ms"]),
+            cell(row["p99_ms"]),
             f"[red]{errors}[/]" if row["errors"] else errors,
             str(row["polled"]),
-            _cell(row["system_cpu_ms_per_op"]),
-            _cell(row["system_cpu_ms_per_op_net"]),
+            cell(row["system_cpu_ms_per_op"]),
+            cell(row["system_cpu_ms_per_op_net"]),
             end_section=row["kind"] == "transfer",
         )
     console.print(table)
     for concurrency, ratios in comparison.items():
         console.print(
             f"at {concurrency}: checkout/transfer throughput "
-            f"[bold]{_cell(ratios['throughput_checkout_transfer'])}[/], p50 "
-            f"[bold]{_cell(ratios['p50_checkout_transfer'])}x[/] "
-            f"(+{_cell(ratios['added_p50_ms'])} ms), net system CPU "
-            f"[bold]{_cell(ratios['cpu_checkout_transfer'])}x[/]",
+            f"[bold]{cell(ratios['throughput_checkout_transfer'])}[/], p50 "
+            f"[bold]{cell(ratios['p50_checkout_transfer'])}x[/] "
+            f"(+{cell(ratios['added_p50_ms'])} ms), net system CPU "
+            f"[bold]{cell(ratios['cpu_checkout_transfer'])}x[/]",
             highlight=False,
         )
     console.print(

@@ -48,6 +48,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli.bench_figures import cell, ratio
 from flotilla_cli.bench_minimal_app import BENCH_PATH
 from flotilla_cli.machine import machine
 from flotilla_kit.devservers import die_with_parent, free_port
@@ -182,10 +183,6 @@ def parse_wrk(output: str) -> LoadResult:
     )
 
 
-def _quotient(top: float | None, bottom: float | None) -> float | None:
-    return round(top / bottom, 3) if top is not None and bottom else None
-
-
 def summarise(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The ratios the targets are about, from the cases' results (None where one is missing)."""
 
@@ -201,15 +198,17 @@ def summarise(cases: dict[str, dict[str, Any]]) -> dict[str, Any]:
     nginx_cpu = get("minimal_nginx", "cpu_us_per_req")
     direct_rps = get("minimal_direct", "rps")
     return {
-        "ratio_fastapi": _quotient(get("fastapi_gateway", "rps"), get("fastapi_direct", "rps")),
-        "ratio_minimal": _quotient(get("minimal_gateway", "rps"), direct_rps),
-        "ratio_minimal_nginx": _quotient(get("minimal_nginx", "rps"), direct_rps),
+        "ratio_fastapi": ratio(
+            get("fastapi_gateway", "rps"), get("fastapi_direct", "rps"), digits=3
+        ),
+        "ratio_minimal": ratio(get("minimal_gateway", "rps"), direct_rps, digits=3),
+        "ratio_minimal_nginx": ratio(get("minimal_nginx", "rps"), direct_rps, digits=3),
         "added_p50_ms": added("minimal_gateway", "minimal_direct"),
         "added_p50_ms_nginx": added("minimal_nginx", "minimal_direct"),
         "added_p50_ms_unloaded": added("minimal_gateway_1c", "minimal_direct_1c"),
         "added_p50_ms_unloaded_nginx": added("minimal_nginx_1c", "minimal_direct_1c"),
         "cpu_us_per_req": {"gateway": gateway_cpu, "nginx": nginx_cpu},
-        "cpu_vs_nginx": _quotient(gateway_cpu, nginx_cpu),
+        "cpu_vs_nginx": ratio(gateway_cpu, nginx_cpu, digits=3),
     }
 
 
@@ -640,10 +639,6 @@ def run_gateway_bench(options: BenchOptions, console: Console) -> dict[str, Any]
 # ---------------------------------------------------------------- output
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:,}" if isinstance(value, float) else str(value)
-
-
 # The same measure taken with nginx in the gateway's place, where there is one.
 _NGINX_FIGURE = {
     "ratio_minimal": "ratio_minimal_nginx",
@@ -661,8 +656,8 @@ def _targets_table(report: dict[str, Any]) -> Table:
         verdict = {True: "[green]yes[/]", False: "[red]no[/]", None: "-"}[met]
         nginx = _NGINX_FIGURE.get(metric)
         table.add_row(
-            metric, _cell(report.get(metric)), f"{comparison} {bound}", verdict,
-            _cell(report.get(nginx)) if nginx else "-",
+            metric, cell(report.get(metric)), f"{comparison} {bound}", verdict,
+            cell(report.get(nginx)) if nginx else "-",
         )  # fmt: skip
     return table
 
@@ -684,10 +679,10 @@ def render(report: dict[str, Any], console: Console) -> None:
         if case is None:
             continue
         table.add_row(
-            label, f"{case['rps']:,.0f}", _cell(case["p50_ms"]), _cell(case["p99_ms"]),
-            str(case["errors"]), _cell(case["cpu_us_per_req"]),
-            _cell(case.get("app_cpu_us_per_req")), _cell(case.get("load_cpu_us_per_req")),
-            _cell(case.get("busy_cores")),
+            label, f"{case['rps']:,.0f}", cell(case["p50_ms"]), cell(case["p99_ms"]),
+            str(case["errors"]), cell(case["cpu_us_per_req"]),
+            cell(case.get("app_cpu_us_per_req")), cell(case.get("load_cpu_us_per_req")),
+            cell(case.get("busy_cores")),
         )  # fmt: skip
     console.print(table)
     console.print(_targets_table(report))

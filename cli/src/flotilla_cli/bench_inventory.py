@@ -48,6 +48,7 @@ from grpc import aio
 from rich.console import Console
 from rich.table import Table
 
+from flotilla_cli.bench_figures import cell, quantile_ms, ratio
 from flotilla_cli.bench_gateway import _auth_endpoints, _Children
 from flotilla_cli.machine import machine
 from flotilla_kit.devservers import free_port
@@ -125,17 +126,6 @@ class ModeResult:
 # ---------------------------------------------------------------- pure helpers
 
 
-def quantile_ms(ordered: list[float], q: float) -> float | None:
-    """The q-quantile (nearest rank below) of sorted seconds, in ms; None for none."""
-    if not ordered:
-        return None
-    return round(ordered[int(q * (len(ordered) - 1))] * 1000, 2)
-
-
-def _ratio(top: float | None, bottom: float | None) -> float | None:
-    return round(top / bottom, 2) if top is not None and bottom else None
-
-
 def summarise(modes: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The ratios of the modes' throughputs (None where a mode is missing or did nothing)."""
 
@@ -144,8 +134,8 @@ def summarise(modes: dict[str, dict[str, Any]]) -> dict[str, Any]:
         return float(value) if value else None
 
     return {
-        "ratio_grpc_rest": _ratio(rate("grpc_stream"), rate("rest")),
-        "ratio_unary_rest": _ratio(rate("grpc_unary"), rate("rest")),
+        "ratio_grpc_rest": ratio(rate("grpc_stream"), rate("rest")),
+        "ratio_unary_rest": ratio(rate("grpc_unary"), rate("rest")),
     }
 
 
@@ -462,10 +452,6 @@ def run_inventory_bench(options: BenchOptions, console: Console) -> dict[str, An
 # ---------------------------------------------------------------- output
 
 
-def _cell(value: Any) -> str:
-    return "-" if value is None else f"{value:,}" if isinstance(value, float) else str(value)
-
-
 def render(report: dict[str, Any], console: Console) -> None:
     options = report["options"]
     table = Table(
@@ -480,10 +466,10 @@ def render(report: dict[str, Any], console: Console) -> None:
         if row is None:
             continue
         table.add_row(
-            label, f"{row['reservations_per_s']:,.1f}", _cell(row["p50_ms"]),
-            _cell(row["p99_ms"]), str(row["errors"]),
-            _cell(row["server_cpu_us_per_reservation"]),
-            _cell(row["client_cpu_us_per_reservation"]),
+            label, f"{row['reservations_per_s']:,.1f}", cell(row["p50_ms"]),
+            cell(row["p99_ms"]), str(row["errors"]),
+            cell(row["server_cpu_us_per_reservation"]),
+            cell(row["client_cpu_us_per_reservation"]),
         )  # fmt: skip
     console.print(table)
     for metric in ("ratio_grpc_rest", "ratio_unary_rest"):
@@ -496,7 +482,7 @@ def render(report: dict[str, Any], console: Console) -> None:
             else f" (target {target[0]} {target[1]}: "
             + ("[green]met[/])" if met else "[red]not met[/])" if met is False else "-)")
         )
-        console.print(f"{metric}: [bold]{_cell(value)}[/]{note}")
+        console.print(f"{metric}: [bold]{cell(value)}[/]{note}")
     for row in report["modes"].values():
         if row["error_sample"]:
             console.print(f"[yellow]{row['mode']}: {row['errors']} errors, e.g. "

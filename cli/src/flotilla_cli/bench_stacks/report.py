@@ -9,7 +9,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli.bench_gateway import _cell, _quotient
+from flotilla_cli.bench_figures import cell as _cell
+from flotilla_cli.bench_figures import ratio as _ratio_of
 from flotilla_cli.bench_minimal_app import BENCH_PATH
 from flotilla_cli.bench_stacks.rows import CANDIDATES, ROWS
 
@@ -41,8 +42,8 @@ def with_ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]
             continue
         rows[key] = {
             **result,
-            "ratio_direct": _quotient(_number(result, "rps"), direct_rps),
-            "cpu_vs_nginx": _quotient(_number(result, "cpu_us_per_req"), nginx_cpu),
+            "ratio_direct": _ratio_of(_number(result, "rps"), direct_rps, digits=3),
+            "cpu_vs_nginx": _ratio_of(_number(result, "cpu_us_per_req"), nginx_cpu, digits=3),
         }
     return rows
 
@@ -65,8 +66,10 @@ def summarise(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "cpu_ranking": ranking,
         "cheapest_candidate": cheapest,
         "next_candidate": runner_up,
-        "next_vs_cheapest_cpu": _quotient(cpu.get(runner_up or ""), cpu.get(cheapest or "")),
-        "gateway_vs_bare_cpu": _quotient(cpu.get("gateway"), cpu.get("bare_httptools")),
+        "next_vs_cheapest_cpu": _ratio_of(
+            cpu.get(runner_up or ""), cpu.get(cheapest or ""), digits=3
+        ),
+        "gateway_vs_bare_cpu": _ratio_of(cpu.get("gateway"), cpu.get("bare_httptools"), digits=3),
     }
 
 
