@@ -36,6 +36,13 @@ class Batched(Generic[_Item]):
                 return
             self._flush_handle = loop.call_later(self._flush_after_s, self.flush)
 
+    def discard(self) -> None:
+        """Drop what has gathered, handing on nothing."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._pending = []
+
     def flush(self) -> None:
         """Hand on what has gathered (also at shutdown)."""
         if self._flush_handle is not None:
