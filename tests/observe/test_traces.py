@@ -32,12 +32,15 @@ def _traceparent() -> tuple[str, str, str]:
 def _wait_for_tree(
     system: RunningSystem, trace_id: str, complete: Callable[[TraceTree], bool]
 ) -> TraceTree:
-    """The trace's tree once `complete` says all its spans are on disk."""
+    """The trace's tree once `complete` says all its spans are on disk, and none is
+    waiting for its parent: each process writes its spans in its own batches, so a
+    database span can be on disk before the server span it belongs to (which ends later).
+    A span whose parent never comes makes this time out."""
     deadline = time.monotonic() + _DEADLINE_S
     tree = None
     while time.monotonic() < deadline:
         tree = build_tree(read_spans(system.var_dir / "traces", trace_id), trace_id)
-        if tree is not None and complete(tree):
+        if tree is not None and len(tree.roots) == 1 and complete(tree):
             return tree
         time.sleep(0.2)  # spans are flushed in batches (about once a second)
     found = [] if tree is None else [(s.service, s.name) for s in tree.spans()]
