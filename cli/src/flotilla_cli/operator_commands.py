@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli import bench_checkout, bench_gateway, bench_inventory, bench_transfers
+from flotilla_cli import bench_checkout, bench_cost, bench_gateway, bench_inventory, bench_transfers
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.chaos.report import finish_chaos_run
 from flotilla_cli.chaos.shop_command import chaos_shop
@@ -209,6 +209,39 @@ def chaos_bank(
     )  # fmt: skip
     report = asyncio.run(run_bank_chaos(options, console))
     finish_chaos_run(console, report, title="Bank invariants after the storm", json_file=json_file)
+
+
+@bench_app.command("cost")
+def bench_cost_command(
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
+    seconds: Annotated[float, typer.Option(min=1, help="Seconds measured per operation.")] = 15.0,
+    warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per operation.")] = 3.0,
+    idle: Annotated[float, typer.Option(min=1, help="Seconds of idle CPU measured first.")] = 10.0,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="Only these operations: read, local, cross, order (repeatable)."),
+    ] = None,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """A fresh system; its idle CPU; then an account read, a local transfer, a cross-shard
+    (2PC) transfer and an order, each at a fixed concurrency through the gateway:
+    ops/s, p50/p99, and the server CPU per operation in total and per process group."""
+    unknown = sorted(set(only or ()) - set(bench_cost.TARGETS))
+    if unknown:
+        err.print(f"unknown operation(s) {unknown}: choose from {sorted(bench_cost.TARGETS)}")
+        raise typer.Exit(2)
+    options = bench_cost.BenchOptions(
+        database=db.value, seconds=seconds, warmup_s=warmup, idle_s=idle,
+        operations=tuple(o for o in bench_cost.TARGETS if not only or o in only),
+    )  # fmt: skip
+    report = asyncio.run(bench_cost.run_cost_bench(options, console))
+    wide = console if console.is_terminal else Console(width=120)
+    bench_cost.render(report, wide)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
 
 
 @bench_app.command("transfers")
