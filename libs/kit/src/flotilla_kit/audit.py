@@ -9,6 +9,7 @@ owner's rights can, and the chain shows it.
 Records are appended in the caller's transaction (the event and the change it describes
 commit together). Appends are serialised per database: SQLite writers already hold the
 write lock (`BEGIN IMMEDIATE`); on PostgreSQL a transaction-scoped advisory lock is taken.
+An append is two statements (the chain's head, then the new record), prepared once.
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, select, text
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, Column, MetaData, String, Table, Text, bindparam, select, text
 
-from flotilla_kit.db import Database, UtcDateTime
+from flotilla_kit.db import Database, Query, Row, Transaction, UtcDateTime
 
 __all__ = [
     "GENESIS",
@@ -143,10 +142,18 @@ def _digest(
 class AuditLog:
     def __init__(self, table: Table) -> None:
         self.table = table
+        t = table
+        self._lock = Query(text(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})"))
+        self._head = Query(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))
+        self._insert = Query(t.insert().values({c.name: bindparam(c.name) for c in t.columns}))
+        self._page = Query(
+            select(t).where(t.c.seq > bindparam("after")).order_by(t.c.seq).limit(bindparam("n"))
+        )
+        self._newest = Query(select(t).order_by(t.c.seq.desc()).limit(bindparam("n")))
 
     async def append(
         self,
-        session: AsyncSession,
+        transaction: Transaction,
         *,
         actor: str,
         action: str,
@@ -155,17 +162,14 @@ class AuditLog:
         details: Mapping[str, Any] | None = None,
         at: dt.datetime | None = None,
     ) -> AuditRecord:
-        """Add one record in the session's transaction (commit is the caller's)."""
-        if session.get_bind().dialect.name == "postgresql":
-            await session.execute(text(f"SELECT pg_advisory_xact_lock({_PG_AUDIT_LOCK})"))
-        t = self.table
+        """Add one record in the transaction (commit is the caller's)."""
+        if transaction.dialect.name == "postgresql":
+            await transaction.execute(self._lock)
         # Identifiers from the outside (an attempted username) may be long; the columns
         # are not, and PostgreSQL would refuse the whole transaction.
         actor = actor[:_ACTOR_LENGTH]
         target = target[:_TARGET_LENGTH] if target is not None else None
-        last = (
-            await session.execute(select(t.c.seq, t.c.hash).order_by(t.c.seq.desc()).limit(1))
-        ).first()
+        last = await transaction.first(self._head)
         seq, prev_hash = (last.seq + 1, last.hash) if last else (1, GENESIS)
         moment = (at or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         body = json.dumps(dict(details or {}), sort_keys=True, separators=(",", ":"))
@@ -173,50 +177,42 @@ class AuditLog:
             seq=seq, at=moment, actor=actor, action=action, target=target,
             outcome=outcome, details=body, prev_hash=prev_hash,
         )  # fmt: skip
-        await session.execute(
-            t.insert().values(
-                seq=seq, at=moment, actor=actor, action=action, target=target,
-                outcome=outcome, details=body, prev_hash=prev_hash, hash=digest,
-            )
+        await transaction.execute(
+            self._insert,
+            seq=seq, at=moment, actor=actor, action=action, target=target,
+            outcome=outcome, details=body, prev_hash=prev_hash, hash=digest,
         )  # fmt: skip
         return AuditRecord(
             seq, moment, actor, action, target, outcome, json.loads(body), prev_hash, digest
         )
 
-    async def verify(self, session: AsyncSession, batch: int = 1000) -> ChainReport:
+    async def verify(self, transaction: Transaction, batch: int = 1000) -> ChainReport:
         """Walk the whole chain; report the first record whose link or hash is wrong."""
-        t = self.table
         expected_prev, expected_seq, count = GENESIS, 1, 0
         after = 0
         while True:
-            rows = (
-                await session.execute(
-                    select(t).where(t.c.seq > after).order_by(t.c.seq).limit(batch)
-                )
-            ).all()
+            rows = await transaction.all(self._page, after=after, n=batch)
             if not rows:
                 return ChainReport(count)
-            for row in rows:
-                m = row._mapping
-                if m["seq"] != expected_seq:
+            for m in rows:
+                if m.seq != expected_seq:
                     return ChainReport(count, expected_seq, f"record {expected_seq} is missing")
-                if m["prev_hash"] != expected_prev:
-                    return ChainReport(count, m["seq"], "does not link to the record before it")
+                if m.prev_hash != expected_prev:
+                    return ChainReport(count, m.seq, "does not link to the record before it")
                 recomputed = _digest(
-                    seq=m["seq"], at=m["at"], actor=m["actor"], action=m["action"],
-                    target=m["target"], outcome=m["outcome"], details=m["details"],
-                    prev_hash=m["prev_hash"],
+                    seq=m.seq, at=m.at, actor=m.actor, action=m.action,
+                    target=m.target, outcome=m.outcome, details=m.details,
+                    prev_hash=m.prev_hash,
                 )  # fmt: skip
-                if recomputed != m["hash"]:
-                    return ChainReport(count, m["seq"], "its content does not match its hash")
-                expected_prev, expected_seq = m["hash"], m["seq"] + 1
+                if recomputed != m.hash:
+                    return ChainReport(count, m.seq, "its content does not match its hash")
+                expected_prev, expected_seq = m.hash, m.seq + 1
                 count += 1
-                after = m["seq"]
+                after = m.seq
 
-    async def tail(self, session: AsyncSession, limit: int = 20) -> list[AuditRecord]:
-        t = self.table
-        rows = (await session.execute(select(t).order_by(t.c.seq.desc()).limit(limit))).all()
-        return [_record(row._mapping) for row in reversed(rows)]
+    async def tail(self, transaction: Transaction, limit: int = 20) -> list[AuditRecord]:
+        rows = await transaction.all(self._newest, n=limit)
+        return [_record(row) for row in reversed(rows)]
 
     # -- what the services' `audit-verify` and `audit-tail` commands print -----------------
 
@@ -224,9 +220,9 @@ class AuditLog:
         """Walk the whole chain in the database at `database_url`: a JSON-ready report."""
         database = Database(database_url)
         try:
-            async with database.read_sessions() as session:
-                chain = await self.verify(session)
-                newest = await self.tail(session, limit=1)
+            async with database.transaction(write=False) as transaction:
+                chain = await self.verify(transaction)
+                newest = await self.tail(transaction, limit=1)
         finally:
             await database.dispose()
         return {
@@ -242,21 +238,21 @@ class AuditLog:
         """The newest `limit` records, oldest first, JSON-ready."""
         database = Database(database_url)
         try:
-            async with database.read_sessions() as session:
-                return [record.to_json() for record in await self.tail(session, limit=limit)]
+            async with database.transaction(write=False) as transaction:
+                return [record.to_json() for record in await self.tail(transaction, limit=limit)]
         finally:
             await database.dispose()
 
 
-def _record(m: RowMapping) -> AuditRecord:
+def _record(m: Row) -> AuditRecord:
     return AuditRecord(
-        seq=m["seq"],
-        at=m["at"],
-        actor=m["actor"],
-        action=m["action"],
-        target=m["target"],
-        outcome=m["outcome"],
-        details=json.loads(m["details"]),
-        prev_hash=m["prev_hash"],
-        hash=m["hash"],
+        seq=m.seq,
+        at=m.at,
+        actor=m.actor,
+        action=m.action,
+        target=m.target,
+        outcome=m.outcome,
+        details=json.loads(m.details),
+        prev_hash=m.prev_hash,
+        hash=m.hash,
     )

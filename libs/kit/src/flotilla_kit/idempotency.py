@@ -16,11 +16,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Integer, MetaData, String, Table, Text, select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select
 
-from flotilla_kit.db import Database, UnitOfWork, UtcDateTime
+from flotilla_kit.db import Database, Query, Transaction, UniqueViolation, UnitOfWork, UtcDateTime
 from flotilla_kit.problems import Problem
 
 __all__ = [
@@ -74,16 +72,33 @@ class IdempotentResult:
     replayed: bool
 
 
-async def _stored(
-    session: AsyncSession, table: Table, scope: str, key: str, fingerprint: str
-) -> IdempotentResult | None:
-    row = (
-        await session.execute(
-            select(table.c.fingerprint, table.c.status, table.c.body).where(
-                table.c.scope == scope, table.c.key == key
+class _Statements:
+    """The two statements of an idempotency table, compiled once per table."""
+
+    def __init__(self, table: Table) -> None:
+        c = table.c
+        self.find = Query(
+            select(c.fingerprint, c.status, c.body).where(
+                c.scope == bindparam("scope"), c.key == bindparam("key")
             )
         )
-    ).one_or_none()
+        self.insert = Query(table.insert().values({n.name: bindparam(n.name) for n in c}))
+
+
+_statements: dict[Table, _Statements] = {}
+
+
+def _for(table: Table) -> _Statements:
+    found = _statements.get(table)
+    if found is None:
+        found = _statements[table] = _Statements(table)
+    return found
+
+
+async def _stored(
+    transaction: Transaction, table: Table, scope: str, key: str, fingerprint: str
+) -> IdempotentResult | None:
+    row = await transaction.first(_for(table).find, scope=scope, key=key)
     if row is None:
         return None
     if row.fingerprint != fingerprint:
@@ -117,24 +132,23 @@ async def run_idempotently(
     for attempt in range(2):
         async with make_uow(database) as uow:
             if key is not None:
-                stored = await _stored(uow.session, table, scope, key, fingerprint)
+                stored = await _stored(uow.transaction, table, scope, key, fingerprint)
                 if stored is not None:
                     return stored
             status, body = await action(uow)
             try:
                 if key is not None:
-                    await uow.session.execute(
-                        table.insert().values(
-                            scope=scope,
-                            key=key,
-                            fingerprint=fingerprint,
-                            status=status,
-                            body=json.dumps(body, separators=(",", ":")),
-                            created_at=dt.datetime.now(dt.UTC),
-                        )
+                    await uow.transaction.execute(
+                        _for(table).insert,
+                        scope=scope,
+                        key=key,
+                        fingerprint=fingerprint,
+                        status=status,
+                        body=json.dumps(body, separators=(",", ":")),
+                        created_at=dt.datetime.now(dt.UTC),
                     )
                 await uow.commit()
-            except IntegrityError:
+            except UniqueViolation:
                 # Another request with the same key committed first; replay its answer.
                 if key is None or attempt == 1:
                     raise

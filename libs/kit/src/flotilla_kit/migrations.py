@@ -17,7 +17,7 @@ from pathlib import Path
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import MetaData, make_url, text
+from sqlalchemy import MetaData, create_engine, make_url, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -100,9 +100,23 @@ async def _run_async(url: str, target_metadata: MetaData) -> None:
         await engine.dispose()
 
 
+def _run_sqlite(url: str, target_metadata: MetaData) -> None:
+    # The standard library's driver: the services read and write SQLite through it too.
+    engine = create_engine(make_url(url).set(drivername="sqlite"))
+    try:
+        with engine.connect() as connection:
+            _run_sync(connection, target_metadata)
+            connection.commit()
+    finally:
+        engine.dispose()
+
+
 def run_env(target_metadata: MetaData) -> None:
     """The body of every service's `migrations/env.py` (online mode only)."""
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("sqlalchemy.url is not set")
-    asyncio.run(_run_async(url, target_metadata))
+    if is_sqlite(url):
+        _run_sqlite(url, target_metadata)
+    else:
+        asyncio.run(_run_async(url, target_metadata))

@@ -16,10 +16,31 @@ from typing import Any, cast
 import jwt
 import uvicorn
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import MetaData, create_engine, make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from flotilla_kit.db import is_sqlite
 from flotilla_kit.tokens import JwksCache, TokenVerifier
 
-__all__ = ["JWT_ATTACKS", "REVOKED_SESSION", "TokenMinter", "running_server"]
+__all__ = ["JWT_ATTACKS", "REVOKED_SESSION", "TokenMinter", "create_tables", "running_server"]
+
+
+async def create_tables(url: str, metadata: MetaData) -> None:
+    """`metadata.create_all` on the database at `url` (tests that need tables without
+    running a service's migrations)."""
+    if is_sqlite(url):
+        engine = create_engine(make_url(url).set(drivername="sqlite"))
+        try:
+            await asyncio.to_thread(metadata.create_all, engine)
+        finally:
+            engine.dispose()
+        return
+    async_engine = create_async_engine(url)
+    try:
+        async with async_engine.begin() as connection:
+            await connection.run_sync(metadata.create_all)
+    finally:
+        await async_engine.dispose()
 
 
 class TokenMinter:

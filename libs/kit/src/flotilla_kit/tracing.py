@@ -11,7 +11,7 @@ two internal spans per request (`http send`, `http receive`) and wraps every mes
 SQLAlchemy one a span per statement; here the service makes one server span per request
 (`ObservabilityMiddleware`), one client span per outbound HTTP request
 (`TracingTransport`) and gRPC call (`client_interceptors`), one server span per gRPC call
-(`TracingServerInterceptor`), one span per database transaction (`trace_database`, with
+(`TracingServerInterceptor`), one span per database transaction (`database_span`, with
 the statement count and the first statement), and a producer / consumer span per event
 (the relay and the consumer, parented by the CloudEvent's `traceparent`). The W3C
 `traceparent` goes out on every HTTP request and gRPC call made inside a span.
@@ -47,15 +47,13 @@ from opentelemetry.trace import (
     StatusCode,
     TraceFlags,
 )
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from flotilla_kit.context import RequestContext, reset_context, set_context
 from flotilla_kit.settings import ServiceSettings
 
 __all__ = [
     "SPAN_FILE_SUFFIX",
+    "DatabaseSpan",
     "JsonLinesSpanExporter",
     "Tracing",
     "TracingServerInterceptor",
@@ -63,10 +61,10 @@ __all__ = [
     "client_interceptors",
     "context_from_traceparent",
     "current_traceparent",
+    "database_span",
     "install_tracing",
     "messaging_span",
     "span_record",
-    "trace_database",
     "traced_http_client",
     "tracer",
     "tracing",
@@ -494,60 +492,39 @@ def messaging_span(
 
 # -- database ----------------------------------------------------------------------------------
 
-_SPAN_KEY = "flotilla_span"
-_COUNT_KEY = "flotilla_statements"
+
+class DatabaseSpan:
+    """The span of one database transaction: its statement count and first statement."""
+
+    __slots__ = ("_count", "_span")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+        self._count = 0
+
+    def statement(self, sql: str) -> None:
+        self._count += 1
+        if self._count == 1:
+            self._span.set_attribute("db.query.text", " ".join(sql.split())[:_STATEMENT_CHARS])
+
+    def end(self, outcome: str) -> None:
+        self._span.set_attribute("flotilla.db.outcome", outcome)
+        self._span.set_attribute("flotilla.db.statements", self._count)
+        self._span.end()
 
 
-def trace_database(engine: AsyncEngine, *, system: str, name: str) -> None:
-    """One span per transaction on `engine` (begin to commit or rollback), a child of the
-    span current when it began, with the statement count and the first statement. A span
-    per statement would cost as much as a short statement on SQLite and say less.
-    Transactions outside any span (polling loops: relays, recovery, expiry) are not
-    recorded: they would each be a trace of their own, every second."""
-    sync_engine = engine.sync_engine
-    base = {"db.system.name": system, "db.namespace": name}
-
-    def end(info: dict[str, Any], outcome: str) -> None:
-        span = info.pop(_SPAN_KEY, None)
-        if span is not None:
-            span.set_attribute("flotilla.db.outcome", outcome)
-            span.set_attribute("flotilla.db.statements", info.pop(_COUNT_KEY, 0))
-            span.end()
-
-    @event.listens_for(sync_engine, "begin")
-    def _begin(connection: Connection) -> None:
-        active = _installed.tracing
-        if active is None or not trace.get_current_span().is_recording():
-            return
-        info = connection.info
-        end(info, "abandoned")
-        write = bool(connection.get_execution_options().get("flotilla_write", False))
-        span = active.tracer.start_span(
-            f"{system} {'write' if write else 'read'} transaction",
-            kind=SpanKind.CLIENT,
-            attributes={**base, "flotilla.db.write": write},
-        )
-        info[_SPAN_KEY] = span
-        info[_COUNT_KEY] = 0
-
-    @event.listens_for(sync_engine, "before_cursor_execute")
-    def _statement(connection: Connection, cursor: Any, statement: str, *args: Any) -> None:
-        info = connection.info
-        span = info.get(_SPAN_KEY)
-        if span is None:
-            return
-        count = info[_COUNT_KEY] = info.get(_COUNT_KEY, 0) + 1
-        if count == 1:
-            span.set_attribute("db.query.text", " ".join(statement.split())[:_STATEMENT_CHARS])
-
-    @event.listens_for(sync_engine, "commit")
-    def _commit(connection: Connection) -> None:
-        end(connection.info, "commit")
-
-    @event.listens_for(sync_engine, "rollback")
-    def _rollback(connection: Connection) -> None:
-        end(connection.info, "rollback")
-
-    @event.listens_for(sync_engine, "checkin")
-    def _checkin(_dbapi_connection: Any, record: Any) -> None:
-        end(record.info, "returned")
+def database_span(*, system: str, name: str, write: bool) -> DatabaseSpan | None:
+    """A span for a transaction beginning now (begin to commit or rollback), a child of the
+    current span; None when that span is not recorded. A span per statement would cost as
+    much as a short statement on SQLite and say less. Transactions outside any span
+    (polling loops: relays, recovery, expiry) are not recorded: they would each be a trace
+    of their own, every second."""
+    active = _installed.tracing
+    if active is None or not trace.get_current_span().is_recording():
+        return None
+    span = active.tracer.start_span(
+        f"{system} {'write' if write else 'read'} transaction",
+        kind=SpanKind.CLIENT,
+        attributes={"db.system.name": system, "db.namespace": name, "flotilla.db.write": write},
+    )
+    return DatabaseSpan(span)

@@ -15,10 +15,9 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.js.errors import NotFoundError
-from sqlalchemy import Column, Integer, MetaData, String, Table, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, func, select
 
-from flotilla_kit.db import NAMING_CONVENTION, Database
+from flotilla_kit.db import NAMING_CONVENTION, Database, Query, Transaction
 from flotilla_kit.events import (
     DLQ_STREAM,
     EVENTS_STREAM,
@@ -30,6 +29,7 @@ from flotilla_kit.events import (
     inbox_table,
     outbox_table,
 )
+from flotilla_kit.testing import create_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 outbox = outbox_table(metadata)
@@ -42,13 +42,25 @@ effects = Table(
     Column("event_id", String(36), nullable=False),
     Column("n", Integer, nullable=False),
 )
+RECORD_EFFECT = Query(
+    effects.insert().values(
+        consumer=bindparam("consumer"), event_id=bindparam("event_id"), n=bindparam("n")
+    )
+)
+APPLIED = Query(select(effects.c.event_id))
+UNPUBLISHED = Query(
+    select(func.count().label("n")).select_from(outbox).where(outbox.c.published_at.is_(None))
+)
+
+
+def count_of(table: Table) -> Query:
+    return Query(select(func.count().label("n")).select_from(table))
 
 
 @contextlib.asynccontextmanager
 async def service_database(url: str) -> AsyncIterator[Database]:
+    await create_tables(url, metadata)
     database = Database(url)
-    async with database.engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
     try:
         yield database
     finally:
@@ -63,22 +75,20 @@ async def produce(
         CloudEvent.new("shop", "thing_done", {"n": n}, subject=f"thing-{n}") for n in numbers
     ]
     box = Outbox(outbox)
-    async with database.write_sessions() as session:
+    async with database.transaction() as transaction:
         for event in written:
-            await box.add(session, event)
+            await box.add(transaction, event)
         if commit:
-            await session.commit()
-        else:
-            await session.rollback()
+            await transaction.commit()
     return written if commit else []
 
 
 def recording_handler(consumer: str) -> Handler:
     """Writes one `effects` row per application, in the consumer's transaction."""
 
-    async def handle(event: CloudEvent, session: AsyncSession) -> None:
-        await session.execute(
-            effects.insert().values(consumer=consumer, event_id=event.id, n=int(event.data["n"]))
+    async def handle(event: CloudEvent, transaction: Transaction) -> None:
+        await transaction.execute(
+            RECORD_EFFECT, consumer=consumer, event_id=event.id, n=int(event.data["n"])
         )
 
     return handle
@@ -86,16 +96,14 @@ def recording_handler(consumer: str) -> Handler:
 
 async def applied_counts(database: Database) -> Counter[str]:
     """How often each event id was applied (1 each, if exactly once)."""
-    async with database.read_sessions() as session:
-        rows = await session.execute(select(effects.c.event_id))
-        return Counter(row.event_id for row in rows)
+    async with database.transaction(write=False) as transaction:
+        rows = await transaction.all(APPLIED)
+    return Counter(row.event_id for row in rows)
 
 
 async def unpublished(database: Database) -> int:
-    async with database.read_sessions() as session:
-        count = await session.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-        )
+    async with database.transaction(write=False) as transaction:
+        count = await transaction.scalar(UNPUBLISHED)
     return int(count or 0)
 
 

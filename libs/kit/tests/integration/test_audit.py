@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import MetaData, text
-from sqlalchemy.exc import DBAPIError
 
 from flotilla_kit.audit import GENESIS, AuditLog, append_only_ddl, audit_table
-from flotilla_kit.db import Database, UnitOfWork
+from flotilla_kit.db import Database, DatabaseError, Query, UnitOfWork
+from flotilla_kit.testing import create_tables
 
 metadata = MetaData()
 table = audit_table(metadata)
@@ -19,11 +19,12 @@ table = audit_table(metadata)
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
+    await create_tables(database_url, metadata)
     db = Database(database_url)
-    async with db.engine.begin() as conn:
-        await conn.run_sync(metadata.create_all)
-        for statement in append_only_ddl(conn.dialect.name):
-            await conn.execute(text(statement))
+    async with db.transaction() as tx:
+        for statement in append_only_ddl(tx.dialect.name):
+            await tx.execute(Query(text(statement)))
+        await tx.commit()
     yield db
     await db.dispose()
 
@@ -32,7 +33,7 @@ async def _append(database: Database, log: AuditLog, n: int) -> None:
     for i in range(n):
         async with UnitOfWork(database) as uow:
             await log.append(
-                uow.session, actor=f"user-{i}", action="login", target="auth",
+                uow.transaction, actor=f"user-{i}", action="login", target="auth",
                 details={"ip": "127.0.0.1", "n": i},
             )  # fmt: skip
             await uow.commit()
@@ -42,8 +43,8 @@ async def test_an_untouched_chain_verifies(database: Database) -> None:
     log = AuditLog(table)
     await _append(database, log, 5)
     async with UnitOfWork(database, write=False) as uow:
-        report = await log.verify(uow.session)
-        tail = await log.tail(uow.session, 2)
+        report = await log.verify(uow.transaction)
+        tail = await log.tail(uow.transaction, 2)
     assert report.intact
     assert report.records == 5
     assert [r.seq for r in tail] == [4, 5]
@@ -71,9 +72,9 @@ async def test_the_database_refuses_updates_and_deletes(database: Database) -> N
     log = AuditLog(table)
     await _append(database, log, 2)
     for statement in ("UPDATE audit_events SET actor = 'mallory'", "DELETE FROM audit_events"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            async with database.engine.begin() as conn:
-                await conn.execute(text(statement))
+        with pytest.raises(DatabaseError, match="append-only"):
+            async with database.transaction() as tx:
+                await tx.execute(Query(text(statement)))
 
 
 async def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(
@@ -81,23 +82,24 @@ async def test_an_append_rolled_back_with_its_transaction_leaves_no_trace(
 ) -> None:
     log = AuditLog(table)
     async with UnitOfWork(database) as uow:
-        await log.append(uow.session, actor="a", action="transfer")
+        await log.append(uow.transaction, actor="a", action="transfer")
         # no commit: the change it describes failed, so the record goes too
     await _append(database, log, 1)
     async with UnitOfWork(database, write=False) as uow:
-        report = await log.verify(uow.session)
+        report = await log.verify(uow.transaction)
     assert (report.intact, report.records) == (True, 1)
 
 
 async def _tamper(database: Database, statement: str) -> None:
     """What someone with the database owner's rights could do: lift the guard, edit."""
-    async with database.engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            await conn.execute(text("DROP TRIGGER audit_events_no_update"))
-            await conn.execute(text("DROP TRIGGER audit_events_no_delete"))
+    async with database.transaction() as tx:
+        if tx.dialect.name == "sqlite":
+            await tx.execute(Query(text("DROP TRIGGER audit_events_no_update")))
+            await tx.execute(Query(text("DROP TRIGGER audit_events_no_delete")))
         else:
-            await conn.execute(text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
-        await conn.execute(text(statement))
+            await tx.execute(Query(text("ALTER TABLE audit_events DISABLE TRIGGER USER")))
+        await tx.execute(Query(text(statement)))
+        await tx.commit()
 
 
 @pytest.mark.parametrize(
@@ -117,7 +119,7 @@ async def test_tampering_is_found_at_the_first_broken_record(
     await _append(database, log, 5)
     await _tamper(database, statement)
     async with UnitOfWork(database, write=False) as uow:
-        report = await log.verify(uow.session)
+        report = await log.verify(uow.transaction)
     assert report.first_broken_seq == broken
     assert reason in report.reason
 
@@ -127,7 +129,7 @@ async def test_a_rehashed_forgery_still_breaks_the_next_link(database: Database)
     await _append(database, log, 3)
     await _tamper(database, "UPDATE audit_events SET actor = 'x', hash = 'forged' WHERE seq = 2")
     async with UnitOfWork(database, write=False) as uow:
-        report = await log.verify(uow.session)
+        report = await log.verify(uow.transaction)
     assert report.first_broken_seq == 2  # its own hash no longer matches its content
 
 
@@ -135,7 +137,7 @@ async def test_concurrent_appends_keep_one_chain(database: Database) -> None:
     log = AuditLog(table)
     await asyncio.gather(*(_append(database, log, 5) for _ in range(4)))
     async with UnitOfWork(database, write=False) as uow:
-        report = await log.verify(uow.session)
+        report = await log.verify(uow.transaction)
     assert (report.intact, report.records) == (True, 20)
 
 
@@ -143,9 +145,9 @@ async def test_timestamps_are_kept_to_the_microsecond(database: Database) -> Non
     log = AuditLog(table)
     moment = dt.datetime(2026, 11, 25, 12, 0, 0, 123456, tzinfo=dt.UTC)
     async with UnitOfWork(database) as uow:
-        await log.append(uow.session, actor="a", action="b", at=moment)
+        await log.append(uow.transaction, actor="a", action="b", at=moment)
         await uow.commit()
     async with UnitOfWork(database, write=False) as uow:
-        [record] = await log.tail(uow.session)
+        [record] = await log.tail(uow.transaction)
         assert record.at == moment
-        assert (await log.verify(uow.session)).intact
+        assert (await log.verify(uow.transaction)).intact

@@ -11,10 +11,8 @@ from collections.abc import AsyncIterator
 import pytest
 from nats.js import api
 from nats.js.errors import NotFoundError
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Transaction
 from flotilla_kit.events import (
     DEAD_REASON,
     DELIVERIES,
@@ -32,6 +30,7 @@ from flotilla_kit.events import (
 from libs.kit.tests.integration.events_world import (
     WatchedMetrics,
     applied_counts,
+    count_of,
     dead_letters,
     effects,
     inbox,
@@ -85,8 +84,8 @@ async def test_a_handler_that_fails_once_is_retried_and_applies_once(
     record = recording_handler(NAME)
     failed: list[str] = []
 
-    async def flaky(event: CloudEvent, session: AsyncSession) -> None:
-        await record(event, session)  # rolled back with the failure below
+    async def flaky(event: CloudEvent, transaction: Transaction) -> None:
+        await record(event, transaction)  # rolled back with the failure below
         if event.data["n"] == 1 and not failed:
             failed.append(event.id)
             raise RuntimeError("the first attempt fails")
@@ -100,8 +99,8 @@ async def test_a_handler_that_fails_once_is_retried_and_applies_once(
     assert metrics.count(Outcome.RETRIED) == 1
     assert metrics.sample("flotilla_events_consumed_total", consumer=NAME, outcome="retried") == 1
     assert metrics.sample("flotilla_events_consumed_total", consumer=NAME, outcome="applied") == 3
-    async with database.read_sessions() as session:
-        inbox_rows = await session.scalar(select(func.count()).select_from(inbox))
+    async with database.transaction(write=False) as tx:
+        inbox_rows = await tx.scalar(count_of(inbox))
     assert inbox_rows == 3
     assert await dead_letters(nats_url) == []
 
@@ -112,8 +111,8 @@ async def test_a_poison_event_is_dead_lettered_after_max_deliver_with_its_reason
     record = recording_handler(NAME)
     attempts: list[int] = []
 
-    async def poisoned(event: CloudEvent, session: AsyncSession) -> None:
-        await record(event, session)
+    async def poisoned(event: CloudEvent, transaction: Transaction) -> None:
+        await record(event, transaction)
         if event.data["n"] == 13:
             attempts.append(event.data["n"])
             raise ValueError("no such product")
@@ -182,7 +181,7 @@ async def test_a_malformed_event_is_dead_lettered_at_once(
 ) -> None:
     calls: list[str] = []
 
-    async def never(event: CloudEvent, session: AsyncSession) -> None:
+    async def never(event: CloudEvent, transaction: Transaction) -> None:
         calls.append(event.id)
 
     metrics = WatchedMetrics()
@@ -211,8 +210,8 @@ async def test_two_instances_of_a_consumer_share_the_work_and_apply_each_event_o
         by_instance: dict[str, int] = {"one": 0, "two": 0}
 
         def counted(instance: str) -> Handler:
-            async def handle(event: CloudEvent, session: AsyncSession) -> None:
-                await record(event, session)
+            async def handle(event: CloudEvent, transaction: Transaction) -> None:
+                await record(event, transaction)
                 by_instance[instance] += 1
 
             return handle
@@ -261,8 +260,8 @@ async def test_an_event_delivered_again_is_a_duplicate_without_effect(
                 await client.jetstream().publish(event.type, event.to_json(), stream=EVENTS_STREAM)
         await metrics.until(lambda m: m.count(Outcome.DUPLICATE) == 2)
     assert await applied_counts(database) == {event.id: 1}
-    async with database.read_sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(effects)) == 1
+    async with database.transaction(write=False) as tx:
+        assert await tx.scalar(count_of(effects)) == 1
 
 
 async def test_streams_are_created_once_and_their_subjects_restored(nats_url: str) -> None:

@@ -4,14 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import sqlite3
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select, text
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    bindparam,
+    func,
+    select,
+    text,
+)
 
-from flotilla_kit.db import Database, UnitOfWork, UtcDateTime
+from flotilla_kit.db import (
+    CheckViolation,
+    Database,
+    ForeignKeyViolation,
+    Query,
+    UniqueViolation,
+    UnitOfWork,
+    UtcDateTime,
+)
 from flotilla_kit.migrations import upgrade_to_head
 
 metadata = MetaData()
@@ -22,6 +43,29 @@ events = Table(
     Column("name", String(20), nullable=False),
     Column("at", UtcDateTime(), nullable=False),
 )
+notes = Table(
+    "notes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("event_id", Integer, ForeignKey("events.id"), nullable=False),
+    Column("amount", Integer, CheckConstraint("amount >= 0", name="amount_not_negative")),
+)
+
+INSERT_EVENT = Query(
+    events.insert().values(id=bindparam("id"), name=bindparam("name"), at=bindparam("at"))
+)
+EVENT_BY_ID = Query(select(events).where(events.c.id == bindparam("id")))
+COUNT_EVENTS = Query(select(func.count().label("n")).select_from(events))
+NAMED_X = Query(select(events.c.id).where(events.c.name == "x"))  # a literal is a parameter too
+RENAME = Query(
+    events.update().where(events.c.id == bindparam("key")).values(name=bindparam("name"))
+)
+INSERT_NOTE = Query(
+    notes.insert().values(
+        id=bindparam("id"), event_id=bindparam("event_id"), amount=bindparam("amount")
+    )
+)
+DELETE_EVENTS = Query(text("DELETE FROM events"))
 
 
 @pytest.fixture
@@ -54,7 +98,14 @@ def migrations(tmp_path: Path) -> Path:
                     sa.Column("name", sa.String(20), nullable=False),
                     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
                 )
+                op.create_table(
+                    "notes",
+                    sa.Column("id", sa.Integer, primary_key=True),
+                    sa.Column("event_id", sa.Integer, sa.ForeignKey("events.id"), nullable=False),
+                    sa.Column("amount", sa.Integer, sa.CheckConstraint("amount >= 0")),
+                )
             def downgrade():
+                op.drop_table("notes")
                 op.drop_table("events")
             """
         )
@@ -78,11 +129,10 @@ async def test_concurrent_upgrades_are_serialised(database_url: str, migrations:
         assert process.returncode == 0, err.decode()
     database = Database(database_url)
     try:
-        async with database.engine.connect() as conn:
-            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
-            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).all()
-        assert "events" in tables
-        assert version == [("0001",)]
+        async with database.transaction(write=False) as tx:
+            version = await tx.all(Query(text("SELECT version_num FROM alembic_version")))
+            assert await tx.scalar(COUNT_EVENTS) == 0  # the table is there
+        assert [tuple(v) for v in version] == [("0001",)]
     finally:
         await database.dispose()
 
@@ -90,20 +140,78 @@ async def test_concurrent_upgrades_are_serialised(database_url: str, migrations:
 async def test_timestamps_come_back_aware_utc(database_url: str, migrations: Path) -> None:
     await asyncio.to_thread(upgrade_to_head, database_url, migrations)
     database = Database(database_url)
-    moment = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    moment = dt.datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     try:
         async with UnitOfWork(database) as uow:
-            await uow.session.execute(events.insert().values(id=1, name="x", at=moment))
+            await uow.transaction.execute(INSERT_EVENT, id=1, name="x", at=moment)
             await uow.commit()
         async with UnitOfWork(database, write=False) as uow:
-            stored = (await uow.session.execute(select(events.c.at))).scalar_one()
-        assert stored == moment
-        assert stored.tzinfo == dt.UTC
-        with pytest.raises(Exception, match="naive"):
+            row = await uow.transaction.first(EVENT_BY_ID, id=1)
+        assert row is not None
+        assert (row.id, row.name, row.at) == (1, "x", moment)  # by name
+        assert row[2].tzinfo == dt.UTC  # and by position
+        with pytest.raises(ValueError, match="naive"):
             async with UnitOfWork(database) as uow:
-                await uow.session.execute(
-                    events.insert().values(id=2, name="y", at=dt.datetime(2026, 1, 1))
+                await uow.transaction.execute(
+                    INSERT_EVENT, id=2, name="y", at=dt.datetime(2026, 1, 1)
                 )
+    finally:
+        await database.dispose()
+
+
+async def test_parameters_by_name_literals_and_missing_ones(
+    database_url: str, migrations: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url, migrations)
+    database = Database(database_url)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        async with database.transaction() as tx:
+            await tx.execute_many(
+                INSERT_EVENT,
+                [{"id": n, "name": "x" if n % 2 else "y", "at": now} for n in range(6)],
+            )
+            assert [r.id for r in await tx.all(NAMED_X)] == [1, 3, 5]
+            assert await tx.execute(RENAME, key=1, name="z") == 1
+            assert await tx.execute(RENAME, key=99, name="z") == 0  # the rows it changed
+            with pytest.raises(TypeError, match="missing query parameter 'name'"):
+                await tx.execute(RENAME, key=1)
+            await tx.commit()
+        async with database.transaction(write=False) as tx:
+            assert await tx.scalar(COUNT_EVENTS) == 6
+            assert await tx.first(EVENT_BY_ID, id=42) is None
+            assert await tx.scalar(Query(select(events.c.name).where(events.c.id == 42))) is None
+    finally:
+        await database.dispose()
+
+
+async def test_constraint_violations_are_the_kits_errors_and_a_savepoint_keeps_the_rest(
+    database_url: str, migrations: Path
+) -> None:
+    await asyncio.to_thread(upgrade_to_head, database_url, migrations)
+    database = Database(database_url)
+    now = dt.datetime.now(dt.UTC)
+    try:
+        async with database.transaction() as tx:
+            await tx.execute(INSERT_EVENT, id=1, name="kept", at=now)
+            cases: list[tuple[type[Exception], Query, dict[str, object]]] = [
+                (UniqueViolation, INSERT_EVENT, {"id": 1, "name": "again", "at": now}),
+                (CheckViolation, INSERT_NOTE, {"id": 1, "event_id": 1, "amount": -1}),
+                (ForeignKeyViolation, INSERT_NOTE, {"id": 2, "event_id": 9, "amount": 1}),
+            ]
+            for error, statement, params in cases:
+                with pytest.raises(error):
+                    async with tx.savepoint():
+                        await tx.execute(RENAME, key=1, name="undone")
+                        await tx.execute(statement, **params)
+            # PostgreSQL goes on after the failed statements: each was in a savepoint.
+            await tx.execute(INSERT_NOTE, id=3, event_id=1, amount=5)
+            await tx.commit()
+        async with database.transaction(write=False) as tx:
+            row = await tx.first(EVENT_BY_ID, id=1)
+            assert row is not None
+            assert row.name == "kept"  # the rename inside each savepoint was undone
+            assert await tx.scalar(Query(select(func.count().label("n")).select_from(notes))) == 1
     finally:
         await database.dispose()
 
@@ -116,25 +224,31 @@ async def test_unit_of_work_rolls_back_unless_committed(
     now = dt.datetime.now(dt.UTC)
     try:
         async with UnitOfWork(database) as uow:
-            await uow.session.execute(events.insert().values(id=1, name="dropped", at=now))
+            await uow.transaction.execute(INSERT_EVENT, id=1, name="dropped", at=now)
         with pytest.raises(RuntimeError):
             async with UnitOfWork(database) as uow:
-                await uow.session.execute(events.insert().values(id=2, name="failed", at=now))
+                await uow.transaction.execute(INSERT_EVENT, id=2, name="failed", at=now)
                 raise RuntimeError("use case failed half way")
         async with UnitOfWork(database, write=False) as uow:
-            count = (await uow.session.execute(text("SELECT COUNT(*) FROM events"))).scalar_one()
+            count = await uow.transaction.scalar(COUNT_EVENTS)
         assert count == 0
     finally:
         await database.dispose()
 
 
+async def test_a_column_name_twice_needs_a_label() -> None:
+    joined = select(events.c.id, notes.c.id).join(notes, notes.c.event_id == events.c.id)
+    with pytest.raises(ValueError, match="distinct name"):
+        Query(joined).on(Database("sqlite:///unused.db").dialect)
+
+
 async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
     database = Database(sqlite_url)
     try:
-        async with database.engine.connect() as conn:
-            journal = (await conn.execute(text("PRAGMA journal_mode"))).scalar_one()
-            foreign_keys = (await conn.execute(text("PRAGMA foreign_keys"))).scalar_one()
-        assert (journal, foreign_keys) == ("wal", 1)
+        async with database.transaction(write=False) as tx:
+            journal = await tx.scalar(Query(text("PRAGMA journal_mode").columns(mode=String)))
+            keys = await tx.scalar(Query(text("PRAGMA foreign_keys").columns(on=Integer)))
+        assert (journal, keys) == ("wal", 1)
         await database.ping()
     finally:
         await database.dispose()
@@ -143,8 +257,8 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> Non
 async def test_one_process_writers_take_turns_and_a_failure_lets_the_next_in(
     sqlite_url: str, migrations: Path
 ) -> None:
-    """SQLite: the writers of one process queue in order, so none sits in SQLite's busy
-    handler (which sleeps up to 100 ms between tries) while another of ours writes."""
+    """SQLite: the writers of one process queue in order, so none waits on the file lock
+    while another of ours writes, and one that fails half way lets the next one in."""
     await asyncio.to_thread(upgrade_to_head, sqlite_url, migrations)
     database = Database(sqlite_url)
     inside, most_inside, order = 0, 0, []
@@ -155,8 +269,8 @@ async def test_one_process_writers_take_turns_and_a_failure_lets_the_next_in(
             inside += 1
             most_inside = max(most_inside, inside)
             order.append(n)
-            await uow.session.execute(
-                events.insert().values(id=n, name=f"w{n}", at=dt.datetime.now(dt.UTC))
+            await uow.transaction.execute(
+                INSERT_EVENT, id=n, name=f"w{n}", at=dt.datetime.now(dt.UTC)
             )
             await asyncio.sleep(0)  # let every other writer try to get in meanwhile
             inside -= 1
@@ -170,10 +284,48 @@ async def test_one_process_writers_take_turns_and_a_failure_lets_the_next_in(
         assert most_inside == 1
         assert order == list(range(12))  # first come, first served
         async with UnitOfWork(database, write=False) as uow:
-            count = (await uow.session.execute(text("SELECT COUNT(*) FROM events"))).scalar_one()
-        assert count == 11
-        async with database.write_sessions() as session:  # the queue is free again
-            await session.execute(text("DELETE FROM events"))
-            await session.commit()
+            assert await uow.transaction.scalar(COUNT_EVENTS) == 11
+        async with database.transaction() as tx:  # the queue is free again
+            await tx.execute(DELETE_EVENTS)
+            await tx.commit()
     finally:
+        await database.dispose()
+
+
+async def test_waiting_for_another_process_s_write_lock_does_not_stop_the_loop(
+    sqlite_url: str, migrations: Path
+) -> None:
+    """Another process (here: another connection) holds SQLite's write lock: our writer
+    waits for it without blocking the event loop, and gets in once it is released."""
+    await asyncio.to_thread(upgrade_to_head, sqlite_url, migrations)
+    path = sqlite_url.split(":///", 1)[1]
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    database = Database(sqlite_url)
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0.001)
+
+    async def write() -> None:
+        async with database.transaction() as tx:
+            await tx.execute(INSERT_EVENT, id=1, name="after", at=dt.datetime.now(dt.UTC))
+            await tx.commit()
+
+    ticking = asyncio.create_task(ticker())
+    try:
+        writing = asyncio.create_task(write())
+        await asyncio.sleep(0.1)
+        assert not writing.done()  # still waiting for the lock...
+        assert ticks > 20  # ...while the loop went on serving
+        other.execute("COMMIT")
+        await asyncio.wait_for(writing, 5)
+        async with database.transaction(write=False) as tx:
+            assert await tx.scalar(COUNT_EVENTS) == 1
+    finally:
+        ticking.cancel()
+        other.close()
         await database.dispose()

@@ -11,9 +11,9 @@ import json
 from collections.abc import AsyncIterator, Callable
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.devservers import free_port
 from flotilla_kit.events import (
     EVENTS_STREAM,
@@ -141,11 +141,11 @@ async def test_a_relay_dying_between_publish_and_mark_republishes_and_it_is_appl
         events[0].id,
         victim.id,
     ]
-    async with database.read_sessions() as session:
-        marked = await session.execute(
-            select(outbox.c.event_id).where(outbox.c.published_at.is_not(None))
+    async with database.transaction(write=False) as tx:
+        marked = await tx.all(
+            Query(select(outbox.c.event_id).where(outbox.c.published_at.is_not(None)))
         )
-        assert [row.event_id for row in marked] == [events[0].id]
+    assert [row.event_id for row in marked] == [events[0].id]
 
     restarted = relay_of(database, nats_url)
     try:
@@ -214,16 +214,21 @@ async def test_published_rows_are_pruned_after_the_retention(
     try:
         await relay.publish_pending()
         old = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
-        async with database.write_sessions() as session:
-            await session.execute(
-                update(outbox).where(outbox.c.event_id == events[0].id).values(published_at=old)
+        async with database.transaction() as tx:
+            await tx.execute(
+                Query(
+                    update(outbox)
+                    .where(outbox.c.event_id == events[0].id)
+                    .values(published_at=bindparam("at"))
+                ),
+                at=old,
             )
-            await session.commit()
+            await tx.commit()
         fresh = await produce(database, [3])  # not published yet: never pruned
         assert await relay.prune_published(older_than_s=3600) == 1
     finally:
         await relay.close()
-    async with database.read_sessions() as session:
-        rows = await session.execute(select(outbox.c.event_id).order_by(outbox.c.seq))
-        left = [r.event_id for r in rows]
+    async with database.transaction(write=False) as tx:
+        rows = await tx.all(Query(select(outbox.c.event_id).order_by(outbox.c.seq)))
+    left = [r.event_id for r in rows]
     assert left == [events[1].id, events[2].id, fresh[0].id]

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Transaction
 from flotilla_kit.events import CloudEvent, Consumer, Verdict, inbox_table, verdict
 
 
@@ -30,7 +29,7 @@ def test_a_failing_event_is_dead_lettered_only_after_max_deliver_with_the_databa
     )
 
 
-async def _noop(event: CloudEvent, session: AsyncSession) -> None:
+async def _noop(event: CloudEvent, transaction: Transaction) -> None:
     return None
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.context import current_context
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.events import CloudEvent
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing import TokenMinter
@@ -112,10 +112,10 @@ def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_db_and
 
     @router.get("/things/{thing}")
     async def thing(thing: str, request: Request) -> dict[str, str | None]:
-        async with database.write_sessions() as session:
-            await session.execute(text("SELECT 1"))
-            await session.execute(text("SELECT 2"))
-            await session.commit()
+        async with database.transaction() as transaction:
+            await transaction.execute(Query(text("SELECT 1")))
+            await transaction.execute(Query(text("SELECT 2")))
+            await transaction.commit()
         await outbound.get("http://peer:9/api")
         context = current_context()
         return {"trace": context.trace_id if context else None}
@@ -220,8 +220,8 @@ def test_an_event_is_processed_in_a_child_of_the_span_it_was_made_in(span_file: 
 def test_transactions_outside_any_span_are_not_recorded(span_file: Path, tmp_path: Path) -> None:
     async def poll() -> None:
         database = Database(f"sqlite+aiosqlite:///{tmp_path / 'quiet.db'}")
-        async with database.read_sessions() as session:
-            await session.execute(text("SELECT 1"))
+        async with database.transaction(write=False) as transaction:
+            await transaction.execute(Query(text("SELECT 1")))
         await database.dispose()
 
     asyncio.run(poll())

@@ -9,7 +9,7 @@ import asyncio
 
 from sqlalchemy import Table, func, select
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.events._metrics import EventMetrics
 from flotilla_kit.logs import get_logger
 
@@ -18,11 +18,23 @@ __all__ = ["count_backlog", "watch_backlog"]
 _log = get_logger("flotilla.events.backlog")
 
 
-async def count_backlog(database: Database, outbox: Table) -> int:
-    async with database.read_sessions() as session:
-        waiting = await session.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+_counts: dict[Table, Query] = {}
+
+
+def _count_query(outbox: Table) -> Query:
+    query = _counts.get(outbox)
+    if query is None:
+        query = _counts[outbox] = Query(
+            select(func.count().label("waiting"))
+            .select_from(outbox)
+            .where(outbox.c.published_at.is_(None))
         )
+    return query
+
+
+async def count_backlog(database: Database, outbox: Table) -> int:
+    async with database.transaction(write=False) as transaction:
+        waiting = await transaction.scalar(_count_query(outbox))
     return int(waiting or 0)
 
 

@@ -12,8 +12,8 @@ import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BadRequestError
-from sqlalchemy.exc import SQLAlchemyError
 
+from flotilla_kit.db import DatabaseError
 from flotilla_kit.logs import get_logger
 
 __all__ = [
@@ -42,7 +42,7 @@ DUPLICATE_WINDOW_S = 120.0
 BROKER_TROUBLE: tuple[type[BaseException], ...] = (
     nats.errors.Error,
     OSError,  # includes TimeoutError
-    SQLAlchemyError,
+    DatabaseError,
 )
 
 _STREAM_IN_USE = 10058  # "stream name already in use with a different configuration"

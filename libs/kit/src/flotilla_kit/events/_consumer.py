@@ -29,11 +29,9 @@ import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from opentelemetry.trace import SpanKind, Status, StatusCode
-from sqlalchemy import Table
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query, Transaction, UniqueViolation
 from flotilla_kit.events._broker import (
     BROKER_TROUBLE,
     DLQ_STREAM,
@@ -51,7 +49,7 @@ from flotilla_kit.tracing import messaging_span
 
 __all__ = ["Consumer", "Handler", "Verdict", "verdict"]
 
-Handler = Callable[[CloudEvent, AsyncSession], Awaitable[None]]
+Handler = Callable[[CloudEvent, Transaction], Awaitable[None]]
 
 _NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{CONSUMER_LENGTH}}}$")
 _MAX_REASON = 300
@@ -106,6 +104,7 @@ class Consumer:
         self.metrics = metrics or EventMetrics()
         self._database = database
         self._inbox = inbox
+        self._remember = Query(inbox.insert().values({c.name: bindparam(c.name) for c in inbox.c}))
         self._url = nats_url
         self._handler = handler
         self._max_deliver = max_deliver
@@ -213,23 +212,21 @@ class Consumer:
 
     async def _apply(self, event: CloudEvent) -> bool:
         """True if applied now, False if the inbox says it was applied before."""
-        async with self._database.write_sessions() as session:
+        async with self._database.transaction() as transaction:
             try:
-                await session.execute(
-                    self._inbox.insert().values(
-                        consumer=self.name,
-                        event_id=event.id,
-                        subject=event.type,
-                        received_at=dt.datetime.now(dt.UTC),
-                    )
+                await transaction.execute(
+                    self._remember,
+                    consumer=self.name,
+                    event_id=event.id,
+                    subject=event.type,
+                    received_at=dt.datetime.now(dt.UTC),
                 )
-            except IntegrityError:
+            except UniqueViolation:
                 # Another delivery (here or on another instance) applied it first; on
                 # PostgreSQL this insert waited for that one to commit.
-                await session.rollback()
                 return False
-            await self._handler(event, session)
-            await session.commit()
+            await self._handler(event, transaction)
+            await transaction.commit()
         return True
 
     async def _failed(

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Table
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Table, bindparam
 
+from flotilla_kit.db import Query, Transaction
 from flotilla_kit.events._cloudevent import CloudEvent
 
 __all__ = ["Outbox"]
@@ -16,13 +16,20 @@ class Outbox:
 
     def __init__(self, table: Table) -> None:
         self.table = table
-
-    async def add(self, session: AsyncSession, event: CloudEvent) -> None:
-        await session.execute(
-            self.table.insert().values(
-                event_id=event.id,
-                subject=event.type,
-                payload=event.to_json().decode(),
-                created_at=event.time,
+        self._insert = Query(
+            table.insert().values(
+                event_id=bindparam("event_id"),
+                subject=bindparam("subject"),
+                payload=bindparam("payload"),
+                created_at=bindparam("created_at"),
             )
+        )
+
+    async def add(self, transaction: Transaction, event: CloudEvent) -> None:
+        await transaction.execute(
+            self._insert,
+            event_id=event.id,
+            subject=event.type,
+            payload=event.to_json().decode(),
+            created_at=event.time,
         )

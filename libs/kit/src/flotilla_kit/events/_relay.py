@@ -27,9 +27,9 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError, NotFoundError
 from opentelemetry.trace import SpanKind
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, bindparam, delete, func, select, update
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.events._broker import BROKER_TROUBLE, EVENTS_STREAM, connect, ensure_streams
 from flotilla_kit.events._metrics import EventMetrics
 from flotilla_kit.logs import get_logger
@@ -89,6 +89,26 @@ class OutboxRelay:
         self._retry_max_s = retry_max_s
         self._keep_published_s = keep_published_s
         self._after_publish = after_publish
+        c = outbox.c
+        self._select_unpublished = Query(
+            select(c.seq, c.event_id, c.subject, c.payload)
+            .where(c.published_at.is_(None))
+            .order_by(c.seq)
+            .limit(batch_size)
+        )
+        self._mark = Query(
+            update(outbox)
+            .where(c.seq == bindparam("row_seq"), c.published_at.is_(None))
+            .values(published_at=bindparam("at"))
+        )
+        self._count_unpublished = Query(
+            select(func.count().label("waiting"))
+            .select_from(outbox)
+            .where(c.published_at.is_(None))
+        )
+        self._prune = Query(
+            delete(outbox).where(c.published_at.is_not(None), c.published_at < bindparam("cutoff"))
+        )
         self._client: Client | None = None
         self._js: JetStreamContext | None = None
         self._streams_ready = False
@@ -137,15 +157,9 @@ class OutboxRelay:
         return self._js
 
     async def _unpublished(self) -> list[_Row]:
-        c = self._outbox.c
-        async with self._database.read_sessions() as session:
-            result = await session.execute(
-                select(c.seq, c.event_id, c.subject, c.payload)
-                .where(c.published_at.is_(None))
-                .order_by(c.seq)
-                .limit(self._batch_size)
-            )
-            return [_Row(int(r.seq), r.event_id, r.subject, r.payload) for r in result]
+        async with self._database.transaction(write=False) as transaction:
+            rows = await transaction.all(self._select_unpublished)
+        return [_Row(int(r.seq), r.event_id, r.subject, r.payload) for r in rows]
 
     async def _publish(self, js: JetStreamContext, row: _Row) -> None:
         found = _TRACEPARENT.search(row.payload)
@@ -174,34 +188,24 @@ class OutboxRelay:
             _log.info("event was already on the stream", event_id=row.event_id)
 
     async def _mark_published(self, seqs: list[int]) -> None:
-        c = self._outbox.c
-        async with self._database.write_sessions() as session:
-            await session.execute(
-                update(self._outbox)
-                .where(c.seq.in_(seqs), c.published_at.is_(None))
-                .values(published_at=dt.datetime.now(dt.UTC))
-            )
-            await session.commit()
+        at = dt.datetime.now(dt.UTC)
+        async with self._database.transaction() as transaction:
+            await transaction.execute_many(self._mark, [{"row_seq": s, "at": at} for s in seqs])
+            await transaction.commit()
 
     async def _measure_backlog(self) -> None:
-        c = self._outbox.c
-        async with self._database.read_sessions() as session:
-            waiting = await session.scalar(
-                select(func.count()).select_from(self._outbox).where(c.published_at.is_(None))
-            )
+        async with self._database.transaction(write=False) as transaction:
+            waiting = await transaction.scalar(self._count_unpublished)
         self.metrics.backlog_is(self._service, int(waiting or 0))
 
     async def prune_published(self, *, older_than_s: float) -> int:
         """Delete rows published more than `older_than_s` ago (they only serve to look
         back at what was sent)."""
-        c = self._outbox.c
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=older_than_s)
-        async with self._database.write_sessions() as session:
-            result = await session.execute(
-                delete(self._outbox).where(c.published_at.is_not(None), c.published_at < cutoff)
-            )
-            await session.commit()
-        return int(getattr(result, "rowcount", 0) or 0)
+        async with self._database.transaction() as transaction:
+            pruned = await transaction.execute(self._prune, cutoff=cutoff)
+            await transaction.commit()
+        return pruned
 
     # -- the loop ------------------------------------------------------------------------
 
