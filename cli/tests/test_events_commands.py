@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Transaction
 from flotilla_kit.events import (
     EVENTS_STREAM,
     CloudEvent,
@@ -24,6 +23,7 @@ from flotilla_kit.events import (
     ensure_streams,
     inbox_table,
 )
+from flotilla_kit.testing import create_tables
 
 _ENV = {k: v for k, v in os.environ.items() if k != "FLOTILLA_NATS_URL"}
 
@@ -118,14 +118,13 @@ async def test_dlq_lists_each_dead_letter_with_why_and_exits_0(
 
     poison = shop_event(13)
 
-    async def refuse(event: CloudEvent, session: AsyncSession) -> None:
+    async def refuse(event: CloudEvent, transaction: Transaction) -> None:
         raise LookupError(f"no product for {event.subject}")
 
     metadata = MetaData()
     inbox = inbox_table(metadata)
+    await create_tables(sqlite_url, metadata)
     database = Database(sqlite_url)
-    async with database.engine.begin() as connection:
-        await connection.run_sync(metadata.create_all)
     metrics = DeadLetterCount()
     consumer = Consumer(
         database=database, inbox=inbox, nats_url=nats_url, name="shop-books",

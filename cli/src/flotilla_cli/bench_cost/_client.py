@@ -3,9 +3,10 @@
 Written by hand because the load generator shares two cores with the system it measures,
 so what it spends per request is taken from the system: measured on this machine (GET of
 an account through the gateway over TLS, 16 connections, one process, same run), httpx
-spent 985 µs of the client's CPU per request, aiohttp 218 µs and this client 132 µs. It does only what the
-benchmark needs: one request at a time per connection, a Content-Length body (the
-gateway always answers with one), reconnect when the server closed.
+spent 985 µs of the client's CPU per request, aiohttp 218 µs and this client 132 µs.
+It does only what the benchmark needs: one request at a time per connection, a
+Content-Length body (the gateway always answers with one), reconnect when the server
+closed.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import create_async_engine
+
+from flotilla_kit.db import Database, Query
 
 __all__ = ["CoordinatorFacts", "LedgerFacts", "check_invariants", "read_ledger", "read_transfers"]
 
@@ -34,12 +35,12 @@ class LedgerFacts:
 
 
 async def _rows(url: str, sql: str) -> list[Any]:
-    engine = create_async_engine(url)
+    database = Database(url)
     try:
-        async with engine.connect() as conn:
-            return list((await conn.execute(text(sql))).all())
+        async with database.transaction(write=False) as transaction:
+            return await transaction.all(Query(text(sql)))
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 async def read_ledger(shard_urls: dict[int, str]) -> LedgerFacts:
