@@ -20,7 +20,7 @@ from flotilla_auth.entrypoints import cli
 from flotilla_auth.service_layer.components import Components
 from flotilla_auth.service_layer.users import UserSpec, ensure_users
 from flotilla_auth.settings import AuthSettings
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 
 PASSWORD = "correct horse battery"
 TOKEN_PATH = "/api/v1/auth/token"
@@ -74,13 +74,13 @@ async def table_rows(url: str) -> dict[str, list[dict[str, Any]]]:
     """Every row of every table, in primary-key order: to prove a request wrote nothing."""
     database = Database(url)
     try:
-        async with database.engine.connect() as connection:
+        async with database.transaction(write=False) as transaction:
             rows: dict[str, list[dict[str, Any]]] = {}
             for table in metadata.sorted_tables:
-                result = await connection.execute(
-                    select(table).order_by(*table.primary_key.columns)
+                found = await transaction.all(
+                    Query(select(table).order_by(*table.primary_key.columns))
                 )
-                rows[table.name] = [dict(row) for row in result.mappings()]
+                rows[table.name] = [row._asdict() for row in found]
             return rows
     finally:
         await database.dispose()

@@ -19,6 +19,7 @@ from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from sqlalchemy import make_url
 from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
 from flotilla_auth.adapters.tables import metadata
@@ -26,7 +27,7 @@ from flotilla_auth.bootstrap import create_app, migrate
 from flotilla_auth.entrypoints.cli import app as cli_app
 from flotilla_auth.entrypoints.cli import read_seed_file, seed_users
 from flotilla_auth.settings import AuthSettings
-from flotilla_kit.db import Database, is_sqlite
+from flotilla_kit.db import is_sqlite
 
 from .helpers import cheap_hasher, password_grant, table_rows
 
@@ -143,12 +144,13 @@ async def test_migrations_build_exactly_the_tables_the_code_uses(
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         return list(compare_metadata(context, metadata))
 
-    database = Database(database_url)
+    # Alembic compares through a SQLAlchemy connection of its own, not the kit's transactions.
+    engine = create_async_engine(database_url)
     try:
-        async with database.engine.connect() as connection:
+        async with engine.connect() as connection:
             diff = await connection.run_sync(differences)
     finally:
-        await database.dispose()
+        await engine.dispose()
     assert diff == []
 
 

@@ -11,7 +11,6 @@ import jwt
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from flotilla_auth.bootstrap import Maintenance, create_app, migrate
 from flotilla_auth.domain.audit_events import AuditAction
@@ -20,7 +19,7 @@ from flotilla_auth.entrypoints.cli import audit_report, seed_users
 from flotilla_auth.service_layer.signing_keys import promote_staged_key, stage_signing_key
 from flotilla_auth.service_layer.users import UserSpec
 from flotilla_auth.settings import AuthSettings
-from flotilla_kit.db import Database, is_sqlite
+from flotilla_kit.db import Database, DatabaseError, Query, is_sqlite
 from flotilla_kit.service_identity import CLIENT_ASSERTION_TYPE, client_assertion
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import CertificatePaths
@@ -183,9 +182,10 @@ async def _seed(settings: AuthSettings) -> None:
 async def _sql(url: str, *statements: str) -> None:
     database = Database(url)
     try:
-        async with database.engine.begin() as connection:
+        async with database.transaction() as transaction:
             for statement in statements:
-                await connection.execute(text(statement))
+                await transaction.execute(Query(text(statement)))
+            await transaction.commit()
     finally:
         await database.dispose()
 
@@ -209,7 +209,7 @@ def test_the_audit_log_refuses_changes_and_audit_verify_finds_tampering(
         "UPDATE audit_events SET actor = 'mallory' WHERE seq = 1",
         "DELETE FROM audit_events WHERE seq = 2",
     ):
-        with pytest.raises(DBAPIError, match="append-only"):
+        with pytest.raises(DatabaseError, match="append-only"):
             asyncio.run(_sql(database_url, statement))
     assert printed(runner.invoke(cli_app, ["audit-verify"]))["intact"] is True
 

@@ -108,9 +108,12 @@ class FakeUsers:
 
 
 class FakeRefreshTokens:
-    def __init__(self, tokens: dict[str, RefreshToken], store: FakeStore) -> None:
+    def __init__(
+        self, tokens: dict[str, RefreshToken], store: FakeStore, users: dict[str, User]
+    ) -> None:
         self.rows = tokens
         self._store = store
+        self._users = users  # the unit of work's own copy, as a join would see it
 
     async def add(self, token: RefreshToken) -> None:
         assert all(t.token_hash != token.token_hash for t in self.rows.values())
@@ -118,6 +121,10 @@ class FakeRefreshTokens:
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None:
         return next((t for t in self.rows.values() if t.token_hash == token_hash), None)
+
+    async def get_with_owner(self, token_hash: str) -> tuple[RefreshToken, User | None] | None:
+        token = await self.get_by_hash(token_hash)
+        return (token, self._users.get(token.user_id)) if token is not None else None
 
     async def mark_used(self, token_id: str, at: datetime) -> bool:
         token = self.rows[token_id]
@@ -207,6 +214,11 @@ class FakeThrottles:
     async def get(self, key: str, *, for_update: bool = False) -> FailureCounter | None:
         return self.rows.get(key)
 
+    async def get_pair(
+        self, first: str, second: str
+    ) -> tuple[FailureCounter | None, FailureCounter | None]:
+        return self.rows.get(first), self.rows.get(second)
+
     async def put(self, counter: FailureCounter) -> None:
         self.rows[counter.key] = counter
 
@@ -261,7 +273,9 @@ class FakeUnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.users = FakeUsers(dict(self._store.users))
-        self.refresh_tokens = FakeRefreshTokens(dict(self._store.tokens), self._store)
+        self.refresh_tokens = FakeRefreshTokens(
+            dict(self._store.tokens), self._store, self.users.rows
+        )
         self.signing_keys = FakeSigningKeys(dict(self._store.keys), self._store)
         self.login_throttles = FakeThrottles(dict(self._store.throttles))
         self.client_assertions = FakeAssertions(dict(self._store.assertions))

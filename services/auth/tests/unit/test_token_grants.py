@@ -292,7 +292,8 @@ async def test_losing_a_race_for_a_token_counts_as_reuse(
 
 
 @pytest.mark.parametrize(
-    "case", ["expired", "revoked", "unknown", "disabled-user", "wider-scope", "too-long"]
+    "case",
+    ["expired", "revoked", "unknown", "disabled-user", "deleted-user", "wider-scope", "too-long"],
 )
 async def test_refused_refresh_writes_nothing(
     store: FakeStore, passwords: FakePasswordHasher, case: str
@@ -308,6 +309,8 @@ async def test_refused_refresh_writes_nothing(
         token = "not-a-token-we-issued"
     elif case == "disabled-user":
         store.users[user.id] = replace(user, disabled=True)
+    elif case == "deleted-user":
+        del store.users[user.id]
     elif case == "wider-scope":
         scope = "accounts:read payments:transfer"
     elif case == "too-long":

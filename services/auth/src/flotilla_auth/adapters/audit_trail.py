@@ -6,9 +6,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from flotilla_auth.adapters.tables import audit_log
+from flotilla_kit.db import Transaction
 
 __all__ = ["SqlAuditTrail"]
 
@@ -18,8 +17,8 @@ _ACTOR_MAX, _TARGET_MAX = 128, 200
 
 
 class SqlAuditTrail:
-    def __init__(self, session: AsyncSession) -> None:
-        self._session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self._transaction = transaction
 
     async def record(
         self,
@@ -32,7 +31,7 @@ class SqlAuditTrail:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         await audit_log.append(
-            self._session,
+            self._transaction,
             actor=actor[:_ACTOR_MAX],
             action=action,
             target=target[:_TARGET_MAX] if target is not None else None,

@@ -25,12 +25,12 @@ class SqlAuthUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.users = SqlUserRepository(self.session)
-        self.refresh_tokens = SqlRefreshTokenRepository(self.session)
-        self.signing_keys = SqlSigningKeyRepository(self.session)
-        self.login_throttles = SqlLoginThrottleRepository(self.session)
-        self.client_assertions = SqlClientAssertionRepository(self.session)
-        self.audit = SqlAuditTrail(self.session)
+        self.users = SqlUserRepository(self.transaction)
+        self.refresh_tokens = SqlRefreshTokenRepository(self.transaction)
+        self.signing_keys = SqlSigningKeyRepository(self.transaction)
+        self.login_throttles = SqlLoginThrottleRepository(self.transaction)
+        self.client_assertions = SqlClientAssertionRepository(self.transaction)
+        self.audit = SqlAuditTrail(self.transaction)
         return self
 
 

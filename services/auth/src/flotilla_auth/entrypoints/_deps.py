@@ -12,7 +12,9 @@ from flotilla_kit.problems import PROBLEM_CONTENT_TYPE
 __all__ = ["ComponentsDep", "problem_response"]
 
 
-def _components(request: Request) -> Components:
+# `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop on
+# every request for what is an attribute lookup.
+async def _components(request: Request) -> Components:
     components: Components = request.app.state.components
     return components
 

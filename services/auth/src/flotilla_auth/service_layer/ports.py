@@ -51,6 +51,10 @@ class RefreshTokenRepository(Protocol):
 
     async def get_by_hash(self, token_hash: str) -> RefreshToken | None: ...
 
+    async def get_with_owner(self, token_hash: str) -> tuple[RefreshToken, User | None] | None:
+        """The token with this hash and its user (None when the user is gone), read in one
+        go: the refresh grant needs both."""
+
     async def mark_used(self, token_id: str, at: datetime) -> bool:
         """Spend the token if it is neither spent nor revoked; False if someone else did."""
 
@@ -84,6 +88,11 @@ class SigningKeyRepository(Protocol):
 
 class LoginThrottleRepository(Protocol):
     async def get(self, key: str, *, for_update: bool = False) -> FailureCounter | None: ...
+
+    async def get_pair(
+        self, first: str, second: str
+    ) -> tuple[FailureCounter | None, FailureCounter | None]:
+        """The counters under two keys, read in one go (without locking them)."""
 
     async def put(self, counter: FailureCounter) -> None:
         """Insert or replace; raises `StorageConflict` when a concurrent insert won."""

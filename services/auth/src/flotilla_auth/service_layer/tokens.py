@@ -191,14 +191,15 @@ async def grant_password(
     requested = _requested_scope(scope)
     name = normalise_username(username)
     async with uow(write=False) as reader:
-        retry_after = protection.ip_retry_after(
-            await reader.login_throttles.get(ip_key(client_ip)), now
+        # Both counters in one statement; the user is read only once the IP may go on.
+        ip_counter, counter = await reader.login_throttles.get_pair(
+            ip_key(client_ip), account_key(name)
         )
+        retry_after = protection.ip_retry_after(ip_counter, now)
         if retry_after is not None:
             _log.info("login throttled", client_ip=client_ip, retry_after_s=retry_after)
             raise TooManyLoginAttempts(retry_after)
         user = await reader.users.get_by_username(name)
-        counter = await reader.login_throttles.get(account_key(name))
 
     # The password is checked outside any transaction: argon2 is slow on purpose, and a
     # SQLite writer holding the lock that long would queue every other login behind it.
@@ -336,15 +337,16 @@ async def grant_refresh_token(
     if len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
         raise InvalidGrant
     async with uow() as writer:
-        stored = await writer.refresh_tokens.get_by_hash(hash_refresh_token(refresh_token))
-        if stored is None:
+        # The token and its user in one statement (the user is judged only after the token).
+        found = await writer.refresh_tokens.get_with_owner(hash_refresh_token(refresh_token))
+        if found is None:
             raise InvalidGrant
+        stored, user = found
         state = stored.state(now)
         if state is RefreshTokenState.SPENT:
             await _refuse_reuse(writer, stored=stored, now=now)
         if state is not RefreshTokenState.USABLE:
             raise InvalidGrant
-        user = await writer.users.get(stored.user_id)
         if user is None or not user.may_sign_in:
             raise InvalidGrant
         if not set(requested) <= set(stored.scope):
