@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from grpc import aio
 from sqlalchemy import func, select
 
+from flotilla_kit.db import Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.testing import TokenMinter
@@ -34,6 +35,15 @@ from services.payments.tests.integration.ledger_server import (
 )
 
 Headers = Callable[..., dict[str, str]]
+
+_WRITTEN_TRANSFERS = Query(
+    select(transfers.c.path, transfers.c.state, transfers.c.refusal).order_by(
+        transfers.c.created_at
+    )
+)
+_KEYS_AND_AUDIT_RECORDS = [
+    Query(select(func.count().label("n")).select_from(t)) for t in (idempotency_keys, audit_events)
+]
 
 
 def tls_of(paths: CertificatePaths) -> TlsSettings:
@@ -169,18 +179,9 @@ def table(app: FastAPI) -> Callable[[], object]:
     Idempotency-Keys and audit records."""
 
     async def take() -> tuple[object, ...]:
-        async with app.state.database.engine.connect() as conn:
-            rows = (
-                await conn.execute(
-                    select(transfers.c.path, transfers.c.state, transfers.c.refusal).order_by(
-                        transfers.c.created_at
-                    )
-                )
-            ).all()
-            counts = [
-                (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (idempotency_keys, audit_events)
-            ]
+        async with app.state.database.transaction(write=False) as tx:
+            rows = await tx.all(_WRITTEN_TRANSFERS)
+            counts = [await tx.scalar(count) for count in _KEYS_AND_AUDIT_RECORDS]
         return (tuple(map(tuple, rows)), *counts)
 
     return take

@@ -21,6 +21,7 @@ from nats.js import api
 from nats.js.errors import NotFoundError
 from sqlalchemy import func, select
 
+from flotilla_kit.db import Query
 from flotilla_kit.devservers import free_port
 from flotilla_kit.events import EVENTS_STREAM, CloudEvent, OutboxRelay
 from flotilla_payments.adapters.tables import outbox
@@ -115,8 +116,8 @@ async def test_an_aborted_transfer_publishes_nothing(
     assert response.json()["transfer_id"]  # it was written, and aborted
     assert await relay_once(app, nats_url) == 0
     assert await stored_events(nats_url) == []
-    async with app.state.database.read_sessions() as session:
-        assert await session.scalar(select(func.count()).select_from(outbox)) == 0
+    async with app.state.database.transaction(write=False) as tx:
+        assert await tx.scalar(Query(select(func.count().label("n")).select_from(outbox))) == 0
 
 
 async def test_the_relay_command_publishes_and_stops_on_sigterm(
@@ -168,9 +169,13 @@ async def test_the_relay_command_publishes_and_stops_on_sigterm(
             process.kill()
             await process.wait()
         await watcher.close()
-    async with app.state.database.read_sessions() as session:
-        waiting = await session.scalar(
-            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+    async with app.state.database.transaction(write=False) as tx:
+        waiting = await tx.scalar(
+            Query(
+                select(func.count().label("n"))
+                .select_from(outbox)
+                .where(outbox.c.published_at.is_(None))
+            )
         )
     assert waiting == 0
 

@@ -176,7 +176,7 @@ async def test_a_service_moves_a_customers_money_on_their_behalf(
     assert [t["id"] for t in listed.json()["items"]] == [response.json()["id"]]
     # The audit says who asked, and for whom.
     async with SqlPaymentsUnitOfWork(app.state.database, write=False) as uow:
-        records = await AUDIT_LOG.tail(uow.session, limit=10)
+        records = await AUDIT_LOG.tail(uow.transaction, limit=10)
     requested = next(r for r in records if r.action == "transfer.requested")
     assert requested.actor == "service:orders"
     assert requested.details["on_behalf_of"] == "alice"
@@ -352,8 +352,8 @@ async def test_transfers_are_audited_in_one_intact_chain(
         TRANSFERS, json=body(accounts["a0"], accounts["b1"], 10**6), headers=as_user(key="k-2")
     )
     async with SqlPaymentsUnitOfWork(app.state.database, write=False) as uow:
-        records = await AUDIT_LOG.tail(uow.session, 10)
-        report = await AUDIT_LOG.verify(uow.session)
+        records = await AUDIT_LOG.tail(uow.transaction, 10)
+        report = await AUDIT_LOG.verify(uow.transaction)
     assert [(r.action, r.target, r.outcome) for r in records] == [
         ("transfer.requested", ok.json()["id"], "success"),
         ("transfer.committed", ok.json()["id"], "success"),

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from flotilla_kit.audit import AuditLog
+from flotilla_kit.db import Transaction
 from flotilla_payments.adapters.tables import audit_events
 
 __all__ = ["AUDIT_LOG", "SqlAuditTrail"]
@@ -16,8 +15,8 @@ AUDIT_LOG = AuditLog(audit_events)
 
 
 class SqlAuditTrail:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def record(
         self,
@@ -29,7 +28,7 @@ class SqlAuditTrail:
         outcome: str = "success",
     ) -> None:
         await AUDIT_LOG.append(
-            self.session,
+            self.transaction,
             actor=actor,
             action=action,
             target=target,

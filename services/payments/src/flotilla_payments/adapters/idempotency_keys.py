@@ -12,10 +12,9 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
+from flotilla_kit.db import IntegrityViolation, Query, Transaction
 from flotilla_payments.adapters.tables import idempotency_keys
 from flotilla_payments.service_layer.ports import DuplicateIdempotencyKey, StoredKey
 
@@ -23,17 +22,29 @@ __all__ = ["SqlIdempotencyKeys"]
 
 _k = idempotency_keys.c
 
+_FIND = Query(
+    select(_k.fingerprint, _k.body).where(
+        _k.scope == bindparam("scope"), _k.key == bindparam("key")
+    )
+)
+_REMEMBER = Query(
+    idempotency_keys.insert().values(
+        scope=bindparam("scope"),
+        key=bindparam("key"),
+        fingerprint=bindparam("fingerprint"),
+        status=202,
+        body=bindparam("body"),
+        created_at=bindparam("created_at"),
+    )
+)
+
 
 class SqlIdempotencyKeys:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def find(self, scope: str, key: str) -> StoredKey | None:
-        row = (
-            await self.session.execute(
-                select(_k.fingerprint, _k.body).where(_k.scope == scope, _k.key == key)
-            )
-        ).one_or_none()
+        row = await self.transaction.first(_FIND, scope=scope, key=key)
         if row is None:
             return None
         return StoredKey(row.fingerprint, uuid.UUID(json.loads(row.body)["transfer_id"]))
@@ -48,15 +59,15 @@ class SqlIdempotencyKeys:
         at: dt.datetime,
     ) -> None:
         try:
-            await self.session.execute(
-                idempotency_keys.insert().values(
-                    scope=scope,
-                    key=key,
-                    fingerprint=fingerprint,
-                    status=202,
-                    body=json.dumps({"transfer_id": str(transfer_id)}),
-                    created_at=at,
-                )
+            await self.transaction.execute(
+                _REMEMBER,
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                body=json.dumps({"transfer_id": str(transfer_id)}),
+                created_at=at,
             )
-        except IntegrityError as exc:
+        except IntegrityViolation as exc:
+            # Any constraint, as before the kit had its own errors; in practice the
+            # primary key (scope, key): another request stored it first.
             raise DuplicateIdempotencyKey(key) from exc

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from flotilla_kit.db import Transaction
 from flotilla_kit.events import CloudEvent, Outbox
 from flotilla_payments.adapters.tables import outbox
 
@@ -13,8 +12,8 @@ _OUTBOX = Outbox(outbox)
 
 
 class SqlEventOutbox:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def add(self, event: CloudEvent) -> None:
-        await _OUTBOX.add(self.session, event)
+        await _OUTBOX.add(self.transaction, event)

@@ -2,7 +2,7 @@
 
 Every write that changes who drives a transfer or where it stands is a compare-and-set:
 an UPDATE whose WHERE names what the writer last saw, and whose row count says whether
-it won.
+it won. Every statement is declared once, below, and compiled once per dialect.
 """
 
 from __future__ import annotations
@@ -11,10 +11,9 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, and_, func, or_, select, update
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, update
 
+from flotilla_kit.db import Query, Row, Transaction, UtcDateTime
 from flotilla_payments.adapters.tables import transfers
 from flotilla_payments.domain import (
     UNFINISHED_STATES,
@@ -26,108 +25,195 @@ from flotilla_payments.domain import (
 
 __all__ = ["SqlTransferRepository"]
 
-_UNFINISHED = sorted(s.value for s in UNFINISHED_STATES)
 _t = transfers.c
 
-
-def _won(result: Result[Any]) -> bool:
-    # DML statements always produce a cursor result; the type is only widened by the API.
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount) == 1
+# One parameter per state, in a fixed order: the kit's statements take no expanding
+# `IN (list)` parameter, and the list never changes.
+_IS_UNFINISHED = _t.state.in_([literal(s) for s in sorted(s.value for s in UNFINISHED_STATES)])
 
 
-def _transfer(m: RowMapping) -> Transfer:
+def _lease_free() -> ColumnElement[bool]:
+    return or_(_t.lease_until.is_(None), _t.lease_until <= bindparam("now"))
+
+
+_INSERT = Query(transfers.insert().values({c.name: bindparam(c.name) for c in transfers.c}))
+_BY_ID = Query(select(transfers).where(_t.id == bindparam("transfer_id")))
+
+_NEWEST_FIRST = (_t.created_at.desc(), _t.id.desc())
+_FIRST_PAGE = Query(
+    select(transfers)
+    .where(_t.initiator == bindparam("initiator"))
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit"))
+)
+# The cursor's timestamp appears twice: one parameter, passed once.
+_after_created_at = bindparam("after_created_at", type_=UtcDateTime())
+_NEXT_PAGE = Query(
+    select(transfers)
+    .where(
+        _t.initiator == bindparam("initiator"),
+        or_(
+            _t.created_at < _after_created_at,
+            and_(_t.created_at == _after_created_at, _t.id < bindparam("after_id")),
+        ),
+    )
+    .order_by(*_NEWEST_FIRST)
+    .limit(bindparam("limit"))
+)
+
+_WHERE_STATE_IS_EXPECTED = (_t.id == bindparam("transfer_id"), _t.state == bindparam("expected"))
+_TRANSITION_VALUES: dict[str, Any] = {
+    "state": bindparam("state"),
+    "refusal": bindparam("refusal"),
+    "decided_at": bindparam("decided_at"),
+    "completed_at": bindparam("completed_at"),
+}
+_SAVE_TRANSITION = Query(
+    update(transfers).where(*_WHERE_STATE_IS_EXPECTED).values(_TRANSITION_VALUES)
+)
+# Nobody needs to drive a final transfer any more: its lease goes with the last transition.
+_SAVE_FINAL_TRANSITION = Query(
+    update(transfers)
+    .where(*_WHERE_STATE_IS_EXPECTED)
+    .values({**_TRANSITION_VALUES, "lease_owner": None, "lease_until": None})
+)
+_EXTEND_LEASE = Query(
+    update(transfers)
+    .where(
+        _t.id == bindparam("transfer_id"),
+        _t.lease_owner == bindparam("owner"),
+        _t.state == bindparam("expected"),
+    )
+    .values(
+        lease_until=bindparam("until"),
+        attempts=bindparam("attempts"),
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
+_RELEASE_LEASE = Query(
+    update(transfers)
+    .where(_t.id == bindparam("transfer_id"), _t.lease_owner == bindparam("owner"), _IS_UNFINISHED)
+    .values(
+        lease_owner=None,
+        lease_until=None,
+        attempts=bindparam("attempts"),
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
+_RELEASE_LEASES_OF = Query(
+    update(transfers)
+    .where(_t.lease_owner == bindparam("owner"), _IS_UNFINISHED)
+    .values(lease_owner=None, lease_until=None)
+)
+_DUE = Query(
+    select(_t.id)
+    .where(_IS_UNFINISHED, _t.next_attempt_at <= bindparam("now"), _lease_free())
+    .order_by(_t.next_attempt_at, _t.id)
+    .limit(bindparam("limit"))
+)
+_CLAIM = Query(
+    update(transfers)
+    .where(_t.id == bindparam("transfer_id"), _IS_UNFINISHED, _lease_free())
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+)
+_COUNT_UNFINISHED = Query(
+    select(func.count().label("unfinished")).select_from(transfers).where(_IS_UNFINISHED)
+)
+_OLDEST_UNFINISHED = Query(select(func.min(_t.created_at).label("oldest")).where(_IS_UNFINISHED))
+_OLDEST_FIRST = (_t.created_at, _t.id)
+_UNFINISHED = Query(select(transfers).where(_IS_UNFINISHED).order_by(*_OLDEST_FIRST))
+_UNFINISHED_CREATED_BEFORE = Query(
+    select(transfers)
+    .where(_IS_UNFINISHED, _t.created_at <= bindparam("created_before"))
+    .order_by(*_OLDEST_FIRST)
+)
+
+
+def _columns(transfer: Transfer) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "from_account": transfer.from_account,
+        "to_account": transfer.to_account,
+        "amount_minor": transfer.amount_minor,
+        "currency": transfer.currency,
+        "reference": transfer.reference,
+        "initiator": transfer.initiator,
+        "required_owner": transfer.required_owner,
+        "path": transfer.path.value,
+        "state": transfer.state.value,
+        "refusal": transfer.refusal.value if transfer.refusal else None,
+        "created_at": transfer.created_at,
+        "decided_at": transfer.decided_at,
+        "completed_at": transfer.completed_at,
+        "lease_owner": transfer.lease_owner,
+        "lease_until": transfer.lease_until,
+        "attempts": transfer.attempts,
+        "next_attempt_at": transfer.next_attempt_at,
+    }
+
+
+def _transfer(row: Row) -> Transfer:
     return Transfer(
-        id=m["id"],
-        from_account=m["from_account"],
-        to_account=m["to_account"],
-        amount_minor=int(m["amount_minor"]),
-        currency=m["currency"],
-        reference=m["reference"],
-        initiator=m["initiator"],
-        required_owner=m["required_owner"],
-        path=TransferPath(m["path"]),
-        state=TransferState(m["state"]),
-        refusal=Refusal(m["refusal"]) if m["refusal"] is not None else None,
-        created_at=m["created_at"],
-        decided_at=m["decided_at"],
-        completed_at=m["completed_at"],
-        lease_owner=m["lease_owner"],
-        lease_until=m["lease_until"],
-        attempts=int(m["attempts"]),
-        next_attempt_at=m["next_attempt_at"],
+        id=row.id,
+        from_account=row.from_account,
+        to_account=row.to_account,
+        amount_minor=int(row.amount_minor),
+        currency=row.currency,
+        reference=row.reference,
+        initiator=row.initiator,
+        required_owner=row.required_owner,
+        path=TransferPath(row.path),
+        state=TransferState(row.state),
+        refusal=Refusal(row.refusal) if row.refusal is not None else None,
+        created_at=row.created_at,
+        decided_at=row.decided_at,
+        completed_at=row.completed_at,
+        lease_owner=row.lease_owner,
+        lease_until=row.lease_until,
+        attempts=int(row.attempts),
+        next_attempt_at=row.next_attempt_at,
     )
 
 
-def _lease_free(now: dt.datetime) -> Any:
-    return or_(_t.lease_until.is_(None), _t.lease_until <= now)
-
-
 class SqlTransferRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def add(self, transfer: Transfer) -> None:
-        await self.session.execute(
-            transfers.insert().values(
-                id=transfer.id,
-                from_account=transfer.from_account,
-                to_account=transfer.to_account,
-                amount_minor=transfer.amount_minor,
-                currency=transfer.currency,
-                reference=transfer.reference,
-                initiator=transfer.initiator,
-                required_owner=transfer.required_owner,
-                path=transfer.path.value,
-                state=transfer.state.value,
-                refusal=transfer.refusal.value if transfer.refusal else None,
-                created_at=transfer.created_at,
-                decided_at=transfer.decided_at,
-                completed_at=transfer.completed_at,
-                lease_owner=transfer.lease_owner,
-                lease_until=transfer.lease_until,
-                attempts=transfer.attempts,
-                next_attempt_at=transfer.next_attempt_at,
-            )
-        )
+        await self.transaction.execute(_INSERT, **_columns(transfer))
 
     async def get(self, transfer_id: uuid.UUID) -> Transfer | None:
-        row = (await self.session.execute(select(transfers).where(_t.id == transfer_id))).first()
-        return _transfer(row._mapping) if row else None
+        row = await self.transaction.first(_BY_ID, transfer_id=transfer_id)
+        return _transfer(row) if row is not None else None
 
     async def page_for_initiator(
         self, initiator: str, *, limit: int, after: Transfer | None
     ) -> list[Transfer]:
-        query = select(transfers).where(_t.initiator == initiator)
-        if after is not None:
-            query = query.where(
-                or_(
-                    _t.created_at < after.created_at,
-                    and_(_t.created_at == after.created_at, _t.id < after.id),
-                )
+        if after is None:
+            rows = await self.transaction.all(_FIRST_PAGE, initiator=initiator, limit=limit)
+        else:
+            rows = await self.transaction.all(
+                _NEXT_PAGE,
+                initiator=initiator,
+                after_created_at=after.created_at,
+                after_id=after.id,
+                limit=limit,
             )
-        rows = await self.session.execute(
-            query.order_by(_t.created_at.desc(), _t.id.desc()).limit(limit)
-        )
-        return [_transfer(row._mapping) for row in rows]
+        return [_transfer(row) for row in rows]
 
     async def save_transition(self, transfer: Transfer, *, expected: TransferState) -> bool:
-        values: dict[str, Any] = {
-            "state": transfer.state.value,
-            "refusal": transfer.refusal.value if transfer.refusal else None,
-            "decided_at": transfer.decided_at,
-            "completed_at": transfer.completed_at,
-        }
-        if transfer.is_final:
-            # Nobody needs to drive it any more. Otherwise the lease is left as it is: it
-            # may have changed hands since this writer read the row.
-            values |= {"lease_owner": None, "lease_until": None}
-        result = await self.session.execute(
-            update(transfers)
-            .where(_t.id == transfer.id, _t.state == expected.value)
-            .values(**values)
+        # A transfer that is not final keeps its lease as it is: it may have changed hands
+        # since this writer read the row.
+        changed = await self.transaction.execute(
+            _SAVE_FINAL_TRANSITION if transfer.is_final else _SAVE_TRANSITION,
+            transfer_id=transfer.id,
+            expected=expected.value,
+            state=transfer.state.value,
+            refusal=transfer.refusal.value if transfer.refusal else None,
+            decided_at=transfer.decided_at,
+            completed_at=transfer.completed_at,
         )
-        return _won(result)
+        return changed == 1
 
     async def extend_lease(
         self,
@@ -139,12 +225,16 @@ class SqlTransferRepository:
         attempts: int,
         next_attempt_at: dt.datetime,
     ) -> bool:
-        result = await self.session.execute(
-            update(transfers)
-            .where(_t.id == transfer_id, _t.lease_owner == owner, _t.state == state.value)
-            .values(lease_until=until, attempts=attempts, next_attempt_at=next_attempt_at)
+        changed = await self.transaction.execute(
+            _EXTEND_LEASE,
+            transfer_id=transfer_id,
+            owner=owner,
+            expected=state.value,
+            until=until,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
         )
-        return _won(result)
+        return changed == 1
 
     async def release_lease(
         self,
@@ -154,67 +244,44 @@ class SqlTransferRepository:
         attempts: int,
         next_attempt_at: dt.datetime,
     ) -> bool:
-        result = await self.session.execute(
-            update(transfers)
-            .where(_t.id == transfer_id, _t.lease_owner == owner, _t.state.in_(_UNFINISHED))
-            .values(
-                lease_owner=None,
-                lease_until=None,
-                attempts=attempts,
-                next_attempt_at=next_attempt_at,
-            )
+        changed = await self.transaction.execute(
+            _RELEASE_LEASE,
+            transfer_id=transfer_id,
+            owner=owner,
+            attempts=attempts,
+            next_attempt_at=next_attempt_at,
         )
-        return _won(result)
+        return changed == 1
 
     async def release_leases_of(self, owner: str) -> int:
-        result = await self.session.execute(
-            update(transfers)
-            .where(_t.lease_owner == owner, _t.state.in_(_UNFINISHED))
-            .values(lease_owner=None, lease_until=None)
-        )
-        assert isinstance(result, CursorResult)
-        return int(result.rowcount)
+        return await self.transaction.execute(_RELEASE_LEASES_OF, owner=owner)
 
     async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        rows = await self.session.execute(
-            select(_t.id)
-            .where(_t.state.in_(_UNFINISHED), _t.next_attempt_at <= now, _lease_free(now))
-            .order_by(_t.next_attempt_at, _t.id)
-            .limit(limit)
-        )
+        rows = await self.transaction.all(_DUE, now=now, limit=limit)
         return [row.id for row in rows]
 
     async def claim(
         self, transfer_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
     ) -> Transfer | None:
-        result = await self.session.execute(
-            update(transfers)
-            .where(_t.id == transfer_id, _t.state.in_(_UNFINISHED), _lease_free(now))
-            .values(lease_owner=owner, lease_until=until)
+        changed = await self.transaction.execute(
+            _CLAIM, transfer_id=transfer_id, now=now, owner=owner, until=until
         )
-        if not _won(result):
+        if changed != 1:
             return None
         return await self.get(transfer_id)
 
     async def count_unfinished(self) -> int:
-        count = (
-            await self.session.execute(
-                select(func.count()).select_from(transfers).where(_t.state.in_(_UNFINISHED))
-            )
-        ).scalar_one()
-        return int(count)
+        return int(await self.transaction.scalar(_COUNT_UNFINISHED))
 
     async def oldest_unfinished(self) -> dt.datetime | None:
-        oldest: dt.datetime | None = (
-            await self.session.execute(
-                select(func.min(_t.created_at)).where(_t.state.in_(_UNFINISHED))
-            )
-        ).scalar_one()
+        oldest: dt.datetime | None = await self.transaction.scalar(_OLDEST_UNFINISHED)
         return oldest
 
     async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
-        query = select(transfers).where(_t.state.in_(_UNFINISHED))
-        if created_before is not None:
-            query = query.where(_t.created_at <= created_before)
-        rows = await self.session.execute(query.order_by(_t.created_at, _t.id))
-        return [_transfer(row._mapping) for row in rows]
+        if created_before is None:
+            rows = await self.transaction.all(_UNFINISHED)
+        else:
+            rows = await self.transaction.all(
+                _UNFINISHED_CREATED_BEFORE, created_before=created_before
+            )
+        return [_transfer(row) for row in rows]

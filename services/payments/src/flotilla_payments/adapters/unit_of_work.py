@@ -21,10 +21,10 @@ class SqlPaymentsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.transfers = SqlTransferRepository(self.session)
-        self.idempotency = SqlIdempotencyKeys(self.session)
-        self.audit = SqlAuditTrail(self.session)
-        self.outbox = SqlEventOutbox(self.session)
+        self.transfers = SqlTransferRepository(self.transaction)
+        self.idempotency = SqlIdempotencyKeys(self.transaction)
+        self.audit = SqlAuditTrail(self.transaction)
+        self.outbox = SqlEventOutbox(self.transaction)
         return self
 
 

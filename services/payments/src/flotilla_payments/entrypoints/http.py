@@ -58,12 +58,14 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _coordinator(request: Request) -> Coordinator:
+# `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+# request for an attribute read.
+async def _coordinator(request: Request) -> Coordinator:
     coordinator: Coordinator = request.app.state.coordinator
     return coordinator
 
 
-def _uow(request: Request) -> UnitOfWorkFactory:
+async def _uow(request: Request) -> UnitOfWorkFactory:
     uow: UnitOfWorkFactory = request.app.state.uow
     return uow
 
