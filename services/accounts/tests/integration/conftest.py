@@ -18,7 +18,7 @@ from flotilla_accounts.adapters.tables import (
 )
 from flotilla_accounts.bootstrap import build_app
 from flotilla_accounts.settings import AccountsSettings
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.testing import TokenMinter
 
 
@@ -46,36 +46,34 @@ def as_user(tokens: TokenMinter) -> Callable[..., dict[str, str]]:
     return headers
 
 
+_COUNTS = [
+    Query(select(func.count().label("rows")).select_from(table))
+    for table in (
+        accounts,
+        postings,
+        entries,
+        idempotency_keys,
+        audit_events,
+        branches,
+        local_transfers,
+    )
+]
+_BALANCES = Query(
+    select(accounts.c.id, accounts.c.balance_minor, accounts.c.held_minor).order_by(accounts.c.id)
+)
+_STATES = Query(
+    select(branches.c.transfer_id, branches.c.branch_id, branches.c.status).order_by(
+        branches.c.transfer_id, branches.c.branch_id
+    )
+)
+
+
 async def take_snapshot(database: Database) -> tuple[object, ...]:
     """Everything a request could have changed, to prove a refused one changed nothing."""
-    async with database.engine.connect() as conn:
-        counts = []
-        for table in (
-            accounts,
-            postings,
-            entries,
-            idempotency_keys,
-            audit_events,
-            branches,
-            local_transfers,
-        ):
-            counts.append(
-                (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-            )
-        balances = (
-            await conn.execute(
-                select(accounts.c.id, accounts.c.balance_minor, accounts.c.held_minor).order_by(
-                    accounts.c.id
-                )
-            )
-        ).all()
-        states = (
-            await conn.execute(
-                select(branches.c.transfer_id, branches.c.branch_id, branches.c.status).order_by(
-                    branches.c.transfer_id, branches.c.branch_id
-                )
-            )
-        ).all()
+    async with database.transaction(write=False) as tx:
+        counts = [await tx.scalar(count) for count in _COUNTS]
+        balances = await tx.all(_BALANCES)
+        states = await tx.all(_STATES)
     return (*counts, tuple(map(tuple, balances)), tuple(map(tuple, states)))
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import func, select
 from flotilla_accounts.adapters.tables import accounts, entries
 from flotilla_accounts.bootstrap import build_app
 from flotilla_accounts.settings import AccountsSettings
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.rpc import bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
@@ -36,6 +36,14 @@ from flotilla_proto.ledger.v1 import ledger_pb2_grpc as pb_grpc
 
 Pki = Callable[[str], CertificatePaths]
 TIMEOUT_S = 10.0
+
+_ENTRY_TOTAL = Query(select(func.coalesce(func.sum(entries.c.amount_minor), 0).label("total")))
+_BALANCES = Query(select(accounts.c.id, accounts.c.balance_minor, accounts.c.held_minor))
+_ENTRY_TOTALS = Query(
+    select(entries.c.account_id, func.sum(entries.c.amount_minor).label("total")).group_by(
+        entries.c.account_id
+    )
+)
 
 
 def tls_of(paths: CertificatePaths) -> TlsSettings:
@@ -172,24 +180,10 @@ class Shard:
 
     async def ledger_totals(self) -> tuple[int, dict[str, tuple[int, int]]]:
         """(sum of all entries, {account: (balance, sum of its entries)})."""
-        async with self.database.engine.connect() as conn:
-            total = (
-                await conn.execute(select(func.coalesce(func.sum(entries.c.amount_minor), 0)))
-            ).scalar_one()
-            per_account = (
-                await conn.execute(
-                    select(accounts.c.id, accounts.c.balance_minor, accounts.c.held_minor)
-                )
-            ).all()
-            sums = dict(
-                (
-                    await conn.execute(
-                        select(entries.c.account_id, func.sum(entries.c.amount_minor)).group_by(
-                            entries.c.account_id
-                        )
-                    )
-                ).all()
-            )
+        async with self.database.transaction(write=False) as tx:
+            total = await tx.scalar(_ENTRY_TOTAL)
+            per_account = await tx.all(_BALANCES)
+            sums = {row.account_id: row.total for row in await tx.all(_ENTRY_TOTALS)}
         return int(total), {
             row.id: (int(row.balance_minor), int(sums.get(row.id, 0))) for row in per_account
         }

@@ -11,11 +11,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
 from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
-from flotilla_kit.db import Database
+from flotilla_kit.db import CheckViolation, Database, Query
 from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 
 Headers = Callable[..., dict[str, str]]
@@ -99,11 +98,9 @@ async def test_a_deposit_is_double_entry(
     assert response.status_code == 201, response.text
     assert response.json()["account"]["balance_minor"] == 12_345
     database: Database = app.state.database
-    async with database.engine.connect() as conn:
-        total = (await conn.execute(text("SELECT SUM(amount_minor) FROM entries"))).scalar_one()
-        balances = (
-            await conn.execute(text("SELECT SUM(balance_minor) FROM accounts"))
-        ).scalar_one()
+    async with database.transaction(write=False) as tx:
+        total = await tx.scalar(Query(text("SELECT SUM(amount_minor) FROM entries")))
+        balances = await tx.scalar(Query(text("SELECT SUM(balance_minor) FROM accounts")))
     assert (total, balances) == (0, 0)
 
 
@@ -112,10 +109,11 @@ async def test_the_database_itself_refuses_a_negative_customer_balance(
 ) -> None:
     opened = await open_account(client, as_user("alice"))
     database: Database = app.state.database
-    with pytest.raises(IntegrityError):
-        async with database.engine.begin() as conn:
-            await conn.execute(
-                text("UPDATE accounts SET balance_minor = -1 WHERE id = :id"), {"id": opened["id"]}
+    with pytest.raises(CheckViolation):
+        async with database.transaction() as tx:
+            await tx.execute(
+                Query(text("UPDATE accounts SET balance_minor = -1 WHERE id = :id")),
+                id=opened["id"],
             )
 
 
@@ -271,8 +269,8 @@ async def test_writes_are_audited_in_one_intact_chain(
     )
     database: Database = app.state.database
     async with AccountsUnitOfWork(database, write=False) as uow:
-        records = await AUDIT_LOG.tail(uow.session, 10)
-        report = await AUDIT_LOG.verify(uow.session)
+        records = await AUDIT_LOG.tail(uow.transaction, 10)
+        report = await AUDIT_LOG.verify(uow.transaction)
     assert [(r.actor, r.action, r.target) for r in records] == [
         ("alice", "account.opened", account["id"]),
         ("ada", "deposit", account["id"]),

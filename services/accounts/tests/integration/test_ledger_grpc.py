@@ -12,11 +12,11 @@ import pytest
 from grpc import aio
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
 from flotilla_accounts.domain import settlement_account_id
 from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
+from flotilla_kit.db import CheckViolation, Query
 from flotilla_kit.devservers import EmbeddedPostgres
 from flotilla_kit.rpc import bearer
 from flotilla_kit.testing import TokenMinter
@@ -171,9 +171,9 @@ async def test_the_database_refuses_a_hold_beyond_the_balance(shard: Shard) -> N
         "UPDATE accounts SET held_minor = -1 WHERE id = :id",
         "UPDATE accounts SET held_minor = 60, balance_minor = 50 WHERE id = :id",
     ):
-        with pytest.raises(IntegrityError):
-            async with shard.database.engine.begin() as conn:
-                await conn.execute(text(statement), {"id": alice})
+        with pytest.raises(CheckViolation):
+            async with shard.database.transaction() as tx:
+                await tx.execute(Query(text(statement)), id=alice)
 
 
 async def test_a_refused_hold_leaves_the_transaction_usable(shard: Shard) -> None:
@@ -239,8 +239,8 @@ async def test_commits_and_aborts_are_audited(shard: Shard) -> None:
     await shard.transfer("l1", alice, bob, 5, owner="alice")
     await shard.transfer("l2", alice, bob, 500)
     async with AccountsUnitOfWork(shard.database, write=False) as uow:
-        records = await AUDIT_LOG.tail(uow.session, 5)
-        report = await AUDIT_LOG.verify(uow.session)
+        records = await AUDIT_LOG.tail(uow.transaction, 5)
+        report = await AUDIT_LOG.verify(uow.transaction)
     assert [(r.actor, r.action, r.target) for r in records] == [
         ("service:payments", "branch.committed", alice),
         ("service:payments", "branch.aborted", alice),
@@ -279,6 +279,22 @@ async def test_a_local_transfer_is_applied_once_and_refuses_an_overdraft(shard: 
     total, accounts = await shard.ledger_totals()
     assert total == 0
     assert all(balance == entries for balance, entries in accounts.values())
+
+
+async def test_a_local_transfer_names_the_missing_side(shard: Shard) -> None:
+    # Both accounts are read in one statement: each side must still be told apart.
+    alice = await shard.open("alice", balance=100)
+    for transfer_id, source, target, detail in (
+        ("n1", "acc_0_missing", alice, "no such source account"),
+        ("n2", alice, "acc_0_missing", "no such target account"),
+    ):
+        answer = await shard.transfer(transfer_id, source, target, 10)
+        assert (answer.applied, answer.refusal, answer.detail) == (
+            False,
+            pb.ACCOUNT_NOT_FOUND,
+            detail,
+        )
+    assert (await shard.account(alice))["balance_minor"] == 100
 
 
 async def test_metrics_count_votes_commits_and_aborts(shard: Shard) -> None:

@@ -8,10 +8,9 @@ import pytest
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import create_async_engine
 
 from flotilla_accounts.bootstrap import MIGRATIONS
+from flotilla_kit.db import CheckViolation, Database, Query
 
 
 def _alembic(url: str) -> Config:
@@ -22,22 +21,23 @@ def _alembic(url: str) -> Config:
 
 
 async def _run(url: str, *statements: str) -> list[list[tuple[object, ...]]]:
-    engine = create_async_engine(url)
+    database = Database(url)
     try:
-        async with engine.begin() as conn:
-            return [list(map(tuple, (await conn.execute(text(s))).all())) for s in statements]
+        async with database.transaction(write=False) as tx:
+            return [list(map(tuple, await tx.all(Query(text(s))))) for s in statements]
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 async def _write(url: str, *statements: str) -> None:
-    engine = create_async_engine(url)
+    database = Database(url)
     try:
-        async with engine.begin() as conn:
+        async with database.transaction() as tx:
             for statement in statements:
-                await conn.execute(text(statement))
+                await tx.execute(Query(text(statement)))
+            await tx.commit()
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 SEED = [
@@ -72,7 +72,7 @@ async def test_holds_and_branches_arrive_without_losing_a_cent(database_url: str
         "INSERT INTO branches (transfer_id, branch_id, status, reference, created_at, updated_at)"
         " VALUES ('t', 'debit', 'prepared', '', '2026-01-01 00:00:00+00:00', '2026-01-01 00:00:00+00:00')",
     ):
-        with pytest.raises(IntegrityError):
+        with pytest.raises(CheckViolation):
             await _write(database_url, refused)
 
     await asyncio.to_thread(command.downgrade, _alembic(database_url), "0002")

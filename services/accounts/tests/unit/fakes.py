@@ -70,6 +70,11 @@ class FakeLedger:
     async def get(self, account_id: str) -> Account | None:
         return self.store.accounts.get(account_id)
 
+    async def get_both(
+        self, first_id: str, second_id: str
+    ) -> tuple[Account | None, Account | None]:
+        return self.store.accounts.get(first_id), self.store.accounts.get(second_id)
+
     async def list_for_owner(self, owner_id: str) -> list[Account]:
         return [a for a in self.store.accounts.values() if a.owner_id == owner_id]
 

@@ -59,17 +59,17 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _database(request: Request) -> Database:
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def _shard(request: Request) -> int:
+async def _shard(request: Request) -> int:
     shard: int = request.app.state.settings.shard
     return shard
 
 
-def _shards(request: Request) -> int:
+async def _shards(request: Request) -> int:
     shards: int = request.app.state.settings.shards
     return shards
 

@@ -406,8 +406,8 @@ class Participant:
     async def _move(
         self, uow: ParticipantUnitOfWork, wanted: LocalTransfer, required_owner: str | None
     ) -> LocalTransfer:
-        source = _usable(await uow.ledger.get(wanted.from_account), required_owner)
-        target = _usable(await uow.ledger.get(wanted.to_account), None)
+        source, target = await uow.ledger.get_both(wanted.from_account, wanted.to_account)
+        source, target = _usable(source, required_owner), _usable(target, None)
         refusal: Refusal | None = None
         if source is None or target is None:
             refusal = Refusal.ACCOUNT_NOT_FOUND

@@ -22,8 +22,8 @@ class AccountsUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.ledger = SqlLedger(self.session)
-        self.branches = SqlBranches(self.session)
-        self.local_transfers = SqlLocalTransfers(self.session)
-        self.audit = SqlAuditTrail(self.session)
+        self.ledger = SqlLedger(self.transaction)
+        self.branches = SqlBranches(self.transaction)
+        self.local_transfers = SqlLocalTransfers(self.transaction)
+        self.audit = SqlAuditTrail(self.transaction)
         return self
