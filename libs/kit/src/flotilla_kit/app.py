@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
 
+from flotilla_kit.access_log import ServiceAccessLog
 from flotilla_kit.health import Drain, ReadinessCheck, livez, readyz_endpoint
 from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
 from flotilla_kit.middleware import ObservabilityMiddleware
@@ -107,17 +108,25 @@ def create_service_app(
     verifier: TokenVerifier | None = None,
 ) -> FastAPI:
     metrics = HttpMetrics(settings.service_name)
+    access_log = ServiceAccessLog(
+        service=settings.service_name,
+        node=f"{settings.service_name}-{settings.instance_id}",
+        enabled=settings.log_level in ("debug", "info"),
+    )
 
     token_verifier = verifier or token_verifier_for(settings)
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
-        async with keeping_keys_fresh(token_verifier):
-            if lifespan is None:
-                yield
-                return
-            async with lifespan(app):
-                yield
+        try:
+            async with keeping_keys_fresh(token_verifier):
+                if lifespan is None:
+                    yield
+                    return
+                async with lifespan(app):
+                    yield
+        finally:
+            access_log.flush()
 
     app = FastAPI(
         title=title,
@@ -126,12 +135,16 @@ def create_service_app(
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.access_log = access_log
     app.state.token_verifier = token_verifier
     # Started by `flotilla_kit.server.serve` on SIGTERM.
     app.state.drain = drain = Drain()
     install_problem_handlers(app)
     app.add_middleware(
-        ObservabilityMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes
+        ObservabilityMiddleware,
+        metrics=metrics,
+        max_body_bytes=settings.max_body_bytes,
+        access_log=access_log,
     )
     for router in routers:
         app.include_router(router)

@@ -49,14 +49,28 @@ class HttpMetrics:
         )
         self.service = service
         self._in_flight = self.in_flight.labels(service)
+        # `labels()` builds and hashes a key per call; the children, looked up once each
+        # (routes are templates and statuses few, so these stay small).
+        self._counters: dict[tuple[str, str, int], Counter] = {}
+        self._histograms: dict[tuple[str, str], Histogram] = {}
 
     def started(self) -> None:
         self._in_flight.inc()
 
     def finished(self, method: str, route: str, status: int, seconds: float) -> None:
         self._in_flight.dec()
-        self.requests.labels(self.service, method, route, str(status)).inc()
-        self.duration.labels(self.service, method, route).observe(seconds)
+        counter = self._counters.get((method, route, status))
+        if counter is None:
+            counter = self._counters[method, route, status] = self.requests.labels(
+                self.service, method, route, str(status)
+            )
+        counter.inc()
+        histogram = self._histograms.get((method, route))
+        if histogram is None:
+            histogram = self._histograms[method, route] = self.duration.labels(
+                self.service, method, route
+            )
+        histogram.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

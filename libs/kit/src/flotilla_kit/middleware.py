@@ -1,9 +1,15 @@
 """The one ASGI middleware every service runs: request context, body size limit, RED
-metrics, access log, and the last-resort 500.
+metrics, access log, trace span, and the last-resort 500.
 
 Plain ASGI rather than `BaseHTTPMiddleware`: it adds one function call per request and does
 not buffer bodies. It sits outside FastAPI's own error handling, which is why the body
 limit and the 500 are answered here: this is the last place that still knows the request id.
+
+Each part costs a few microseconds on the request path: the access line is a tuple,
+rendered in batches (`ServiceAccessLog`); the metrics are children looked up once per
+route and status; a request whose caller did not sample its trace (`traceparent` flag 00,
+what the gateway sends for most requests) makes no span at all, only the ids it passes on,
+and gets a span after all when it fails (5xx): errors are always kept.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from flotilla_kit.access_log import ServiceAccessLog
 from flotilla_kit.context import (
     RequestContext,
     new_request_id,
@@ -28,7 +35,7 @@ from flotilla_kit.context import (
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
 from flotilla_kit.problems import Problem
-from flotilla_kit.tracing import context_from_traceparent, tracing
+from flotilla_kit.tracing import context_from_traceparent, tracing, unsampled_parent
 
 __all__ = ["ObservabilityMiddleware"]
 
@@ -43,6 +50,17 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _ids_sent(scope: Scope) -> tuple[str | None, str | None]:
+    """The caller's `x-request-id` and `traceparent`, in one pass over the headers."""
+    request_id = traceparent = None
+    for key, value in scope["headers"]:
+        if key == b"x-request-id":
+            request_id = value.decode("latin-1")
+        elif key == b"traceparent":
+            traceparent = value.decode("latin-1")
+    return request_id, traceparent
 
 
 def _route_template(scope: Scope) -> str:
@@ -107,25 +125,37 @@ class _Exchange:
 
 
 class ObservabilityMiddleware:
-    def __init__(self, app: ASGIApp, *, metrics: HttpMetrics, max_body_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        metrics: HttpMetrics,
+        max_body_bytes: int,
+        access_log: ServiceAccessLog,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.max_body_bytes = max_body_bytes
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        request_id = valid_request_id(_header(scope, b"x-request-id")) or new_request_id()
-        traceparent = _header(scope, b"traceparent")
+        sent_id, traceparent = _ids_sent(scope)
+        request_id = valid_request_id(sent_id) or new_request_id()
         active = tracing()
         span: trace.Span | None = None
+        unsampled: tuple[str, str] | None = None
+        started_ns = time.time_ns()
         # Probes and scrapes make no traces of their own (one per second per prober).
         if active is None or (traceparent is None and scope["path"] in _QUIET_PATHS):
             parent = parse_traceparent(traceparent)
             trace_id, sampled = parent if parent else (new_trace_id(), True)
             context = RequestContext(request_id, trace_id, new_span_id(), sampled)
+        elif (unsampled := unsampled_parent(traceparent)) is not None:
+            context = RequestContext(request_id, unsampled[0], new_span_id(), False)
         else:
             # The server span: named for the route template once the router found it.
             span = active.tracer.start_span(
@@ -148,7 +178,6 @@ class ObservabilityMiddleware:
             otel_token = otel_context.attach(trace.set_span_in_context(span))
         token = set_context(context)
         exchange = _Exchange(scope, receive, send, request_id, self.max_body_bytes)
-        started = time.perf_counter()
         self.metrics.started()
         try:
             if exchange.declared_too_large():
@@ -162,28 +191,42 @@ class ObservabilityMiddleware:
                     Problem(500, "internal-error", "Internal server error", "The error was logged.")
                 )
         finally:
-            self._record(scope, exchange.status, time.perf_counter() - started)
+            ended_ns = time.time_ns()
+            status = exchange.status
+            route = _route_template(scope)
+            self._record(scope, route, status, ended_ns - started_ns, context)
             reset_context(token)
             if span is not None:
-                _end_server_span(span, scope, exchange.status)
+                _end_server_span(span, scope, status)
                 otel_context.detach(otel_token)
+            elif unsampled is not None and status >= 500 and active is not None:
+                active.error_span(
+                    name=f"{scope['method']} {route}", kind=SpanKind.SERVER, context=context,
+                    parent_span_id=unsampled[1], start_ns=started_ns, end_ns=ended_ns,
+                    attributes={
+                        "http.request.method": scope["method"], "url.path": scope["path"],
+                        "http.route": route, "http.response.status_code": status,
+                        "http.request.id": request_id,
+                    },
+                )  # fmt: skip
 
-    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
-        route = _route_template(scope)
-        self.metrics.finished(scope["method"], route, status, elapsed)
+    def _record(
+        self, scope: Scope, route: str, status: int, elapsed_ns: int, context: RequestContext
+    ) -> None:
+        self.metrics.finished(scope["method"], route, status, elapsed_ns / 1e9)
         if scope["path"] in _QUIET_PATHS and status < 400:
             return
         client = scope.get("client")
-        _log.info(
-            "request",
-            **{
-                "http.request.method": scope["method"],
-                "url.path": scope["path"],
-                "http.route": route,
-                "http.response.status_code": status,
-                "event.duration": int(elapsed * 1e9),
-                "client.ip": client[0] if client else None,
-            },
+        self.access_log.record(
+            method=scope["method"],
+            path=scope["path"],
+            route=route,
+            status=status,
+            duration_ns=elapsed_ns,
+            request_id=context.request_id,
+            trace_id=context.trace_id,
+            span_id=context.span_id,
+            client_ip=client[0] if client else None,
         )
 
 

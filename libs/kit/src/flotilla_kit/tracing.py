@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,7 +49,14 @@ from opentelemetry.trace import (
     TraceFlags,
 )
 
-from flotilla_kit.context import RequestContext, reset_context, set_context
+from flotilla_kit.context import (
+    RequestContext,
+    current_context,
+    new_span_id,
+    parse_traceparent,
+    reset_context,
+    set_context,
+)
 from flotilla_kit.settings import ServiceSettings
 
 __all__ = [
@@ -69,9 +77,11 @@ __all__ = [
     "tracer",
     "tracing",
     "uninstall_tracing",
+    "unsampled_parent",
 ]
 
 SPAN_FILE_SUFFIX = ".jsonl"
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _SCOPE = "flotilla"
 _STATEMENT_CHARS = 200
 _TRACEPARENT = "traceparent"
@@ -164,6 +174,39 @@ class Tracing:
     def export(self, span: ReadableSpan) -> None:
         """Queue a span made elsewhere (the gateway writes its own) for export."""
         self.processor.on_end(span)
+
+    def error_span(
+        self,
+        *,
+        name: str,
+        kind: SpanKind,
+        context: RequestContext,
+        parent_span_id: str | None,
+        start_ns: int,
+        end_ns: int,
+        attributes: Mapping[str, str | int],
+        message: str | None = None,
+    ) -> None:
+        """Record the span of a failed request that was not sampled: errors are always
+        kept. It has the ids the request already passed on (its `traceparent`), so spans
+        of failures further down the same request hang under it."""
+        trace_id = int(context.trace_id, 16)
+        parent = None
+        if parent_span_id is not None:
+            parent = SpanContext(trace_id, int(parent_span_id, 16), True, _SAMPLED)
+        self.export(
+            ReadableSpan(
+                name=name,
+                context=SpanContext(trace_id, int(context.span_id, 16), False, _SAMPLED),
+                parent=parent,
+                resource=self.provider.resource,
+                attributes=dict(attributes),
+                kind=kind,
+                status=Status(StatusCode.ERROR, message),
+                start_time=start_ns,
+                end_time=end_ns,
+            )
+        )
 
     def shutdown(self) -> None:
         """Export what is queued, then stop."""
@@ -259,8 +302,24 @@ def _traceparent_of(span: Span) -> str | None:
 
 
 def current_traceparent() -> str | None:
-    """The `traceparent` of the current span (None outside any)."""
-    return _traceparent_of(trace.get_current_span())
+    """The `traceparent` to send on from here: the current span's, or, in a request that
+    is not sampled (no span), the kit's request context's (flag 00, so the next service
+    records nothing either); None outside any request."""
+    found = _traceparent_of(trace.get_current_span())
+    if found is not None:
+        return found
+    context = current_context()
+    return context.traceparent() if context is not None else None
+
+
+def unsampled_parent(traceparent: str | None) -> tuple[str, str] | None:
+    """(trace id, parent span id) when `traceparent` is valid and says not sampled: the
+    request is then served without spans (its ids still go on to logs and callees)."""
+    parsed = parse_traceparent(traceparent)
+    if parsed is None or parsed[1]:
+        return None
+    assert traceparent is not None
+    return parsed[0], traceparent.strip()[36:52]
 
 
 @contextmanager
@@ -297,7 +356,11 @@ class TracingTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         active = _installed.tracing
-        if active is None:
+        if active is None or not trace.get_current_span().is_recording():
+            # Not sampled: no span, but the trace's ids go on (logs join on them).
+            traceparent = current_traceparent()
+            if traceparent is not None:
+                request.headers[_TRACEPARENT] = traceparent
             return await self._inner.handle_async_request(request)
         url = request.url
         with active.tracer.start_as_current_span(
@@ -346,6 +409,18 @@ def _grpc_service_method(full: str) -> tuple[str, str]:
     return service, method
 
 
+def _with_traceparent(details: aio.ClientCallDetails, traceparent: str) -> aio.ClientCallDetails:
+    metadata = [(k, v) for k, v in (details.metadata or ()) if k != _TRACEPARENT]
+    metadata.append((_TRACEPARENT, traceparent))
+    return aio.ClientCallDetails(
+        details.method,
+        details.timeout,
+        aio.Metadata(*metadata),
+        details.credentials,
+        details.wait_for_ready,
+    )
+
+
 class _UnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
     async def intercept_unary_unary(
         self,
@@ -354,8 +429,11 @@ class _UnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
         request: Any,
     ) -> Any:
         active = _installed.tracing
-        if active is None:
-            return await continuation(client_call_details, request)
+        if active is None or not trace.get_current_span().is_recording():
+            traceparent = current_traceparent()
+            if traceparent is None:
+                return await continuation(client_call_details, request)
+            return await continuation(_with_traceparent(client_call_details, traceparent), request)
         full: object = client_call_details.method  # bytes in the stubs, str at times
         method = full.decode() if isinstance(full, bytes) else str(full)
         service, name = _grpc_service_method(method)
@@ -367,17 +445,10 @@ class _UnaryUnaryClientInterceptor(aio.UnaryUnaryClientInterceptor):
             set_status_on_exception=False,
         ) as span:
             traceparent = _traceparent_of(span)
-            metadata = [
-                (k, v) for k, v in (client_call_details.metadata or ()) if k != _TRACEPARENT
-            ]
-            if traceparent is not None:
-                metadata.append((_TRACEPARENT, traceparent))
-            details = aio.ClientCallDetails(
-                client_call_details.method,
-                client_call_details.timeout,
-                aio.Metadata(*metadata),
-                client_call_details.credentials,
-                client_call_details.wait_for_ready,
+            details = (
+                client_call_details
+                if traceparent is None
+                else _with_traceparent(client_call_details, traceparent)
             )
             try:
                 call = await continuation(details, request)
@@ -420,9 +491,18 @@ class TracingServerInterceptor(aio.ServerInterceptor):
             return handler
         method = handler_call_details.method
         metadata: Mapping[str, Any] = dict(handler_call_details.invocation_metadata or ())
-        parent = context_from_traceparent(str(metadata.get(_TRACEPARENT) or ""))
+        raw_parent = str(metadata.get(_TRACEPARENT) or "")
         service, name = _grpc_service_method(method)
+        attributes = {"rpc.system": "grpc", "rpc.service": service, "rpc.method": name}
         behaviour = handler.unary_unary
+        unsampled = unsampled_parent(raw_parent)
+        if unsampled is not None:
+            return grpc.unary_unary_rpc_method_handler(
+                _untraced(active, behaviour, method.lstrip("/"), unsampled, attributes),  # type: ignore[arg-type]
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        parent = context_from_traceparent(raw_parent)
         tracer_ = active.tracer
 
         async def traced(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
@@ -431,7 +511,7 @@ class TracingServerInterceptor(aio.ServerInterceptor):
                     method.lstrip("/"),
                     context=parent,
                     kind=SpanKind.SERVER,
-                    attributes={"rpc.system": "grpc", "rpc.service": service, "rpc.method": name},
+                    attributes=attributes,
                     record_exception=False,
                     set_status_on_exception=False,
                 ) as span,
@@ -455,6 +535,65 @@ class TracingServerInterceptor(aio.ServerInterceptor):
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
+
+
+# What a server failed at (OpenTelemetry's gRPC conventions); a NOT_FOUND or a
+# FAILED_PRECONDITION is the caller's answer, not the server's error.
+_SERVER_ERRORS = frozenset(
+    {
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.UNIMPLEMENTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DATA_LOSS,
+    }
+)
+
+
+def _untraced(
+    active: Tracing,
+    behaviour: Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]],
+    name: str,
+    parent: tuple[str, str],
+    attributes: Mapping[str, str | int],
+) -> Callable[[Any, aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    """A call whose caller did not sample its trace: no span, the trace's ids in the
+    request context (logs, callees), and a span after all if it fails."""
+    trace_id, parent_span_id = parent
+
+    async def serve(request: Any, context: aio.ServicerContext[Any, Any]) -> Any:
+        span_id = new_span_id()
+        request_context = RequestContext(span_id, trace_id, span_id, sampled=False)
+        token = set_context(request_context)
+        started = time.time_ns()
+        failure: str | None = None
+        try:
+            return await behaviour(request, context)
+        except aio.AbortError:
+            raise  # the handler answered with a status: judged by its code below
+        except Exception as error:
+            failure = type(error).__name__
+            raise
+        finally:
+            reset_context(token)
+            code = context.code()
+            if failure is not None or code in _SERVER_ERRORS:
+                active.error_span(
+                    name=name, kind=SpanKind.SERVER, context=request_context,
+                    parent_span_id=parent_span_id, start_ns=started, end_ns=time.time_ns(),
+                    attributes={**attributes, "rpc.grpc.status_code": _code_value(code)},
+                    message=failure or (code.name if isinstance(code, grpc.StatusCode) else None),
+                )  # fmt: skip
+
+    return serve
+
+
+def _code_value(code: object) -> int:
+    if isinstance(code, grpc.StatusCode):
+        value = code.value[0]
+        return int(value) if isinstance(value, int) else 2
+    return 2 if code is not None else 0  # UNKNOWN, or OK
 
 
 # -- events ----------------------------------------------------------------------------------

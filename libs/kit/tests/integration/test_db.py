@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import (
+    JSON,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -34,6 +35,7 @@ from flotilla_kit.db import (
     UtcDateTime,
 )
 from flotilla_kit.migrations import upgrade_to_head
+from flotilla_kit.testing import create_tables
 
 metadata = MetaData()
 events = Table(
@@ -232,6 +234,27 @@ async def test_unit_of_work_rolls_back_unless_committed(
         async with UnitOfWork(database, write=False) as uow:
             count = await uow.transaction.scalar(COUNT_EVENTS)
         assert count == 0
+    finally:
+        await database.dispose()
+
+
+async def test_json_comes_back_decoded_on_both_backends(database_url: str) -> None:
+    documents = Table(
+        "documents", MetaData(), Column("id", Integer, primary_key=True), Column("doc", JSON)
+    )
+    await create_tables(database_url, documents.metadata)
+    database = Database(database_url)
+    value = {"roles": ["customer", "é"], "n": 1, "nested": {"ok": True}}
+    try:
+        async with database.transaction() as tx:
+            await tx.execute(
+                Query(documents.insert().values(id=bindparam("id"), doc=bindparam("doc"))),
+                id=1, doc=value,
+            )  # fmt: skip
+            await tx.commit()
+        async with database.transaction(write=False) as tx:
+            stored = await tx.scalar(Query(select(documents.c.doc)))
+        assert stored == value
     finally:
         await database.dispose()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from flotilla_gateway.batches import Batched
+from flotilla_kit.batches import Batched
 
 
 def test_without_a_running_loop_each_item_goes_at_once() -> None:

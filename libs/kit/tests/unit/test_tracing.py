@@ -49,9 +49,11 @@ def _spans(path: Path) -> list[dict[str, Any]]:
 
 
 def _settings(tmp_path: Path, **changes: Any) -> ServiceSettings:
+    # Every new trace recorded, unless a test says otherwise (the default samples 5 %).
+    values: dict[str, Any] = {"trace_sample_ratio": 1.0, **changes}
     return ServiceSettings(
         service_name="demo", instance_id="7", var_dir=tmp_path, trace_export_delay_s=0.05,
-        **changes,
+        **values,
     )  # fmt: skip
 
 
@@ -202,6 +204,113 @@ async def test_a_grpc_call_is_a_client_span_and_the_server_span_is_its_child(
     assert [s["status"] for s in servers].count("ERROR") == 1
     # The handler ran in its server span's request context (log lines carry the trace).
     assert all(getattr(c, "trace_id", None) == clients[0]["trace_id"] for c in seen)
+
+
+UNSAMPLED = CALLER[:-2] + "00"
+
+
+def test_an_unsampled_request_makes_no_span_but_passes_its_ids_on_and_a_failure_is_kept(
+    span_file: Path, tmp_path: Path, tokens: TokenMinter
+) -> None:
+    """The gateway samples a few traces and sends flag 00 for the rest: those requests
+    cost no span, yet their callees and log lines get the trace's ids, and a request that
+    fails (5xx) is recorded after all, with the span id it passed on."""
+    database = Database(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
+    seen: list[str | None] = []
+    contexts: list[object] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("traceparent"))
+        return httpx.Response(200)
+
+    outbound = httpx.AsyncClient(transport=TracingTransport(httpx.MockTransport(upstream)))
+    router = APIRouter()
+
+    @router.get("/things/{thing}")
+    async def thing(thing: str) -> dict[str, str]:
+        async with database.transaction() as transaction:
+            await transaction.execute(Query(text("SELECT 1")))
+            await transaction.commit()
+        await outbound.get("http://peer:9/api")
+        contexts.append(current_context())
+        if thing == "broken":
+            raise RuntimeError("a bug")
+        return {"thing": thing}
+
+    app = create_service_app(
+        _settings(tmp_path), title="t", routers=[router], readiness={}, verifier=tokens.verifier()
+    )
+
+    async def call(thing: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await client.get(f"/things/{thing}", headers={"traceparent": UNSAMPLED})
+
+    assert asyncio.run(call("fine")).status_code == 200
+    # No span: not the request's, nor its database's, nor its call's.
+    assert not span_file.exists() or _flushed(span_file) == []
+    context = contexts[0]
+    assert getattr(context, "trace_id", None) == CALLER_TRACE  # what its log lines carry
+    assert getattr(context, "sampled", None) is False
+    span_id = getattr(context, "span_id", "")
+    assert seen == [f"00-{CALLER_TRACE}-{span_id}-00"]  # the callee does not sample either
+
+    assert asyncio.run(call("broken")).status_code == 500
+    asyncio.run(database.dispose())
+    (failed,) = _flushed(span_file)
+    assert (failed["name"], failed["kind"], failed["status"]) == (
+        "GET /things/{thing}", "SERVER", "ERROR",
+    )  # fmt: skip
+    assert (failed["trace_id"], failed["parent_span_id"]) == (CALLER_TRACE, CALLER_SPAN)
+    assert failed["span_id"] == getattr(contexts[1], "span_id", None)  # the id it passed on
+    assert failed["attributes"]["http.response.status_code"] == 500
+    assert failed["start_unix_nano"] <= failed["end_unix_nano"]
+
+
+async def test_an_unsampled_grpc_call_makes_no_span_unless_the_server_fails(
+    span_file: Path,
+) -> None:
+    async def say(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
+        seen.append(current_context())
+        if request == b"no":
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, "refused")  # an answer
+        if request == b"bug":
+            raise RuntimeError("a bug")
+        return request
+
+    seen: list[object] = []
+    server = aio.server(interceptors=[TracingServerInterceptor()])
+    server.add_generic_rpc_handlers(
+        [
+            grpc.method_handlers_generic_handler(
+                "test.Echo", {"Say": grpc.unary_unary_rpc_method_handler(say)}
+            )
+        ]
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with aio.insecure_channel(
+            f"127.0.0.1:{port}", interceptors=client_interceptors()
+        ) as channel:
+            call: aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary("/test.Echo/Say")
+            metadata = (("traceparent", UNSAMPLED),)
+            assert await call(b"hi", timeout=5, metadata=metadata) == b"hi"
+            for refused in (b"no", b"bug"):
+                with pytest.raises(aio.AioRpcError):
+                    await call(refused, timeout=5, metadata=metadata)
+    finally:
+        await server.stop(None)
+    (failed,) = _flushed(span_file)  # only the bug: a refusal is the server's answer
+    assert (failed["name"], failed["kind"], failed["status"]) == (
+        "test.Echo/Say",
+        "SERVER",
+        "ERROR",
+    )
+    assert (failed["trace_id"], failed["parent_span_id"]) == (CALLER_TRACE, CALLER_SPAN)
+    assert failed["span_id"] == getattr(seen[2], "span_id", None)
+    assert all(getattr(c, "trace_id", None) == CALLER_TRACE for c in seen)
+    assert all(getattr(c, "sampled", None) is False for c in seen)
 
 
 def test_an_event_is_processed_in_a_child_of_the_span_it_was_made_in(span_file: Path) -> None:

@@ -11,42 +11,14 @@ proves the line equal to ecs-logging's for the same fields.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from typing import TextIO
 
-from flotilla_gateway.batches import Batched
+from flotilla_kit.access_log import ECS_VERSION, EcsClock, json_text, recurring_json_text
+from flotilla_kit.batches import Batched
 
 __all__ = ["AccessLog"]
-
-_ECS_VERSION = "1.6.0"  # what ecs-logging writes
-
-
-def _text(value: str | None) -> str:
-    """`value` as a JSON string (or null), escaped only when it needs to be."""
-    if value is None:
-        return "null"
-    # Printable ASCII but `"` and `\\` (nearly always: paths, names): JSON takes it as is.
-    if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:
-        return f'"{value}"'
-    return json.dumps(value, ensure_ascii=False)
-
-
-# Instance names and user ids recur: their JSON, remembered (bounded).
-_REMEMBERED = 4096
-_texts: dict[str, str] = {}
-
-
-def _recurring_text(value: str | None) -> str:
-    if value is None:
-        return "null"
-    text = _texts.get(value)
-    if text is None:
-        text = _text(value)
-        if len(_texts) < _REMEMBERED:
-            _texts[value] = text
-    return text
 
 
 def _hex_or_null(value: str | None) -> str:
@@ -74,7 +46,10 @@ class AccessLog:
         self.enabled = enabled  # off below log level info, as the kit's logger would be
         self._stream = stream
         self._batched = Batched(self._write, flush_after_s=flush_after_s, batch=batch)
-        self._service = f'"service":{{"name":{_text(service)},"node":{{"name":{_text(node)}}}}}'
+        self._clock = EcsClock()
+        self._service = (
+            f'"service":{{"name":{json_text(service)},"node":{{"name":{json_text(node)}}}}}'
+        )
 
     def record(
         self,
@@ -116,24 +91,20 @@ class AccessLog:
 
     def _render(self, pending: list[_Pending]) -> list[str]:
         # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted.
-        service = self._service
+        service, stamp = self._service, self._clock.stamp
         lines = []
-        second, second_text = -1, ""
         for now, method, path, route, status, duration, rid, tid, instance, user, ip in pending:
-            whole = int(now)
-            if whole != second:
-                second = whole
-                second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
             lines.append(
-                f'{{"@timestamp":"{second_text}.{int((now - whole) * 1000):03d}Z",'
+                f'{{"@timestamp":"{stamp(now)}",'
                 f'"log.level":"info","message":"request",'
-                f'"client":{{"ip":"{ip}"}},"ecs.version":"{_ECS_VERSION}",'
+                f'"client":{{"ip":"{ip}"}},"ecs.version":"{ECS_VERSION}",'
                 f'"event":{{"duration":{duration}}},'
                 f'"http":{{"request":{{"id":"{rid}","method":"{method.decode("latin-1")}"}},'
-                f'"response":{{"status_code":{status}}},"route":{_recurring_text(route)}}},'
+                f'"response":{{"status_code":{status}}},"route":{recurring_json_text(route)}}},'
                 f"{service},"
                 f'"trace":{{"id":{_hex_or_null(tid)}}},'
-                f'"upstream":{{"instance":{_recurring_text(instance)}}},'
-                f'"url":{{"path":{_text(path)}}},"user":{{"id":{_recurring_text(user)}}}}}\n'
+                f'"upstream":{{"instance":{recurring_json_text(instance)}}},'
+                f'"url":{{"path":{json_text(path)}}},'
+                f'"user":{{"id":{recurring_json_text(user)}}}}}\n'
             )
         return lines

@@ -420,7 +420,8 @@ class Exchange:
         instance = self._instance
         trace_id = self._trace_id
         spans = self._dispatcher.spans
-        if trace_id and spans is not None and self._sampled:
+        # Sampled traces, and every failure: errors are always kept.
+        if trace_id and spans is not None and (self._sampled or status >= 500):
             spans.record(
                 self._started, elapsed, trace_id, self._span_id,
                 # The caller's traceparent, if it was valid (its trace is continued).

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from flotilla_gateway.batches import Batched
+from flotilla_kit.batches import Batched
 from flotilla_kit.tracing import Tracing
 
 __all__ = ["SpanLog"]

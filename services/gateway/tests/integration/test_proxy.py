@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
 from flotilla_kit.problems import problem_type
+from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing import TokenMinter
+from flotilla_kit.tracing import install_tracing, uninstall_tracing
 
 from .harness import ECHO_POLICY, Stack, header_values
 
@@ -282,3 +285,39 @@ async def test_slow_upstream_gives_504(stack: Stack) -> None:
     assert response.json()["type"] == problem_type("gateway-timeout")
     assert after.status_code == 200
     assert all(i.in_flight == 0 for i in stack.registry.instances())
+
+
+async def test_unsampled_requests_make_no_span_but_a_failed_one_is_recorded(
+    stack: Stack, tokens: TokenMinter, tmp_path: Path
+) -> None:
+    """With a sample ratio of 0 the gateway starts traces unsampled (flag 00 upstream) and
+    records nothing for them, except a request that failed: errors are always kept."""
+    settings = ServiceSettings(
+        service_name="gateway", var_dir=tmp_path, trace_sample_ratio=0.0,
+        trace_export_delay_s=0.05,
+    )  # fmt: skip
+    active = install_tracing(settings, instance="gateway-0")
+    assert active is not None
+    try:
+        upstream = await stack.upstream("auth")
+        gateway = await stack.start_gateway()
+        headers = {"Authorization": f"Bearer {tokens.mint('user-1', ['customer'])}"}
+        async with stack.client() as client:
+            fine = await client.get("/api/v1/auth/me", headers=headers)
+            upstream.status = 503
+            failed = await client.get("/api/v1/auth/me", headers=headers)
+        assert (fine.status_code, failed.status_code) == (200, 503)
+        flags = [header_values(seen, "traceparent")[0][-2:] for seen in upstream.seen]
+        assert flags == ["00", "00"]  # nor do the services record these traces
+        dispatcher = gateway.connections.dispatcher
+        assert dispatcher.spans is not None
+        dispatcher.spans.flush()
+        active.processor.force_flush()
+        lines = (tmp_path / "traces" / "gateway-0.jsonl").read_text().splitlines()
+        (span,) = [json.loads(line) for line in lines]
+        assert span["attributes"]["http.response.status_code"] == 503
+        assert span["status"] == "ERROR"
+        forwarded = header_values(upstream.seen[1], "traceparent")[0].split("-")
+        assert (span["trace_id"], span["span_id"]) == (forwarded[1], forwarded[2])
+    finally:
+        uninstall_tracing()

@@ -12,6 +12,7 @@ a session's state.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
@@ -69,6 +70,20 @@ async def _keep_state(_connection: asyncpg.Connection) -> None:
     """Release without a reset query (see the module's docstring)."""
 
 
+async def _json_codecs(connection: asyncpg.Connection) -> None:
+    """JSON columns as SQLAlchemy's asyncpg dialect has them: its bind processor already
+    made the text, and its result processor expects the decoded value."""
+    await connection.set_type_codec(
+        "json", encoder=str.encode, decoder=lambda raw: json.loads(raw.decode()),
+        schema="pg_catalog", format="binary",
+    )  # fmt: skip
+    # jsonb's binary form starts with a version byte (1).
+    await connection.set_type_codec(
+        "jsonb", encoder=lambda text: b"\x01" + text.encode(),
+        decoder=lambda raw: json.loads(raw[1:].decode()), schema="pg_catalog", format="binary",
+    )  # fmt: skip
+
+
 _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.PostgresError,
     *_UNAVAILABLE,
@@ -98,6 +113,7 @@ class PostgresBackend:
                         min_size=0,
                         max_size=self._pool_size,
                         reset=_keep_state,
+                        init=_json_codecs,
                         timeout=_CONNECT_TIMEOUT_S,
                     )
                 except _DRIVER_ERRORS as error:

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement
 
@@ -112,5 +113,9 @@ class Query:
             statement = self._build(dialect.name) if callable(self._build) else self._build
             if not isinstance(statement, ClauseElement):  # pragma: no cover - typing says so
                 raise TypeError(f"not a statement: {statement!r}")
+            if isinstance(statement, Insert) and not list(statement.exported_columns):
+                # Nobody reads a key back unless the statement says RETURNING: without this,
+                # an INSERT into a table with a generated key returns it on PostgreSQL.
+                statement = statement.inline()
             compiled = self._compiled[dialect.name] = Compiled(statement, dialect)
         return compiled
