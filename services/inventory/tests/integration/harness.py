@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 from grpc import aio
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 
 from flotilla_inventory.adapters.tables import (
     audit_events,
@@ -27,7 +27,7 @@ from flotilla_inventory.adapters.tables import (
 )
 from flotilla_inventory.bootstrap import build_app
 from flotilla_inventory.settings import InventorySettings
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.rpc import bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
@@ -38,6 +38,22 @@ from flotilla_proto.inventory.v1 import inventory_pb2_grpc as pb_grpc
 
 Pki = Callable[[str], CertificatePaths]
 TIMEOUT_S = 10.0
+
+_STOCK = Query(
+    select(products.c.on_hand, products.c.held).where(products.c.id == bindparam("product_id"))
+)
+_COUNTS = [
+    Query(select(func.count().label("n")).select_from(table))
+    for table in (products, reservations, reservation_lines, idempotency_keys, audit_events, outbox)
+]
+_LEVELS = Query(
+    select(
+        products.c.id, products.c.name, products.c.price_minor, products.c.on_hand,
+        products.c.held, products.c.version,
+    ).order_by(products.c.id)
+)  # fmt: skip
+_STATES = Query(select(reservations.c.id, reservations.c.state).order_by(reservations.c.id))
+_EVENTS = Query(select(outbox.c.payload).order_by(outbox.c.seq))
 
 
 def tls_of(paths: CertificatePaths) -> TlsSettings:
@@ -107,12 +123,9 @@ class Instance:
 
     async def stock(self, product_id: str) -> tuple[int, int]:
         """(on hand, held), read from the database."""
-        async with self.database.engine.connect() as conn:
-            row = (
-                await conn.execute(
-                    select(products.c.on_hand, products.c.held).where(products.c.id == product_id)
-                )
-            ).one()
+        async with self.database.transaction(write=False) as tx:
+            row = await tx.first(_STOCK, product_id=product_id)
+        assert row is not None, product_id
         return int(row.on_hand), int(row.held)
 
     async def reserve_rest(
@@ -158,33 +171,17 @@ class Instance:
 
 async def take_snapshot(database: Database) -> tuple[object, ...]:
     """Everything a request could have changed, to prove a refused one changed nothing."""
-    async with database.engine.connect() as conn:
-        counts = [
-            (await conn.execute(select(func.count()).select_from(table))).scalar_one()
-            for table in (
-                products, reservations, reservation_lines, idempotency_keys, audit_events, outbox,
-            )
-        ]  # fmt: skip
-        stock = (
-            await conn.execute(
-                select(
-                    products.c.id, products.c.name, products.c.price_minor, products.c.on_hand,
-                    products.c.held, products.c.version,
-                ).order_by(products.c.id)
-            )
-        ).all()  # fmt: skip
-        states = (
-            await conn.execute(
-                select(reservations.c.id, reservations.c.state).order_by(reservations.c.id)
-            )
-        ).all()
+    async with database.transaction(write=False) as tx:
+        counts = [await tx.scalar(count) for count in _COUNTS]
+        stock = await tx.all(_LEVELS)
+        states = await tx.all(_STATES)
     return (*counts, tuple(map(tuple, stock)), tuple(map(tuple, states)))
 
 
 async def stock_events(database: Database) -> list[dict[str, Any]]:
     """The outbox's stock events, in order: (subject, data) of each."""
-    async with database.engine.connect() as conn:
-        rows = (await conn.execute(select(outbox.c.payload).order_by(outbox.c.seq))).all()
+    async with database.transaction(write=False) as tx:
+        rows = await tx.all(_EVENTS)
     return [json.loads(row.payload) for row in rows]
 
 

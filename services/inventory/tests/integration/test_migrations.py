@@ -14,11 +14,11 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from flotilla_inventory.adapters.tables import metadata
 from flotilla_inventory.bootstrap import MIGRATIONS
+from flotilla_kit.db import CheckViolation, Database, Query, UniqueViolation
 
 NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 PRODUCT = (
@@ -52,16 +52,18 @@ def _differences(connection: Connection) -> list[Any]:
 
 
 async def _run(url: str, statement: str, **params: object) -> None:
-    engine = create_async_engine(url)
+    database = Database(url)
     try:
-        async with engine.begin() as conn:
-            await conn.execute(text(statement), {"now": NOW, **params})
+        async with database.transaction() as tx:
+            await tx.execute(Query(text(statement)), now=NOW, **params)
+            await tx.commit()
     finally:
-        await engine.dispose()
+        await database.dispose()
 
 
 async def test_the_migrations_build_what_the_code_declares(database_url: str) -> None:
     await _upgrade(database_url)
+    # Alembic compares through a SQLAlchemy connection of its own, as the migrations run.
     engine = create_async_engine(database_url)
     try:
         async with engine.connect() as conn:
@@ -82,7 +84,7 @@ async def test_the_outbox_arrives_over_a_stocked_shop(database_url: str) -> None
         " VALUES ('e1', 'flotilla.inventory.stock_changed', '{}', :now)",
     )
     await asyncio.to_thread(command.downgrade, _alembic(database_url), "0001")
-    with pytest.raises(IntegrityError):  # the product is still there, with its sku
+    with pytest.raises(UniqueViolation):  # the product is still there, with its sku
         await _run(database_url, PRODUCT, **_GOOD_PRODUCT)
 
 
@@ -104,7 +106,7 @@ async def test_the_database_refuses_what_the_rules_forbid(
     database_url: str, statement: str, good: dict[str, object], bad: dict[str, object]
 ) -> None:
     await _upgrade(database_url)
-    with pytest.raises(IntegrityError):
+    with pytest.raises(CheckViolation):
         await _run(database_url, statement, **{**good, **bad})
     # The same row without the fault goes in: the refusal was about the fault.
     await _run(database_url, statement, **good)
@@ -113,7 +115,7 @@ async def test_the_database_refuses_what_the_rules_forbid(
 async def test_stock_cannot_be_held_twice_over_by_sql_either(database_url: str) -> None:
     await _upgrade(database_url)
     await _run(database_url, PRODUCT, **{**_GOOD_PRODUCT, "on_hand": 5, "held": 5})
-    with pytest.raises(IntegrityError):
+    with pytest.raises(CheckViolation):
         await _run(database_url, "UPDATE products SET held = held + 1 WHERE id = 'prd_1'")
-    with pytest.raises(IntegrityError):
+    with pytest.raises(CheckViolation):
         await _run(database_url, "UPDATE products SET on_hand = on_hand - 1 WHERE id = 'prd_1'")

@@ -1,4 +1,4 @@
-"""Two inventory instances on one database (each its own engine, its own gRPC server over
+"""Two inventory instances on one database (each its own Database, its own gRPC server over
 mutual TLS), racing: for the last units, to decide the same reservations, to sweep the
 same expired holds. Never oversold, `on_hand - held >= 0` always, every HELD line
 accounted for, every decision taken once. SQLite and PostgreSQL."""
@@ -10,9 +10,10 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import String, bindparam, func, select
 
 from flotilla_inventory.adapters.tables import products, reservation_lines, reservations
+from flotilla_kit.db import Query
 from flotilla_kit.testing import TokenMinter
 from flotilla_proto.inventory.v1 import inventory_pb2 as pb
 
@@ -33,22 +34,22 @@ async def pair(
         yield one, two
 
 
+_PRODUCT_ID = bindparam("product_id", type_=String())
+_STOCK = Query(select(products.c.on_hand, products.c.held).where(products.c.id == _PRODUCT_ID))
+_HELD_LINES = Query(
+    select(func.coalesce(func.sum(reservation_lines.c.quantity), 0).label("quantity"))
+    .join(reservations, reservations.c.id == reservation_lines.c.reservation_id)
+    .where(reservations.c.state == "held", reservation_lines.c.product_id == _PRODUCT_ID)
+)
+
+
 async def _ledger(instance: Instance, product_id: str) -> tuple[int, int, int]:
     """(on hand, held, the sum of the lines of HELD reservations) of a product."""
-    async with instance.database.engine.connect() as conn:
-        on_hand, held = (
-            await conn.execute(
-                select(products.c.on_hand, products.c.held).where(products.c.id == product_id)
-            )
-        ).one()
-        lines = (
-            await conn.execute(
-                select(func.coalesce(func.sum(reservation_lines.c.quantity), 0))
-                .join(reservations, reservations.c.id == reservation_lines.c.reservation_id)
-                .where(reservations.c.state == "held", reservation_lines.c.product_id == product_id)
-            )
-        ).scalar_one()
-    return int(on_hand), int(held), int(lines)
+    async with instance.database.transaction(write=False) as tx:
+        stock = await tx.first(_STOCK, product_id=product_id)
+        lines = await tx.scalar(_HELD_LINES, product_id=product_id)
+    assert stock is not None, product_id
+    return int(stock.on_hand), int(stock.held), int(lines)
 
 
 async def _stream(instance: Instance, requests: list[pb.ReserveRequest]) -> list[pb.Reservation]:

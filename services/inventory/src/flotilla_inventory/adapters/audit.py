@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from flotilla_inventory.adapters.tables import audit_events
 from flotilla_kit.audit import AuditLog
+from flotilla_kit.db import Transaction
 
 __all__ = ["AUDIT_LOG", "SqlAuditTrail"]
 
@@ -16,12 +15,12 @@ AUDIT_LOG = AuditLog(audit_events)
 
 
 class SqlAuditTrail:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def record(
         self, *, actor: str, action: str, target: str, details: Mapping[str, Any]
     ) -> None:
         await AUDIT_LOG.append(
-            self.session, actor=actor, action=action, target=target, details=details
+            self.transaction, actor=actor, action=action, target=target, details=details
         )

@@ -10,19 +10,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Sequence
-from typing import Any, cast
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import String, bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult, Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.base import Executable
 
 from flotilla_inventory.adapters.tables import reservation_lines
 from flotilla_inventory.adapters.tables import reservations as reservations_table
 from flotilla_inventory.domain import Refusal, Reservation, ReservationState, ReservedLine
-from flotilla_kit.db import UtcDateTime
+from flotilla_kit.db import Query, Row, Transaction, UtcDateTime
 
 __all__ = ["SqlReservations"]
 
@@ -31,15 +30,46 @@ _ID = bindparam("reservation_id", type_=String())
 _NOW = bindparam("now", type_=UtcDateTime())
 _TO = bindparam("to", type_=String())
 _HELD = ReservationState.HELD.value
+_HEADER_COLUMNS = tuple(column.name for column in reservations_table.c)
+# The kit runs a statement with one set of parameters (and returns rows only then), so
+# an insert of several reservations is a multi-row INSERT ... RETURNING, one statement
+# per row count up to this (a stream's default window): a batch is one statement, a
+# larger one (a wider window) one per this many rows.
+_MOST_HEADERS = 64
+# The parameter name of each column in the i-th row of those statements.
+_HEADER_KEYS = [{name: f"{name}_{i}" for name in _HEADER_COLUMNS} for i in range(_MOST_HEADERS)]
 
 
-def _decide(*, overdue: bool) -> Any:
+def _header_insert(rows: int) -> Query:
+    """Reservations `id_0, state_0, ... id_<rows-1>, ...` in that order (the lock order),
+    those whose id is taken left alone; the ids it inserted."""
+
+    def build(dialect_name: str) -> Executable:
+        insert = postgresql_insert if dialect_name == "postgresql" else sqlite_insert
+        return (
+            insert(reservations_table)
+            .values([{n: bindparam(k) for n, k in keys.items()} for keys in _HEADER_KEYS[:rows]])
+            .on_conflict_do_nothing(index_elements=[reservations_table.c.id])
+            .returning(reservations_table.c.id)
+        )
+
+    return Query(build)
+
+
+# Declared here, built and compiled by the kit the first time a batch of that size runs.
+_INSERT_HEADERS = {rows: _header_insert(rows) for rows in range(1, _MOST_HEADERS + 1)}
+_INSERT_LINES = Query(
+    reservation_lines.insert().values({c.name: bindparam(c.name) for c in reservation_lines.c})
+)
+
+
+def _decide(*, overdue: bool) -> Query:
     deadline = (
         reservations_table.c.expires_at <= _NOW
         if overdue
         else reservations_table.c.expires_at > _NOW
     )
-    return (
+    return Query(
         update(reservations_table)
         .where(reservations_table.c.id == _ID, reservations_table.c.state == _HELD, deadline)
         .values(state=_TO, decided_at=_NOW)
@@ -49,16 +79,34 @@ def _decide(*, overdue: bool) -> Any:
 
 _DECIDE_IN_TIME = _decide(overdue=False)
 _DECIDE_OVERDUE = _decide(overdue=True)
-_GET = select(reservations_table).where(reservations_table.c.id == _ID)
-_LINES = (
-    select(
-        reservation_lines.c.product_id,
-        reservation_lines.c.quantity,
-        reservation_lines.c.unit_price_minor,
-        reservation_lines.c.currency,
-    )
+_LINE_COLUMNS = (
+    reservation_lines.c.product_id,
+    reservation_lines.c.quantity,
+    reservation_lines.c.unit_price_minor,
+    reservation_lines.c.currency,
+)
+_LINES = Query(
+    select(*_LINE_COLUMNS)
     .where(reservation_lines.c.reservation_id == _ID)
     .order_by(reservation_lines.c.product_id)
+)
+# The reservation and its lines in one statement: one row per line (in product order),
+# or a single row with NULL line columns when it has none.
+_GET = Query(
+    select(reservations_table, *_LINE_COLUMNS)
+    .select_from(
+        reservations_table.outerjoin(
+            reservation_lines, reservation_lines.c.reservation_id == reservations_table.c.id
+        )
+    )
+    .where(reservations_table.c.id == _ID)
+    .order_by(reservation_lines.c.product_id)
+)
+_OVERDUE = Query(
+    select(reservations_table.c.id)
+    .where(reservations_table.c.state == _HELD, reservations_table.c.expires_at <= _NOW)
+    .order_by(reservations_table.c.expires_at)
+    .limit(bindparam("limit"))
 )
 
 
@@ -86,64 +134,56 @@ def _line(reservation_id: str, line: ReservedLine) -> dict[str, Any]:
     }
 
 
-def _reservation(row: Row[Any], lines: tuple[ReservedLine, ...]) -> Reservation:
-    m = row._mapping
+def _chunks(reservations: Sequence[Reservation]) -> Iterator[Sequence[Reservation]]:
+    """Consecutive runs of at most `_MOST_HEADERS`, in the order given."""
+    for start in range(0, len(reservations), _MOST_HEADERS):
+        yield reservations[start : start + _MOST_HEADERS]
+
+
+def _reserved_line(row: Row) -> ReservedLine:
+    return ReservedLine(row.product_id, int(row.quantity), int(row.unit_price_minor), row.currency)
+
+
+def _reservation(row: Row, lines: tuple[ReservedLine, ...]) -> Reservation:
     return Reservation(
-        id=m["id"],
-        state=ReservationState(m["state"]),
-        created_at=m["created_at"],
+        id=row.id,
+        state=ReservationState(row.state),
+        created_at=row.created_at,
         lines=lines,
-        expires_at=m["expires_at"],
-        decided_at=m["decided_at"],
-        refusal=Refusal(m["refusal"]) if m["refusal"] is not None else None,
-        detail=m["detail"],
-        short_products=tuple(json.loads(m["short_products"])),
-        fingerprint=m["fingerprint"],
+        expires_at=row.expires_at,
+        decided_at=row.decided_at,
+        refusal=Refusal(row.refusal) if row.refusal is not None else None,
+        detail=row.detail,
+        short_products=tuple(json.loads(row.short_products)),
+        fingerprint=row.fingerprint,
     )
 
 
 class SqlReservations:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
+
+    async def _insert_headers(self, reservations: Sequence[Reservation]) -> set[str]:
+        inserted: set[str] = set()
+        for chunk in _chunks(reservations):
+            values: dict[str, Any] = {}
+            for keys, reservation in zip(_HEADER_KEYS, chunk, strict=False):
+                values.update((keys[name], value) for name, value in _header(reservation).items())
+            rows = await self.transaction.all(_INSERT_HEADERS[len(chunk)], **values)
+            inserted.update(row.id for row in rows)
+        return inserted
 
     async def add(self, reservation: Reservation) -> bool:
-        insert = (
-            postgresql_insert
-            if self.session.get_bind().dialect.name == "postgresql"
-            else sqlite_insert
-        )
-        statement = (
-            insert(reservations_table)
-            .values(**_header(reservation))
-            .on_conflict_do_nothing(index_elements=[reservations_table.c.id])
-        )
-        result = cast(CursorResult[Any], await self.session.execute(statement))
-        if result.rowcount != 1:
+        if not await self._insert_headers([reservation]):
             return False
-        if reservation.lines:
-            await self.session.execute(
-                reservation_lines.insert(),
-                [_line(reservation.id, line) for line in reservation.lines],
-            )
+        await self.add_lines([(reservation.id, line) for line in reservation.lines])
         return True
 
     async def add_many(self, reservations: Sequence[Reservation]) -> set[str]:
-        """One INSERT for the reservations (in the order given) and one for their lines;
-        the ids it inserted (those taken already are left alone)."""
-        if not reservations:
-            return set()
-        insert = (
-            postgresql_insert
-            if self.session.get_bind().dialect.name == "postgresql"
-            else sqlite_insert
-        )
-        statement = (
-            insert(reservations_table)
-            .on_conflict_do_nothing(index_elements=[reservations_table.c.id])
-            .returning(reservations_table.c.id)
-        )
-        result = await self.session.execute(statement, [_header(r) for r in reservations])
-        inserted = set(result.scalars().all())
+        """Multi-row INSERTs for the reservations (in the order given) and one
+        executemany for their lines; the ids it inserted (those taken already are left
+        alone)."""
+        inserted = await self._insert_headers(reservations)
         await self.add_lines(
             [(r.id, line) for r in reservations if r.id in inserted for line in r.lines]
         )
@@ -151,23 +191,16 @@ class SqlReservations:
 
     async def add_lines(self, lines: Sequence[tuple[str, ReservedLine]]) -> None:
         if lines:
-            await self.session.execute(
-                reservation_lines.insert(),
-                [_line(reservation_id, line) for reservation_id, line in lines],
+            await self.transaction.execute_many(
+                _INSERT_LINES, [_line(reservation_id, line) for reservation_id, line in lines]
             )
 
-    async def _lines(self, reservation_id: str) -> tuple[ReservedLine, ...]:
-        rows = await self.session.execute(_LINES, {"reservation_id": reservation_id})
-        return tuple(
-            ReservedLine(r.product_id, int(r.quantity), int(r.unit_price_minor), r.currency)
-            for r in rows
-        )
-
     async def get(self, reservation_id: str) -> Reservation | None:
-        row = (await self.session.execute(_GET, {"reservation_id": reservation_id})).first()
-        if row is None:
+        rows = await self.transaction.all(_GET, reservation_id=reservation_id)
+        if not rows:
             return None
-        return _reservation(row, await self._lines(reservation_id))
+        lines = tuple(_reserved_line(row) for row in rows if row.product_id is not None)
+        return _reservation(rows[0], lines)
 
     async def decide(
         self,
@@ -177,21 +210,17 @@ class SqlReservations:
         now: dt.datetime,
         overdue: bool = False,
     ) -> Reservation | None:
-        statement = _DECIDE_OVERDUE if overdue else _DECIDE_IN_TIME
-        row = (
-            await self.session.execute(
-                statement, {"reservation_id": reservation_id, "to": to.value, "now": now}
-            )
-        ).first()
+        row = await self.transaction.first(
+            _DECIDE_OVERDUE if overdue else _DECIDE_IN_TIME,
+            reservation_id=reservation_id,
+            to=to.value,
+            now=now,
+        )
         if row is None:
             return None
-        return _reservation(row, await self._lines(reservation_id))
+        lines = await self.transaction.all(_LINES, reservation_id=reservation_id)
+        return _reservation(row, tuple(_reserved_line(line) for line in lines))
 
     async def overdue(self, now: dt.datetime, *, limit: int) -> list[str]:
-        rows = await self.session.execute(
-            select(reservations_table.c.id)
-            .where(reservations_table.c.state == _HELD, reservations_table.c.expires_at <= now)
-            .order_by(reservations_table.c.expires_at)
-            .limit(limit)
-        )
+        rows = await self.transaction.all(_OVERDUE, now=now, limit=limit)
         return [row.id for row in rows]

@@ -5,10 +5,9 @@ change, or neither does. The relay (`python -m flotilla_inventory relay`) publis
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.domain import StockLevel, StockReason
+from flotilla_kit.db import Transaction
 from flotilla_kit.events import CloudEvent, Outbox
 
 __all__ = ["OUTBOX", "SERVICE", "STOCK_CHANGED", "OutboxStockEvents"]
@@ -19,11 +18,11 @@ OUTBOX = Outbox(outbox)
 
 
 class OutboxStockEvents:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def changed(self, level: StockLevel, reason: StockReason) -> None:
         event = CloudEvent.new(
             SERVICE, STOCK_CHANGED, level.event_data(reason), subject=level.product_id
         )
-        await OUTBOX.add(self.session, event)
+        await OUTBOX.add(self.transaction, event)

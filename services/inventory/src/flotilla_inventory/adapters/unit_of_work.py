@@ -22,10 +22,10 @@ class SqlInventoryUnitOfWork(UnitOfWork):
     async def __aenter__(self) -> Self:
         # On SQLite the kit queues this process's writers in order (flotilla_kit.db).
         await super().__aenter__()
-        self.products = SqlProducts(self.session)
-        self.reservations = SqlReservations(self.session)
-        self.events = OutboxStockEvents(self.session)
-        self.audit = SqlAuditTrail(self.session)
+        self.products = SqlProducts(self.transaction)
+        self.reservations = SqlReservations(self.transaction)
+        self.events = OutboxStockEvents(self.transaction)
+        self.audit = SqlAuditTrail(self.transaction)
         return self
 
 

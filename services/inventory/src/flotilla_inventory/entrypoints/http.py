@@ -88,23 +88,26 @@ IdempotencyKey = Annotated[
 ProductId = Annotated[str, Path(max_length=64, description="The product's id (`prd_...`).")]
 ReservationId = Annotated[str, Path(max_length=64, description="The caller's reservation id.")]
 
+# Dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a
+# thread hop per request for reading an attribute.
 
-def _database(request: Request) -> Database:
+
+async def _database(request: Request) -> Database:
     database: Database = request.app.state.database
     return database
 
 
-def _uow(request: Request) -> SqlUnitOfWorkFactory:
+async def _uow(request: Request) -> SqlUnitOfWorkFactory:
     uow: SqlUnitOfWorkFactory = request.app.state.uow
     return uow
 
 
-def _desk(request: Request) -> ReservationDesk:
+async def _desk(request: Request) -> ReservationDesk:
     desk: ReservationDesk = request.app.state.desk
     return desk
 
 
-def _clock(request: Request) -> Clock:
+async def _clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 

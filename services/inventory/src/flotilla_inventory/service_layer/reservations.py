@@ -169,41 +169,54 @@ class ReservationDesk:
         if invalid is not None:
             return invalid
         fingerprint = lines_fingerprint(call.lines)
-        refusal: Reservation | None = None
         async with self._uow() as uow:
             # The reservation's row first, then the products: the lock order of every
             # call (Commit and Release decide the row, then move stock), so that two
-            # transactions never wait for each other in a circle on PostgreSQL. A taken
-            # id (a repeat, or a race lost) holds nothing and answers for itself below.
-            if await uow.reservations.add(self._header(call, now)):
-                held, shortfall = await self._hold_all(uow, call.lines)
-                if shortfall is None:
-                    reservation = self._held(call, {line.product_id: h for line, h in held}, now)
-                    await uow.reservations.add_lines(
-                        [(reservation.id, line) for line in reservation.lines]
-                    )
-                    for _, h in held:
-                        await uow.events.changed(h.level, StockReason.RESERVED)
-                    await uow.commit()
-                    return reservation
-                # Short: the row and the holds go back with the rollback.
-                refusal = refused(
-                    call.reservation_id,
-                    shortfall.refusal,
-                    shortfall.detail,
-                    now=now,
-                    short_products=shortfall.products,
-                    fingerprint=fingerprint,
+            # transactions never wait for each other in a circle on PostgreSQL.
+            if not await uow.reservations.add(self._header(call, now)):
+                # A taken id (a repeat, or a race lost) holds nothing: it answers for
+                # itself, in this same transaction.
+                return await self._answer_taken(
+                    uow, reservation_id=call.reservation_id, fingerprint=fingerprint, now=now
                 )
+            held, shortfall = await self._hold_all(uow, call.lines)
+            if shortfall is None:
+                reservation = self._held(call, {line.product_id: h for line, h in held}, now)
+                await uow.reservations.add_lines(
+                    [(reservation.id, line) for line in reservation.lines]
+                )
+                for _, h in held:
+                    await uow.events.changed(h.level, StockReason.RESERVED)
+                await uow.commit()
+                return reservation
+            # Short: the row and the holds go back with the rollback.
+            refusal = refused(
+                call.reservation_id,
+                shortfall.refusal,
+                shortfall.detail,
+                now=now,
+                short_products=shortfall.products,
+                fingerprint=fingerprint,
+            )
         async with self._uow() as uow:
-            if refusal is not None and await uow.reservations.add(refusal):
+            if await uow.reservations.add(refusal):
                 await uow.commit()
                 return refusal
-            existing = await uow.reservations.get(call.reservation_id)
-            assert existing is not None  # the insert conflicted with it
-            existing = await self._settle_overdue(uow, existing, now)
-            await uow.commit()
-            return answer_to_reserve(existing, fingerprint, now=now)
+            # Taken in between (another Reserve of the same id): its answer stands.
+            return await self._answer_taken(
+                uow, reservation_id=call.reservation_id, fingerprint=fingerprint, now=now
+            )
+
+    async def _answer_taken(
+        self, uow: InventoryUnitOfWork, *, reservation_id: str, fingerprint: str, now: dt.datetime
+    ) -> Reservation:
+        """The answer to a Reserve whose id is taken: the reservation there (expired
+        first if its hold has passed), as `answer_to_reserve` puts it. Commits."""
+        existing = await uow.reservations.get(reservation_id)
+        assert existing is not None  # the insert conflicted with it
+        existing = await self._settle_overdue(uow, existing, now)
+        await uow.commit()
+        return answer_to_reserve(existing, fingerprint, now=now)
 
     async def _hold_all(
         self, uow: InventoryUnitOfWork, lines: tuple[RequestedLine, ...]
