@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from flotilla_kit.db import Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tls import CertificatePaths
@@ -212,12 +213,13 @@ async def drive_out(app: FastAPI, clock: FakeClock) -> None:
             await asyncio.gather(sleeper, *done, return_exceptions=True)
 
 
+_COUNTS = [
+    Query(select(func.count().label("n")).select_from(t))
+    for t in (orders, order_lines, idempotency_keys)
+]
+
+
 async def rows(app: FastAPI) -> tuple[int, ...]:
     """How many orders, lines and Idempotency-Keys are stored."""
-    async with app.state.database.engine.connect() as conn:
-        return tuple(
-            [
-                (await conn.execute(select(func.count()).select_from(t))).scalar_one()
-                for t in (orders, order_lines, idempotency_keys)
-            ]
-        )
+    async with app.state.database.transaction(write=False) as tx:
+        return tuple([int(await tx.scalar(count)) for count in _COUNTS])

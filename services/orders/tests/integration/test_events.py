@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from flotilla_kit.db import Query
 from flotilla_kit.events import CloudEvent, OutboxRelay, connect, ensure_streams
 from flotilla_orders.adapters.tables import history_orders, inbox, orders, outbox
 from flotilla_orders.entrypoints.consumers import ORDERS_CONSUMER, PAYMENTS_CONSUMER
@@ -113,9 +114,9 @@ async def history_of(app: FastAPI, headers: dict[str, str]) -> list[dict[str, An
 
 
 async def count(app: FastAPI, table: Any, *where: Any) -> int:
-    async with app.state.database.engine.connect() as conn:
-        found = await conn.execute(select(func.count()).select_from(table).where(*where))
-        return int(found.scalar_one())
+    query = Query(select(func.count().label("n")).select_from(table).where(*where))
+    async with app.state.database.transaction(write=False) as tx:
+        return int(await tx.scalar(query))
 
 
 async def test_a_confirmed_order_reaches_the_history_and_is_paid_once_payments_says_so(
@@ -126,8 +127,8 @@ async def test_a_confirmed_order_reaches_the_history_and_is_paid_once_payments_s
             await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-1"))
         ).json()
         # The event was written with the final state, and waits in the outbox.
-        async with shop.state.database.engine.connect() as conn:
-            (row,) = (await conn.execute(select(outbox))).all()
+        async with shop.state.database.transaction(write=False) as tx:
+            (row,) = await tx.all(Query(select(outbox)))
         event = CloudEvent.from_json(row.payload.encode())
         assert (event.type, event.subject, row.published_at) == (
             "flotilla.orders.order_confirmed", placed["id"], None,
@@ -177,8 +178,9 @@ async def test_events_in_any_order_and_copies_of_them_give_the_same_history(
         first = await publish_as_payments(nats_url, refund, 500)
         await publish_as_payments(nats_url, refund, 500, event_id=first.id, message_id="again")
         assert await publish_pending(shop, nats_url) == 1
-        async with shop.state.database.engine.begin() as conn:
-            await conn.execute(outbox.update().values(published_at=None))
+        async with shop.state.database.transaction() as tx:
+            await tx.execute(Query(outbox.update().values(published_at=None)))
+            await tx.commit()
         assert await publish_pending(shop, nats_url) == 1  # JetStream drops this copy
 
     async def refunded() -> list[dict[str, Any]] | None:

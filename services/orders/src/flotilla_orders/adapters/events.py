@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
+from flotilla_kit.db import Transaction
 from flotilla_kit.events import CloudEvent, Outbox
 from flotilla_orders.adapters.tables import outbox
 from flotilla_orders.domain import SERVICE
@@ -18,8 +17,8 @@ OUTBOX = Outbox(outbox)
 
 
 class SqlEventLog:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def add(self, event: str, *, subject: str, data: dict[str, Any]) -> None:
-        await OUTBOX.add(self.session, CloudEvent.new(SERVICE, event, data, subject=subject))
+        await OUTBOX.add(self.transaction, CloudEvent.new(SERVICE, event, data, subject=subject))

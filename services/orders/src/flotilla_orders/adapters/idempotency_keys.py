@@ -12,28 +12,30 @@ import datetime as dt
 import json
 import uuid
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import bindparam, select
 
+from flotilla_kit.db import IntegrityViolation, Query, Transaction
 from flotilla_orders.adapters.tables import idempotency_keys
 from flotilla_orders.service_layer.ports import DuplicateIdempotencyKey, StoredKey
 
 __all__ = ["SqlIdempotencyKeys"]
 
 _k = idempotency_keys.c
+_FIND = Query(
+    select(_k.fingerprint, _k.body).where(
+        _k.scope == bindparam("scope"), _k.key == bindparam("key")
+    )
+)
+_REMEMBER = Query(idempotency_keys.insert().values({c.name: bindparam(c.name) for c in _k}))
 
 
 class SqlIdempotencyKeys:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def find(self, scope: str, key: str) -> StoredKey | None:
-        row = (
-            await self.session.execute(
-                select(_k.fingerprint, _k.body).where(_k.scope == scope, _k.key == key)
-            )
-        ).one_or_none()
+        # (scope, key) is the primary key: one row at most.
+        row = await self.transaction.first(_FIND, scope=scope, key=key)
         if row is None:
             return None
         return StoredKey(row.fingerprint, uuid.UUID(json.loads(row.body)["order_id"]))
@@ -42,15 +44,14 @@ class SqlIdempotencyKeys:
         self, scope: str, key: str, *, fingerprint: str, order_id: uuid.UUID, at: dt.datetime
     ) -> None:
         try:
-            await self.session.execute(
-                idempotency_keys.insert().values(
-                    scope=scope,
-                    key=key,
-                    fingerprint=fingerprint,
-                    status=202,
-                    body=json.dumps({"order_id": str(order_id)}),
-                    created_at=at,
-                )
+            await self.transaction.execute(
+                _REMEMBER,
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                status=202,
+                body=json.dumps({"order_id": str(order_id)}),
+                created_at=at,
             )
-        except IntegrityError as exc:
+        except IntegrityViolation as exc:
             raise DuplicateIdempotencyKey(key) from exc

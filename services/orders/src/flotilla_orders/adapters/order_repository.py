@@ -1,21 +1,26 @@
-"""Orders over SQLAlchemy Core; works on SQLite and PostgreSQL alike.
+"""Orders over the kit's transactions; works on SQLite and PostgreSQL alike.
 
 Every write of the saga is a compare-and-set: an UPDATE whose WHERE names the version the
 writer last saw and the lease it holds, and whose row count says whether it won.
+
+Each statement is declared once, below. One order is read in two statements, its row
+then its lines: joined, the order's columns would be repeated (and their timestamps
+parsed again) on every line, which costs more CPU than the second statement from two
+lines on (measured on SQLite). A page of orders needs the join all the same (the kit
+runs no `IN (list)`), in one statement, so its orders and lines share a snapshot.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import CursorResult, Result, and_, bindparam, func, or_, select, update
-from sqlalchemy.engine import RowMapping
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy.sql import Select
 
+from flotilla_kit.db import Query, Row, Transaction
 from flotilla_orders.adapters.tables import order_lines, orders
 from flotilla_orders.domain import CancelReason, Order, OrderLine, OrderState, SagaStep
 
@@ -25,38 +30,156 @@ _o = orders.c
 _l = order_lines.c
 _DONE = SagaStep.DONE.value
 
+# The columns every save writes (the rest are written once, by the INSERT).
+_MUTABLE = (
+    "state", "step", "reason", "total_minor", "payment_transfer_id", "refund_transfer_id",
+    "pay_attempt", "refund_attempt", "version", "updated_at", "lease_owner", "lease_until",
+    "retries", "next_attempt_at",
+)  # fmt: skip
 
-def _won(result: Result[Any]) -> bool:
-    # DML statements always produce a cursor result; the type is only widened by the API.
-    assert isinstance(result, CursorResult)
-    return int(result.rowcount) == 1
+
+def _lease_free() -> Any:
+    return or_(_o.lease_until.is_(None), _o.lease_until <= bindparam("now"))
 
 
-def _order(m: RowMapping, lines: Sequence[OrderLine]) -> Order:
+def _with_lines(page: Select[Any]) -> Select[Any]:
+    """The orders `page` selects, each once per line (once, without a line, if it has
+    none), newest first and its lines in order."""
+    chosen = page.subquery("chosen")
+    c = chosen.c
+    return (
+        select(chosen, _l.product_id, _l.quantity, _l.unit_price_minor)
+        .select_from(chosen.outerjoin(order_lines, _l.order_id == c.id))
+        .order_by(c.created_at.desc(), c.id.desc(), _l.line_no)
+    )
+
+
+def _customers_page(*, after_cursor: bool) -> Query:
+    page = select(orders).where(_o.customer_id == bindparam("customer_id"))
+    if after_cursor:
+        after_at = bindparam("after_created_at", type_=_o.created_at.type)
+        page = page.where(
+            or_(
+                _o.created_at < after_at,
+                and_(_o.created_at == after_at, _o.id < bindparam("after_id", type_=_o.id.type)),
+            )
+        )
+    return Query(
+        _with_lines(page.order_by(_o.created_at.desc(), _o.id.desc()).limit(bindparam("limit")))
+    )
+
+
+_INSERT_ORDER = Query(orders.insert().values({c.name: bindparam(c.name) for c in _o}))
+_INSERT_LINES = Query(order_lines.insert().values({c.name: bindparam(c.name) for c in _l}))
+_ORDER = Query(select(orders).where(_o.id == bindparam("order_id")))
+_LINES_OF_ORDER = Query(
+    select(_l.product_id, _l.quantity, _l.unit_price_minor)
+    .where(_l.order_id == bindparam("order_id"))
+    .order_by(_l.line_no)
+)
+_FIRST_PAGE = _customers_page(after_cursor=False)
+_NEXT_PAGE = _customers_page(after_cursor=True)
+_SAVE = Query(
+    update(orders)
+    .where(
+        _o.id == bindparam("order_id"),
+        _o.version == bindparam("expected_version"),
+        _o.lease_owner == bindparam("owner"),
+    )
+    .values({name: bindparam(name) for name in _MUTABLE})
+)
+_SET_PRICES = Query(
+    update(order_lines)
+    .where(_l.order_id == bindparam("o_id"), _l.line_no == bindparam("o_line"))
+    .values(unit_price_minor=bindparam("o_price"))
+)
+_EXTEND_LEASE = Query(
+    update(orders)
+    .where(
+        _o.id == bindparam("order_id"),
+        _o.lease_owner == bindparam("owner"),
+        _o.version == bindparam("expected_version"),
+    )
+    .values(
+        lease_until=bindparam("until"),
+        retries=bindparam("retries"),
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
+_RELEASE_LEASE = Query(
+    update(orders)
+    .where(_o.id == bindparam("order_id"), _o.lease_owner == bindparam("owner"), _o.step != _DONE)
+    .values(
+        lease_owner=None,
+        lease_until=None,
+        retries=bindparam("retries"),
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
+_RELEASE_LEASES_OF = Query(
+    update(orders)
+    .where(_o.lease_owner == bindparam("owner"), _o.step != _DONE)
+    .values(lease_owner=None, lease_until=None)
+)
+_DUE = Query(
+    select(_o.id)
+    .where(_o.step != _DONE, _o.next_attempt_at <= bindparam("now"), _lease_free())
+    .order_by(_o.next_attempt_at, _o.id)
+    .limit(bindparam("limit"))
+)
+_CLAIM = Query(
+    update(orders)
+    .where(_o.id == bindparam("order_id"), _o.step != _DONE, _lease_free())
+    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
+)
+_COUNT_UNFINISHED = Query(
+    select(func.count().label("unfinished")).select_from(orders).where(_o.step != _DONE)
+)
+
+
+def _line(row: Row) -> OrderLine:
+    price = int(row.unit_price_minor) if row.unit_price_minor is not None else None
+    return OrderLine(row.product_id, int(row.quantity), price)
+
+
+def _orders(rows: Sequence[Row]) -> list[Order]:
+    """Orders from rows of `_with_lines`: consecutive rows of one order hold its lines."""
+    found: list[Order] = []
+    lines: list[OrderLine] = []
+    for index, row in enumerate(rows):
+        if row.product_id is not None:
+            lines.append(_line(row))
+        if index + 1 == len(rows) or rows[index + 1].id != row.id:
+            found.append(_order(row, lines))
+            lines = []
+    return found
+
+
+def _order(m: Row, lines: Sequence[OrderLine]) -> Order:
     return Order(
-        id=m["id"],
-        customer_id=m["customer_id"],
+        id=m.id,
+        customer_id=m.customer_id,
         lines=tuple(lines),
-        currency=m["currency"],
-        payment_account=m["payment_account"],
-        shop_account=m["shop_account"],
-        shop_owner=m["shop_owner"],
-        step=SagaStep(m["step"]),
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        reserve_deadline=m["reserve_deadline"],
-        next_attempt_at=m["next_attempt_at"],
-        state=OrderState(m["state"]),
-        reason=CancelReason(m["reason"]) if m["reason"] is not None else None,
-        total_minor=int(m["total_minor"]) if m["total_minor"] is not None else None,
-        payment_transfer_id=m["payment_transfer_id"],
-        refund_transfer_id=m["refund_transfer_id"],
-        pay_attempt=int(m["pay_attempt"]),
-        refund_attempt=int(m["refund_attempt"]),
-        version=int(m["version"]),
-        lease_owner=m["lease_owner"],
-        lease_until=m["lease_until"],
-        retries=int(m["retries"]),
+        currency=m.currency,
+        payment_account=m.payment_account,
+        shop_account=m.shop_account,
+        shop_owner=m.shop_owner,
+        step=SagaStep(m.step),
+        created_at=m.created_at,
+        updated_at=m.updated_at,
+        reserve_deadline=m.reserve_deadline,
+        next_attempt_at=m.next_attempt_at,
+        state=OrderState(m.state),
+        reason=CancelReason(m.reason) if m.reason is not None else None,
+        total_minor=int(m.total_minor) if m.total_minor is not None else None,
+        payment_transfer_id=m.payment_transfer_id,
+        refund_transfer_id=m.refund_transfer_id,
+        pay_attempt=int(m.pay_attempt),
+        refund_attempt=int(m.refund_attempt),
+        version=int(m.version),
+        lease_owner=m.lease_owner,
+        lease_until=m.lease_until,
+        retries=int(m.retries),
     )
 
 
@@ -79,30 +202,25 @@ def _mutable(order: Order) -> dict[str, Any]:
     }
 
 
-def _lease_free(now: dt.datetime) -> Any:
-    return or_(_o.lease_until.is_(None), _o.lease_until <= now)
-
-
 class SqlOrderRepository:
-    def __init__(self, session: AsyncSession) -> None:
-        self.session = session
+    def __init__(self, transaction: Transaction) -> None:
+        self.transaction = transaction
 
     async def add(self, order: Order) -> None:
-        await self.session.execute(
-            orders.insert().values(
-                id=order.id,
-                customer_id=order.customer_id,
-                payment_account=order.payment_account,
-                shop_account=order.shop_account,
-                shop_owner=order.shop_owner,
-                currency=order.currency,
-                created_at=order.created_at,
-                reserve_deadline=order.reserve_deadline,
-                **_mutable(order),
-            )
+        await self.transaction.execute(
+            _INSERT_ORDER,
+            id=order.id,
+            customer_id=order.customer_id,
+            payment_account=order.payment_account,
+            shop_account=order.shop_account,
+            shop_owner=order.shop_owner,
+            currency=order.currency,
+            created_at=order.created_at,
+            reserve_deadline=order.reserve_deadline,
+            **_mutable(order),
         )
-        await self.session.execute(
-            order_lines.insert(),
+        await self.transaction.execute_many(
+            _INSERT_LINES,
             [
                 {
                     "order_id": order.id,
@@ -115,59 +233,40 @@ class SqlOrderRepository:
             ],
         )
 
-    async def _lines(self, order_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[OrderLine]]:
-        found: dict[uuid.UUID, list[OrderLine]] = defaultdict(list)
-        if not order_ids:
-            return found
-        rows = await self.session.execute(
-            select(order_lines).where(_l.order_id.in_(order_ids)).order_by(_l.order_id, _l.line_no)
-        )
-        for row in rows:
-            price = int(row.unit_price_minor) if row.unit_price_minor is not None else None
-            found[row.order_id].append(OrderLine(row.product_id, int(row.quantity), price))
-        return found
-
     async def get(self, order_id: uuid.UUID) -> Order | None:
-        row = (await self.session.execute(select(orders).where(_o.id == order_id))).first()
+        row = await self.transaction.first(_ORDER, order_id=order_id)
         if row is None:
             return None
-        lines = await self._lines([order_id])
-        return _order(row._mapping, lines[order_id])
+        lines = await self.transaction.all(_LINES_OF_ORDER, order_id=order_id)
+        return _order(row, [_line(line) for line in lines])
 
     async def page_for_customer(
         self, customer_id: str, *, limit: int, after: Order | None
     ) -> list[Order]:
-        query = select(orders).where(_o.customer_id == customer_id)
-        if after is not None:
-            query = query.where(
-                or_(
-                    _o.created_at < after.created_at,
-                    and_(_o.created_at == after.created_at, _o.id < after.id),
-                )
-            )
-        rows = (
-            await self.session.execute(
-                query.order_by(_o.created_at.desc(), _o.id.desc()).limit(limit)
-            )
-        ).all()
-        lines = await self._lines([row.id for row in rows])
-        return [_order(row._mapping, lines[row.id]) for row in rows]
+        if after is None:
+            rows = await self.transaction.all(_FIRST_PAGE, customer_id=customer_id, limit=limit)
+        else:
+            rows = await self.transaction.all(
+                _NEXT_PAGE, customer_id=customer_id, limit=limit,
+                after_created_at=after.created_at, after_id=after.id,
+            )  # fmt: skip
+        return _orders(rows)
 
     async def save(
         self, order: Order, *, expected_version: int, owner: str, prices: bool = False
     ) -> bool:
-        result = await self.session.execute(
-            update(orders)
-            .where(_o.id == order.id, _o.version == expected_version, _o.lease_owner == owner)
-            .values(**_mutable(order))
+        changed = await self.transaction.execute(
+            _SAVE,
+            order_id=order.id,
+            expected_version=expected_version,
+            owner=owner,
+            **_mutable(order),
         )
-        if not _won(result):
+        if changed != 1:
             return False
         if prices:
-            await self.session.execute(
-                update(order_lines)
-                .where(_l.order_id == bindparam("o_id"), _l.line_no == bindparam("o_line"))
-                .values(unit_price_minor=bindparam("o_price")),
+            await self.transaction.execute_many(
+                _SET_PRICES,
                 [
                     {"o_id": order.id, "o_line": number, "o_price": line.unit_price_minor}
                     for number, line in enumerate(order.lines)
@@ -185,59 +284,38 @@ class SqlOrderRepository:
         retries: int,
         next_attempt_at: dt.datetime,
     ) -> bool:
-        result = await self.session.execute(
-            update(orders)
-            .where(_o.id == order_id, _o.lease_owner == owner, _o.version == version)
-            .values(lease_until=until, retries=retries, next_attempt_at=next_attempt_at)
-        )
-        return _won(result)
+        changed = await self.transaction.execute(
+            _EXTEND_LEASE,
+            order_id=order_id, owner=owner, expected_version=version,
+            until=until, retries=retries, next_attempt_at=next_attempt_at,
+        )  # fmt: skip
+        return changed == 1
 
     async def release_lease(
         self, order_id: uuid.UUID, *, owner: str, retries: int, next_attempt_at: dt.datetime
     ) -> bool:
-        result = await self.session.execute(
-            update(orders)
-            .where(_o.id == order_id, _o.lease_owner == owner, _o.step != _DONE)
-            .values(
-                lease_owner=None, lease_until=None, retries=retries, next_attempt_at=next_attempt_at
-            )
-        )
-        return _won(result)
+        changed = await self.transaction.execute(
+            _RELEASE_LEASE,
+            order_id=order_id, owner=owner, retries=retries, next_attempt_at=next_attempt_at,
+        )  # fmt: skip
+        return changed == 1
 
     async def release_leases_of(self, owner: str) -> int:
-        result = await self.session.execute(
-            update(orders)
-            .where(_o.lease_owner == owner, _o.step != _DONE)
-            .values(lease_owner=None, lease_until=None)
-        )
-        assert isinstance(result, CursorResult)
-        return int(result.rowcount)
+        return await self.transaction.execute(_RELEASE_LEASES_OF, owner=owner)
 
     async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        rows = await self.session.execute(
-            select(_o.id)
-            .where(_o.step != _DONE, _o.next_attempt_at <= now, _lease_free(now))
-            .order_by(_o.next_attempt_at, _o.id)
-            .limit(limit)
-        )
+        rows = await self.transaction.all(_DUE, now=now, limit=limit)
         return [row.id for row in rows]
 
     async def claim(
         self, order_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
     ) -> Order | None:
-        result = await self.session.execute(
-            update(orders)
-            .where(_o.id == order_id, _o.step != _DONE, _lease_free(now))
-            .values(lease_owner=owner, lease_until=until)
+        changed = await self.transaction.execute(
+            _CLAIM, order_id=order_id, now=now, owner=owner, until=until
         )
-        if not _won(result):
+        if changed != 1:
             return None
         return await self.get(order_id)
 
     async def count_unfinished(self) -> int:
-        count = (
-            await self.session.execute(
-                select(func.count()).select_from(orders).where(_o.step != _DONE)
-            )
-        ).scalar_one()
-        return int(count)
+        return int(await self.transaction.scalar(_COUNT_UNFINISHED))

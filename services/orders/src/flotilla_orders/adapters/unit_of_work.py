@@ -21,10 +21,10 @@ class SqlOrdersUnitOfWork(UnitOfWork):
 
     async def __aenter__(self) -> Self:
         await super().__aenter__()
-        self.orders = SqlOrderRepository(self.session)
-        self.idempotency = SqlIdempotencyKeys(self.session)
-        self.events = SqlEventLog(self.session)
-        self.history = SqlHistory(self.session)
+        self.orders = SqlOrderRepository(self.transaction)
+        self.idempotency = SqlIdempotencyKeys(self.transaction)
+        self.events = SqlEventLog(self.transaction)
+        self.history = SqlHistory(self.transaction)
         return self
 
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from flotilla_kit.db import Database
+from flotilla_kit.db import Database, Transaction
 from flotilla_kit.events import BROKER_TROUBLE, CloudEvent, Consumer, EventMetrics
 from flotilla_kit.logs import get_logger
 from flotilla_orders.adapters.history_repository import SqlHistory
@@ -40,10 +38,10 @@ _RESTART_S = 1.0
 _log = get_logger("flotilla.orders.consumers")
 
 
-async def on_order_event(event: CloudEvent, session: AsyncSession) -> None:
+async def on_order_event(event: CloudEvent, transaction: Transaction) -> None:
     try:
         await history.record_order_event(
-            SqlHistory(session), event_id=event.id, event_type=event.type,
+            SqlHistory(transaction), event_id=event.id, event_type=event.type,
             data=event.data, at=event.time,
         )  # fmt: skip
     except InvalidEventData as exc:
@@ -51,10 +49,10 @@ async def on_order_event(event: CloudEvent, session: AsyncSession) -> None:
         raise
 
 
-async def on_transfer_committed(event: CloudEvent, session: AsyncSession) -> None:
+async def on_transfer_committed(event: CloudEvent, transaction: Transaction) -> None:
     try:
         await history.record_transfer_committed(
-            SqlHistory(session), event_id=event.id, data=event.data, at=event.time
+            SqlHistory(transaction), event_id=event.id, data=event.data, at=event.time
         )
     except InvalidEventData as exc:
         _log.error("a payments event breaks its contract", event_id=event.id, error=str(exc))

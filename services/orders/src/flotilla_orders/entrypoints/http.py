@@ -63,12 +63,14 @@ IdempotencyKey = Annotated[
 ]
 
 
-def _checkout(request: Request) -> Checkout:
+# `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
+# request for what is an attribute lookup.
+async def _checkout(request: Request) -> Checkout:
     checkout: Checkout = request.app.state.checkout
     return checkout
 
 
-def _uow(request: Request) -> UnitOfWorkFactory:
+async def _uow(request: Request) -> UnitOfWorkFactory:
     uow: UnitOfWorkFactory = request.app.state.uow
     return uow
 
