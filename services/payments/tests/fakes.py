@@ -356,6 +356,7 @@ class FakeStore:
     keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     events: list[CloudEvent] = field(default_factory=list)  # the outbox, committed only
+    routes: list[str | None] = field(default_factory=list)  # each event's routing token
     # Runs just before a key is stored: lets a test slip a competing request in between.
     before_remember: Callable[[], None] | None = None
 
@@ -536,11 +537,12 @@ class FakeOutbox:
         self._store = store
         self._undo = undo
 
-    async def add(self, event: CloudEvent) -> None:
-        events = self._store.events
+    async def add(self, event: CloudEvent, *, route: str | None = None) -> None:
+        events, routes = self._store.events, self._store.routes
         events.append(event)
+        routes.append(route)
         last = len(events) - 1
-        self._undo.append(lambda: events.pop(last))
+        self._undo.append(lambda: (events.pop(last), routes.pop(last)))
 
 
 class FakeUnitOfWork:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from flotilla_kit.context import RequestContext, reset_context, set_context
-from flotilla_kit.events import MAX_EVENT_BYTES, CloudEvent, MalformedEvent
+from flotilla_kit.events import MAX_EVENT_BYTES, CloudEvent, MalformedEvent, nats_subject
 
 ID = "5b0d7c3e-8f1a-4c2b-9d6e-0a1b2c3d4e5f"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -170,6 +170,22 @@ def test_the_valid_document_the_malformed_ones_start_from_is_accepted() -> None:
 def test_an_event_on_another_subject_than_its_type_is_refused() -> None:
     with pytest.raises(MalformedEvent, match="not the subject it arrived on"):
         CloudEvent.from_json(raw(), arrived_on="flotilla.orders.order_cancelled")
+
+
+def test_an_event_may_arrive_under_its_type_and_one_routing_token() -> None:
+    routed = nats_subject("flotilla.orders.order_confirmed", "shop-1")
+    assert routed == "flotilla.orders.order_confirmed.shop-1"
+    assert CloudEvent.from_json(raw(), arrived_on=routed).subject == "ord_1"
+    for other in (
+        "flotilla.orders.order_confirmed.a.b",  # two tokens
+        "flotilla.orders.order_confirmedx",
+        "flotilla.orders.order_cancelled.shop-1",
+    ):
+        with pytest.raises(MalformedEvent, match="not the subject it arrived on"):
+            CloudEvent.from_json(raw(), arrived_on=other)
+    for bad in ("", "a.b", "A", "*", ">"):
+        with pytest.raises(ValueError, match="routing token"):
+            nats_subject("flotilla.orders.order_confirmed", bad)
 
 
 def test_writing_refuses_what_reading_would() -> None:

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from sqlalchemy import func, select
 
 from flotilla_kit.db import Query
-from flotilla_kit.events import CloudEvent, OutboxRelay, connect, ensure_streams
+from flotilla_kit.events import CloudEvent, OutboxRelay, connect, ensure_streams, nats_subject
 from flotilla_orders.adapters.tables import history_orders, inbox, orders, outbox
 from flotilla_orders.entrypoints.consumers import ORDERS_CONSUMER, PAYMENTS_CONSUMER
 from services.orders.tests.fakes import expire_the_hold_while_paying
@@ -64,9 +64,10 @@ async def publish_pending(app: FastAPI, nats_url: str) -> int:
 
 async def publish_as_payments(
     nats_url: str, transfer_id: str, amount: int, *, event_id: str | None = None,
-    message_id: str | None = None,
+    message_id: str | None = None, route: str = "orders",
 ) -> CloudEvent:  # fmt: skip
-    """A `transfer_committed` event, as the payments service's relay would publish it."""
+    """A `transfer_committed` event, as the payments service's relay would publish it (a
+    transfer the orders service asked for, unless `route` says otherwise)."""
     event = CloudEvent.new(
         "payments",
         "transfer_committed",
@@ -86,7 +87,9 @@ async def publish_as_payments(
         js = client.jetstream()
         await ensure_streams(js)
         await js.publish(
-            event.type, event.to_json(), headers={"Nats-Msg-Id": message_id or event.id}
+            nats_subject(event.type, route),
+            event.to_json(),
+            headers={"Nats-Msg-Id": message_id or event.id},
         )
     finally:
         await client.close()
@@ -175,6 +178,8 @@ async def test_events_in_any_order_and_copies_of_them_give_the_same_history(
         refund = placed["refund_transfer_id"]
         # The refund's news comes first, twice (the second under its own message id, so
         # JetStream keeps it and only the inbox can drop it), then the order's, twice.
+        # A transfer someone else asked for: the broker keeps it from orders' consumer.
+        await publish_as_payments(nats_url, "another-transfer", 900, route="direct")
         first = await publish_as_payments(nats_url, refund, 500)
         await publish_as_payments(nats_url, refund, 500, event_id=first.id, message_id="again")
         assert await publish_pending(shop, nats_url) == 1

@@ -79,7 +79,7 @@ async def test_a_committed_transfer_is_published_once_with_its_data(
 
     ((subject, headers, payload),) = await stored_events(nats_url)
     event = CloudEvent.from_json(payload, arrived_on=subject)
-    assert subject == COMMITTED
+    assert subject == f"{COMMITTED}.direct"  # alice asked herself (a service: its name)
     assert headers["Nats-Msg-Id"] == event.id
     assert (event.source, event.subject) == ("/flotilla/payments", transfer["id"])
     committed_at: Any = event.data.pop("committed_at")
@@ -91,6 +91,7 @@ async def test_a_committed_transfer_is_published_once_with_its_data(
         "currency": "EUR",
         "reference": "rent",
         "initiator": "alice",
+        "requested_by": None,
         "path": path,
     }
     assert dt.datetime.fromisoformat(committed_at) == dt.datetime.fromisoformat(
@@ -150,7 +151,7 @@ async def test_the_relay_command_publishes_and_stops_on_sigterm(
             while True:  # the relay process creates the stream when it starts
                 try:
                     subscription = await js.subscribe(
-                        COMMITTED, stream=EVENTS_STREAM, ordered_consumer=True,
+                        f"{COMMITTED}.>", stream=EVENTS_STREAM, ordered_consumer=True,
                         deliver_policy=api.DeliverPolicy.ALL,
                     )  # fmt: skip
                     break

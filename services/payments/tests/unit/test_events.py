@@ -9,9 +9,10 @@ import datetime as dt
 import pytest
 
 from flotilla_payments.domain import TransferState, new_transfer
+from flotilla_payments.service_layer.coordinator import TransferRequest
 from flotilla_payments.service_layer.events import transfer_committed
 from flotilla_payments.service_layer.faults import FaultPoint
-from services.payments.tests.fakes import CrashAt, SimulatedCrash
+from services.payments.tests.fakes import CrashAt, SimulatedCrash, who
 from services.payments.tests.unit.world import World, send
 
 S = TransferState
@@ -40,10 +41,33 @@ async def test_a_committed_transfer_writes_one_event_with_its_data(
         "currency": "EUR",
         "reference": "rent",
         "initiator": "alice",
+        "requested_by": None,
         "path": path,
         "committed_at": done.completed_at.isoformat().replace("+00:00", "Z"),
     }
     assert dt.datetime.fromisoformat(event.data["committed_at"]) == done.completed_at
+    assert world.store.routes == ["direct"]  # flotilla.payments.transfer_committed.direct
+
+
+async def test_a_transfer_a_service_made_on_a_customers_behalf_is_routed_to_that_service(
+    world: World,
+) -> None:
+    """The checkout saga pays for alice: the event goes out under `.orders`, so orders
+    subscribes to its own transfers and not to every transfer of the bank."""
+    saga = who("service:orders", "service:orders")
+    submitted = await world.coordinator().submit(
+        principal=saga,
+        request=TransferRequest(world.a0, world.b1, 700, "EUR", "order 1", on_behalf_of="alice"),
+        idempotency_key="order-1",
+        fingerprint="f",
+    )
+    done = submitted.transfer
+    assert (done.state, done.initiator, done.requested_by) == (
+        S.COMMITTED, "alice", "service:orders",
+    )  # fmt: skip
+    (event,) = world.store.events
+    assert (event.data["initiator"], event.data["requested_by"]) == ("alice", "service:orders")
+    assert world.store.routes == ["orders"]
 
 
 @pytest.mark.parametrize("target", ["b0", "b1"])

@@ -19,8 +19,8 @@ from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import ClauseElement
 
 __all__ = ["Compiled", "Query", "Row"]

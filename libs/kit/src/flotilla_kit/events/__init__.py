@@ -3,7 +3,8 @@ transactional outbox, published by a relay, applied once through an inbox.
 
 A producer adds `CloudEvent.new(...)` to its outbox (`Outbox.add`) in the transaction of
 the change; `OutboxRelay` (its own process, `python -m flotilla_<service> relay`)
-publishes it to the stream FLOTILLA_EVENTS under the subject that is its type. A
+publishes it to the stream FLOTILLA_EVENTS under the subject that is its type (or its
+type and a routing token, so a consumer can take only the part it acts on). A
 `Consumer` applies each event in one transaction with its inbox row, retries a failing
 handler with backoff, and dead-letters what cannot be applied to FLOTILLA_DLQ.
 """
@@ -20,7 +21,12 @@ from flotilla_kit.events._broker import (
     dlq_subject,
     ensure_streams,
 )
-from flotilla_kit.events._cloudevent import MAX_EVENT_BYTES, CloudEvent, MalformedEvent
+from flotilla_kit.events._cloudevent import (
+    MAX_EVENT_BYTES,
+    CloudEvent,
+    MalformedEvent,
+    nats_subject,
+)
 from flotilla_kit.events._consumer import Consumer, Handler, Verdict, verdict
 from flotilla_kit.events._dead_letters import (
     DEAD_REASON,
@@ -60,6 +66,7 @@ __all__ = [
     "dlq_subject",
     "ensure_streams",
     "inbox_table",
+    "nats_subject",
     "outbox_table",
     "read_dead_letters",
     "run_relay",

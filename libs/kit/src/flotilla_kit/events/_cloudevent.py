@@ -17,7 +17,7 @@ from typing import Any, Self
 
 from flotilla_kit.context import current_context, parse_traceparent
 
-__all__ = ["MAX_EVENT_BYTES", "CloudEvent", "MalformedEvent"]
+__all__ = ["MAX_EVENT_BYTES", "CloudEvent", "MalformedEvent", "nats_subject"]
 
 # Events say what happened and carry the state a consumer needs, never documents: an
 # order of a hundred lines is about 10 KiB. The bound keeps one producer's bug from
@@ -38,6 +38,24 @@ _TIME = re.compile(
 _MAX_SUBJECT = 200
 _REQUIRED = ("specversion", "id", "source", "type", "time", "data")
 _ATTRIBUTES = frozenset((*_REQUIRED, "datacontenttype", "subject", "traceparent"))
+
+
+def nats_subject(event_type: str, route: str | None = None) -> str:
+    """The NATS subject an event goes out on: its type, or its type and one routing token
+    (`flotilla.payments.transfer_committed.orders`), so that a consumer can subscribe to
+    the part of an event type it acts on and the broker keeps the rest from it."""
+    if route is None:
+        return event_type
+    if not _TOKEN.match(route):
+        raise ValueError(f"a routing token is one name ({_NAME}): {route!r}")
+    return f"{event_type}.{route}"
+
+
+def _arrived_under_its_type(event_type: str, subject: str) -> bool:
+    if subject == event_type:
+        return True
+    prefix, _, route = subject.rpartition(".")
+    return prefix == event_type and bool(_TOKEN.match(route))
 
 
 class MalformedEvent(ValueError):
@@ -180,11 +198,11 @@ class CloudEvent:
     @classmethod
     def from_json(cls, raw: bytes, *, arrived_on: str | None = None) -> Self:
         """The event in `raw`, or MalformedEvent. `arrived_on`: the NATS subject it came
-        on, which must be its type (a producer cannot slip an event of one kind in under
-        another's subject)."""
+        on, which must be its type, or its type and one routing token (a producer cannot
+        slip an event of one kind in under another's subject)."""
         document = _decode(raw)
         _check_attributes(document)
-        if arrived_on is not None and document["type"] != arrived_on:
+        if arrived_on is not None and not _arrived_under_its_type(document["type"], arrived_on):
             raise MalformedEvent("type is not the subject it arrived on")
         try:
             return cls(

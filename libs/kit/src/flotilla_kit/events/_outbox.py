@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import Table, bindparam
 
 from flotilla_kit.db import Query, Transaction
-from flotilla_kit.events._cloudevent import CloudEvent
+from flotilla_kit.events._cloudevent import CloudEvent, nats_subject
 
 __all__ = ["Outbox"]
 
@@ -25,11 +25,14 @@ class Outbox:
             )
         )
 
-    async def add(self, transaction: Transaction, event: CloudEvent) -> None:
+    async def add(
+        self, transaction: Transaction, event: CloudEvent, *, route: str | None = None
+    ) -> None:
+        """`route`: a routing token appended to the subject (see `nats_subject`)."""
         await transaction.execute(
             self._insert,
             event_id=event.id,
-            subject=event.type,
+            subject=nats_subject(event.type, route),
             payload=event.to_json().decode(),
             created_at=event.time,
         )

@@ -2,8 +2,10 @@
 the messages among the instances of one durable consumer):
 
 - `orders-history-orders` on `flotilla.orders.>`: how each order ended;
-- `orders-history-payments` on `flotilla.payments.transfer_committed`: which transfers
-  committed.
+- `orders-history-payments` on `flotilla.payments.transfer_committed.orders`: which of
+  the transfers this service made (the orders' payments and refunds) committed. Payments
+  routes each committed transfer by who asked for it, so the broker keeps the bank's
+  other transfers from us instead of every instance receiving and storing them.
 
 Each event is applied in one transaction with its inbox row (`flotilla_kit.events`), so a
 redelivery changes nothing; the handlers only store facts, so the order of arrival does
@@ -25,6 +27,7 @@ from flotilla_orders.service_layer import history
 __all__ = [
     "ORDERS_CONSUMER",
     "PAYMENTS_CONSUMER",
+    "PAYMENTS_SUBJECT",
     "history_consumers",
     "on_order_event",
     "on_transfer_committed",
@@ -33,6 +36,8 @@ __all__ = [
 
 ORDERS_CONSUMER = "orders-history-orders"
 PAYMENTS_CONSUMER = "orders-history-payments"
+# `transfer_committed` under the routing token of the transfers this service asked for.
+PAYMENTS_SUBJECT = "flotilla.payments.transfer_committed.orders"
 _RESTART_S = 1.0
 
 _log = get_logger("flotilla.orders.consumers")
@@ -69,7 +74,7 @@ def history_consumers(
         ),
         Consumer(
             database=database, inbox=inbox, nats_url=nats_url, name=PAYMENTS_CONSUMER,
-            subjects=["flotilla.payments.transfer_committed"], handler=on_transfer_committed,
+            subjects=[PAYMENTS_SUBJECT], handler=on_transfer_committed,
             metrics=metrics,
         ),
     ]  # fmt: skip

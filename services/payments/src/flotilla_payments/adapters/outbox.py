@@ -15,5 +15,5 @@ class SqlEventOutbox:
     def __init__(self, transaction: Transaction) -> None:
         self.transaction = transaction
 
-    async def add(self, event: CloudEvent) -> None:
-        await _OUTBOX.add(self.transaction, event)
+    async def add(self, event: CloudEvent, *, route: str | None = None) -> None:
+        await _OUTBOX.add(self.transaction, event, route=route)

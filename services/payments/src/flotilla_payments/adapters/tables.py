@@ -40,6 +40,8 @@ transfers = Table(
     Column("reference", String(140), nullable=False),
     Column("initiator", String(128), nullable=False),
     Column("required_owner", String(128), nullable=True),
+    # A service that asked on the initiator's behalf (None: the initiator asked).
+    Column("requested_by", String(128), nullable=True),
     Column("path", String(8), nullable=False),
     Column("state", String(16), nullable=False),
     Column("refusal", String(32), nullable=True),

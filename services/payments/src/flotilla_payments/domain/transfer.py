@@ -161,7 +161,7 @@ class Transfer:
     amount_minor: int
     currency: str
     reference: str
-    initiator: str  # the token subject who asked for it
+    initiator: str  # whose transfer it is: the token subject who asked, or on whose behalf
     # The subject the source account must belong to (the initiator), or None when the
     # initiator may move money from any account (`payments:transfer:any`).
     required_owner: str | None
@@ -175,6 +175,9 @@ class Transfer:
     lease_owner: str | None = None
     lease_until: dt.datetime | None = None
     attempts: int = 0
+    # The token subject that asked on the initiator's behalf (`service:orders`), or None
+    # when the initiator asked.
+    requested_by: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.amount_minor, bool) or self.amount_minor <= 0:
@@ -246,6 +249,7 @@ def new_transfer(
     reference: str,
     initiator: str,
     required_owner: str | None,
+    requested_by: str | None = None,
     same_shard: bool,
     now: dt.datetime,
     lease_owner: str,
@@ -261,6 +265,7 @@ def new_transfer(
         reference=reference,
         initiator=initiator,
         required_owner=required_owner,
+        requested_by=requested_by,
         path=TransferPath.LOCAL if same_shard else TransferPath.TWO_PHASE,
         state=TransferState.PREPARING,
         created_at=now,

@@ -50,7 +50,7 @@ from flotilla_payments.service_layer.errors import (
     NotAllowed,
     SameAccount,
 )
-from flotilla_payments.service_layer.events import transfer_committed
+from flotilla_payments.service_layer.events import committed_route, transfer_committed
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
@@ -199,6 +199,7 @@ class Coordinator:
             required_owner=(
                 None if principal.can(TRANSFER_ANY) and request.on_behalf_of is None else owner
             ),
+            requested_by=principal.subject if request.on_behalf_of is not None else None,
             same_shard=from_shard == to_shard,
             now=self._clock.now(),
             lease_owner=self._config.instance_id,
@@ -509,7 +510,7 @@ class Coordinator:
             if stored:
                 committed = final.state is TransferState.COMMITTED
                 if committed:
-                    await uow.outbox.add(transfer_committed(final))
+                    await uow.outbox.add(transfer_committed(final), route=committed_route(final))
                 await uow.audit.record(
                     actor=f"system:payments-{self._config.instance_id}",
                     action="transfer.committed" if committed else "transfer.aborted",

@@ -8,10 +8,24 @@ import datetime as dt
 from flotilla_kit.events import CloudEvent
 from flotilla_payments.domain import Transfer, TransferState
 
-__all__ = ["SERVICE", "TRANSFER_COMMITTED", "transfer_committed"]
+__all__ = ["DIRECT", "SERVICE", "TRANSFER_COMMITTED", "committed_route", "transfer_committed"]
 
 SERVICE = "payments"
 TRANSFER_COMMITTED = "transfer_committed"
+# The routing token of a transfer its initiator asked for; one asked for by a service on
+# a customer's behalf goes out under that service's name.
+DIRECT = "direct"
+_SERVICE_PREFIX = "service:"
+
+
+def committed_route(transfer: Transfer) -> str:
+    """The subject's routing token: `flotilla.payments.transfer_committed.orders` for the
+    transfers the orders service made, `.direct` for the rest. A consumer subscribes to
+    the transfers it acts on (`.orders`) or to all of them (`.*`)."""
+    requester = transfer.requested_by
+    if requester is not None and requester.startswith(_SERVICE_PREFIX):
+        return requester.removeprefix(_SERVICE_PREFIX)
+    return DIRECT
 
 
 def _rfc3339(moment: dt.datetime) -> str:
@@ -19,7 +33,8 @@ def _rfc3339(moment: dt.datetime) -> str:
 
 
 def transfer_committed(transfer: Transfer) -> CloudEvent:
-    """`flotilla.payments.transfer_committed`: the money moved (subject: the transfer id)."""
+    """`flotilla.payments.transfer_committed`: the money moved (subject: the transfer id;
+    published under the routing token `committed_route` gives)."""
     if transfer.state is not TransferState.COMMITTED or transfer.completed_at is None:
         raise ValueError(f"transfer {transfer.id} is {transfer.state.value}, not committed")
     return CloudEvent.new(
@@ -33,6 +48,7 @@ def transfer_committed(transfer: Transfer) -> CloudEvent:
             "currency": transfer.currency,
             "reference": transfer.reference,
             "initiator": transfer.initiator,
+            "requested_by": transfer.requested_by,
             "path": transfer.path.value,
             "committed_at": _rfc3339(transfer.completed_at),
         },

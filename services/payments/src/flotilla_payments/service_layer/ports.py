@@ -202,9 +202,10 @@ class AuditTrail(Protocol):
 
 class EventOutbox(Protocol):
     """Events for other services, stored in the same transaction as the change they
-    describe; the relay publishes them once that transaction has committed."""
+    describe; the relay publishes them once that transaction has committed (under the
+    event's type, and `route` as the subject's last token when given)."""
 
-    async def add(self, event: CloudEvent) -> None: ...
+    async def add(self, event: CloudEvent, *, route: str | None = None) -> None: ...
 
 
 class PaymentsUnitOfWork(Protocol):
