@@ -10,18 +10,17 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import httpx
 from fastapi import FastAPI
 
 from flotilla_kit.app import create_service_app
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.faults import ProcessFaults
+from flotilla_kit.http_client import HttpClient
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
-from flotilla_kit.tracing import traced_http_client
 from flotilla_orders.adapters.accounts_client import HttpAccounts
 from flotilla_orders.adapters.clock import SystemClock
 from flotilla_orders.adapters.inventory_client import GrpcInventoryClient
@@ -63,11 +62,12 @@ def service_tokens(settings: OrdersSettings) -> TokenSource:
     )
 
 
-def _http_client(settings: OrdersSettings) -> httpx.AsyncClient:
-    """One connection pool per process for payments and accounts, over mutual TLS."""
+def _http_client(settings: OrdersSettings) -> HttpClient:
+    """One set of kept-alive connections per process for payments and accounts, over
+    mutual TLS."""
     tls = settings.tls
-    verify = client_context(tls.ca_file, tls.cert_file, tls.key_file) if tls.ca_file else True
-    return traced_http_client(verify=verify, timeout=settings.http_timeout_s)
+    context = client_context(tls.ca_file, tls.cert_file, tls.key_file) if tls.ca_file else None
+    return HttpClient(ssl_context=context, timeout_s=settings.http_timeout_s)
 
 
 def build_app(

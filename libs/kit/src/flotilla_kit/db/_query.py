@@ -110,12 +110,13 @@ class Query:
     def on(self, dialect: Dialect) -> Compiled:
         compiled = self._compiled.get(dialect.name)
         if compiled is None:
-            statement = self._build(dialect.name) if callable(self._build) else self._build
-            if not isinstance(statement, ClauseElement):  # pragma: no cover - typing says so
-                raise TypeError(f"not a statement: {statement!r}")
-            if isinstance(statement, Insert) and not list(statement.exported_columns):
+            built = self._build(dialect.name) if callable(self._build) else self._build
+            if isinstance(built, Insert) and not list(built.exported_columns):
                 # Nobody reads a key back unless the statement says RETURNING: without this,
                 # an INSERT into a table with a generated key returns it on PostgreSQL.
-                statement = statement.inline()
+                built = built.inline()
+            statement = built
+            if not isinstance(statement, ClauseElement):  # pragma: no cover - typing says so
+                raise TypeError(f"not a statement: {statement!r}")
             compiled = self._compiled[dialect.name] = Compiled(statement, dialect)
         return compiled

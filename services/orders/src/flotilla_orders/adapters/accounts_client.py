@@ -13,10 +13,9 @@ import itertools
 from collections.abc import Callable, Mapping, Sequence
 from urllib.parse import quote
 
-import httpx
-
+from flotilla_kit.http_client import HttpClient, HttpClientError
 from flotilla_kit.sharding import shard_of
-from flotilla_orders.adapters.tokens import TokenSource, trace_headers
+from flotilla_orders.adapters.tokens import TokenSource
 from flotilla_orders.service_layer.ports import AccountInfo, AccountsUnavailable
 
 __all__ = ["HttpAccounts"]
@@ -30,7 +29,7 @@ class HttpAccounts:
         shards: Mapping[int, Sequence[str]],
         *,
         tokens: TokenSource,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         timeout_s: float,
         on_call: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -68,10 +67,10 @@ class HttpAccounts:
             try:
                 response = await self._client.get(
                     url + path,
-                    headers={"Authorization": f"Bearer {token}", **trace_headers()},
-                    timeout=self._timeout_s,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout_s=self._timeout_s,
                 )
-            except httpx.HTTPError as exc:
+            except HttpClientError as exc:
                 failures.append(f"{url}: {exc!r}")
                 continue
             if response.status_code == 404:

@@ -23,9 +23,8 @@ import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
-import httpx
-
-from flotilla_orders.adapters.tokens import TokenSource, trace_headers
+from flotilla_kit.http_client import HttpClient, HttpClientError, HttpResponse
+from flotilla_orders.adapters.tokens import TokenSource
 from flotilla_orders.service_layer.ports import (
     PaymentsProtocolError,
     PaymentsUnavailable,
@@ -41,7 +40,7 @@ _TRANSFERS = "/api/v1/transfers"
 _NO_VERDICT = frozenset({401, 403, 408, 429})
 
 
-def _slug(response: httpx.Response) -> str | None:
+def _slug(response: HttpResponse) -> str | None:
     try:
         body = response.json()
     except ValueError:
@@ -50,7 +49,7 @@ def _slug(response: httpx.Response) -> str | None:
     return kind.rsplit("/", 1)[-1] if isinstance(kind, str) else None
 
 
-def _transfer_id(response: httpx.Response) -> str | None:
+def _transfer_id(response: HttpResponse) -> str | None:
     try:
         body: Any = response.json()
     except ValueError:
@@ -67,7 +66,7 @@ class HttpPayments:
         base_urls: Sequence[str],
         *,
         tokens: TokenSource,
-        client: httpx.AsyncClient,
+        client: HttpClient,
         timeout_s: float,
         on_call: Callable[[str, str], None] | None = None,
     ) -> None:
@@ -99,18 +98,14 @@ class HttpPayments:
             "reference": call.reference,
             "on_behalf_of": call.on_behalf_of,
         }
-        headers = {
-            "Authorization": f"Bearer {token}",
-            "Idempotency-Key": call.idempotency_key,
-            **trace_headers(),
-        }
+        headers = {"Authorization": f"Bearer {token}", "Idempotency-Key": call.idempotency_key}
         failures: list[str] = []
         for url in self._in_turn():
             try:
                 response = await self._client.post(
-                    url + _TRANSFERS, json=body, headers=headers, timeout=self._timeout_s
+                    url + _TRANSFERS, json=body, headers=headers, timeout_s=self._timeout_s
                 )
-            except httpx.HTTPError as exc:
+            except HttpClientError as exc:
                 failures.append(f"{url}: {exc!r}")
                 continue
             answer = self._verdict(response)
@@ -122,7 +117,7 @@ class HttpPayments:
         self._on_call("transfer", "unavailable")
         raise PaymentsUnavailable("; ".join(failures))
 
-    def _verdict(self, response: httpx.Response) -> TransferAnswer | None:
+    def _verdict(self, response: HttpResponse) -> TransferAnswer | None:
         """What the answer says about the transfer under our key; None when it says
         nothing (ask again)."""
         status = response.status_code
