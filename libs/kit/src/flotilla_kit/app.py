@@ -8,6 +8,7 @@ The service adds its routers and readiness checks.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
@@ -27,6 +28,7 @@ __all__ = [
     "PROBLEM_RESPONSES",
     "create_service_app",
     "keeping_keys_fresh",
+    "settle_the_heap",
     "token_verifier_for",
 ]
 
@@ -98,6 +100,15 @@ async def keeping_keys_fresh(verifier: TokenVerifier) -> AsyncIterator[None]:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
+def settle_the_heap() -> None:
+    """Once everything the process keeps is loaded: move it out of the garbage collector's
+    sight (`gc.freeze`). A service holds some 150,000 objects after start (its modules,
+    FastAPI's and SQLAlchemy's structures); a full collection walked all of them, 100 ms
+    each time on this machine, for objects that live as long as the process."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_service_app(
     settings: ServiceSettings,
     *,
@@ -121,9 +132,11 @@ def create_service_app(
         try:
             async with keeping_keys_fresh(token_verifier):
                 if lifespan is None:
+                    settle_the_heap()
                     yield
                     return
                 async with lifespan(app):
+                    settle_the_heap()
                     yield
         finally:
             access_log.flush()

@@ -183,7 +183,7 @@ class AuditLog:
             outcome=outcome, details=body, prev_hash=prev_hash, hash=digest,
         )  # fmt: skip
         return AuditRecord(
-            seq, moment, actor, action, target, outcome, json.loads(body), prev_hash, digest
+            seq, moment, actor, action, target, outcome, dict(details or {}), prev_hash, digest
         )
 
     async def verify(self, transaction: Transaction, batch: int = 1000) -> ChainReport:

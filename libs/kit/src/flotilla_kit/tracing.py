@@ -659,7 +659,12 @@ def database_span(*, system: str, name: str, write: bool) -> DatabaseSpan | None
     (polling loops: relays, recovery, expiry) are not recorded: they would each be a trace
     of their own, every second."""
     active = _installed.tracing
-    if active is None or not trace.get_current_span().is_recording():
+    if active is None:
+        return None
+    # The request context says at once whether the work in hand is sampled (most is
+    # not); only then is OpenTelemetry's current span looked up.
+    context = current_context()
+    if context is None or not context.sampled or not trace.get_current_span().is_recording():
         return None
     span = active.tracer.start_span(
         f"{system} {'write' if write else 'read'} transaction",

@@ -59,7 +59,8 @@ class Compiled:
         columns = list(getattr(statement, "exported_columns", ()) or ())
         self.columns = tuple(str(c.key) for c in columns)
         self._row: type[tuple[Any, ...]] | None = None
-        self._process_rows: tuple[Processor | None, ...] | None = None
+        # (position, processor) of the columns that need one: most need none.
+        self._process_rows: tuple[tuple[int, Processor], ...] = ()
         if columns:
             try:
                 self._row = namedtuple("Row", self.columns)  # type: ignore[misc]
@@ -67,11 +68,11 @@ class Compiled:
                 raise ValueError(
                     f"give every column a distinct name (.label()): {self.columns}"
                 ) from exc
-            processors = tuple(
-                c.type.dialect_impl(dialect).result_processor(dialect, None) for c in columns
+            self._process_rows = tuple(
+                (position, processor)
+                for position, c in enumerate(columns)
+                if (processor := c.type.dialect_impl(dialect).result_processor(dialect, None))
             )
-            if any(p is not None for p in processors):
-                self._process_rows = processors
 
     def args(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
         """The driver's positional arguments for these named values."""
@@ -88,14 +89,18 @@ class Compiled:
         if make is None:  # text() without .columns(): plain tuples
             return [tuple(r) for r in raw]
         processors = self._process_rows
-        if processors is None:
-            return [make._make(r) for r in raw]  # type: ignore[attr-defined]
-        return [
-            make._make(  # type: ignore[attr-defined]
-                [v if p is None or v is None else p(v) for p, v in zip(processors, r, strict=True)]
-            )
-            for r in raw
-        ]
+        build = make._make  # type: ignore[attr-defined]
+        if not processors:
+            return [build(r) for r in raw]
+        rows = []
+        for r in raw:
+            values = list(r)
+            for position, process in processors:
+                value = values[position]
+                if value is not None:
+                    values[position] = process(value)
+            rows.append(build(values))
+        return rows
 
 
 class Query:

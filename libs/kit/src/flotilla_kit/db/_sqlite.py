@@ -136,27 +136,40 @@ class SqliteBackend:
                 _translate(error)
             return SqliteTransaction(self, connection, None, name=name)
         lock = self._queue.lock()
+        if lock.locked():
+            try:
+                # As long as the wait for the file lock: a writer that never ends is a bug.
+                async with asyncio.timeout(WRITE_WAIT_S):
+                    await lock.acquire()
+            except TimeoutError:
+                raise DatabaseBusy(f"no write turn within {WRITE_WAIT_S:g} s") from None
+        else:
+            await lock.acquire()  # free: taken at once, no timer needed
         try:
-            # As long as the wait for the file lock: a writer that never ends is a bug.
-            async with asyncio.timeout(WRITE_WAIT_S):
-                await lock.acquire()
-        except TimeoutError:
-            raise DatabaseBusy(f"no write turn within {WRITE_WAIT_S:g} s") from None
-        try:
-            if self._writer is None:
-                self._writer = self._connect(busy_timeout_ms=0)
-            await self._begin_immediate(self._writer)
+            writer = self._writer
+            if writer is None:
+                writer = self._writer = self._connect(busy_timeout_ms=0)
+            try:
+                writer.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as error:
+                if not _is_busy(error):
+                    _translate(error)
+                await self._wait_for_the_file(writer)
         except BaseException:
             lock.release()
             raise
-        return SqliteTransaction(self, self._writer, lock, name=name)
+        return SqliteTransaction(self, writer, lock, name=name)
 
     @staticmethod
-    async def _begin_immediate(connection: sqlite3.Connection) -> None:
+    async def _wait_for_the_file(connection: sqlite3.Connection) -> None:
+        """Another process holds the write lock: try again after a short sleep each time,
+        letting the loop serve meanwhile, until `BEGIN IMMEDIATE` succeeds."""
         loop = asyncio.get_running_loop()
         give_up_at = loop.time() + WRITE_WAIT_S
         delay = _FIRST_RETRY_S
         while True:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _LONGEST_RETRY_S)
             try:
                 connection.execute("BEGIN IMMEDIATE")
                 return
@@ -167,8 +180,6 @@ class SqliteBackend:
                     raise DatabaseBusy(
                         f"another process held the write lock for {WRITE_WAIT_S:g} s"
                     ) from error
-            await asyncio.sleep(delay)  # another process writes: let the loop serve meanwhile
-            delay = min(delay * 2, _LONGEST_RETRY_S)
 
     def give_back(
         self, connection: sqlite3.Connection, lock: asyncio.Lock | None, *, broken: bool = False
