@@ -68,7 +68,12 @@ __all__ = ["Supervisor", "main"]
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 10.0
 _HEALTHY_RESETS_BACKOFF_S = 30.0
-_PROBE_INTERVAL_S = 1.0
+# Readiness of a running system, checked this often; while an instance starts (or was
+# restarted, or added) every 0.2 s. A process that exits is noticed at once, not by probing.
+_PROBE_INTERVAL_S = 5.0
+_STARTING_PROBE_INTERVAL_S = 0.2
+# Reading a process's USS walks its memory maps: a few ms each time, so not every probe.
+_MEMORY_EVERY_S = 15.0
 _STOP_GRACE_S = 10.0
 _READY_TIMEOUT_S = 60.0  # for an instance added by `flotilla scale`
 _GATEWAYS_TIMEOUT_S = 15.0  # for every gateway to take an instance in or out
@@ -86,6 +91,7 @@ class _Running:
     restart_at: float | None = None
     in_topology: bool = True  # an added instance joins once ready; a removed one leaves first
     retiring: bool = False  # being removed: not restarted
+    memory_read_at: float = float("-inf")
 
 
 class Supervisor:
@@ -106,6 +112,8 @@ class Supervisor:
         self.valkey: EmbeddedValkey | None = None
         self.nats: EmbeddedNats | None = None
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()  # a child exited: look now, not at the next probe
+        self._exits: set[asyncio.Task[int]] = set()
         self._last_written = ""
         self._probed = asyncio.Condition()  # notified after every round of probes
         self._scale_lock = asyncio.Lock()  # one change of instance counts at a time
@@ -201,6 +209,13 @@ class Supervisor:
         r.restart_at = None
         r.state.pid = r.process.pid
         r.state.ready = False
+        exited = asyncio.create_task(r.process.wait())
+        self._exits.add(exited)
+        exited.add_done_callback(self._child_exited)
+
+    def _child_exited(self, task: asyncio.Task[int]) -> None:
+        self._exits.discard(task)
+        self._wake.set()
 
     async def _watch_exits(self) -> None:
         now = time.monotonic()
@@ -233,6 +248,10 @@ class Supervisor:
                 r.state.ready = response.status_code == 200
             except httpx.HTTPError:
                 r.state.ready = False
+        now = time.monotonic()
+        if now - r.memory_read_at < _MEMORY_EVERY_S:
+            return
+        r.memory_read_at = now
         try:
             memory = psutil.Process(r.process.pid).memory_full_info()
             r.state.rss_bytes, r.state.uss_bytes = memory.rss, memory.uss
@@ -264,6 +283,7 @@ class Supervisor:
     async def _watch(self, seeding: asyncio.Task[None]) -> None:
         async with httpx.AsyncClient(verify=self._client_tls()) as client:
             while not self._stop.is_set():
+                self._wake.clear()
                 await self._watch_exits()
                 await asyncio.gather(*(self._probe(client, r) for r in list(self.running)))
                 async with self._probed:
@@ -277,10 +297,25 @@ class Supervisor:
                 if self.state.phase == "running":
                     self._take_requests()
                 self.publish()
-                # Probe often while starting (every instance counts towards "ready").
-                interval = _PROBE_INTERVAL_S if self.state.phase == "running" else 0.2
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), interval)
+                await self._pause()
+
+    async def _pause(self) -> None:
+        """Until the next probe, a restart that is due, a child's exit, or the stop."""
+        settled = self.state.phase == "running" and self.state.all_ready
+        interval = _PROBE_INTERVAL_S if settled else _STARTING_PROBE_INTERVAL_S
+        now = time.monotonic()
+        due = [r.restart_at - now for r in self.running if r.restart_at is not None]
+        if due:
+            interval = max(0.0, min(interval, *due))
+        stop, wake = (
+            asyncio.ensure_future(self._stop.wait()),
+            asyncio.ensure_future(self._wake.wait()),
+        )
+        try:
+            await asyncio.wait({stop, wake}, timeout=interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            wake.cancel()
 
     # -- scaling -------------------------------------------------------------------------
     def _background(self, coroutine: Coroutine[Any, Any, None]) -> None:
