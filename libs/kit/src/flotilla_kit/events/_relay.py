@@ -1,7 +1,8 @@
 """The outbox relay: moves committed events from a service's outbox table to JetStream.
 
-At least once, in order: rows are published in `seq` order, one at a time, each awaited
-until JetStream acknowledges it, and only then marked published. A relay that dies
+At least once, in order: rows are published in `seq` order, a batch at a time (sent
+together, acknowledgements awaited together), and only marked published once JetStream
+acknowledged them. A relay that dies
 between the acknowledgement and the mark publishes the row again when it restarts; the
 copy carries the same Nats-Msg-Id and JetStream drops it (duplicate window), and the
 consumers' inboxes drop whatever gets past that. Broker trouble is retried forever.
@@ -120,17 +121,30 @@ class OutboxRelay:
     async def publish_pending(self) -> int:
         """Publish every row not yet published, batch by batch, in `seq` order; returns
         how many JetStream acknowledged. Raises on broker or database trouble, after
-        marking the rows acknowledged so far."""
+        marking the rows acknowledged so far.
+
+        A batch is pipelined: every row goes out at once, in `seq` order on the one
+        connection, and the acknowledgements are awaited together (awaiting each before
+        sending the next cost the relay and the broker a round trip per event). If one
+        row is not acknowledged, rows after it may be on the stream already; it is sent
+        again on the next pass, so a consumer can see it after them (handlers keep their
+        own ordering rules anyway: instances apply events concurrently)."""
         js = await self._jetstream()
         total = 0
         while True:
             rows = await self._unpublished()
             if not rows:
                 break
+            sent = await asyncio.gather(
+                *(self._publish(js, row) for row in rows), return_exceptions=True
+            )
             acknowledged: list[int] = []
+            failure: BaseException | None = None
             try:
-                for row in rows:
-                    await self._publish(js, row)
+                for row, outcome in zip(rows, sent, strict=True):
+                    if isinstance(outcome, BaseException):
+                        failure = failure or outcome
+                        continue
                     if self._after_publish is not None:
                         self._after_publish(row.event_id)
                     acknowledged.append(row.seq)
@@ -138,6 +152,8 @@ class OutboxRelay:
                 if acknowledged:
                     await self._mark_published(acknowledged)
                     self.metrics.published_some(self._service, len(acknowledged))
+            if failure is not None:
+                raise failure
             total += len(acknowledged)
             _log.debug("outbox batch published", outbox=self._service, count=len(rows))
             if len(rows) < self._batch_size or self._stopping.is_set():
