@@ -28,6 +28,7 @@ from sqlalchemy import (
 from flotilla_kit.db import (
     CheckViolation,
     Database,
+    DatabaseUnavailable,
     ForeignKeyViolation,
     Query,
     UniqueViolation,
@@ -351,4 +352,53 @@ async def test_waiting_for_another_process_s_write_lock_does_not_stop_the_loop(
     finally:
         ticking.cancel()
         other.close()
+        await database.dispose()
+
+
+@pytest.mark.postgres
+async def test_postgres_connections_are_shared_by_at_most_pool_size_transactions(
+    postgres_url: str, migrations: Path
+) -> None:
+    """Five transactions on a pool of two: two hold connections, the others wait their turn
+    and get one as soon as a transaction ends; a connection broken mid-way is replaced."""
+    await asyncio.to_thread(upgrade_to_head, postgres_url, migrations)
+    database = Database(postgres_url, pool_size=2)
+    inside, most_inside = 0, 0
+    release, two_inside = asyncio.Event(), asyncio.Event()
+
+    async def write(n: int) -> None:
+        nonlocal inside, most_inside
+        async with database.transaction() as tx:
+            inside += 1
+            most_inside = max(most_inside, inside)
+            if inside == 2:
+                two_inside.set()
+            await tx.execute(INSERT_EVENT, id=n, name=f"w{n}", at=dt.datetime.now(dt.UTC))
+            await release.wait()
+            inside -= 1
+            await tx.commit()
+
+    try:
+        writers = [asyncio.create_task(write(n)) for n in range(5)]
+        await asyncio.wait_for(two_inside.wait(), 10)
+        await asyncio.sleep(0.1)  # time enough for a third to get in, if the pool let it
+        assert inside == 2
+        release.set()
+        await asyncio.wait_for(asyncio.gather(*writers), 10)
+        assert most_inside == 2
+        count = Query(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            ).columns(n=Integer)
+        )
+        async with database.transaction(write=False) as tx:
+            assert await tx.scalar(count) <= 2
+            assert await tx.scalar(COUNT_EVENTS) == 5
+        # A connection that breaks is not handed out again: the next transaction gets a new one.
+        with pytest.raises(DatabaseUnavailable):
+            async with database.transaction() as tx:
+                await tx.execute(Query(text("SELECT pg_terminate_backend(pg_backend_pid())")))
+        async with database.transaction(write=False) as tx:
+            assert await tx.scalar(COUNT_EVENTS) == 5
+    finally:
         await database.dispose()

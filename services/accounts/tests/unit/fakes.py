@@ -98,7 +98,7 @@ class FakeLedger:
             ),
         )
 
-    async def post(self, posting: Posting) -> None:
+    async def post(self, posting: Posting, *, then_go_on: bool = True) -> None:
         moved = dict(self.store.accounts)
         for entry in posting.entries:
             account = moved[entry.account_id]

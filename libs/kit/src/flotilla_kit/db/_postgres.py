@@ -3,21 +3,27 @@ per connection (asyncpg's statement cache), no SQLAlchemy session in between.
 
 A read transaction sends no BEGIN: under READ COMMITTED every statement takes its own
 snapshot anyway, so a BEGIN/COMMIT pair would add two round trips and no guarantee. A
-write transaction is BEGIN ... COMMIT on one connection of the pool. Connections go back
-to the pool without asyncpg's reset query (another round trip): a transaction always ends
-with COMMIT or ROLLBACK before its connection is released, and nothing else here changes
-a session's state.
+write transaction is BEGIN ... COMMIT on one connection.
+
+Connections are kept by a small pool of our own (idle ones on a stack, at most
+`pool_size` open, callers beyond that wait their turn): measured on this machine, taking
+and giving back an asyncpg `Pool` connection cost 58 µs of CPU even without its reset
+query, this pool 16 µs, next to 61 µs for a whole statement round trip. A connection goes
+back as it is: a transaction always ends with COMMIT or ROLLBACK before, and nothing else
+here changes a session's state; one whose state is unknown (an error or a cancellation
+during COMMIT) is closed instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import asyncpg
-from asyncpg.pool import PoolConnectionProxy
 from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
 from sqlalchemy.engine import make_url
 
@@ -66,10 +72,6 @@ def _translate(error: BaseException) -> NoReturn:
     raise DatabaseError(str(error)) from error
 
 
-async def _keep_state(_connection: asyncpg.Connection) -> None:
-    """Release without a reset query (see the module's docstring)."""
-
-
 async def _json_codecs(connection: asyncpg.Connection) -> None:
     """JSON columns as SQLAlchemy's asyncpg dialect has them: its bind processor already
     made the text, and its result processor expects the decoded value."""
@@ -91,70 +93,109 @@ _DRIVER_ERRORS: tuple[type[BaseException], ...] = (
 _ACQUIRE_ERRORS: tuple[type[BaseException], ...] = (TimeoutError, *_DRIVER_ERRORS)
 
 
+class _Connections:
+    """The connections to one database: idle ones on a stack (the most recently used is
+    the most likely to be warm), at most `size` open."""
+
+    def __init__(self, dsn: str, size: int) -> None:
+        self._dsn = dsn
+        self._size = size
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    async def take(self) -> asyncpg.Connection:
+        while True:
+            while self._idle:
+                connection = self._idle.pop()
+                if not connection.is_closed():
+                    return connection
+                self._open -= 1
+            if self._open < self._size:
+                self._open += 1
+                try:
+                    connection = await asyncpg.connect(self._dsn, timeout=_CONNECT_TIMEOUT_S)
+                    await _json_codecs(connection)
+                except BaseException:
+                    self._open -= 1
+                    self._wake_one()
+                    raise
+                return connection
+            turn = asyncio.get_running_loop().create_future()
+            self._waiters.append(turn)
+            try:
+                await turn  # a connection went back (or was closed): look again
+            finally:
+                if not turn.done():
+                    turn.cancel()
+
+    def give(self, connection: asyncpg.Connection, *, broken: bool = False) -> None:
+        if broken or self._closed or connection.is_closed():
+            connection.terminate()
+            self._open -= 1
+        else:
+            self._idle.append(connection)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            turn = self._waiters.popleft()
+            if not turn.done():
+                turn.set_result(None)
+                return
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for connection in idle:
+            self._open -= 1
+            with contextlib.suppress(*_DRIVER_ERRORS):
+                await connection.close(timeout=_CONNECT_TIMEOUT_S)
+
+
 class PostgresBackend:
     dialect = DIALECT
 
     def __init__(self, url: str, *, pool_size: int) -> None:
-        self._dsn = asyncpg_dsn(url)
-        self._pool_size = pool_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
-
-    async def _the_pool(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                try:
-                    self._pool = await asyncpg.create_pool(
-                        self._dsn,
-                        min_size=0,
-                        max_size=self._pool_size,
-                        reset=_keep_state,
-                        init=_json_codecs,
-                        timeout=_CONNECT_TIMEOUT_S,
-                    )
-                except _DRIVER_ERRORS as error:
-                    _translate(error)
-        return self._pool
+        self._connections = _Connections(asyncpg_dsn(url), pool_size)
 
     async def begin(self, *, write: bool, name: str) -> PostgresTransaction:
-        pool = await self._the_pool()
         try:
-            connection = await pool.acquire(timeout=_CONNECT_TIMEOUT_S)
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                connection = await self._connections.take()
         except _ACQUIRE_ERRORS as error:
             _translate(error)
         if write:
             try:
                 await connection.execute("BEGIN")
             except BaseException as error:
-                await self.give_back(connection, broken=True)
+                self.give_back(connection, broken=True)
                 if isinstance(error, _DRIVER_ERRORS):
                     _translate(error)
                 raise
         return PostgresTransaction(self, connection, write=write, name=name)
 
-    async def give_back(self, connection: PoolConnectionProxy, *, broken: bool = False) -> None:
-        pool = self._pool
-        if broken:
-            connection.terminate()
-        if pool is not None:
-            await pool.release(connection)
+    def give_back(self, connection: asyncpg.Connection, *, broken: bool = False) -> None:
+        self._connections.give(connection, broken=broken)
 
     async def ping(self) -> None:
-        pool = await self._the_pool()
         try:
-            async with pool.acquire(timeout=_CONNECT_TIMEOUT_S) as connection:
-                await connection.fetchval("SELECT 1")
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                connection = await self._connections.take()
         except _ACQUIRE_ERRORS as error:
             _translate(error)
+        broken = True
+        try:
+            await connection.fetchval("SELECT 1")
+            broken = False
+        except _DRIVER_ERRORS as error:
+            _translate(error)
+        finally:
+            self.give_back(connection, broken=broken)
 
     async def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            await pool.close()
+        await self._connections.close()
 
 
 def _rowcount(status: str) -> int:
@@ -169,7 +210,7 @@ class PostgresTransaction(Transaction):
     def __init__(
         self,
         backend: PostgresBackend,
-        connection: PoolConnectionProxy,
+        connection: asyncpg.Connection,
         *,
         write: bool,
         name: str,
@@ -220,14 +261,14 @@ class PostgresTransaction(Transaction):
     async def _end(self, *, commit: bool) -> None:
         connection = self._connection
         if not self.write:  # nothing was begun
-            await self._backend.give_back(connection)
+            self._backend.give_back(connection)
             return
         failure: BaseException | None = None
         try:
             await connection.execute("COMMIT" if commit else "ROLLBACK")
         except BaseException as error:  # cancelled too: the connection's state is unknown
             failure = error
-        await self._backend.give_back(connection, broken=failure is not None)
+        self._backend.give_back(connection, broken=failure is not None)
         if failure is not None:
             if isinstance(failure, _DRIVER_ERRORS):
                 _translate(failure)

@@ -198,10 +198,14 @@ class SqlLedger:
             created_at=dt.datetime.now(dt.UTC),
         )
 
-    async def post(self, posting: Posting) -> None:
+    async def post(self, posting: Posting, *, then_go_on: bool = True) -> None:
         """Write the posting and move the balances, or write nothing and raise
         `AvailableWouldGoNegative`. A savepoint keeps the rest of the transaction usable
-        (PostgreSQL would otherwise refuse every later statement)."""
+        (PostgreSQL would otherwise refuse every later statement); a caller that gives
+        up its transaction on a refusal needs none."""
+        if not then_go_on:
+            await self._post(posting)
+            return
         async with self.transaction.savepoint():
             await self._post(posting)
 

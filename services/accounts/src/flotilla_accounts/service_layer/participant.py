@@ -146,6 +146,8 @@ class Participant:
         self.shard = shard
         self._metrics = metrics
         self._clock = clock
+        # Settlement accounts known to exist (never deleted): not inserted-if-absent again.
+        self._settlement_accounts: set[str] = set()
 
     # Phase one ----------------------------------------------------------------------
 
@@ -225,17 +227,20 @@ class Participant:
             if branch.status is BranchStatus.COMMITTED:
                 self._metrics.committed("repeated")
                 return BranchStatus.COMMITTED
-            await self._apply(uow, branch, actor)
+            settlement = await self._apply(uow, branch, actor)
             await uow.commit()
+        self._settlement_accounts.add(settlement)
         self._metrics.committed("applied")
         return BranchStatus.COMMITTED
 
-    async def _apply(self, uow: ParticipantUnitOfWork, branch: Branch, actor: str) -> None:
+    async def _apply(self, uow: ParticipantUnitOfWork, branch: Branch, actor: str) -> str:
+        """Apply a prepared branch; the settlement account it posted against."""
         terms = branch.terms
         assert terms is not None  # only a tombstone has none, and it is ABORTED
         amount, currency = terms.amount_minor, terms.currency
         settlement = settlement_account_id(self.shard, currency)
-        await uow.ledger.ensure_system_account(settlement, currency, f"settlement {currency}")
+        if settlement not in self._settlement_accounts:
+            await uow.ledger.ensure_system_account(settlement, currency, f"settlement {currency}")
         if terms.direction is Direction.DEBIT:
             # Release first: the posting then takes the money the hold kept available.
             await uow.ledger.release(terms.account_id, amount)
@@ -254,7 +259,8 @@ class Participant:
             reference=terms.reference,
             entries=entries,
         )
-        await uow.ledger.post(posting)
+        # The hold made sure of the money: a refusal here is a bug, and the commit fails.
+        await uow.ledger.post(posting, then_go_on=False)
         now = self._clock()
         await uow.branches.save(
             replace(branch, status=BranchStatus.COMMITTED, posting_id=posting.id, updated_at=now)
@@ -272,6 +278,7 @@ class Participant:
                 "posting_id": posting.id,
             },
         )
+        return settlement
 
     async def abort(self, *, transfer_id: str, branch_id: str, actor: str) -> BranchStatus:
         self._check_ref(transfer_id, branch_id)

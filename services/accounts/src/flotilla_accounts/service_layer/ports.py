@@ -48,9 +48,12 @@ class Ledger(Protocol):
     async def find_by_owner_and_name(self, owner_id: str, name: str) -> Account | None: ...
     async def ensure_system_account(self, account_id: str, currency: str, name: str) -> None: ...
 
-    async def post(self, posting: Posting) -> None:
+    async def post(self, posting: Posting, *, then_go_on: bool = True) -> None:
         """Write the posting and move the balances, all or nothing; raises
-        `AvailableWouldGoNegative` (and writes nothing) when the database refuses."""
+        `AvailableWouldGoNegative` (and writes nothing) when the database refuses.
+        `then_go_on=False`: the caller abandons its whole transaction on a refusal, so
+        the rest of it need not stay usable (no savepoint: two round trips fewer on
+        PostgreSQL)."""
         ...
 
     async def hold(self, account_id: str, amount_minor: int) -> bool:
