@@ -50,12 +50,12 @@ format: install ## apply ruff's formatting and safe fixes
 
 bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/python bench/startup.py --runs 3 --json bench/results/startup.json
-	$(BIN)/flotilla bench transfers --json bench/results/transfers-sqlite.json
-	$(BIN)/flotilla bench transfers --db postgres --json bench/results/transfers-postgres.json
+	tools/bench-tools.sh
+	$(BIN)/flotilla bench cost --json bench/results/cost-sqlite.json
+	$(BIN)/flotilla bench cost --db postgres --json bench/results/cost-postgres.json
 	$(BIN)/flotilla bench gateway --json bench/results/gateway.json
 	$(BIN)/flotilla bench stacks --json bench/results/stacks.json
 	$(BIN)/flotilla bench inventory --json bench/results/inventory.json
-	$(BIN)/flotilla bench checkout --json bench/results/checkout.json
 
 constraints: ## re-pin every dependency into constraints.txt (needs the index)
 	tools/pin-constraints.sh $(PACKAGES)

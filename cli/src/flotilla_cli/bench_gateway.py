@@ -84,13 +84,14 @@ CASES: dict[str, str] = {
 # Cases measured with a single connection (one wrk thread).
 _ONE_CONNECTION = frozenset({"minimal_direct_1c", "minimal_gateway_1c", "minimal_nginx_1c"})
 
-# Metric -> (comparison, bound): printed next to the results, never asserted.
+# Metric -> (comparison, bound): printed next to the results, never asserted. With the
+# access log, spans at the default sampling, rate limits and RBAC on.
 TARGETS: dict[str, tuple[str, float]] = {
-    "ratio_minimal": (">=", 0.9),
+    "ratio_minimal": (">=", 0.7),
     "ratio_fastapi": (">=", 0.95),
-    "added_p50_ms": ("<=", 0.3),
+    "added_p50_ms": ("<=", 1.0),
     "added_p50_ms_unloaded": ("<=", 0.3),
-    "cpu_vs_nginx": ("<=", 2.5),
+    "cpu_vs_nginx": ("<=", 2.0),
 }
 
 _HIGH_LIMIT = "1000000000"

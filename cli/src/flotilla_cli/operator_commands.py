@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli import bench_checkout, bench_cost, bench_gateway, bench_inventory, bench_transfers
+from flotilla_cli import bench_cost, bench_gateway, bench_inventory
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.chaos.report import finish_chaos_run
 from flotilla_cli.chaos.shop_command import chaos_shop
@@ -244,28 +244,6 @@ def bench_cost_command(
         json_file.write_text(json.dumps(report, indent=2) + "\n")
 
 
-@bench_app.command("transfers")
-def bench_transfers_command(
-    duration: Annotated[float, typer.Option(min=1, help="Seconds measured per phase.")] = 20.0,
-    warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per phase.")] = 3.0,
-    concurrency: Annotated[int, typer.Option(min=1, max=256, help="Concurrent clients.")] = 16,
-    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", help="Write the results here.")
-    ] = None,
-) -> None:
-    """Same-shard and cross-shard (2PC) transfers through the gateway on a fresh system, one
-    phase after the other: throughput, p50/p99 latency and ratio_cross_local."""
-    options = bench_transfers.BenchOptions(
-        duration_s=duration, warmup_s=warmup, concurrency=concurrency, database=db.value
-    )
-    report = asyncio.run(bench_transfers.run_transfer_bench(options, console))
-    bench_transfers.render(report, console)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
-
-
 @bench_app.command("gateway")
 def bench_gateway_command(
     duration: Annotated[float, typer.Option(min=1, help="Seconds measured per case.")] = 10.0,
@@ -309,41 +287,6 @@ def bench_inventory_command(
     report = bench_inventory.run_inventory_bench(options, console)
     wide = console if console.is_terminal else Console(width=100)
     bench_inventory.render(report, wide)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
-
-
-@bench_app.command("checkout")
-def bench_checkout_command(
-    seconds: Annotated[float, typer.Option(min=1, help="Seconds measured per phase.")] = 10.0,
-    warmup: Annotated[float, typer.Option(min=0, help="Seconds not counted per phase.")] = 2.0,
-    concurrency: Annotated[
-        list[int] | None,
-        typer.Option(
-            min=1, max=256, help="Concurrent clients; repeat for several (default 1, 8, 32)."
-        ),
-    ] = None,
-    customers: Annotated[
-        int | None,
-        typer.Option(min=1, max=1000, help="Customers (default: the highest concurrency)."),
-    ] = None,
-    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
-    json_file: Annotated[
-        Path | None, typer.Option("--json", help="Write the results here.")
-    ] = None,
-) -> None:
-    """A fresh system; at each concurrency, orders through the gateway until CONFIRMED
-    (the checkout saga: reserve, pay, commit), then the saga's one payment alone (a
-    transfer from the customer to the shop): ops/s, p50/p99, errors, orders polled, CPU
-    of the system per operation, and checkout over transfer."""
-    options = bench_checkout.BenchOptions(
-        seconds=seconds, warmup_s=warmup, concurrency=tuple(concurrency or (1, 8, 32)),
-        customers=customers, database=db.value,
-    )  # fmt: skip
-    report = asyncio.run(bench_checkout.run_checkout_bench(options, console))
-    wide = console if console.is_terminal else Console(width=100)
-    bench_checkout.render(report, wide)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n")

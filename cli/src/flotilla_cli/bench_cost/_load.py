@@ -16,11 +16,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from flotilla_cli.bench_cost._client import Connection, Response
 from flotilla_cli.chaos.load import Bank, Customer, set_up_bank
+from flotilla_kit.http_client import HttpClient, HttpClientError, HttpResponse
 from flotilla_kit.sharding import shard_of
 
 __all__ = [
+    "LOAD_TEST_ROLE",
     "OPERATIONS",
     "Load",
     "Phase",
@@ -37,6 +38,9 @@ OPERATIONS: dict[str, str] = {
     "order": "order to CONFIRMED",
 }
 
+# The bench's customers also hold this role, which its system's gateway exempts from the
+# per-identity rate limit (everyone else keeps it).
+LOAD_TEST_ROLE = "load-test"
 _DEPOSIT_MINOR = 10**12
 _STOCK = 10_000_000  # on hand per product before the load: no order may run out
 _TIMEOUT_S = 30.0
@@ -94,7 +98,7 @@ async def set_up(gateway: str, tls: ssl.SSLContext, admin_password: str, custome
     async with httpx.AsyncClient(base_url=gateway, verify=tls, timeout=_TIMEOUT_S) as client:
         bank = await set_up_bank(
             client, admin_password, customers=customers, accounts_each=1,
-            deposit_minor=_DEPOSIT_MINOR,
+            deposit_minor=_DEPOSIT_MINOR, roles=("customer", LOAD_TEST_ROLE),
         )  # fmt: skip
         login = await client.post(
             "/api/v1/auth/token",
@@ -113,7 +117,7 @@ async def set_up(gateway: str, tls: ssl.SSLContext, admin_password: str, custome
     return Shop(bank, product_ids)
 
 
-Operation = Callable[[Connection], Awaitable[tuple[bool, str, str, int]]]
+Operation = Callable[[], Awaitable[tuple[bool, str, str, int]]]
 
 
 @dataclass
@@ -123,6 +127,8 @@ class Load:
     shop: Shop
     customer: Customer
     rng: random.Random
+    client: HttpClient
+    gateway: str
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -136,9 +142,11 @@ class Load:
             "order": self.order,
         }[name]
 
-    async def read(self, connection: Connection) -> tuple[bool, str, str, int]:
+    async def read(self) -> tuple[bool, str, str, int]:
         account = self.customer.accounts[0]
-        response = await connection.request("GET", f"/api/v1/accounts/{account}", self._auth)
+        response = await self.client.get(
+            f"{self.gateway}/api/v1/accounts/{account}", headers=self._auth
+        )
         return _expect(response, 200)
 
     def _target(self, *, same_shard: bool) -> str:
@@ -150,13 +158,13 @@ class Load:
         ]  # fmt: skip
         return self.rng.choice(targets)
 
-    async def local_transfer(self, connection: Connection) -> tuple[bool, str, str, int]:
-        return await self._transfer(connection, self._target(same_shard=True))
+    async def local_transfer(self) -> tuple[bool, str, str, int]:
+        return await self._transfer(self._target(same_shard=True))
 
-    async def cross_transfer(self, connection: Connection) -> tuple[bool, str, str, int]:
-        return await self._transfer(connection, self._target(same_shard=False))
+    async def cross_transfer(self) -> tuple[bool, str, str, int]:
+        return await self._transfer(self._target(same_shard=False))
 
-    async def _transfer(self, connection: Connection, target: str) -> tuple[bool, str, str, int]:
+    async def _transfer(self, target: str) -> tuple[bool, str, str, int]:
         body = {
             "from_account": self.customer.accounts[0],
             "to_account": target,
@@ -165,33 +173,37 @@ class Load:
             "reference": "bench",
         }
         headers = {**self._auth, "Idempotency-Key": uuid.uuid4().hex}
-        response = await connection.request("POST", "/api/v1/transfers", headers, json_body=body)
-        if response.status != 202:
+        response = await self.client.post(
+            f"{self.gateway}/api/v1/transfers", headers=headers, json=body
+        )
+        if response.status_code != 202:
             return _expect(response, 201)
         # Not final within payments' own wait: poll it as a client would.
-        location = response.header("location") or ""
-        return await self._poll(connection, location, ("preparing", "committing"), "committed")
+        location = response.headers.get("location", "")
+        return await self._poll(location, ("preparing", "committing"), "committed")
 
-    async def order(self, connection: Connection) -> tuple[bool, str, str, int]:
+    async def order(self) -> tuple[bool, str, str, int]:
         count = self.rng.randint(1, min(3, len(self.shop.product_ids)))
         lines = [
             {"product_id": p, "quantity": 1} for p in self.rng.sample(self.shop.product_ids, count)
         ]
         body = {"lines": lines, "payment_account": self.customer.accounts[0]}
         headers = {**self._auth, "Idempotency-Key": uuid.uuid4().hex}
-        response = await connection.request("POST", "/api/v1/orders", headers, json_body=body)
-        if response.status != 202:
-            return False, str(response.status), response.body.decode(errors="replace"), 0
+        response = await self.client.post(
+            f"{self.gateway}/api/v1/orders", headers=headers, json=body
+        )
+        if response.status_code != 202:
+            return False, str(response.status_code), response.text, 0
         order = response.json()
         if order["state"] == "CONFIRMED":
             return True, "", "", 0
         if order["state"] != "PENDING":
             return False, f"{order['state']}:{order.get('reason')}", str(order), 0
-        location = response.header("location") or f"/api/v1/orders/{order['id']}"
-        return await self._poll(connection, location, ("PENDING",), "CONFIRMED")
+        location = response.headers.get("location", f"/api/v1/orders/{order['id']}")
+        return await self._poll(location, ("PENDING",), "CONFIRMED")
 
     async def _poll(
-        self, connection: Connection, location: str, pending: tuple[str, ...], done: str
+        self, location: str, pending: tuple[str, ...], done: str
     ) -> tuple[bool, str, str, int]:
         path = urlsplit(location).path
         deadline = time.monotonic() + _POLL_DEADLINE_S
@@ -200,21 +212,21 @@ class Load:
             await asyncio.sleep(delay)  # a state held by the server: nothing to await here
             delay = min(delay * 2, _POLL_MAX_S)
             polls += 1
-            response = await connection.request("GET", path, self._auth)
-            if response.status != 200:
+            response = await self.client.get(f"{self.gateway}{path}", headers=self._auth)
+            if response.status_code != 200:
                 continue
             state = response.json()["state"]
             if state not in pending:
                 if state == done:
                     return True, "", "", polls
-                return False, state, response.body.decode(errors="replace"), polls
+                return False, state, response.text, polls
         return False, "still-pending", location, polls
 
 
-def _expect(response: Response, status: int) -> tuple[bool, str, str, int]:
-    if response.status == status:
+def _expect(response: HttpResponse, status: int) -> tuple[bool, str, str, int]:
+    if response.status_code == status:
         return True, "", "", 0
-    return False, str(response.status), response.body.decode(errors="replace"), 0
+    return False, str(response.status_code), response.text, 0
 
 
 async def run_phase(
@@ -232,39 +244,40 @@ async def run_phase(
     """`concurrency` workers, each as its own customer on its own connection, repeat the
     operation for warm-up plus measured seconds; `on_measure` is called when the measured
     seconds begin (the CPU sample)."""
-    parts = urlsplit(gateway)
-    host, port = parts.hostname or "127.0.0.1", parts.port or 443
     phase = Phase(operation, concurrency)
+    # One kept-alive connection per worker (the client keeps as many as are in flight).
+    client = HttpClient(ssl_context=tls, timeout_s=_TIMEOUT_S)
     customers = shop.bank.customers
     measure_from = time.monotonic() + warmup_s
     stop_at = measure_from + seconds
 
     async def worker(number: int) -> None:
-        load = Load(shop, customers[number % len(customers)], random.Random(seed + number))  # noqa: S311 - picks targets, not secrets
-        act = load.operation(operation)
-        connection = Connection(host, port, tls, timeout_s=_TIMEOUT_S)
-        try:
-            while (began := time.monotonic()) < stop_at:
-                try:
-                    ok, kind, sample, polls = await act(connection)
-                except (OSError, TimeoutError, ValueError) as exc:
-                    ok, kind, sample, polls = False, type(exc).__name__, repr(exc), 0
-                if began < measure_from:
-                    continue
-                phase.polls += polls
-                if ok:
-                    phase.latencies_s.append(time.monotonic() - began)
-                else:
-                    phase.error(kind, sample)
-        finally:
-            connection.close()
+        rng = random.Random(seed + number)  # noqa: S311 - picks targets, not secrets
+        act = Load(shop, customers[number % len(customers)], rng, client, gateway).operation(
+            operation
+        )
+        while (began := time.monotonic()) < stop_at:
+            try:
+                ok, kind, sample, polls = await act()
+            except (HttpClientError, ValueError) as exc:
+                ok, kind, sample, polls = False, type(exc).__name__, repr(exc), 0
+            if began < measure_from:
+                continue
+            phase.polls += polls
+            if ok:
+                phase.latencies_s.append(time.monotonic() - began)
+            else:
+                phase.error(kind, sample)
 
     async def start_measuring() -> None:
         await asyncio.sleep(max(0.0, measure_from - time.monotonic()))
         on_measure()
 
     metering = asyncio.create_task(start_measuring())
-    await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    try:
+        await asyncio.gather(*(worker(n) for n in range(concurrency)))
+    finally:
+        await client.aclose()
     await metering
     phase.seconds = time.monotonic() - measure_from
     return phase

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from rich.console import Console
 
-from flotilla_cli.bench_cost._load import OPERATIONS, run_phase, set_up
+from flotilla_cli.bench_cost._load import LOAD_TEST_ROLE, OPERATIONS, run_phase, set_up
 from flotilla_cli.bench_cost._processes import CpuSample, SystemProcesses, load_average
 from flotilla_cli.bench_cost._report import operation_row
 from flotilla_cli.machine import machine
@@ -37,14 +38,14 @@ class BenchOptions:
 
 
 def _env() -> dict[str, str]:
-    # Every request of the bench comes from 127.0.0.1 as one of its customers: the
-    # limits per client IP and per identity are lifted in the bench's own system (a
-    # fresh one, which nobody else uses). The buckets are still checked on every request.
+    """Every request of the bench comes from 127.0.0.1, so the per-IP limit is lifted in
+    the bench's own system (a fresh one nobody else uses); the per-identity limit stays at
+    its default for every identity but the bench's customers, whose `load-test` role the
+    gateway exempts. The buckets are still checked on every request."""
     return {
-        "FLOTILLA_RATE_LIMIT_IDENTITY_RPS": _HIGH_LIMIT,
-        "FLOTILLA_RATE_LIMIT_IDENTITY_BURST": _HIGH_LIMIT,
         "FLOTILLA_RATE_LIMIT_IP_RPS": _HIGH_LIMIT,
         "FLOTILLA_RATE_LIMIT_IP_BURST": _HIGH_LIMIT,
+        "FLOTILLA_RATE_LIMIT_EXEMPT_ROLES": json.dumps([LOAD_TEST_ROLE]),
     }
 
 
@@ -83,6 +84,10 @@ async def run_cost_bench(options: BenchOptions, console: Console) -> dict[str, A
             processes.refresh(state)
             concurrency = options.order_concurrency if operation == "order" else options.concurrency
             samples: list[CpuSample] = []
+
+            def measure_now(taken: list[CpuSample] = samples) -> None:
+                taken.append(processes.sample())
+
             with console.status(
                 f"{OPERATIONS[operation]}, {concurrency} in flight: {options.warmup_s:g} s "
                 f"warm-up, {options.seconds:g} s measured"
@@ -90,7 +95,7 @@ async def run_cost_bench(options: BenchOptions, console: Console) -> dict[str, A
                 phase = await run_phase(
                     gateway=gateway, tls=tls, shop=shop, operation=operation,
                     concurrency=concurrency, warmup_s=options.warmup_s, seconds=options.seconds,
-                    on_measure=lambda taken=samples: taken.append(processes.sample()),
+                    on_measure=measure_now,
                 )  # fmt: skip
                 end = processes.sample()
             row = operation_row(phase, processes.spent(samples[0], end))

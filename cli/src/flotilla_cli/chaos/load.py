@@ -69,8 +69,10 @@ async def set_up_bank(
     customers: int,
     accounts_each: int,
     deposit_minor: int,
+    roles: tuple[str, ...] = ("customer",),
 ) -> Bank:
-    """Customers made through the admin API, accounts opened by each, cash deposited."""
+    """Customers made through the admin API (with `roles`), accounts opened by each, cash
+    deposited."""
     login = await _ok(
         await client.post(
             "/api/v1/auth/token",
@@ -85,7 +87,7 @@ async def set_up_bank(
         await _ok(
             await client.post(
                 "/api/v1/auth/users",
-                json={"username": username, "password": password, "roles": ["customer"]},
+                json={"username": username, "password": password, "roles": list(roles)},
                 headers=admin,
             ),
             201,

@@ -50,6 +50,10 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:read:any",
         }
     ),
+    # Grants nothing: a tier, held next to another role by the identities of a load test
+    # (`flotilla bench cost`), which a gateway may exempt from per-identity rate limits
+    # (FLOTILLA_RATE_LIMIT_EXEMPT_ROLES) while everyone else keeps them.
+    "load-test": frozenset(),
     # Service identities: what a service may do with its own (client-credentials) token.
     "service:payments": frozenset({"accounts:read:any", "ledger:post"}),
     # A ledger shard asking the coordinator how an in-doubt transfer ended.

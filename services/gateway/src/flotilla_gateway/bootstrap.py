@@ -149,6 +149,7 @@ def rate_limiter(
         max_keys=settings.rate_limit_max_keys,
         shared=shared,
         public=lambda method, path: public.get((method, path)),
+        exempt_roles=frozenset(settings.rate_limit_exempt_roles),
     )
 
 

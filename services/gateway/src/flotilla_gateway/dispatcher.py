@@ -178,6 +178,7 @@ class Dispatcher:
         self.limiter = limiter
         self.shared_buckets = limiter.shared if limiter is not None else None
         self.rate_clock = limiter.clock if limiter is not None else _no_clock
+        self.exempt_roles = limiter.exempt_roles if limiter is not None else frozenset()
         self.unmatched = metrics.route(_UNMATCHED)
         self.local_metrics = {path: metrics.route(path) for path in self.local}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -341,10 +342,11 @@ class Exchange:
             self.finish(self._dispatcher.problems.forbidden.reply(self.request_id))
             return
         limit = target.identity_limit
-        if limit is None:
+        dispatcher = self._dispatcher
+        exempt = dispatcher.exempt_roles
+        if limit is None or (exempt and not exempt.isdisjoint(principal.roles)):
             self._forward()
             return
-        dispatcher = self._dispatcher
         if dispatcher.shared_buckets is not None:
             dispatcher.spawn(self._take_shared(limit, subject, self._forward))
             return

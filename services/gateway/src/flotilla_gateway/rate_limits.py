@@ -239,12 +239,15 @@ class RateLimiter:
         routes: Mapping[tuple[str, str], RateLimit],
         shared: SharedBuckets | None = None,
         clock: Callable[[], float] = time.monotonic,
+        exempt_roles: frozenset[str] = frozenset(),
     ) -> None:
         self.identity = identity
         self.ip = ip
         self.routes = dict(routes)
         self.shared = shared
         self.clock = clock
+        # Holders of these roles are not limited per identity (the per-IP limit stays).
+        self.exempt_roles = exempt_roles
 
     @classmethod
     def build(
@@ -257,6 +260,7 @@ class RateLimiter:
         max_keys: int,
         shared: SharedBuckets | None = None,
         public: Callable[[str, str], bool | None],
+        exempt_roles: frozenset[str] = frozenset(),
     ) -> RateLimiter:
         """Limits from settings; `public(method, path)` says whether a policy entry is
         public, or None when there is no such entry (a typo must not pass silently)."""
@@ -275,6 +279,7 @@ class RateLimiter:
             ip=cls._limit(problems, IP, *ip, max_keys=max_keys),
             routes=by_route,
             shared=shared,
+            exempt_roles=exempt_roles,
         )
 
     @staticmethod

@@ -275,6 +275,12 @@ class GatewaySettings(ServiceSettings):
             "public entry, per identity otherwise, in buckets of the route's own."
         ),
     )
+    rate_limit_exempt_roles: list[str] = Field(
+        default_factory=list,
+        description='Roles whose holders are not limited per identity, JSON: ["load-test"] '
+        "(the identities of a load test or a trusted partner); the per-IP limit and route "
+        "limits per IP still apply.",
+    )
     rate_limit_max_keys: int = Field(
         default=100_000,
         ge=1,

@@ -81,6 +81,27 @@ async def test_an_identity_over_its_limit_gets_429_and_others_do_not(
     )
 
 
+async def test_an_exempt_role_is_not_limited_per_identity_but_still_per_ip(
+    stack: Stack, tokens: TokenMinter
+) -> None:
+    """A load test's identities hold `load-test`: their own requests are not counted per
+    identity, everyone else's are, and the per-IP limit holds for all."""
+    auth = await stack.upstream("auth")
+    await stack.start_gateway(
+        rate_limit_identity_rps=SLOW, rate_limit_identity_burst=2,
+        rate_limit_ip_rps=SLOW, rate_limit_ip_burst=8, rate_limit_exempt_roles=["load-test"],
+    )  # fmt: skip
+    loader = {"Authorization": f"Bearer {tokens.mint('loader', ['customer', 'load-test'])}"}
+    alice = bearer(tokens, "alice")
+    async with stack.client() as client:
+        assert [(await client.get(ME, headers=loader)).status_code for _ in range(5)] == [200] * 5
+        assert [(await client.get(ME, headers=alice)).status_code for _ in range(3)] == [
+            200, 200, 429,
+        ]  # fmt: skip
+        assert (await client.get(ME, headers=loader)).status_code == 429  # the IP's 8
+    assert proxied(auth, ME) == 7
+
+
 async def test_the_ip_limit_holds_whatever_the_identity(stack: Stack, tokens: TokenMinter) -> None:
     auth = await stack.upstream("auth")
     await stack.start_gateway(rate_limit_ip_rps=SLOW, rate_limit_ip_burst=2)
