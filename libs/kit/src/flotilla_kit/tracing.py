@@ -9,8 +9,8 @@ are flushed when the process exits (the provider's atexit hook) or on `shutdown(
 Spans are made here by hand rather than by the contrib instrumentations: the ASGI one adds
 two internal spans per request (`http send`, `http receive`) and wraps every message, the
 SQLAlchemy one a span per statement; here the service makes one server span per request
-(`ObservabilityMiddleware`), one client span per outbound HTTP request
-(`TracingTransport`) and gRPC call (`client_interceptors`), one server span per gRPC call
+(`ObservabilityMiddleware`), one client span per outbound HTTP request (the kit's
+`HttpClient`) and gRPC call (`client_interceptors`), one server span per gRPC call
 (`TracingServerInterceptor`), one span per database transaction (`database_span`, with
 the statement count and the first statement), and a producer / consumer span per event
 (the relay and the consumer, parented by the CloudEvent's `traceparent`). The W3C
@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import grpc
-import httpx
 from grpc import aio
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -65,7 +64,6 @@ __all__ = [
     "JsonLinesSpanExporter",
     "Tracing",
     "TracingServerInterceptor",
-    "TracingTransport",
     "client_interceptors",
     "context_from_traceparent",
     "current_traceparent",
@@ -73,7 +71,6 @@ __all__ = [
     "install_tracing",
     "messaging_span",
     "span_record",
-    "traced_http_client",
     "tracer",
     "tracing",
     "uninstall_tracing",
@@ -342,63 +339,6 @@ def bound_request_context(span: Span, request_id: str) -> Iterator[None]:
 
 def _failed(span: Span, error: BaseException) -> None:
     span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-
-
-# -- outbound HTTP ---------------------------------------------------------------------------
-
-
-class TracingTransport(httpx.AsyncBaseTransport):
-    """An httpx transport that wraps another: a client span per request, its
-    `traceparent` sent along. Ends when the response head has arrived."""
-
-    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
-        self._inner = inner
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        active = _installed.tracing
-        if active is None or not trace.get_current_span().is_recording():
-            # Not sampled: no span, but the trace's ids go on (logs join on them).
-            traceparent = current_traceparent()
-            if traceparent is not None:
-                request.headers[_TRACEPARENT] = traceparent
-            return await self._inner.handle_async_request(request)
-        url = request.url
-        with active.tracer.start_as_current_span(
-            f"{request.method} {url.path}",
-            kind=SpanKind.CLIENT,
-            attributes={
-                "http.request.method": request.method,
-                "server.address": url.host,
-                "server.port": url.port or 0,
-                "url.path": url.path,
-            },
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            traceparent = _traceparent_of(span)
-            if traceparent is not None:
-                request.headers[_TRACEPARENT] = traceparent
-            try:
-                response = await self._inner.handle_async_request(request)
-            except Exception as error:
-                _failed(span, error)
-                raise
-            span.set_attribute("http.response.status_code", response.status_code)
-            if response.status_code >= 500:
-                span.set_status(Status(StatusCode.ERROR))
-            return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
-
-
-def traced_http_client(
-    *, verify: Any = True, timeout: float | httpx.Timeout = 5.0
-) -> httpx.AsyncClient:
-    """An `httpx.AsyncClient` whose requests are traced (and carry `traceparent`)."""
-    return httpx.AsyncClient(
-        transport=TracingTransport(httpx.AsyncHTTPTransport(verify=verify)), timeout=timeout
-    )
 
 
 # -- gRPC ------------------------------------------------------------------------------------

@@ -23,13 +23,13 @@ from flotilla_kit.app import create_service_app
 from flotilla_kit.context import current_context
 from flotilla_kit.db import Database, Query
 from flotilla_kit.events import CloudEvent
+from flotilla_kit.http_client import HttpClient
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing import TokenMinter
 from flotilla_kit.tracing import (
     JsonLinesSpanExporter,
     Tracing,
     TracingServerInterceptor,
-    TracingTransport,
     client_interceptors,
     context_from_traceparent,
     install_tracing,
@@ -72,6 +72,40 @@ def _flushed(path: Path) -> list[dict[str, Any]]:
     return _spans(path)
 
 
+class Peer:
+    """Another service, on a real socket: answers `status` to everything and remembers
+    the `traceparent` each request carried. Use as `async with Peer(503) as peer`, inside
+    the event loop the calls run in; `peer.client` is the kit's client to call it with."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+        self.seen: list[str | None] = []
+        self.url = ""
+        self.client = HttpClient()
+        self._server: asyncio.Server | None = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+            found = [line for line in head.split("\r\n") if line.lower().startswith("traceparent:")]
+            self.seen.append(found[0].split(":", 1)[1].strip() if found else None)
+            writer.write(b"HTTP/1.1 %d X\r\ncontent-length: 0\r\n\r\n" % self.status)
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> Peer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/api"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.client.aclose()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+
 def test_the_exporter_appends_one_json_object_per_span(tmp_path: Path) -> None:
     path = tmp_path / "deep" / "svc-0.jsonl"
     traced = Tracing(service="svc", instance="svc-0", exporter=JsonLinesSpanExporter(path))
@@ -103,13 +137,7 @@ def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_db_and
     span_file: Path, tmp_path: Path, tokens: TokenMinter
 ) -> None:
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
-    seen: list[str | None] = []
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("traceparent"))
-        return httpx.Response(503)
-
-    outbound = httpx.AsyncClient(transport=TracingTransport(httpx.MockTransport(upstream)))
+    peers: list[Peer] = []
     router = APIRouter()
 
     @router.get("/things/{thing}")
@@ -118,7 +146,7 @@ def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_db_and
             await transaction.execute(Query(text("SELECT 1")))
             await transaction.execute(Query(text("SELECT 2")))
             await transaction.commit()
-        await outbound.get("http://peer:9/api")
+        await peers[0].client.get(peers[0].url)
         context = current_context()
         return {"trace": context.trace_id if context else None}
 
@@ -128,11 +156,16 @@ def test_a_request_is_a_server_span_continuing_the_callers_trace_with_its_db_and
 
     async def call() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with (
+            Peer(503) as peer,
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            peers.append(peer)
             assert (await client.get("/livez")).status_code == 200  # probes make no trace
             return await client.get("/things/a", headers={"traceparent": CALLER})
 
     response = asyncio.run(call())
+    seen = peers[0].seen
     asyncio.run(database.dispose())
     assert response.status_code == 200
     assert response.json() == {"trace": CALLER_TRACE}  # what the log lines carry
@@ -216,14 +249,8 @@ def test_an_unsampled_request_makes_no_span_but_passes_its_ids_on_and_a_failure_
     cost no span, yet their callees and log lines get the trace's ids, and a request that
     fails (5xx) is recorded after all, with the span id it passed on."""
     database = Database(f"sqlite+aiosqlite:///{tmp_path / 'demo.db'}")
-    seen: list[str | None] = []
     contexts: list[object] = []
-
-    def upstream(request: httpx.Request) -> httpx.Response:
-        seen.append(request.headers.get("traceparent"))
-        return httpx.Response(200)
-
-    outbound = httpx.AsyncClient(transport=TracingTransport(httpx.MockTransport(upstream)))
+    peers: list[Peer] = []
     router = APIRouter()
 
     @router.get("/things/{thing}")
@@ -231,7 +258,7 @@ def test_an_unsampled_request_makes_no_span_but_passes_its_ids_on_and_a_failure_
         async with database.transaction() as transaction:
             await transaction.execute(Query(text("SELECT 1")))
             await transaction.commit()
-        await outbound.get("http://peer:9/api")
+        await peers[-1].client.get(peers[-1].url)
         contexts.append(current_context())
         if thing == "broken":
             raise RuntimeError("a bug")
@@ -243,7 +270,11 @@ def test_an_unsampled_request_makes_no_span_but_passes_its_ids_on_and_a_failure_
 
     async def call(thing: str) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        async with (
+            Peer(200) as peer,
+            httpx.AsyncClient(transport=transport, base_url="http://t") as client,
+        ):
+            peers.append(peer)
             return await client.get(f"/things/{thing}", headers={"traceparent": UNSAMPLED})
 
     assert asyncio.run(call("fine")).status_code == 200
@@ -253,7 +284,8 @@ def test_an_unsampled_request_makes_no_span_but_passes_its_ids_on_and_a_failure_
     assert getattr(context, "trace_id", None) == CALLER_TRACE  # what its log lines carry
     assert getattr(context, "sampled", None) is False
     span_id = getattr(context, "span_id", "")
-    assert seen == [f"00-{CALLER_TRACE}-{span_id}-00"]  # the callee does not sample either
+    # The callee does not sample either.
+    assert peers[0].seen == [f"00-{CALLER_TRACE}-{span_id}-00"]
 
     assert asyncio.run(call("broken")).status_code == 500
     asyncio.run(database.dispose())

@@ -9,11 +9,9 @@ from types import TracebackType
 from typing import Protocol, Self
 from urllib.parse import quote
 
-import httpx
-
 from flotilla_accounts.domain import Outcome
 from flotilla_accounts.service_layer.errors import CoordinatorUnreachable
-from flotilla_kit.tracing import traced_http_client
+from flotilla_kit.http_client import HttpClient, HttpClientError
 
 __all__ = ["HttpCoordinator", "TokenSource"]
 
@@ -41,11 +39,11 @@ class HttpCoordinator:
         self._tokens = tokens
         self._ssl_context = ssl_context
         self._timeout_s = timeout_s
-        self._client: httpx.AsyncClient | None = None
+        self._client: HttpClient | None = None
         self._next = 0
 
     async def __aenter__(self) -> Self:
-        self._client = traced_http_client(verify=self._ssl_context, timeout=self._timeout_s)
+        self._client = HttpClient(ssl_context=self._ssl_context, timeout_s=self._timeout_s)
         return self
 
     async def __aexit__(
@@ -64,7 +62,7 @@ class HttpCoordinator:
             raise CoordinatorUnreachable("the coordinator client is not open")
         try:
             token = await self._tokens.token()
-        except (RuntimeError, httpx.HTTPError) as exc:
+        except (RuntimeError, HttpClientError) as exc:
             raise CoordinatorUnreachable(f"no service token: {exc}") from exc
         headers = {"Authorization": f"Bearer {token}"}
         path = f"/internal/v1/transfers/{quote(transfer_id, safe='')}/outcome"
@@ -75,7 +73,7 @@ class HttpCoordinator:
         for url in self._urls[start:] + self._urls[:start]:
             try:
                 response = await client.get(url + path, headers=headers)
-            except httpx.HTTPError as exc:
+            except HttpClientError as exc:
                 errors.append(f"{url}: {exc!r}")
                 continue
             if response.status_code != 200:
