@@ -26,6 +26,9 @@ def _hex_or_null(value: str | None) -> str:
     return "null" if value is None else f'"{value}"'
 
 
+# Line templates kept (one per method, status, route, instance and user seen): bounded.
+_TEMPLATES_KEPT = 4096
+
 # What `record` keeps per request until the batch is written: when, then the fields.
 _Pending = tuple[
     float, bytes, str, str, int, int, str, "str | None", "str | None", "str | None", str
@@ -47,6 +50,7 @@ class AccessLog:
         self._stream = stream
         self._batched = Batched(self._write, flush_after_s=flush_after_s, batch=batch)
         self._clock = EcsClock()
+        self._templates: dict[tuple[bytes, int, str, str | None, str | None], str] = {}
         self._service = (
             f'"service":{{"name":{json_text(service)},"node":{{"name":{json_text(node)}}}}}'
         )
@@ -90,21 +94,39 @@ class AccessLog:
         stream.flush()
 
     def _render(self, pending: list[_Pending]) -> list[str]:
-        # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted.
-        service, stamp = self._service, self._clock.stamp
+        # Keys in ecs-logging's order: @timestamp, log.level, message, then sorted. What
+        # recurs (method, status, route, instance, user) is rendered once into a template.
+        stamp, templates = self._clock.stamp, self._templates
         lines = []
         for now, method, path, route, status, duration, rid, tid, instance, user, ip in pending:
+            key = (method, status, route, instance, user)
+            template = templates.get(key)
+            if template is None:
+                template = self._template(key)
             lines.append(
-                f'{{"@timestamp":"{stamp(now)}",'
-                f'"log.level":"info","message":"request",'
-                f'"client":{{"ip":"{ip}"}},"ecs.version":"{ECS_VERSION}",'
-                f'"event":{{"duration":{duration}}},'
-                f'"http":{{"request":{{"id":"{rid}","method":"{method.decode("latin-1")}"}},'
-                f'"response":{{"status_code":{status}}},"route":{recurring_json_text(route)}}},'
-                f"{service},"
-                f'"trace":{{"id":{_hex_or_null(tid)}}},'
-                f'"upstream":{{"instance":{recurring_json_text(instance)}}},'
-                f'"url":{{"path":{json_text(path)}}},'
-                f'"user":{{"id":{recurring_json_text(user)}}}}}\n'
+                template % (stamp(now), ip, duration, rid, _hex_or_null(tid), json_text(path))
             )
         return lines
+
+    def _template(self, key: tuple[bytes, int, str, str | None, str | None]) -> str:
+        """The line with holes (`%s`, `%d`) for what changes with every request."""
+        method, status, route, instance, user = key
+
+        def fixed(text: str) -> str:  # a constant part: a % in it is not a hole
+            return text.replace("%", "%%")
+
+        template = (
+            '{"@timestamp":"%s","log.level":"info","message":"request",'
+            f'"client":{{"ip":"%s"}},"ecs.version":"{ECS_VERSION}",'
+            '"event":{"duration":%d},'
+            f'"http":{{"request":{{"id":"%s","method":{fixed(json_text(method.decode("latin-1")))}}},'
+            f'"response":{{"status_code":{status}}},"route":{fixed(recurring_json_text(route))}}},'
+            f"{fixed(self._service)},"
+            '"trace":{"id":%s},'
+            f'"upstream":{{"instance":{fixed(recurring_json_text(instance))}}},'
+            '"url":{"path":%s},'
+            f'"user":{{"id":{fixed(recurring_json_text(user))}}}}}\n'
+        )
+        if len(self._templates) < _TEMPLATES_KEPT:
+            self._templates[key] = template
+        return template

@@ -19,6 +19,9 @@ CASES: list[dict[str, Any]] = [
     {"method": b"DELETE", "path": "/a b[c]~!#$%&'()*+,-./:;<=>?@^_`{|}", "route": "/a {b}", "status": 204,
      "duration_ns": 1, "request_id": "x", "trace_id": "0" * 31 + "1", "instance": "i",
      "user_id": "service:payments", "client_ip": "10.0.0.1"},
+    # A % in what the line's template keeps (route, instance, user) is text, not a hole.
+    {"method": b"GET", "path": "/a%20b", "route": "/a/%s%d", "status": 200, "duration_ns": 5,
+     "request_id": "r-2", "trace_id": None, "instance": "i%s", "user_id": "100%", "client_ip": "::1"},
     # Nothing known yet, and values that need escaping.
     {"method": b"POST", "path": '/a"b\\c/é\u2028', "route": "<unmatched>", "status": 401, "duration_ns": 7,
      "request_id": "r-1", "trace_id": None, "instance": None, "user_id": 'eve"}', "client_ip": "::1"},
