@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.syntax import Syntax
 
 from flotilla_cli.layout import VarLayout
+from flotilla_kit.context import new_span_id, new_trace_id
 from flotilla_kit.sharding import shard_of
 from flotilla_kit.tls import client_context
 
@@ -51,11 +52,15 @@ class _Tour:
         elif "data" in kwargs:
             safe = {k: ("•••" if k == "password" else v) for k, v in kwargs["data"].items()}
             self.console.print(f"form: {safe}", highlight=False)
+        # Every step of the tour is traced (the system samples a few requests of its own):
+        # `flotilla trace ID` shows where it went.
+        trace_id = new_trace_id()
+        headers["traceparent"] = f"00-{trace_id}-{new_span_id()}-01"
         response = self.client.request(method, path, headers=headers, **kwargs)
         colour = "green" if response.status_code == expect else "red"
         self.console.print(
             f"[{colour}]-> {response.status_code}[/] {response.headers.get('content-type', '')}"
-            f"  x-request-id: {response.headers.get('x-request-id', '-')}",
+            f"  x-request-id: {response.headers.get('x-request-id', '-')}  trace: {trace_id}",
             highlight=False,
         )
         body: Any = response.json() if response.content else None
