@@ -15,6 +15,7 @@ and gets a span after all when it fails (5xx): errors are always kept.
 from __future__ import annotations
 
 import time
+from urllib.parse import parse_qsl
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -34,7 +35,8 @@ from flotilla_kit.context import (
 )
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
-from flotilla_kit.problems import Problem
+from flotilla_kit.problems import Problem, refused_text
+from flotilla_kit.text import refusal
 from flotilla_kit.tracing import context_from_traceparent, tracing, unsampled_parent
 
 __all__ = ["ObservabilityMiddleware"]
@@ -49,6 +51,25 @@ def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope["headers"]:
         if key == name:
             return str(value.decode("latin-1"))
+    return None
+
+
+def _refused_target(scope: Scope) -> Problem | None:
+    """422 when the path or a query parameter holds text the kit's rule refuses (a NUL,
+    another control character, a line break: none has a use in a URL)."""
+    problem = refusal(scope["path"])
+    if problem is not None:
+        return refused_text(["path"], problem)
+    raw = scope.get("query_string", b"")
+    if not raw:
+        return None
+    query = raw.decode("latin-1")
+    if "%" not in query and refusal(query) is None:
+        return None  # nothing encoded, nothing refused: the common case
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        problem = refusal(name) or refusal(value)
+        if problem is not None:
+            return refused_text(["query", name], problem)
     return None
 
 
@@ -182,6 +203,8 @@ class ObservabilityMiddleware:
         try:
             if exchange.declared_too_large():
                 await exchange.answer(exchange.too_large())
+            elif (refused := _refused_target(scope)) is not None:
+                await exchange.answer(refused)
             else:
                 await self.app(scope, exchange.receive, exchange.send_from_app)
         except Exception as exc:

@@ -18,6 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from flotilla_kit.context import current_request_id
+from flotilla_kit.db import TextNotStorable
+from flotilla_kit.text import TextRefused
 
 __all__ = [
     "PROBLEM_BASE",
@@ -26,6 +28,7 @@ __all__ = [
     "install_problem_handlers",
     "problem_body",
     "problem_type",
+    "refused_text",
 ]
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
@@ -119,6 +122,35 @@ def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return cleaned
 
 
+def refused_text(location: Sequence[str], reason: str) -> Problem:
+    """422 for text the kit's rule refuses (`flotilla_kit.text`), naming where it was."""
+    where = ".".join(location)
+    return Problem(
+        422,
+        "validation-error",
+        "Request validation failed",
+        f"{where} {reason}.",
+        errors=[{"location": list(location), "message": f"the value {reason}", "code": "text"}],
+    )
+
+
+async def _on_text_refused(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, TextRefused)
+    return refused_text(exc.field.split("."), exc.reason).to_response(instance=request.url.path)
+
+
+async def _on_text_not_storable(request: Request, exc: Exception) -> Response:
+    # The last line: an entrypoint let such text through to the database. Nothing was
+    # written (the transaction rolled back with the error).
+    _log.warning("text the database cannot store reached it", path=request.url.path)
+    return Problem(
+        422,
+        "validation-error",
+        "Request validation failed",
+        "The request holds a character no field accepts (a NUL or a lone surrogate).",
+    ).to_response(instance=request.url.path)
+
+
 async def _on_problem(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, Problem)
     return exc.to_response(instance=request.url.path)
@@ -161,6 +193,8 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
 
 def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Problem, _on_problem)
+    app.add_exception_handler(TextRefused, _on_text_refused)
+    app.add_exception_handler(TextNotStorable, _on_text_not_storable)
     app.add_exception_handler(RequestValidationError, _on_validation)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)
     app.add_exception_handler(Exception, _on_unexpected)

@@ -6,6 +6,8 @@ Servers use `server_credentials` (client certificate required) and `TokenAuthInt
 use `secure_channel` and pass `bearer(token)` as call metadata with a `timeout`.
 Tracing: channels from `secure_channel` trace unary calls; servers add
 `flotilla_kit.tracing.TracingServerInterceptor` first among their interceptors.
+Text: handlers answer INVALID_ARGUMENT when `text_refusal(request)` names a string field
+the kit's rule refuses (`flotilla_kit.text`; every gRPC string here is one line).
 """
 
 from __future__ import annotations
@@ -14,13 +16,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from grpc import aio
 
 from flotilla_kit.settings import TlsSettings
+from flotilla_kit.text import refusal
 from flotilla_kit.tokens import TokenError, TokenVerifier
 from flotilla_kit.tracing import client_interceptors
 
-__all__ = ["TokenAuthInterceptor", "bearer", "secure_channel", "server_credentials"]
+__all__ = [
+    "TokenAuthInterceptor",
+    "bearer",
+    "secure_channel",
+    "server_credentials",
+    "text_refusal",
+]
 
 # Keep idle connections healthy across restarts of the peer; fail fast when it is gone.
 _CHANNEL_OPTIONS = [
@@ -125,3 +136,24 @@ def _refusing(
     if streams_out:
         return grpc.unary_stream_rpc_method_handler(deny)
     return grpc.unary_unary_rpc_method_handler(deny)
+
+
+def text_refusal(message: Message, *, path: str = "") -> str | None:
+    """Why `message` is refused under the kit's text rule, naming the field (`lines[0].
+    product_id holds a control character ...`); None when no string in it, nested and
+    repeated fields included, holds a character the rule refuses."""
+    for field, value in message.ListFields():
+        name = f"{path}{field.name}"
+        repeated = field.is_repeated
+        items = value if repeated else (value,)
+        for index, item in enumerate(items):
+            where = f"{name}[{index}]" if repeated else name
+            if field.type == FieldDescriptor.TYPE_STRING:
+                problem = refusal(item)
+                if problem is not None:
+                    return f"{where} {problem}"
+            elif field.type == FieldDescriptor.TYPE_MESSAGE:
+                problem = text_refusal(item, path=f"{where}.")
+                if problem is not None:
+                    return problem
+    return None

@@ -160,6 +160,12 @@ BAD_REQUESTS = [
     Bad("deposit in another currency", DEPOSITS, {"json": {"currency": "USD", "amount_minor": 100}}, 422, "currency-mismatch", "admin"),
     Bad("deposit by a customer", DEPOSITS, {"json": {**EUR, "amount_minor": 100}}, 403, "forbidden"),
     Bad("deposit to an unknown account", f"{ACCOUNTS}/acc_0_nope/deposits", {"json": {**EUR, "amount_minor": 100}}, 404, "account-not-found", "admin"),
+    Bad("a NUL in the name", ACCOUNTS, {"json": {"name": "\u202e\u0000evil", **EUR}}, 422, "validation-error"),
+    Bad("a right-to-left override in the name", ACCOUNTS, {"json": {"name": "\u202eevil", **EUR}}, 422, "validation-error"),
+    Bad("a line break in the name", ACCOUNTS, {"json": {"name": "two\nlines", **EUR}}, 422, "validation-error"),
+    Bad("a lone surrogate in the name", ACCOUNTS, {"content": b'{"name": "a\\ud800", "currency": "EUR"}', "headers": JSON}, 422, "validation-error"),
+    Bad("a NUL in an owner id", ACCOUNTS + "?owner_id=al%00ice", {"json": {"name": "x", **EUR}}, 422, "validation-error", "admin"),
+    Bad("a NUL in a deposit reference", DEPOSITS, {"json": {**EUR, "amount_minor": 100, "reference": "a\u0000b"}}, 422, "validation-error", "admin"),
     Bad("bad idempotency key", ACCOUNTS, {"json": {"name": "x", **EUR}, "headers": {"Idempotency-Key": "x" * 200}}, 400, "invalid-idempotency-key"),
 ]  # fmt: skip
 

@@ -227,6 +227,25 @@ async def test_phase_two_is_idempotent_and_refuses_what_no_coordinator_asks(
     assert await take_snapshot(shard.database) == before
 
 
+async def test_text_the_kit_refuses_is_invalid_argument_naming_the_field(shard: Shard) -> None:
+    alice = await shard.open("alice", balance=100)
+    bob = await shard.open("bob")
+    before = await take_snapshot(shard.database)
+    for call, field in (
+        (shard.prepare("t\x00", alice, 10), "transfer_id"),
+        (shard.prepare("t1", alice + "\x00", 10), "account_id"),
+        (shard.prepare("t1", alice, 10, owner="ali\u202ece"), "required_owner"),
+        (shard.commit("t1", "debit\n"), "branch_id"),
+        (shard.abort("t\x1b", "debit"), "transfer_id"),
+        (shard.transfer("l\x00", alice, bob, 5), "transfer_id"),
+    ):
+        with pytest.raises(aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert (refused.value.details() or "").startswith(f"{field} holds"), field
+    assert await take_snapshot(shard.database) == before
+
+
 async def test_commits_and_aborts_are_audited(shard: Shard) -> None:
     alice = await shard.open("alice", balance=100)
     bob = await shard.open("bob")

@@ -170,6 +170,13 @@ REFUSED_CREATIONS = {
         None,
     ),
     "bad-username": ({"username": "new bie", "password": NEW_PASSWORD, "roles": []}, 422, None),
+    "nul-in-username": ({"username": "new\u0000bie", "password": NEW_PASSWORD}, 422, None),
+    "nul-in-password": ({"username": "newbie", "password": NEW_PASSWORD + "\u0000"}, 422, None),
+    "nul-in-role": (
+        {"username": "newbie", "password": NEW_PASSWORD, "roles": ["a\u0000"]},
+        422,
+        None,
+    ),
     "taken": ({"username": "ALICE", "password": NEW_PASSWORD, "roles": []}, 409, None),
     "unknown-field": ({"username": "newbie", "password": NEW_PASSWORD, "extra": 1}, 422, None),
 }

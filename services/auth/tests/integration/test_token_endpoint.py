@@ -191,6 +191,48 @@ async def test_garbled_forms_are_invalid_requests(
     assert await table_rows(database_url) == before
 
 
+@pytest.mark.parametrize(
+    ("form", "field"),
+    [
+        ({"grant_type": "password", "username": "ali\u0000ce", "password": PASSWORD}, "username"),
+        ({"grant_type": "password", "username": "\u202ealice", "password": PASSWORD}, "username"),
+        ({"grant_type": "password", "username": "alice", "password": "pass\u0000word"}, "password"),
+        ({"grant_type": "refresh_token", "refresh_token": "a\u0000b"}, "refresh_token"),
+        ({"grant_type": "password\n", "username": "alice", "password": PASSWORD}, "grant_type"),
+    ],
+    ids=["nul-in-username", "bidi-in-username", "nul-in-password", "nul-in-refresh", "newline"],
+)
+async def test_refused_text_in_a_form_is_a_422_naming_the_field_that_writes_nothing(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    database_url: str,
+    form: dict[str, str],
+    field: str,
+) -> None:
+    await add_user(app, "alice")
+    before = await table_rows(database_url)
+
+    response = await client.post(
+        TOKEN_PATH,
+        content=urlencode(form),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["type"].endswith("/validation-error")
+    assert [error["location"] for error in problem["errors"]] == [["body", field]]
+    # Refused before the login is tried: not even a failed-login counter moves.
+    assert await table_rows(database_url) == before
+
+
+async def test_a_password_may_hold_a_tab(app: FastAPI, client: httpx.AsyncClient) -> None:
+    await add_user(app, "alice")
+    response = await password_grant(client, "alice", "tab\there")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"  # tried, and wrong; not refused
+
+
 async def test_every_login_opens_its_own_refresh_family(
     app: FastAPI, client: httpx.AsyncClient, database_url: str
 ) -> None:

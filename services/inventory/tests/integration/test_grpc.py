@@ -199,6 +199,24 @@ async def test_a_message_that_does_not_parse_is_invalid_argument(served: Instanc
     assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+async def test_text_the_kit_refuses_is_invalid_argument_naming_the_field(
+    served: Instance,
+) -> None:
+    before = await take_snapshot(served.database)
+    reserve = pb.ReserveRequest(reservation_id="ord-1", hold_s=60)
+    reserve.lines.add(product_id="prd\x00", quantity=1)
+    for call, field in (
+        (served.grpc.Reserve(reserve, metadata=served.service_auth, timeout=TIMEOUT_S), "lines[0].product_id"),
+        (served.grpc.Release(pb.ReservationRef(reservation_id="\u202eord"), metadata=served.service_auth, timeout=TIMEOUT_S), "reservation_id"),
+        (served.grpc.GetAvailability(pb.AvailabilityRequest(product_ids=["a", "b\n"]), metadata=served.service_auth, timeout=TIMEOUT_S), "product_ids[1]"),
+    ):  # fmt: skip
+        with pytest.raises(aio.AioRpcError) as refused:
+            await call
+        assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert (refused.value.details() or "").startswith(f"{field} holds"), field
+    assert await take_snapshot(served.database) == before
+
+
 async def test_availability_asks_for_one_to_a_hundred_products(served: Instance) -> None:
     for ids in ([], [f"prd_{i}" for i in range(101)]):
         with pytest.raises(aio.AioRpcError) as refused:

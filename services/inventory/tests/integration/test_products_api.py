@@ -108,6 +108,9 @@ def _bad_creates() -> list[tuple[str, dict[str, Any] | bytes, int, str]]:
         ("sku with spaces", {**NEW, "sku": "MUG 1"}, 422, "validation-error"),
         ("empty name", {**NEW, "name": ""}, 422, "validation-error"),
         ("blank name", {**NEW, "name": "   "}, 422, "invalid-product"),
+        ("a NUL in the name", {**NEW, "name": "Blue\u0000mug"}, 422, "validation-error"),
+        ("a bidi override in the name", {**NEW, "name": "\u202egum eulB"}, 422, "validation-error"),
+        ("a NUL in the sku", {**NEW, "sku": "MUG\u0000"}, 422, "validation-error"),
         (
             "missing price",
             {k: v for k, v in NEW.items() if k != "price_minor"},
@@ -202,6 +205,7 @@ async def test_a_held_reservation_keeps_its_price_and_a_new_one_gets_the_new(
         ({"name": ""}, 422, "validation-error"),
         ({"currency": "USD"}, 422, "validation-error"),
         ({"on_hand": 100}, 422, "validation-error"),
+        ({"name": "a\u0000b"}, 422, "validation-error"),
     ],
 )
 async def test_bad_patches_change_nothing(
@@ -296,6 +300,7 @@ async def test_stock_may_not_drop_below_what_is_held(inventory: Instance) -> Non
         ({"delta": 5}, 422, "validation-error"),
         ({"delta": 5, "reason": ""}, 422, "validation-error"),
         ({"delta": 5, "reason": " "}, 422, "invalid-product"),
+        ({"delta": 5, "reason": "a\u0000b"}, 422, "validation-error"),
         ({"delta": 10**9, "reason": "over the top"}, 422, "invalid-product"),
         ({"delta": -6, "reason": "below zero"}, 409, "insufficient-stock"),
     ],

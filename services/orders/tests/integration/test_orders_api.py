@@ -179,6 +179,8 @@ BAD_REQUESTS = [
     Bad("more than 100 lines", raw_lines([{"product_id": f"p{i}", "quantity": 1} for i in range(101)]), 422, "validation-error"),
     Bad("the same product twice", js(("apple", 1), ("apple", 2)), 422, "validation-error"),
     Bad("a product id too long", js(("x" * 65, 1)), 422, "validation-error"),
+    Bad("a NUL in a product id", js(("app\u0000le", 1)), 422, "validation-error"),
+    Bad("a NUL in the payment account", with_account(lambda w: w.wallet + "\u0000"), 422, "validation-error"),
     Bad("no payment account", lambda w: {"json": {"lines": [{"product_id": "apple", "quantity": 1}]}}, 422, "validation-error"),
     Bad("an unknown field", js(discount_minor=100), 422, "validation-error"),
     Bad("someone else's account", with_account(lambda w: w.bank.open("bob", 10_000, shard=1)), 422, "payment-account-invalid"),

@@ -17,6 +17,7 @@ from flotilla_kit.db._errors import (
     DatabaseUnavailable,
     ForeignKeyViolation,
     IntegrityViolation,
+    TextNotStorable,
     UniqueViolation,
 )
 from flotilla_kit.db._query import Query, Row
@@ -34,6 +35,7 @@ __all__ = [
     "IntegrityViolation",
     "Query",
     "Row",
+    "TextNotStorable",
     "Transaction",
     "UniqueViolation",
     "UnitOfWork",

@@ -10,6 +10,7 @@ __all__ = [
     "DatabaseUnavailable",
     "ForeignKeyViolation",
     "IntegrityViolation",
+    "TextNotStorable",
     "UniqueViolation",
 ]
 
@@ -41,3 +42,9 @@ class DatabaseUnavailable(DatabaseError):
 
 class DatabaseBusy(DatabaseError):
     """Another writer held the database longer than we were willing to wait."""
+
+
+class TextNotStorable(DatabaseError):
+    """A string the database cannot hold (a NUL for PostgreSQL, a lone surrogate for any):
+    the input's fault, not the database's. Entrypoints refuse such text first (the kit's
+    `text` rule); this is the last line, so that none reaches a client as a 500."""

@@ -33,6 +33,7 @@ from flotilla_kit.db._errors import (
     DatabaseUnavailable,
     ForeignKeyViolation,
     IntegrityViolation,
+    TextNotStorable,
     UniqueViolation,
 )
 from flotilla_kit.db._query import Query, Row
@@ -43,6 +44,11 @@ __all__ = ["PostgresBackend", "PostgresTransaction", "asyncpg_dsn"]
 DIALECT = PGDialect_asyncpg()  # type: ignore[no-untyped-call]
 _CONNECT_TIMEOUT_S = 10.0
 
+# A NUL in a text value; a character the database's encoding has no room for.
+_UNSTORABLE: tuple[type[BaseException], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
 _UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,
     asyncpg.exceptions.PostgresConnectionError,
@@ -59,6 +65,11 @@ def asyncpg_dsn(url: str) -> str:
 
 
 def _translate(error: BaseException) -> NoReturn:
+    if isinstance(error, _UNSTORABLE) or (
+        isinstance(error, asyncpg.exceptions.DataError)
+        and isinstance(error.__cause__, UnicodeEncodeError)
+    ):
+        raise TextNotStorable(str(error)) from error
     if isinstance(error, asyncpg.exceptions.UniqueViolationError):
         raise UniqueViolation(str(error)) from error
     if isinstance(error, asyncpg.exceptions.CheckViolationError):

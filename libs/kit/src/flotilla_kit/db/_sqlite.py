@@ -33,6 +33,7 @@ from flotilla_kit.db._errors import (
     DatabaseUnavailable,
     ForeignKeyViolation,
     IntegrityViolation,
+    TextNotStorable,
     UniqueViolation,
 )
 from flotilla_kit.db._query import Query, Row
@@ -63,7 +64,9 @@ def _is_busy(error: sqlite3.Error) -> bool:
     return "locked" in str(error)
 
 
-def _translate(error: sqlite3.Error) -> NoReturn:
+def _translate(error: sqlite3.Error | UnicodeEncodeError) -> NoReturn:
+    if isinstance(error, UnicodeEncodeError):  # a lone surrogate: no UTF-8 spells it
+        raise TextNotStorable(str(error)) from error
     if isinstance(error, sqlite3.IntegrityError):
         code = getattr(error, "sqlite_errorcode", None)
         if code in _UNIQUE:
@@ -238,7 +241,7 @@ class SqliteTransaction(Transaction):
             self._traced(compiled.sql)
         try:
             raw = self._connection.execute(compiled.sql, compiled.args(params)).fetchall()
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeEncodeError) as error:
             _translate(error)
         return compiled.rows(raw)
 
@@ -248,7 +251,7 @@ class SqliteTransaction(Transaction):
             self._traced(compiled.sql)
         try:
             return self._connection.execute(compiled.sql, compiled.args(params)).rowcount
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeEncodeError) as error:
             _translate(error)
 
     async def execute_many(self, query: Query, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -259,7 +262,7 @@ class SqliteTransaction(Transaction):
             self._traced(compiled.sql)
         try:
             self._connection.executemany(compiled.sql, [compiled.args(r) for r in rows])
-        except sqlite3.Error as error:
+        except (sqlite3.Error, UnicodeEncodeError) as error:
             _translate(error)
 
     async def _run_plain(self, sql: str) -> None:

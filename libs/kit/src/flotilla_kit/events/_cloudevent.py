@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from flotilla_kit.context import current_context, parse_traceparent
+from flotilla_kit.text import refusal_within
 
 __all__ = ["MAX_EVENT_BYTES", "CloudEvent", "MalformedEvent", "nats_subject"]
 
@@ -202,6 +203,11 @@ class CloudEvent:
         slip an event of one kind in under another's subject)."""
         document = _decode(raw)
         _check_attributes(document)
+        refused = refusal_within(document)
+        if refused is not None:
+            # A NUL no consumer's database could store, a control character, a bidi
+            # override: the same rule as every API's (`flotilla_kit.text`).
+            raise MalformedEvent(f"text {refused}")
         if arrived_on is not None and not _arrived_under_its_type(document["type"], arrived_on):
             raise MalformedEvent("type is not the subject it arrived on")
         try:

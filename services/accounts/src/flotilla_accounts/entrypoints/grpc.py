@@ -11,13 +11,14 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 from grpc import aio
 
 from flotilla_accounts.domain import BranchStatus, Direction, LocalTransfer, Refusal, Vote
 from flotilla_accounts.service_layer.errors import CoordinatorBug, InvalidBranchRef
 from flotilla_accounts.service_layer.participant import Participant, PrepareCall, TransferCall
 from flotilla_kit.logs import get_logger
-from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials
+from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials, text_refusal
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenError, TokenVerifier
 from flotilla_kit.tracing import TracingServerInterceptor
@@ -79,6 +80,13 @@ async def _answer(context: Context, call: Awaitable[_T]) -> _T:
         await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
+async def _refuse_bad_text(request: Message, context: Context) -> None:
+    """INVALID_ARGUMENT when a string of `request` breaks the kit's text rule."""
+    problem = text_refusal(request)
+    if problem is not None:
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+
+
 class LedgerService(pb_grpc.LedgerServicer):
     def __init__(self, participant: Participant, verifier: TokenVerifier) -> None:
         self._participant = participant
@@ -97,6 +105,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return "unknown"
 
     async def Prepare(self, request: pb.PrepareRequest, context: Context) -> pb.PrepareResponse:  # noqa: N802 - generated name
+        await _refuse_bad_text(request, context)
         call = PrepareCall(
             transfer_id=request.transfer_id,
             branch_id=request.branch_id,
@@ -110,6 +119,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return _vote(await _answer(context, self._participant.prepare(call)))
 
     async def Commit(self, request: pb.BranchRef, context: Context) -> pb.BranchState:  # noqa: N802 - generated name
+        await _refuse_bad_text(request, context)
         actor = await self._actor(context)
         status = await _answer(
             context,
@@ -120,6 +130,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return pb.BranchState(status=_STATUSES[status])
 
     async def Abort(self, request: pb.BranchRef, context: Context) -> pb.BranchState:  # noqa: N802 - generated name
+        await _refuse_bad_text(request, context)
         actor = await self._actor(context)
         status = await _answer(
             context,
@@ -130,6 +141,7 @@ class LedgerService(pb_grpc.LedgerServicer):
         return pb.BranchState(status=_STATUSES[status])
 
     async def GetBranch(self, request: pb.BranchRef, context: Context) -> pb.BranchState:  # noqa: N802 - generated name
+        await _refuse_bad_text(request, context)
         branch = await _answer(
             context,
             self._participant.branch(transfer_id=request.transfer_id, branch_id=request.branch_id),
@@ -139,6 +151,7 @@ class LedgerService(pb_grpc.LedgerServicer):
     async def Transfer(  # noqa: N802 - generated name
         self, request: pb.LocalTransferRequest, context: Context
     ) -> pb.LocalTransferResponse:
+        await _refuse_bad_text(request, context)
         call = TransferCall(
             transfer_id=request.transfer_id,
             from_account=request.from_account,

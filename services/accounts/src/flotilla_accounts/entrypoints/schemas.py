@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints, field_validator
 
 from flotilla_accounts.domain import CURRENCIES, MAX_AMOUNT_MINOR, Account, StatementLine
+from flotilla_kit.text import ApiModel, Name, SingleLine
 
 __all__ = [
     "AccountList",
@@ -19,7 +20,8 @@ __all__ = [
     "StatementItem",
 ]
 
-AccountName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+# A name the customer reads: one line, NFC (the kit's text rule), trimmed.
+AccountName = Annotated[Name, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 CurrencyCode = Annotated[
     str,
     Field(
@@ -38,7 +40,7 @@ def _known_currency(code: str) -> str:
     return code
 
 
-class OpenAccountIn(BaseModel):
+class OpenAccountIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     name: AccountName = Field(examples=["Everyday"])
@@ -47,14 +49,14 @@ class OpenAccountIn(BaseModel):
     _currency = field_validator("currency")(_known_currency)
 
 
-class DepositIn(BaseModel):
+class DepositIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     amount_minor: StrictInt = Field(
         gt=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).", examples=[2500]
     )
     currency: CurrencyCode
-    reference: str = Field(default="deposit", max_length=140)
+    reference: SingleLine = Field(default="deposit", max_length=140)
 
     _currency = field_validator("currency")(_known_currency)
 

@@ -50,6 +50,7 @@ from flotilla_auth.service_layer.users import get_user
 from flotilla_kit.app import PROBLEM_RESPONSES
 from flotilla_kit.problems import Problem
 from flotilla_kit.security import Authenticated
+from flotilla_kit.text import check_text
 
 __all__ = ["client_ip", "install_error_handlers", "internal", "router", "well_known"]
 
@@ -247,7 +248,10 @@ async def _form(request: Request) -> dict[str, str]:
     for name, value in pairs:
         if name in params:
             raise InvalidRequest(f"The parameter {name!r} is repeated.")
-        params[name] = value
+        # The kit's text rule (422 naming the field); a password may hold any printable
+        # character, a tab or a line break included, but no other control character.
+        check_text(name, "body", single_line=True)
+        params[name] = check_text(value, f"body.{name}", single_line=name != "password")
     return {name: value for name, value in params.items() if value}
 
 
@@ -367,6 +371,7 @@ async def logout(request: Request, components: ComponentsDep) -> Response:
         raise _unsupported_media_type(_FORM, _JSON)
     if not isinstance(value, str) or not value:
         raise InvalidRequest("Missing parameter(s): refresh_token.")
+    check_text(value, "body.refresh_token")
     await revoke_refresh_family(uow=components.uow, now=components.clock(), refresh_token=value)
     return Response(status_code=204, headers=_NO_STORE)
 

@@ -17,6 +17,7 @@ from flotilla_auth.service_layer import admin as admin_cases
 from flotilla_kit.app import PROBLEM_RESPONSES
 from flotilla_kit.content_types import require_json
 from flotilla_kit.security import Authenticated
+from flotilla_kit.text import ApiModel, SingleLine
 
 __all__ = ["router"]
 
@@ -24,12 +25,13 @@ router = APIRouter(prefix="/api/v1/auth/users", tags=["users"], responses=PROBLE
 _CONFLICT: dict[int | str, dict[str, object]] = {409: problem_response("Conflict")}
 
 
-class NewUser(BaseModel):
+class NewUser(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = Field(max_length=256)
+    # Normalised by the use case (NFKC, lower case: stricter than the kit's `Name`).
+    username: SingleLine = Field(max_length=256)
     password: str = Field(max_length=4096, json_schema_extra={"format": "password"})
-    roles: list[str] = Field(default_factory=list, max_length=16)
+    roles: list[SingleLine] = Field(default_factory=list, max_length=16)
 
 
 class UserOut(BaseModel):

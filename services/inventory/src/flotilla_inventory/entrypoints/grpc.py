@@ -37,7 +37,7 @@ from flotilla_inventory.domain import (
 from flotilla_inventory.entrypoints.http import RESERVE_PERMISSION
 from flotilla_inventory.service_layer.reservations import ReservationDesk, ReserveCall
 from flotilla_kit.logs import get_logger
-from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials
+from flotilla_kit.rpc import TokenAuthInterceptor, server_credentials, text_refusal
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tokens import TokenVerifier
 from flotilla_kit.tracing import TracingServerInterceptor
@@ -112,9 +112,13 @@ class _Unparseable(Exception):
 
 def _parse(kind: type[_M], raw: bytes) -> _M:
     try:
-        return kind.FromString(raw)
+        message = kind.FromString(raw)
     except DecodeError as exc:
         raise _Unparseable(f"not a {kind.DESCRIPTOR.full_name}") from exc
+    problem = text_refusal(message)
+    if problem is not None:
+        raise _Unparseable(problem)
+    return message
 
 
 _T = TypeVar("_T")

@@ -22,6 +22,7 @@ from flotilla_inventory.domain import (
     Product,
     Reservation,
 )
+from flotilla_kit import text
 
 __all__ = [
     "ProductIn",
@@ -45,7 +46,8 @@ Sku = Annotated[
         examples=["MUG-BLUE-01"],
     ),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=NAME_LENGTH, examples=["Blue mug"])]
+# Shown to customers: one line, NFC (the kit's text rule).
+Name = Annotated[text.Name, Field(min_length=1, max_length=NAME_LENGTH, examples=["Blue mug"])]
 Price = Annotated[
     StrictInt,
     Field(
@@ -62,7 +64,7 @@ Currency = Annotated[
 ]
 
 
-class ProductIn(BaseModel):
+class ProductIn(text.ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     sku: Sku
@@ -74,7 +76,7 @@ class ProductIn(BaseModel):
     )
 
 
-class ProductPatch(BaseModel):
+class ProductPatch(text.ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name | None = None
@@ -90,7 +92,7 @@ class ProductPatch(BaseModel):
         return self
 
 
-class StockAdjustmentIn(BaseModel):
+class StockAdjustmentIn(text.ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     delta: StrictInt = Field(
@@ -100,7 +102,7 @@ class StockAdjustmentIn(BaseModel):
         "not drop below what is held for reservations.",
         examples=[25],
     )
-    reason: str = Field(
+    reason: text.SingleLine = Field(
         min_length=1, max_length=MAX_REASON_LENGTH, examples=["delivery 2026-12-01"]
     )
 
@@ -140,14 +142,14 @@ class ProductList(BaseModel):
     )
 
 
-class ReservationLineIn(BaseModel):
+class ReservationLineIn(text.ApiModel):
     model_config = ConfigDict(extra="forbid")
 
-    product_id: str = Field(min_length=1, max_length=PRODUCT_ID_LENGTH)
+    product_id: text.SingleLine = Field(min_length=1, max_length=PRODUCT_ID_LENGTH)
     quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY)
 
 
-class ReservationIn(BaseModel):
+class ReservationIn(text.ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     reservation_id: str = Field(

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from flotilla_kit.text import ApiModel, SingleLine
 from flotilla_orders.domain import MAX_LINES, MAX_QUANTITY, HistoryEntry, Order, OrderState
 
 __all__ = [
@@ -20,25 +21,25 @@ __all__ = [
 ]
 
 ProductId = Annotated[
-    str,
+    SingleLine,
     Field(min_length=1, max_length=64, description="A product id, as inventory gives it."),
 ]
 
 
-class LineIn(BaseModel):
+class LineIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     product_id: ProductId
     quantity: StrictInt = Field(ge=1, le=MAX_QUANTITY, examples=[2])
 
 
-class OrderIn(BaseModel):
+class OrderIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     lines: list[LineIn] = Field(
         min_length=1, max_length=MAX_LINES, description="Each product at most once."
     )
-    payment_account: str = Field(
+    payment_account: SingleLine = Field(
         min_length=1,
         max_length=128,
         description="One of the caller's own bank accounts (`acc_<shard>_<hex>`), in the "

@@ -7,12 +7,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from flotilla_kit.text import ApiModel, SingleLine
 from flotilla_payments.domain import CURRENCIES, MAX_AMOUNT_MINOR, Transfer
 
 __all__ = ["OutcomeOut", "TransferIn", "TransferList", "TransferOut"]
 
 AccountId = Annotated[
-    str,
+    SingleLine,
     Field(
         min_length=1,
         max_length=128,
@@ -38,7 +39,7 @@ def _known_currency(code: str) -> str:
     return code
 
 
-class TransferIn(BaseModel):
+class TransferIn(ApiModel):
     model_config = ConfigDict(extra="forbid")
 
     from_account: AccountId = Field(description="The caller's own account the money leaves.")
@@ -47,8 +48,8 @@ class TransferIn(BaseModel):
         gt=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).", examples=[2500]
     )
     currency: CurrencyCode
-    reference: str = Field(default="transfer", max_length=140, examples=["rent"])
-    on_behalf_of: str | None = Field(
+    reference: SingleLine = Field(default="transfer", max_length=140, examples=["rent"])
+    on_behalf_of: SingleLine | None = Field(
         default=None,
         min_length=1,
         max_length=128,
