@@ -21,6 +21,7 @@ from flotilla_kit.middleware import ObservabilityMiddleware
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
 from flotilla_kit.revocations import RevocationList
 from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.text import state_the_rule
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import JwksCache, TokenVerifier
 
@@ -171,6 +172,14 @@ def create_service_app(
         schema = default_openapi()
         components = schema.setdefault("components", {})
         components.setdefault("schemas", {})["Problem"] = _PROBLEM_SCHEMA
+        # Any route may answer 422: the kit's middleware refuses a path or a query that
+        # holds text the rule refuses (flotilla_kit.text) before a route is chosen.
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("422", PROBLEM_RESPONSES[422])
+                for parameter in operation.get("parameters", ()):
+                    if parameter.get("in") in ("path", "query"):
+                        state_the_rule(parameter.get("schema", {}))
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

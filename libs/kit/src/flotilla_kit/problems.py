@@ -156,12 +156,26 @@ async def _on_problem(request: Request, exc: Exception) -> Response:
     return exc.to_response(instance=request.url.path)
 
 
+_IDEMPOTENCY_KEY = ("header", "Idempotency-Key")
+
+
 async def _on_validation(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = list(exc.errors())
     if any(error.get("type") == "json_invalid" for error in errors):
         return Problem(
             400, "malformed-json", "Malformed JSON", "The request body is not valid JSON."
+        ).to_response(instance=request.url.path)
+    if any(
+        error.get("type") == "missing" and tuple(error.get("loc", ())) == _IDEMPOTENCY_KEY
+        for error in errors
+    ):
+        return Problem(
+            400,
+            "idempotency-key-required",
+            "Idempotency-Key required",
+            "Send an Idempotency-Key header (a unique string per intended change); repeat "
+            "the request with the same key to learn what became of it.",
         ).to_response(instance=request.url.path)
     return Problem(
         422,

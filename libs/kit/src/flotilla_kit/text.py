@@ -29,11 +29,20 @@ import re
 import unicodedata
 from typing import Annotated, Any, get_args
 
-from pydantic import BaseModel, GetCoreSchemaHandler, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
+from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
 __all__ = [
+    "MULTI_LINE_PATTERN",
+    "SINGLE_LINE_PATTERN",
     "ApiModel",
     "Name",
     "SingleLine",
@@ -41,14 +50,22 @@ __all__ = [
     "check_text",
     "refusal",
     "refusal_within",
+    "state_the_rule",
 ]
 
-_CONTROLS = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-_SURROGATES = "\ud800-\udfff"
-_BIDI = "\u202a-\u202e\u2066-\u2069"
+# Regular-expression text (Python's `re` and ECMA-262 read `\uXXXX` alike), so that the
+# OpenAPI documents state the rule as a `pattern` (clients and fuzzers then know it).
+_CONTROLS_AND_BIDI = (
+    r"\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069"
+)
+_LINE_BREAKS_RE = r"\u0009\u000a\u000d\u2028\u2029"
 _LINE_BREAKS = "\t\n\r\u2028\u2029"
-_MULTI_LINE = re.compile(f"[{_CONTROLS}{_SURROGATES}{_BIDI}]")
-_SINGLE_LINE = re.compile(f"[{_CONTROLS}{_SURROGATES}{_BIDI}{_LINE_BREAKS}]")
+_MULTI_LINE = re.compile(f"[{_CONTROLS_AND_BIDI}\ud800-\udfff]")
+_SINGLE_LINE = re.compile(f"[{_CONTROLS_AND_BIDI}\ud800-\udfff{_LINE_BREAKS_RE}]")
+# The same rule for JSON Schema: what a string may hold. Without the surrogates: UTF-8 (and
+# so a JSON document on the wire) cannot hold one, and several regex engines refuse them.
+MULTI_LINE_PATTERN = f"^[^{_CONTROLS_AND_BIDI}]*$"
+SINGLE_LINE_PATTERN = f"^[^{_CONTROLS_AND_BIDI}{_LINE_BREAKS_RE}]*$"
 
 
 class TextRefused(ValueError):
@@ -100,6 +117,13 @@ class _Rule(enum.Enum):
     ) -> core_schema.CoreSchema:
         return handler(source)  # a marker: `ApiModel` reads it, the schema stays a string's
 
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        _state_the_rule(json_schema, SINGLE_LINE_PATTERN)
+        return json_schema
+
 
 # A one-line string that is shown or compared as given (a reference, a reason, an id).
 SingleLine = Annotated[str, _Rule.SINGLE_LINE]
@@ -138,6 +162,16 @@ class ApiModel(BaseModel):
     holding models are left to those models (themselves `ApiModel`s), whose errors then
     name the field inside them."""
 
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        model = handler.resolve_ref_schema(json_schema)
+        for field in model.get("properties", {}).values():
+            _state_the_rule(field, MULTI_LINE_PATTERN)  # a SingleLine or a Name has its own
+        return json_schema
+
     @field_validator("*", mode="before")
     @classmethod
     def _apply_the_text_rule(cls, value: Any, info: ValidationInfo) -> Any:
@@ -154,6 +188,26 @@ class ApiModel(BaseModel):
         if rule is _Rule.NAME:
             return _nfc(value)
         return value
+
+
+def state_the_rule(json_schema: dict[str, Any], pattern: str = SINGLE_LINE_PATTERN) -> None:
+    """Give every string in `json_schema` (a field's, a parameter's: in `anyOf` and array
+    items too) the rule as a `pattern`, unless it has a pattern, an enum or a format
+    (a date, a UUID) of its own, which are stricter."""
+    _state_the_rule(json_schema, pattern)
+
+
+def _state_the_rule(json_schema: dict[str, Any], pattern: str) -> None:
+    if json_schema.get("type") == "string":
+        stricter = {"pattern", "enum", "const"} & json_schema.keys()
+        if not stricter and json_schema.get("format") in (None, "password"):
+            json_schema["pattern"] = pattern
+        return
+    for alternative in json_schema.get("anyOf", ()):
+        _state_the_rule(alternative, pattern)
+    items = json_schema.get("items")
+    if isinstance(items, dict):
+        _state_the_rule(items, pattern)
 
 
 _MULTI = object()  # a field with no marker: the multi-line rule

@@ -108,6 +108,13 @@ class ProblemCatalog:
             "Bad request",
             "The request target must be an absolute path without dot segments.",
         )
+        self.refused_path = ProblemTemplate(
+            422,
+            "validation-error",
+            "Request validation failed",
+            "The path holds a character no path may: a control character, a line break or "
+            "a bidirectional control (the text rule of every Flotilla service).",
+        )
         self.missing_host = ProblemTemplate(
             400, "bad-request", "Bad request", "HTTP/1.1 requests need a Host header.", close=True
         )

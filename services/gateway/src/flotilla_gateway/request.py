@@ -10,6 +10,7 @@ its sink in arrival order. A request that must be refused is handed over too, wi
 from __future__ import annotations
 
 from typing import Protocol
+from urllib.parse import unquote
 
 from httptools import (
     HttpParserCallbackError,
@@ -36,6 +37,7 @@ from flotilla_gateway.headers import (
 from flotilla_gateway.problems import ProblemCatalog, ProblemTemplate
 from flotilla_gateway.routes import is_safe_path
 from flotilla_kit.logs import get_logger
+from flotilla_kit.text import refusal
 
 __all__ = ["Request", "RequestReader", "RequestSink"]
 
@@ -264,6 +266,8 @@ class RequestReader:
         request.path = path
         if not is_safe_path(path):
             request.error = self._problems.bad_path
+        elif "%" in path and refusal(unquote(path)) is not None:
+            request.error = self._problems.refused_path
         if nominated is not None:
             request.lines = drop_nominated(request.lines, nominated)
         if request.expect_continue and not request.http10:

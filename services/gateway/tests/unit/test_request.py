@@ -188,6 +188,25 @@ def test_dot_segments_get_a_400_but_the_connection_stays_usable() -> None:
     assert not reader.done
 
 
+@pytest.mark.parametrize(
+    "target", [b"/api/v1/accounts/acc_0%00x", b"/a/%0Ab", b"/a/%E2%80%AEevil", b"/a/%1b[2J"]
+)
+def test_an_encoded_control_in_the_path_gets_a_422_and_the_connection_stays_usable(
+    target: bytes,
+) -> None:
+    sink, reader = read(b"GET " + target + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+    request = only(sink)
+    assert request.error is PROBLEMS.refused_path
+    assert request.error.status == 422
+    assert request.keep_alive
+    assert not reader.done
+
+
+def test_encoded_ordinary_text_in_the_path_passes() -> None:
+    sink, _ = read(b"GET /api/v1/products/caf%C3%A9%20au%20lait HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert only(sink).error is None
+
+
 def test_declared_body_over_the_limit_is_refused_before_it_arrives() -> None:
     sink, reader = read(
         b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 65\r\nExpect: 100-continue\r\n\r\n"

@@ -50,7 +50,12 @@ from flotilla_auth.service_layer.users import get_user
 from flotilla_kit.app import PROBLEM_RESPONSES
 from flotilla_kit.problems import Problem
 from flotilla_kit.security import Authenticated
-from flotilla_kit.text import check_text
+from flotilla_kit.text import (
+    MULTI_LINE_PATTERN,
+    SINGLE_LINE_PATTERN,
+    check_text,
+    state_the_rule,
+)
 
 __all__ = ["client_ip", "install_error_handlers", "internal", "router", "well_known"]
 
@@ -104,6 +109,8 @@ class Jwks(BaseModel):
 
 
 def _form_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    for name, schema in properties.items():  # the kit's text rule, as `_form` applies it
+        state_the_rule(schema, MULTI_LINE_PATTERN if name == "password" else SINGLE_LINE_PATTERN)
     return {
         "requestBody": {
             "required": True,

@@ -77,11 +77,13 @@ def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 products = APIRouter(prefix="/api/v1/products", tags=["products"])
 reservations = APIRouter(prefix="/internal/v1/reservations", tags=["reservations"])
 
+# Required (documented so); a request without one gets the kit's 400
+# idempotency-key-required, not a 422.
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     Header(
         alias="Idempotency-Key",
-        description="Required. Repeat the request with the same key to get the same answer; "
+        description="Repeat the request with the same key to get the same answer; "
         "the change happens once.",
     ),
 ]
@@ -199,7 +201,7 @@ async def create_product(
     principal: Writer,
     database: DatabaseDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """201 with `Location`; 409 `duplicate-sku` when the sku is taken."""
 
@@ -260,7 +262,7 @@ async def adjust_stock(
     principal: Writer,
     database: DatabaseDep,
     clock: ClockDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """200 with the product as adjusted; 409 `insufficient-stock` (nothing changed) when
     stock on hand would drop below what is held for reservations."""

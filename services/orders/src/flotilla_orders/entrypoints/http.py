@@ -53,11 +53,13 @@ _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {**_PROBLEM, "description": "Inventory or accounts did not answer; nothing written."},
 }
 
+# Required (documented so); a request without one gets the kit's 400
+# idempotency-key-required, not a 422.
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     Header(
         alias="Idempotency-Key",
-        description="Required. Repeat the request with the same key to get the order as it "
+        description="Repeat the request with the same key to get the order as it "
         "is now; the order is placed at most once. Keys are per customer.",
     ),
 ]
@@ -96,7 +98,7 @@ async def create_order(
     request: Request,
     principal: Authenticated,
     checkout: CheckoutDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """Always 202 with `Location`: the order as it stands (PENDING until its saga ends;
     poll `Location`). Refused, with nothing written, when it cannot be placed."""

@@ -48,11 +48,13 @@ _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     503: {**_PROBLEM, "description": "Aborted for a technical reason (`transfer-aborted`)."},
 }
 
+# Required (documented so); a request without one gets the kit's 400
+# idempotency-key-required, not a 422.
 IdempotencyKey = Annotated[
-    str | None,
+    str,
     Header(
         alias="Idempotency-Key",
-        description="Required. Repeat the request with the same key to get its current "
+        description="Repeat the request with the same key to get its current "
         "state; the transfer happens at most once.",
     ),
 ]
@@ -137,7 +139,7 @@ async def create_transfer(
     request: Request,
     principal: Authenticated,
     coordinator: CoordinatorDep,
-    idempotency_key: IdempotencyKey = None,
+    idempotency_key: IdempotencyKey,
 ) -> Response:
     """201 when committed; 202 (poll `Location`) when not final within a few seconds;
     a problem when refused (422/404, nothing moved) or aborted for a technical reason (503)."""
