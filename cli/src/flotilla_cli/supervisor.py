@@ -1,7 +1,8 @@
 """The supervisor: one process that owns a running system.
 
 It prepares `var/` (certificates, PostgreSQL, migrations, demo data), starts every
-instance, restarts one that dies (exponential backoff), probes readiness, and keeps
+instance, restarts one that dies (at once if it had been ready, else with a back-off
+that doubles), probes readiness, and keeps
 `var/run/state.json` current. SIGTERM or SIGINT stops everything it started: SIGINT to
 each instance (stop now, finishing requests in flight; SIGTERM would drain first, which a
 whole system going down does not need), SIGKILL after a grace period, then PostgreSQL.
@@ -63,11 +64,13 @@ from flotilla_kit.devservers import EmbeddedNats, EmbeddedPostgres, EmbeddedValk
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from flotilla_kit.topology import Instance, Topology
 
-__all__ = ["Supervisor", "main"]
+__all__ = ["Supervisor", "main", "restart_delay"]
 
+# A process that dies before it was ever ready is restarted after 0.5 s, then 1, 2, ... 10 s
+# (a crash loop costs little); one that had been ready is restarted at once, however
+# often: it ran healthily, and its callers are waiting for it.
 _BACKOFF_START_S = 0.5
 _BACKOFF_MAX_S = 10.0
-_HEALTHY_RESETS_BACKOFF_S = 30.0
 # Readiness of a running system, checked this often; while an instance starts (or was
 # restarted, or added) every 0.2 s. A process that exits is noticed at once, not by probing.
 _PROBE_INTERVAL_S = 5.0
@@ -89,9 +92,19 @@ class _Running:
     started_at: float = 0.0
     backoff_s: float = _BACKOFF_START_S
     restart_at: float | None = None
+    became_ready: bool = False  # since it was last started
     in_topology: bool = True  # an added instance joins once ready; a removed one leaves first
     retiring: bool = False  # being removed: not restarted
     memory_read_at: float = float("-inf")
+
+
+def restart_delay(*, became_ready: bool, backoff_s: float) -> tuple[float, float]:
+    """How long to wait before restarting an instance that exited, and the back-off for
+    its next exit: none if it had been ready (the back-off starts over), else the back-off,
+    which doubles up to its cap."""
+    if became_ready:
+        return 0.0, _BACKOFF_START_S
+    return backoff_s, min(backoff_s * 2, _BACKOFF_MAX_S)
 
 
 class Supervisor:
@@ -207,6 +220,7 @@ class Supervisor:
             os.close(handle)
         r.started_at = time.monotonic()
         r.restart_at = None
+        r.became_ready = False
         r.state.pid = r.process.pid
         r.state.ready = False
         exited = asyncio.create_task(r.process.wait())
@@ -227,10 +241,10 @@ class Supervisor:
                 r.state.pid = None
                 r.state.ready = False
                 r.process = None
-                if now - r.started_at > _HEALTHY_RESETS_BACKOFF_S:
-                    r.backoff_s = _BACKOFF_START_S
-                r.restart_at = now + r.backoff_s
-                r.backoff_s = min(r.backoff_s * 2, _BACKOFF_MAX_S)
+                delay, r.backoff_s = restart_delay(
+                    became_ready=r.became_ready, backoff_s=r.backoff_s
+                )
+                r.restart_at = now + delay
             if r.process is None and r.restart_at is not None and now >= r.restart_at:
                 r.state.restarts += 1
                 await self._spawn(r)
@@ -248,6 +262,7 @@ class Supervisor:
                 r.state.ready = response.status_code == 200
             except httpx.HTTPError:
                 r.state.ready = False
+        r.became_ready = r.became_ready or r.state.ready
         now = time.monotonic()
         if now - r.memory_read_at < _MEMORY_EVERY_S:
             return

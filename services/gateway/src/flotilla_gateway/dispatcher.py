@@ -626,6 +626,17 @@ class Exchange:
             started = isinstance(error, UpstreamReset) and error.response_started
             if not started and self._retry_elsewhere(instance):
                 return
+            never_delivered = stale or isinstance(error, UpstreamConnectError)
+            if not started and (never_delivered or self._idempotent):
+                # Not delivered, or safe to repeat: unavailable
+                # (as while no instance is healthy) with a `Retry-After`. A write without
+                # an Idempotency-Key that was delivered may have happened: a 502 says so.
+                group = self._group
+                target = self._target
+                assert group is not None
+                assert target is not None
+                self._unavailable(target.service.name, group.shard)
+                return
         else:
             _log.warning(
                 "bad upstream response",

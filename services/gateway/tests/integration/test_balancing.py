@@ -123,8 +123,10 @@ async def test_a_post_to_a_dead_instance_is_not_retried(stack: Stack) -> None:
     await a.stop()
     async with stack.client() as client:
         response = await client.post("/api/v1/auth/token", json={})
-    assert response.status_code == 502
-    assert response.json()["type"] == problem_type("bad-gateway")
+    # Nothing reached a service: unavailable, come back in a second.
+    assert response.status_code == 503
+    assert response.json()["type"] == problem_type("unavailable")
+    assert response.headers["retry-after"] == "1"
 
 
 async def test_topology_changes_add_and_drain_instances(stack: Stack) -> None:
@@ -182,8 +184,9 @@ async def test_a_post_on_a_connection_closed_while_idle_is_not_resent(stack: Sta
         first = await client.post("/api/v1/auth/one", json={})
         second = await client.post("/api/v1/auth/two", json={})
     assert first.status_code == 200
-    assert second.status_code == 502
-    assert second.json()["type"] == problem_type("bad-gateway")
+    assert second.status_code == 503
+    assert second.json()["type"] == problem_type("unavailable")
+    assert second.headers["retry-after"] == "1"
     # (Health checks meet the same fate on their own connection, and are resent.)
     assert [r for r in upstream.dropped if "/api/" in r] == ["POST /api/v1/auth/two HTTP/1.1"]
     assert "POST /api/v1/auth/two HTTP/1.1" not in upstream.answered
