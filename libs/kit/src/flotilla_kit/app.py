@@ -146,6 +146,9 @@ def create_service_app(
         title=title,
         version="1.0.0",
         lifespan=run,
+        # A service sits behind the gateway: `/products/` is not `/products`, and a 307 to
+        # the other path only led a client to a 405 its operation does not document.
+        redirect_slashes=False,
     )
     app.state.settings = settings
     app.state.metrics = metrics

@@ -90,6 +90,12 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     _is_problem(await client.delete("/items"), 405, "method-not-allowed")
 
 
+async def test_a_trailing_slash_is_another_path_not_a_redirect(client: httpx.AsyncClient) -> None:
+    # `PATCH /products/` (an empty product id) was redirected to `/products`, where a
+    # client that follows redirects got a 405 that the operation does not document.
+    _is_problem(await client.post("/items/", json={"name": "x", "count": 1}), 404, "not-found")
+
+
 async def test_an_unexpected_exception_is_500_without_internals(client: httpx.AsyncClient) -> None:
     response = await client.get("/boom")
     _is_problem(response, 500, "internal-error")
