@@ -1,5 +1,5 @@
 """Demo users, accounts and the shop's products, created through each service's own
-`seed` command.
+`seed` command (forked from the warm parent, as the instances are).
 
 Passwords are random on the first run and reused after that, so `flotilla up` can be run
 again over an existing `var/`. They are written to `var/demo-credentials.json` only in the
@@ -12,10 +12,10 @@ import asyncio
 import json
 import os
 import secrets
-import sys
 from dataclasses import dataclass
 from typing import Any
 
+from flotilla_cli.forking import fork_command
 from flotilla_cli.layout import VarLayout
 from flotilla_cli.planning import (
     SHARDED_SERVICE,
@@ -90,22 +90,25 @@ class _Seeder:
         fd = os.open(seed_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle)
+        out_file, err_file = seed_file.with_suffix(".out"), seed_file.with_suffix(".err")
+        for path in (out_file, err_file):
+            path.unlink(missing_ok=True)  # written by a seed that was cut off
         try:
-            process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", f"flotilla_{service}", "seed", "--file", str(seed_file),
-                env=self.env_of(service, shard),
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+            process = await fork_command(
+                service, ["seed", "--file", str(seed_file)], env=self.env_of(service, shard),
+                name=f"seed-{label}", stdout=out_file, stderr=err_file,
             )  # fmt: skip
             try:
-                out, err = await process.communicate()
+                await process.wait()
             except asyncio.CancelledError:
                 process.kill()  # the system is stopping before the seed finished
                 raise
+            out, err = out_file.read_text(), err_file.read_text()
         finally:
-            seed_file.unlink(missing_ok=True)  # it holds passwords
+            for path in (seed_file, out_file, err_file):
+                path.unlink(missing_ok=True)  # the seed file holds passwords
         if process.returncode != 0:
-            tail = err.decode(errors="replace").strip().splitlines()[-15:]
+            tail = err.strip().splitlines()[-15:]
             raise SeedError(f"seeding {label} failed:\n" + "\n".join(tail))
         result: dict[str, Any] = json.loads(out)
         return result
