@@ -49,7 +49,7 @@ format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff format .
 
 bench: install ## run the benchmarks (tables + JSON under bench/results/)
-	$(BIN)/python bench/startup.py --runs 3 --json bench/results/startup.json
+	$(BIN)/flotilla bench startup --json bench/results/startup.json
 	tools/bench-tools.sh
 	$(BIN)/flotilla bench cost --json bench/results/cost-sqlite.json
 	$(BIN)/flotilla bench cost --db postgres --json bench/results/cost-postgres.json

@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from flotilla_cli import bench_cost, bench_gateway, bench_inventory
+from flotilla_cli import bench_cost, bench_gateway, bench_inventory, bench_startup
 from flotilla_cli.chaos.bank import ChaosOptions, run_bank_chaos
 from flotilla_cli.chaos.report import finish_chaos_run
 from flotilla_cli.chaos.shop_command import chaos_shop
@@ -239,6 +239,32 @@ def bench_cost_command(
     report = asyncio.run(bench_cost.run_cost_bench(options, console))
     wide = console if console.is_terminal else Console(width=120)
     bench_cost.render(report, wide)
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+
+
+@bench_app.command("startup")
+def bench_startup_command(
+    db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
+    instances: Annotated[int, typer.Option(min=1, max=8, help="Instances a service.")] = 2,
+    single: Annotated[
+        bool, typer.Option(help="Also measure --instances 1 (fresh and warm).")
+    ] = True,
+    idle: Annotated[float, typer.Option(min=1, help="Seconds of idle CPU measured.")] = 10.0,
+    json_file: Annotated[
+        Path | None, typer.Option("--json", help="Write the results here.")
+    ] = None,
+) -> None:
+    """`flotilla up` on a fresh var/ and again on the warm one: seconds to all ready, then
+    every process's USS, RSS and idle CPU, and the outbox's commit -> broker latency on an
+    idle system; the same with --instances 1."""
+    options = bench_startup.BenchOptions(
+        database=db.value, instances=instances, single=single, idle_s=idle
+    )
+    report = asyncio.run(bench_startup.run_startup_bench(options, console))
+    wide = console if console.is_terminal else Console(width=100)
+    bench_startup.render(report, wide)
     if json_file is not None:
         json_file.parent.mkdir(parents=True, exist_ok=True)
         json_file.write_text(json.dumps(report, indent=2) + "\n")

@@ -103,6 +103,10 @@ def configure_logging(
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
+    # httpx logs every request it sends at INFO: the kit's own background calls (keys,
+    # revocations every few seconds) would fill the log of an idle instance. Their
+    # failures are logged by the callers, and outgoing requests are traced.
+    logging.getLogger("httpx").setLevel(max(numeric_level, logging.WARNING))
 
 
 def get_logger(name: str, **initial: Any) -> structlog.typing.FilteringBoundLogger:

@@ -228,3 +228,20 @@ def test_the_audit_log_refuses_changes_and_audit_verify_finds_tampering(
     found = printed(broken)
     assert (found["intact"], found["first_broken_seq"]) == (False, 1)
     assert found["reason"] == "its content does not match its hash"
+
+
+async def test_a_poll_of_an_unchanged_list_is_answered_304_without_a_body(
+    app: FastAPI, client: httpx.AsyncClient
+) -> None:
+    await add_user(app, "alice")
+    first = await client.get(REVOCATIONS)
+    etag = first.headers["etag"]
+    unchanged = await client.get(REVOCATIONS, headers={"If-None-Match": etag})
+    assert (unchanged.status_code, unchanged.content, unchanged.headers["etag"]) == (304, b"", etag)
+
+    session = (await password_grant(client)).json()
+    await client.post(LOGOUT_PATH, data={"refresh_token": session["refresh_token"]})
+    changed = await client.get(REVOCATIONS, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert changed.json()["sessions"] == [sid(session["access_token"])]

@@ -64,6 +64,8 @@ class Authenticator:
         )
         # A list from new sources, waiting to answer before it replaces the current one.
         self._pending: RevocationList | None = None
+        # Lists replaced, whose kept-alive connections the refresh loop closes.
+        self._retired: list[RevocationList] = []
         # Set once the current list has been asked at least once (or has nobody to ask):
         # the first sight of a token waits for it, so a revoked session is not let in
         # while the gateway starts.
@@ -98,10 +100,13 @@ class Authenticator:
         answered too (with no URL left, until there are some again): revoked sessions
         stay refused while auth instances come and go.
         """
+        if self._pending is not None:
+            self._retired.append(self._pending)
         if self.verifier.revocations.fetched:
             self._pending = self._revocation_list(urls) if urls else None
         else:
             self._pending = None
+            self._retired.append(self.verifier.revocations)
             self.verifier.revocations = self._revocation_list(urls)
             if urls:
                 self._asked.clear()
@@ -132,6 +137,7 @@ class Authenticator:
             await pending.refresh()
             if self._pending is pending and pending.fetched:
                 self._pending = None
+                self._retired.append(self.verifier.revocations)
                 self.verifier.revocations = pending
                 self._asked.set()
                 return
@@ -145,20 +151,30 @@ class Authenticator:
         change, and keys every `jwks_refresh_s`; runs until cancelled."""
         loop = asyncio.get_running_loop()
         keys_due = loop.time() + self._jwks_refresh_s
-        while True:
-            self._wake.clear()
-            try:
-                await self.refresh()
-                if loop.time() >= keys_due:
-                    keys_due = loop.time() + self._jwks_refresh_s
-                    # Keys the auth service stopped publishing leave the cache too.
-                    await self.verifier.jwks.refresh()
-            except Exception:  # the loop must outlive one bad round
-                _log.exception("refreshing revocations or keys failed")
-            delay = self._revocation_refresh_s
-            if self._pending is not None:
-                # New sources that did not answer yet (an auth instance starting): retry soon.
-                delay = min(delay, 1.0)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    await self._close_retired()
+                    await self.refresh()
+                    if loop.time() >= keys_due:
+                        keys_due = loop.time() + self._jwks_refresh_s
+                        # Keys the auth service stopped publishing leave the cache too.
+                        await self.verifier.jwks.refresh()
+                except Exception:  # the loop must outlive one bad round
+                    _log.exception("refreshing revocations or keys failed")
+                delay = self._revocation_refresh_s
+                if self._pending is not None:
+                    # New sources that did not answer yet (an auth instance starting): retry soon.
+                    delay = min(delay, 1.0)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+        finally:
+            self._retired += [self.verifier.revocations, *filter(None, [self._pending])]
+            await self._close_retired()
+
+    async def _close_retired(self) -> None:
+        retired, self._retired = self._retired, []
+        for revocations in retired:
+            await revocations.aclose()

@@ -203,6 +203,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         registry,
         probe_pool_factory,
         interval_s=settings.health_interval_s,
+        idle_interval_s=settings.health_idle_interval_s,
         timeout_s=settings.health_timeout_s,
     )
     metrics = GatewayMetrics(registry)

@@ -1,4 +1,7 @@
-"""Active health checks: `GET /readyz` on every instance, every `interval_s`.
+"""Active health checks: `GET /readyz` on every instance, every `interval_s`; a healthy
+instance that got no request since its last check is checked every `idle_interval_s`
+instead (Envoy's `no_traffic_interval`): a gateway at rest costs its instances almost
+nothing, and a request that cannot reach an instance still gets it checked at once.
 
 Each instance gets its own probe loop and its own one-connection pool, so a slow or dead
 instance delays nobody else's checks, and checks do not take connections from the
@@ -41,10 +44,12 @@ class HealthChecker:
         *,
         interval_s: float,
         timeout_s: float,
+        idle_interval_s: float | None = None,
     ) -> None:
         self._registry = registry
         self._pool_factory = pool_factory
         self._interval_s = interval_s
+        self._idle_interval_s = max(interval_s, idle_interval_s or interval_s)
         # After a failure of a still-healthy instance, confirm or clear it quickly.
         self._suspect_interval_s = min(interval_s, 0.25)
         self._timeout_s = timeout_s
@@ -77,6 +82,7 @@ class HealthChecker:
 
     async def _probe_loop(self, instance: Instance, wake: asyncio.Event) -> None:
         pool = self._pool_factory(instance.endpoint)
+        used = -1  # attempts on the instance at the last check
         try:
             while True:
                 wake.clear()
@@ -84,7 +90,14 @@ class HealthChecker:
                 ok = found == OK
                 self._registry.record_check(instance, ok, draining=found == DRAINING)
                 suspect = not ok and instance.healthy
-                delay = self._suspect_interval_s if suspect else self._interval_s
+                idle = ok and instance.answered + instance.failed == used
+                used = instance.answered + instance.failed
+                if suspect:
+                    delay = self._suspect_interval_s
+                elif idle:
+                    delay = self._idle_interval_s
+                else:
+                    delay = self._interval_s
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await wake.wait()

@@ -151,6 +151,12 @@ class GatewaySettings(ServiceSettings):
     health_interval_s: float = Field(
         default=1.0, gt=0, description="Time between two active health checks of an instance."
     )
+    health_idle_interval_s: float = Field(
+        default=15.0,
+        gt=0,
+        description="Time between two health checks of a healthy instance that got no "
+        "request since the last one (a request that cannot reach it gets it checked at once).",
+    )
     health_timeout_s: float = Field(
         default=1.0, gt=0, description="Longest wait for an instance to answer GET /readyz."
     )

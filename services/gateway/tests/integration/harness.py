@@ -65,6 +65,7 @@ class Upstream:
         # The shard it serves, as the topology says (None: an unsharded service).
         self.shard = shard
         self.ready = True
+        self.probes = 0  # `/readyz` requests answered
         # Started as a SIGTERM'd service starts it: `/readyz` answers 503 `draining`.
         self.drain = Drain()
         # Echoed requests wait this long before the answer, and are answered with `status`.
@@ -137,6 +138,7 @@ class Upstream:
         app = FastAPI(title=f"{self.service} test service")
 
         async def told_to_be_ready() -> None:
+            self.probes += 1
             if not self.ready:
                 raise RuntimeError("the test made this instance not ready")
 
@@ -355,6 +357,7 @@ class Stack:
             "topology_file": self.topology_file,
             "topology_poll_s": 0.05,
             "health_interval_s": 0.05,
+            "health_idle_interval_s": 0.05,
             "health_timeout_s": 1.0,
             "tls": tls_settings,
         }
@@ -381,6 +384,7 @@ class Stack:
             "topology_file": self.topology_file,
             "topology_poll_s": 0.05,
             "health_interval_s": 0.05,
+            "health_idle_interval_s": 0.05,
             "health_timeout_s": 1.0,
             "tls": TlsSettings(cert_file=None, key_file=None, ca_file=None),
         }

@@ -213,3 +213,18 @@ async def test_a_draining_instance_is_taken_out_at_its_first_answer(stack: Stack
         finished = await held
     assert finished.status_code == 200
     assert finished.headers["x-instance"] == a.name
+
+
+async def test_an_instance_without_traffic_is_checked_rarely(stack: Stack) -> None:
+    upstream = await stack.upstream("auth")
+    await stack.start_gateway(
+        policy=ECHO_POLICY, health_interval_s=0.05, health_idle_interval_s=60.0
+    )
+    # The first check admits it; the second finds that no request came since, and the
+    # next one is due a minute later instead of every 0.05 s.
+    await stack.wait_until(lambda: upstream.probes >= 2)
+    checked = upstream.probes
+    await asyncio.sleep(0.5)  # ten intervals of a busy instance
+    assert upstream.probes == checked
+    async with stack.client() as client:
+        assert (await client.get("/api/v1/auth/x")).status_code == 200

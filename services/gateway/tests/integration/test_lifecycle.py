@@ -74,6 +74,7 @@ async def _serve_process(stack: Stack, tmp_path: Path) -> asyncio.subprocess.Pro
         "FLOTILLA_INSTANCE_ID": "3",
         "FLOTILLA_TOPOLOGY_FILE": str(stack.topology_file),
         "FLOTILLA_HEALTH_INTERVAL_S": "0.05",
+        "FLOTILLA_HEALTH_IDLE_INTERVAL_S": "0.05",
         "FLOTILLA_LOG_LEVEL": "info",
         # Long: a test that waits for the drain to end by itself would time out.
         "FLOTILLA_DRAIN_S": "60",

@@ -25,7 +25,6 @@ import enum
 import re
 from collections.abc import Awaitable, Callable, Sequence
 
-import nats.errors
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -53,6 +52,8 @@ Handler = Callable[[CloudEvent, Transaction], Awaitable[None]]
 
 _NAME = re.compile(rf"^[A-Za-z0-9_-]{{1,{CONSUMER_LENGTH}}}$")
 _MAX_REASON = 300
+# While events keep coming, how long a batch pull waits for more once none is waiting.
+_BATCH_WAIT_S = 0.05
 _log = get_logger("flotilla.events.consumer")
 
 
@@ -90,7 +91,7 @@ class Consumer:
         ack_wait_s: float = 30.0,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
-        fetch_timeout_s: float = 1.0,
+        fetch_timeout_s: float = 5.0,
         reconnect_s: float = 0.5,
     ) -> None:
         if not _NAME.match(name):
@@ -164,13 +165,21 @@ class Consumer:
     async def _consume(
         self, subscription: JetStreamContext.PullSubscription, pending: list[Msg]
     ) -> None:
+        """Batches while events keep coming; once none is waiting, one pull for a single
+        event that the broker holds open for `fetch_timeout_s` and answers the moment
+        one arrives (a batch pull would wait out its whole expiry for the rest of the
+        batch, delaying a lone event by up to that long)."""
+        busy = False
         while True:
             try:
-                pending[:] = await subscription.fetch(
-                    self._batch_size, timeout=self._fetch_timeout_s
-                )
-            except nats.errors.TimeoutError:
-                continue  # nothing to do (or the broker is away: the connection reconnects)
+                if busy:
+                    pending[:] = await subscription.fetch(self._batch_size, timeout=_BATCH_WAIT_S)
+                else:
+                    pending[:] = await subscription.fetch(1, timeout=self._fetch_timeout_s)
+            except TimeoutError:  # nothing to do (or the broker is away: it reconnects)
+                busy = False
+                continue
+            busy = True
             while pending:
                 message = pending[0]
                 await self._process(message)

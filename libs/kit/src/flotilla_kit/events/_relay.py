@@ -131,8 +131,10 @@ class OutboxRelay:
         own ordering rules anyway: instances apply events concurrently)."""
         js = await self._jetstream()
         total = 0
+        drained = False  # the last read found fewer rows than a batch: none is left
         while True:
             rows = await self._unpublished()
+            drained = len(rows) < self._batch_size
             if not rows:
                 break
             sent = await asyncio.gather(
@@ -156,9 +158,12 @@ class OutboxRelay:
                 raise failure
             total += len(acknowledged)
             _log.debug("outbox batch published", outbox=self._service, count=len(rows))
-            if len(rows) < self._batch_size or self._stopping.is_set():
+            if drained or self._stopping.is_set():
                 break
-        await self._measure_backlog()
+        if drained:  # no query needed: the pass that found the outbox empty is the count
+            self.metrics.backlog_is(self._service, 0)
+        else:
+            await self._measure_backlog()
         return total
 
     async def _jetstream(self) -> JetStreamContext:

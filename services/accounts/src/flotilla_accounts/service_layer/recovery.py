@@ -19,6 +19,7 @@ from flotilla_accounts.service_layer.errors import AccountsError, CoordinatorUnr
 from flotilla_accounts.service_layer.participant import Participant
 from flotilla_accounts.service_layer.ports import Coordinator, ParticipantMetrics
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import Pace
 
 __all__ = ["RECOVERY_ACTOR", "Recovery", "TickReport"]
 
@@ -111,10 +112,16 @@ class Recovery:
         self._metrics.recovered(outcome.value)
 
     async def run(self, interval_s: float) -> None:
-        """Tick every `interval_s` until cancelled; a failed tick is logged, not fatal."""
+        """Tick every `interval_s` while branches are in doubt, less often while none is
+        (`flotilla_kit.pacing`), until cancelled; a failed tick is logged, not fatal."""
+        pace = Pace(interval_s)
+        delay = interval_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(delay)
             try:
-                await self.tick()
+                report = await self.tick()
+                found_work = report.in_doubt > 0 or bool(report.errors)
             except Exception as exc:  # the loop must outlive a bad tick (database down)
                 _log.error("recovery tick failed", error=repr(exc))
+                found_work = True
+            delay = pace.after(found_work=found_work)

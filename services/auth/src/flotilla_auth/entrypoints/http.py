@@ -8,6 +8,7 @@ The token endpoint speaks RFC 6749: form-encoded requests, and errors that carry
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 from datetime import datetime
@@ -402,12 +403,19 @@ async def me(principal: Authenticated, components: ComponentsDep, response: Resp
     "/revocations",
     summary="Sessions revoked within the longest access-token lifetime (polled by verifiers)",
     response_model=Revocations,
+    responses={304: {"description": "Not modified: the list still has the ETag sent."}},
 )
-async def revocations(components: ComponentsDep) -> Response:
+async def revocations(request: Request, components: ComponentsDep) -> Response:
+    """Answered `304 Not Modified` (no body) when the list is the one whose ETag the
+    verifier sends in `If-None-Match`: what every poll gets while nothing is revoked."""
     now = components.clock()
     sessions = await revoked_sessions(uow=components.uow, now=now)
+    etag = '"' + hashlib.sha256("\n".join(sorted(sessions)).encode()).hexdigest()[:32] + '"'
+    headers = {"Cache-Control": "no-store", "ETag": etag}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
     body = Revocations(sessions=sessions, generated_at=now)
-    return JSONResponse(body.model_dump(mode="json"), headers={"Cache-Control": "no-store"})
+    return JSONResponse(body.model_dump(mode="json"), headers=headers)
 
 
 @well_known.get(

@@ -9,6 +9,7 @@ import asyncio
 
 from flotilla_inventory.service_layer.reservations import ReservationDesk
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import Pace
 
 __all__ = ["Sweeper"]
 
@@ -33,10 +34,15 @@ class Sweeper:
                     return total
 
     async def run(self, interval_s: float) -> None:
-        """Sweep every `interval_s` until cancelled; a failed sweep is logged, not fatal."""
+        """Sweep every `interval_s` while sweeps expire something, less often while they
+        do not (`flotilla_kit.pacing`), until cancelled; a failed sweep is logged."""
+        pace = Pace(interval_s)
+        delay = interval_s
         while True:
-            await asyncio.sleep(interval_s)
+            await asyncio.sleep(delay)
             try:
-                await self.tick()
+                found_work = await self.tick() > 0
             except Exception as exc:  # the loop must outlive a bad sweep (database down)
                 _log.error("sweep failed", error=repr(exc))
+                found_work = True
+            delay = pace.after(found_work=found_work)

@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import Pace
 from flotilla_orders.domain import Order
 from flotilla_orders.service_layer.ports import Clock, SagaMetrics, UnitOfWorkFactory
 from flotilla_orders.service_layer.saga import Saga
@@ -101,10 +102,14 @@ class Recovery:
         return False
 
     async def run(self) -> None:
-        """Tick now, then every `interval_s`, until cancelled."""
+        """Tick now, then every `interval_s` while orders are unfinished, less often while
+        none is (`flotilla_kit.pacing`), until cancelled."""
+        pace = Pace(self._interval_s)
         while True:
             try:
-                await self.tick()
+                report = await self.tick()
+                found_work = report.claimed > 0 or report.unfinished > 0
             except Exception:  # a database hiccup: try again next time
                 _log.exception("recovery tick failed")
-            await self._clock.sleep(self._interval_s)
+                found_work = True
+            await self._clock.sleep(pace.after(found_work=found_work))

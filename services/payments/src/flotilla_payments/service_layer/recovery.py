@@ -14,6 +14,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import Pace
 from flotilla_payments.domain import Transfer, TransferPath, TransferState
 from flotilla_payments.service_layer.coordinator import Coordinator
 from flotilla_payments.service_layer.ports import Clock, TransferMetrics, UnitOfWorkFactory
@@ -135,10 +136,14 @@ class Recovery:
         return False
 
     async def run(self) -> None:
-        """Tick now, then every `interval_s`, until cancelled."""
+        """Tick now, then every `interval_s` while transfers are unfinished, less often
+        while none is (`flotilla_kit.pacing`), until cancelled."""
+        pace = Pace(self._interval_s)
         while True:
             try:
-                await self.tick()
+                report = await self.tick()
+                found_work = report.claimed > 0 or report.unfinished > 0
             except Exception:  # a database hiccup: try again next time
                 _log.exception("recovery tick failed")
-            await self._clock.sleep(self._interval_s)
+                found_work = True
+            await self._clock.sleep(pace.after(found_work=found_work))
