@@ -38,7 +38,7 @@ class Bank:
         return [(c, a) for c in self.customers for a in c.accounts]
 
 
-# What the client was told: committed; rejected (a 4xx: refused, nothing moved); aborted
+# What the client was told: committed; rejected (a 4xx but 429: refused, nothing moved); aborted
 # (503 naming a transfer: a shard did not answer in time, nothing moved); unknown.
 Outcome = Literal["committed", "rejected", "aborted", "unknown"]
 
@@ -142,6 +142,14 @@ async def _settle(client: httpx.AsyncClient, headers: dict[str, str], location: 
     return "unknown"
 
 
+def retry_after(response: httpx.Response, default: float) -> float:
+    """The seconds a 429 or 503 asks to wait (at most 5), else `default`."""
+    try:
+        return min(float(response.headers.get("Retry-After", default)), 5.0)
+    except ValueError:
+        return default
+
+
 def _problem(response: httpx.Response) -> dict[str, Any]:
     if response.headers.get("content-type") != "application/problem+json":
         return {}
@@ -149,13 +157,11 @@ def _problem(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-async def _one_transfer(
-    client: httpx.AsyncClient, bank: Bank, rng: random.Random, stats: Counter[str]
-) -> TransferResult:
+def _draw_transfer(bank: Bank, rng: random.Random) -> tuple[Customer, dict[str, Any]]:
+    """Who sends which transfer: mostly affordable amounts, some that overdraw on purpose."""
     customer, source = rng.choice(bank.accounts)
     target = rng.choice([a for _, a in bank.accounts if a != source])
     roll = rng.random()
-    # Mostly affordable amounts, some that overdraw on purpose.
     amount = rng.randint(1, 5_000) if roll < 0.85 else rng.randint(50_000, 500_000)
     body = {
         "from_account": source,
@@ -164,6 +170,14 @@ async def _one_transfer(
         "currency": "EUR",
         "reference": "chaos",
     }
+    return customer, body
+
+
+async def _one_transfer(
+    client: httpx.AsyncClient, bank: Bank, rng: random.Random, stats: Counter[str]
+) -> TransferResult:
+    customer, body = _draw_transfer(bank, rng)
+    amount = int(body["amount_minor"])
     key = uuid.uuid4().hex
     headers = {"Authorization": f"Bearer {customer.token}", "Idempotency-Key": key}
     on_purpose = rng.random() < 0.1  # sent twice with one key, as a client that timed out
@@ -184,6 +198,13 @@ async def _one_transfer(
             continue
         statuses.append(response.status_code)
         status = response.status_code
+        if status == 429:
+            # The gateway's rate limit answered, not the bank: says nothing about the
+            # transfer (the send that was answered before it may have moved the money).
+            stats["rate_limited"] += 1
+            attempts -= 1
+            await asyncio.sleep(retry_after(response, delay))
+            continue
         if status == 503 and _problem(response).get("transfer_id"):
             # Aborted for a technical reason (a shard did not answer): final, nothing moved.
             outcome, transfer_id = "aborted", str(_problem(response)["transfer_id"])

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from flotilla_cli.chaos.load import Customer, set_up_bank
+from flotilla_cli.chaos.load import Customer, retry_after, set_up_bank
 
 __all__ = ["OrderResult", "Product", "Shop", "run_orders", "set_up_shop"]
 
@@ -152,13 +152,6 @@ def _problem_type(response: httpx.Response) -> str:
     return str(kind).rsplit("/", 1)[-1] or str(response.status_code)
 
 
-def _retry_after(response: httpx.Response, default: float) -> float:
-    try:
-        return min(float(response.headers.get("Retry-After", default)), 5.0)
-    except ValueError:
-        return default
-
-
 class _Client:
     """One shared connection pool; counts what every client did besides its requests."""
 
@@ -187,10 +180,10 @@ class _Client:
             result.statuses.append(response.status_code)
             if response.status_code == 429:
                 self.stats["rate_limited"] += 1
-                delay = _retry_after(response, delay)
+                delay = retry_after(response, delay)
                 continue
             if response.status_code in _RETRYABLE:
-                delay = max(delay, _retry_after(response, delay))
+                delay = max(delay, retry_after(response, delay))
                 continue
             if response.status_code == 202:
                 order = response.json()
@@ -220,7 +213,7 @@ class _Client:
                 self._saw(result, response.json())
             elif response.status_code == 429:
                 self.stats["rate_limited"] += 1
-                delay = _retry_after(response, delay)
+                delay = retry_after(response, delay)
 
     @staticmethod
     def _saw(result: OrderResult, order: dict[str, Any]) -> None:
