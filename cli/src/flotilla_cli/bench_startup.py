@@ -64,9 +64,9 @@ class BenchOptions:
     instances: int = 2
     single: bool = True  # also measure --instances 1
     settle_s: float = 5.0  # after all ready, before measuring
-    idle_s: float = 10.0
-    transfers: int = 40  # for the outbox latency
-    pause_s: float = 0.25  # between them
+    idle_s: float = 30.0
+    transfers: int = 20  # for the outbox latency
+    pause_s: float = 1.5  # between them: each finds the relays at rest
 
 
 _KNOWN_COMMANDS = {

@@ -251,7 +251,7 @@ def bench_startup_command(
     single: Annotated[
         bool, typer.Option(help="Also measure --instances 1 (fresh and warm).")
     ] = True,
-    idle: Annotated[float, typer.Option(min=1, help="Seconds of idle CPU measured.")] = 10.0,
+    idle: Annotated[float, typer.Option(min=1, help="Seconds of idle CPU measured.")] = 30.0,
     json_file: Annotated[
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
