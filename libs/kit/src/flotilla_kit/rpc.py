@@ -34,13 +34,18 @@ __all__ = [
 ]
 
 # Keep idle connections healthy across restarts of the peer; fail fast when it is gone.
+# Calls go round robin over every address the target resolves to (gRPC's default,
+# pick_first, sends every call of a channel to one of them). The server's certificate is
+# checked against the host the target names, as HTTPS does: `127.0.0.1` locally (the dev
+# certificates name it), `accounts-s0` in compose, `accounts-s0.flotilla.svc` in
+# Kubernetes (each issued with those names).
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 5_000),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1_000),
-    ("grpc.ssl_target_name_override", "localhost"),
+    ("grpc.lb_policy_name", "round_robin"),
 ]
 
 
@@ -59,16 +64,21 @@ def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
     )
 
 
-def secure_channel(target: str, tls: TlsSettings) -> aio.Channel:
-    """A channel to `host:port`, verifying the server against our CA and presenting our
-    own certificate. Certificates name `localhost`, which is what we check against."""
+def secure_channel(target: str, tls: TlsSettings, *, server_name: str | None = None) -> aio.Channel:
+    """A channel to `host:port` (or any gRPC target: `dns:///name:port`, `ipv4:a:p,b:p`),
+    verifying the server against our CA and the host the target names (`server_name`
+    when it names none, as a list of addresses does), and presenting our own
+    certificate."""
     credentials = grpc.ssl_channel_credentials(
         root_certificates=_read(tls.ca_file),
         private_key=_read(tls.key_file),
         certificate_chain=_read(tls.cert_file),
     )
+    options = list(_CHANNEL_OPTIONS)
+    if server_name is not None:
+        options.append(("grpc.default_authority", server_name))
     return aio.secure_channel(
-        target, credentials, options=_CHANNEL_OPTIONS, interceptors=client_interceptors()
+        target, credentials, options=options, interceptors=client_interceptors()
     )
 
 

@@ -5,12 +5,16 @@ that grants the permission, and served with one."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from grpc import aio
 
+from flotilla_kit import tls as tls_module
 from flotilla_kit.rpc import TokenAuthInterceptor, bearer, secure_channel, server_credentials
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.testing import TokenMinter
@@ -139,3 +143,78 @@ async def test_every_method_shape_is_refused_at_once(
             call = method(metadata=metadata, timeout=TIMEOUT_S)
             await call.read() if kind == "stream_stream" else await call
     assert refused.value.code() == code
+
+
+def _named_only(dev_pki: Pki, directory: Path, name: str) -> TlsSettings:
+    """A server certificate from the dev CA that names `name` and 127.0.0.1, not
+    `localhost` (as a certificate issued for a cluster's service name would)."""
+    ca = dev_pki("client").ca
+    ca_cert = x509.load_pem_x509_certificate(ca.read_bytes())
+    ca_key = serialization.load_pem_private_key((ca.parent / "ca-key.pem").read_bytes(), None)
+    cert, key = tls_module._issue(ca_cert, ca_key, name, [name])  # type: ignore[arg-type]
+    (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (directory / "server-key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return TlsSettings(
+        cert_file=directory / "server.pem", key_file=directory / "server-key.pem", ca_file=ca
+    )
+
+
+async def _echo_server(tls: TlsSettings, seen: list[str], label: str) -> tuple[aio.Server, int]:
+    async def unary(request: bytes, context: aio.ServicerContext[Any, Any]) -> bytes:
+        seen.append(label)
+        return request
+
+    server = aio.server()
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {
+        "Unary": grpc.unary_unary_rpc_method_handler(unary)
+    }
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(tls))
+    await server.start()
+    return server, port
+
+
+async def test_the_server_is_checked_against_the_host_the_target_names(
+    dev_pki: Pki, tmp_path: Path
+) -> None:
+    # The kit used to check every server against `localhost`, whatever it dialled: a
+    # certificate issued for `accounts-s0.flotilla.svc` failed every handshake.
+    seen: list[str] = []
+    server, port = await _echo_server(_named_only(dev_pki, tmp_path, "ledger.test"), seen, "s")
+    client_tls = _tls(dev_pki("client"))
+    try:
+        async with secure_channel(f"127.0.0.1:{port}", client_tls) as channel:
+            call = _method(channel, "unary_unary", "Unary")
+            assert await call(b"hi", timeout=TIMEOUT_S) == b"hi"
+        # A name the certificate does not carry is refused.
+        async with secure_channel(f"localhost:{port}", client_tls) as channel:
+            with pytest.raises(aio.AioRpcError) as refused:
+                await _method(channel, "unary_unary", "Unary")(b"hi", timeout=TIMEOUT_S)
+            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.stop(None)
+
+
+async def test_calls_are_spread_over_every_address_of_the_target(dev_pki: Pki) -> None:
+    # gRPC's default (pick_first) sent every call of a channel to one backend.
+    seen: list[str] = []
+    tls = _tls(dev_pki("server"))
+    first, first_port = await _echo_server(tls, seen, "first")
+    second, second_port = await _echo_server(tls, seen, "second")
+    target = f"ipv4:127.0.0.1:{first_port},127.0.0.1:{second_port}"
+    try:
+        async with secure_channel(target, _tls(dev_pki("client")), server_name="server") as channel:
+            call = _method(channel, "unary_unary", "Unary")
+            for _ in range(20):
+                await call(b"x", timeout=TIMEOUT_S)
+    finally:
+        await first.stop(None)
+        await second.stop(None)
+    assert seen.count("first") >= 5
+    assert seen.count("second") >= 5
