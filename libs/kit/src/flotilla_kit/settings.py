@@ -113,6 +113,12 @@ class ServiceSettings(BaseSettings):
     traces_dir: Path | None = Field(
         default=None, description="Where span files go without OTLP; empty: var_dir/traces."
     )
+    trace_file_max_bytes: int = Field(
+        default=8 * 2**20,
+        ge=4096,
+        description="Without OTLP: the size at which an instance's span file is set aside "
+        "(as <name>.old.jsonl, replacing the previous one); spans on disk stay under twice it.",
+    )
     trace_export_delay_s: float = Field(
         default=1.0, gt=0, le=60, description="Longest wait before queued spans are exported."
     )

@@ -23,6 +23,7 @@ tracer and the helpers only pass the context on.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -111,12 +112,20 @@ def span_record(span: ReadableSpan) -> dict[str, Any]:
 
 class JsonLinesSpanExporter(SpanExporter):
     """Appends each exported span as one JSON line to `path` (created with its folder).
-    Lines are whole: a batch is written with one `write` and flushed, under a lock."""
+    Lines are whole: a batch is written with one `write` and flushed, under a lock.
 
-    def __init__(self, path: Path) -> None:
+    The file is bounded: once it holds `max_bytes`, it becomes `<name>.old.jsonl` (the
+    previous one is dropped) and a new one starts, so an instance keeps at most twice
+    `max_bytes` of spans (a pod's small emptyDir survives a week of traffic). A file that
+    cannot be written (a read-only filesystem) is said once in the log, not dropped
+    silently."""
+
+    def __init__(self, path: Path, *, max_bytes: int = 8 * 2**20) -> None:
         self.path = path
+        self.max_bytes = max_bytes
         self._lock = threading.Lock()
         self._file: IO[str] | None = None
+        self._failing = False
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         text = "".join(json.dumps(span_record(s), default=str) + "\n" for s in spans)
@@ -127,9 +136,26 @@ class JsonLinesSpanExporter(SpanExporter):
                     self._file = self.path.open("a", encoding="utf-8")
                 self._file.write(text)
                 self._file.flush()
-            except OSError:
+                if self._file.tell() >= self.max_bytes:
+                    self._rotate()
+            except OSError as error:
+                if not self._failing:
+                    logging.getLogger("flotilla.tracing").warning(
+                        "spans cannot be written to %s, so they are dropped (set "
+                        "FLOTILLA_OTLP_ENDPOINT, or FLOTILLA_TRACES_DIR to a writable folder): %s",
+                        self.path,
+                        error,
+                    )
+                self._failing = True
                 return SpanExportResult.FAILURE
+        self._failing = False
         return SpanExportResult.SUCCESS
+
+    def _rotate(self) -> None:
+        assert self._file is not None
+        self._file.close()
+        self._file = None
+        self.path.replace(self.path.with_name(self.path.name.replace(".jsonl", ".old.jsonl")))
 
     def shutdown(self) -> None:
         with self._lock:
@@ -250,7 +276,10 @@ def install_tracing(settings: ServiceSettings, instance: str | None = None) -> T
 
         exporter = OTLPSpanExporter(endpoint=_otlp_url(settings.otlp_endpoint))
     else:
-        exporter = JsonLinesSpanExporter(settings.traces_path / f"{name}{SPAN_FILE_SUFFIX}")
+        exporter = JsonLinesSpanExporter(
+            settings.traces_path / f"{name}{SPAN_FILE_SUFFIX}",
+            max_bytes=settings.trace_file_max_bytes,
+        )
     uninstall_tracing()
     active = _installed.tracing = Tracing(
         service=settings.service_name,

@@ -430,3 +430,40 @@ def test_an_otlp_endpoint_exports_over_otlp_http(
 )
 def test_a_bad_traceparent_is_no_parent(value: str | None) -> None:
     assert context_from_traceparent(value) is None
+
+
+def test_the_span_file_is_set_aside_when_full_so_spans_on_disk_stay_bounded(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "svc-0.jsonl"
+    exporter = JsonLinesSpanExporter(path, max_bytes=4096)
+    traced = Tracing(service="svc", instance="svc-0", exporter=exporter, export_delay_s=0.001)
+    for n in range(200):  # a few hundred bytes each: the file fills many times over
+        with traced.tracer.start_as_current_span(f"span-{n}"):
+            pass
+        traced.processor.force_flush()
+    traced.shutdown()
+    old = tmp_path / "svc-0.old.jsonl"
+    files = [f for f in (old, path) if f.exists()]
+    assert old in files  # set aside at least once
+    assert {p.name for p in tmp_path.iterdir()} <= {"svc-0.jsonl", "svc-0.old.jsonl"}
+    assert all(f.stat().st_size < 4096 + 1024 for f in files)  # one batch past the limit
+    kept = [s["name"] for f in files for s in _spans(f)]
+    assert kept[-1] == "span-199"  # the newest are kept
+    assert "span-0" not in kept  # the oldest are gone
+
+
+def test_a_span_file_that_cannot_be_written_is_said_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "not-a-folder").write_text("")
+    exporter = JsonLinesSpanExporter(tmp_path / "not-a-folder" / "svc-0.jsonl")
+    traced = Tracing(service="svc", instance="svc-0", exporter=exporter)
+    span = traced.tracer.start_span("lost")
+    span.end()
+    assert exporter.export([span]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    assert exporter.export([span]) is SpanExportResult.FAILURE  # type: ignore[list-item]
+    traced.shutdown()
+    said = [r for r in caplog.records if "cannot be written" in r.getMessage()]
+    assert len(said) == 1
+    assert "FLOTILLA_OTLP_ENDPOINT" in said[0].getMessage()
