@@ -10,7 +10,7 @@ whole system going down does not need), SIGKILL after a grace period, then Postg
 `flotilla up` starts it as a child process (`python -m flotilla_cli.supervisor PLAN`) and
 shows its state; with `--detach` it leaves it running. Instances, relays and seeds are
 forked from a warm parent that has imported every service (`forking.py`): each starts in
-about 0.1 s of CPU and shares that parent's memory. They die with the supervisor even if
+about 0.2 s of CPU and shares that parent's memory. They die with the supervisor even if
 it is killed with SIGKILL (the forking parent exits with it, and they get
 PR_SET_PDEATHSIG).
 
@@ -96,7 +96,6 @@ class _Running:
     plan: InstancePlan
     state: InstanceState
     process: ForkedProcess | None = None
-    started_at: float = 0.0
     backoff_s: float = _BACKOFF_START_S
     restart_at: float | None = None
     became_ready: bool = False  # since it was last started
@@ -217,7 +216,6 @@ class Supervisor:
             name=r.plan.name,
             stdout=self.layout.log_file(r.plan.name),
         )
-        r.started_at = time.monotonic()
         r.restart_at = None
         r.became_ready = False
         r.state.pid = r.process.pid

@@ -121,7 +121,7 @@ class _Rule(enum.Enum):
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        _state_the_rule(json_schema, SINGLE_LINE_PATTERN)
+        state_the_rule(json_schema, SINGLE_LINE_PATTERN)
         return json_schema
 
 
@@ -169,7 +169,7 @@ class ApiModel(BaseModel):
         json_schema = handler(schema)
         model = handler.resolve_ref_schema(json_schema)
         for field in model.get("properties", {}).values():
-            _state_the_rule(field, MULTI_LINE_PATTERN)  # a SingleLine or a Name has its own
+            state_the_rule(field, MULTI_LINE_PATTERN)  # a SingleLine or a Name has its own
         return json_schema
 
     @field_validator("*", mode="before")
@@ -194,20 +194,16 @@ def state_the_rule(json_schema: dict[str, Any], pattern: str = SINGLE_LINE_PATTE
     """Give every string in `json_schema` (a field's, a parameter's: in `anyOf` and array
     items too) the rule as a `pattern`, unless it has a pattern, an enum or a format
     (a date, a UUID) of its own, which are stricter."""
-    _state_the_rule(json_schema, pattern)
-
-
-def _state_the_rule(json_schema: dict[str, Any], pattern: str) -> None:
     if json_schema.get("type") == "string":
         stricter = {"pattern", "enum", "const"} & json_schema.keys()
         if not stricter and json_schema.get("format") in (None, "password"):
             json_schema["pattern"] = pattern
         return
     for alternative in json_schema.get("anyOf", ()):
-        _state_the_rule(alternative, pattern)
+        state_the_rule(alternative, pattern)
     items = json_schema.get("items")
     if isinstance(items, dict):
-        _state_the_rule(items, pattern)
+        state_the_rule(items, pattern)
 
 
 _MULTI = object()  # a field with no marker: the multi-line rule

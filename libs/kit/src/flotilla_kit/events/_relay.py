@@ -135,10 +135,9 @@ class OutboxRelay:
         own ordering rules anyway: instances apply events concurrently)."""
         js = await self._jetstream()
         total = 0
-        drained = False  # the last read found fewer rows than a batch: none is left
         while True:
             rows = await self._unpublished()
-            drained = len(rows) < self._batch_size
+            drained = len(rows) < self._batch_size  # fewer than a batch: none is left
             if not rows:
                 break
             sent = await asyncio.gather(
