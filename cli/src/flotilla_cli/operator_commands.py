@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -211,6 +212,21 @@ def chaos_bank(
     finish_chaos_run(console, report, title="Bank invariants after the storm", json_file=json_file)
 
 
+def _show_bench(
+    report: dict[str, Any],
+    render: Callable[[dict[str, Any], Console], None],
+    json_file: Path | None,
+    *,
+    width: int = 100,
+) -> None:
+    """A bench's table (kept whole, `width` wide, in a log or a CI output too) and, when
+    asked, its JSON."""
+    render(report, console if console.is_terminal else Console(width=width))
+    if json_file is not None:
+        json_file.parent.mkdir(parents=True, exist_ok=True)
+        json_file.write_text(json.dumps(report, indent=2) + "\n")
+
+
 @bench_app.command("cost")
 def bench_cost_command(
     db: Annotated[Database, typer.Option(help="Database backend.")] = Database.sqlite,
@@ -237,11 +253,7 @@ def bench_cost_command(
         operations=tuple(o for o in bench_cost.TARGETS if not only or o in only),
     )  # fmt: skip
     report = asyncio.run(bench_cost.run_cost_bench(options, console))
-    wide = console if console.is_terminal else Console(width=120)
-    bench_cost.render(report, wide)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    _show_bench(report, bench_cost.render, json_file, width=120)
 
 
 @bench_app.command("startup")
@@ -263,11 +275,7 @@ def bench_startup_command(
         database=db.value, instances=instances, single=single, idle_s=idle
     )
     report = asyncio.run(bench_startup.run_startup_bench(options, console))
-    wide = console if console.is_terminal else Console(width=100)
-    bench_startup.render(report, wide)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    _show_bench(report, bench_startup.render, json_file)
 
 
 @bench_app.command("gateway")
@@ -286,12 +294,7 @@ def bench_gateway_command(
     ratio_fastapi, ratio_minimal, added_p50_ms (loaded and unloaded) and cpu_vs_nginx."""
     options = bench_gateway.BenchOptions(duration_s=duration, connections=connections)
     report = bench_gateway.run_gateway_bench(options, console)
-    # The table is wider than 80 columns; keep it whole in a log or a CI output too.
-    wide = console if console.is_terminal else Console(width=100)
-    bench_gateway.render(report, wide)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    _show_bench(report, bench_gateway.render, json_file)
 
 
 @bench_app.command("inventory")
@@ -311,8 +314,4 @@ def bench_inventory_command(
         duration_s=duration, warmup_s=warmup, concurrency=concurrency
     )
     report = bench_inventory.run_inventory_bench(options, console)
-    wide = console if console.is_terminal else Console(width=100)
-    bench_inventory.render(report, wide)
-    if json_file is not None:
-        json_file.parent.mkdir(parents=True, exist_ok=True)
-        json_file.write_text(json.dumps(report, indent=2) + "\n")
+    _show_bench(report, bench_inventory.render, json_file)
