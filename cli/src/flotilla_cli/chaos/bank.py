@@ -29,7 +29,7 @@ from flotilla_cli.service_commands import read_plan, run_service_command
 from flotilla_cli.state import SystemState
 from flotilla_kit.tls import client_context
 
-__all__ = ["ChaosOptions", "run_bank_chaos"]
+__all__ = ["ChaosOptions", "reconcile_bank", "run_bank_chaos"]
 
 # Crash points inside the payments coordinator (see services/payments/README.md), each firing with
 # the run's fault rate (dev and test profiles only).
@@ -72,8 +72,10 @@ async def _wait_until_settled(layout: VarLayout, timeout_s: float) -> float:
     raise TimeoutError(f"transfers still in doubt after {timeout_s}s")
 
 
-async def _reconcile(layout: VarLayout, bank_accounts: list[str], deposited: int,
-                     answered: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+async def reconcile_bank(layout: VarLayout, bank_accounts: list[str], deposited: int,
+                         answered: Mapping[str, str]) -> dict[str, Any]:  # fmt: skip
+    """Every ledger shard's and the coordinator's database, read and checked against the
+    bank's invariants (`reconcile.check_invariants`), with the coordinator's counts."""
     plan = read_plan(layout)
     shard_urls = {
         i.shard: i.env["FLOTILLA_DATABASE_URL"]
@@ -161,7 +163,7 @@ async def run_bank_chaos(options: ChaosOptions, console: Console) -> dict[str, A
             settle_s = await _wait_until_settled(layout, 120)
         answered = {r.transfer_id: r.outcome for r in results if r.transfer_id}
         outcomes = Counter(r.outcome for r in results)
-        reconciled = await _reconcile(
+        reconciled = await reconcile_bank(
             layout, [a for _, a in bank.accounts], bank.deposited_minor, answered
         )
         invariants = reconciled["invariants"]

@@ -108,6 +108,13 @@ async def test_anything_but_a_form_is_415(
     assert await table_rows(database_url) == before
 
 
+async def _post_form(client: httpx.AsyncClient, content: str | bytes) -> httpx.Response:
+    """POST `content` to the token endpoint as an HTML form (however garbled it is)."""
+    return await client.post(
+        TOKEN_PATH, content=content, headers={"content-type": "application/x-www-form-urlencoded"}
+    )
+
+
 @pytest.mark.parametrize(
     ("form", "slug", "error"),
     [
@@ -152,11 +159,7 @@ async def test_malformed_requests_are_400_with_the_oauth_error(
     await add_user(app, "alice")
     before = await table_rows(database_url)
 
-    response = await client.post(
-        TOKEN_PATH,
-        content=urlencode(form),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
+    response = await _post_form(client, urlencode(form))
 
     assert response.status_code == 400
     body = response.json()
@@ -180,11 +183,7 @@ async def test_garbled_forms_are_invalid_requests(
     await add_user(app, "alice")
     before = await table_rows(database_url)
 
-    response = await client.post(
-        TOKEN_PATH,
-        content=content,
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
+    response = await _post_form(client, content)
 
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
@@ -212,11 +211,7 @@ async def test_refused_text_in_a_form_is_a_422_naming_the_field_that_writes_noth
     await add_user(app, "alice")
     before = await table_rows(database_url)
 
-    response = await client.post(
-        TOKEN_PATH,
-        content=urlencode(form),
-        headers={"content-type": "application/x-www-form-urlencoded"},
-    )
+    response = await _post_form(client, urlencode(form))
 
     assert response.status_code == 422, response.text
     problem = response.json()
