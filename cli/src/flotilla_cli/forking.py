@@ -7,8 +7,8 @@ Now the supervisor keeps a forking parent (the standard library's `forkserver`) 
 imports every service once (1.4 s) and moves what it imported out of the garbage
 collector's sight (`gc.freeze`); each instance, relay, migration or seed is a fork of it
 that runs the very same command line (`flotilla_<service>.entrypoints.cli`, with its own
-environment and log) and shares the parent's pages until it writes them: 0.12 s of CPU to
-start and about 30 MiB of its own.
+environment and log) and shares the parent's pages until it writes them: about 0.2 s of
+CPU to start and 25-37 MiB of its own.
 
 Dying together: the forking parent exits when the supervisor does (it watches a pipe from
 it), and each child gets SIGKILL when the forking parent dies (PR_SET_PDEATHSIG), so no
