@@ -256,8 +256,12 @@ class Supervisor:
         else:
             try:
                 response = await client.get(f"{r.plan.url}/readyz", timeout=2.0)
-                r.state.ready = response.status_code == 200
-            except httpx.HTTPError:
+                r.state.ready = response.status_code == 200 and (
+                    # A gateway stays ready when a service has no healthy instance (it
+                    # serves the rest); the system is ready once it reaches them all.
+                    r.plan.service != "gateway" or "unavailable" not in response.json()
+                )
+            except (httpx.HTTPError, ValueError):
                 r.state.ready = False
         r.became_ready = r.became_ready or r.state.ready
         now = time.monotonic()

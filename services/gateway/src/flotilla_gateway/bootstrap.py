@@ -12,7 +12,8 @@ from flotilla_gateway.authentication import Authenticator
 from flotilla_gateway.balancer import Registry, Resilience
 from flotilla_gateway.dispatcher import Dispatcher, RouteTarget
 from flotilla_gateway.endpoints import LocalEndpoints
-from flotilla_gateway.gateway import Gateway
+from flotilla_gateway.forwarding import TrustedProxies
+from flotilla_gateway.gateway import Gateway, Listener
 from flotilla_gateway.health import HealthChecker
 from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
@@ -239,8 +240,11 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         policy=policy,
         drain=drain,
     )
-    handlers = local.handlers()
-    shadowed = [path for path in handlers if table.allowed(path)]
+    operational = local.operational_handlers()
+    handlers = local.public_handlers()
+    if settings.admin_port is None:
+        handlers |= operational
+    shadowed = [path for path in handlers | operational if table.allowed(path)]
     if shadowed:
         raise ValueError(f"the gateway answers these paths itself; not routable: {shadowed}")
     authenticator = Authenticator(
@@ -252,6 +256,11 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         revocation_refresh_s=settings.revocation_refresh_s,
     )
     server_ssl = server_tls_context(settings.tls)
+    access_log = AccessLog(
+        service=settings.service_name,
+        node=f"{settings.service_name}-{settings.instance_id}",
+        enabled=settings.log_level in ("debug", "info"),
+    )
     dispatcher = Dispatcher(
         routes=table,
         local=handlers,
@@ -260,26 +269,39 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         registry=registry,
         problems=problems,
         metrics=metrics,
-        access_log=AccessLog(
-            service=settings.service_name,
-            node=f"{settings.service_name}-{settings.instance_id}",
-            enabled=settings.log_level in ("debug", "info"),
-        ),
+        access_log=access_log,
         forwarded_proto=b"https" if server_ssl is not None else b"http",
         limiter=limiter,
         spans=SpanLog(tracer) if (tracer := tracing()) is not None else None,
     )
-    connections = Connections(
-        dispatcher,
-        problems,
-        ServerLimits(
-            max_header_bytes=settings.max_header_bytes,
-            max_body_bytes=settings.max_body_bytes,
-            keepalive_timeout_s=settings.keepalive_timeout_s,
-            request_read_timeout_s=settings.request_read_timeout_s,
-        ),
-        tls=server_ssl is not None,
+    limits = ServerLimits(
+        max_header_bytes=settings.max_header_bytes,
+        max_body_bytes=settings.max_body_bytes,
+        keepalive_timeout_s=settings.keepalive_timeout_s,
+        request_read_timeout_s=settings.request_read_timeout_s,
     )
+    trusted = TrustedProxies(settings.trusted_proxies)
+    connections = Connections(
+        dispatcher, problems, limits, tls=server_ssl is not None, trusted_proxies=trusted
+    )
+    admin: Listener | None = None
+    if settings.admin_port is not None:
+        # The operational endpoints alone: no route, no rate limit, no client traffic.
+        admin_dispatcher = Dispatcher(
+            routes=RouteTable(()),
+            local=operational,
+            authenticator=authenticator,
+            health=health,
+            registry=registry,
+            problems=problems,
+            metrics=metrics,
+            access_log=access_log,
+            forwarded_proto=b"https" if server_ssl is not None else b"http",
+        )
+        admin = Listener(
+            settings.admin_port,
+            Connections(admin_dispatcher, problems, limits, tls=server_ssl is not None),
+        )
     auth_service = owner("GET", _JWKS_PATH)
     follow = not settings.jwks_urls or not settings.revocation_urls
     on_topology_change = (
@@ -301,6 +323,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         health=health,
         topology=topology,
         connections=connections,
+        admin=admin,
         topology_poll_s=settings.topology_poll_s,
         shutdown_grace_s=settings.shutdown_grace_s,
         on_topology_change=on_topology_change,

@@ -67,22 +67,27 @@ class LocalEndpoints:
             [entry.as_json() for entry in policy], separators=(",", ":")
         ).encode()
 
-    def handlers(self) -> dict[str, LocalHandler]:
+    def public_handlers(self) -> dict[str, LocalHandler]:
+        """What clients may read: liveness, the merged API and its docs."""
+        return {"/livez": self.livez, "/openapi.json": self.openapi, "/docs": self.docs}
+
+    def operational_handlers(self) -> dict[str, LocalHandler]:
+        """For probes, Prometheus and operators: on the admin listener when there is one."""
         return {
             "/livez": self.livez,
             "/readyz": self.readyz,
             "/metrics": self.metrics,
             "/policy.json": self.policy,
-            "/openapi.json": self.openapi,
-            "/docs": self.docs,
         }
 
     async def livez(self, request: Request, request_id: str) -> Reply:
         return bytes_reply(200, _ALIVE, request_id, content_type=_JSON, extra_head=_NO_STORE)
 
     async def readyz(self, request: Request, request_id: str) -> Reply:
-        """Ready when every routed service has a healthy instance, and a sharded service
-        one in each of its shards, unless the gateway is draining (shutting down)."""
+        """Ready unless draining (shutting down). What the upstreams lack is reported, not
+        a reason to be unready: every gateway sees the same upstreams, so taking gateways
+        out of rotation for a dead service would take the whole API down with it, where a
+        ready gateway still serves every other route and answers 503 for that service's."""
         if self._drain.draining:
             return problem_reply(
                 503,
@@ -92,8 +97,8 @@ class LocalEndpoints:
                 request_id,
             )
         report: dict[str, Any] = {}
-        missing: list[str] = []
-        missing_shards: dict[str, list[int]] = {}
+        unavailable: list[str] = []
+        unavailable_shards: dict[str, list[int]] = {}
         for name in self._routed_services:
             service = self._registry.service(name)
             entry: dict[str, Any] = _counts(service.everyone)
@@ -102,31 +107,15 @@ class LocalEndpoints:
                 entry["shards"] = shards
                 lacking = [int(n) for n, counts in shards.items() if not counts["healthy"]]
                 if lacking:
-                    missing.append(name)
-                    missing_shards[name] = lacking
+                    unavailable.append(name)
+                    unavailable_shards[name] = lacking
             elif not service.healthy:
-                missing.append(name)
+                unavailable.append(name)
             report[name] = entry
-        if missing:
-            described = [
-                f"{name} (shard {', '.join(map(str, missing_shards[name]))})"
-                if name in missing_shards
-                else name
-                for name in missing
-            ]
-            return problem_reply(
-                503,
-                "not-ready",
-                "Not ready",
-                "No healthy instance of: " + ", ".join(described) + ".",
-                request_id,
-                headers={"Retry-After": "1"},
-                services=missing,
-                shards=missing_shards,
-            )
-        return json_reply(
-            200, {"status": "ready", "services": report}, request_id, extra_head=_NO_STORE
-        )
+        body: dict[str, Any] = {"status": "ready", "services": report}
+        if unavailable:
+            body["unavailable"] = {"services": unavailable, "shards": unavailable_shards}
+        return json_reply(200, body, request_id, extra_head=_NO_STORE)
 
     async def metrics(self, request: Request, request_id: str) -> Reply:
         return bytes_reply(

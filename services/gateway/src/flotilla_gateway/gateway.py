@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from flotilla_gateway.balancer import Instance, Registry
@@ -15,9 +16,17 @@ from flotilla_gateway.topology import TopologyChange, TopologySource
 from flotilla_kit.health import Drain
 from flotilla_kit.logs import get_logger
 
-__all__ = ["Gateway"]
+__all__ = ["Gateway", "Listener"]
 
 _log = get_logger("flotilla.gateway")
+
+
+@dataclass(frozen=True, slots=True)
+class Listener:
+    """A further port of the gateway, with its own connections (the admin listener)."""
+
+    port: int
+    connections: Connections
 
 
 class Gateway:
@@ -34,6 +43,7 @@ class Gateway:
         topology: TopologySource,
         connections: Connections,
         topology_poll_s: float,
+        admin: Listener | None = None,
         shutdown_grace_s: float,
         on_topology_change: Callable[[Registry], None] | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
@@ -54,7 +64,9 @@ class Gateway:
         self._on_topology_change = on_topology_change
         # Loops that run from start to stop (keeping keys and revocations fresh).
         self._background = tuple(background)
+        self._admin = admin
         self._server: asyncio.Server | None = None
+        self._admin_server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._background_tasks: list[asyncio.Task[None]] = []
         # Set once `stop()` has closed the listener; requests in flight are still running.
@@ -69,25 +81,42 @@ class Gateway:
         return port
 
     @property
+    def admin_port(self) -> int | None:
+        """The admin listener's bound port; None when the client port serves everything."""
+        if self._admin_server is None or not self._admin_server.sockets:
+            return None
+        port: int = self._admin_server.sockets[0].getsockname()[1]
+        return port
+
+    @property
     def scheme(self) -> str:
         return "https" if self._ssl is not None else "http"
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # Bind first: a taken port fails the start before any probe is running.
-        self._server = await loop.create_server(
-            self.connections.protocol_factory,
+        self._server = await self._listen(self.connections, self._port)
+        if self._admin is not None:
+            self._admin_server = await self._listen(self._admin.connections, self._admin.port)
+        self.poll_topology()
+        self._housekeeping = loop.create_task(self._housekeep(), name="gateway housekeeping")
+        self._background_tasks = [loop.create_task(work()) for work in self._background]
+        _log.info(
+            "gateway listening",
+            url=f"{self.scheme}://{self._host}:{self.port}",
+            admin_port=self.admin_port,
+        )
+
+    async def _listen(self, connections: Connections, port: int) -> asyncio.Server:
+        return await asyncio.get_running_loop().create_server(
+            connections.protocol_factory,
             self._host,
-            self._port,
+            port,
             ssl=self._ssl,
             backlog=2048,
             reuse_address=True,
             ssl_handshake_timeout=10.0 if self._ssl is not None else None,
         )
-        self.poll_topology()
-        self._housekeeping = loop.create_task(self._housekeep(), name="gateway housekeeping")
-        self._background_tasks = [loop.create_task(work()) for work in self._background]
-        _log.info("gateway listening", url=f"{self.scheme}://{self._host}:{self.port}")
 
     def poll_topology(self) -> TopologyChange | None:
         """Apply what the topology source (file or DNS) changed since the last look."""
@@ -125,12 +154,20 @@ class Gateway:
         """Stop accepting, let requests in flight finish (bounded), close every pool."""
         if self._server is not None:
             self._server.close()
+        # The admin listener stays open while clients' requests finish: /readyz says
+        # draining, and metrics are still read.
         self.stopping.set()
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._housekeeping
         await self.connections.shutdown(self._shutdown_grace_s)
+        if self._admin_server is not None and self._admin is not None:
+            self._admin_server.close()
+            await self._admin.connections.shutdown(0.0)
+            await self._admin.connections.dispatcher.close()
+            await self._admin_server.wait_closed()
+            self._admin_server = None
         # Kept fresh while requests in flight finish; stopped with them.
         tasks, self._background_tasks = self._background_tasks, []
         for task in tasks:
@@ -151,5 +188,7 @@ class Gateway:
             try:
                 self.poll_topology()
                 self.connections.sweep(loop.time())
+                if self._admin is not None:
+                    self._admin.connections.sweep(loop.time())
             except Exception:  # housekeeping must outlive one bad round
                 _log.exception("housekeeping failed")

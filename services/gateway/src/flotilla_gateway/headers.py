@@ -63,6 +63,7 @@ EXPECT: Final = 8
 CACHE_CONTROL: Final = 9
 IDEMPOTENCY_KEY: Final = 10
 TRANSFER_ENCODING: Final = 11
+FORWARDED_FOR: Final = 12
 
 REQUEST_FIELDS: Final[dict[bytes, int]] = {
     **dict.fromkeys(HOP_BY_HOP, DROP),
@@ -81,6 +82,9 @@ REQUEST_FIELDS: Final[dict[bytes, int]] = {
     b"expect": EXPECT,
     # Forwarded; marks a write as safe to retry on another instance.
     b"idempotency-key": IDEMPOTENCY_KEY,
+    # Believed from trusted proxies only (`forwarding.TrustedProxies`), else dropped; the
+    # gateway writes its own either way.
+    b"x-forwarded-for": FORWARDED_FOR,
 }
 
 # Set by the gateway on every response it sends (`security_block`); a service's own

@@ -19,11 +19,13 @@ from httptools import (
     HttpRequestParser,
 )
 
+from flotilla_gateway.forwarding import TrustedProxies
 from flotilla_gateway.headers import (
     AUTHORIZATION,
     CONNECTION,
     CONTENT_LENGTH,
     EXPECT,
+    FORWARDED_FOR,
     HOST,
     IDEMPOTENCY_KEY,
     PASS,
@@ -116,9 +118,13 @@ class RequestReader:
         problems: ProblemCatalog,
         max_header_bytes: int,
         max_body_bytes: int,
+        proxies: TrustedProxies | None = None,
     ) -> None:
         self._sink = sink
         self._client_ip = client_ip
+        # Set when the peer is a trusted proxy: its X-Forwarded-For names the client.
+        self._proxies = proxies
+        self._forwarded_for: bytes | None = None
         self._problems = problems
         self._max_header_bytes = max_header_bytes
         self._max_body_bytes = max_body_bytes
@@ -186,6 +192,7 @@ class RequestReader:
         self._body_bytes = 0
         self._declared_length = 0
         self._nominated = None
+        self._forwarded_for = None
         self._in_head = True
         self.receiving = True
 
@@ -235,6 +242,9 @@ class RequestReader:
         elif kind == IDEMPOTENCY_KEY:
             request.idempotency_key = bool(value.strip())
             request.lines.append(name + b": " + value + b"\r\n")
+        elif kind == FORWARDED_FOR and self._proxies is not None:
+            forwarded = self._forwarded_for
+            self._forwarded_for = value if forwarded is None else forwarded + b"," + value
         # Anything else in the table is hop-by-hop or spoofable: dropped.
 
     def on_headers_complete(self) -> None:
@@ -270,6 +280,8 @@ class RequestReader:
             request.error = self._problems.refused_path
         if nominated is not None:
             request.lines = drop_nominated(request.lines, nominated)
+        if self._forwarded_for is not None and self._proxies is not None:
+            request.client_ip = self._proxies.client(self._client_ip, self._forwarded_for)
         if request.expect_continue and not request.http10:
             self._sink.continue_expected()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from flotilla_gateway.dispatcher import Dispatcher
+from flotilla_gateway.forwarding import TrustedProxies
 from flotilla_gateway.headers import security_block
 from flotilla_gateway.problems import ProblemCatalog
 from flotilla_gateway.reply import Reply, status_line
@@ -51,8 +52,10 @@ class Connections:
         limits: ServerLimits,
         *,
         tls: bool = False,
+        trusted_proxies: TrustedProxies | None = None,
     ) -> None:
         self.dispatcher = dispatcher
+        self.trusted_proxies = trusted_proxies or None
         self.problems = problems
         self.limits = limits
         # Security header lines added to every reply: with the CSP, and without it.
@@ -129,13 +132,17 @@ class ClientConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        limits = self._connections.limits
+        connections = self._connections
+        limits = connections.limits
+        client_ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        proxies = connections.trusted_proxies
         self._reader = RequestReader(
             self,
-            client_ip=str(peer[0]) if isinstance(peer, tuple) else "unknown",
-            problems=self._connections.problems,
+            client_ip=client_ip,
+            problems=connections.problems,
             max_header_bytes=limits.max_header_bytes,
             max_body_bytes=limits.max_body_bytes,
+            proxies=proxies if proxies is not None and proxies.trusts(client_ip) else None,
         )
         self._last_active = self._loop.time()
         self._connections._add(self)

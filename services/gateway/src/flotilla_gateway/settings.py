@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Literal, Self
 
@@ -77,6 +78,23 @@ class GatewaySettings(ServiceSettings):
 
     service_name: str = Field(default="gateway", description="Name in logs and metrics.")
     port: int = Field(default=8443, ge=0, le=65535, description="TCP port to listen on.")
+    admin_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of the operational listener: /readyz, /metrics and /policy.json "
+        "(and /livez) over the same TLS, for probes and Prometheus; never published. The "
+        "client port then no longer serves them. Unset: they are served on `port` (local "
+        "runs, where the gateway listens on loopback).",
+    )
+    trusted_proxies: list[IPv4Network | IPv6Network] = Field(
+        default_factory=list,
+        description="Networks of the proxies in front of the gateway (an ingress, a load "
+        "balancer) whose X-Forwarded-For the gateway believes: from such a peer, the client "
+        "is the last address in X-Forwarded-For that is not itself a trusted proxy. Rate "
+        "limits, login throttling and logs then see the real client. Empty: the socket's "
+        "peer is the client and X-Forwarded-For is dropped.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level logged; `info` includes the access log."
     )

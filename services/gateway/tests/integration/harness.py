@@ -425,9 +425,11 @@ class Stack:
         assert self.gateway is not None
         return f"{self.gateway.scheme}://127.0.0.1:{self.gateway.port}"
 
-    def client(self, **options: Any) -> httpx.AsyncClient:
+    def client(self, *, base_url: str | None = None, **options: Any) -> httpx.AsyncClient:
         verify: ssl.SSLContext | bool = self._client_context or True
-        return httpx.AsyncClient(base_url=self.base_url, verify=verify, timeout=10.0, **options)
+        return httpx.AsyncClient(
+            base_url=base_url or self.base_url, verify=verify, timeout=10.0, **options
+        )
 
     async def close(self) -> None:
         for upstream in self.upstreams:

@@ -321,3 +321,32 @@ async def test_unsampled_requests_make_no_span_but_a_failed_one_is_recorded(
         assert (span["trace_id"], span["span_id"]) == (forwarded[1], forwarded[2])
     finally:
         uninstall_tracing()
+
+
+async def test_behind_a_trusted_proxy_the_client_is_its_forwarded_address(stack: Stack) -> None:
+    await stack.upstream("auth")
+    await stack.start_gateway(trusted_proxies=["127.0.0.0/8"])
+    async with stack.client() as client:
+        one_hop = await client.post(
+            "/api/v1/auth/token", json={}, headers={"X-Forwarded-For": "203.0.113.7"}
+        )
+        spoofed = await client.post(
+            "/api/v1/auth/token",
+            json={},
+            headers={"X-Forwarded-For": "6.6.6.6, 203.0.113.8, 127.0.0.5"},
+        )
+        direct = await client.post("/api/v1/auth/token", json={})
+    assert header_values(one_hop.json(), "x-forwarded-for") == ["203.0.113.7"]
+    # Our proxies (127.0.0.5) are skipped; what the client claimed before them is not read.
+    assert header_values(spoofed.json(), "x-forwarded-for") == ["203.0.113.8"]
+    assert header_values(direct.json(), "x-forwarded-for") == ["127.0.0.1"]
+
+
+async def test_from_an_untrusted_peer_x_forwarded_for_is_ignored(stack: Stack) -> None:
+    await stack.upstream("auth")
+    await stack.start_gateway(trusted_proxies=["10.0.0.0/8"])
+    async with stack.client() as client:
+        response = await client.post(
+            "/api/v1/auth/token", json={}, headers={"X-Forwarded-For": "203.0.113.7"}
+        )
+    assert header_values(response.json(), "x-forwarded-for") == ["127.0.0.1"]

@@ -117,6 +117,22 @@ async def test_the_ip_limit_holds_whatever_the_identity(stack: Stack, tokens: To
     assert proxied(auth, ME) == 2
 
 
+async def test_behind_a_trusted_proxy_each_client_has_its_own_ip_limit(stack: Stack) -> None:
+    # An ingress in front: every connection comes from it (127.0.0.1 here), and its
+    # X-Forwarded-For names the client. Without `trusted_proxies` all would share one bucket.
+    auth = await stack.upstream("auth")
+    await stack.start_gateway(
+        rate_limit_ip_rps=SLOW, rate_limit_ip_burst=1, trusted_proxies=["127.0.0.1/32"]
+    )
+    alice, bob = {"X-Forwarded-For": "203.0.113.7"}, {"X-Forwarded-For": "198.51.100.9"}
+    async with stack.client() as client:
+        first = await client.post(TOKEN, json={}, headers=alice)
+        again = await client.post(TOKEN, json={}, headers=alice)
+        other = await client.post(TOKEN, json={}, headers=bob)
+    assert [first.status_code, again.status_code, other.status_code] == [200, 429, 200]
+    assert proxied(auth, TOKEN) == 2
+
+
 async def test_a_public_route_has_its_own_per_ip_limit(stack: Stack) -> None:
     auth = await stack.upstream("auth")
     await stack.start_gateway(rate_limit_routes={f"POST {TOKEN}": {"rps": SLOW, "burst": 2}})
