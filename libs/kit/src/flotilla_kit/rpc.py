@@ -12,6 +12,7 @@ the kit's rule refuses (`flotilla_kit.text`; every gRPC string here is one line)
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,8 +21,10 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from grpc import aio
 
+from flotilla_kit.logs import get_logger
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.text import refusal
+from flotilla_kit.tls import file_stamp
 from flotilla_kit.tokens import TokenError, TokenVerifier
 from flotilla_kit.tracing import client_interceptors
 
@@ -32,6 +35,8 @@ __all__ = [
     "server_credentials",
     "text_refusal",
 ]
+
+_log = get_logger("flotilla.rpc")
 
 # Keep idle connections healthy across restarts of the peer; fail fast when it is gone.
 # Calls go round robin over every address the target resolves to (gRPC's default,
@@ -56,11 +61,46 @@ def _read(path: object) -> bytes:
         return handle.read()
 
 
+def _certificate_configuration(tls: TlsSettings) -> grpc.ServerCertificateConfiguration:
+    return grpc.ssl_server_certificate_configuration(
+        [(_read(tls.key_file), _read(tls.cert_file))], root_certificates=_read(tls.ca_file)
+    )
+
+
+class _RenewedCertificates:
+    """gRPC asks at each new connection's handshake: a new configuration when the files
+    changed (a renewed certificate), else None (keep the current one). A stat of three
+    files per connection; connections live long."""
+
+    def __init__(self, tls: TlsSettings) -> None:
+        self._tls = tls
+        self._stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+
+    def __call__(self) -> grpc.ServerCertificateConfiguration | None:
+        tls = self._tls
+        stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        if stamp == self._stamp:
+            return None
+        try:
+            # The pair must match: a renewal written file by file can be caught half-way.
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
+                str(tls.cert_file), str(tls.key_file)
+            )
+            configuration = _certificate_configuration(tls)
+        except (OSError, ssl.SSLError, ValueError):
+            return None  # the next handshake looks again
+        self._stamp = stamp
+        _log.info("gRPC certificates reloaded", cert=str(tls.cert_file))
+        return configuration
+
+
 def server_credentials(tls: TlsSettings) -> grpc.ServerCredentials:
-    return grpc.ssl_server_credentials(
-        [(_read(tls.key_file), _read(tls.cert_file))],
-        root_certificates=_read(tls.ca_file),
-        require_client_auth=True,
+    return grpc.dynamic_ssl_server_credentials(
+        _certificate_configuration(tls),
+        # The stubs say the fetcher must always return one; gRPC's docs: None keeps the
+        # current configuration.
+        _RenewedCertificates(tls),  # type: ignore[arg-type]
+        require_client_authentication=True,
     )
 
 

@@ -14,6 +14,8 @@ import contextlib
 import signal
 import ssl
 import time
+from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 import uvicorn
@@ -22,12 +24,14 @@ from fastapi import FastAPI
 from flotilla_kit.health import Drain
 from flotilla_kit.logs import get_logger
 from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.tls import reload_changed_certificates, server_context
 
 __all__ = ["DrainingServer", "serve"]
 
 _log = get_logger("flotilla.server")
 _KEEP_ALIVE_S = 30
 _TICKS_PER_SECOND = 10  # uvicorn's `on_tick` counts tenths of a second
+_CERTIFICATE_CHECK_S = 30
 
 
 class DrainingServer(uvicorn.Server):
@@ -72,6 +76,8 @@ class DrainingServer(uvicorn.Server):
             should_exit = await self.on_tick(counter)
 
     async def on_tick(self, counter: int) -> bool:
+        if counter % (_TICKS_PER_SECOND * _CERTIFICATE_CHECK_S) == 0:
+            reload_changed_certificates()  # a renewed certificate, for the next handshakes
         if self._stop_at is not None and not self.should_exit:
             if counter % _TICKS_PER_SECOND == 0:  # each second
                 _log.info("draining", seconds_left=round(self._stop_at - time.monotonic(), 1))
@@ -80,16 +86,19 @@ class DrainingServer(uvicorn.Server):
         return await super().on_tick(counter)
 
 
+def _ssl_context(
+    settings: ServiceSettings, config: uvicorn.Config, default: Callable[[], ssl.SSLContext]
+) -> ssl.SSLContext:
+    tls = settings.tls
+    assert tls.cert_file is not None
+    assert tls.key_file is not None
+    return server_context(
+        tls.cert_file, tls.key_file, tls.ca_file, require_client_cert=tls.require_client_cert
+    )
+
+
 def serve(app: FastAPI, settings: ServiceSettings) -> None:
     tls = settings.tls
-    ssl_options: dict[str, object] = {}
-    if tls.enabled:
-        ssl_options = {
-            "ssl_certfile": str(tls.cert_file),
-            "ssl_keyfile": str(tls.key_file),
-            "ssl_ca_certs": str(tls.ca_file) if tls.ca_file else None,
-            "ssl_cert_reqs": ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_NONE,
-        }
     config = uvicorn.Config(
         app,
         host=settings.host,
@@ -105,7 +114,8 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         # sooner (the kit's after 20 s, the gateway's after 4 s), so none is closed
         # under a request.
         timeout_keep_alive=_KEEP_ALIVE_S,
-        **ssl_options,  # type: ignore[arg-type]
+        # The kit's own context rather than uvicorn's: it is reloaded when the files change.
+        ssl_context_factory=partial(_ssl_context, settings) if tls.enabled else None,
     )
     drain: Drain = app.state.drain
     DrainingServer(config, drain, settings.drain_s).run()

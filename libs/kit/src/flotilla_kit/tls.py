@@ -4,6 +4,12 @@
 committed); each certificate is good for both server and client use so the same pair
 serves HTTPS and authenticates the service to its peers (mTLS). In Kubernetes the same
 files come from Secrets or cert-manager.
+
+Renewal: every context made here remembers its files, and `reload_changed_certificates()`
+loads them again into the same context when they change (a Secret updated by cert-manager,
+a new `var/tls/`), so new handshakes use the new certificate without a restart; the
+connections already open keep theirs. The kit's server calls it every 30 s, the gateway's
+housekeeping too; gRPC servers read the files at each handshake (`rpc.server_credentials`).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import datetime as dt
 import ipaddress
 import os
 import ssl
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +29,18 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from flotilla_kit.logs import get_logger
+
 __all__ = [
     "CertificatePaths",
     "client_context",
     "ensure_dev_pki",
+    "file_stamp",
+    "reload_changed_certificates",
     "server_context",
 ]
 
+_log = get_logger("flotilla.tls")
 _CA_DAYS = 3650
 _LEAF_DAYS = 397
 _RENEW_BEFORE = dt.timedelta(days=30)
@@ -183,6 +195,7 @@ def server_context(
     if ca is not None:
         context.load_verify_locations(ca)
     context.verify_mode = ssl.CERT_REQUIRED if require_client_cert else ssl.CERT_NONE
+    _watch(context, cert, key, ca)
     return context
 
 
@@ -192,4 +205,79 @@ def client_context(ca: Path, cert: Path | None = None, key: Path | None = None) 
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     if cert is not None and key is not None:
         context.load_cert_chain(cert, key)
+    _watch(context, cert, key, ca)
     return context
+
+
+# -- renewal ------------------------------------------------------------------------------
+
+Stamp = tuple[tuple[int, int, int], ...]
+
+
+def file_stamp(*paths: Path | None) -> Stamp:
+    """What changes when any of `paths` is replaced or rewritten (inode, size, mtime);
+    a missing file stamps as zeros, so its return counts as a change."""
+    stamps = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            info = os.stat(path)  # follows the symlinks a mounted Secret swaps
+        except OSError:
+            stamps.append((0, 0, 0))
+        else:
+            stamps.append((info.st_ino, info.st_size, info.st_mtime_ns))
+    return tuple(stamps)
+
+
+@dataclass(slots=True)
+class _Watched:
+    context: weakref.ref[ssl.SSLContext]
+    cert: Path | None
+    key: Path | None
+    ca: Path | None
+    stamp: Stamp
+
+
+_WATCHED: list[_Watched] = []
+
+
+def _watch(context: ssl.SSLContext, cert: Path | None, key: Path | None, ca: Path | None) -> None:
+    _WATCHED[:] = [w for w in _WATCHED if w.context() is not None]
+    _WATCHED.append(_Watched(weakref.ref(context), cert, key, ca, file_stamp(cert, key, ca)))
+
+
+def reload_changed_certificates() -> int:
+    """Load changed certificate files into the contexts made from them; how many were.
+
+    A renewal written file by file can be caught half-way (a new certificate with the old
+    key): such a context keeps what it had, and the next call tries again.
+    """
+    reloaded = 0
+    for watched in list(_WATCHED):
+        context = watched.context()
+        if context is None:
+            continue
+        stamp = file_stamp(watched.cert, watched.key, watched.ca)
+        if stamp == watched.stamp:
+            continue
+        try:
+            if watched.cert is not None and watched.key is not None:
+                # Checked on a scratch context first: a failed load into the live one can
+                # leave it holding the new certificate with the old key.
+                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(watched.cert, watched.key)
+                context.load_cert_chain(watched.cert, watched.key)
+            if watched.ca is not None:
+                # Adds to the trusted set: during a CA rollover both CAs are trusted.
+                context.load_verify_locations(watched.ca)
+        except (OSError, ssl.SSLError) as error:
+            _log.warning(
+                "certificate files changed but could not be loaded; keeping the old ones",
+                cert=str(watched.cert),
+                error=str(error),
+            )
+            continue
+        watched.stamp = stamp
+        reloaded += 1
+        _log.info("certificates reloaded", cert=str(watched.cert))
+    return reloaded

@@ -15,10 +15,12 @@ from flotilla_gateway.server import Connections
 from flotilla_gateway.topology import TopologyChange, TopologySource
 from flotilla_kit.health import Drain
 from flotilla_kit.logs import get_logger
+from flotilla_kit.tls import reload_changed_certificates
 
 __all__ = ["Gateway", "Listener"]
 
 _log = get_logger("flotilla.gateway")
+_CERTIFICATE_CHECK_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,10 +185,14 @@ class Gateway:
 
     async def _housekeep(self) -> None:
         loop = asyncio.get_running_loop()
+        certificates_checked = loop.time()
         while True:
             await asyncio.sleep(self._topology_poll_s)
             try:
                 self.poll_topology()
+                if loop.time() - certificates_checked >= _CERTIFICATE_CHECK_S:
+                    certificates_checked = loop.time()
+                    reload_changed_certificates()  # renewed: used from the next handshake
                 self.connections.sweep(loop.time())
                 if self._admin is not None:
                     self._admin.connections.sweep(loop.time())
