@@ -324,6 +324,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         topology=topology,
         connections=connections,
         admin=admin,
+        proxy_protocol=trusted if settings.proxy_protocol else None,
         topology_poll_s=settings.topology_poll_s,
         shutdown_grace_s=settings.shutdown_grace_s,
         on_topology_change=on_topology_change,

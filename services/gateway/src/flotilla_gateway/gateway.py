@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from flotilla_gateway.balancer import Instance, Registry
+from flotilla_gateway.forwarding import TrustedProxies
 from flotilla_gateway.health import HealthChecker
+from flotilla_gateway.proxy_protocol import ProxyListener
 from flotilla_gateway.server import Connections
 from flotilla_gateway.topology import TopologyChange, TopologySource
 from flotilla_kit.health import Drain
@@ -46,6 +49,7 @@ class Gateway:
         connections: Connections,
         topology_poll_s: float,
         admin: Listener | None = None,
+        proxy_protocol: TrustedProxies | None = None,
         shutdown_grace_s: float,
         on_topology_change: Callable[[Registry], None] | None = None,
         background: Sequence[Callable[[], Coroutine[Any, Any, None]]] = (),
@@ -67,6 +71,9 @@ class Gateway:
         # Loops that run from start to stop (keeping keys and revocations fresh).
         self._background = tuple(background)
         self._admin = admin
+        # Set: the client port reads a PROXY header from these proxies before anything.
+        self._proxy_protocol = proxy_protocol
+        self._proxied: ProxyListener | None = None
         self._server: asyncio.Server | None = None
         self._admin_server: asyncio.Server | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -77,6 +84,9 @@ class Gateway:
     @property
     def port(self) -> int:
         """The port actually bound (settings may ask for 0: any free port)."""
+        if self._proxied is not None:
+            bound: int = self._proxied.sock.getsockname()[1]
+            return bound
         if self._server is None or not self._server.sockets:
             raise RuntimeError("the gateway is not listening")
         port: int = self._server.sockets[0].getsockname()[1]
@@ -97,7 +107,17 @@ class Gateway:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         # Bind first: a taken port fails the start before any probe is running.
-        self._server = await self._listen(self.connections, self._port)
+        if self._proxy_protocol is not None:
+            family = socket.AF_INET6 if ":" in self._host else socket.AF_INET
+            self._proxied = ProxyListener(
+                socket.create_server((self._host, self._port), family=family, backlog=2048),
+                self.connections.protocol_factory,
+                trusted=self._proxy_protocol,
+                ssl_context=self._ssl,
+            )
+            self._proxied.start()
+        else:
+            self._server = await self._listen(self.connections, self._port)
         if self._admin is not None:
             self._admin_server = await self._listen(self._admin.connections, self._admin.port)
         self.poll_topology()
@@ -156,6 +176,8 @@ class Gateway:
         """Stop accepting, let requests in flight finish (bounded), close every pool."""
         if self._server is not None:
             self._server.close()
+        if self._proxied is not None:
+            await self._proxied.close()
         # The admin listener stays open while clients' requests finish: /readyz says
         # draining, and metrics are still read.
         self.stopping.set()

@@ -69,8 +69,9 @@ class Connections:
     def __len__(self) -> int:
         return len(self._active)
 
-    def protocol_factory(self) -> ClientConnection:
-        return ClientConnection(self)
+    def protocol_factory(self, client_ip: str | None = None) -> ClientConnection:
+        """A connection; `client_ip` when a PROXY header named the client."""
+        return ClientConnection(self, client_ip)
 
     def sweep(self, now: float) -> None:
         """Close connections idle past the keep-alive timeout or too slow to send a request."""
@@ -104,8 +105,9 @@ class Connections:
 
 
 class ClientConnection(asyncio.Protocol):
-    def __init__(self, connections: Connections) -> None:
+    def __init__(self, connections: Connections, client_ip: str | None = None) -> None:
         self._connections = connections
+        self._client_ip = client_ip
         self._dispatcher = connections.dispatcher
         self._security = connections.security
         self._security_without_csp = connections.security_without_csp
@@ -134,7 +136,7 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         connections = self._connections
         limits = connections.limits
-        client_ip = str(peer[0]) if isinstance(peer, tuple) else "unknown"
+        client_ip = self._client_ip or (str(peer[0]) if isinstance(peer, tuple) else "unknown")
         proxies = connections.trusted_proxies
         self._reader = RequestReader(
             self,

@@ -95,6 +95,13 @@ class GatewaySettings(ServiceSettings):
         "limits, login throttling and logs then see the real client. Empty: the socket's "
         "peer is the client and X-Forwarded-For is dropped.",
     )
+    proxy_protocol: bool = Field(
+        default=False,
+        description="Every connection to `port` starts with a PROXY protocol header (v1 or "
+        "v2, before TLS) naming the client: for a proxy that passes TLS through and so "
+        "cannot add X-Forwarded-For. Accepted only from `trusted_proxies`; any other "
+        "connection is closed.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         default="info", description="Lowest level logged; `info` includes the access log."
     )
@@ -332,6 +339,15 @@ class GatewaySettings(ServiceSettings):
             except ValueError:
                 raise ValueError(f"nameserver {nameserver!r} is not an IP address") from None
         return nameservers
+
+    @model_validator(mode="after")
+    def _proxy_protocol_has_proxies(self) -> Self:
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError(
+                "FLOTILLA_PROXY_PROTOCOL needs FLOTILLA_TRUSTED_PROXIES, the networks of the "
+                'proxies allowed to send the header (e.g. ["10.0.0.0/8"])'
+            )
+        return self
 
     @model_validator(mode="after")
     def _dns_services_make_sense(self) -> Self:

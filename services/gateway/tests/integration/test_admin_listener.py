@@ -14,7 +14,8 @@ async def test_with_an_admin_port_the_client_port_no_longer_serves_operations(
 ) -> None:
     await stack.upstream("auth")
     gateway = await stack.start_gateway(tls=True, admin_port=0)
-    assert gateway.admin_port is not None and gateway.admin_port != gateway.port
+    assert gateway.admin_port is not None
+    assert gateway.admin_port != gateway.port
     async with stack.client() as public:
         hidden = {path: (await public.get(path)).status_code for path in OPERATIONAL}
         live = await public.get("/livez")

@@ -8,7 +8,6 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from flotilla_gateway.routes import AUTHENTICATED, POLICY
-from flotilla_kit.problems import problem_type
 
 from .harness import Stack
 
