@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -23,22 +24,35 @@ LocalHandler = Callable[[Request, str], Awaitable[Reply]]
 _JSON = b"application/json"
 _ALIVE = b'{"status":"alive"}'
 _NO_STORE = b"cache-control: no-store\r\n"
+# Swagger UI from the swagger-ui-bundle wheel, served here: no CDN, works offline, and a
+# CSP that lets the page run only the gateway's own scripts.
 _SWAGGER_UI = b"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>Flotilla API</title>
-  <link rel="stylesheet" href="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui.css">
+  <link rel="stylesheet" href="/docs/swagger-ui.css">
 </head>
 <body>
   <div id="swagger-ui"></div>
-  <script src="https://cdn.jsdelivr.net/npm/swagger-ui-dist@5/swagger-ui-bundle.js"></script>
-  <script>
-    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});
-  </script>
+  <script src="/docs/swagger-ui-bundle.js"></script>
+  <script src="/docs/start.js"></script>
 </body>
 </html>
 """
+_SWAGGER_START = b'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});\n'
+_DOCS_CSP = (
+    b"content-security-policy: default-src 'none'; script-src 'self'; "
+    # Swagger UI sets style attributes on its own elements.
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
+    b"frame-ancestors 'none'\r\n"
+)
+_DOCS_FILES = {  # path -> (file in the bundle, content type)
+    "/docs/swagger-ui.css": ("swagger-ui.css", b"text/css; charset=utf-8"),
+    "/docs/swagger-ui-bundle.js": ("swagger-ui-bundle.js", b"text/javascript; charset=utf-8"),
+}
+_SWAGGER_UI_VERSION = "vendor/swagger-ui-4.15.5"  # the folder in swagger-ui-bundle 1.1.0
+_CACHE_A_DAY = b"cache-control: public, max-age=86400\r\n"
 
 
 def _counts(group: Candidates | None) -> dict[str, Any]:
@@ -63,13 +77,20 @@ class LocalEndpoints:
         self._routed_services = routed_services
         self._metrics = metrics
         self._openapi = openapi
+        self._docs_files: dict[str, bytes] = {}
         self._policy = json.dumps(
             [entry.as_json() for entry in policy], separators=(",", ":")
         ).encode()
 
     def public_handlers(self) -> dict[str, LocalHandler]:
         """What clients may read: liveness, the merged API and its docs."""
-        return {"/livez": self.livez, "/openapi.json": self.openapi, "/docs": self.docs}
+        return {
+            "/livez": self.livez,
+            "/openapi.json": self.openapi,
+            "/docs": self.docs,
+            "/docs/start.js": self.docs_start,
+            **dict.fromkeys(_DOCS_FILES, self.docs_file),
+        }
 
     def operational_handlers(self) -> dict[str, LocalHandler]:
         """For probes, Prometheus and operators: on the admin listener when there is one."""
@@ -130,7 +151,27 @@ class LocalEndpoints:
         return bytes_reply(200, await self._openapi.document(), request_id, content_type=_JSON)
 
     async def docs(self, request: Request, request_id: str) -> Reply:
-        # The one page without the CSP: it loads Swagger UI's scripts and styles.
+        # `csp=False`: this page carries its own policy, which lets it run our scripts.
         return bytes_reply(
-            200, _SWAGGER_UI, request_id, content_type=b"text/html; charset=utf-8", csp=False
+            200,
+            _SWAGGER_UI,
+            request_id,
+            content_type=b"text/html; charset=utf-8",
+            extra_head=_DOCS_CSP,
+            csp=False,
+        )
+
+    async def docs_start(self, request: Request, request_id: str) -> Reply:
+        return bytes_reply(
+            200, _SWAGGER_START, request_id, content_type=b"text/javascript; charset=utf-8"
+        )
+
+    async def docs_file(self, request: Request, request_id: str) -> Reply:
+        name, content_type = _DOCS_FILES[request.path]
+        body = self._docs_files.get(name)
+        if body is None:  # read on first use: 1.2 MB no gateway holds until someone asks
+            folder = importlib.resources.files("swagger_ui_bundle") / _SWAGGER_UI_VERSION
+            body = self._docs_files[name] = (folder / name).read_bytes()
+        return bytes_reply(
+            200, body, request_id, content_type=content_type, extra_head=_CACHE_A_DAY
         )

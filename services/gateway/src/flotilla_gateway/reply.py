@@ -21,7 +21,8 @@ class Reply(NamedTuple):
     `head` holds complete header lines (`name: value\\r\\n`), including Content-Length and
     X-Request-Id; the connection adds the rest, security headers included. `close` asks it
     to close the connection afterwards (the request could not be framed safely). `csp`
-    False leaves out the Content-Security-Policy (only for the Swagger UI page).
+    False leaves out the gateway's Content-Security-Policy: the reply has its own (only
+    the Swagger UI page, whose policy allows the gateway's own scripts).
     """
 
     status: int

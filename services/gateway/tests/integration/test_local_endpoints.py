@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from enum import Enum
 
 from fastapi import APIRouter
@@ -158,6 +159,10 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
         await stack.wait_until(lambda: all(i.healthy for i in stack.registry.instances()))
         response = await client.get("/openapi.json")
         docs = await client.get("/docs")
+        assets = {
+            path: await client.get(path)
+            for path in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/start.js")
+        }
 
     assert response.status_code == 200
     merged = response.json()
@@ -179,8 +184,15 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
 
     assert docs.status_code == 200
     assert docs.headers["content-type"] == "text/html; charset=utf-8"
-    assert "swagger-ui" in docs.text
-    assert "/openapi.json" in docs.text
+    # Everything the page loads comes from the gateway: no CDN, works offline.
+    assert "http" not in docs.text
+    assert re.findall(r'(?:src|href)="([^"]+)"', docs.text) == list(assets)
+    assert {path: r.status_code for path, r in assets.items()} == dict.fromkeys(assets, 200)
+    assert assets["/docs/swagger-ui.css"].headers["content-type"] == "text/css; charset=utf-8"
+    bundle = assets["/docs/swagger-ui-bundle.js"]
+    assert bundle.headers["content-type"] == "text/javascript; charset=utf-8"
+    assert "SwaggerUIBundle" in bundle.text
+    assert '"/openapi.json"' in assets["/docs/start.js"].text
 
 
 async def test_the_policy_is_published_as_data(stack: Stack) -> None:
