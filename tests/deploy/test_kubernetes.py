@@ -80,13 +80,13 @@ NOT_PROBED = dict.fromkeys(RELAYS, "no listener to probe")
 # ------------------------------------------------------------------ rendering
 
 
-@functools.cache
-def render(overlay: str) -> tuple[Obj, ...]:
+def kustomize(directory: Path) -> tuple[Obj, ...]:
+    """`kubectl kustomize DIRECTORY`, as objects."""
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed (it renders the overlays: `kubectl kustomize`)")
     result = subprocess.run(
-        [kubectl, "kustomize", str(K8S / "overlays" / overlay)],
+        [kubectl, "kustomize", str(directory)],
         capture_output=True,
         text=True,
         check=False,
@@ -94,6 +94,11 @@ def render(overlay: str) -> tuple[Obj, ...]:
     )
     assert result.returncode == 0, result.stderr
     return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+
+
+@functools.cache
+def render(overlay: str) -> tuple[Obj, ...]:
+    return kustomize(K8S / "overlays" / overlay)
 
 
 @pytest.fixture(params=OVERLAYS)
@@ -220,7 +225,9 @@ def test_every_container_has_startup_liveness_and_readiness_probes(
                 assert probe in container, f"{name_of(workload)}: no {probe}"
             if flotilla_service(container) is None:
                 continue
-            port = dict(_env(objects, container))["FLOTILLA_PORT"]
+            env = dict(_env(objects, container))
+            # The gateway answers probes on its admin listener only.
+            port = env.get("FLOTILLA_ADMIN_PORT", env["FLOTILLA_PORT"])
             for probe, path in [
                 ("startupProbe", "/livez"),
                 ("livenessProbe", "/livez"),
@@ -296,6 +303,17 @@ def test_every_pod_runs_locked_down(objects: tuple[Obj, ...]) -> None:
                 assert "emptyDir" in volumes[mounts[var_dir]], f"{name_of(workload)}: var"
 
 
+# Labels the controllers put on the pods they make, besides the template's.
+CONTROLLER_LABELS = {
+    "Deployment": {"pod-template-hash"},
+    "StatefulSet": {
+        "controller-revision-hash",
+        "statefulset.kubernetes.io/pod-name",
+        "apps.kubernetes.io/pod-index",
+    },
+}
+
+
 def test_every_pod_is_spread_over_nodes_and_zones(objects: tuple[Obj, ...]) -> None:
     for workload in workloads(objects):
         constraints = workload["spec"]["template"]["spec"]["topologySpreadConstraints"]
@@ -303,8 +321,13 @@ def test_every_pod_is_spread_over_nodes_and_zones(objects: tuple[Obj, ...]) -> N
         assert "kubernetes.io/hostname" in keys, name_of(workload)
         if workload["kind"] == "Deployment" and name_of(workload) in SERVICE_DEPLOYMENTS:
             assert "topology.kubernetes.io/zone" in keys
+        labels = set(pod_labels(workload)) | CONTROLLER_LABELS[workload["kind"]]
         for constraint in constraints:
             assert matches(constraint["labelSelector"], pod_labels(workload))
+            # A key the pods lack is ignored by the scheduler: the constraint would not
+            # do what it says (pod-template-hash on a StatefulSet did exactly that).
+            missing = set(constraint.get("matchLabelKeys", [])) - labels
+            assert not missing, f"{name_of(workload)}: its pods have no label {missing}"
 
 
 def test_prod_spreads_service_pods_over_nodes_strictly() -> None:
@@ -435,6 +458,25 @@ def _services(objects: tuple[Obj, ...]) -> dict[str, Obj]:
     return {name_of(s): s for s in of_kind(objects, "Service")}
 
 
+def test_the_gateway_serves_probes_and_metrics_on_its_admin_port_which_no_service_exposes(
+    objects: tuple[Obj, ...],
+) -> None:
+    (gateway,) = [w for w in workloads(objects) if name_of(w) == "gateway"]
+    container = containers(gateway)[0]
+    env = dict(_env(objects, container))
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"https": int(env["FLOTILLA_PORT"]), "admin": int(env["FLOTILLA_ADMIN_PORT"])}
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert container[probe]["httpGet"]["port"] == "admin"
+    exposed = {
+        _port_number(container, port["targetPort"])
+        for service in of_kind(objects, "Service")
+        if matches({"matchLabels": service["spec"]["selector"]}, pod_labels(gateway))
+        for port in service["spec"]["ports"]
+    }
+    assert exposed == {ports["https"]}
+
+
 def test_the_gateway_finds_every_upstream_through_a_headless_service(
     objects: tuple[Obj, ...],
 ) -> None:
@@ -449,8 +491,8 @@ def test_the_gateway_finds_every_upstream_through_a_headless_service(
     assert set(settings.dns_services) == routed
     for service, targets in settings.dns_services.items():
         for target in targets:
-            name, namespace, svc = target.host.removesuffix(".").split(".")
-            assert (namespace, svc) == (NAMESPACE, "svc")
+            name = service_name(target.host, namespace_of(objects))
+            assert name is not None, f"{target.host} is no Service of the namespace"
             headless = services[name]
             # Headless: the records are the ready pods themselves, which the gateway balances.
             assert headless["spec"]["clusterIP"] == "None"
@@ -462,37 +504,125 @@ def test_the_gateway_finds_every_upstream_through_a_headless_service(
     assert sorted(s for s in shards if s is not None) == [0, 1] == list(range(len(shards)))
 
 
-_INTERNAL_ADDRESS = re.compile(r"([a-z0-9-]+)\." + NAMESPACE + r"\.svc:(\d+)")
+@dataclass(frozen=True)
+class Target:
+    """Somewhere a setting tells a container to connect to."""
+
+    setting: str
+    scheme: str  # https and grpc are TLS (the kit's gRPC is TLS only); the rest is not
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        return self.scheme in ("https", "grpc")
 
 
-def internal_addresses(value: str) -> Iterator[tuple[str, int]]:
-    for match in _INTERNAL_ADDRESS.finditer(value):
-        yield match.group(1), int(match.group(2))
+_URL = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*)://(?:[^@/]*@)?(?P<host>[^:/?#@]+)(?::(?P<port>\d+))?")  # fmt: skip
+_HOST_PORT = re.compile(r"(?P<host>[a-z0-9][a-z0-9.-]*):(?P<port>\d+)")
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, list):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _strings(item)
+
+
+def client_targets(env: list[tuple[str, str]]) -> Iterator[Target]:
+    """Every address in a container's settings: URLs (any scheme, in plain values or in
+    JSON lists and maps), bare host:port gRPC targets, and the gateway's DNS targets."""
+    for name, value in env:
+        if name == "FLOTILLA_DNS_SERVICES":
+            for targets in json.loads(value).values():
+                for target in targets:
+                    yield Target(name, target.get("scheme", "https"), target["host"], target["port"])  # fmt: skip
+            continue
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = value
+        for text in _strings(parsed):
+            if url := _URL.fullmatch(text) or _URL.match(text):
+                scheme = url["scheme"].split("+")[0]
+                port = int(url["port"]) if url["port"] else _DEFAULT_PORTS.get(scheme, 0)
+                yield Target(name, scheme, url["host"], port)
+            elif bare := _HOST_PORT.fullmatch(text):
+                yield Target(name, "grpc", bare["host"], int(bare["port"]))
+
+
+def namespace_of(objects: tuple[Obj, ...]) -> str:
+    (namespace,) = of_kind(objects, "Namespace")
+    return name_of(namespace)
+
+
+def service_name(host: str, namespace: str) -> str | None:
+    """The Service of `namespace` a host name resolves to from a pod of that namespace
+    (its search list makes `auth` mean auth.<namespace>.svc.cluster.local); None for a
+    name of another namespace or outside the cluster."""
+    name, *rest = host.removesuffix(".").split(".")
+    if rest in ([], [namespace, "svc"], [namespace, "svc", "cluster", "local"]):
+        return name
+    return None
 
 
 def test_every_address_in_the_settings_is_a_service_port_the_caller_may_reach(
-    objects: tuple[Obj, ...],
+    objects: tuple[Obj, ...], overlay: str
 ) -> None:
     services = _services(objects)
     pods = _pods(objects)
+    namespace = namespace_of(objects)
+    # dev's generated Secrets hold addresses too (the database URLs).
+    secrets = _secret_data(objects) if overlay == "dev" else None
     seen = set()
     for workload in workloads(objects):
         for container in containers(workload):
-            for name, value in _env(objects, container):
-                for host, port in internal_addresses(value):
-                    assert host in services, f"{name_of(workload)} {name}: no Service {host}"
-                    service = services[host]
-                    (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == port]
-                    (target,) = [w for w in workloads(objects) if matches({"matchLabels": service["spec"]["selector"]}, pod_labels(w))]  # fmt: skip
-                    number = _port_number(containers(target)[0], service_port["targetPort"])
-                    source, destination = pods[name_of(workload)], pods[name_of(target)]
-                    assert allowed(objects, source, destination, number), (
-                        f"{name_of(workload)} -> {host}:{port} ({name}) is blocked"
-                    )
-                    seen.add((name_of(workload), host))
+            for target in client_targets(_env(objects, container, secrets)):
+                name, port = target.setting, target.port
+                host = service_name(target.host, namespace)
+                assert host in services, f"{name_of(workload)} {name}: no Service {target.host}"
+                service = services[host]
+                (service_port,) = [p for p in service["spec"]["ports"] if p["port"] == port]
+                (server,) = [w for w in workloads(objects) if matches({"matchLabels": service["spec"]["selector"]}, pod_labels(w))]  # fmt: skip
+                number = _port_number(containers(server)[0], service_port["targetPort"])
+                source, destination = pods[name_of(workload)], pods[name_of(server)]
+                assert allowed(objects, source, destination, number), (
+                    f"{name_of(workload)} -> {host}:{port} ({name}) is blocked"
+                )
+                seen.add((name_of(workload), host))
     # The check above saw the flows that matter (and so cannot pass vacuously).
     assert {("payments", "accounts-s1"), ("orders", "inventory"), ("gateway", "valkey")} <= seen
     assert {("orders-relay", "nats"), ("accounts-s0", "payments"), ("inventory", "auth")} <= seen
+    if overlay == "dev":
+        assert {("payments-relay", "postgres"), ("auth", "postgres")} <= seen
+
+
+def test_the_address_parser_finds_every_kind_of_target() -> None:
+    env = [
+        ("FLOTILLA_JWKS_URLS", '["https://auth:8000/.well-known/jwks.json"]'),
+        ("FLOTILLA_LEDGER_SHARDS", '{"0": ["accounts-s0:9000"], "1": ["accounts-s1.ns.svc:9000"]}'),
+        ("FLOTILLA_DNS_SERVICES", '{"auth": [{"host": "auth", "port": 8000}]}'),
+        ("FLOTILLA_DATABASE_URL", "postgresql+asyncpg://u:p@postgres:5432/auth"),
+        ("FLOTILLA_NATS_URL", "nats://nats:4222"),
+        ("FLOTILLA_SHARDS", "2"),
+        ("FLOTILLA_DRAIN_S", "5"),
+    ]
+    assert [(t.scheme, t.host, t.port, t.tls) for t in client_targets(env)] == [
+        ("https", "auth", 8000, True),
+        ("grpc", "accounts-s0", 9000, True),
+        ("grpc", "accounts-s1.ns.svc", 9000, True),
+        ("https", "auth", 8000, True),
+        ("postgresql", "postgres", 5432, False),
+        ("nats", "nats", 4222, False),
+    ]
+    assert service_name("auth", "ns") == service_name("auth.ns.svc.cluster.local", "ns") == "auth"
+    assert service_name("auth.flotilla.svc", "ns") is None
+    assert service_name("example.com", "ns") is None
 
 
 # ------------------------------------------------------------------ network policies
@@ -632,7 +762,8 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
         *[(pods[c], pods["postgres"], 5432) for c in [*backends, *RELAYS]],
         *[(pods[c], pods["nats"], 4222) for c in [*RELAYS, "orders"]],
         (pods["gateway"], pods["valkey"], 6379),
-        *[(PROMETHEUS, pods[s], https(s)) for s in SERVICE_DEPLOYMENTS],
+        *[(PROMETHEUS, pods[s], https(s)) for s in SERVICE_DEPLOYMENTS if s != "gateway"],
+        (PROMETHEUS, pods["gateway"], pods["gateway"].ports["admin"]),
     ]
     denied_flows = [
         (pods["gateway"], pods["postgres"], 5432),
@@ -651,6 +782,11 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
         (PROMETHEUS, pods["postgres"], 5432),
         (STRANGER, pods["gateway"], https("gateway")),
         (STRANGER, pods["auth"], https("auth")),
+        # The gateway's operational endpoints are for Prometheus (and the kubelet) alone;
+        # its client port is for the ingress alone.
+        (INGRESS_CONTROLLER, pods["gateway"], pods["gateway"].ports["admin"]),
+        (STRANGER, pods["gateway"], pods["gateway"].ports["admin"]),
+        (PROMETHEUS, pods["gateway"], https("gateway")),
     ]
     return allowed_flows, denied_flows
 
@@ -800,12 +936,3 @@ def test_prod_generates_no_secret_and_the_readme_names_every_one_it_needs() -> N
     for name, key in needed:
         assert f"`{name}`" in readme, f"README: {name}"
         assert f"`{key}`" in readme, f"README: {name} {key}"
-
-
-def test_the_readme_lists_the_certificate_names_the_gateway_checks() -> None:
-    (gateway,) = [w for w in workloads(render("prod")) if name_of(w) == "gateway"]
-    env = dict(_env(render("prod"), containers(gateway)[0]))
-    readme = (K8S / "README.md").read_text()
-    for targets in json.loads(env["FLOTILLA_DNS_SERVICES"]).values():
-        for target in targets:
-            assert f"`{target['host']}`" in readme

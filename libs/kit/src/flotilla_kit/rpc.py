@@ -42,8 +42,8 @@ _log = get_logger("flotilla.rpc")
 # Calls go round robin over every address the target resolves to (gRPC's default,
 # pick_first, sends every call of a channel to one of them). The server's certificate is
 # checked against the host the target names, as HTTPS does: `127.0.0.1` locally (the dev
-# certificates name it), `accounts-s0` in compose, `accounts-s0.flotilla.svc` in
-# Kubernetes (each issued with those names).
+# certificates name it), `accounts-s0` in compose and in Kubernetes (whose certificates also
+# name `accounts-s0.<namespace>.svc`).
 _CHANNEL_OPTIONS = [
     ("grpc.keepalive_time_ms", 20_000),
     ("grpc.keepalive_timeout_ms", 5_000),
