@@ -7,6 +7,7 @@ never reach production quietly.
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
@@ -63,7 +64,12 @@ class ServiceSettings(BaseSettings):
 
     service_name: str = Field(default="service", description="Name in logs and metrics.")
     profile: Profile = Field(default="dev", description="dev, test or prod.")
-    instance_id: str = Field(default="0", description="Which instance of the service this is.")
+    instance_id: str = Field(
+        default="0",
+        description="Which instance of the service this is; unique among its replicas (a "
+        "payments coordinator's leases are its own). Unset outside the dev profile: the "
+        "host name, which is the container's or the pod's.",
+    )
     host: str = Field(default="127.0.0.1", description="Interface to listen on.")
     port: int = Field(default=8000, ge=0, le=65535, description="TCP port to listen on.")
     var_dir: Path = Field(default=Path("var"), description="Run-time state (databases, logs).")
@@ -133,6 +139,14 @@ class ServiceSettings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{self.var_dir / (self.service_name + '.db')}"
+
+    @model_validator(mode="after")
+    def _instance_id_of_this_host(self) -> Self:
+        # Replicas started from one definition (compose's `deploy.replicas`) share their
+        # settings: "0" for all of them would make them release each other's leases.
+        if "instance_id" not in self.model_fields_set and self.profile != "dev":
+            self.instance_id = socket.gethostname()
+        return self
 
     @model_validator(mode="after")
     def _refuse_placeholder_secrets(self) -> Self:

@@ -77,3 +77,17 @@ def test_load_settings_names_the_bad_variable_and_exits_2(
 def test_load_settings_returns_good_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLOTILLA_PORT", "8123")
     assert load_settings(ServiceSettings).port == 8123
+
+
+def test_replicas_outside_dev_are_told_apart_by_their_host_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Compose starts every replica of a service from the same environment: without this,
+    # two payments coordinators would both be instance "0" and release each other's leases.
+    monkeypatch.delenv("FLOTILLA_INSTANCE_ID", raising=False)
+    monkeypatch.setattr("socket.gethostname", lambda: "payments-7f3c")
+    assert ServiceSettings(profile="prod").instance_id == "payments-7f3c"
+    assert ServiceSettings(profile="dev").instance_id == "0"
+    assert ServiceSettings(profile="prod", instance_id="payments-1").instance_id == "payments-1"
+    monkeypatch.setenv("FLOTILLA_INSTANCE_ID", "from-the-pod-name")
+    assert ServiceSettings(profile="prod").instance_id == "from-the-pod-name"
