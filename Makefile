@@ -9,10 +9,10 @@ EDITABLES := $(foreach p,$(PACKAGES),-e $(p))
 STAMP := $(VENV)/.installed
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up down status demo test test-fast lint format bench clean constraints help
+.PHONY: install up down status demo test test-fast test-containers lint format bench clean constraints help
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv and install every package (editable) with pinned versions
 
@@ -38,6 +38,9 @@ test: install ## run every test: unit, integration (SQLite + PostgreSQL), e2e
 
 test-fast: install ## unit tests only
 	$(BIN)/pytest -m "not e2e and not postgres" libs services cli
+
+test-containers: install ## build the images, run compose.yaml on podman (tests/containers)
+	$(BIN)/pytest tests/containers
 
 lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check .

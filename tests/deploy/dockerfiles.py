@@ -1,7 +1,7 @@
-"""Reading the services' Dockerfiles and the .dockerignore, for the deploy checks.
+"""Reading the services' Dockerfiles, for the deploy checks.
 
 Only what our Dockerfiles use is parsed: comments, line continuations, one instruction per
-logical line, exec-form (JSON) arguments.
+logical line, exec-form (JSON) arguments, ARGs before the first FROM.
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ __all__ = [
     "Instruction",
     "Stage",
     "dockerfile",
-    "dockerignore_patterns",
-    "excluded_by_dockerignore",
     "exec_form",
+    "global_args",
     "parse_dockerfile",
     "settings_env_names",
 ]
@@ -53,7 +52,7 @@ class Stage:
         return found[-1] if found else None
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
+def _logical_lines(text: str) -> list[str]:
     logical: list[str] = []
     current = ""
     for raw in text.splitlines():
@@ -69,11 +68,32 @@ def parse_dockerfile(text: str) -> list[Stage]:
         if current.strip():
             logical.append(current.strip())
         current = ""
+    return logical
+
+
+def _split(line: str) -> tuple[str, str]:
+    keyword, _, arguments = line.partition(" ")
+    return keyword.upper(), re.sub(r"\s+", " ", arguments.strip())
+
+
+def global_args(text: str) -> dict[str, str]:
+    """The ARGs declared before the first FROM (what FROM lines may use), with their
+    defaults ('' when none)."""
+    found: dict[str, str] = {}
+    for line in _logical_lines(text):
+        keyword, arguments = _split(line)
+        if keyword == "FROM":
+            break
+        if keyword == "ARG":
+            name, _, default = arguments.partition("=")
+            found[name] = default
+    return found
+
+
+def parse_dockerfile(text: str) -> list[Stage]:
     stages: list[Stage] = []
-    for line in logical:
-        keyword, _, arguments = line.partition(" ")
-        keyword = keyword.upper()
-        arguments = re.sub(r"\s+", " ", arguments.strip())
+    for line in _logical_lines(text):
+        keyword, arguments = _split(line)
         if keyword == "FROM":
             base, _, name = arguments.partition(" AS ")
             if not name:
@@ -81,6 +101,8 @@ def parse_dockerfile(text: str) -> list[Stage]:
             stages.append(Stage(base=base.strip(), name=name.strip() or None))
             continue
         if not stages:
+            if keyword == "ARG":
+                continue  # global_args() reads these
             raise ValueError(f"{keyword} before the first FROM")
         stages[-1].instructions.append(Instruction(keyword, arguments))
     return stages
@@ -99,44 +121,6 @@ def exec_form(arguments: str) -> list[str] | None:
     if isinstance(value, list) and all(isinstance(v, str) for v in value):
         return value
     return None
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    """A .dockerignore pattern (Go filepath.Match plus `**`), anchored at the context root."""
-    out = ""
-    parts = pattern.strip("/").split("/")
-    for index, part in enumerate(parts):
-        last = index == len(parts) - 1
-        if part == "**":
-            out += "(?:.*/)?" if not last else ".*"
-            continue
-        out += "".join(
-            "[^/]*" if c == "*" else "[^/]" if c == "?" else c if c in "[]" else re.escape(c)
-            for c in part
-        )
-        if not last:
-            out += "/"
-    return re.compile(out)
-
-
-def excluded_by_dockerignore(relative: str, patterns: list[str]) -> bool:
-    """Whether the file `relative` (to the context root) is left out of the build context:
-    a pattern that matches the path or one of its parent folders excludes it; later
-    patterns win, `!` ones bring a path back."""
-    pieces = relative.strip("/").split("/")
-    candidates = ["/".join(pieces[: n + 1]) for n in range(len(pieces))]
-    excluded = False
-    for raw in patterns:
-        negate = raw.startswith("!")
-        regex = _pattern_regex(raw[1:] if negate else raw)
-        if any(regex.fullmatch(c) for c in candidates):
-            excluded = not negate
-    return excluded
-
-
-def dockerignore_patterns() -> list[str]:
-    lines = (ROOT / ".dockerignore").read_text().splitlines()
-    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
 # The pydantic-settings model of each service (each reads FLOTILLA_<FIELD>).

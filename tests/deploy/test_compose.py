@@ -2,8 +2,10 @@
 plugin, which this machine lacks): the compose-spec schema, then cross-checks against the
 code: every backend service and relay is there with its replicas, every FLOTILLA_* variable
 is a setting of that service and the settings load from it, every URL points at a compose
-service on the port it listens on, the certificates cover the names peers use, and the
-databases are the ones the launcher plans."""
+service on the port it listens on, the certificates cover the names peers use, the
+databases are the ones the launcher plans, and Prometheus (deploy/prometheus/prometheus.yml)
+scrapes every service where it serves metrics with the certificate compose gives it.
+tests/containers runs the file."""
 
 from __future__ import annotations
 
@@ -32,6 +34,9 @@ from tests.deploy.dockerfiles import ROOT, SETTINGS_MODELS, dockerfile, settings
 
 COMPOSE_DIR = ROOT / "deploy" / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
+PROMETHEUS_CONFIG = ROOT / "deploy" / "prometheus" / "prometheus.yml"
+# The images are built from the wheels tools/containers/build_wheels.py writes there.
+WHEELS = ROOT / "build" / "wheels"
 SHARDS = 2
 # Mounted from the folders the metrics work owns (deploy/prometheus, deploy/grafana).
 SHARED_MOUNTS = {
@@ -82,7 +87,7 @@ def _flotilla_service(definition: dict[str, Any]) -> str | None:
     build = definition.get("build")
     if not build:
         return None
-    match = re.fullmatch(r"services/(\w+)/Dockerfile", build["dockerfile"])
+    match = re.fullmatch(r"\.\./\.\./services/(\w+)/Dockerfile", build["dockerfile"])
     assert match, build
     return match.group(1)
 
@@ -146,6 +151,8 @@ def test_every_backend_service_gateway_and_relay_is_there() -> None:
             assert running[name][0] == service
             definition = running[name][1]
             assert definition["deploy"]["replicas"] >= 2, f"{name}: two replicas at least"
+            # The spec's default, said out loud: podman-compose reads replicas only then.
+            assert definition["deploy"]["mode"] == "replicated", name
             assert definition.get("command", ["serve"]) == ["serve"]
     assert running["gateway"][0] == "gateway"
     assert running["gateway"][1]["deploy"]["replicas"] in (1, 2)
@@ -162,6 +169,9 @@ def test_every_backend_service_gateway_and_relay_is_there() -> None:
     assert names == expected_names
     for infrastructure in ("postgres", "nats", "valkey", "prometheus", "grafana"):
         assert infrastructure in _services()
+        # Pinned by digest as well as tag: a tag can be pushed again.
+        image = _services()[infrastructure]["image"]
+        assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
     assert "--jetstream" in _services()["nats"]["command"]
 
 
@@ -274,7 +284,15 @@ def test_every_peer_is_a_compose_service_on_the_port_it_listens_on() -> None:
 
 def test_the_gateway_publishes_the_port_it_listens_on() -> None:
     http, _ = _listening("gateway")
-    assert _running()["gateway"][1]["ports"] == [f"{http}:{http}"]
+    ports = [interpolate(p, TEST_ENV) for p in _running()["gateway"][1]["ports"]]
+    assert ports == [f"{http}:{http}"]
+    # The host's side can be moved (a second stack, a port already taken), not the other.
+    moved = [
+        interpolate(p, {"FLOTILLA_GATEWAY_PORT": "18443"})
+        for p in _running()["gateway"][1]["ports"]
+    ]
+    assert moved == [f"18443:{http}"]
+    assert _running()["gateway"][1]["deploy"]["replicas"] == 1, "one replica holds the port"
 
 
 def test_databases_are_the_ones_the_launcher_plans() -> None:
@@ -309,8 +327,10 @@ def test_depends_on_builds_images_and_mounts_exist() -> None:
             assert dependency in services, f"{name} depends on unknown {dependency}"
         build = definition.get("build")
         if build:
-            assert (COMPOSE_DIR / build["context"]).resolve() == ROOT
-            assert (ROOT / build["dockerfile"]).is_file()
+            # Hermetic: the context holds the wheels alone; the Dockerfile is read from the
+            # service's folder.
+            assert (COMPOSE_DIR / build["context"]).resolve() == WHEELS
+            assert (WHEELS / build["dockerfile"]).resolve().is_file()
             service = _flotilla_service(definition)
             assert definition["image"] == f"flotilla-{service}:${{FLOTILLA_TAG:-dev}}"
         for volume in definition.get("volumes", []):
@@ -377,7 +397,10 @@ def test_certificates_cover_every_name_peers_use(tmp_path: Path) -> None:
 
 def test_the_certificate_maker_refuses_bad_input(tmp_path: Path) -> None:
     script = str(COMPOSE_DIR / "pki" / "make_certs.py")
-    for bad in (["auth=bad host"], ["--owner", "me", "auth"]):
+    for bad in (
+        ["auth=bad host"], ["--owner", "me", "auth"], ["--owner-of", "nobody=1:1", "auth"],
+        ["--owner-of", "auth", "auth"],
+    ):  # fmt: skip
         result = subprocess.run(
             [sys.executable, script, "--out", str(tmp_path), *bad],
             capture_output=True, text=True, check=False, timeout=60,
@@ -400,3 +423,86 @@ def test_required_secrets_come_from_the_environment() -> None:
     example = (COMPOSE_DIR / "env.example").read_text()
     for variable in TEST_ENV:
         assert re.search(rf"^{variable}=$", example, flags=re.MULTILINE), variable
+
+
+def _pki_hosts() -> dict[str, set[str]]:
+    """The names each certificate the pki issues is valid for (besides localhost)."""
+    args = [a for a in _services()["pki"]["command"] if not a.startswith("--")]
+    hosts: dict[str, set[str]] = {}
+    for arg in args:
+        name, _, extra = arg.partition("=")
+        hosts[name] = {name, *(h for h in extra.split(",") if h)}
+    return hosts
+
+
+def _scrape_jobs() -> dict[str, dict[str, Any]]:
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
+    return {job["job_name"]: job for job in config["scrape_configs"]}
+
+
+def _metrics_port(name: str) -> int:
+    """Where a compose service's instances answer /metrics: the gateway on its admin
+    listener (when it has one), every other service on its HTTP port."""
+    service, definition = _running()[name]
+    env = {**_image_env(service), **_environment(definition)}
+    return int(env.get("FLOTILLA_ADMIN_PORT") or env["FLOTILLA_PORT"])
+
+
+def test_prometheus_scrapes_every_service_where_it_serves_metrics() -> None:
+    running = _running()
+    scraped: set[str] = set()
+    for job in _scrape_jobs().values():
+        for discovery in job.get("dns_sd_configs", []):
+            for host in discovery["names"]:
+                assert host in running, f"job {job['job_name']}: {host} is no compose service"
+                service = running[host][0]
+                assert job["job_name"] == service, host
+                assert discovery["port"] == _metrics_port(host), f"{host}: metrics port"
+                # Targets are addresses: the certificate is checked against this name.
+                assert job["tls_config"]["server_name"] in _pki_hosts()[service], host
+                scraped.add(host)
+    serving = {name for name, (_, d) in running.items() if d.get("command") != ["relay"]}
+    assert scraped == serving, "every serving compose service, and only those"
+    admin = _environment(running["gateway"][1])["FLOTILLA_ADMIN_PORT"]
+    assert f"{admin}:" not in str(running["gateway"][1]["ports"]), "the admin port is private"
+
+
+def test_prometheus_reads_the_certificate_compose_gives_it(tmp_path: Path) -> None:
+    prometheus = _services()["prometheus"]
+    (mount,) = [v for v in prometheus["volumes"] if v.split(":")[0] == "tls"]
+    mounted_at = Path(mount.split(":")[1])
+    pki = _services()["pki"]["command"]
+    owners = dict(
+        a.removeprefix("--owner-of=").split("=") for a in pki if a.startswith("--owner-of=")
+    )
+    names = set()
+    for job in _scrape_jobs().values():
+        tls = job.get("tls_config")
+        if tls is None:
+            continue
+        paths = {key: Path(tls[key]) for key in ("ca_file", "cert_file", "key_file")}
+        assert {p.parent for p in paths.values()} == {mounted_at}, job["job_name"]
+        name = paths["cert_file"].stem
+        assert paths["key_file"].name == f"{name}-key.pem"
+        assert paths["ca_file"].name == "ca.pem"
+        names.add(name)
+    assert names == {"prometheus"}
+    assert "prometheus" in _pki_hosts()
+    # The uid the Prometheus image runs as (the official one's `nobody`, as the stand-in's):
+    # the key is readable by its owner alone.
+    standin = (COMPOSE_DIR / "standins" / "prometheus" / "Dockerfile").read_text()
+    (user,) = re.findall(r"^USER (\S+)$", standin, flags=re.MULTILINE)
+    assert owners == {"prometheus": user}
+    # The pki's certificate is one a service's mTLS listener takes from a client.
+    result = subprocess.run(
+        [sys.executable, str(COMPOSE_DIR / "pki" / "make_certs.py"), "--out", str(tmp_path),
+         "prometheus", "auth"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    client_context(
+        tmp_path / "ca.pem", tmp_path / "prometheus.pem", tmp_path / "prometheus-key.pem"
+    )
+    cert = x509.load_pem_x509_certificate((tmp_path / "prometheus.pem").read_bytes())
+    usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH in usage

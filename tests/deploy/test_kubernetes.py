@@ -369,6 +369,8 @@ def test_images_are_flotilla_images_tagged_by_the_overlay(overlay: str) -> None:
                 tags.add(tag)
                 args = container["args"]
                 assert args == (["relay"] if name_of(workload) in RELAYS else ["serve"])
+            else:  # a datastore's image: pinned by digest too (a tag can be pushed again)
+                assert re.fullmatch(r"[\w./-]+:[\w.-]+@sha256:[0-9a-f]{64}", image), image
     assert len(tags) == 1, tags
     assert tags != {"dev"} if overlay == "prod" else tags == {"dev"}
 

@@ -78,6 +78,9 @@ def test_the_compose_config_scrapes_every_service_over_mtls() -> None:
         job = jobs[service]
         assert job["scheme"] == "https"
         assert {"ca_file", "cert_file", "key_file"} <= set(job["tls_config"])
+        # Targets are addresses: the certificate is checked against this name
+        # (tests/deploy/test_compose.py checks it is one the service's certificate holds).
+        assert job["tls_config"]["server_name"]
     assert config["rule_files"] == ["rules/recording.yml", "rules/alerts.yml"]
 
 
@@ -165,7 +168,9 @@ def test_the_dashboard_provider_loads_the_folder_compose_mounts() -> None:
     config = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "flotilla.yml").read_text())
     (provider,) = config["providers"]
     assert provider["type"] == "file"
-    assert provider["options"]["path"] == "/var/lib/grafana/dashboards/flotilla"
+    compose = yaml.safe_load((ROOT / "deploy" / "compose" / "compose.yaml").read_text())
+    mounts = dict(v.split(":")[:2] for v in compose["services"]["grafana"]["volumes"])
+    assert provider["options"]["path"] == mounts["../grafana/dashboards"]
 
 
 def test_every_dashboard_query_is_valid_promql(tool: str, tmp_path: Path) -> None:

@@ -10,7 +10,11 @@ certificates it issued that are still valid for their names. The certificates co
 kit's dev PKI (`flotilla_kit.tls.ensure_dev_pki`), as `flotilla up`'s do; this script runs in
 a service image, where the kit is installed.
 
-Usage: python make_certs.py --out DIR [--owner UID:GID] NAME[=HOST,HOST...] ...
+A key is readable by its owner alone: `--owner` hands every certificate to the services'
+user, `--owner-of NAME=UID:GID` hands NAME's to another (Prometheus runs as 65534).
+
+Usage: python make_certs.py --out DIR [--owner UID:GID] [--owner-of NAME=UID:GID]
+       NAME[=HOST,HOST...] ...
 """
 
 from __future__ import annotations
@@ -28,6 +32,13 @@ def _owner(value: str) -> tuple[int, int]:
     if not (uid.isdigit() and sep and gid.isdigit()):
         raise argparse.ArgumentTypeError(f"{value!r} is not UID:GID (numbers)")
     return int(uid), int(gid)
+
+
+def _owner_of(value: str) -> tuple[str, tuple[int, int]]:
+    name, sep, owner = value.partition("=")
+    if not (name and sep):
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAME=UID:GID")
+    return name, _owner(owner)
 
 
 def _spec(value: str) -> tuple[str, list[str]]:
@@ -48,16 +59,26 @@ def main(argv: list[str] | None = None) -> int:
         "the caller",
     )  # fmt: skip
     parser.add_argument(
+        "--owner-of", type=_owner_of, action="append", default=[], metavar="NAME=UID:GID",
+        help="UID:GID that owns NAME's certificate and key instead (repeatable)",
+    )  # fmt: skip
+    parser.add_argument(
         "names", nargs="+", type=_spec, metavar="NAME[=HOST,...]",
         help="a certificate for NAME, also valid for the compose hosts listed",
     )  # fmt: skip
     args = parser.parse_args(argv)
     hosts = dict(args.names)
+    owners = dict(args.owner_of)
+    if unknown := sorted(set(owners) - set(hosts)):
+        parser.error(f"--owner-of names {', '.join(unknown)}: no certificate of that name")
     issued = ensure_dev_pki(args.out, list(hosts), hosts)
-    if args.owner is not None:  # the CA's key stays the issuer's (root's) alone
-        for paths in issued.values():
-            for path in (paths.cert, paths.key, paths.ca):
-                os.chown(path, *args.owner)
+    if args.owner is not None:  # the CA's certificate is public; its key stays root's alone
+        os.chown(args.out / "ca.pem", *args.owner)
+    for name, paths in issued.items():
+        owner = owners.get(name, args.owner)
+        if owner is not None:
+            os.chown(paths.cert, *owner)
+            os.chown(paths.key, *owner)
     print(f"certificates for {', '.join(hosts)} in {args.out}")
     return 0
 
