@@ -12,9 +12,11 @@ the kit's rule refuses (`flotilla_kit.text`; every gRPC string here is one line)
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import grpc
 from google.protobuf.descriptor import FieldDescriptor
@@ -29,6 +31,8 @@ from flotilla_kit.tokens import TokenError, TokenVerifier
 from flotilla_kit.tracing import client_interceptors
 
 __all__ = [
+    "ChannelFactory",
+    "Channels",
     "TokenAuthInterceptor",
     "bearer",
     "secure_channel",
@@ -120,6 +124,69 @@ def secure_channel(target: str, tls: TlsSettings, *, server_name: str | None = N
     return aio.secure_channel(
         target, credentials, options=options, interceptors=client_interceptors()
     )
+
+
+ChannelFactory = Callable[[str, TlsSettings], aio.Channel]
+_Stub = TypeVar("_Stub")
+
+
+class Channels(Generic[_Stub]):
+    """A client's channels, one per target, each with its stub, made on first use.
+
+    A channel presents the certificate it was made with for as long as it lives, so when
+    the certificate files change (a renewed Secret) the channels are made again, looked at
+    every `check_every_s` at most; the old ones close once their calls in flight are done
+    (within `grace_s`)."""
+
+    def __init__(
+        self,
+        tls: TlsSettings,
+        make_stub: Callable[[aio.Channel], _Stub],
+        *,
+        channel_factory: ChannelFactory = secure_channel,
+        check_every_s: float = 30.0,
+        grace_s: float = 30.0,
+    ) -> None:
+        self._tls = tls
+        self._make_stub = make_stub
+        self._channel_factory = channel_factory
+        self._check_every_s = check_every_s
+        self._grace_s = grace_s
+        self._stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        self._next_check = time.monotonic() + check_every_s
+        self._channels: dict[str, aio.Channel] = {}
+        self._stubs: dict[str, _Stub] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def stub(self, target: str) -> _Stub:
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + self._check_every_s
+            self._renew_if_changed()
+        stub = self._stubs.get(target)
+        if stub is None:
+            channel = self._channels[target] = self._channel_factory(target, self._tls)
+            stub = self._stubs[target] = self._make_stub(channel)
+        return stub
+
+    def _renew_if_changed(self) -> None:
+        tls = self._tls
+        stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        if stamp == self._stamp:
+            return
+        self._stamp = stamp
+        retired, self._channels, self._stubs = list(self._channels.values()), {}, {}
+        for channel in retired:
+            task = asyncio.get_running_loop().create_task(channel.close(self._grace_s))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        _log.info("gRPC channels made again for renewed certificates", cert=str(tls.cert_file))
+
+    async def close(self) -> None:
+        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
+        for channel in channels:
+            await channel.close()
+        await asyncio.gather(*self._closing, return_exceptions=True)
 
 
 def bearer(token: str) -> tuple[tuple[str, str], ...]:

@@ -8,10 +8,11 @@ import shutil
 import ssl
 from pathlib import Path
 
+import grpc
 from cryptography import x509
 from grpc import aio
 
-from flotilla_kit.rpc import server_credentials
+from flotilla_kit.rpc import Channels, server_credentials
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.tls import (
     CertificatePaths,
@@ -107,4 +108,46 @@ async def test_grpc_serves_the_renewed_certificate_at_the_next_handshake(tmp_pat
         _mount(second, tmp_path / "mount")
         assert await _served_serial(port, client) == _serial(second.cert)
     finally:
+        await server.stop(None)
+
+
+async def test_grpc_clients_present_the_renewed_certificate_on_new_channels(
+    tmp_path: Path,
+) -> None:
+    # The server notes the serial of each caller's certificate.
+    seen: list[int] = []
+
+    async def whoami(request: bytes, context: aio.ServicerContext[bytes, bytes]) -> bytes:
+        (pem,) = context.auth_context()["x509_pem_cert"]
+        seen.append(x509.load_pem_x509_certificate(pem).serial_number)
+        return b"ok"
+
+    issued = _issue(tmp_path / "issuer")
+    server = aio.server()
+    handler = grpc.method_handlers_generic_handler(
+        "test.Who", {"Am": grpc.unary_unary_rpc_method_handler(whoami)}
+    )
+    server.add_generic_rpc_handlers([handler])
+    port = server.add_secure_port(
+        "127.0.0.1:0",
+        server_credentials(
+            TlsSettings(cert_file=issued.cert, key_file=issued.key, ca_file=issued.ca)
+        ),
+    )
+    await server.start()
+    client_tls = _mount(issued, tmp_path / "client")
+    channels: Channels[aio.UnaryUnaryMultiCallable[bytes, bytes]] = Channels(
+        client_tls, lambda channel: channel.unary_unary("/test.Who/Am"), check_every_s=0.0
+    )
+    try:
+        first = _serial(tmp_path / "client" / "tls.crt")
+        assert await channels.stub(f"127.0.0.1:{port}")(b"", timeout=10) == b"ok"
+        assert await channels.stub(f"127.0.0.1:{port}")(b"", timeout=10) == b"ok"
+        renewed = _issue(tmp_path / "issuer")  # the same CA, a new certificate for "svc"
+        _mount(renewed, tmp_path / "client")
+        second = _serial(renewed.cert)
+        assert await channels.stub(f"127.0.0.1:{port}")(b"", timeout=10) == b"ok"
+        assert seen == [first, first, second]
+    finally:
+        await channels.close()
         await server.stop(None)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, TypeVar
 import grpc
 from grpc import aio
 
-from flotilla_kit.rpc import bearer, secure_channel
+from flotilla_kit.rpc import ChannelFactory, Channels, bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
 from flotilla_orders.adapters.tokens import TokenSource, trace_headers
 from flotilla_orders.service_layer.ports import (
@@ -78,7 +78,6 @@ _REFUSALS = {
 }
 
 
-ChannelFactory = Callable[[str, TlsSettings], aio.Channel]
 CallObserver = Callable[[str, str], None]  # (method, result)
 
 
@@ -114,29 +113,21 @@ class GrpcInventoryClient:
         channel_factory: ChannelFactory = secure_channel,
     ) -> None:
         self._targets = list(targets)
-        self._tls = tls
         self._tokens = tokens
         self._timeout_s = timeout_s
         self._on_call = on_call or (lambda _method, _result: None)
-        self._channel_factory = channel_factory
-        self._channels: dict[str, aio.Channel] = {}
-        self._stubs: dict[str, InventoryAsyncStub] = {}
+        self._channels: Channels[InventoryAsyncStub] = Channels(
+            tls, pb_grpc.InventoryStub, channel_factory=channel_factory
+        )
         self._in_flight: Counter[str] = Counter()
         self._suspect_until: dict[str, float] = {}  # target -> monotonic time
         self._turn = itertools.count()
 
     def _stub(self, target: str) -> InventoryAsyncStub:
-        stub = self._stubs.get(target)
-        if stub is None:
-            channel = self._channel_factory(target, self._tls)
-            self._channels[target] = channel
-            stub = self._stubs[target] = pb_grpc.InventoryStub(channel)
-        return stub
+        return self._channels.stub(target)
 
     async def close(self) -> None:
-        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
-        for channel in channels:
-            await channel.close()
+        await self._channels.close()
 
     async def _call(
         self, method: str, invoke: Callable[[InventoryAsyncStub, Metadata], Awaitable[_R]]

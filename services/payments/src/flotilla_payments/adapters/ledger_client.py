@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Protocol, TypeVar
 import grpc
 from grpc import aio
 
-from flotilla_kit.rpc import bearer, secure_channel
+from flotilla_kit.rpc import ChannelFactory, Channels, bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
 from flotilla_payments.domain import Branch, Refusal, Vote
 from flotilla_payments.service_layer.ports import (
@@ -79,7 +79,6 @@ class TokenSource(Protocol):
     async def token(self) -> str: ...
 
 
-ChannelFactory = Callable[[str, TlsSettings], aio.Channel]
 CallObserver = Callable[[str, str], None]
 
 
@@ -95,29 +94,21 @@ class GrpcLedgerClient:
         channel_factory: ChannelFactory = secure_channel,
     ) -> None:
         self._targets = {shard: list(targets) for shard, targets in shards.items()}
-        self._tls = tls
         self._tokens = tokens
         self._timeout_s = timeout_s
         self._on_call = on_call or (lambda _method, _result: None)
-        self._channel_factory = channel_factory
-        self._channels: dict[str, aio.Channel] = {}
-        self._stubs: dict[str, LedgerAsyncStub] = {}
+        self._channels: Channels[LedgerAsyncStub] = Channels(
+            tls, pb_grpc.LedgerStub, channel_factory=channel_factory
+        )
         self._in_flight: Counter[str] = Counter()
         self._suspect_until: dict[str, float] = {}  # target -> monotonic time
         self._turn = itertools.count()
 
     def _stub(self, target: str) -> LedgerAsyncStub:
-        stub = self._stubs.get(target)
-        if stub is None:
-            channel = self._channel_factory(target, self._tls)
-            self._channels[target] = channel
-            stub = self._stubs[target] = pb_grpc.LedgerStub(channel)
-        return stub
+        return self._channels.stub(target)
 
     async def close(self) -> None:
-        channels, self._channels, self._stubs = list(self._channels.values()), {}, {}
-        for channel in channels:
-            await channel.close()
+        await self._channels.close()
 
     async def _call(
         self,
