@@ -77,7 +77,9 @@ def images(podman: Podman, say: Say) -> dict[str, str]:
     return {service: f"localhost/flotilla-{service}:{TAG}" for service in SERVICES}
 
 
-@pytest.fixture(scope="session")
+# Package scope: the stack is removed once these tests are done, not left running (20
+# containers) through the rest of the session.
+@pytest.fixture(scope="package")
 def stack(
     images: dict[str, str], podman: Podman, say: Say, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:

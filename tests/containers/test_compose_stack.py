@@ -198,7 +198,7 @@ def _password() -> str:
     return f"Pw-{secrets.token_urlsafe(16)}"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shop(stack: Stack, podman: Podman) -> Iterator[Shop]:
     admin_password = _password()
     users = [
