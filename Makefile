@@ -45,7 +45,7 @@ test-containers: install ## build the images, run compose.yaml on podman (tests/
 lint: install ## ruff + mypy --strict
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy $(foreach p,$(filter-out proto,$(PACKAGES)),$(p)/src $(p)/tests) tests bench
+	$(BIN)/mypy $(foreach p,$(filter-out proto,$(PACKAGES)),$(p)/src $(p)/tests) tests bench tools deploy
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
