@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,45 @@ def test_every_service_and_library_has_a_readme() -> None:
     folders = [ROOT / "libs" / "kit", ROOT / "cli", *sorted((ROOT / "services").iterdir())]
     missing = [f.name for f in folders if f.is_dir() and not (f / "README.md").exists()]
     assert not missing
+
+
+_LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def _documents() -> list[Path]:
+    tracked = subprocess.run(
+        ["git", "ls-files", "*.md"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return [ROOT / name for name in tracked]
+
+
+def _outside_references(document: Path) -> list[str]:
+    """What `document` points to that is not in the repository: a relative link to a
+    missing file or one above the root, or a design document the repository lacks."""
+    text = document.read_text()
+    wrong: list[str] = []
+    for target in _LINK.findall(text):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        resolved = (document.parent / target).resolve()
+        if not resolved.is_relative_to(ROOT) or not resolved.exists():
+            wrong.append(target)
+    if "DESIGN.md" in text and not (ROOT / "DESIGN.md").exists():
+        wrong.append("DESIGN.md")
+    wrong += re.findall(r"\.\./\.\./shared/\S+", text)
+    return wrong
+
+
+def test_the_documents_point_only_to_what_the_repository_holds() -> None:
+    wrong = {str(d.relative_to(ROOT)): _outside_references(d) for d in _documents()}
+    assert {name: refs for name, refs in wrong.items() if refs} == {}
+
+
+def test_a_pointer_outside_the_repository_is_caught() -> None:
+    document = ROOT / "var" / "meta-test-links.md"
+    document.parent.mkdir(exist_ok=True)
+    document.write_text("[a](../../elsewhere.md), [b](README.md), see DESIGN.md section 2\n")
+    try:
+        assert _outside_references(document) == ["../../elsewhere.md", "README.md", "DESIGN.md"]
+    finally:
+        document.unlink()
