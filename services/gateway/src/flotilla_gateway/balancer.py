@@ -142,8 +142,9 @@ class Instance:
         self.pool = pool
         # The shard this instance serves; None for an unsharded service.
         self.shard = shard
-        # Requests sent and not yet answered; the dispatcher increments before sending
-        # and decrements in `finally`, so it is exact.
+        # Requests sent and not yet answered: the dispatcher increments it before sending
+        # and decrements it in both of the exchange's endings (`upstream_response`,
+        # `upstream_failed`), one of which every sent request reaches.
         self.in_flight = 0
         # New instances get no traffic until a health check has passed.
         self.healthy = False

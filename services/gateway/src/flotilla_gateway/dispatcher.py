@@ -609,10 +609,12 @@ class Exchange:
             return
         if not stale:
             # (An idle connection the upstream closed says nothing about its health.)
-            target = self._target
-            assert target is not None
+            group = self._group
+            assert group is not None
             dispatcher.registry.failed(instance)
-            target.service.breaker.record(False)
+            # The breaker of the group the request went to (its shard's, for the ledger),
+            # as for an answered 5xx: the one its next requests consult.
+            group.breaker.record(False)
         if isinstance(error, UpstreamTimeout):
             self.finish(problems.gateway_timeout.reply(self.request_id))
             return

@@ -371,3 +371,36 @@ async def test_a_failing_shard_opens_only_its_own_breaker(
     assert {ledger.shard_of_reply(r) for r in other_shard} == {0}
     assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="1"} 2.0' in metrics
     assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="0"} 0.0' in metrics
+
+
+async def test_a_shard_timing_out_opens_only_its_own_breaker(
+    stack: Stack, tokens: TokenMinter
+) -> None:
+    # Transport failures (here timeouts; refused connections take the same path) count on
+    # the breaker of the shard the request went to, as answered 500s do above: not on the
+    # service-wide one, which a shard's requests never consult.
+    ledger = await Ledger.start(
+        stack,
+        breaker_consecutive_failures=3,
+        breaker_open_s=30.0,
+        outlier_consecutive_failures=99,
+        upstream_timeout_s=0.2,
+    )
+    token = bearer(tokens.mint(owner_on(0), ["support"]))
+    for upstream in ledger.shards[1]:
+        upstream.delay_s = 2.0  # its /readyz still answers at once: healthy throughout
+    async with stack.client() as client:
+        timed_out = [
+            await client.get(f"/api/v1/accounts/acc_1_{HEX}", headers=token) for _ in range(3)
+        ]
+        held_back = await client.get(f"/api/v1/accounts/acc_1_{HEX}", headers=token)
+        other_shard = await client.get(f"/api/v1/accounts/acc_0_{HEX}", headers=token)
+        metrics = (await client.get("/metrics")).text
+    for upstream in ledger.shards[1]:
+        upstream.delay_s = 0.0
+    assert [r.status_code for r in timed_out] == [504] * 3
+    assert held_back.status_code == 503
+    assert "'accounts' shard 1" in held_back.json()["detail"]
+    assert (other_shard.status_code, ledger.shard_of_reply(other_shard)) == (200, 0)
+    assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="1"} 2.0' in metrics
+    assert 'flotilla_gateway_upstream_breaker_state{service="accounts",shard="0"} 0.0' in metrics
