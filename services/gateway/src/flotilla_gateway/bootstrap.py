@@ -256,21 +256,24 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         revocation_refresh_s=settings.revocation_refresh_s,
     )
     server_ssl = server_tls_context(settings.tls)
-    access_log = AccessLog(
-        service=settings.service_name,
-        node=f"{settings.service_name}-{settings.instance_id}",
-        enabled=settings.log_level in ("debug", "info"),
-    )
-    dispatcher = Dispatcher(
-        routes=table,
-        local=handlers,
+    # What every listener's dispatcher shares; each adds its routes and local endpoints.
+    make_dispatcher = partial(
+        Dispatcher,
         authenticator=authenticator,
         health=health,
         registry=registry,
         problems=problems,
         metrics=metrics,
-        access_log=access_log,
+        access_log=AccessLog(
+            service=settings.service_name,
+            node=f"{settings.service_name}-{settings.instance_id}",
+            enabled=settings.log_level in ("debug", "info"),
+        ),
         forwarded_proto=b"https" if server_ssl is not None else b"http",
+    )
+    dispatcher = make_dispatcher(
+        routes=table,
+        local=handlers,
         limiter=limiter,
         spans=SpanLog(tracer) if (tracer := tracing()) is not None else None,
     )
@@ -287,17 +290,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
     admin: Listener | None = None
     if settings.admin_port is not None:
         # The operational endpoints alone: no route, no rate limit, no client traffic.
-        admin_dispatcher = Dispatcher(
-            routes=RouteTable(()),
-            local=operational,
-            authenticator=authenticator,
-            health=health,
-            registry=registry,
-            problems=problems,
-            metrics=metrics,
-            access_log=access_log,
-            forwarded_proto=b"https" if server_ssl is not None else b"http",
-        )
+        admin_dispatcher = make_dispatcher(routes=RouteTable(()), local=operational)
         admin = Listener(
             settings.admin_port,
             Connections(admin_dispatcher, problems, limits, tls=server_ssl is not None),
