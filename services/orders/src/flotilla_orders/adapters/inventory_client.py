@@ -1,12 +1,10 @@
 """The inventory service over gRPC (`flotilla.inventory.v1.Inventory`), as the saga and
 the order checks call it.
 
-One channel per instance (`host:port`), over mutual TLS, with this service's own token on
-every call and a deadline on every call. Each call goes first to the instance with the
-fewest of our calls in flight (ties taken in turn). A call that gets no answer moves on to
-the next instance: every call is idempotent per reservation id, so asking another
-instance is safe, and a killed instance does not stop progress; it is asked last for a
-while (`_SUSPECT_S`).
+The instances are called through the kit's `FailoverCaller` (the least busy instance
+first; one that does not answer is skipped and asked last for a while), with this service's
+own token, the trace context and a deadline on every call. Every call is idempotent per
+reservation id, so asking another instance is safe.
 
 Errors: no answer from any instance (UNAVAILABLE, DEADLINE_EXCEEDED, our token refused,
 ...) means the outcome is unknown (`InventoryUnavailable`); an answer the contract rules
@@ -15,15 +13,10 @@ out (INVALID_ARGUMENT, an unset state, ...) is an `InventoryProtocolError`.
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
-import grpc
-from grpc import aio
-
+from flotilla_kit.failover import FailoverCaller, NoInstanceAnswered, RpcViolation
 from flotilla_kit.rpc import ChannelFactory, Channels, bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
 from flotilla_orders.adapters.tokens import TokenSource, trace_headers
@@ -46,22 +39,6 @@ __all__ = ["CallObserver", "GrpcInventoryClient"]
 
 _R = TypeVar("_R")
 Metadata = tuple[tuple[str, str], ...]
-
-# A target that did not answer is asked last for this long.
-_SUSPECT_S = 2.0
-
-# Whoever answers with these told us something the contract rules out; asking another
-# instance would get the same answer.
-_VIOLATIONS = frozenset(
-    {
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS,
-    }
-)
 
 _STATES = {
     pb.HELD: ReservationState.HELD,
@@ -116,18 +93,12 @@ class GrpcInventoryClient:
         self._tokens = tokens
         self._timeout_s = timeout_s
         self._on_call = on_call or (lambda _method, _result: None)
-        self._channels: Channels[InventoryAsyncStub] = Channels(
-            tls, pb_grpc.InventoryStub, channel_factory=channel_factory
+        self._caller: FailoverCaller[InventoryAsyncStub] = FailoverCaller(
+            Channels(tls, pb_grpc.InventoryStub, channel_factory=channel_factory)
         )
-        self._in_flight: Counter[str] = Counter()
-        self._suspect_until: dict[str, float] = {}  # target -> monotonic time
-        self._turn = itertools.count()
-
-    def _stub(self, target: str) -> InventoryAsyncStub:
-        return self._channels.stub(target)
 
     async def close(self) -> None:
-        await self._channels.close()
+        await self._caller.close()
 
     async def _call(
         self, method: str, invoke: Callable[[InventoryAsyncStub, Metadata], Awaitable[_R]]
@@ -140,42 +111,16 @@ class GrpcInventoryClient:
         except Exception as exc:  # the auth service is down: nothing was sent
             self._on_call(method, "unavailable")
             raise InventoryUnavailable(f"no service token: {exc}") from exc
-        failures: list[str] = []
-        for target in self._in_order():
-            self._in_flight[target] += 1
-            try:
-                response = await invoke(self._stub(target), metadata)
-            except aio.AioRpcError as exc:
-                code = exc.code()
-                if code in _VIOLATIONS:
-                    self._on_call(method, "protocol_error")
-                    raise InventoryProtocolError(
-                        f"{method} on {target}: {code.name}: {exc.details()}"
-                    ) from exc
-                failures.append(f"{target}: {code.name}")
-                self._suspect_until[target] = time.monotonic() + _SUSPECT_S
-                continue
-            finally:
-                self._in_flight[target] -= 1
-            self._suspect_until.pop(target, None)
-            self._on_call(method, "ok")
-            return response
-        self._on_call(method, "unavailable")
-        raise InventoryUnavailable(f"{method}: " + "; ".join(failures))
-
-    def _in_order(self) -> list[str]:
-        """Healthy before suspect, then fewest calls in flight; ties in turn."""
-        targets = self._targets
-        now = time.monotonic()
-        turn = next(self._turn)
-        return sorted(
-            targets,
-            key=lambda t: (
-                self._suspect_until.get(t, 0.0) > now,
-                self._in_flight[t],
-                (targets.index(t) - turn) % len(targets),
-            ),
-        )
+        try:
+            response = await self._caller.call(self._targets, lambda stub: invoke(stub, metadata))
+        except RpcViolation as exc:
+            self._on_call(method, "protocol_error")
+            raise InventoryProtocolError(f"{method} on {exc}") from exc
+        except NoInstanceAnswered as exc:
+            self._on_call(method, "unavailable")
+            raise InventoryUnavailable(f"{method}: {exc}") from exc
+        self._on_call(method, "ok")
+        return response
 
     async def availability(self, product_ids: Sequence[str]) -> list[Product]:
         request = pb.AvailabilityRequest(product_ids=list(product_ids))

@@ -1,29 +1,21 @@
 """The ledger shards over gRPC (`flotilla.ledger.v1.Ledger`), as the coordinator calls them.
 
-One channel per instance (`host:port`) of each shard, over mutual TLS, with this service's
-own token on every call and a deadline on every call. Each call goes first to the
-shard's instance with the fewest of our calls in flight (ties taken in turn), so the
-instances share the load. A call that gets no answer moves on to the next instance:
-every call is idempotent per (transfer, branch), so asking another instance is safe, and
-one killed instance does not stop progress; it is asked last for a while
-(`_SUSPECT_S`).
+Each shard's instances are called through the kit's `FailoverCaller` (the least busy
+instance first; one that does not answer is skipped and asked last for a while), with this
+service's own token and a deadline on every call. Every call is idempotent per (transfer,
+branch), so asking another instance is safe.
 
-Errors: no answer from any instance (UNAVAILABLE, DEADLINE_EXCEEDED, ...) means the
-outcome of the call is unknown (`ParticipantUnavailable`); an answer the protocol forbids
-(FAILED_PRECONDITION, INVALID_ARGUMENT, an unset vote) is a `ProtocolViolation`.
+Errors: no answer from any instance of the shard means the outcome of the call is unknown
+(`ParticipantUnavailable`); an answer the protocol forbids (FAILED_PRECONDITION,
+INVALID_ARGUMENT, an unset vote, ...) is a `ProtocolViolation`.
 """
 
 from __future__ import annotations
 
-import itertools
-import time
-from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
-import grpc
-from grpc import aio
-
+from flotilla_kit.failover import FailoverCaller, NoInstanceAnswered, RpcViolation
 from flotilla_kit.rpc import ChannelFactory, Channels, bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
 from flotilla_payments.domain import Branch, Refusal, Vote
@@ -45,22 +37,6 @@ __all__ = ["GrpcLedgerClient", "TokenSource"]
 
 _R = TypeVar("_R")
 Metadata = tuple[tuple[str, str], ...]
-
-# Whoever answers with these told us something the protocol rules out; asking another
-# instance of the same shard would get the same answer.
-# A target that did not answer is asked last for this long.
-_SUSPECT_S = 2.0
-
-_VIOLATIONS = frozenset(
-    {
-        grpc.StatusCode.FAILED_PRECONDITION,
-        grpc.StatusCode.INVALID_ARGUMENT,
-        grpc.StatusCode.OUT_OF_RANGE,
-        grpc.StatusCode.UNIMPLEMENTED,
-        grpc.StatusCode.NOT_FOUND,
-        grpc.StatusCode.ALREADY_EXISTS,
-    }
-)
 
 _REFUSALS: dict[int, Refusal] = {
     pb.INSUFFICIENT_FUNDS: Refusal.INSUFFICIENT_FUNDS,
@@ -97,18 +73,12 @@ class GrpcLedgerClient:
         self._tokens = tokens
         self._timeout_s = timeout_s
         self._on_call = on_call or (lambda _method, _result: None)
-        self._channels: Channels[LedgerAsyncStub] = Channels(
-            tls, pb_grpc.LedgerStub, channel_factory=channel_factory
+        self._caller: FailoverCaller[LedgerAsyncStub] = FailoverCaller(
+            Channels(tls, pb_grpc.LedgerStub, channel_factory=channel_factory)
         )
-        self._in_flight: Counter[str] = Counter()
-        self._suspect_until: dict[str, float] = {}  # target -> monotonic time
-        self._turn = itertools.count()
-
-    def _stub(self, target: str) -> LedgerAsyncStub:
-        return self._channels.stub(target)
 
     async def close(self) -> None:
-        await self._channels.close()
+        await self._caller.close()
 
     async def _call(
         self,
@@ -125,41 +95,16 @@ class GrpcLedgerClient:
         except Exception as exc:  # the auth service is down: nothing was sent
             self._on_call(method, "unavailable")
             raise ParticipantUnavailable(f"no service token: {exc}") from exc
-        failures: list[str] = []
-        for target in self._in_order(targets):
-            self._in_flight[target] += 1
-            try:
-                response = await invoke(self._stub(target), metadata)
-            except aio.AioRpcError as exc:
-                code = exc.code()
-                if code in _VIOLATIONS:
-                    self._on_call(method, "protocol_violation")
-                    raise ProtocolViolation(
-                        f"{method} on {target}: {code.name}: {exc.details()}"
-                    ) from exc
-                failures.append(f"{target}: {code.name}")
-                self._suspect_until[target] = time.monotonic() + _SUSPECT_S
-                continue
-            finally:
-                self._in_flight[target] -= 1
-            self._suspect_until.pop(target, None)
-            self._on_call(method, "ok")
-            return response
-        self._on_call(method, "unavailable")
-        raise ParticipantUnavailable(f"{method} on shard {shard}: " + "; ".join(failures))
-
-    def _in_order(self, targets: list[str]) -> list[str]:
-        """Healthy before suspect, then fewest calls in flight; ties in turn."""
-        now = time.monotonic()
-        turn = next(self._turn)
-        return sorted(
-            targets,
-            key=lambda t: (
-                self._suspect_until.get(t, 0.0) > now,
-                self._in_flight[t],
-                (targets.index(t) - turn) % len(targets),
-            ),
-        )
+        try:
+            response = await self._caller.call(targets, lambda stub: invoke(stub, metadata))
+        except RpcViolation as exc:
+            self._on_call(method, "protocol_violation")
+            raise ProtocolViolation(f"{method} on {exc}") from exc
+        except NoInstanceAnswered as exc:
+            self._on_call(method, "unavailable")
+            raise ParticipantUnavailable(f"{method} on shard {shard}: {exc}") from exc
+        self._on_call(method, "ok")
+        return response
 
     async def prepare(self, call: PrepareCall) -> Vote:
         request = pb.PrepareRequest(
