@@ -15,7 +15,6 @@ from flotilla_orders.domain import (
     SagaStep,
     check_lines,
     final_event,
-    full_jitter,
     new_order,
 )
 from services.orders.tests.fakes import T0
@@ -176,14 +175,3 @@ def test_the_final_events_carry_the_contract_fields() -> None:
     )
     with pytest.raises(ValueError, match="not final"):
         final_event(placed())
-
-
-def test_full_jitter_stays_below_the_doubling_ceiling() -> None:
-    assert full_jitter(0, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(0.1)
-    assert full_jitter(3, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(0.8)
-    assert full_jitter(10, initial_s=0.1, max_s=5.0, draw=0.5) == pytest.approx(2.5)
-    assert full_jitter(10_000, initial_s=0.1, max_s=5.0, draw=1.0) == pytest.approx(5.0)
-    with pytest.raises(ValueError, match="negative"):
-        full_jitter(-1, initial_s=0.1, max_s=5.0, draw=0.5)
-    with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        full_jitter(1, initial_s=0.1, max_s=5.0, draw=1.5)

@@ -17,7 +17,6 @@ from flotilla_payments.domain import (
     TransferState,
     Vote,
     decide,
-    full_jitter,
     is_legal_transition,
     new_transfer,
 )
@@ -144,19 +143,6 @@ def test_refusals_are_business_or_technical() -> None:
     assert business == {
         Refusal.INSUFFICIENT_FUNDS, Refusal.ACCOUNT_NOT_FOUND, Refusal.CURRENCY_MISMATCH, Refusal.INVALID,
     }  # fmt: skip
-
-
-def test_full_jitter_stays_under_an_exponential_ceiling() -> None:
-    ceilings = [full_jitter(n, initial_s=0.1, max_s=5, draw=1.0) for n in range(10)]
-    assert ceilings == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5, 5, 5, 5])
-    assert full_jitter(3, initial_s=0.1, max_s=5, draw=0.0) == 0
-    assert full_jitter(3, initial_s=0.1, max_s=5, draw=0.5) == pytest.approx(0.4)
-    assert full_jitter(10_000, initial_s=0.1, max_s=5, draw=1.0) == 5  # no overflow
-    for bad in (-0.1, 1.1):
-        with pytest.raises(ValueError, match="draw"):
-            full_jitter(0, initial_s=0.1, max_s=5, draw=bad)
-    with pytest.raises(ValueError, match="attempt"):
-        full_jitter(-1, initial_s=0.1, max_s=5, draw=0.5)
 
 
 def test_a_transfer_moves_a_positive_amount_between_two_accounts() -> None:

@@ -1,6 +1,5 @@
 """Order rules and types: the checkout saga's state machine. No I/O, no framework."""
 
-from flotilla_orders.domain.backoff import full_jitter
 from flotilla_orders.domain.events import CANCELLED, CONFIRMED, SERVICE, final_event
 from flotilla_orders.domain.history import (
     CommittedTransfer,
@@ -48,7 +47,6 @@ __all__ = [
     "SagaStep",
     "check_lines",
     "final_event",
-    "full_jitter",
     "new_order",
     "outcome_of",
     "payment_state",

@@ -27,13 +27,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import full_jitter
 from flotilla_orders.domain import (
     MAX_AMOUNT_MINOR,
     CancelReason,
     Order,
     SagaStep,
     final_event,
-    full_jitter,
 )
 from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (

@@ -1,6 +1,5 @@
 """Transfer rules and types: the coordinator's state machine. No I/O, no framework."""
 
-from flotilla_payments.domain.backoff import full_jitter
 from flotilla_payments.domain.money import CURRENCIES, MAX_AMOUNT_MINOR
 from flotilla_payments.domain.transfer import (
     UNFINISHED_STATES,
@@ -32,7 +31,6 @@ __all__ = [
     "Vote",
     "VoteKind",
     "decide",
-    "full_jitter",
     "is_legal_transition",
     "new_transfer",
 ]

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from flotilla_kit.logs import get_logger
+from flotilla_kit.pacing import full_jitter
 from flotilla_kit.sharding import shard_of
 from flotilla_kit.tokens import Principal
 from flotilla_payments.domain import (
@@ -39,7 +40,6 @@ from flotilla_payments.domain import (
     TransferState,
     Vote,
     decide,
-    full_jitter,
     new_transfer,
 )
 from flotilla_payments.service_layer.errors import (
