@@ -74,7 +74,9 @@ def tail(
     nats_url: NatsUrl = None,
     var_dir: VarDir = Path("var"),
 ) -> None:
-    """Follow the events as they are published: time, type, subject, id and a summary of
+    """Follow the events as they are published (Ctrl-C stops).
+
+    Follow the events as they are published: time, type, subject, id and a summary of
     the data, one line each (Ctrl-C stops)."""
     url = _url(var_dir, nats_url)
 
@@ -110,7 +112,9 @@ def dlq(
     nats_url: NatsUrl = None,
     var_dir: VarDir = Path("var"),
 ) -> None:
-    """List the dead letters (events a consumer gave up on): consumer, reason, original
+    """List the dead letters: events a consumer gave up on.
+
+    List the dead letters (events a consumer gave up on): consumer, reason, original
     subject, deliveries, event id and type, oldest first. Exits 0 (it lists; it does not
     judge)."""
     url = _url(var_dir, nats_url)

@@ -197,7 +197,9 @@ def up(
         int, typer.Option(min=1, max=65535, help="Port of Prometheus' web UI and API.")
     ] = prometheus.DEFAULT_PORT,
 ) -> None:
-    """Start every service (N instances each), the gateway and the database; seed demo data;
+    """Start the whole system and show its status (Ctrl-C stops it).
+
+    Start every service (N instances each), the gateway and the database; seed demo data;
     wait until all are ready; show a live status table (Ctrl-C stops everything)."""
     scaling_settings = autoscale_settings(
         autoscale, min_instances, max_instances, target_in_flight, scale_down_window
@@ -286,7 +288,9 @@ def _watch_until_stopped(
 
 @app.command()
 def down(var_dir: VarDir = Path("var")) -> None:
-    """Stop a system started by `flotilla up` (SIGTERM, then SIGKILL after a grace period)."""
+    """Stop a system started by `flotilla up`.
+
+    SIGTERM, then SIGKILL after a grace period."""
     layout = VarLayout.at(var_dir)
     prometheus.stop(layout)
     state = SystemState.read(layout.state_file)
@@ -328,7 +332,9 @@ def demo(
         str | None, typer.Option(help="Gateway URL (default: from the state).")
     ] = None,
 ) -> None:
-    """Walk through the system via the gateway: log in, list accounts, open one, and see
+    """Walk through the system via the gateway, checking every answer.
+
+    Walk through the system via the gateway: log in, list accounts, open one, and see
     what the gateway and services refuse."""
     layout = VarLayout.at(var_dir)
     state = SystemState.read(layout.state_file)
@@ -349,7 +355,7 @@ def logs(
     lines: Annotated[int, typer.Option(help="Show the last N merged lines (0: all).")] = 200,
     as_json: Annotated[bool, typer.Option("--json", help="Print the raw JSON lines.")] = False,
 ) -> None:
-    """Merge the JSON logs of every instance by time, optionally filtered."""
+    """Every instance's JSON logs merged by time, optionally filtered."""
     layout = VarLayout.at(var_dir)
     merged = log_merge.merge(layout.logs, service=service, trace_id=trace, request_id=request)
     shown = merged[-lines:] if lines else merged

@@ -79,7 +79,9 @@ def audit_verify(
     var_dir: VarDir = Path("var"),
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Check every service's audit chain; name the first broken record. Exit 1 if any is."""
+    """Check every service's audit chain; exit 1 if one is broken.
+
+    Names the first broken record of each."""
     layout = VarLayout.at(var_dir)
     reports = [
         {**json.loads(_run(layout, service, "audit-verify", shard=shard)), "service": label}
@@ -145,7 +147,9 @@ def rotate_keys(
         ),
     ] = False,
 ) -> None:
-    """Stage a new signing key: published in the JWKS at once, signing after the publish
+    """Stage a new token-signing key; the old one is retired later.
+
+    Stage a new signing key: published in the JWKS at once, signing after the publish
     delay; the old key stays published until every token it signed has expired."""
     layout = VarLayout.at(var_dir)
     output = _run(layout, "auth", "rotate-keys", *(["--now"] if now else []))
@@ -158,7 +162,9 @@ def in_doubt(
     older_than: Annotated[float, typer.Option(help="Only those unfinished this long (s).")] = 0.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
 ) -> None:
-    """Transfers not finished yet (PREPARING, COMMITTING or ABORTING); exit 1 if any."""
+    """Transfers not finished yet; exit 1 if there is one.
+
+    Those PREPARING, COMMITTING or ABORTING."""
     layout = VarLayout.at(var_dir)
     output = _run(layout, "payments", "in-doubt", "--older-than", str(older_than))
     transfers = [json.loads(line) for line in output.splitlines() if line.strip()]
@@ -201,7 +207,9 @@ def chaos_bank(
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the temporary var/ for a post-mortem.")] = False,
 ) -> None:
-    """Start a fresh system (2 shards, 2 instances each, 2 coordinators), send concurrent
+    """Transfers under killed processes, then the bank's invariants.
+
+    Start a fresh system (2 shards, 2 instances each, 2 coordinators), send concurrent
     transfers through the gateway while killing processes and crashing coordinators at
     their fault points, then check every invariant. Exit 1 if one does not hold."""
     options = ChaosOptions(
@@ -241,7 +249,9 @@ def bench_cost_command(
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
-    """A fresh system; its idle CPU; then an account read, a local transfer, a cross-shard
+    """CPU per operation (a read, transfers, an order) and at rest.
+
+    A fresh system; its idle CPU; then an account read, a local transfer, a cross-shard
     (2PC) transfer and an order, each at a fixed concurrency through the gateway:
     ops/s, p50/p99, and the server CPU per operation in total and per process group."""
     unknown = sorted(set(only or ()) - set(bench_cost.TARGETS))
@@ -268,7 +278,9 @@ def bench_startup_command(
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
-    """`flotilla up` on a fresh var/ and again on the warm one: seconds to all ready, then
+    """Seconds to all ready, memory and idle CPU of `flotilla up`.
+
+    `flotilla up` on a fresh var/ and again on the warm one: seconds to all ready, then
     every process's USS, RSS and idle CPU, and the outbox's commit -> broker latency on an
     idle system; the same with --instances 1."""
     options = bench_startup.BenchOptions(
@@ -288,7 +300,9 @@ def bench_gateway_command(
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
-    """The gateway's cost per request with wrk over loopback: a FastAPI app and a minimal
+    """The gateway's cost per request, against direct calls and nginx.
+
+    The gateway's cost per request with wrk over loopback: a FastAPI app and a minimal
     ASGI app, each direct and through the gateway, nginx as the reference, plus TLS rows
     and rows at one connection: req/s, p50/p99, CPU per request of proxy, app and wrk,
     ratio_fastapi, ratio_minimal, added_p50_ms (loaded and unloaded) and cpu_vs_nginx."""
@@ -306,7 +320,9 @@ def bench_inventory_command(
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
-    """No system needed: one inventory process (SQLite, mutual TLS, tokens checked) and the
+    """One reservation over REST, gRPC unary and a gRPC stream.
+
+    No system needed: one inventory process (SQLite, mutual TLS, tokens checked) and the
     same work (reserve one unit, release it) over REST, gRPC unary and gRPC ReserveStream:
     reservations/s, p50/p99, CPU per reservation of the service and the load,
     ratio_grpc_rest (stream vs REST; target >= 2, printed) and ratio_unary_rest."""

@@ -48,7 +48,9 @@ def scale_command(
         float, typer.Option(min=1, help="Seconds to wait for the change to be done.")
     ] = 120.0,
 ) -> None:
-    """Add or remove instances of a running service. New instances start, become ready and
+    """Add or remove a running service's instances; no request fails.
+
+    Add or remove instances of a running service. New instances start, become ready and
     then join the gateways' topology; removed ones leave it, drain and stop, so no request
     fails."""
     layout = VarLayout.at(var_dir)

@@ -243,7 +243,9 @@ def trace_command(
     ] = Path("var"),
     as_json: Annotated[bool, typer.Option("--json", help="Print the tree as JSON.")] = False,
 ) -> None:
-    """Show one trace as a tree: service, span, start offset, duration, status and key
+    """Show one trace as a tree of its spans.
+
+    Show one trace as a tree: service, span, start offset, duration, status and key
     attributes of each span, from the span files under VAR_DIR/traces."""
     err = Console(stderr=True)
     traces_dir = var_dir / "traces"

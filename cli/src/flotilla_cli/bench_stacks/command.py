@@ -30,7 +30,9 @@ def bench_stacks_command(
         Path | None, typer.Option("--json", help="Write the results here.")
     ] = None,
 ) -> None:
-    """The same minimal proxy job on each candidate server/client stack (Starlette + httpx,
+    """One proxy job on each candidate server and client stack.
+
+    The same minimal proxy job on each candidate server/client stack (Starlette + httpx,
     Starlette + aiohttp, aiohttp + aiohttp, granian + aiohttp, bare httptools), next to the
     direct upstream, nginx and the Flotilla gateway, one process each, with wrk over
     loopback: req/s, p50/p99, errors, proxy CPU per request, ratio to direct, CPU vs nginx.

@@ -53,7 +53,9 @@ def chaos_shop(
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the temporary var/ for a post-mortem.")] = False,
 ) -> None:
-    """Start a fresh system, send concurrent checkouts through the gateway (some out of
+    """Checkouts under killed instances, then the shop's invariants.
+
+    Start a fresh system, send concurrent checkouts through the gateway (some out of
     stock, some unaffordable, some sent twice with one Idempotency-Key) while killing
     orders, inventory and payments instances and their relays and crashing the orders
     saga at its fault points; then read every database and check the shop's invariants.
