@@ -54,3 +54,10 @@ def test_the_top_level_help_lists_each_command_on_one_line() -> None:
     listed = [line for line in result.output.splitlines() if line.startswith("│ ")]
     # A continuation line starts with spaces where a command's name would be.
     assert [line for line in listed if line[2] == " "] == []
+
+
+def test_a_commands_own_help_joins_the_docstrings_wrapped_lines() -> None:
+    # Wide enough for the whole paragraph: a line break left in it would show.
+    result = CliRunner().invoke(app, ["up", "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    assert "seed demo data; wait until all are ready; show a live status table" in result.output

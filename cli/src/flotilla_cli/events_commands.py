@@ -28,7 +28,9 @@ __all__ = ["events_app"]
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 events_app = typer.Typer(
-    help="Watch the events on NATS JetStream and read the dead letters.", no_args_is_help=True
+    help="Watch the events on NATS JetStream and read the dead letters.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
 
 VarDir = Annotated[

@@ -43,6 +43,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Markdown: a docstring's hard-wrapped lines are joined (other modes keep its breaks).
+    rich_markup_mode="markdown",
 )
 app.add_typer(audit_app, name="audit")
 app.add_typer(auth_app, name="auth")

@@ -48,13 +48,25 @@ def _audited(layout: VarLayout, only: str | None = None) -> list[tuple[str, str,
 console = Console()
 err = Console(stderr=True)
 audit_app = typer.Typer(
-    help="Check and read the services' hash-chained audit logs.", no_args_is_help=True
+    help="Check and read the services' hash-chained audit logs.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
 )
-auth_app = typer.Typer(help="Operate the identity service.", no_args_is_help=True)
-transfers_app = typer.Typer(help="Inspect transfers (payments).", no_args_is_help=True)
-chaos_app = typer.Typer(help="Fault injection against a fresh system.", no_args_is_help=True)
+auth_app = typer.Typer(
+    help="Operate the identity service.", no_args_is_help=True, rich_markup_mode="markdown"
+)
+transfers_app = typer.Typer(
+    help="Inspect transfers (payments).", no_args_is_help=True, rich_markup_mode="markdown"
+)
+chaos_app = typer.Typer(
+    help="Fault injection against a fresh system.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
 chaos_app.command("shop")(chaos_shop)
-bench_app = typer.Typer(help="Benchmarks against a fresh system.", no_args_is_help=True)
+bench_app = typer.Typer(
+    help="Benchmarks against a fresh system.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 
 VarDir = Annotated[
     Path,
