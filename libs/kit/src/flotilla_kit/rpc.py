@@ -26,7 +26,7 @@ from grpc import aio
 from flotilla_kit.logs import get_logger
 from flotilla_kit.settings import TlsSettings
 from flotilla_kit.text import refusal
-from flotilla_kit.tls import file_stamp
+from flotilla_kit.tls import Stamp, check_pair, file_stamp
 from flotilla_kit.tokens import TokenError, TokenVerifier
 from flotilla_kit.tracing import client_interceptors
 
@@ -65,6 +65,10 @@ def _read(path: object) -> bytes:
         return handle.read()
 
 
+def _stamp(tls: TlsSettings) -> Stamp:
+    return file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+
+
 def _certificate_configuration(tls: TlsSettings) -> grpc.ServerCertificateConfiguration:
     return grpc.ssl_server_certificate_configuration(
         [(_read(tls.key_file), _read(tls.cert_file))], root_certificates=_read(tls.ca_file)
@@ -78,18 +82,17 @@ class _RenewedCertificates:
 
     def __init__(self, tls: TlsSettings) -> None:
         self._tls = tls
-        self._stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        self._stamp = _stamp(tls)
 
     def __call__(self) -> grpc.ServerCertificateConfiguration | None:
         tls = self._tls
-        stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        stamp = _stamp(tls)
         if stamp == self._stamp:
             return None
+        assert tls.cert_file is not None
+        assert tls.key_file is not None
         try:
-            # The pair must match: a renewal written file by file can be caught half-way.
-            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(
-                str(tls.cert_file), str(tls.key_file)
-            )
+            check_pair(tls.cert_file, tls.key_file)
             configuration = _certificate_configuration(tls)
         except (OSError, ssl.SSLError, ValueError):
             return None  # the next handshake looks again
@@ -152,7 +155,7 @@ class Channels(Generic[_Stub]):
         self._channel_factory = channel_factory
         self._check_every_s = check_every_s
         self._grace_s = grace_s
-        self._stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        self._stamp = _stamp(tls)
         self._next_check = time.monotonic() + check_every_s
         self._channels: dict[str, aio.Channel] = {}
         self._stubs: dict[str, _Stub] = {}
@@ -171,7 +174,7 @@ class Channels(Generic[_Stub]):
 
     def _renew_if_changed(self) -> None:
         tls = self._tls
-        stamp = file_stamp(tls.cert_file, tls.key_file, tls.ca_file)
+        stamp = _stamp(tls)
         if stamp == self._stamp:
             return
         self._stamp = stamp

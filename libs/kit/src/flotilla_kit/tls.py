@@ -33,6 +33,8 @@ from flotilla_kit.logs import get_logger
 
 __all__ = [
     "CertificatePaths",
+    "Stamp",
+    "check_pair",
     "client_context",
     "ensure_dev_pki",
     "file_stamp",
@@ -230,6 +232,13 @@ def file_stamp(*paths: Path | None) -> Stamp:
     return tuple(stamps)
 
 
+def check_pair(cert: Path, key: Path) -> None:
+    """Raises (ssl.SSLError, OSError) unless `key` is the key of `cert`: a renewal written
+    file by file can be caught half-way. Checked on a scratch context, since a failed load
+    into a live one can leave it holding the new certificate with the old key."""
+    ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(cert, key)
+
+
 @dataclass(slots=True)
 class _Watched:
     context: weakref.ref[ssl.SSLContext]
@@ -263,9 +272,7 @@ def reload_changed_certificates() -> int:
             continue
         try:
             if watched.cert is not None and watched.key is not None:
-                # Checked on a scratch context first: a failed load into the live one can
-                # leave it holding the new certificate with the old key.
-                ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(watched.cert, watched.key)
+                check_pair(watched.cert, watched.key)
                 context.load_cert_chain(watched.cert, watched.key)
             if watched.ca is not None:
                 # Adds to the trusted set: during a CA rollover both CAs are trusted.
