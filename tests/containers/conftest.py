@@ -77,9 +77,10 @@ def images(podman: Podman, say: Say) -> dict[str, str]:
     return {service: f"localhost/flotilla-{service}:{TAG}" for service in SERVICES}
 
 
-# Package scope: the stack is removed once these tests are done, not left running (20
-# containers) through the rest of the session.
-@pytest.fixture(scope="package")
+# Module scope (one module uses it): the stack is removed once its tests are done, not
+# left running (20 containers) through the rest of the session. ("package" does not do
+# that here: tests/ has no __init__.py, so its package is the session.)
+@pytest.fixture(scope="module")
 def stack(
     images: dict[str, str], podman: Podman, say: Say, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Stack]:
