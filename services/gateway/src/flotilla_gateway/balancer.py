@@ -27,9 +27,9 @@ import math
 import random
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from time import monotonic
 
+from flotilla_gateway.settings import Resilience
 from flotilla_gateway.upstream import ConnectionPool, Endpoint
 from flotilla_kit.logs import get_logger
 
@@ -42,7 +42,6 @@ __all__ = [
     "Candidates",
     "Instance",
     "Registry",
-    "Resilience",
     "RetryBudget",
     "Service",
 ]
@@ -83,23 +82,6 @@ _random = random.random
 CLOSED = 0
 HALF_OPEN = 1
 OPEN = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Resilience:
-    """Outlier ejection, circuit breaker and retry budget knobs (see `GatewaySettings`)."""
-
-    eject_after: int = 5
-    eject_base_s: float = 10.0
-    eject_max_s: float = 300.0
-    slow_start_checks: int = 3
-    breaker_window_s: float = 10.0
-    breaker_min_requests: int = 20
-    breaker_failure_ratio: float = 0.5
-    breaker_consecutive_failures: int = 20
-    breaker_open_s: float = 5.0
-    retry_budget_ratio: float = 0.2
-    retry_budget_min_per_s: float = 3.0
 
 
 class Instance:
@@ -614,7 +596,9 @@ class Registry:
         if instance.penalty < MAX_PENALTY:
             instance.penalty += 1
         knobs = self.resilience
-        if instance.errors < knobs.eject_after or instance.ejected or instance.removed:
+        if instance.ejected or instance.removed:
+            return
+        if instance.errors < knobs.outlier_consecutive_failures:
             return
         service = self.service(instance.service)
         group = service.group_of(instance)
@@ -623,12 +607,14 @@ class Registry:
         loop = asyncio.get_running_loop()
         now = loop.time()
         # Failing again soon after a re-admission: twice the last cool-down.
-        last = min(knobs.eject_base_s * 2**instance.eject_streak, knobs.eject_max_s)
+        last = min(knobs.outlier_ejection_s * 2**instance.eject_streak, knobs.longest_ejection_s)
         if instance.ejections and now - instance.readmitted_at < 2 * last:
             instance.eject_streak += 1
         else:
             instance.eject_streak = 0
-        cool_down = min(knobs.eject_base_s * 2**instance.eject_streak, knobs.eject_max_s)
+        cool_down = min(
+            knobs.outlier_ejection_s * 2**instance.eject_streak, knobs.longest_ejection_s
+        )
         instance.ejected = True
         instance.ejections += 1
         service.refresh(instance)

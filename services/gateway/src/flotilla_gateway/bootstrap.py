@@ -9,7 +9,7 @@ from typing import Any
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator
-from flotilla_gateway.balancer import Registry, Resilience
+from flotilla_gateway.balancer import Registry
 from flotilla_gateway.dispatcher import Dispatcher, RouteTarget
 from flotilla_gateway.endpoints import LocalEndpoints
 from flotilla_gateway.forwarding import TrustedProxies
@@ -35,7 +35,6 @@ __all__ = [
     "build_gateway",
     "client_tls_context",
     "rate_limiter",
-    "resilience",
     "server_tls_context",
     "topology_source",
 ]
@@ -154,23 +153,6 @@ def rate_limiter(
     )
 
 
-def resilience(settings: GatewaySettings) -> Resilience:
-    """Outlier ejection, circuit breaker and retry budget, as settings ask."""
-    return Resilience(
-        eject_after=settings.outlier_consecutive_failures,
-        eject_base_s=settings.outlier_ejection_s,
-        eject_max_s=max(settings.outlier_max_ejection_s, settings.outlier_ejection_s),
-        slow_start_checks=settings.slow_start_checks,
-        breaker_window_s=settings.breaker_window_s,
-        breaker_min_requests=settings.breaker_min_requests,
-        breaker_failure_ratio=settings.breaker_failure_ratio,
-        breaker_consecutive_failures=settings.breaker_consecutive_failures,
-        breaker_open_s=settings.breaker_open_s,
-        retry_budget_ratio=settings.retry_budget_ratio,
-        retry_budget_min_per_s=settings.retry_budget_min_per_s,
-    )
-
-
 def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POLICY) -> Gateway:
     client_ssl = client_tls_context(settings.tls)
     # One ticker times out the requests of every pool, proxied and probes alike.
@@ -198,7 +180,7 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         pool_factory,
         unhealthy_after=settings.unhealthy_after,
         services=routed_services,
-        resilience=resilience(settings),
+        resilience=settings,
     )
     health = HealthChecker(
         registry,

@@ -17,7 +17,7 @@ from pydantic_settings import SettingsConfigDict
 
 from flotilla_kit.settings import ServiceSettings, TlsSettings
 
-__all__ = ["DnsTarget", "GatewaySettings", "RouteRateLimit"]
+__all__ = ["DnsTarget", "GatewaySettings", "Resilience", "RouteRateLimit"]
 
 # One DNS label: letters, digits, hyphens (and underscores, which DNS itself allows).
 _LABEL = re.compile(r"(?!-)[A-Za-z0-9_-]{1,63}(?<!-)")
@@ -65,7 +65,78 @@ class DnsTarget(BaseModel):
         return host
 
 
-class GatewaySettings(ServiceSettings):
+class Resilience(BaseModel):
+    """Outlier ejection, circuit breaker and retry budget: the one definition of these
+    knobs, their defaults and limits. `GatewaySettings` is a `Resilience` (the fields are
+    read from `FLOTILLA_<FIELD>` like the others), and the balancer takes one."""
+
+    outlier_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        description="Consecutive failed requests (connect errors, resets, timeouts, 5xx "
+        "answers) after which an instance is ejected: it gets no new requests for a while.",
+    )
+    outlier_ejection_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long the first ejection of an instance lasts; an instance ejected "
+        "again soon after its re-admission stays out twice as long as the last time.",
+    )
+    outlier_max_ejection_s: float = Field(
+        default=300.0, gt=0, description="The longest an ejection lasts, however often repeated."
+    )
+    slow_start_checks: int = Field(
+        default=3,
+        ge=0,
+        description="A re-admitted instance counts as this many more requests in flight; "
+        "one is forgiven per passed health check.",
+    )
+    breaker_window_s: float = Field(
+        default=10.0, gt=0, description="Window over which a service's failure ratio is counted."
+    )
+    breaker_min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="Attempts a window needs before its failure ratio can open the breaker.",
+    )
+    breaker_failure_ratio: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="The breaker of a service opens when more than this share of the "
+        "attempts in a window failed.",
+    )
+    breaker_consecutive_failures: int = Field(
+        default=20,
+        ge=1,
+        description="The breaker of a service also opens after this many failed attempts in a row.",
+    )
+    breaker_open_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How long an open breaker refuses requests (503) before letting one "
+        "probe request through.",
+    )
+    retry_budget_ratio: float = Field(
+        default=0.2,
+        ge=0,
+        le=1,
+        description="Retries a service may get, as a share of its requests (token bucket: "
+        "each request deposits this much, each retry takes 1).",
+    )
+    retry_budget_min_per_s: float = Field(
+        default=3.0,
+        ge=0,
+        description="Retries per second a service may get even when its budget is empty.",
+    )
+
+    @property
+    def longest_ejection_s(self) -> float:
+        """The cap on an ejection's length, never below the first ejection's length."""
+        return max(self.outlier_max_ejection_s, self.outlier_ejection_s)
+
+
+class GatewaySettings(ServiceSettings, Resilience):
     """Settings of one gateway process.
 
     TLS: HTTPS is served when `tls.cert_file` and `tls.key_file` are set; clients are never
@@ -189,65 +260,6 @@ class GatewaySettings(ServiceSettings):
         default=2,
         ge=1,
         description="Consecutive failed health checks after which an instance gets no traffic.",
-    )
-    outlier_consecutive_failures: int = Field(
-        default=5,
-        ge=1,
-        description="Consecutive failed requests (connect errors, resets, timeouts, 5xx "
-        "answers) after which an instance is ejected: it gets no new requests for a while.",
-    )
-    outlier_ejection_s: float = Field(
-        default=10.0,
-        gt=0,
-        description="How long the first ejection of an instance lasts; an instance ejected "
-        "again soon after its re-admission stays out twice as long as the last time.",
-    )
-    outlier_max_ejection_s: float = Field(
-        default=300.0, gt=0, description="The longest an ejection lasts, however often repeated."
-    )
-    slow_start_checks: int = Field(
-        default=3,
-        ge=0,
-        description="A re-admitted instance counts as this many more requests in flight; "
-        "one is forgiven per passed health check.",
-    )
-    breaker_window_s: float = Field(
-        default=10.0, gt=0, description="Window over which a service's failure ratio is counted."
-    )
-    breaker_min_requests: int = Field(
-        default=20,
-        ge=1,
-        description="Attempts a window needs before its failure ratio can open the breaker.",
-    )
-    breaker_failure_ratio: float = Field(
-        default=0.5,
-        gt=0,
-        le=1,
-        description="The breaker of a service opens when more than this share of the "
-        "attempts in a window failed.",
-    )
-    breaker_consecutive_failures: int = Field(
-        default=20,
-        ge=1,
-        description="The breaker of a service also opens after this many failed attempts in a row.",
-    )
-    breaker_open_s: float = Field(
-        default=5.0,
-        gt=0,
-        description="How long an open breaker refuses requests (503) before letting one "
-        "probe request through.",
-    )
-    retry_budget_ratio: float = Field(
-        default=0.2,
-        ge=0,
-        le=1,
-        description="Retries a service may get, as a share of its requests (token bucket: "
-        "each request deposits this much, each retry takes 1).",
-    )
-    retry_budget_min_per_s: float = Field(
-        default=3.0,
-        ge=0,
-        description="Retries per second a service may get even when its budget is empty.",
     )
     pool_max_idle_per_instance: int = Field(
         default=64, ge=0, description="Idle keep-alive connections kept open per instance."

@@ -12,9 +12,9 @@ from flotilla_gateway.balancer import (
     Breaker,
     Instance,
     Registry,
-    Resilience,
     RetryBudget,
 )
+from flotilla_gateway.settings import Resilience
 from flotilla_gateway.upstream import ConnectionPool, Endpoint
 
 
@@ -33,7 +33,9 @@ def _registry(
     count: int, *, eject_after: int = 3, eject_base_s: float = 0.05, eject_max_s: float = 300.0
 ) -> tuple[Registry, list[Instance]]:
     resilience = Resilience(
-        eject_after=eject_after, eject_base_s=eject_base_s, eject_max_s=eject_max_s
+        outlier_consecutive_failures=eject_after,
+        outlier_ejection_s=eject_base_s,
+        outlier_max_ejection_s=eject_max_s,
     )
     registry = Registry(_pool, unhealthy_after=2, services=("auth",), resilience=resilience)
     instances = [
