@@ -86,12 +86,15 @@ class InventoryServicer(pb_grpc.InventoryServicer):
         self.down = False
         self.calls: list[tuple[str, str]] = []  # (method, reservation id or "")
         self.hold_seconds: list[int] = []
+        self.traceparents: list[list[str]] = []  # per call: its traceparent metadata values
 
     def calls_of(self, method: str) -> list[str]:
         return [r for m, r in self.calls if m == method]
 
     async def _arrive(self, context: Context, method: str, reservation_id: str) -> None:
         self.calls.append((method, reservation_id))
+        metadata = context.invocation_metadata() or ()
+        self.traceparents.append([str(value) for key, value in metadata if key == "traceparent"])
         if self.down:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "inventory is down")
 

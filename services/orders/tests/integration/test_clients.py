@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
+from flotilla_kit.context import RequestContext, reset_context, set_context
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.http_client import HttpClient
 from flotilla_kit.testing import TokenMinter
@@ -85,6 +86,26 @@ async def test_inventory_over_grpc_moves_on_from_a_dead_instance(
     finally:
         await client.close()
     assert ("Reserve", "ok") in calls
+
+
+async def test_inventory_calls_carry_the_trace_context_once(
+    world: World, tokens: TokenMinter, dev_pki: Pki
+) -> None:
+    """Inside a request, a call to inventory carries that request's traceparent, exactly
+    once; outside any request (recovery) none."""
+    client = inventory_client(world, tokens, dev_pki)
+    context = RequestContext(request_id="r", trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+                             span_id="00f067aa0ba902b7", sampled=False)  # fmt: skip
+    token = set_context(context)
+    try:
+        await client.availability(["apple"])
+    finally:
+        reset_context(token)
+    try:
+        await client.availability(["apple"])
+    finally:
+        await client.close()
+    assert world.inventory.traceparents == [[context.traceparent()], []]
 
 
 async def test_inventory_that_does_not_answer_is_unavailable(

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, TypeVar
 from flotilla_kit.failover import FailoverCaller, NoInstanceAnswered, RpcViolation
 from flotilla_kit.rpc import ChannelFactory, Channels, bearer, secure_channel
 from flotilla_kit.settings import TlsSettings
-from flotilla_orders.adapters.tokens import TokenSource, trace_headers
+from flotilla_orders.adapters.tokens import TokenSource
 from flotilla_orders.service_layer.ports import (
     InventoryProtocolError,
     InventoryUnavailable,
@@ -107,7 +107,7 @@ class GrpcInventoryClient:
             self._on_call(method, "unavailable")
             raise InventoryUnavailable("no inventory instances are configured")
         try:
-            metadata = bearer(await self._tokens.token()) + tuple(trace_headers().items())
+            metadata = bearer(await self._tokens.token())
         except Exception as exc:  # the auth service is down: nothing was sent
             self._on_call(method, "unavailable")
             raise InventoryUnavailable(f"no service token: {exc}") from exc

@@ -1,13 +1,12 @@
-"""What the outbound clients send besides the request: this service's own access token,
-and the trace context."""
+"""What the outbound clients send besides the request: this service's own access token.
+(The trace context goes with every call by itself: the kit's HTTP client and gRPC
+interceptors add it.)"""
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from flotilla_kit.context import current_context
-
-__all__ = ["NoTokens", "TokenSource", "trace_headers"]
+__all__ = ["NoTokens", "TokenSource"]
 
 
 class TokenSource(Protocol):
@@ -22,10 +21,3 @@ class NoTokens:
 
     async def token(self) -> str:
         raise RuntimeError("TLS is not configured, so this instance has no identity")
-
-
-def trace_headers() -> dict[str, str]:
-    """The W3C trace context of the work in hand (a request, or the saga it started), for
-    the next service to carry on; empty for work no request started (recovery)."""
-    context = current_context()
-    return {"traceparent": context.traceparent()} if context is not None else {}
