@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -467,3 +469,39 @@ def test_a_span_file_that_cannot_be_written_is_said_once(
     said = [r for r in caplog.records if "cannot be written" in r.getMessage()]
     assert len(said) == 1
     assert "FLOTILLA_OTLP_ENDPOINT" in said[0].getMessage()
+
+
+def _modules_after(statement: str) -> set[str]:
+    """The modules a fresh interpreter has loaded after `statement`."""
+    probe = f"import sys\n{statement}\nprint('\\n'.join(sorted(sys.modules)))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    return set(result.stdout.split())
+
+
+def test_the_database_layer_loads_only_the_database_part_of_tracing() -> None:
+    # db makes a span per transaction; it must not pull in the SDK, gRPC or the settings
+    # with it (the dependency points from db to the one small module it uses).
+    loaded = _modules_after("import flotilla_kit.db")
+    assert "flotilla_kit.tracing._database" in loaded
+    heavy = {
+        "grpc",
+        "opentelemetry.sdk.trace",
+        "flotilla_kit.settings",
+        "flotilla_kit.tracing._setup",
+        "flotilla_kit.tracing._grpc",
+    }
+    assert loaded & heavy == set()
+
+
+def test_every_public_name_of_the_package_resolves_to_its_module() -> None:
+    import flotilla_kit.tracing as package  # noqa: PLC0415 - the package object itself
+
+    for name in package.__all__:
+        value = getattr(package, name)
+        home = getattr(value, "__module__", None)
+        assert home is None or home.startswith("flotilla_kit.tracing."), (name, home)
+    assert set(package.__all__) <= set(dir(package))
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        _ = package.nothing_here
