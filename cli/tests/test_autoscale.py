@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from flotilla_cli.autoscale import (
+from flotilla_cli.scaling.hpa import (
     DEFAULT_BEHAVIOR,
     Behavior,
     Decision,

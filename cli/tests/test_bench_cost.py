@@ -12,11 +12,11 @@ import psutil
 import pytest
 from rich.console import Console
 
-from flotilla_cli.bench_cost import TARGETS, render
-from flotilla_cli.bench_cost._load import Phase
-from flotilla_cli.bench_cost._processes import CpuSample, SystemProcesses
-from flotilla_cli.bench_cost._report import operation_row
-from flotilla_cli.state import InstanceState, SystemState
+from flotilla_cli.bench.cost import TARGETS, render
+from flotilla_cli.bench.cost.load import Phase
+from flotilla_cli.bench.cost.report import operation_row
+from flotilla_cli.bench.system_processes import CpuSample, SystemProcesses
+from flotilla_cli.launcher.state import InstanceState, SystemState
 
 
 def _phase(operation: str, done: int, seconds: float = 10.0, **errors: int) -> Phase:

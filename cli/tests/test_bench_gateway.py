@@ -6,13 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from flotilla_cli.bench_gateway import (
-    LoadResult,
-    nginx_config,
-    parse_wrk,
-    summarise,
-    target_met,
-)
+from flotilla_cli.bench.gateway import summarise, target_met
+from flotilla_cli.bench.harness import LoadResult, nginx_config, parse_wrk
 from flotilla_kit.tls import CertificatePaths
 
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:41234/api/v1/auth/me

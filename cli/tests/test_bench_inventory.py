@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.console import Console
 
-from flotilla_cli.bench_inventory import (
+from flotilla_cli.bench.inventory import (
     MODES,
     ModeResult,
     quantile_ms,

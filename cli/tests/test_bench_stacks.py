@@ -20,11 +20,11 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from flotilla_cli.bench_gateway import _Children
-from flotilla_cli.bench_minimal_app import BENCH_PATH
-from flotilla_cli.bench_stacks import CANDIDATES, ROWS, Candidate
-from flotilla_cli.bench_stacks._job import asgi_target, parse_args
-from flotilla_cli.bench_stacks.report import COLUMNS, build_report, render, summarise, with_ratios
+from flotilla_cli.bench.harness import Children
+from flotilla_cli.bench.minimal_app import BENCH_PATH
+from flotilla_cli.bench.stacks import CANDIDATES, ROWS, Candidate
+from flotilla_cli.bench.stacks.job import asgi_target, parse_args
+from flotilla_cli.bench.stacks.report import COLUMNS, build_report, render, summarise, with_ratios
 from flotilla_cli.main import app
 from flotilla_kit.devservers import free_port
 
@@ -42,14 +42,14 @@ def test_rows_are_the_references_then_the_five_candidates() -> None:
 @pytest.mark.parametrize("candidate", CANDIDATES, ids=lambda c: c.key)
 def test_candidate_command_line_runs_its_own_module(candidate: Candidate) -> None:
     assert candidate.command(8123, "http://127.0.0.1:9000") == [
-        sys.executable, "-m", f"flotilla_cli.bench_stacks.{candidate.key}",
+        sys.executable, "-m", f"flotilla_cli.bench.stacks.{candidate.key}",
         "--port", "8123", "--upstream", "http://127.0.0.1:9000",
     ]  # fmt: skip
 
 
 @pytest.mark.parametrize("candidate", CANDIDATES, ids=lambda c: c.key)
 def test_candidate_has_help(candidate: Candidate, capsys: pytest.CaptureFixture[str]) -> None:
-    module = import_module(f"flotilla_cli.bench_stacks.{candidate.key}")
+    module = import_module(f"flotilla_cli.bench.stacks.{candidate.key}")
     with pytest.raises(SystemExit) as exit_info:
         module.main(["--help"])
     assert exit_info.value.code == 0
@@ -257,7 +257,7 @@ def test_candidate_forwards_and_answers_with_the_upstreams_reply(
     candidate: Candidate, echo: _Echo, tmp_path: Path
 ) -> None:
     port = free_port()
-    with _Children(tmp_path) as children:
+    with Children(tmp_path) as children:
         child = children.start(candidate.key, candidate.command(port, echo.url))
         try:
             _wait_listening(port, lambda: child.process.poll() is None)

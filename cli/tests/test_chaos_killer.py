@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from flotilla_cli.chaos.killer import kill_randomly
-from flotilla_cli.state import InstanceState, SystemState, write_atomically
+from flotilla_cli.launcher.state import InstanceState, SystemState, write_atomically
 
 
 def _sleeper() -> subprocess.Popen[bytes]:

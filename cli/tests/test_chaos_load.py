@@ -10,7 +10,7 @@ from collections import Counter
 
 import httpx
 
-from flotilla_cli.chaos.load import Bank, Customer, TransferResult, _one_transfer
+from flotilla_cli.chaos.load import Bank, Customer, TransferResult, one_transfer
 
 
 def _bank() -> Bank:
@@ -22,7 +22,7 @@ async def _send(seed: int, answers: list[httpx.Response]) -> tuple[TransferResul
     transport = httpx.MockTransport(lambda _: next(replies))
     stats: Counter[str] = Counter()
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-        result = await _one_transfer(client, _bank(), random.Random(seed), stats)
+        result = await one_transfer(client, _bank(), random.Random(seed), stats)
     return result, stats
 
 

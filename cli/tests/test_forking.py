@@ -1,4 +1,4 @@
-"""The forking parent (`flotilla_cli.forking`): a forked command runs with its own
+"""The forking parent (`flotilla_cli.launcher.forking`): a forked command runs with its own
 arguments, environment and output, its exit status comes back, and it dies with the
 process that forked it, even one killed with SIGKILL."""
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from flotilla_cli.forking import fork_command
+from flotilla_cli.launcher.forking import fork_command
 
 # A stand-in service: `python -m flotilla_standin <argv>`, found through PYTHONPATH.
 _STANDIN = """
@@ -54,7 +54,7 @@ async def test_a_forked_command_gets_its_arguments_environment_and_output(
 _DRIVER = """
 import asyncio, sys
 from pathlib import Path
-from flotilla_cli.forking import fork_command
+from flotilla_cli.launcher.forking import fork_command
 
 async def main() -> None:
     child = await fork_command(

@@ -22,7 +22,8 @@ def _commands(group: typer.Typer, prefix: str = "") -> Iterator[tuple[str, str]]
         yield prefix + name, command.help or inspect.getdoc(command.callback) or ""
     for sub in group.registered_groups:
         assert sub.typer_instance is not None
-        yield from _commands(sub.typer_instance, f"{prefix}{sub.name} ")
+        # A group added without a name (a package's commands) adds its commands as they are.
+        yield from _commands(sub.typer_instance, f"{prefix}{sub.name} " if sub.name else prefix)
 
 
 def _summary_problem(help_text: str) -> str | None:
@@ -61,3 +62,17 @@ def test_a_commands_own_help_joins_the_docstrings_wrapped_lines() -> None:
     result = CliRunner().invoke(app, ["up", "--help"], env={"COLUMNS": "250", "NO_COLOR": "1"})
     assert result.exit_code == 0
     assert "seed demo data; wait until all are ready; show a live status table" in result.output
+
+
+def test_flotilla_lists_the_commands_of_every_package() -> None:
+    # main.py assembles the packages' groups: one left out would drop its commands.
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "120", "NO_COLOR": "1"})
+    assert result.exit_code == 0
+    listed = {line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")}
+    assert listed - {"--help"} == {
+        *("up", "down"),  # launcher
+        *("status", "demo", "logs", "trace", "audit", "auth", "transfers", "events"),  # ops
+        "scale",  # scaling
+        "chaos",
+        "bench",
+    }

@@ -3,7 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from flotilla_cli.logs import merge, render
+from flotilla_cli.ops.logs import merge, render
 
 
 def _write(path: Path, *lines: object) -> None:

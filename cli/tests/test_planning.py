@@ -4,14 +4,14 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import (
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.planning import (
     build_plan,
     database_names,
     demo_user_id,
     shop_account_id,
 )
-from flotilla_cli.state import Plan
+from flotilla_cli.launcher.state import Plan
 from flotilla_kit.sharding import home_shard, shard_of
 
 

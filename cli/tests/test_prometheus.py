@@ -11,9 +11,9 @@ import pytest
 import yaml
 from rich.console import Console
 
-from flotilla_cli import prometheus
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.state import InstanceState, SystemState
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.state import InstanceState, SystemState
+from flotilla_cli.ops import prometheus
 
 RULES = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "rules"
 

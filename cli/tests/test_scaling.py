@@ -8,12 +8,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from flotilla_cli import scaling
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.planning import build_plan, instance_index, plan_sibling, take_port
-from flotilla_cli.scaling import InstanceLoad, LoadMeter, ScaleError, ScaleRequest, ScaleResult
-from flotilla_cli.state import AutoscaleSettings, InstanceState, ScalingEvent, SystemState
-from flotilla_cli.views import status_view
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.planning import build_plan, instance_index, plan_sibling, take_port
+from flotilla_cli.launcher.state import AutoscaleSettings, InstanceState, ScalingEvent, SystemState
+from flotilla_cli.ops.views import status_view
+from flotilla_cli.scaling import gateway_metrics, requests
+from flotilla_cli.scaling.gateway_metrics import InstanceLoad, LoadMeter
+from flotilla_cli.scaling.requests import ScaleError, ScaleRequest, ScaleResult
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -36,13 +37,13 @@ def test_bad_requests_say_what_is_wrong(
 ) -> None:
     request = ScaleRequest(service=service, shard=shard, instances=instances)
     with pytest.raises(ScaleError, match=message):
-        scaling.validate_request(request, shards=2)
+        requests.validate_request(request, shards=2)
 
 
 def test_a_request_names_the_groups_it_scales() -> None:
     def groups(service: str, shard: int | None = None) -> list[tuple[str, int | None]]:
         request = ScaleRequest(service=service, shard=shard, instances=3)
-        return scaling.validate_request(request, shards=2)
+        return requests.validate_request(request, shards=2)
 
     assert groups("inventory") == [("inventory", None)]
     assert groups("accounts") == [("accounts", 0), ("accounts", 1)]
@@ -52,24 +53,24 @@ def test_a_request_names_the_groups_it_scales() -> None:
 def test_requests_and_answers_go_through_files(tmp_path: Path) -> None:
     layout = VarLayout.at(tmp_path)
     layout.ensure()
-    assert scaling.pending_requests(layout) == []
+    assert requests.pending_requests(layout) == []
     first = ScaleRequest(service="auth", instances=3)
     second = ScaleRequest(service="orders", instances=1)
-    scaling.submit(layout, first)
-    scaling.submit(layout, second)
-    (scaling.requests_dir(layout) / "broken.json").write_text("{not json")
-    assert {r.id for r in scaling.pending_requests(layout)} == {first.id, second.id}
-    refused = scaling.read_result(layout, "broken")
+    requests.submit(layout, first)
+    requests.submit(layout, second)
+    (requests.requests_dir(layout) / "broken.json").write_text("{not json")
+    assert {r.id for r in requests.pending_requests(layout)} == {first.id, second.id}
+    refused = requests.read_result(layout, "broken")
     assert refused is not None
     assert not refused.ok
     assert "bad request" in refused.detail
 
-    scaling.answer(layout, ScaleResult(id=first.id, ok=True, detail="auth: 2 -> 3"))
-    assert [r.id for r in scaling.pending_requests(layout)] == [second.id]
-    assert scaling.read_result(layout, first.id) == ScaleResult(
+    requests.answer(layout, ScaleResult(id=first.id, ok=True, detail="auth: 2 -> 3"))
+    assert [r.id for r in requests.pending_requests(layout)] == [second.id]
+    assert requests.read_result(layout, first.id) == ScaleResult(
         id=first.id, ok=True, detail="auth: 2 -> 3"
     )
-    assert scaling.read_result(layout, second.id) is None
+    assert requests.read_result(layout, second.id) is None
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -120,17 +121,20 @@ flotilla_gateway_requests_total{route="GET /api/v1/products",status="200"} 10.0
 
 
 def test_the_gateways_metrics_give_load_and_health_per_instance() -> None:
-    assert scaling.parse_gateway_load(_METRICS) == {
+    assert gateway_metrics.parse_gateway_load(_METRICS) == {
         "inventory-0": InstanceLoad(in_flight=2.0, duration_sum=4.5),
         "inventory-1": InstanceLoad(in_flight=0.0, duration_sum=0.0),
     }
-    assert scaling.parse_gateway_health(_METRICS) == {"inventory-0": True, "inventory-1": False}
+    assert gateway_metrics.parse_gateway_health(_METRICS) == {
+        "inventory-0": True,
+        "inventory-1": False,
+    }
 
 
 def test_several_gateways_add_up() -> None:
     one = {"a": InstanceLoad(1.0, 2.0)}
     two = {"a": InstanceLoad(0.5, 1.0), "b": InstanceLoad(3.0, 4.0)}
-    assert scaling.merge_loads([one, two]) == {
+    assert gateway_metrics.merge_loads([one, two]) == {
         "a": InstanceLoad(1.5, 3.0),
         "b": InstanceLoad(3.0, 4.0),
     }
@@ -151,8 +155,10 @@ def test_in_flight_is_averaged_over_the_interval_by_littles_law() -> None:
 
 def test_a_groups_metric_is_the_mean_over_its_reported_instances() -> None:
     averages = {"inventory-0": 3.0, "inventory-1": 1.0, "auth-0": 9.0}
-    assert scaling.per_instance(averages, ["inventory-0", "inventory-1", "inventory-2"]) == 2.0
-    assert scaling.per_instance(averages, ["orders-0"]) is None
+    assert (
+        gateway_metrics.per_instance(averages, ["inventory-0", "inventory-1", "inventory-2"]) == 2.0
+    )
+    assert gateway_metrics.per_instance(averages, ["orders-0"]) is None
 
 
 # -- the status view -----------------------------------------------------------------------
@@ -210,4 +216,4 @@ def test_status_shows_counts_decisions_and_changes() -> None:
         if line.count("│") >= 4 and line.split("│")[1].strip() in {"inventory", "accounts-s1"}
     }
     assert counts == {"inventory": "2", "accounts-s1": "1"}
-    assert scaling.group_counts(state.instances) == {"inventory": 2, "accounts-s1": 1}
+    assert requests.group_counts(state.instances) == {"inventory": 2, "accounts-s1": 1}

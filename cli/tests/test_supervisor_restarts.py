@@ -3,7 +3,7 @@ that had run healthily comes back at once, however often it dies."""
 
 from __future__ import annotations
 
-from flotilla_cli.supervisor import restart_delay
+from flotilla_cli.launcher.supervisor import restart_delay
 
 
 def test_an_instance_that_never_became_ready_backs_off_doubling_up_to_ten_seconds() -> None:

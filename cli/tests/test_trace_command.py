@@ -10,7 +10,7 @@ from typing import Any
 from typer.testing import CliRunner
 
 from flotilla_cli.main import app
-from flotilla_cli.trace_command import build_tree, last_trace_id, read_spans, render_tree
+from flotilla_cli.ops.trace import build_tree, last_trace_id, read_spans, render_tree
 
 TRACE = "a" * 32
 OTHER = "b" * 32

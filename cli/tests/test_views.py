@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from flotilla_cli.state import InstanceState, SystemState
-from flotilla_cli.views import status_table
+from flotilla_cli.launcher.state import InstanceState, SystemState
+from flotilla_cli.ops.views import status_table
 
 
 def test_status_table_shows_every_instance_and_its_memory() -> None:

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from packaging.utils import canonicalize_name
 
-from flotilla_cli.planning import SHOP_OWNER, shop_account_id, shop_owner_id
+from flotilla_cli.launcher.planning import SHOP_OWNER, shop_account_id, shop_owner_id
 from flotilla_kit.sharding import home_shard
 from flotilla_kit.tls import client_context
 from tests.containers.podman import Podman

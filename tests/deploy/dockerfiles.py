@@ -1,25 +1,35 @@
-"""Reading the services' Dockerfiles, for the deploy checks.
+"""Reading the services' Dockerfile, for the deploy checks.
+
+Every service's image is built from the one deploy/docker/Dockerfile with the service's
+build arguments (tools/containers/build_images.py's IMAGES); `dockerfile(service)` is that
+file as the engine reads it for the service: each declared ARG replaced by its value where
+the engine replaces it (not in exec-form JSON, which the engine leaves alone).
 
 Only what our Dockerfiles use is parsed: comments, line continuations, one instruction per
-logical line, exec-form (JSON) arguments, ARGs before the first FROM.
+logical line, exec-form (JSON) arguments, ARGs before the first FROM and in stages.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from pydantic_settings import BaseSettings
 
 __all__ = [
+    "DOCKERFILE",
+    "IMAGES",
     "ROOT",
     "SERVICES",
     "SETTINGS_MODELS",
     "Instruction",
     "Stage",
+    "container_tool",
     "dockerfile",
     "exec_form",
     "global_args",
@@ -30,6 +40,25 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[2]
 # Every folder under services/ with a pyproject.toml is a service with an image.
 SERVICES = sorted(p.parent.name for p in (ROOT / "services").glob("*/pyproject.toml"))
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+
+
+def container_tool(name: str) -> ModuleType:
+    """tools/containers/<name>.py (a script, not a package), loaded as a module."""
+    spec = importlib.util.spec_from_file_location(
+        name, ROOT / "tools" / "containers" / f"{name}.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# Each service's build arguments, as the images are built.
+IMAGES: dict[str, dict[str, str]] = container_tool("build_images").IMAGES
+# Where the engine replaces an ARG's value (exec-form JSON excepted, see _substitute).
+_EXPANDED = {"ADD", "COPY", "ENV", "EXPOSE", "FROM", "LABEL", "STOPSIGNAL", "USER", "WORKDIR"}
 
 
 @dataclass(frozen=True)
@@ -90,15 +119,42 @@ def global_args(text: str) -> dict[str, str]:
     return found
 
 
-def parse_dockerfile(text: str) -> list[Stage]:
+def _substitute(keyword: str, arguments: str, values: dict[str, str]) -> str:
+    """`arguments` with each `${NAME}` / `$NAME` of a declared ARG replaced by its value, as
+    the engine does for `keyword`; RUN gets them from its shell, which comes to the same."""
+    if keyword not in _EXPANDED and keyword != "RUN":
+        return arguments
+    if exec_form(arguments) is not None:
+        return arguments
+    pattern = r"\$\{(\w+)\}|\$(\w+)"
+    return re.sub(
+        pattern,
+        lambda m: values.get(m.group(1) or m.group(2), m.group(0)),
+        arguments,
+    ).strip()
+
+
+def parse_dockerfile(text: str, build_args: dict[str, str] | None = None) -> list[Stage]:
+    """The stages of `text`; with `build_args`, each declared ARG replaced by its value (the
+    build argument, else the ARG's default, else empty), as in a build with them: the ARGs
+    before the first FROM in FROM lines, a stage's own ARGs from there to its end."""
+    given = build_args if build_args is not None else {}
+    before_from: dict[str, str] = {}
+    scope: dict[str, str] = {}
     stages: list[Stage] = []
     for line in _logical_lines(text):
         keyword, arguments = _split(line)
+        if keyword == "ARG":
+            name, _, default = arguments.partition("=")
+            (scope if stages else before_from)[name] = given.get(name, default)
+        if build_args is not None and keyword != "ARG":
+            arguments = _substitute(keyword, arguments, before_from if keyword == "FROM" else scope)
         if keyword == "FROM":
             base, _, name = arguments.partition(" AS ")
             if not name:
                 base, _, name = arguments.partition(" as ")
             stages.append(Stage(base=base.strip(), name=name.strip() or None))
+            scope = {}  # a stage sees only the ARGs it declares itself
             continue
         if not stages:
             if keyword == "ARG":
@@ -109,7 +165,8 @@ def parse_dockerfile(text: str) -> list[Stage]:
 
 
 def dockerfile(service: str) -> list[Stage]:
-    return parse_dockerfile((ROOT / "services" / service / "Dockerfile").read_text())
+    """deploy/docker/Dockerfile as the engine reads it for `service`'s image."""
+    return parse_dockerfile(DOCKERFILE.read_text(), IMAGES[service])
 
 
 def exec_form(arguments: str) -> list[str] | None:

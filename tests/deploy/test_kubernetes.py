@@ -30,7 +30,7 @@ from pydantic_settings import BaseSettings
 
 from flotilla_accounts.settings import AccountsSettings
 from flotilla_auth.settings import AuthSettings
-from flotilla_cli.planning import shop_account_id, shop_owner_id
+from flotilla_cli.launcher.planning import shop_account_id, shop_owner_id
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_inventory.settings import InventorySettings
 from flotilla_kit.settings import ServiceSettings, TlsSettings, is_placeholder_secret

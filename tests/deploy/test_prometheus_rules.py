@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flotilla_cli.planning import BACKEND_SERVICES
+from flotilla_cli.launcher.planning import BACKEND_SERVICES
 from tests.deploy.promql import (
     DASHBOARDS,
     PROMETHEUS,

@@ -23,7 +23,7 @@ from schemathesis.generation.case import Case
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from flotilla_cli.chaos.bank import reconcile_bank
-from flotilla_cli.layout import VarLayout
+from flotilla_cli.launcher.layout import VarLayout
 from tests.e2e.system import RunningSystem
 from tests.fuzz.conftest import load_gateway_schema
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from flotilla_cli import prometheus
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.state import SystemState
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.state import SystemState
+from flotilla_cli.ops import prometheus
 from flotilla_kit.devservers import free_port
 from tests.deploy.promql import (
     ROOT,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import httpx
 import pytest
 
-from flotilla_cli.trace_command import SpanNode, TraceTree, build_tree, read_spans
+from flotilla_cli.ops.trace import SpanNode, TraceTree, build_tree, read_spans
 from tests.e2e.system import RunningSystem
 
 pytestmark = pytest.mark.e2e

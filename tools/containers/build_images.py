@@ -3,8 +3,12 @@
 a machine that cannot pull from Docker Hub, their base and the compose stack's stand-ins
 from Debian packages.
 
+Every image is built from the one deploy/docker/Dockerfile with the service's build
+arguments (IMAGES below; compose.yaml and the workflows pass the same, which
+tests/deploy/test_images.py checks).
+
   --debian      the Python base made from Debian bookworm's packages (mmdebstrap, then
-                imported), passed to the Dockerfiles as PYTHON_IMAGE
+                imported), passed to the Dockerfile as PYTHON_IMAGE
   --standins    also the stand-ins deploy/compose/standins.yaml runs in place of the
                 official PostgreSQL, NATS, Valkey and Prometheus images (implies --debian)
 
@@ -23,7 +27,17 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVICES = ["accounts", "auth", "gateway", "inventory", "orders", "payments"]
+DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
+# Each service's build arguments for DOCKERFILE (what they mean: its header).
+IMAGES: dict[str, dict[str, str]] = {
+    "accounts": {"SERVICE": "accounts", "PROTO": "true", "GRPC_PORT": "9000"},
+    "auth": {"SERVICE": "auth"},
+    "gateway": {"SERVICE": "gateway", "PORT": "8443"},
+    "inventory": {"SERVICE": "inventory", "PROTO": "true", "GRPC_PORT": "9000"},
+    "orders": {"SERVICE": "orders", "PROTO": "true"},
+    "payments": {"SERVICE": "payments", "PROTO": "true"},
+}
+SERVICES = list(IMAGES)
 STANDINS = ["postgres", "nats", "valkey", "prometheus"]
 STANDINS_DIR = ROOT / "deploy" / "compose" / "standins"
 # Made from Debian packages; the names deploy/compose/standins.yaml and the stand-ins'
@@ -147,9 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     )  # fmt: skip
     if wheel_run.returncode != 0:
         return wheel_run.returncode
-    for service in SERVICES:
-        build(engine, f"flotilla-{service}:{args.tag}",
-              ROOT / "services" / service / "Dockerfile", wheels, build_args)  # fmt: skip
+    for service, image_args in IMAGES.items():
+        build(engine, f"flotilla-{service}:{args.tag}", DOCKERFILE, wheels,
+              {**build_args, **image_args})  # fmt: skip
     say("done")
     return 0
 

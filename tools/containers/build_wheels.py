@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Build the wheels the services' images are installed from, on this host.
 
-The images install nothing from an index: each Dockerfile's build context is the folder
-this writes (build/wheels by default), and pip runs there with --no-index.
+The images install nothing from an index: the build context of deploy/docker/Dockerfile
+(every service's image) is the folder this writes (build/wheels by default), and pip runs
+there with --no-index.
 
   deps/       every third-party dependency of the services, at the versions
               constraints.txt pins (downloaded, or built here when PyPI has no wheel),
@@ -31,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ["libs/kit", "proto", *(f"services/{s}" for s in (
     "accounts", "auth", "gateway", "inventory", "orders", "payments"
 ))]  # fmt: skip
-# The two folders of the build context; the Dockerfiles COPY each in a layer of its own, so
+# The two folders of the build context; the Dockerfile COPYs each in a layer of its own, so
 # the dependencies' layer is rebuilt only when a pin changes.
 DEPS, OURS = "deps", "flotilla"
 _STARTED = time.monotonic()
@@ -135,8 +136,9 @@ def fetch_dependencies(python: Path, pins: list[str], out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0] if __doc__ else None,
-        epilog="The folder is then the build context of every service's Dockerfile, e.g. "
-        "docker build -f services/auth/Dockerfile -t flotilla-auth:dev build/wheels",
+        epilog="The folder is then the build context of every service's image, e.g. "
+        "docker build -f deploy/docker/Dockerfile --build-arg SERVICE=auth "
+        "-t flotilla-auth:dev build/wheels (tools/containers/build_images.py builds all six)",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "build" / "wheels",

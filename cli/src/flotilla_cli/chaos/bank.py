@@ -22,11 +22,11 @@ from rich.console import Console
 from flotilla_cli.chaos.killer import kill_randomly
 from flotilla_cli.chaos.load import run_transfers, set_up_bank
 from flotilla_cli.chaos.reconcile import check_invariants, read_ledger, read_transfers
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.machine import machine
-from flotilla_cli.scratch_system import scratch_system
-from flotilla_cli.service_commands import read_plan, run_service_command
-from flotilla_cli.state import SystemState
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.machine import machine
+from flotilla_cli.launcher.scratch_system import scratch_system
+from flotilla_cli.launcher.service_commands import read_plan, run_service_command
+from flotilla_cli.launcher.state import SystemState
 from flotilla_kit.tls import client_context
 
 __all__ = ["ChaosOptions", "reconcile_bank", "run_bank_chaos"]

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Collection
 from pathlib import Path
 
-from flotilla_cli.state import SystemState
+from flotilla_cli.launcher.state import SystemState
 
 __all__ = ["kill_randomly"]
 

@@ -15,7 +15,15 @@ from typing import Any, Literal
 
 import httpx
 
-__all__ = ["Bank", "Customer", "Outcome", "TransferResult", "run_transfers", "set_up_bank"]
+__all__ = [
+    "Bank",
+    "Customer",
+    "Outcome",
+    "TransferResult",
+    "one_transfer",
+    "run_transfers",
+    "set_up_bank",
+]
 
 _MAX_ATTEMPTS = 40
 _POLL_DEADLINE_S = 60.0
@@ -173,7 +181,7 @@ def _draw_transfer(bank: Bank, rng: random.Random) -> tuple[Customer, dict[str, 
     return customer, body
 
 
-async def _one_transfer(
+async def one_transfer(
     client: httpx.AsyncClient, bank: Bank, rng: random.Random, stats: Counter[str]
 ) -> TransferResult:
     customer, body = _draw_transfer(bank, rng)
@@ -256,7 +264,7 @@ async def run_transfers(
                     queue.get_nowait()
                 except asyncio.QueueEmpty:
                     return
-                results.append(await _one_transfer(client, bank, rng, stats))
+                results.append(await one_transfer(client, bank, rng, stats))
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     return results, stats

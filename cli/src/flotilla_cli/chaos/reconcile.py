@@ -17,7 +17,14 @@ from sqlalchemy import text
 
 from flotilla_kit.db import Database, Query
 
-__all__ = ["CoordinatorFacts", "LedgerFacts", "check_invariants", "read_ledger", "read_transfers"]
+__all__ = [
+    "CoordinatorFacts",
+    "LedgerFacts",
+    "check_invariants",
+    "query_rows",
+    "read_ledger",
+    "read_transfers",
+]
 
 
 @dataclass
@@ -34,7 +41,8 @@ class LedgerFacts:
     applied: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
-async def _rows(url: str, sql: str) -> list[Any]:
+async def query_rows(url: str, sql: str) -> list[Any]:
+    """Every row `sql` reads from the database at `url`, in a read-only transaction."""
     database = Database(url)
     try:
         async with database.transaction(write=False) as transaction:
@@ -46,7 +54,7 @@ async def _rows(url: str, sql: str) -> list[Any]:
 async def read_ledger(shard_urls: dict[int, str]) -> LedgerFacts:
     facts = LedgerFacts()
     for shard, url in sorted(shard_urls.items()):
-        for account_id, kind, balance, held in await _rows(
+        for account_id, kind, balance, held in await query_rows(
             url, "SELECT id, kind, balance_minor, held_minor FROM accounts"
         ):
             facts.held_total += held
@@ -55,23 +63,25 @@ async def read_ledger(shard_urls: dict[int, str]) -> LedgerFacts:
                 facts.negative_available += int(balance - held < 0)
             elif "_settlement_" in account_id:
                 facts.settlement_total[account_id.rsplit("_", 1)[1]] += balance
-        [(prepared,)] = await _rows(url, "SELECT COUNT(*) FROM branches WHERE status = 'prepared'")
+        [(prepared,)] = await query_rows(
+            url, "SELECT COUNT(*) FROM branches WHERE status = 'prepared'"
+        )
         facts.prepared_branches += prepared
-        [(total,)] = await _rows(url, "SELECT COALESCE(SUM(amount_minor), 0) FROM entries")
+        [(total,)] = await query_rows(url, "SELECT COALESCE(SUM(amount_minor), 0) FROM entries")
         if total != 0:
             facts.unbalanced_shards.append(shard)
-        [(mismatches,)] = await _rows(
+        [(mismatches,)] = await query_rows(
             url,
             "SELECT COUNT(*) FROM accounts a LEFT JOIN (SELECT account_id, SUM(amount_minor) AS s"
             " FROM entries GROUP BY account_id) e ON e.account_id = a.id"
             " WHERE a.balance_minor <> COALESCE(e.s, 0)",
         )
         facts.balance_mismatches += mismatches
-        for transfer_id, branch_id in await _rows(
+        for transfer_id, branch_id in await query_rows(
             url, "SELECT transfer_id, branch_id FROM branches WHERE status = 'committed'"
         ):
             facts.applied[transfer_id].add(branch_id)
-        for (transfer_id,) in await _rows(
+        for (transfer_id,) in await query_rows(
             url, "SELECT transfer_id FROM local_transfers WHERE posting_id IS NOT NULL"
         ):
             facts.applied[transfer_id].add("local")
@@ -89,8 +99,8 @@ class CoordinatorFacts:
 
 
 async def read_transfers(payments_url: str) -> CoordinatorFacts:
-    rows = await _rows(payments_url, "SELECT id, state, path, attempts FROM transfers")
-    [(recoveries, recovered)] = await _rows(
+    rows = await query_rows(payments_url, "SELECT id, state, path, attempts FROM transfers")
+    [(recoveries, recovered)] = await query_rows(
         payments_url,
         "SELECT COUNT(*), COUNT(DISTINCT target) FROM audit_events"
         " WHERE action = 'transfer.recovered'",

@@ -22,7 +22,7 @@ from rich.console import Console
 
 from flotilla_cli.chaos.bank import FAULT_POINTS as PAYMENTS_FAULT_POINTS
 from flotilla_cli.chaos.killer import kill_randomly
-from flotilla_cli.chaos.reconcile import _rows, read_ledger
+from flotilla_cli.chaos.reconcile import query_rows, read_ledger
 from flotilla_cli.chaos.shop_load import OrderResult, Shop, run_orders, set_up_shop
 from flotilla_cli.chaos.shop_reconcile import (
     Scenario,
@@ -32,13 +32,13 @@ from flotilla_cli.chaos.shop_reconcile import (
     read_events,
     read_shop,
 )
-from flotilla_cli.event_streams import list_dead_letters
-from flotilla_cli.layout import VarLayout
-from flotilla_cli.machine import machine
-from flotilla_cli.planning import shop_account_id
-from flotilla_cli.scratch_system import scratch_system
-from flotilla_cli.service_commands import read_plan
-from flotilla_cli.state import SystemState
+from flotilla_cli.launcher.layout import VarLayout
+from flotilla_cli.launcher.machine import machine
+from flotilla_cli.launcher.planning import shop_account_id
+from flotilla_cli.launcher.scratch_system import scratch_system
+from flotilla_cli.launcher.service_commands import read_plan
+from flotilla_cli.launcher.state import SystemState
+from flotilla_cli.ops.event_streams import list_dead_letters
 from flotilla_kit.tls import client_context
 
 __all__ = [
@@ -115,7 +115,7 @@ def _database_urls(layout: VarLayout) -> tuple[dict[str, str], dict[int, str]]:
 
 
 async def _pending_orders(url: str) -> int:
-    [(pending,)] = await _rows(url, "SELECT COUNT(*) FROM orders WHERE state = 'PENDING'")
+    [(pending,)] = await query_rows(url, "SELECT COUNT(*) FROM orders WHERE state = 'PENDING'")
     return int(pending)
 
 

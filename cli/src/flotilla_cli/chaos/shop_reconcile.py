@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flotilla_cli.chaos.reconcile import LedgerFacts, _rows, read_ledger
+from flotilla_cli.chaos.reconcile import LedgerFacts, query_rows, read_ledger
 
 __all__ = [
     "CONSUMERS",
@@ -131,7 +131,7 @@ async def read_events(urls: Mapping[str, str]) -> tuple[Outboxes, Inboxes]:
     outbox: dict[str, list[Event]] = {}
     for producer in PRODUCERS:
         outbox[producer] = []
-        for event_id, payload, published_at in await _rows(
+        for event_id, payload, published_at in await query_rows(
             urls[producer], "SELECT event_id, payload, published_at FROM outbox ORDER BY seq"
         ):
             document = _json(payload)
@@ -142,7 +142,8 @@ async def read_events(urls: Mapping[str, str]) -> tuple[Outboxes, Inboxes]:
                 )
             )  # fmt: skip
     inbox: dict[str, list[str]] = {consumer: [] for consumer in CONSUMERS}
-    for consumer, event_id in await _rows(urls["orders"], "SELECT consumer, event_id FROM inbox"):
+    inbox_rows = await query_rows(urls["orders"], "SELECT consumer, event_id FROM inbox")
+    for consumer, event_id in inbox_rows:
         inbox.setdefault(str(consumer), []).append(str(event_id))
     return outbox, inbox
 
@@ -163,11 +164,11 @@ async def read_shop(
     """`urls`: service -> database URL (orders, inventory, payments)."""
     facts = ShopFacts(ledger=await read_ledger(shard_urls), dead_letters=dead_letters)
     lines: dict[str, list[tuple[str, int]]] = defaultdict(list)
-    for order_id, product_id, quantity in await _rows(
+    for order_id, product_id, quantity in await query_rows(
         urls["orders"], "SELECT order_id, product_id, quantity FROM order_lines ORDER BY line_no"
     ):
         lines[canonical(order_id)].append((str(product_id), int(quantity)))
-    for row in await _rows(
+    for row in await query_rows(
         urls["orders"],
         "SELECT id, state, reason, customer_id, payment_account, total_minor,"
         " payment_transfer_id, refund_transfer_id FROM orders",
@@ -180,15 +181,15 @@ async def read_shop(
             refund_transfer_id=canonical(row[7]) if row[7] else None,
             lines=tuple(lines[order_id]),
         )  # fmt: skip
-    for product_id, on_hand, held, version in await _rows(
+    for product_id, on_hand, held, version in await query_rows(
         urls["inventory"], "SELECT id, on_hand, held, version FROM products"
     ):
         facts.products[str(product_id)] = (int(on_hand), int(held), int(version))
-    for reservation_id, state in await _rows(
+    for reservation_id, state in await query_rows(
         urls["inventory"], "SELECT id, state FROM reservations"
     ):
         facts.reservations[canonical(reservation_id)] = str(state).lower()
-    for transfer_id, state, source, target, amount in await _rows(
+    for transfer_id, state, source, target, amount in await query_rows(
         urls["payments"],
         "SELECT id, state, from_account, to_account, amount_minor FROM transfers",
     ):
@@ -196,7 +197,7 @@ async def read_shop(
             str(state).lower(), str(source), str(target), int(amount)
         )
     facts.outbox, facts.inbox = await read_events(urls)
-    for row in await _rows(
+    for row in await query_rows(
         urls["orders"],
         "SELECT order_id, state, reason, total_minor, payment_transfer_id, refund_transfer_id"
         " FROM history_orders",
@@ -205,7 +206,7 @@ async def read_shop(
             str(row[1]), row[2], row[3],
             canonical(row[4]) if row[4] else None, canonical(row[5]) if row[5] else None,
         )  # fmt: skip
-    paid = await _rows(urls["orders"], "SELECT transfer_id FROM history_payments")
+    paid = await query_rows(urls["orders"], "SELECT transfer_id FROM history_payments")
     facts.history_payments = {canonical(t) for (t,) in paid}
     return facts
 
