@@ -7,8 +7,9 @@
 - `FakeBank`: accounts and the payments transfer API in memory (Idempotency-Keys per
   caller, `on_behalf_of`, the documented answers, failures on demand), behind the
   `Payments` / `Accounts` ports and, in the integration tests, real HTTPS servers.
-- A clock the test moves, faults that 'kill' the process at a chosen point, and an
-  in-memory unit of work with the repository's compare-and-set rules.
+- Faults that 'kill' the process at a chosen point, and an in-memory unit of work with
+  the repository's compare-and-set rules (its leases: the kit's `InMemoryLeasedRows`).
+  Time is the kit's `ManualClock`, started at `T0`.
 """
 
 from __future__ import annotations
@@ -21,17 +22,15 @@ import json
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from flotilla_kit.rbac import permissions_of
-from flotilla_kit.tokens import Principal
+from flotilla_kit.testing import InMemoryLeasedRows, InMemoryUnitOfWork
 from flotilla_orders.domain import (
     CommittedTransfer,
     HistoryEntry,
     Order,
     OrderOutcome,
-    SagaStep,
     payment_state,
 )
 from flotilla_orders.service_layer.faults import FaultPoint
@@ -56,56 +55,6 @@ from flotilla_orders.service_layer.ports import (
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 PROBLEMS = "https://flotilla.dev/problems/"
-
-
-def who(subject: str, *roles: str) -> Principal:
-    return Principal(
-        subject=subject,
-        roles=frozenset(roles),
-        token_id="t",
-        expires_at=0,
-        permissions=permissions_of(roles),
-    )
-
-
-# -- time --------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Time moves only when the test says. `sleep` waits until `advance` passes its end;
-    `next_sleep` waits until someone goes to sleep, and says for how long."""
-
-    def __init__(self, start: dt.datetime = T0) -> None:
-        self.current = start
-        self.sleeps: list[float] = []
-        self._sleepers: list[tuple[dt.datetime, asyncio.Future[None]]] = []
-        self._asleep: asyncio.Queue[float] = asyncio.Queue()
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        wake = asyncio.get_running_loop().create_future()
-        entry = (self.current + dt.timedelta(seconds=seconds), wake)
-        self._sleepers.append(entry)
-        self._asleep.put_nowait(seconds)
-        try:
-            await wake
-        finally:
-            if entry in self._sleepers:
-                self._sleepers.remove(entry)
-
-    def advance(self, seconds: float) -> None:
-        self.current += dt.timedelta(seconds=seconds)
-        for entry in list(self._sleepers):
-            end, wake = entry
-            if end <= self.current and not wake.done():
-                self._sleepers.remove(entry)
-                wake.set_result(None)
-
-    async def next_sleep(self) -> float:
-        return await self._asleep.get()
 
 
 # -- the inventory -----------------------------------------------------------------------
@@ -636,33 +585,13 @@ class FakeStore:
 Undo = list[Callable[[], object]]
 
 
-def _lease_free(order: Order, now: dt.datetime) -> bool:
-    return order.lease_until is None or order.lease_until <= now
-
-
-class FakeOrders:
+class FakeOrders(InMemoryLeasedRows[uuid.UUID, Order]):
     """Writes land in the store at once (no await in between: each is atomic, like a row
     update) and are undone if the unit of work is not committed."""
 
     def __init__(self, store: FakeStore, undo: Undo) -> None:
+        super().__init__(store.orders, undo, attempts="retries", expected="version")
         self._store = store
-        self._undo = undo
-
-    def _put(self, order: Order) -> None:
-        rows = self._store.orders
-        before = rows.get(order.id)
-        rows[order.id] = order
-        if before is None:
-            self._undo.append(lambda: rows.pop(order.id))
-        else:
-            self._undo.append(lambda: rows.__setitem__(order.id, before))
-
-    async def add(self, order: Order) -> None:
-        assert order.id not in self._store.orders
-        self._put(order)
-
-    async def get(self, order_id: uuid.UUID) -> Order | None:
-        return self._store.orders.get(order_id)
 
     async def page_for_customer(
         self, customer_id: str, *, limit: int, after: Order | None
@@ -687,63 +616,6 @@ class FakeOrders:
             order = replace(order, lines=current.lines)
         self._put(order)
         return True
-
-    async def extend_lease(
-        self, order_id: uuid.UUID, *, owner: str, version: int, until: dt.datetime,
-        retries: int, next_attempt_at: dt.datetime,
-    ) -> bool:  # fmt: skip
-        current = self._store.orders.get(order_id)
-        if current is None or current.lease_owner != owner or current.version != version:
-            return False
-        self._put(
-            replace(current, lease_until=until, retries=retries, next_attempt_at=next_attempt_at)
-        )
-        return True
-
-    async def release_lease(
-        self, order_id: uuid.UUID, *, owner: str, retries: int, next_attempt_at: dt.datetime
-    ) -> bool:
-        current = self._store.orders.get(order_id)
-        if current is None or current.lease_owner != owner or current.is_final:
-            return False
-        self._put(
-            replace(
-                current,
-                lease_owner=None,
-                lease_until=None,
-                retries=retries,
-                next_attempt_at=next_attempt_at,
-            )
-        )
-        return True
-
-    async def release_leases_of(self, owner: str) -> int:
-        mine = [o for o in self._store.orders.values() if o.lease_owner == owner and not o.is_final]
-        for o in mine:
-            self._put(replace(o, lease_owner=None, lease_until=None))
-        return len(mine)
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        due = [
-            o
-            for o in self._store.orders.values()
-            if o.step is not SagaStep.DONE and o.next_attempt_at <= now and _lease_free(o, now)
-        ]
-        due.sort(key=lambda o: (o.next_attempt_at, o.id))
-        return [o.id for o in due[:limit]]
-
-    async def claim(
-        self, order_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Order | None:
-        current = self._store.orders.get(order_id)
-        if current is None or current.is_final or not _lease_free(current, now):
-            return None
-        claimed = replace(current, lease_owner=owner, lease_until=until)
-        self._put(claimed)
-        return claimed
-
-    async def count_unfinished(self) -> int:
-        return sum(1 for o in self._store.orders.values() if not o.is_final)
 
 
 class FakeKeys:
@@ -818,34 +690,13 @@ class FakeHistory:
         return [self._entry(o) for o in mine[:limit]]
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(InMemoryUnitOfWork):
     def __init__(self, store: FakeStore, *, write: bool) -> None:
-        self._store = store
-        self._write = write
-        self._undo: Undo = []
-        self._committed = False
-        self.orders = FakeOrders(store, self._undo)
-        self.idempotency = FakeKeys(store, self._undo)
-        self.events = FakeEvents(store, self._undo)
-        self.history = FakeHistory(store, self._undo)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._committed:
-            for undo in reversed(self._undo):
-                undo()
-        self._undo.clear()
-
-    async def commit(self) -> None:
-        assert self._write, "a read-only unit of work must not commit"
-        self._committed = True
+        super().__init__(write=write)
+        self.orders = FakeOrders(store, self.undo)
+        self.idempotency = FakeKeys(store, self.undo)
+        self.events = FakeEvents(store, self.undo)
+        self.history = FakeHistory(store, self.undo)
 
 
 class FakeUowFactory:

@@ -1,8 +1,8 @@
-"""Stand-ins shared by the unit and integration tests: a clock the test moves, a bank of
-ledger shards that behaves like the 2PC participants (holds, tombstones, idempotency), the
-ledger port over that bank with failures on demand, an in-memory unit of work (with an
-outbox that keeps events only if the transaction commits), and faults that stop a
-transfer at a chosen point."""
+"""Stand-ins shared by the unit and integration tests: a bank of ledger shards that behaves
+like the 2PC participants (holds, tombstones, idempotency), the ledger port over that bank
+with failures on demand, an in-memory unit of work (with an outbox that keeps events only
+if the transaction commits; its leases are the kit's `InMemoryLeasedRows`), and faults
+that stop a transfer at a chosen point. Time is the kit's `ManualClock`, started at `T0`."""
 
 from __future__ import annotations
 
@@ -11,20 +11,18 @@ import datetime as dt
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 from flotilla_kit.events import CloudEvent
-from flotilla_kit.rbac import permissions_of
-from flotilla_kit.tokens import Principal
+from flotilla_kit.testing import InMemoryLeasedRows, InMemoryUnitOfWork
 from flotilla_payments.domain import (
-    UNFINISHED_STATES,
     Branch,
     Refusal,
     Transfer,
     TransferState,
     Vote,
 )
+from flotilla_payments.domain.events import SERVICE
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
@@ -38,56 +36,6 @@ from flotilla_payments.service_layer.ports import (
 )
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-
-def who(subject: str, *roles: str) -> Principal:
-    return Principal(
-        subject=subject,
-        roles=frozenset(roles),
-        token_id="t",
-        expires_at=0,
-        permissions=permissions_of(roles),
-    )
-
-
-# -- time --------------------------------------------------------------------------------
-
-
-class FakeClock:
-    """Time moves only when the test says. `sleep` waits until `advance` passes its end;
-    `next_sleep` waits until someone goes to sleep, and says for how long."""
-
-    def __init__(self, start: dt.datetime = T0) -> None:
-        self.current = start
-        self.sleeps: list[float] = []
-        self._sleepers: list[tuple[dt.datetime, asyncio.Future[None]]] = []
-        self._asleep: asyncio.Queue[float] = asyncio.Queue()
-
-    def now(self) -> dt.datetime:
-        return self.current
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        wake = asyncio.get_running_loop().create_future()
-        entry = (self.current + dt.timedelta(seconds=seconds), wake)
-        self._sleepers.append(entry)
-        self._asleep.put_nowait(seconds)
-        try:
-            await wake
-        finally:
-            if entry in self._sleepers:
-                self._sleepers.remove(entry)
-
-    def advance(self, seconds: float) -> None:
-        self.current += dt.timedelta(seconds=seconds)
-        for entry in list(self._sleepers):
-            end, wake = entry
-            if end <= self.current and not wake.done():
-                self._sleepers.remove(entry)
-                wake.set_result(None)
-
-    async def next_sleep(self) -> float:
-        return await self._asleep.get()
 
 
 # -- the ledger shards -------------------------------------------------------------------
@@ -364,33 +312,13 @@ class FakeStore:
 Undo = list[Callable[[], object]]
 
 
-def _lease_free(t: Transfer, now: dt.datetime) -> bool:
-    return t.lease_until is None or t.lease_until <= now
-
-
-class FakeTransfers:
+class FakeTransfers(InMemoryLeasedRows[uuid.UUID, Transfer]):
     """Writes land in the store at once (no await in between: each is atomic, like a row
     update) and are undone if the unit of work is not committed."""
 
     def __init__(self, store: FakeStore, undo: Undo) -> None:
+        super().__init__(store.transfers, undo, attempts="attempts", expected="state")
         self._store = store
-        self._undo = undo
-
-    def _put(self, transfer: Transfer) -> None:
-        rows = self._store.transfers
-        before = rows.get(transfer.id)
-        rows[transfer.id] = transfer
-        if before is None:
-            self._undo.append(lambda: rows.pop(transfer.id))
-        else:
-            self._undo.append(lambda: rows.__setitem__(transfer.id, before))
-
-    async def add(self, transfer: Transfer) -> None:
-        assert transfer.id not in self._store.transfers
-        self._put(transfer)
-
-    async def get(self, transfer_id: uuid.UUID) -> Transfer | None:
-        return self._store.transfers.get(transfer_id)
 
     async def page_for_initiator(
         self, initiator: str, *, limit: int, after: Transfer | None
@@ -419,65 +347,6 @@ class FakeTransfers:
             changed = replace(changed, lease_owner=None, lease_until=None)
         self._put(changed)
         return True
-
-    async def extend_lease(
-        self, transfer_id: uuid.UUID, *, owner: str, state: TransferState, until: dt.datetime,
-        attempts: int, next_attempt_at: dt.datetime,
-    ) -> bool:  # fmt: skip
-        current = self._store.transfers.get(transfer_id)
-        if current is None or current.lease_owner != owner or current.state is not state:
-            return False
-        self._put(
-            replace(current, lease_until=until, attempts=attempts, next_attempt_at=next_attempt_at)
-        )
-        return True
-
-    async def release_lease(
-        self, transfer_id: uuid.UUID, *, owner: str, attempts: int, next_attempt_at: dt.datetime
-    ) -> bool:
-        current = self._store.transfers.get(transfer_id)
-        if current is None or current.lease_owner != owner or current.is_final:
-            return False
-        self._put(
-            replace(
-                current,
-                lease_owner=None,
-                lease_until=None,
-                attempts=attempts,
-                next_attempt_at=next_attempt_at,
-            )
-        )
-        return True
-
-    async def release_leases_of(self, owner: str) -> int:
-        mine = [
-            t for t in self._store.transfers.values() if t.lease_owner == owner and not t.is_final
-        ]
-        for t in mine:
-            self._put(replace(t, lease_owner=None, lease_until=None))
-        return len(mine)
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        due = [
-            t
-            for t in self._store.transfers.values()
-            if t.state in UNFINISHED_STATES and t.next_attempt_at <= now and _lease_free(t, now)
-        ]
-        due.sort(key=lambda t: (t.next_attempt_at, t.id))
-        return [t.id for t in due[:limit]]
-
-    async def claim(
-        self, transfer_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Transfer | None:
-        current = self._store.transfers.get(transfer_id)
-        if current is None or current.is_final or not _lease_free(current, now):
-            return None
-        claimed = replace(current, lease_owner=owner, lease_until=until)
-        self._put(claimed)
-        return claimed
-
-    async def count_unfinished(self) -> int:
-        return sum(1 for t in self._store.transfers.values() if not t.is_final)
 
     async def oldest_unfinished(self) -> dt.datetime | None:
         return min((t.created_at for t in self._store.transfers.values() if not t.is_final),
@@ -537,42 +406,24 @@ class FakeOutbox:
         self._store = store
         self._undo = undo
 
-    async def add(self, event: CloudEvent, *, route: str | None = None) -> None:
+    async def add(
+        self, event: str, *, subject: str, data: dict[str, Any], route: str | None = None
+    ) -> None:
+        # The envelope as the SQL outbox adapter wraps it.
         events, routes = self._store.events, self._store.routes
-        events.append(event)
+        events.append(CloudEvent.new(SERVICE, event, data, subject=subject))
         routes.append(route)
         last = len(events) - 1
         self._undo.append(lambda: (events.pop(last), routes.pop(last)))
 
 
-class FakeUnitOfWork:
+class FakeUnitOfWork(InMemoryUnitOfWork):
     def __init__(self, store: FakeStore, *, write: bool) -> None:
-        self._store = store
-        self._write = write
-        self._undo: Undo = []
-        self._committed = False
-        self.transfers = FakeTransfers(store, self._undo)
-        self.idempotency = FakeKeys(store, self._undo)
-        self.audit = FakeAudit(store, self._undo)
-        self.outbox = FakeOutbox(store, self._undo)
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if not self._committed:
-            for undo in reversed(self._undo):
-                undo()
-        self._undo.clear()
-
-    async def commit(self) -> None:
-        assert self._write, "a read-only unit of work must not commit"
-        self._committed = True
+        super().__init__(write=write)
+        self.transfers = FakeTransfers(store, self.undo)
+        self.idempotency = FakeKeys(store, self.undo)
+        self.audit = FakeAudit(store, self.undo)
+        self.outbox = FakeOutbox(store, self.undo)
 
 
 class FakeUowFactory:

@@ -2,23 +2,29 @@
 
 It wires what every service has in common: problem+json errors, the observability
 middleware, body size limit, `/livez`, `/readyz`, `/metrics`, and token verification.
-The service adds its routers and readiness checks.
+The service adds its routers and readiness checks, its start-up (`lifespan`), and in a
+`Background` what runs beside the requests (consumers, recovery loops, backlog watchers)
+and what to close when it stops (the database, clients). `app_state` is the route
+dependency that hands a route what the wiring put on `app.state`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from functools import partial
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, FastAPI
+import structlog
+from fastapi import APIRouter, FastAPI, Request
 
 from flotilla_kit.access_log import ServiceAccessLog
 from flotilla_kit.health import Drain, ReadinessCheck, livez, readyz_endpoint
 from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
 from flotilla_kit.middleware import ObservabilityMiddleware
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, install_problem_handlers
+from flotilla_kit.problems import install_problem_handlers, problem_response
 from flotilla_kit.revocations import RevocationList
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.text import state_the_rule
@@ -27,20 +33,21 @@ from flotilla_kit.tokens import JwksCache, TokenVerifier
 
 __all__ = [
     "PROBLEM_RESPONSES",
+    "Background",
+    "app_state",
     "create_service_app",
     "keeping_keys_fresh",
     "settle_the_heap",
     "token_verifier_for",
 ]
 
+_T = TypeVar("_T")
+
 Lifespan = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 
 # Documented on every route so the OpenAPI says what an error looks like.
 PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
-    status: {
-        "description": description,
-        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+    status: problem_response(description)
     for status, description in {
         400: "Malformed request",
         401: "Missing or invalid access token",
@@ -67,6 +74,105 @@ _PROBLEM_SCHEMA = {
     },
     "additionalProperties": True,
 }
+
+
+_log = structlog.get_logger("flotilla.app")
+
+
+class Background:
+    """What a service runs beside its requests, and what it closes when it stops.
+
+    `task` registers a loop (a consumer, a recovery loop, a backlog watcher): it starts
+    once the service's start-up (its `lifespan`) is done; on shutdown every task is
+    cancelled and awaited before the lifespan ends. A task that fails is logged at once
+    (`background task failed`, with its name and traceback); the others go on.
+
+    `closer` registers what to close (the database, a client, a server started during
+    start-up; `enter` enters a context manager and registers its exit). Closers run after
+    the tasks have stopped and the lifespan has ended, the last registered first; one that
+    fails is logged (`closing failed`) and the next still runs. Register from the wiring or
+    during start-up; a closer registered during start-up runs before those registered at
+    build time, and only for that run.
+    """
+
+    def __init__(self) -> None:
+        self._loops: list[tuple[str, Callable[[], Coroutine[Any, Any, object]]]] = []
+        self._closers: list[Callable[[], Awaitable[object]]] = []
+        self._running: list[asyncio.Task[object]] = []
+
+    def task(self, run: Callable[[], Coroutine[Any, Any, object]], *, name: str) -> None:
+        self._loops.append((name, run))
+
+    def closer(self, close: Callable[[], Awaitable[object]]) -> None:
+        self._closers.append(close)
+
+    async def enter(self, context: AbstractAsyncContextManager[_T]) -> _T:
+        """During start-up: enter `context` now, exit it as a closer."""
+        entered = await context.__aenter__()
+        self.closer(partial(context.__aexit__, None, None, None))
+        return entered
+
+    @property
+    def tasks(self) -> tuple[asyncio.Task[object], ...]:
+        """The tasks running now (empty before start-up and after shutdown)."""
+        return tuple(self._running)
+
+    def _start(self) -> None:
+        for name, run in self._loops:
+            task = asyncio.create_task(run(), name=name)
+            task.add_done_callback(_log_failure)
+            self._running.append(task)
+
+    async def _stop(self) -> None:
+        running, self._running = self._running, []
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def _close(self, keep: int) -> None:
+        # Those registered during this start-up belong to this run; the wiring's stay for
+        # the next (a test may start the same app again).
+        closers, self._closers = self._closers, self._closers[:keep]
+        for close in reversed(closers):
+            try:
+                await close()
+            except Exception as error:  # the next closer must still run
+                _log.error("closing failed", closer=repr(close), exc_info=error)
+
+    @asynccontextmanager
+    async def _around(
+        self, lifespan: AbstractAsyncContextManager[None] | None
+    ) -> AsyncIterator[None]:
+        keep = len(self._closers)
+        try:
+            async with lifespan if lifespan is not None else nullcontext():
+                self._start()
+                try:
+                    yield
+                finally:
+                    await self._stop()
+        finally:
+            await self._close(keep)
+
+
+def _log_failure(task: asyncio.Task[object]) -> None:
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        _log.error("background task failed", task=task.get_name(), exc_info=error)
+
+
+def app_state(name: str) -> Callable[[Request], Coroutine[Any, Any, Any]]:
+    """A route dependency returning `app.state.<name>`, for `Annotated[T, Depends(...)]`.
+    A coroutine function: FastAPI runs a plain `def` dependency in its thread pool, a
+    thread hop per request for an attribute lookup."""
+
+    async def dependency(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    dependency.__name__ = dependency.__qualname__ = f"app_state_{name}"
+    return dependency
 
 
 def token_verifier_for(settings: ServiceSettings) -> TokenVerifier:
@@ -118,7 +224,11 @@ def create_service_app(
     readiness: Mapping[str, ReadinessCheck],
     lifespan: Lifespan | None = None,
     verifier: TokenVerifier | None = None,
+    background: Background | None = None,
 ) -> FastAPI:
+    """The app of a service. On start: the token keys are fetched, then `lifespan` starts
+    (migrations, servers), then the `background` tasks; on stop, the reverse: tasks, the
+    lifespan's end, the background's closers, the key refreshers."""
     metrics = HttpMetrics(settings.service_name)
     access_log = ServiceAccessLog(
         service=settings.service_name,
@@ -127,18 +237,17 @@ def create_service_app(
     )
 
     token_verifier = verifier or token_verifier_for(settings)
+    beside = background or Background()
 
     @asynccontextmanager
     async def run(app: FastAPI) -> AsyncIterator[None]:
         try:
-            async with keeping_keys_fresh(token_verifier):
-                if lifespan is None:
-                    settle_the_heap()
-                    yield
-                    return
-                async with lifespan(app):
-                    settle_the_heap()
-                    yield
+            async with (
+                keeping_keys_fresh(token_verifier),
+                beside._around(None if lifespan is None else lifespan(app)),
+            ):
+                settle_the_heap()
+                yield
         finally:
             access_log.flush()
 
@@ -154,6 +263,7 @@ def create_service_app(
     app.state.metrics = metrics
     app.state.access_log = access_log
     app.state.token_verifier = token_verifier
+    app.state.background = beside
     # Started by `flotilla_kit.server.serve` on SIGTERM.
     app.state.drain = drain = Drain()
     install_problem_handlers(app)

@@ -17,15 +17,18 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select
+from starlette.responses import JSONResponse, Response
 
 from flotilla_kit.db import Database, Query, Transaction, UniqueViolation, UnitOfWork, UtcDateTime
 from flotilla_kit.problems import Problem
 
 __all__ = [
     "IdempotentResult",
+    "answer_headers",
     "idempotency_table",
     "request_fingerprint",
     "run_idempotently",
+    "stored_answer",
     "valid_idempotency_key",
 ]
 
@@ -155,3 +158,22 @@ async def run_idempotently(
                 continue
             return IdempotentResult(status, body, replayed=False)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def answer_headers(*, replayed: bool, location: str | None = None) -> dict[str, str]:
+    """The headers of an idempotent write's answer: `Location` when given, and
+    `Idempotency-Replayed: true` when the answer is a replay of the stored one."""
+    headers = {"Location": location} if location else {}
+    if replayed:
+        headers["Idempotency-Replayed"] = "true"
+    return headers
+
+
+def stored_answer(result: IdempotentResult, location: str | None = None) -> Response:
+    """The response of a write run by `run_idempotently`: its stored status and body, with
+    `answer_headers`."""
+    return JSONResponse(
+        result.body,
+        status_code=result.status,
+        headers=answer_headers(replayed=result.replayed, location=location),
+    )

@@ -3,13 +3,19 @@
 Services raise `Problem` (or a subclass from their own exception tree mapped to one);
 `install_problem_handlers` turns it, validation errors, unknown routes and unexpected
 exceptions into `application/problem+json`. A stack trace never reaches the client.
+
+A service maps its own exception tree with a `ProblemTable`: error type -> (status, slug,
+title), or a `ProblemRule` where the answer needs more (extension members, headers, a
+fixed detail); the most specific class an error belongs to wins. `problem_response`
+documents a problem answer in the OpenAPI.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import structlog
 from fastapi import FastAPI, Request
@@ -25,8 +31,11 @@ __all__ = [
     "PROBLEM_BASE",
     "PROBLEM_CONTENT_TYPE",
     "Problem",
+    "ProblemRule",
+    "ProblemTable",
     "install_problem_handlers",
     "problem_body",
+    "problem_response",
     "problem_type",
     "refused_text",
 ]
@@ -109,6 +118,95 @@ def problem_body(
         body["request_id"] = request_id
     body.update(extensions)
     return body
+
+
+def problem_response(description: str) -> dict[str, object]:
+    """An OpenAPI response entry (for a route's `responses`) saying the answer is a problem."""
+    return {
+        "description": description,
+        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+_E = TypeVar("_E", bound=BaseException)
+_T = TypeVar("_T")
+
+
+def _of(value: _T | Callable[[_E], _T], exc: _E) -> _T:
+    if callable(value):
+        return value(exc)
+    return value
+
+
+# No `slots`: `ProblemRule[SomeError](...)` (which types the functions' argument) sets
+# `__orig_class__` on the instance.
+@dataclass(frozen=True)
+class ProblemRule(Generic[_E]):
+    """How errors of one type become a problem. Each member is a value or a function of
+    the error; `detail` is the error's message (`str(exc)`) unless given."""
+
+    status: int | Callable[[_E], int]
+    slug: str | Callable[[_E], str]
+    title: str | Callable[[_E], str]
+    detail: str | Callable[[_E], str] | None = None
+    headers: Mapping[str, str] | Callable[[_E], Mapping[str, str]] | None = None
+    extensions: Callable[[_E], Mapping[str, Any]] | None = None
+
+    def problem(self, exc: _E) -> Problem:
+        detail = str(exc) if self.detail is None else _of(self.detail, exc)
+        return Problem(
+            _of(self.status, exc),
+            _of(self.slug, exc),
+            _of(self.title, exc),
+            detail,
+            headers=None if self.headers is None else _of(self.headers, exc),
+            **({} if self.extensions is None else self.extensions(exc)),
+        )
+
+
+# (status, slug, title): the detail is the error's message.
+ProblemEntry = tuple[int, str, str] | ProblemRule[Any]
+
+_BAD_REQUEST: ProblemEntry = (400, "bad-request", "Bad request")
+
+
+def _rule(entry: ProblemEntry) -> ProblemRule[Any]:
+    return entry if isinstance(entry, ProblemRule) else ProblemRule(*entry)
+
+
+class ProblemTable:
+    """A service's exception tree mapped to problems, declared as data.
+
+    An error is answered by the entry of the most specific class it belongs to (its MRO
+    is walked, so a subclass without an entry takes its nearest ancestor's); an error the
+    table names no class of gets `default` (400 `bad-request` with the error's message).
+    """
+
+    def __init__(
+        self,
+        entries: Mapping[type[BaseException], ProblemEntry],
+        *,
+        default: ProblemEntry = _BAD_REQUEST,
+    ) -> None:
+        self._rules = {kind: _rule(entry) for kind, entry in entries.items()}
+        self._default = _rule(default)
+
+    def problem_for(self, exc: BaseException) -> Problem:
+        for kind in type(exc).__mro__:
+            rule = self._rules.get(kind)
+            if rule is not None:
+                return rule.problem(exc)
+        return self._default.problem(exc)
+
+    def install(self, app: FastAPI, *errors: type[Exception]) -> None:
+        """Answer every error of the given types (the roots of the service's tree) with
+        its problem."""
+
+        async def handle(request: Request, exc: Exception) -> Response:
+            return self.problem_for(exc).to_response(instance=request.url.path)
+
+        for error in errors:
+            app.add_exception_handler(error, handle)
 
 
 def _validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:

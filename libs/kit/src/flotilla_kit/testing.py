@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import datetime as dt
 import hashlib
 import hmac
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from dataclasses import replace
+from types import TracebackType
+from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
 import jwt
 import uvicorn
@@ -20,9 +23,19 @@ from sqlalchemy import MetaData, create_engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from flotilla_kit.db import is_sqlite
-from flotilla_kit.tokens import JwksCache, TokenVerifier
+from flotilla_kit.rbac import permissions_of
+from flotilla_kit.tokens import JwksCache, Principal, TokenVerifier
 
-__all__ = ["JWT_ATTACKS", "REVOKED_SESSION", "TokenMinter", "create_tables", "running_server"]
+__all__ = [
+    "JWT_ATTACKS",
+    "REVOKED_SESSION",
+    "InMemoryLeasedRows",
+    "InMemoryUnitOfWork",
+    "TokenMinter",
+    "create_tables",
+    "principal",
+    "running_server",
+]
 
 
 async def create_tables(url: str, metadata: MetaData) -> None:
@@ -41,6 +54,178 @@ async def create_tables(url: str, metadata: MetaData) -> None:
             await connection.run_sync(metadata.create_all)
     finally:
         await async_engine.dispose()
+
+
+def principal(subject: str, *roles: str) -> Principal:
+    """Who a use case is called by, as the kit's token check would say it: `subject`
+    with `roles` and their permissions."""
+    return Principal(
+        subject=subject,
+        roles=frozenset(roles),
+        token_id="t",  # noqa: S106 - a token id, not a secret
+        expires_at=0,
+        permissions=permissions_of(roles),
+    )
+
+
+class InMemoryUnitOfWork:
+    """The unit of work of a service's in-memory fakes: their writes land at once and
+    append to `undo` how to take them back, which runs on exit unless `commit()` was
+    called; a read-only one (`write=False`) must not commit. A subclass attaches the
+    fake repositories, each given `undo`."""
+
+    def __init__(self, *, write: bool) -> None:
+        self.undo: list[Callable[[], object]] = []
+        self._write = write
+        self._committed = False
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._committed:
+            for undo in reversed(self.undo):
+                undo()
+        self.undo.clear()
+
+    async def commit(self) -> None:
+        assert self._write, "a read-only unit of work must not commit"
+        self._committed = True
+
+
+class _LeasedRow(Protocol):
+    """A dataclass row driven under a lease (`flotilla_kit.recovery`)."""
+
+    @property
+    def lease_owner(self) -> str | None: ...
+
+    @property
+    def lease_until(self) -> dt.datetime | None: ...
+
+    @property
+    def next_attempt_at(self) -> dt.datetime: ...
+
+    @property
+    def is_final(self) -> bool: ...
+
+
+K = TypeVar("K")
+R = TypeVar("R", bound=_LeasedRow)
+
+
+class InMemoryLeasedRows(Generic[K, R]):
+    """The lease half of an in-memory repository (`flotilla_kit.recovery.LeasedRows`)
+    with the rules of the SQL one (`flotilla_kit.leased_rows`): every write is a
+    compare-and-set. `rows` maps each row's `id` to the row (frozen dataclasses); a write
+    lands in it at once (no await in between: atomic, like a row update) and appends to
+    `undo` how to take it back, for the fake unit of work to run unless it commits.
+    `attempts` names the field that counts attempts and `expected` the one an extension
+    checks is unchanged. `add` and `get` are the plain writes and reads; a subclass adds
+    the service's own (writing with `_put`)."""
+
+    def __init__(
+        self,
+        rows: dict[K, R],
+        undo: list[Callable[[], object]],
+        *,
+        attempts: str,
+        expected: str,
+    ) -> None:
+        self._lease_rows = rows
+        self._undo = undo
+        self._attempts = attempts
+        self._expected = expected
+
+    def _put(self, row: R) -> None:
+        rows, key = self._lease_rows, self._key(row)
+        before = rows.get(key)
+        rows[key] = row
+        if before is None:
+            self._undo.append(lambda: rows.pop(key))
+        else:
+            self._undo.append(lambda: rows.__setitem__(key, before))
+
+    async def add(self, row: R) -> None:
+        assert self._key(row) not in self._lease_rows, "added twice"
+        self._put(row)
+
+    async def get(self, key: K) -> R | None:
+        return self._lease_rows.get(key)
+
+    async def extend_lease(
+        self, item: R, *, owner: str, until: dt.datetime, next_attempt_at: dt.datetime
+    ) -> R | None:
+        current = self._lease_rows.get(self._key(item))
+        if (
+            current is None
+            or current.lease_owner != owner
+            or getattr(current, self._expected) != getattr(item, self._expected)
+        ):
+            return None
+        kept = self._retried(item, next_attempt_at=next_attempt_at, lease_until=until)
+        stored = replace(  # type: ignore[type-var]
+            current, lease_until=until, next_attempt_at=next_attempt_at,
+            **{self._attempts: getattr(kept, self._attempts)},
+        )  # fmt: skip
+        self._put(stored)
+        return kept
+
+    async def release_lease(self, item: R, *, owner: str, next_attempt_at: dt.datetime) -> bool:
+        current = self._lease_rows.get(self._key(item))
+        if current is None or current.lease_owner != owner or current.is_final:
+            return False
+        attempts = getattr(item, self._attempts) + 1
+        released = replace(  # type: ignore[type-var]
+            current, lease_owner=None, lease_until=None, next_attempt_at=next_attempt_at,
+            **{self._attempts: attempts},
+        )  # fmt: skip
+        self._put(released)
+        return True
+
+    async def release_leases_of(self, owner: str) -> int:
+        mine = [r for r in self._lease_rows.values() if r.lease_owner == owner and not r.is_final]
+        for row in mine:
+            self._put(replace(row, lease_owner=None, lease_until=None))  # type: ignore[type-var]
+        return len(mine)
+
+    async def due(self, *, now: dt.datetime, limit: int) -> list[K]:
+        due = [
+            r
+            for r in self._lease_rows.values()
+            if not r.is_final and r.next_attempt_at <= now and _lease_free(r, now)
+        ]
+        due.sort(key=lambda r: (r.next_attempt_at, self._key(r)))
+        return [self._key(r) for r in due[:limit]]
+
+    async def claim(self, key: K, *, now: dt.datetime, owner: str, until: dt.datetime) -> R | None:
+        current = self._lease_rows.get(key)
+        if current is None or current.is_final or not _lease_free(current, now):
+            return None
+        claimed: R = replace(current, lease_owner=owner, lease_until=until)  # type: ignore[type-var]
+        self._put(claimed)
+        return claimed
+
+    async def count_unfinished(self) -> int:
+        return sum(1 for r in self._lease_rows.values() if not r.is_final)
+
+    @staticmethod
+    def _key(row: R) -> K:
+        key: K = getattr(row, "id")  # noqa: B009 - every leased row's key is its `id`
+        return key
+
+    def _retried(self, row: R, **lease: dt.datetime) -> R:
+        attempts = {self._attempts: getattr(row, self._attempts) + 1}
+        retried: R = replace(row, **attempts, **lease)  # type: ignore[type-var]
+        return retried
+
+
+def _lease_free(row: _LeasedRow, now: dt.datetime) -> bool:
+    return row.lease_until is None or row.lease_until <= now
 
 
 class TokenMinter:

@@ -6,21 +6,21 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from flotilla_accounts.adapters import HttpCoordinator, PrometheusParticipantMetrics
+from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.entrypoints.grpc import LedgerService, start_ledger_server
 from flotilla_accounts.entrypoints.http import install_error_mapping, router
-from flotilla_accounts.service_layer.participant import Participant, utc_now
-from flotilla_accounts.service_layer.ports import Clock
+from flotilla_accounts.service_layer.participant import Participant
 from flotilla_accounts.service_layer.recovery import Recovery
-from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.settings import AccountsSettings
-from flotilla_kit.app import create_service_app
+from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
@@ -73,29 +73,26 @@ def build_app(
 ) -> FastAPI:
     coordinator = _coordinator(settings)
     database = Database(settings.sqlalchemy_url)
+    # Closed in reverse: recovery stops, then the gRPC server drains, then the coordinator
+    # client closes; the database goes last.
+    background = Background()
+    background.closer(database.dispose)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings)
-        async with AsyncExitStack() as running:
-            # Unwound in reverse: recovery stops, then the gRPC server drains, then the
-            # coordinator client closes; the database goes last.
-            running.push_async_callback(database.dispose)
-            if coordinator is not None:
-                await running.enter_async_context(coordinator)
-            if settings.grpc_port:
-                server, port = await start_ledger_server(
-                    LedgerService(participant, app.state.token_verifier),
-                    tls=settings.tls,
-                    verifier=app.state.token_verifier,
-                    address=f"{settings.host}:{settings.grpc_port}",
-                )
-                app.state.grpc_port = port
-                running.push_async_callback(server.stop, _GRPC_GRACE_S)
-            if settings.grpc_port or coordinator is not None:
-                task = asyncio.create_task(recovery.run(settings.recovery_interval_s))
-                running.push_async_callback(_cancel, task)
-            yield
+        if coordinator is not None:
+            await background.enter(coordinator)
+        if settings.grpc_port:
+            server, port = await start_ledger_server(
+                LedgerService(participant, app.state.token_verifier),
+                tls=settings.tls,
+                verifier=app.state.token_verifier,
+                address=f"{settings.host}:{settings.grpc_port}",
+            )
+            app.state.grpc_port = port
+            background.closer(partial(server.stop, _GRPC_GRACE_S))
+        yield
 
     app = create_service_app(
         settings,
@@ -104,12 +101,16 @@ def build_app(
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
+        background=background,
     )
     metrics = PrometheusParticipantMetrics(
         app.state.metrics.registry, service=settings.service_name, shard=settings.shard
     )
     participant = Participant(
-        partial(AccountsUnitOfWork, database), shard=settings.shard, metrics=metrics, clock=clock
+        partial(AccountsUnitOfWork, database, clock=clock),
+        shard=settings.shard,
+        metrics=metrics,
+        clock=clock,
     )
     recovery = Recovery(
         participant,
@@ -117,14 +118,13 @@ def build_app(
         in_doubt_after=dt.timedelta(seconds=settings.branch_in_doubt_after_s),
         metrics=metrics,
     )
+    if settings.grpc_port or coordinator is not None:
+        background.task(
+            partial(recovery.run, settings.recovery_interval_s), name="accounts-recovery"
+        )
     app.state.database = database
     app.state.participant = participant
     app.state.recovery = recovery
     app.state.grpc_port = None
     install_error_mapping(app)
     return app
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)

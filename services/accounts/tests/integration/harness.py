@@ -57,17 +57,6 @@ def owner_on(shard: int, shards: int, prefix: str = "user") -> str:
     )
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 @dataclass
 class Shard:
     number: int

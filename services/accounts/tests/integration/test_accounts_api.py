@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from sqlalchemy import text
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
-from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
+from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_kit.db import CheckViolation, Database, Query
 from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 

@@ -14,8 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
+from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.domain import settlement_account_id
-from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_kit.db import CheckViolation, Query
 from flotilla_kit.devservers import EmbeddedPostgres
 from flotilla_kit.rpc import bearer

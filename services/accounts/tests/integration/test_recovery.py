@@ -7,16 +7,17 @@ import pytest
 from flotilla_accounts.bootstrap import build_app
 from flotilla_accounts.service_layer.recovery import Recovery
 from flotilla_accounts.settings import AccountsSettings
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.testing import TokenMinter
 from flotilla_proto.ledger.v1 import ledger_pb2 as pb
 
-from .harness import FakeClock, Pki, running_payments, running_shard, tls_of
+from .harness import Pki, running_payments, running_shard, tls_of
 
 
 async def test_recovery_asks_the_coordinator_and_applies_its_decision(
     database_url: str, tokens: TokenMinter, dev_pki: Pki
 ) -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     async with (
         running_payments(tokens, dev_pki) as payments,
         running_shard(

@@ -22,7 +22,12 @@ def test_every_dependency_runs_on_the_event_loop() -> None:
     routes = [route for route in router.routes if isinstance(route, APIRoute)]
     calls = {call for route in routes for call in _calls(route.dependant)}
     names = {getattr(call, "__qualname__", "") for call in calls}
-    assert {"_database", "_shard", "_shards", "current_principal"} <= names  # the walk works
+    assert {
+        "app_state_database",
+        "_shard",
+        "_shards",
+        "current_principal",
+    } <= names  # the walk works
     threaded = sorted(
         getattr(call, "__qualname__", repr(call))
         for call in calls

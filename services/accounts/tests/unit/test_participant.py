@@ -27,6 +27,7 @@ from flotilla_accounts.service_layer.errors import (
     TransferConflict,
 )
 from flotilla_accounts.service_layer.participant import Participant, PrepareCall, TransferCall
+from flotilla_kit.clock import ManualClock
 
 from .fakes import FakeMetrics, FakeUow, Store
 
@@ -34,12 +35,7 @@ ACCOUNT = "acc_0_alice"
 T, B = "trf_1", "debit"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 @dataclass
@@ -47,7 +43,7 @@ class Rig:
     store: Store
     metrics: FakeMetrics
     participant: Participant
-    clock: Clock
+    clock: ManualClock
 
     def held(self, account_id: str = ACCOUNT) -> int:
         return self.store.accounts[account_id].held_minor
@@ -72,7 +68,7 @@ def rig() -> Rig:
     def uow(*, write: bool = True) -> FakeUow:
         return FakeUow(store)
 
-    metrics, clock = FakeMetrics(), Clock()
+    metrics, clock = FakeMetrics(), ManualClock(T0)
     return Rig(store, metrics, Participant(uow, shard=0, metrics=metrics, clock=clock), clock)
 
 

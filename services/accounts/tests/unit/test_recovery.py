@@ -9,18 +9,14 @@ from flotilla_accounts.domain import BranchStatus, Direction, Outcome
 from flotilla_accounts.service_layer.errors import CoordinatorUnreachable
 from flotilla_accounts.service_layer.participant import Participant, PrepareCall
 from flotilla_accounts.service_layer.recovery import RECOVERY_ACTOR, Recovery
+from flotilla_kit.clock import ManualClock
 
 from .fakes import FakeMetrics, FakeUow, Store
 
 ACCOUNT = "acc_0_alice"
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
+T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 
 
 class FakeCoordinator:
@@ -47,7 +43,7 @@ async def test_a_tick_asks_about_old_branches_only_and_does_what_it_hears() -> N
     def uow(*, write: bool = True) -> FakeUow:
         return FakeUow(store)
 
-    clock, metrics = Clock(), FakeMetrics()
+    clock, metrics = ManualClock(T0), FakeMetrics()
     participant = Participant(uow, shard=0, metrics=metrics, clock=clock)
     coordinator = FakeCoordinator(
         {"commit-me": Outcome.COMMIT, "abort-me": Outcome.ABORT, "wait": Outcome.PENDING,
@@ -99,7 +95,7 @@ async def test_without_a_coordinator_a_tick_only_counts() -> None:
     def uow(*, write: bool = True) -> FakeUow:
         return FakeUow(store)
 
-    clock, metrics = Clock(), FakeMetrics()
+    clock, metrics = ManualClock(T0), FakeMetrics()
     participant = Participant(uow, shard=0, metrics=metrics, clock=clock)
     recovery = Recovery(participant, None, in_doubt_after=dt.timedelta(seconds=10), metrics=metrics)
     await participant.prepare(prepare("t"))

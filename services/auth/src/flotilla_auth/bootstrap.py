@@ -4,11 +4,9 @@ components become the HTTP app (with the per-instance maintenance timer)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -23,7 +21,7 @@ from flotilla_auth.domain.signing_keys import KeySchedule, SigningKey
 from flotilla_auth.domain.token_policy import TokenPolicy
 from flotilla_auth.entrypoints import http, users_api
 from flotilla_auth.service_layer.components import Components
-from flotilla_auth.service_layer.ports import Clock, PasswordHasher
+from flotilla_auth.service_layer.ports import PasswordHasher
 from flotilla_auth.service_layer.sessions import forget_expired_records, revoked_sessions
 from flotilla_auth.service_layer.signing_keys import (
     KeyRing,
@@ -31,7 +29,8 @@ from flotilla_auth.service_layer.signing_keys import (
     rotate_signing_keys,
 )
 from flotilla_auth.settings import AuthSettings
-from flotilla_kit.app import create_service_app
+from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.logs import get_logger
 from flotilla_kit.migrations import upgrade_to_head
@@ -50,10 +49,6 @@ __all__ = [
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 _log = get_logger("flotilla.auth.maintenance")
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +96,7 @@ def build_runtime(
         client_assertions=X509ClientAssertionVerifier.from_ca_file(
             settings.tls.ca_file, audience=settings.token_issuer
         ),
-        clock=clock or _utc_now,
+        clock=clock or utc_now,
         system_actor=f"system:{settings.service_name}-{settings.instance_id}",
     )
     return Runtime(settings=settings, database=database, components=components)
@@ -185,21 +180,19 @@ def create_app(
         JwksCache([]), issuer=settings.token_issuer, audience=settings.token_audience
     )
     maintenance = Maintenance(components, verifier, settings.key_check_interval_s)
+    background = Background()
+    background.closer(runtime.database.dispose)
+    background.task(maintenance.run, name="auth-maintenance")
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings)
         await open_signing_key(runtime)
         await maintenance.tick()
-        timer = asyncio.create_task(maintenance.run())
         try:
             yield
         finally:
-            timer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await timer
             components.active_signer = None
-            await runtime.database.dispose()
 
     async def signing_key_loaded() -> None:
         _ = components.signer  # raises while no key is loaded
@@ -211,6 +204,7 @@ def create_app(
         readiness={"database": runtime.database.ping, "signing_key": signing_key_loaded},
         lifespan=lifespan,
         verifier=verifier,
+        background=background,
     )
     http.install_error_handlers(app)
     app.state.components = components

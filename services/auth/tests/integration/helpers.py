@@ -20,6 +20,7 @@ from flotilla_auth.entrypoints import cli
 from flotilla_auth.service_layer.components import Components
 from flotilla_auth.service_layer.users import UserSpec, ensure_users
 from flotilla_auth.settings import AuthSettings
+from flotilla_kit import service_cli
 from flotilla_kit.db import Database, Query
 
 PASSWORD = "correct horse battery"
@@ -148,6 +149,7 @@ def cli_runner(settings: AuthSettings, monkeypatch: pytest.MonkeyPatch) -> CliRu
     }.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setattr(cli, "_log_to_stderr", lambda _: None)
+    monkeypatch.setattr(service_cli, "configure_logging", lambda *_, **__: None)
     return CliRunner()
 
 

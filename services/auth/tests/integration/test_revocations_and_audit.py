@@ -12,10 +12,11 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from flotilla_auth.adapters.tables import audit_log
 from flotilla_auth.bootstrap import Maintenance, create_app, migrate
 from flotilla_auth.domain.audit_events import AuditAction
 from flotilla_auth.entrypoints.cli import app as cli_app
-from flotilla_auth.entrypoints.cli import audit_report, seed_users
+from flotilla_auth.entrypoints.cli import seed_users
 from flotilla_auth.service_layer.signing_keys import promote_staged_key, stage_signing_key
 from flotilla_auth.service_layer.users import UserSpec
 from flotilla_auth.settings import AuthSettings
@@ -164,7 +165,7 @@ async def test_every_security_event_is_audited_and_the_chain_verifies(
 
     actions = await audit_actions(database_url)
     assert set(actions) == {action.value for action in AuditAction}
-    report = await audit_report(trusting)
+    report = await audit_log.report(trusting.sqlalchemy_url, trusting.service_name)
     assert report["intact"] is True
     assert report["records"] == len(actions)
     assert report["head"] == (await table_rows(database_url))["audit_events"][-1]["hash"]

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,11 +15,11 @@ from flotilla_inventory.adapters import PrometheusInventoryMetrics, SqlUnitOfWor
 from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.entrypoints.grpc import InventoryRpc, start_inventory_server
 from flotilla_inventory.entrypoints.http import install_error_mapping, products, reservations
-from flotilla_inventory.service_layer.ports import Clock
-from flotilla_inventory.service_layer.reservations import ReservationDesk, utc_now
+from flotilla_inventory.service_layer.reservations import ReservationDesk
 from flotilla_inventory.service_layer.sweeper import Sweeper
 from flotilla_inventory.settings import InventorySettings
-from flotilla_kit.app import create_service_app
+from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.migrations import upgrade_to_head
@@ -47,39 +48,29 @@ def build_app(
     move, and a sweeper that runs only when they call `app.state.sweeper.tick()`."""
     database = Database(settings.sqlalchemy_url)
     uow = SqlUnitOfWorkFactory(database)
+    # Closed in reverse: the sweeper stops, then the gRPC server drains; the database goes
+    # last.
+    background = Background()
+    background.closer(database.dispose)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings)
-        async with AsyncExitStack() as running:
-            # Unwound in reverse: the sweeper stops, then the gRPC server drains; the
-            # database goes last.
-            running.push_async_callback(database.dispose)
-            if settings.grpc_port:
-                server, port = await start_inventory_server(
-                    rpc,
-                    tls=settings.tls,
-                    verifier=app.state.token_verifier,
-                    address=f"{settings.host}:{settings.grpc_port}",
-                )
-                app.state.grpc_port = port
-
-                async def stop_grpc() -> None:
-                    rpc.close()  # new calls: UNAVAILABLE; streams finish what they started
-                    await server.stop(_GRPC_GRACE_S)
-
-                running.push_async_callback(stop_grpc)
-            if sweep_in_background:
-                task = asyncio.create_task(
-                    sweeper.run(settings.sweep_interval_s), name="inventory-sweeper"
-                )
-                running.push_async_callback(_cancel, task)
-            backlog = asyncio.create_task(
-                watch_backlog(database, outbox, service="inventory", metrics=events_metrics),
-                name="inventory-outbox-backlog",
+        if settings.grpc_port:
+            server, port = await start_inventory_server(
+                rpc,
+                tls=settings.tls,
+                verifier=app.state.token_verifier,
+                address=f"{settings.host}:{settings.grpc_port}",
             )
-            running.push_async_callback(_cancel, backlog)
-            yield
+            app.state.grpc_port = port
+
+            async def stop_grpc() -> None:
+                rpc.close()  # new calls: UNAVAILABLE; streams finish what they started
+                await server.stop(_GRPC_GRACE_S)
+
+            background.closer(stop_grpc)
+        yield
 
     app = create_service_app(
         settings,
@@ -88,6 +79,7 @@ def build_app(
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
+        background=background,
     )
     metrics = PrometheusInventoryMetrics(app.state.metrics.registry, service=settings.service_name)
     events_metrics = EventMetrics(app.state.metrics.registry)
@@ -99,6 +91,12 @@ def build_app(
         clock=clock,
     )
     sweeper = Sweeper(desk, batch=settings.sweep_batch)
+    if sweep_in_background:
+        background.task(partial(sweeper.run, settings.sweep_interval_s), name="inventory-sweeper")
+    background.task(
+        partial(watch_backlog, database, outbox, service="inventory", metrics=events_metrics),
+        name="inventory-outbox-backlog",
+    )
     rpc = InventoryRpc(desk, metrics, window=settings.stream_window)
     app.state.database = database
     app.state.uow = uow
@@ -109,8 +107,3 @@ def build_app(
     app.state.grpc_port = None
     install_error_mapping(app)
     return app
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)

@@ -4,19 +4,20 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.testing import TokenMinter
 
-from .harness import FakeClock, Instance, Pki, running_inventory
+from .harness import Instance, Pki, running_inventory
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
 async def inventory(
-    database_url: str, tokens: TokenMinter, clock: FakeClock
+    database_url: str, tokens: TokenMinter, clock: ManualClock
 ) -> AsyncIterator[Instance]:
     """The REST API on SQLite and on PostgreSQL, with a clock the test moves."""
     async with running_inventory(database_url, tokens=tokens, clock=clock) as instance:
@@ -25,7 +26,7 @@ async def inventory(
 
 @pytest.fixture
 async def served(
-    database_url: str, tokens: TokenMinter, dev_pki: Pki, clock: FakeClock
+    database_url: str, tokens: TokenMinter, dev_pki: Pki, clock: ManualClock
 ) -> AsyncIterator[Instance]:
     """REST and gRPC (mutual TLS, real tokens) on SQLite and on PostgreSQL."""
     async with running_inventory(

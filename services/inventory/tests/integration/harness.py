@@ -60,17 +60,6 @@ def tls_of(paths: CertificatePaths) -> TlsSettings:
     return TlsSettings(cert_file=paths.cert, key_file=paths.key, ca_file=paths.ca)
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 def auth(tokens: TokenMinter, subject: str, *roles: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tokens.mint(subject, list(roles))}"}
 

@@ -13,18 +13,19 @@ import pytest
 from sqlalchemy import String, bindparam, func, select
 
 from flotilla_inventory.adapters.tables import products, reservation_lines, reservations
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import Query
 from flotilla_kit.testing import TokenMinter
 from flotilla_proto.inventory.v1 import inventory_pb2 as pb
 
-from .harness import TIMEOUT_S, FakeClock, Instance, Pki, running_inventory, stock_events
+from .harness import TIMEOUT_S, Instance, Pki, running_inventory, stock_events
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def pair(
-    database_url: str, tokens: TokenMinter, dev_pki: Pki, clock: FakeClock
+    database_url: str, tokens: TokenMinter, dev_pki: Pki, clock: ManualClock
 ) -> AsyncIterator[tuple[Instance, Instance]]:
     async with (
         running_inventory(database_url, tokens=tokens, dev_pki=dev_pki, clock=clock) as one,
@@ -132,7 +133,7 @@ async def test_a_reservation_is_decided_once_whoever_asks(
 
 
 async def test_two_sweepers_expire_each_hold_once(
-    pair: tuple[Instance, Instance], clock: FakeClock
+    pair: tuple[Instance, Instance], clock: ManualClock
 ) -> None:
     one, two = pair
     product_id = await one.product("SWEEP-1", on_hand=50)

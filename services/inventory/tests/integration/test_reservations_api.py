@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 
-from .harness import FakeClock, Instance, auth, stock_events, take_snapshot
+from flotilla_kit.clock import ManualClock
+
+from .harness import Instance, auth, stock_events, take_snapshot
 from .test_products_api import problem
 
 RESERVATIONS = "/internal/v1/reservations"
@@ -119,7 +121,7 @@ async def test_commit_or_read_of_no_reservation_is_not_found(inventory: Instance
 
 
 async def test_a_hold_past_its_deadline_is_expired_when_next_asked(
-    inventory: Instance, clock: FakeClock
+    inventory: Instance, clock: ManualClock
 ) -> None:
     mug = await inventory.product(on_hand=5)
     await inventory.reserve_rest("ord-1", (mug, 2), hold_s=30)

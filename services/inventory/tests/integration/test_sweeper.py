@@ -8,15 +8,16 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.testing import TokenMinter
 
-from .harness import FakeClock, Instance, running_inventory, stock_events
+from .harness import Instance, running_inventory, stock_events
 
 RESERVATIONS = "/internal/v1/reservations"
 
 
 async def test_a_sweep_expires_holds_past_their_deadline(
-    inventory: Instance, clock: FakeClock
+    inventory: Instance, clock: ManualClock
 ) -> None:
     mug = await inventory.product(on_hand=10)
     await inventory.reserve_rest("short", (mug, 3), hold_s=20)
@@ -45,7 +46,7 @@ async def test_a_sweep_expires_holds_past_their_deadline(
 
 
 async def test_a_backlog_is_swept_in_one_tick(
-    database_url: str, tokens: TokenMinter, clock: FakeClock
+    database_url: str, tokens: TokenMinter, clock: ManualClock
 ) -> None:
     # A batch smaller than the backlog: one tick takes several batches.
     async with running_inventory(

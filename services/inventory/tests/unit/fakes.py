@@ -29,17 +29,6 @@ from flotilla_inventory.service_layer.ports import Held
 START = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = START
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 class StockWouldGoNegative(Exception):
     """What the database's CHECK constraints would raise."""
 

@@ -16,8 +16,9 @@ from flotilla_inventory.domain import (
     StockReason,
 )
 from flotilla_inventory.service_layer.reservations import ReservationDesk, ReserveCall
+from flotilla_kit.clock import ManualClock
 
-from .fakes import Clock, FakeMetrics, FakeUowFactory, Store
+from .fakes import START, FakeMetrics, FakeUowFactory, Store
 
 A, B, C = "prd_a", "prd_b", "prd_c"
 HELD, COMMITTED, RELEASED, EXPIRED, REFUSED = (
@@ -32,7 +33,7 @@ HELD, COMMITTED, RELEASED, EXPIRED, REFUSED = (
 @dataclass
 class Rig:
     store: Store
-    clock: Clock
+    clock: ManualClock
     metrics: FakeMetrics
     desk: ReservationDesk
 
@@ -46,7 +47,7 @@ def make_rig() -> Rig:
     store.add_product(A, on_hand=10, price_minor=500)
     store.add_product(B, on_hand=3, price_minor=1200)
     store.add_product(C, on_hand=0)
-    clock, metrics = Clock(), FakeMetrics()
+    clock, metrics = ManualClock(START), FakeMetrics()
     desk = ReservationDesk(
         FakeUowFactory(store), default_hold_s=120, max_hold_s=600, metrics=metrics, clock=clock
     )

@@ -4,15 +4,16 @@ payments and accounts clients, checkout, saga, recovery, the history's consumers
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from flotilla_kit.app import create_service_app
+from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.clock import Clock, Sleep, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.faults import ProcessFaults
@@ -22,7 +23,6 @@ from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
 from flotilla_orders.adapters.accounts_client import HttpAccounts
-from flotilla_orders.adapters.clock import SystemClock
 from flotilla_orders.adapters.inventory_client import GrpcInventoryClient
 from flotilla_orders.adapters.metrics import OrdersMetrics
 from flotilla_orders.adapters.payments_client import HttpPayments
@@ -33,7 +33,7 @@ from flotilla_orders.entrypoints import http
 from flotilla_orders.entrypoints.consumers import history_consumers, run_consumer
 from flotilla_orders.service_layer.checkout import Checkout, CheckoutConfig
 from flotilla_orders.service_layer.faults import FaultPoint, NoFaults
-from flotilla_orders.service_layer.ports import Accounts, Clock, Faults, Inventory, Payments
+from flotilla_orders.service_layer.ports import Accounts, Faults, Inventory, Payments
 from flotilla_orders.service_layer.recovery import Recovery
 from flotilla_orders.service_layer.saga import Saga, SagaConfig
 from flotilla_orders.settings import OrdersSettings
@@ -78,46 +78,31 @@ def build_app(
     inventory: Inventory | None = None,
     payments: Payments | None = None,
     accounts: Accounts | None = None,
-    clock: Clock | None = None,
+    clock: Clock = utc_now,
+    sleep: Sleep = asyncio.sleep,
     faults: Faults | None = None,
     draw: Callable[[], float] | None = None,
     recover_in_background: bool = True,
 ) -> FastAPI:
     """The keyword arguments exist for tests: fakes or a token source of their own, a
-    clock they move, faults that stop a saga where they say, and recovery that runs only
-    when they call `app.state.recovery.tick()`."""
+    clock they move (and its `sleep`), faults that stop a saga where they say, and
+    recovery that runs only when they call `app.state.recovery.tick()`."""
     database = Database(settings.sqlalchemy_url)
     uow = SqlUnitOfWorkFactory(database)
-    clock = clock or SystemClock()
     own_tokens = tokens or service_tokens(settings)
     client = _http_client(settings)
     grpc_inventory: GrpcInventoryClient | None = None
+    # Closed in reverse: the sagas stop (recovery resumes them after a restart), then the
+    # clients close; the database goes last.
+    background = Background()
+    background.closer(database.dispose)
+    background.closer(client.aclose)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await asyncio.to_thread(migrate, settings)
-        async with AsyncExitStack() as running:
-            # Unwound in reverse: recovery stops, the sagas stop (recovery resumes them
-            # after a restart), then the clients close; the database goes last.
-            running.push_async_callback(database.dispose)
-            running.push_async_callback(client.aclose)
-            if grpc_inventory is not None:
-                running.push_async_callback(grpc_inventory.close)
-            running.push_async_callback(saga.close)
-            await recovery.release_own_leases()
-            if recover_in_background:
-                task = asyncio.create_task(recovery.run(), name="orders-recovery")
-                running.push_async_callback(_cancel, task)
-            if settings.history_consumers:
-                for consumer in app.state.consumers:
-                    task = asyncio.create_task(run_consumer(consumer), name=consumer.name)
-                    running.push_async_callback(_cancel, task)
-            backlog = asyncio.create_task(
-                watch_backlog(database, outbox, service="orders", metrics=events_metrics),
-                name="orders-outbox-backlog",
-            )
-            running.push_async_callback(_cancel, backlog)
-            yield
+        await recovery.release_own_leases()
+        yield
 
     app = create_service_app(
         settings,
@@ -126,6 +111,7 @@ def build_app(
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
+        background=background,
     )
     metrics = OrdersMetrics(app.state.metrics.registry)
     events_metrics = EventMetrics(app.state.metrics.registry)
@@ -161,6 +147,7 @@ def build_app(
         inventory=inventory,
         payments=payments,
         clock=clock,
+        sleep=sleep,
         faults=faults,
         metrics=metrics,
         config=SagaConfig(
@@ -188,9 +175,7 @@ def build_app(
             answer_within_s=settings.answer_within_s,
         ),
     )
-    recovery = Recovery(
-        saga, uow=uow, clock=clock, metrics=metrics, interval_s=settings.recovery_interval_s
-    )
+    recovery = Recovery(saga, metrics=metrics, interval_s=settings.recovery_interval_s, sleep=sleep)
     app.state.database = database
     app.state.uow = uow
     app.state.saga = saga
@@ -202,11 +187,17 @@ def build_app(
         nats_url=settings.nats_url,
         metrics=events_metrics,
     )
+    if grpc_inventory is not None:
+        background.closer(grpc_inventory.close)
+    background.closer(saga.close)
+    if recover_in_background:
+        background.task(recovery.run, name="orders-recovery")
+    if settings.history_consumers:
+        for consumer in app.state.consumers:
+            background.task(partial(run_consumer, consumer), name=consumer.name)
+    background.task(
+        partial(watch_backlog, database, outbox, service="orders", metrics=events_metrics),
+        name="orders-outbox-backlog",
+    )
     http.install_error_mapping(app)
     return app
-
-
-async def _cancel(task: asyncio.Task[None]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

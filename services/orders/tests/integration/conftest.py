@@ -3,7 +3,7 @@ PostgreSQL, calling real servers over mutual TLS: a gRPC inventory, HTTPS paymen
 HTTPS accounts shards, and the auth token endpoint its own token comes from.
 
 A dead instance is listed first for inventory, payments and shard 1: every order proves
-that a killed instance does not stop progress. Time is a `FakeClock`; recovery runs only
+that a killed instance does not stop progress. Time is a `ManualClock`; recovery runs only
 when a test calls `tick()`.
 """
 
@@ -21,6 +21,7 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.testing import TokenMinter
@@ -30,7 +31,7 @@ from flotilla_orders.bootstrap import build_app
 from flotilla_orders.service_layer.faults import NoFaults
 from flotilla_orders.service_layer.ports import Faults
 from flotilla_orders.settings import OrdersSettings
-from services.orders.tests.fakes import FakeBank, FakeClock, FakeStock
+from services.orders.tests.fakes import FakeBank, FakeStock
 from services.orders.tests.integration.standins import (
     InventoryServicer,
     accounts_app,
@@ -106,8 +107,8 @@ async def world(tokens: TokenMinter, dev_pki: Pki) -> AsyncIterator[World]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+def clock() -> ManualClock:
+    return ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 @pytest.fixture
@@ -143,7 +144,7 @@ AppFactory = Callable[..., AbstractAsyncContextManager[FastAPI]]
 
 
 @pytest.fixture
-def make_app(settings: OrdersSettings, tokens: TokenMinter, clock: FakeClock) -> AppFactory:
+def make_app(settings: OrdersSettings, tokens: TokenMinter, clock: ManualClock) -> AppFactory:
     """Start an instance of the app (its lifespan runs: migrations, own leases released);
     `faults` stop its sagas where a test says, other settings override the fixture's."""
 
@@ -153,6 +154,7 @@ def make_app(settings: OrdersSettings, tokens: TokenMinter, clock: FakeClock) ->
             settings.model_copy(update=overrides),
             verifier=tokens.verifier(),
             clock=clock,
+            sleep=clock.sleep,
             faults=faults or NoFaults(),
             recover_in_background=False,
         )
@@ -199,7 +201,7 @@ def order_body(world: World, *lines: tuple[str, int], account: str | None = None
     }
 
 
-async def drive_out(app: FastAPI, clock: FakeClock) -> None:
+async def drive_out(app: FastAPI, clock: ManualClock) -> None:
     """Let the app's drives run to their end, moving the clock over every backoff."""
     while app.state.saga.drives:
         sleeper = asyncio.ensure_future(clock.next_sleep())

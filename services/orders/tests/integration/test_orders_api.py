@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.orders.tests.fakes import FakeClock
+from flotilla_kit.clock import ManualClock
 from services.orders.tests.integration.conftest import (
     ORDERS,
     Headers,
@@ -110,7 +110,7 @@ async def test_out_of_stock_cancels_without_a_payment(
 
 @pytest.mark.parametrize("answer_within_s", [0.0])
 async def test_an_aborted_payment_and_a_lost_answer_end_in_one_payment(
-    app: FastAPI, client: httpx.AsyncClient, as_user: Headers, world: World, clock: FakeClock
+    app: FastAPI, client: httpx.AsyncClient, as_user: Headers, world: World, clock: ManualClock
 ) -> None:
     world.bank.abort_next = 1  # 503 transfer-aborted: a new key next time
     new_transfers: list[str] = []
@@ -272,7 +272,7 @@ async def test_the_same_key_replays_the_order_and_another_body_is_refused(
 
 
 async def test_customers_read_their_own_orders_and_staff_anyones(
-    client: httpx.AsyncClient, as_user: Headers, world: World, clock: FakeClock
+    client: httpx.AsyncClient, as_user: Headers, world: World, clock: ManualClock
 ) -> None:
     ids = []
     for n in range(3):

@@ -16,11 +16,12 @@ from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import CheckViolation, Query, UniqueViolation
 from flotilla_orders.adapters.tables import metadata
 from flotilla_orders.domain import Order, OrderState
 from flotilla_orders.service_layer.faults import FaultPoint
-from services.orders.tests.fakes import CrashAt, FakeClock, SimulatedCrash
+from services.orders.tests.fakes import CrashAt, SimulatedCrash
 from services.orders.tests.integration.conftest import (
     ORDERS,
     AppFactory,
@@ -80,7 +81,7 @@ async def test_a_restarted_instance_finishes_what_its_previous_life_started(
 
 
 async def test_another_instance_takes_over_once_the_lease_has_expired(
-    make_app: AppFactory, as_user: Headers, world: World, clock: FakeClock
+    make_app: AppFactory, as_user: Headers, world: World, clock: ManualClock
 ) -> None:
     async with make_app(faults=CrashAt(P.AFTER_PAYING_RECORDED)) as dying, client_of(dying) as c:
         with pytest.raises(SimulatedCrash):

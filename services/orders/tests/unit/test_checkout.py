@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from flotilla_kit.testing import principal as who
 from flotilla_orders.domain import new_order
 from flotilla_orders.service_layer import use_cases
 from flotilla_orders.service_layer.errors import (
@@ -20,7 +21,6 @@ from flotilla_orders.service_layer.errors import (
     UnknownProducts,
 )
 from flotilla_orders.service_layer.ports import StoredKey
-from services.orders.tests.fakes import who
 from services.orders.tests.unit.world import World, fingerprint_of
 
 
@@ -142,7 +142,7 @@ async def test_a_request_that_loses_the_race_for_its_key_replays_the_winner(worl
     winner = new_order(
         customer_id="alice", lines=[("apple", 2), ("pear", 1)], currency="EUR",
         payment_account=world.wallet, shop_account=world.shop, shop_owner="shop",
-        now=world.clock.now(), reserve_within_s=30, lease_owner="o-9", lease_s=5,
+        now=world.clock(), reserve_within_s=30, lease_owner="o-9", lease_s=5,
     )  # fmt: skip
 
     def a_concurrent_request_commits_first() -> None:

@@ -10,10 +10,11 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
+from flotilla_kit.testing import principal as who
 from flotilla_orders.domain import InvalidEventData, PaymentState
 from flotilla_orders.service_layer import history
 from flotilla_orders.service_layer.errors import InvalidCursor, NotAllowed
-from services.orders.tests.fakes import T0, FakeStore, FakeUowFactory, who
+from services.orders.tests.fakes import T0, FakeStore, FakeUowFactory
 
 Apply = Callable[[], Awaitable[object]]
 

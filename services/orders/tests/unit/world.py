@@ -12,7 +12,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.idempotency import request_fingerprint
+from flotilla_kit.testing import principal as who
 from flotilla_kit.tokens import Principal
 from flotilla_orders.adapters.metrics import OrdersMetrics
 from flotilla_orders.domain import Order
@@ -27,15 +29,14 @@ from flotilla_orders.service_layer.ports import Faults
 from flotilla_orders.service_layer.recovery import Recovery
 from flotilla_orders.service_layer.saga import Saga, SagaConfig
 from services.orders.tests.fakes import (
+    T0,
     FakeAccounts,
     FakeBank,
-    FakeClock,
     FakeInventory,
     FakePayments,
     FakeStock,
     FakeStore,
     FakeUowFactory,
-    who,
 )
 
 Lines = tuple[tuple[str, int], ...]
@@ -55,7 +56,7 @@ class World:
     store: FakeStore = field(default_factory=FakeStore)
     stock: FakeStock = field(default_factory=FakeStock)
     bank: FakeBank = field(default_factory=FakeBank)
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: ManualClock = field(default_factory=lambda: ManualClock(T0))
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     instances: list[Instance] = field(default_factory=list)
 
@@ -86,6 +87,7 @@ class World:
             inventory=self.inventory,
             payments=self.payments,
             clock=self.clock,
+            sleep=self.clock.sleep,
             faults=faults,
             metrics=self.metrics,
             config=SagaConfig(
@@ -109,9 +111,7 @@ class World:
                 answer_within_s=answer_within_s,
             ),
         )
-        recovery = Recovery(
-            saga, uow=self.uow, clock=self.clock, metrics=self.metrics, interval_s=1.0
-        )
+        recovery = Recovery(saga, metrics=self.metrics, interval_s=1.0, sleep=self.clock.sleep)
         made = Instance(saga, checkout, recovery)
         self.instances.append(made)
         return made

@@ -1,26 +1,26 @@
 """The one place where the payments service is wired: settings -> database, ledger client,
-coordinator, recovery -> app; and the outbox relay (its own process)."""
+coordinator, recovery -> app."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from flotilla_kit.app import create_service_app
+from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.clock import Clock, Sleep, utc_now
 from flotilla_kit.db import Database
-from flotilla_kit.events import EventMetrics, run_relay, watch_backlog
+from flotilla_kit.events import EventMetrics, watch_backlog
 from flotilla_kit.faults import ProcessFaults
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
-from flotilla_payments.adapters.clock import SystemClock
 from flotilla_payments.adapters.ledger_client import GrpcLedgerClient, TokenSource
 from flotilla_payments.adapters.metrics import PaymentsMetrics
 from flotilla_payments.adapters.tables import outbox
@@ -28,11 +28,11 @@ from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.entrypoints import http
 from flotilla_payments.service_layer.coordinator import Coordinator, CoordinatorConfig
 from flotilla_payments.service_layer.faults import FaultPoint, NoFaults
-from flotilla_payments.service_layer.ports import Clock, Faults, LedgerClient
+from flotilla_payments.service_layer.ports import Faults, LedgerClient
 from flotilla_payments.service_layer.recovery import Recovery
 from flotilla_payments.settings import PaymentsSettings
 
-__all__ = ["MIGRATIONS", "build_app", "migrate", "relay", "service_tokens"]
+__all__ = ["MIGRATIONS", "build_app", "migrate", "service_tokens"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -40,18 +40,6 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def migrate(settings: PaymentsSettings) -> None:
     """Blocking: bring the database to the newest schema."""
     upgrade_to_head(settings.sqlalchemy_url, MIGRATIONS)
-
-
-def relay(settings: PaymentsSettings) -> None:
-    """Blocking: publish the outbox to NATS until SIGTERM or SIGINT (after migrating, so
-    the relay may start before or alongside the service)."""
-    migrate(settings)
-    run_relay(
-        database=Database(settings.sqlalchemy_url),
-        outbox=outbox,
-        nats_url=settings.nats_url,
-        service=settings.service_name,
-    )
 
 
 class _NoTokens:
@@ -83,45 +71,26 @@ def build_app(
     verifier: TokenVerifier | None = None,
     ledger: LedgerClient | None = None,
     tokens: TokenSource | None = None,
-    clock: Clock | None = None,
+    clock: Clock = utc_now,
+    sleep: Sleep = asyncio.sleep,
     faults: Faults | None = None,
     draw: Callable[[], float] | None = None,
     recover_in_background: bool = True,
 ) -> FastAPI:
     """The keyword arguments exist for tests: a fake ledger or a token source of their own,
-    a clock they move, faults that stop a transfer where they say, and recovery that runs
-    only when they call `app.state.recovery.tick()`."""
+    a clock they move (and its `sleep`), faults that stop a transfer where they say, and
+    recovery that runs only when they call `app.state.recovery.tick()`."""
     database = Database(settings.sqlalchemy_url)
     uow = SqlUnitOfWorkFactory(database)
-    clock = clock or SystemClock()
-    grpc_ledger: GrpcLedgerClient | None = None
-    recovery_loop: asyncio.Task[None] | None = None
+    # Closed in reverse: the coordinator, then the ledger client; the database goes last.
+    background = Background()
+    background.closer(database.dispose)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        nonlocal recovery_loop
         await asyncio.to_thread(migrate, settings)
         await recovery.release_own_leases()
-        if recover_in_background:
-            recovery_loop = asyncio.create_task(recovery.run(), name="payments-recovery")
-        backlog = asyncio.create_task(
-            watch_backlog(database, outbox, service="payments", metrics=events_metrics),
-            name="payments-outbox-backlog",
-        )
-        try:
-            yield
-        finally:
-            backlog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await backlog
-            if recovery_loop is not None:
-                recovery_loop.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await recovery_loop
-            await coordinator.close()
-            if grpc_ledger is not None:
-                await grpc_ledger.close()
-            await database.dispose()
+        yield
 
     app = create_service_app(
         settings,
@@ -130,6 +99,7 @@ def build_app(
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
+        background=background,
     )
     metrics = PaymentsMetrics(app.state.metrics.registry)
     events_metrics = EventMetrics(app.state.metrics.registry)
@@ -142,10 +112,12 @@ def build_app(
             on_call=metrics.ledger_call,
         )
         ledger = grpc_ledger
+        background.closer(grpc_ledger.close)
     coordinator = Coordinator(
         uow=uow,
         ledger=ledger,
         clock=clock,
+        sleep=sleep,
         faults=faults
         or (ProcessFaults(settings.faults, FaultPoint) if settings.faults else NoFaults()),
         metrics=metrics,
@@ -161,11 +133,14 @@ def build_app(
         draw=draw or random.random,
     )
     recovery = Recovery(
-        coordinator,
-        uow=uow,
-        clock=clock,
-        metrics=metrics,
-        interval_s=settings.recovery_interval_s,
+        coordinator, metrics=metrics, interval_s=settings.recovery_interval_s, sleep=sleep
+    )
+    background.closer(coordinator.close)
+    if recover_in_background:
+        background.task(recovery.run, name="payments-recovery")
+    background.task(
+        partial(watch_backlog, database, outbox, service="payments", metrics=events_metrics),
+        name="payments-outbox-backlog",
     )
     app.state.database = database
     app.state.uow = uow

@@ -2,7 +2,7 @@
 PostgreSQL, calling two fake ledger shards on real gRPC servers over mutual TLS.
 
 Shard 1 is listed with a dead instance first: every cross-shard transfer proves that a
-killed instance does not stop progress. Time is a `FakeClock`; recovery runs only when a
+killed instance does not stop progress. Time is a `ManualClock`; recovery runs only when a
 test calls `tick()`.
 """
 
@@ -18,6 +18,7 @@ from fastapi import FastAPI
 from grpc import aio
 from sqlalchemy import func, select
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import Query
 from flotilla_kit.devservers.ports import free_port
 from flotilla_kit.settings import TlsSettings
@@ -28,7 +29,7 @@ from flotilla_payments.bootstrap import build_app
 from flotilla_payments.service_layer.faults import FaultPoint, NoFaults
 from flotilla_payments.service_layer.ports import Faults
 from flotilla_payments.settings import PaymentsSettings
-from services.payments.tests.fakes import CrashAt, FakeBank, FakeClock
+from services.payments.tests.fakes import CrashAt, FakeBank
 from services.payments.tests.integration.ledger_server import (
     FakeLedgerServicer,
     start_fake_shard,
@@ -88,8 +89,8 @@ async def ledger(
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+def clock() -> ManualClock:
+    return ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
 
 
 @pytest.fixture
@@ -128,13 +129,14 @@ def settings(
 
 @pytest.fixture
 async def app(
-    settings: PaymentsSettings, tokens: TokenMinter, clock: FakeClock, faults: Faults
+    settings: PaymentsSettings, tokens: TokenMinter, clock: ManualClock, faults: Faults
 ) -> AsyncIterator[FastAPI]:
     application = build_app(
         settings,
         verifier=tokens.verifier(),
         tokens=StaticTokens(tokens.mint("service:payments", ["service:payments"], ttl_s=3600)),
         clock=clock,
+        sleep=clock.sleep,
         faults=faults,
         recover_in_background=False,
     )

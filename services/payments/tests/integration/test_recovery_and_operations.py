@@ -20,8 +20,10 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from typer.testing import CliRunner
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import DatabaseError, Query, is_sqlite
 from flotilla_kit.testing import TokenMinter
+from flotilla_kit.testing import principal as who
 from flotilla_payments.adapters.tables import metadata
 from flotilla_payments.domain import Transfer, TransferState
 from flotilla_payments.entrypoints.cli import app as cli_app
@@ -29,7 +31,7 @@ from flotilla_payments.service_layer.coordinator import Coordinator, TransferReq
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import UnitOfWorkFactory
 from flotilla_payments.service_layer.recovery import Recovery
-from services.payments.tests.fakes import CrashAt, FakeClock, SimulatedCrash, who
+from services.payments.tests.fakes import CrashAt, SimulatedCrash
 from services.payments.tests.integration.conftest import Headers, Ledger
 from services.payments.tests.integration.test_transfers_api import TRANSFERS, body
 
@@ -75,7 +77,7 @@ async def test_recovery_finishes_a_transfer_whose_process_died(
     as_user: Headers,
     accounts: dict[str, str],
     ledger: Ledger,
-    clock: FakeClock,
+    clock: ManualClock,
     faults: CrashAt,
 ) -> None:
     total = ledger.bank.total()
@@ -104,7 +106,7 @@ async def test_an_undecided_transfer_is_aborted_after_the_prepare_timeout(
     as_user: Headers,
     accounts: dict[str, str],
     ledger: Ledger,
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     money = ledger.bank.money()
     await post_and_crash(client, as_user(key="k"), body(accounts["a0"], accounts["b1"]))
@@ -118,13 +120,14 @@ async def test_an_undecided_transfer_is_aborted_after_the_prepare_timeout(
 
 
 async def test_two_instances_recovering_at_once_finish_each_transfer_once(
-    app: FastAPI, accounts: dict[str, str], ledger: Ledger, clock: FakeClock
+    app: FastAPI, accounts: dict[str, str], ledger: Ledger, clock: ManualClock
 ) -> None:
     ours: Coordinator = app.state.coordinator
 
     def instance(instance_id: str, **parts: Any) -> Coordinator:
         return Coordinator(
-            uow=app.state.uow, ledger=app.state.ledger, clock=clock, metrics=app.state.payments_metrics,
+            uow=app.state.uow, ledger=app.state.ledger, clock=clock, sleep=clock.sleep,
+            metrics=app.state.payments_metrics,
             config=dataclasses.replace(ours.config, instance_id=instance_id), **parts,
         )  # fmt: skip
 
@@ -137,9 +140,7 @@ async def test_two_instances_recovering_at_once_finish_each_transfer_once(
                 fingerprint=f"f-{n}",
             )
     other = instance("p-1", faults=CrashAt(P.AFTER_PREPARE))  # never reached: decided already
-    recovery = Recovery(
-        other, uow=app.state.uow, clock=clock, metrics=app.state.payments_metrics, interval_s=1
-    )
+    recovery = Recovery(other, metrics=app.state.payments_metrics, interval_s=1, sleep=clock.sleep)
     clock.advance(6)
     reports = await asyncio.gather(app.state.recovery.tick(), recovery.tick())
     assert sum(r.claimed for r in reports) == sum(r.finished for r in reports) == 3
@@ -156,7 +157,7 @@ async def test_the_outcome_endpoint_for_participants_in_doubt(
     as_user: Headers,
     accounts: dict[str, str],
     tokens: TokenMinter,
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     shard = {"Authorization": f"Bearer {tokens.mint('service:accounts', ['service:accounts'])}"}
 

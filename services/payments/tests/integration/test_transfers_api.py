@@ -12,10 +12,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.testing import TokenMinter
 from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.unit_of_work import SqlPaymentsUnitOfWork
-from services.payments.tests.fakes import FakeClock
 from services.payments.tests.integration.conftest import Headers, Ledger
 
 PROBLEM = "application/problem+json"
@@ -233,7 +233,7 @@ async def test_an_unreachable_shard_aborts_with_503_and_the_abort_is_finished_la
     as_user: Headers,
     accounts: dict[str, str],
     ledger: Ledger,
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     ledger.servicers[1].down = True
     money = ledger.bank.money()
@@ -265,7 +265,7 @@ async def test_a_transfer_not_final_in_time_is_202_with_a_location(
     as_user: Headers,
     accounts: dict[str, str],
     ledger: Ledger,
-    clock: FakeClock,
+    clock: ManualClock,
 ) -> None:
     ledger.servicers[0].down = True  # a local transfer: only shard 0 can settle it
     response = await client.post(
@@ -310,7 +310,7 @@ async def test_who_may_read_a_transfer(
 
 
 async def test_the_list_is_the_callers_own_newest_first_in_pages(
-    client: httpx.AsyncClient, as_user: Headers, accounts: dict[str, str], clock: FakeClock
+    client: httpx.AsyncClient, as_user: Headers, accounts: dict[str, str], clock: ManualClock
 ) -> None:
     ids = []
     for n in range(5):

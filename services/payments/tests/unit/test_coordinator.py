@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from flotilla_kit.testing import principal as who
 from flotilla_payments.domain import Refusal, TransferPath, TransferState
 from flotilla_payments.service_layer.coordinator import Outcome
 from flotilla_payments.service_layer.errors import (
@@ -20,7 +21,6 @@ from flotilla_payments.service_layer.errors import (
     SameAccount,
 )
 from flotilla_payments.service_layer.ports import StoredKey
-from services.payments.tests.fakes import who
 from services.payments.tests.unit.world import World, fingerprint_of, send
 
 S = TransferState
@@ -192,7 +192,7 @@ async def test_phase_two_is_retried_with_backoff_until_acknowledged(world: World
         )
         # The lease covers the wait: recovery elsewhere leaves the transfer alone.
         assert stored.lease_until is not None
-        assert stored.lease_until > world.clock.now()
+        assert stored.lease_until > world.clock()
         delays.append(delay)
         world.clock.advance(delay)
     await coordinator.settle()

@@ -8,11 +8,12 @@ import datetime as dt
 
 import pytest
 
+from flotilla_kit.testing import principal as who
 from flotilla_payments.domain import TransferState, new_transfer
+from flotilla_payments.domain.events import transfer_committed
 from flotilla_payments.service_layer.coordinator import TransferRequest
-from flotilla_payments.service_layer.events import transfer_committed
 from flotilla_payments.service_layer.faults import FaultPoint
-from services.payments.tests.fakes import CrashAt, SimulatedCrash, who
+from services.payments.tests.fakes import CrashAt, SimulatedCrash
 from services.payments.tests.unit.world import World, send
 
 S = TransferState
@@ -128,7 +129,7 @@ def test_only_a_committed_transfer_has_the_event(world: World) -> None:
     preparing = new_transfer(
         from_account=world.a0, to_account=world.b1, amount_minor=1, currency="EUR",
         reference="", initiator="alice", required_owner="alice", same_shard=False,
-        now=world.clock.now(), lease_owner="p-0", lease_s=5,
+        now=world.clock(), lease_owner="p-0", lease_s=5,
     )  # fmt: skip
     with pytest.raises(ValueError, match="not committed"):
         transfer_committed(preparing)

@@ -10,11 +10,12 @@ import uuid
 
 import pytest
 
+from flotilla_kit.testing import principal as who
 from flotilla_payments.domain import Refusal, Transfer, TransferState
 from flotilla_payments.service_layer.coordinator import Outcome
 from flotilla_payments.service_layer.errors import NotAllowed
 from flotilla_payments.service_layer.faults import FaultPoint
-from services.payments.tests.fakes import CrashAt, SimulatedCrash, who
+from services.payments.tests.fakes import CrashAt, SimulatedCrash
 from services.payments.tests.unit.world import World, send
 
 S = TransferState
@@ -145,7 +146,7 @@ async def test_of_two_recoverers_each_transfer_goes_to_exactly_one(world: World)
 async def test_a_claim_loses_to_a_lease_taken_in_between(world: World) -> None:
     stuck = await crash_at(world, P.AFTER_DECISION)
     world.clock.advance(6)
-    now = world.clock.now()
+    now = world.clock()
     async with world.uow() as uow:
         assert await uow.transfers.claim(
             stuck.id, now=now, owner="p-1", until=now + dt.timedelta(seconds=5)
@@ -167,9 +168,7 @@ async def test_a_transfer_recovery_cannot_finish_comes_back_after_a_backoff(worl
     assert (report.claimed, report.finished, report.unfinished) == (1, 0, 1)
     released = world.store.transfers[stuck.id]
     assert (released.state, released.lease_owner, released.attempts) == (S.COMMITTING, None, 1)
-    assert (
-        world.clock.now() <= released.next_attempt_at <= world.clock.now() + dt.timedelta(seconds=1)
-    )
+    assert world.clock() <= released.next_attempt_at <= world.clock() + dt.timedelta(seconds=1)
     assert world.metric("flotilla_payments_in_doubt_transfers") == 1
     assert world.metric("flotilla_payments_recovery_actions_total", kind="retry_scheduled") == 1
     world.ledger.down.clear()

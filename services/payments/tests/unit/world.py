@@ -10,7 +10,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from flotilla_kit.clock import ManualClock
 from flotilla_kit.idempotency import request_fingerprint
+from flotilla_kit.testing import principal as who
 from flotilla_kit.tokens import Principal
 from flotilla_payments.adapters.metrics import PaymentsMetrics
 from flotilla_payments.service_layer.coordinator import (
@@ -23,12 +25,11 @@ from flotilla_payments.service_layer.faults import NoFaults
 from flotilla_payments.service_layer.ports import Faults
 from flotilla_payments.service_layer.recovery import Recovery
 from services.payments.tests.fakes import (
+    T0,
     FakeBank,
-    FakeClock,
     FakeLedger,
     FakeStore,
     FakeUowFactory,
-    who,
 )
 
 
@@ -36,7 +37,7 @@ from services.payments.tests.fakes import (
 class World:
     store: FakeStore = field(default_factory=FakeStore)
     bank: FakeBank = field(default_factory=FakeBank)
-    clock: FakeClock = field(default_factory=FakeClock)
+    clock: ManualClock = field(default_factory=lambda: ManualClock(T0))
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     coordinators: list[Coordinator] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ class World:
             uow=self.uow,
             ledger=self.ledger,
             clock=self.clock,
+            sleep=self.clock.sleep,
             faults=faults or NoFaults(),
             metrics=self.metrics,
             config=CoordinatorConfig(
@@ -74,9 +76,7 @@ class World:
         return coordinator
 
     def recovery(self, coordinator: Coordinator) -> Recovery:
-        return Recovery(
-            coordinator, uow=self.uow, clock=self.clock, metrics=self.metrics, interval_s=1.0
-        )
+        return Recovery(coordinator, metrics=self.metrics, interval_s=1.0, sleep=self.clock.sleep)
 
     def metric(self, name: str, **labels: str) -> float:
         return self.registry.get_sample_value(name, labels) or 0.0

@@ -37,6 +37,7 @@ from flotilla_accounts.domain import (
     Refusal,
     StatementLine,
 )
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import IntegrityViolation, Query, Row, Transaction
 
 __all__ = ["SqlBranches", "SqlLedger", "SqlLocalTransfers"]
@@ -144,8 +145,9 @@ def _account(row: Row) -> Account:
 
 
 class SqlLedger:
-    def __init__(self, transaction: Transaction) -> None:
+    def __init__(self, transaction: Transaction, *, clock: Clock = utc_now) -> None:
         self.transaction = transaction
+        self._clock = clock
 
     async def add_account(self, account: Account) -> None:
         await self.transaction.execute(
@@ -195,7 +197,7 @@ class SqlLedger:
             balance_minor=0,
             held_minor=0,
             kind=AccountKind.SYSTEM.value,
-            created_at=dt.datetime.now(dt.UTC),
+            created_at=self._clock(),
         )
 
     async def post(self, posting: Posting, *, then_go_on: bool = True) -> None:
@@ -216,7 +218,7 @@ class SqlLedger:
             id=posting.id,
             kind=posting.kind,
             reference=posting.reference,
-            created_at=dt.datetime.now(dt.UTC),
+            created_at=self._clock(),
         )
         await transaction.execute_many(
             _INSERT_ENTRY,

@@ -1,4 +1,5 @@
-"""`python -m flotilla_accounts` (or `flotilla-accounts`): serve, migrate, seed."""
+"""`python -m flotilla_accounts` (or `flotilla-accounts`): serve, migrate, seed, and the
+audit log's verify and tail."""
 
 from __future__ import annotations
 
@@ -12,35 +13,24 @@ import typer
 from pydantic import BaseModel, Field
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
+from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.bootstrap import build_app, migrate
 from flotilla_accounts.domain import Money
 from flotilla_accounts.service_layer import use_cases
 from flotilla_accounts.service_layer.errors import AccountsError
-from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.settings import AccountsSettings
 from flotilla_kit.db import Database
-from flotilla_kit.logs import configure_logging
-from flotilla_kit.rbac import permissions_of
-from flotilla_kit.server import serve as run_server
-from flotilla_kit.settings import load_settings
-from flotilla_kit.tokens import Principal
-from flotilla_kit.tracing import install_tracing
+from flotilla_kit.service_cli import SEED_OPERATOR, quiet_settings, service_cli
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = service_cli(
+    AccountsSettings,
     help="The Flotilla accounts service. Settings come from FLOTILLA_* environment variables.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-# The seed acts with staff rights, as an operator at the counter would.
-_OPERATOR = Principal(
-    subject="flotilla-seed",
-    roles=frozenset({"admin"}),
-    token_id="seed",  # noqa: S106 - an id, not a secret
-    expires_at=float("inf"),
-    permissions=permissions_of(["admin"]),
+    serve_help="Run one instance of the HTTP API until SIGTERM.",
+    build_app=build_app,
+    migrate=migrate,
+    audit_log=AUDIT_LOG,
 )
 
 
@@ -60,23 +50,6 @@ class SeedFile(BaseModel):
     accounts: list[SeedAccount]
 
 
-@app.command()
-def serve() -> None:
-    """Run one instance of the HTTP API until SIGTERM."""
-    settings = load_settings(AccountsSettings)
-    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
-    install_tracing(settings)
-    run_server(build_app(settings), settings)
-
-
-@app.command("migrate")
-def migrate_command() -> None:
-    """Upgrade the database to the newest schema."""
-    settings = load_settings(AccountsSettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    migrate(settings)
-
-
 async def _seed(settings: AccountsSettings, wanted: SeedFile) -> list[dict[str, Any]]:
     database = Database(settings.sqlalchemy_url)
     created: list[dict[str, Any]] = []
@@ -87,7 +60,7 @@ async def _seed(settings: AccountsSettings, wanted: SeedFile) -> list[dict[str, 
                 if account is None:
                     account = await use_cases.open_account(
                         uow,
-                        principal=_OPERATOR,
+                        principal=SEED_OPERATOR,
                         shard=settings.shard,
                         shards=settings.shards,
                         name=item.name,
@@ -98,7 +71,7 @@ async def _seed(settings: AccountsSettings, wanted: SeedFile) -> list[dict[str, 
                     if item.balance_minor > 0:
                         _, account = await use_cases.deposit(
                             uow,
-                            principal=_OPERATOR,
+                            principal=SEED_OPERATOR,
                             shard=settings.shard,
                             account_id=account.id,
                             amount=Money(item.balance_minor, item.currency),
@@ -130,8 +103,7 @@ def seed(
 
     Prints the accounts as JSON on stdout.
     """
-    settings = load_settings(AccountsSettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
+    settings = quiet_settings(AccountsSettings)
     wanted = SeedFile.model_validate_json(file.read_bytes())
     migrate(settings)
     try:
@@ -140,28 +112,6 @@ def seed(
         sys.stderr.write(f"seed refused: {exc}\n")
         raise typer.Exit(1) from exc
     sys.stdout.write(json.dumps({"accounts": accounts}) + "\n")
-
-
-@app.command("audit-verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; print a JSON report; exit 1 if it is broken."""
-    settings = load_settings(AccountsSettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    report = asyncio.run(AUDIT_LOG.report(settings.sqlalchemy_url, settings.service_name))
-    sys.stdout.write(json.dumps(report) + "\n")
-    if not report["intact"]:
-        raise typer.Exit(1)
-
-
-@app.command("audit-tail")
-def audit_tail(
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many records.")] = 20,
-) -> None:
-    """Print the newest audit records as JSON lines, oldest first."""
-    settings = load_settings(AccountsSettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    for record in asyncio.run(AUDIT_LOG.newest(settings.sqlalchemy_url, limit)):
-        sys.stdout.write(json.dumps(record) + "\n")
 
 
 def main() -> None:

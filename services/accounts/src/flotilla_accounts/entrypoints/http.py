@@ -9,9 +9,10 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from flotilla_accounts.adapters.tables import idempotency_keys
+from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.domain import Money, UnknownCurrency
 from flotilla_accounts.entrypoints.schemas import (
     AccountList,
@@ -32,21 +33,21 @@ from flotilla_accounts.service_layer.errors import (
     NotAllowed,
     WrongShard,
 )
-from flotilla_accounts.service_layer.unit_of_work import AccountsUnitOfWork
-from flotilla_kit.app import PROBLEM_RESPONSES
+from flotilla_kit.app import PROBLEM_RESPONSES, app_state
 from flotilla_kit.content_types import require_json
 from flotilla_kit.db import Database
 from flotilla_kit.idempotency import (
     IdempotentResult,
     request_fingerprint,
     run_idempotently,
+    stored_answer,
     valid_idempotency_key,
 )
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.problems import Problem, ProblemRule, ProblemTable, problem_response
 from flotilla_kit.security import Authenticated
 from flotilla_kit.tokens import Principal
 
-__all__ = ["install_error_mapping", "router"]
+__all__ = ["PROBLEMS", "install_error_mapping", "router"]
 
 router = APIRouter(prefix="/api/v1/accounts", tags=["accounts"], responses=PROBLEM_RESPONSES)
 
@@ -59,11 +60,6 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
 async def _shard(request: Request) -> int:
     shard: int = request.app.state.settings.shard
     return shard
@@ -74,15 +70,12 @@ async def _shards(request: Request) -> int:
     return shards
 
 
-DatabaseDep = Annotated[Database, Depends(_database)]
+DatabaseDep = Annotated[Database, Depends(app_state("database"))]
 ShardDep = Annotated[int, Depends(_shard)]
 ShardsDep = Annotated[int, Depends(_shards)]
 
 _WRONG_SHARD_RESPONSE: dict[int | str, dict[str, object]] = {
-    421: {
-        "description": "The owner's accounts live on another shard (`shard` names it)",
-        "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+    421: problem_response("The owner's accounts live on another shard (`shard` names it)")
 }
 
 
@@ -121,13 +114,6 @@ async def _once_per_key(
         fingerprint=request_fingerprint("POST", request.url.path, request_body),
         action=action,
     )
-
-
-def _answer(result: IdempotentResult, location: str | None = None) -> Response:
-    headers = {"Location": location} if location else {}
-    if result.replayed:
-        headers["Idempotency-Replayed"] = "true"
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
 
 
 OwnerQuery = Annotated[
@@ -207,7 +193,7 @@ async def open_account(
     result = await _once_per_key(
         request, principal, database, "open-account", fingerprinted, idempotency_key, action
     )
-    return _answer(result, location=f"{router.prefix}/{result.body['id']}")
+    return stored_answer(result, location=f"{router.prefix}/{result.body['id']}")
 
 
 @router.get("/{account_id}", response_model=AccountOut, summary="One account (owner or staff)")
@@ -285,34 +271,25 @@ async def deposit(
         idempotency_key,
         action,
     )
-    return _answer(result)
+    return stored_answer(result)
 
 
-_PROBLEMS: list[tuple[type[Exception], int, str, str]] = [
-    (AccountNotFound, 404, "account-not-found", "Account not found"),
-    (NotAllowed, 403, "forbidden", "Forbidden"),
-    (CurrencyMismatch, 422, "currency-mismatch", "Currency mismatch"),
-    (InvalidAmount, 422, "invalid-amount", "Invalid amount"),
-    (UnknownCurrency, 422, "unknown-currency", "Unknown currency"),
-    (InvalidCursor, 422, "invalid-cursor", "Invalid cursor"),
-]
-
-
-def _problem_for(exc: AccountsError | UnknownCurrency) -> Problem:
-    if isinstance(exc, WrongShard):
+PROBLEMS = ProblemTable(
+    {
+        AccountNotFound: (404, "account-not-found", "Account not found"),
+        NotAllowed: (403, "forbidden", "Forbidden"),
+        CurrencyMismatch: (422, "currency-mismatch", "Currency mismatch"),
+        InvalidAmount: (422, "invalid-amount", "Invalid amount"),
+        UnknownCurrency: (422, "unknown-currency", "Unknown currency"),
+        InvalidCursor: (422, "invalid-cursor", "Invalid cursor"),
         # 421 Misdirected Request: this instance cannot answer for that owner; the
         # extension names the shard that can.
-        return Problem(421, "wrong-shard", "Wrong shard", str(exc), shard=exc.home)
-    for kind, status, slug, title in _PROBLEMS:
-        if isinstance(exc, kind):
-            return Problem(status, slug, title, str(exc))
-    return Problem(400, "bad-request", "Bad request", str(exc))
+        WrongShard: ProblemRule[WrongShard](
+            421, "wrong-shard", "Wrong shard", extensions=lambda exc: {"shard": exc.home}
+        ),
+    }
+)
 
 
 def install_error_mapping(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, AccountsError | UnknownCurrency)
-        return _problem_for(exc).to_response(instance=request.url.path)
-
-    app.add_exception_handler(AccountsError, handle)
-    app.add_exception_handler(UnknownCurrency, handle)
+    PROBLEMS.install(app, AccountsError, UnknownCurrency)

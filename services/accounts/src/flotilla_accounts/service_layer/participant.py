@@ -51,15 +51,15 @@ from flotilla_accounts.service_layer.errors import (
     TransferConflict,
 )
 from flotilla_accounts.service_layer.ports import (
-    Clock,
     ParticipantMetrics,
     ParticipantUnitOfWork,
     UnitOfWorkFactory,
 )
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.logs import get_logger
 from flotilla_kit.sharding import shard_of
 
-__all__ = ["Participant", "PrepareCall", "TransferCall", "utc_now"]
+__all__ = ["Participant", "PrepareCall", "TransferCall"]
 
 _log = get_logger("flotilla.accounts.participant")
 
@@ -67,10 +67,6 @@ _TRANSFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")
 _BRANCH_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,31}")
 _ID_LENGTH = 64
 _REFERENCE_LENGTH = 140
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from flotilla_accounts.domain import (
     Account,
@@ -16,11 +15,12 @@ from flotilla_accounts.domain import (
     StatementLine,
     Vote,
 )
+from flotilla_kit.unit_of_work import UnitOfWork
+from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 
 __all__ = [
     "AuditTrail",
     "Branches",
-    "Clock",
     "Coordinator",
     "Ledger",
     "LedgerUnitOfWork",
@@ -29,10 +29,6 @@ __all__ = [
     "ParticipantUnitOfWork",
     "UnitOfWorkFactory",
 ]
-
-
-class Clock(Protocol):
-    def __call__(self) -> dt.datetime: ...
 
 
 class Ledger(Protocol):
@@ -105,7 +101,7 @@ class AuditTrail(Protocol):
     ) -> None: ...
 
 
-class LedgerUnitOfWork(Protocol):
+class LedgerUnitOfWork(UnitOfWork, Protocol):
     @property
     def ledger(self) -> Ledger: ...
 
@@ -122,18 +118,8 @@ class ParticipantUnitOfWork(LedgerUnitOfWork, Protocol):
     @property
     def local_transfers(self) -> LocalTransfers: ...
 
-    async def commit(self) -> None: ...
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
-
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> ParticipantUnitOfWork: ...
+UnitOfWorkFactory = KitUnitOfWorkFactory[ParticipantUnitOfWork]
 
 
 class Coordinator(Protocol):

@@ -19,7 +19,7 @@ from flotilla_accounts.service_layer.errors import AccountsError, CoordinatorUnr
 from flotilla_accounts.service_layer.participant import Participant
 from flotilla_accounts.service_layer.ports import Coordinator, ParticipantMetrics
 from flotilla_kit.logs import get_logger
-from flotilla_kit.pacing import Pace
+from flotilla_kit.recovery import run_paced
 
 __all__ = ["RECOVERY_ACTOR", "Recovery", "TickReport"]
 
@@ -113,15 +113,13 @@ class Recovery:
 
     async def run(self, interval_s: float) -> None:
         """Tick every `interval_s` while branches are in doubt, less often while none is
-        (`flotilla_kit.pacing`), until cancelled; a failed tick is logged, not fatal."""
-        pace = Pace(interval_s)
-        delay = interval_s
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                report = await self.tick()
-                found_work = report.in_doubt > 0 or bool(report.errors)
-            except Exception as exc:  # the loop must outlive a bad tick (database down)
-                _log.error("recovery tick failed", error=repr(exc))
-                found_work = True
-            delay = pace.after(found_work=found_work)
+        (`flotilla_kit.recovery.run_paced`), until cancelled; a failed tick is logged, not
+        fatal."""
+
+        async def found_work() -> bool:
+            report = await self.tick()
+            return report.in_doubt > 0 or bool(report.errors)
+
+        await run_paced(
+            found_work, every_s=interval_s, log=_log, failed="recovery tick failed", at_once=False
+        )

@@ -7,7 +7,6 @@ HTTP layer only checks that a caller is authenticated.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 
 from flotilla_accounts.domain import (
@@ -30,6 +29,7 @@ from flotilla_accounts.service_layer.errors import (
     WrongShard,
 )
 from flotilla_accounts.service_layer.ports import LedgerUnitOfWork
+from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.sharding import home_shard, shard_of
 from flotilla_kit.tokens import Principal
 
@@ -104,6 +104,7 @@ async def open_account(
     currency: str,
     owner_id: str | None = None,
     account_id: str | None = None,
+    clock: Clock = utc_now,
 ) -> Account:
     """Open a customer account on this shard. `account_id` is for seeding only (an id the
     launcher fixed in advance, `acc_<this shard>_<32 hex>`); otherwise a new one is made."""
@@ -124,7 +125,7 @@ async def open_account(
         currency=currency,
         balance_minor=0,
         kind=AccountKind.CUSTOMER,
-        created_at=dt.datetime.now(dt.UTC),
+        created_at=clock(),
     )
     await uow.ledger.add_account(account)
     await uow.audit.record(

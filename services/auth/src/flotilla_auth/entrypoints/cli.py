@@ -24,14 +24,12 @@ from flotilla_auth.service_layer.errors import AuthError
 from flotilla_auth.service_layer.signing_keys import promote_staged_key, stage_signing_key
 from flotilla_auth.service_layer.users import UserSpec, ensure_users, validated_specs
 from flotilla_auth.settings import AuthSettings
-from flotilla_kit import server
 from flotilla_kit.logs import configure_logging
+from flotilla_kit.service_cli import service_cli
 from flotilla_kit.settings import load_settings
-from flotilla_kit.tracing import install_tracing
 
 __all__ = [
     "app",
-    "audit_report",
     "main",
     "read_seed_file",
     "rotate_keys",
@@ -40,14 +38,16 @@ __all__ = [
 
 _CLI_ACTOR = "cli"
 
-app = typer.Typer(
+app = service_cli(
+    AuthSettings,
     help=(
         "Flotilla identity service: users, credentials, access and refresh tokens, JWKS, "
         "key rotation, audit log."
     ),
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
+    serve_help="Run the HTTP API (migrates and ensures a signing key at start).",
+    build_app=bootstrap.create_app,
+    migrate=bootstrap.migrate,
+    audit_log=audit_log,
 )
 
 
@@ -82,23 +82,6 @@ def _log_to_stderr(settings: AuthSettings) -> None:
     configure_logging(
         settings.service_name, settings.instance_id, settings.log_level, stream=sys.stderr
     )
-
-
-@app.command()
-def serve() -> None:
-    """Run the HTTP API (migrates and ensures a signing key at start)."""
-    settings = _settings()
-    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
-    install_tracing(settings)
-    server.serve(bootstrap.create_app(settings), settings)
-
-
-@app.command()
-def migrate() -> None:
-    """Upgrade the database to the newest schema."""
-    settings = _settings()
-    _log_to_stderr(settings)
-    bootstrap.migrate(settings)
 
 
 def read_seed_file(path: Path) -> list[UserSpec]:
@@ -225,36 +208,6 @@ def rotate_keys_command(
     except AuthError as exc:
         _fail(str(exc))
     typer.echo(json.dumps(result))
-
-
-async def audit_report(settings: AuthSettings) -> dict[str, Any]:
-    """Walk the whole audit chain; the result is what `audit-verify` prints."""
-    return await audit_log.report(settings.sqlalchemy_url, settings.service_name)
-
-
-@app.command("audit-verify")
-def audit_verify() -> None:
-    """Check the hash chain of the audit log. Prints {"service", "records", "intact",
-    "first_broken_seq", "reason", "head"}; exits 1 when the chain is broken."""
-    settings = _settings()
-    _log_to_stderr(settings)
-    report = asyncio.run(audit_report(settings))
-    typer.echo(json.dumps(report))
-    if not report["intact"]:
-        raise typer.Exit(1)
-
-
-@app.command("audit-tail")
-def audit_tail(
-    limit: Annotated[
-        int, typer.Option("--limit", min=1, max=10_000, help="How many of the newest records.")
-    ] = 20,
-) -> None:
-    """Print the newest audit records, oldest first, one JSON object per line."""
-    settings = _settings()
-    _log_to_stderr(settings)
-    for record in asyncio.run(audit_log.newest(settings.sqlalchemy_url, limit)):
-        typer.echo(json.dumps(record, ensure_ascii=False))
 
 
 def main() -> None:

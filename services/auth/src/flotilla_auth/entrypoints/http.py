@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.responses import Response
 
-from flotilla_auth.entrypoints._deps import ComponentsDep, problem_response
+from flotilla_auth.entrypoints._deps import ComponentsDep
 from flotilla_auth.service_layer.errors import (
     AuthError,
     CannotChangeSelf,
@@ -49,7 +49,7 @@ from flotilla_auth.service_layer.tokens import (
 )
 from flotilla_auth.service_layer.users import get_user
 from flotilla_kit.app import PROBLEM_RESPONSES
-from flotilla_kit.problems import Problem
+from flotilla_kit.problems import Problem, ProblemRule, ProblemTable, problem_response
 from flotilla_kit.security import Authenticated
 from flotilla_kit.text import (
     MULTI_LINE_PATTERN,
@@ -58,7 +58,7 @@ from flotilla_kit.text import (
     state_the_rule,
 )
 
-__all__ = ["client_ip", "install_error_handlers", "internal", "router", "well_known"]
+__all__ = ["PROBLEMS", "client_ip", "install_error_handlers", "internal", "router", "well_known"]
 
 _FORM = "application/x-www-form-urlencoded"
 _JSON = "application/json"
@@ -165,62 +165,64 @@ _OAUTH_TITLES = {
 }
 
 
-def _problem(exc: AuthError) -> Problem:  # noqa: PLR0911 - one branch per problem type
-    if isinstance(exc, OAuthError):
-        return Problem(
-            exc.status,
-            exc.code.replace("_", "-"),
-            _OAUTH_TITLES[exc.code],
-            str(exc),
+_CONFLICT = (409, "conflict", "Conflict")
+_SIGNING_KEY_NOT_LOADED = ProblemRule[AuthError](
+    503,
+    "unavailable",
+    "Service unavailable",
+    detail="The signing key is not loaded.",
+    headers={"Retry-After": "1"},
+)
+
+PROBLEMS = ProblemTable(
+    {
+        # The OAuth `error` code next to the problem members (RFC 6749 section 5.2).
+        OAuthError: ProblemRule[OAuthError](
+            lambda exc: exc.status,
+            lambda exc: exc.code.replace("_", "-"),
+            lambda exc: _OAUTH_TITLES[exc.code],
             headers=_NO_STORE,
-            error=exc.code,
-        )
-    if isinstance(exc, TooManyLoginAttempts):
-        return Problem(
+            extensions=lambda exc: {"error": exc.code},
+        ),
+        TooManyLoginAttempts: ProblemRule[TooManyLoginAttempts](
             429,
             "too-many-login-attempts",
             "Too many requests",
-            "Too many failed logins from this address; try again later.",
-            headers={**_NO_STORE, "Retry-After": str(exc.retry_after_s)},
-        )
-    if isinstance(exc, UnknownSubject):
-        return Problem(
+            detail="Too many failed logins from this address; try again later.",
+            headers=lambda exc: {**_NO_STORE, "Retry-After": str(exc.retry_after_s)},
+        ),
+        UnknownSubject: ProblemRule[UnknownSubject](
             401,
             "unauthenticated",
             "Authentication required",
-            "The access token names no active user or session.",
+            detail="The access token names no active user or session.",
             headers={"WWW-Authenticate": 'Bearer realm="flotilla"'},
-        )
-    if isinstance(exc, Forbidden):
-        return Problem(403, "forbidden", "Forbidden", str(exc))
-    if isinstance(exc, UserNotFound):
-        return Problem(404, "user-not-found", "User not found", str(exc))
-    if isinstance(exc, WeakPassword):
-        return Problem(422, "weak-password", "Password refused", str(exc), rule=exc.rule.value)
-    if isinstance(exc, InvalidUserData):
-        return Problem(422, "validation-error", "Request validation failed", str(exc))
-    if isinstance(exc, UsernameTaken | CannotChangeSelf):
-        return Problem(409, "conflict", "Conflict", str(exc))
-    if isinstance(exc, StorageConflict):
-        return Problem(409, "conflict", "Conflict", "A concurrent change won; try again.")
-    if isinstance(exc, SigningKeyUnavailable | SigningKeyUnreadable):
-        return Problem(
-            503,
-            "unavailable",
-            "Service unavailable",
-            "The signing key is not loaded.",
-            headers={"Retry-After": "1"},
-        )
-    return Problem(500, "internal-error", "Internal server error", "The error was logged.")
-
-
-async def _on_auth_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, AuthError)
-    return _problem(exc).to_response(instance=request.url.path)
+        ),
+        Forbidden: (403, "forbidden", "Forbidden"),
+        UserNotFound: (404, "user-not-found", "User not found"),
+        WeakPassword: ProblemRule[WeakPassword](
+            422,
+            "weak-password",
+            "Password refused",
+            extensions=lambda exc: {"rule": exc.rule.value},
+        ),
+        InvalidUserData: (422, "validation-error", "Request validation failed"),
+        UsernameTaken: _CONFLICT,
+        CannotChangeSelf: _CONFLICT,
+        StorageConflict: ProblemRule[StorageConflict](
+            *_CONFLICT, detail="A concurrent change won; try again."
+        ),
+        SigningKeyUnavailable: _SIGNING_KEY_NOT_LOADED,
+        SigningKeyUnreadable: _SIGNING_KEY_NOT_LOADED,
+    },
+    default=ProblemRule[AuthError](
+        500, "internal-error", "Internal server error", detail="The error was logged."
+    ),
+)
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(AuthError, _on_auth_error)
+    PROBLEMS.install(app, AuthError)
 
 
 # -- request parsing ----------------------------------------------------------------------

@@ -12,10 +12,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from flotilla_auth.domain.users import User
-from flotilla_auth.entrypoints._deps import ComponentsDep, problem_response
+from flotilla_auth.entrypoints._deps import ComponentsDep
 from flotilla_auth.service_layer import admin as admin_cases
 from flotilla_kit.app import PROBLEM_RESPONSES
 from flotilla_kit.content_types import require_json
+from flotilla_kit.problems import problem_response
 from flotilla_kit.security import Authenticated
 from flotilla_kit.text import ApiModel, SingleLine
 

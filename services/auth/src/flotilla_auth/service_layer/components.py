@@ -11,12 +11,12 @@ from flotilla_auth.domain.token_policy import TokenPolicy
 from flotilla_auth.service_layer.errors import SigningKeyUnavailable
 from flotilla_auth.service_layer.ports import (
     ClientAssertionVerifier,
-    Clock,
     KeyMaterial,
     PasswordHasher,
     TokenSigner,
     UnitOfWorkFactory,
 )
+from flotilla_kit.clock import Clock
 
 __all__ = ["Components"]
 

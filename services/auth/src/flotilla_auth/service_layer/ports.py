@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from flotilla_auth.domain.login_protection import FailureCounter
 from flotilla_auth.domain.refresh_tokens import RefreshToken
 from flotilla_auth.domain.service_clients import VerifiedAssertion
 from flotilla_auth.domain.signing_keys import SigningKey
 from flotilla_auth.domain.users import User
+from flotilla_kit.unit_of_work import UnitOfWork
+from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 
 __all__ = [
     "AuditTrail",
     "AuthUnitOfWork",
     "ClientAssertionRepository",
     "ClientAssertionVerifier",
-    "Clock",
     "KeyMaterial",
     "LoginThrottleRepository",
     "PasswordHasher",
@@ -28,8 +28,6 @@ __all__ = [
     "UnitOfWorkFactory",
     "UserRepository",
 ]
-
-Clock = Callable[[], datetime]
 
 
 class UserRepository(Protocol):
@@ -123,7 +121,7 @@ class AuditTrail(Protocol):
         """Append an event in this unit of work's transaction."""
 
 
-class AuthUnitOfWork(Protocol):
+class AuthUnitOfWork(UnitOfWork, Protocol):
     """One transaction; rolled back on exit unless committed."""
 
     # Read-only in the protocol, so an implementation may hold more specific repositories.
@@ -145,20 +143,8 @@ class AuthUnitOfWork(Protocol):
     @property
     def audit(self) -> AuditTrail: ...
 
-    async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
-
-
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> AuthUnitOfWork: ...
+UnitOfWorkFactory = KitUnitOfWorkFactory[AuthUnitOfWork]
 
 
 class PasswordHasher(Protocol):

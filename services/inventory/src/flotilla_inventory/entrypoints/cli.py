@@ -20,32 +20,27 @@ from flotilla_inventory.bootstrap import build_app, migrate
 from flotilla_inventory.entrypoints.schemas import ProductIn, ProductOut
 from flotilla_inventory.service_layer import catalogue
 from flotilla_inventory.service_layer.errors import DuplicateSku, InventoryError
-from flotilla_inventory.service_layer.reservations import utc_now
 from flotilla_inventory.settings import InventorySettings
+from flotilla_kit.clock import utc_now
 from flotilla_kit.db import Database
-from flotilla_kit.events import run_relay
-from flotilla_kit.logs import configure_logging
-from flotilla_kit.rbac import permissions_of
-from flotilla_kit.server import serve as run_server
-from flotilla_kit.settings import load_settings
-from flotilla_kit.tokens import Principal
-from flotilla_kit.tracing import install_tracing
+from flotilla_kit.service_cli import SEED_OPERATOR, Relay, quiet_settings, service_cli
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = service_cli(
+    InventorySettings,
     help="The Flotilla inventory service. Settings come from FLOTILLA_* environment variables.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-
-# The seed acts with staff rights, as an operator stocking the shelves would.
-_OPERATOR = Principal(
-    subject="flotilla-seed",
-    roles=frozenset({"admin"}),
-    token_id="seed",  # noqa: S106 - an id, not a secret
-    expires_at=float("inf"),
-    permissions=permissions_of(["admin"]),
+    serve_help="Run one instance: the HTTP API, the gRPC API (when FLOTILLA_GRPC_PORT is set) "
+    "and\nthe sweeper, until SIGTERM (which drains first) or SIGINT.",
+    build_app=build_app,
+    migrate=migrate,
+    relay=Relay(
+        outbox,
+        SERVICE,
+        help="Publish the stock events of the outbox to NATS JetStream (FLOTILLA_NATS_URL), "
+        "in\norder, until SIGTERM or SIGINT. Run one per database (not one per instance).",
+    ),
+    audit_log=AUDIT_LOG,
 )
 
 
@@ -53,24 +48,6 @@ class SeedFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     products: list[ProductIn]
-
-
-@app.command()
-def serve() -> None:
-    """Run one instance: the HTTP API, the gRPC API (when FLOTILLA_GRPC_PORT is set) and
-    the sweeper, until SIGTERM (which drains first) or SIGINT."""
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
-    install_tracing(settings)
-    run_server(build_app(settings), settings)
-
-
-@app.command("migrate")
-def migrate_command() -> None:
-    """Upgrade the database to the newest schema."""
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    migrate(settings)
 
 
 async def _seed(settings: InventorySettings, wanted: SeedFile) -> list[dict[str, Any]]:
@@ -85,7 +62,7 @@ async def _seed(settings: InventorySettings, wanted: SeedFile) -> list[dict[str,
                     try:
                         product = await catalogue.create_product(
                             u,
-                            principal=_OPERATOR,
+                            principal=SEED_OPERATOR,
                             sku=item.sku,
                             name=item.name,
                             price_minor=item.price_minor,
@@ -124,8 +101,7 @@ def seed(
 
     Prints the products as JSON on stdout, in the file's order.
     """
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
+    settings = quiet_settings(InventorySettings)
     try:
         wanted = SeedFile.model_validate_json(file.read_bytes())
     except ValidationError as exc:
@@ -138,44 +114,6 @@ def seed(
         sys.stderr.write(f"seed refused: {exc}\n")
         raise typer.Exit(1) from exc
     sys.stdout.write(json.dumps({"products": seeded}) + "\n")
-
-
-@app.command()
-def relay() -> None:
-    """Publish the stock events of the outbox to NATS JetStream (FLOTILLA_NATS_URL), in
-    order, until SIGTERM or SIGINT. Run one per database (not one per instance)."""
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, settings.log_level)
-    install_tracing(settings)
-    migrate(settings)
-    run_relay(
-        database=Database(settings.sqlalchemy_url),
-        outbox=outbox,
-        nats_url=settings.nats_url,
-        service=SERVICE,
-    )
-
-
-@app.command("audit-verify")
-def audit_verify() -> None:
-    """Check the audit log's hash chain; print a JSON report; exit 1 if it is broken."""
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    report = asyncio.run(AUDIT_LOG.report(settings.sqlalchemy_url, settings.service_name))
-    sys.stdout.write(json.dumps(report) + "\n")
-    if not report["intact"]:
-        raise typer.Exit(1)
-
-
-@app.command("audit-tail")
-def audit_tail(
-    limit: Annotated[int, typer.Option(min=1, max=10_000, help="How many records.")] = 20,
-) -> None:
-    """Print the newest audit records as JSON lines, oldest first."""
-    settings = load_settings(InventorySettings)
-    configure_logging(settings.service_name, settings.instance_id, "warning", sys.stderr)
-    for record in asyncio.run(AUDIT_LOG.newest(settings.sqlalchemy_url, limit)):
-        sys.stdout.write(json.dumps(record) + "\n")
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Path, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from flotilla_inventory.adapters.tables import idempotency_keys
 from flotilla_inventory.adapters.unit_of_work import SqlInventoryUnitOfWork, SqlUnitOfWorkFactory
@@ -34,21 +34,23 @@ from flotilla_inventory.service_layer.errors import (
     ProductNotFound,
     ReservationNotFound,
 )
-from flotilla_inventory.service_layer.ports import Clock
 from flotilla_inventory.service_layer.reservations import ReservationDesk, ReserveCall
+from flotilla_kit.app import app_state
+from flotilla_kit.clock import Clock
 from flotilla_kit.content_types import require_json
 from flotilla_kit.db import Database
 from flotilla_kit.idempotency import (
     IdempotentResult,
     request_fingerprint,
     run_idempotently,
+    stored_answer,
     valid_idempotency_key,
 )
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.problems import Problem, ProblemTable, problem_response
 from flotilla_kit.security import require_permission
 from flotilla_kit.tokens import Principal
 
-__all__ = ["RESERVE_PERMISSION", "install_error_mapping", "products", "reservations"]
+__all__ = ["PROBLEMS", "RESERVE_PERMISSION", "install_error_mapping", "products", "reservations"]
 
 RESERVE_PERMISSION = "inventory:reserve"
 
@@ -65,13 +67,7 @@ _DESCRIPTIONS = {
 
 
 def _problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {
-            "description": _DESCRIPTIONS[status],
-            "content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-        }
-        for status in statuses
-    }
+    return {status: problem_response(_DESCRIPTIONS[status]) for status in statuses}
 
 
 products = APIRouter(prefix="/api/v1/products", tags=["products"])
@@ -90,34 +86,10 @@ IdempotencyKey = Annotated[
 ProductId = Annotated[str, Path(max_length=64, description="The product's id (`prd_...`).")]
 ReservationId = Annotated[str, Path(max_length=64, description="The caller's reservation id.")]
 
-# Dependencies are `async def`: FastAPI runs a plain `def` one in its thread pool, a
-# thread hop per request for reading an attribute.
-
-
-async def _database(request: Request) -> Database:
-    database: Database = request.app.state.database
-    return database
-
-
-async def _uow(request: Request) -> SqlUnitOfWorkFactory:
-    uow: SqlUnitOfWorkFactory = request.app.state.uow
-    return uow
-
-
-async def _desk(request: Request) -> ReservationDesk:
-    desk: ReservationDesk = request.app.state.desk
-    return desk
-
-
-async def _clock(request: Request) -> Clock:
-    clock: Clock = request.app.state.clock
-    return clock
-
-
-DatabaseDep = Annotated[Database, Depends(_database)]
-UowDep = Annotated[SqlUnitOfWorkFactory, Depends(_uow)]
-DeskDep = Annotated[ReservationDesk, Depends(_desk)]
-ClockDep = Annotated[Clock, Depends(_clock)]
+DatabaseDep = Annotated[Database, Depends(app_state("database"))]
+UowDep = Annotated[SqlUnitOfWorkFactory, Depends(app_state("uow"))]
+DeskDep = Annotated[ReservationDesk, Depends(app_state("desk"))]
+ClockDep = Annotated[Clock, Depends(app_state("clock"))]
 Writer = Annotated[Principal, Depends(require_permission(catalogue.WRITE_PERMISSION))]
 Reserver = Annotated[Principal, Depends(require_permission(RESERVE_PERMISSION))]
 
@@ -145,13 +117,6 @@ async def _once_per_key(
         fingerprint=request_fingerprint("POST", request.url.path, body),
         action=action,
     )
-
-
-def _stored_answer(result: IdempotentResult, location: str | None = None) -> Response:
-    headers = {"Location": location} if location else {}
-    if result.replayed:
-        headers["Idempotency-Replayed"] = "true"
-    return JSONResponse(result.body, status_code=result.status, headers=headers)
 
 
 # The catalogue ------------------------------------------------------------------------
@@ -222,7 +187,7 @@ async def create_product(
         request, principal, database, "create-product", body.model_dump(mode="json"),
         idempotency_key, action,
     )  # fmt: skip
-    return _stored_answer(result, location=f"{products.prefix}/{result.body['id']}")
+    return stored_answer(result, location=f"{products.prefix}/{result.body['id']}")
 
 
 @products.patch(
@@ -282,7 +247,7 @@ async def adjust_stock(
         request, principal, database, "adjust-stock", body.model_dump(mode="json"),
         idempotency_key, action,
     )  # fmt: skip
-    return _stored_answer(result)
+    return stored_answer(result)
 
 
 # Reservations (service to service) ------------------------------------------------------
@@ -363,26 +328,19 @@ async def get_reservation(
 
 # Errors ---------------------------------------------------------------------------------
 
-_PROBLEMS: dict[type[InventoryError], tuple[int, str, str]] = {
-    NotAllowed: (403, "forbidden", "Forbidden"),
-    ProductNotFound: (404, "product-not-found", "Product not found"),
-    ReservationNotFound: (404, "reservation-not-found", "Reservation not found"),
-    DuplicateSku: (409, "duplicate-sku", "Duplicate sku"),
-    InsufficientStock: (409, "insufficient-stock", "Insufficient stock"),
-    InvalidProduct: (422, "invalid-product", "Invalid product"),
-    IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
-    InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
-}
-
-
-def _problem_for(exc: InventoryError) -> Problem:
-    status, slug, title = _PROBLEMS.get(type(exc), (400, "bad-request", "Bad request"))
-    return Problem(status, slug, title, str(exc))
+PROBLEMS = ProblemTable(
+    {
+        NotAllowed: (403, "forbidden", "Forbidden"),
+        ProductNotFound: (404, "product-not-found", "Product not found"),
+        ReservationNotFound: (404, "reservation-not-found", "Reservation not found"),
+        DuplicateSku: (409, "duplicate-sku", "Duplicate sku"),
+        InsufficientStock: (409, "insufficient-stock", "Insufficient stock"),
+        InvalidProduct: (422, "invalid-product", "Invalid product"),
+        IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
+        InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
+    }
+)
 
 
 def install_error_mapping(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, InventoryError)
-        return _problem_for(exc).to_response(instance=request.url.path)
-
-    app.add_exception_handler(InventoryError, handle)
+    PROBLEMS.install(app, InventoryError)

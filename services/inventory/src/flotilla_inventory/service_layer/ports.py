@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
 from flotilla_inventory.domain import (
     Product,
@@ -16,10 +15,11 @@ from flotilla_inventory.domain import (
     StockLevel,
     StockReason,
 )
+from flotilla_kit.unit_of_work import UnitOfWork
+from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 
 __all__ = [
     "AuditTrail",
-    "Clock",
     "Held",
     "InventoryUnitOfWork",
     "Products",
@@ -28,8 +28,6 @@ __all__ = [
     "StockEvents",
     "UnitOfWorkFactory",
 ]
-
-Clock = Callable[[], dt.datetime]
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +130,7 @@ class AuditTrail(Protocol):
     ) -> None: ...
 
 
-class InventoryUnitOfWork(Protocol):
+class InventoryUnitOfWork(UnitOfWork, Protocol):
     """One transaction; rolled back on exit unless committed."""
 
     @property
@@ -147,18 +145,8 @@ class InventoryUnitOfWork(Protocol):
     @property
     def audit(self) -> AuditTrail: ...
 
-    async def commit(self) -> None: ...
-    async def __aenter__(self) -> Self: ...
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
 
-
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> InventoryUnitOfWork: ...
+UnitOfWorkFactory = KitUnitOfWorkFactory[InventoryUnitOfWork]
 
 
 class ReservationMetrics(Protocol):

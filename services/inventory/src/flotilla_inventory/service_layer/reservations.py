@@ -45,20 +45,16 @@ from flotilla_inventory.domain import (
     reservation_id_problem,
 )
 from flotilla_inventory.service_layer.ports import (
-    Clock,
     Held,
     InventoryUnitOfWork,
     ReservationMetrics,
     UnitOfWorkFactory,
 )
+from flotilla_kit.clock import Clock, utc_now
 
-__all__ = ["Availability", "ReservationDesk", "ReserveCall", "utc_now"]
+__all__ = ["Availability", "ReservationDesk", "ReserveCall"]
 
 _TOMBSTONE_DETAIL = "released before it was reserved"
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import asyncio
 
 from flotilla_inventory.service_layer.reservations import ReservationDesk
 from flotilla_kit.logs import get_logger
-from flotilla_kit.pacing import Pace
+from flotilla_kit.recovery import run_paced
 
 __all__ = ["Sweeper"]
 
@@ -35,14 +35,12 @@ class Sweeper:
 
     async def run(self, interval_s: float) -> None:
         """Sweep every `interval_s` while sweeps expire something, less often while they
-        do not (`flotilla_kit.pacing`), until cancelled; a failed sweep is logged."""
-        pace = Pace(interval_s)
-        delay = interval_s
-        while True:
-            await asyncio.sleep(delay)
-            try:
-                found_work = await self.tick() > 0
-            except Exception as exc:  # the loop must outlive a bad sweep (database down)
-                _log.error("sweep failed", error=repr(exc))
-                found_work = True
-            delay = pace.after(found_work=found_work)
+        do not (`flotilla_kit.recovery.run_paced`), until cancelled; a failed sweep is
+        logged."""
+
+        async def found_work() -> bool:
+            return await self.tick() > 0
+
+        await run_paced(
+            found_work, every_s=interval_s, log=_log, failed="sweep failed", at_once=False
+        )

@@ -15,12 +15,14 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import and_, bindparam, or_, select, update
 from sqlalchemy.sql import Select
 
 from flotilla_kit.db import Query, Row, Transaction
+from flotilla_kit.leased_rows import LeaseStatements, SqlLeasedRows
 from flotilla_orders.adapters.tables import order_lines, orders
 from flotilla_orders.domain import CancelReason, Order, OrderLine, OrderState, SagaStep
 
@@ -36,10 +38,6 @@ _MUTABLE = (
     "pay_attempt", "refund_attempt", "version", "updated_at", "lease_owner", "lease_until",
     "retries", "next_attempt_at",
 )  # fmt: skip
-
-
-def _lease_free() -> Any:
-    return or_(_o.lease_until.is_(None), _o.lease_until <= bindparam("now"))
 
 
 def _with_lines(page: Select[Any]) -> Select[Any]:
@@ -93,47 +91,8 @@ _SET_PRICES = Query(
     .where(_l.order_id == bindparam("o_id"), _l.line_no == bindparam("o_line"))
     .values(unit_price_minor=bindparam("o_price"))
 )
-_EXTEND_LEASE = Query(
-    update(orders)
-    .where(
-        _o.id == bindparam("order_id"),
-        _o.lease_owner == bindparam("owner"),
-        _o.version == bindparam("expected_version"),
-    )
-    .values(
-        lease_until=bindparam("until"),
-        retries=bindparam("retries"),
-        next_attempt_at=bindparam("next_attempt_at"),
-    )
-)
-_RELEASE_LEASE = Query(
-    update(orders)
-    .where(_o.id == bindparam("order_id"), _o.lease_owner == bindparam("owner"), _o.step != _DONE)
-    .values(
-        lease_owner=None,
-        lease_until=None,
-        retries=bindparam("retries"),
-        next_attempt_at=bindparam("next_attempt_at"),
-    )
-)
-_RELEASE_LEASES_OF = Query(
-    update(orders)
-    .where(_o.lease_owner == bindparam("owner"), _o.step != _DONE)
-    .values(lease_owner=None, lease_until=None)
-)
-_DUE = Query(
-    select(_o.id)
-    .where(_o.step != _DONE, _o.next_attempt_at <= bindparam("now"), _lease_free())
-    .order_by(_o.next_attempt_at, _o.id)
-    .limit(bindparam("limit"))
-)
-_CLAIM = Query(
-    update(orders)
-    .where(_o.id == bindparam("order_id"), _o.step != _DONE, _lease_free())
-    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
-)
-_COUNT_UNFINISHED = Query(
-    select(func.count().label("unfinished")).select_from(orders).where(_o.step != _DONE)
+_LEASES = LeaseStatements(
+    orders, unfinished=_o.step != _DONE, attempts=_o.retries, expected=_o.version
 )
 
 
@@ -202,7 +161,9 @@ def _mutable(order: Order) -> dict[str, Any]:
     }
 
 
-class SqlOrderRepository:
+class SqlOrderRepository(SqlLeasedRows[uuid.UUID, Order]):
+    lease_statements = _LEASES
+
     def __init__(self, transaction: Transaction) -> None:
         self.transaction = transaction
 
@@ -275,47 +236,20 @@ class SqlOrderRepository:
         return True
 
     async def extend_lease(
-        self,
-        order_id: uuid.UUID,
-        *,
-        owner: str,
-        version: int,
-        until: dt.datetime,
-        retries: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        changed = await self.transaction.execute(
-            _EXTEND_LEASE,
-            order_id=order_id, owner=owner, expected_version=version,
-            until=until, retries=retries, next_attempt_at=next_attempt_at,
+        self, order: Order, *, owner: str, until: dt.datetime, next_attempt_at: dt.datetime
+    ) -> Order | None:
+        kept = replace(
+            order, retries=order.retries + 1, next_attempt_at=next_attempt_at, lease_until=until
+        )
+        extended = await self._extend(
+            order.id, expected=order.version, owner=owner, until=until,
+            attempts=kept.retries, next_attempt_at=next_attempt_at,
         )  # fmt: skip
-        return changed == 1
+        return kept if extended else None
 
     async def release_lease(
-        self, order_id: uuid.UUID, *, owner: str, retries: int, next_attempt_at: dt.datetime
+        self, order: Order, *, owner: str, next_attempt_at: dt.datetime
     ) -> bool:
-        changed = await self.transaction.execute(
-            _RELEASE_LEASE,
-            order_id=order_id, owner=owner, retries=retries, next_attempt_at=next_attempt_at,
-        )  # fmt: skip
-        return changed == 1
-
-    async def release_leases_of(self, owner: str) -> int:
-        return await self.transaction.execute(_RELEASE_LEASES_OF, owner=owner)
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        rows = await self.transaction.all(_DUE, now=now, limit=limit)
-        return [row.id for row in rows]
-
-    async def claim(
-        self, order_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Order | None:
-        changed = await self.transaction.execute(
-            _CLAIM, order_id=order_id, now=now, owner=owner, until=until
+        return await self._release(
+            order.id, owner=owner, attempts=order.retries + 1, next_attempt_at=next_attempt_at
         )
-        if changed != 1:
-            return None
-        return await self.get(order_id)
-
-    async def count_unfinished(self) -> int:
-        return int(await self.transaction.scalar(_COUNT_UNFINISHED))

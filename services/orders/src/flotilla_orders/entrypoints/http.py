@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from flotilla_kit.app import PROBLEM_RESPONSES
+from flotilla_kit.app import PROBLEM_RESPONSES, app_state
 from flotilla_kit.content_types import require_json
-from flotilla_kit.idempotency import request_fingerprint, valid_idempotency_key
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.idempotency import answer_headers, request_fingerprint, valid_idempotency_key
+from flotilla_kit.problems import ProblemRule, ProblemTable, problem_response
 from flotilla_kit.security import Authenticated, require_permission
 from flotilla_orders.domain import Order
 from flotilla_orders.entrypoints.schemas import (
@@ -38,7 +38,7 @@ from flotilla_orders.service_layer.errors import (
 )
 from flotilla_orders.service_layer.ports import UnitOfWorkFactory
 
-__all__ = ["RETRY_AFTER_S", "history_router", "install_error_mapping", "router"]
+__all__ = ["PROBLEMS", "RETRY_AFTER_S", "history_router", "install_error_mapping", "router"]
 
 router = APIRouter(prefix="/api/v1/orders", tags=["orders"], responses=PROBLEM_RESPONSES)
 history_router = APIRouter(
@@ -48,9 +48,8 @@ history_router = APIRouter(
 # A dependency that did not answer usually comes back within seconds (a restart).
 RETRY_AFTER_S = 1
 
-_PROBLEM = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
-    503: {**_PROBLEM, "description": "Inventory or accounts did not answer; nothing written."},
+    503: problem_response("Inventory or accounts did not answer; nothing written."),
 }
 
 # Required (documented so); a request without one gets the kit's 400
@@ -65,20 +64,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-# `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
-# request for what is an attribute lookup.
-async def _checkout(request: Request) -> Checkout:
-    checkout: Checkout = request.app.state.checkout
-    return checkout
-
-
-async def _uow(request: Request) -> UnitOfWorkFactory:
-    uow: UnitOfWorkFactory = request.app.state.uow
-    return uow
-
-
-CheckoutDep = Annotated[Checkout, Depends(_checkout)]
-UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
+CheckoutDep = Annotated[Checkout, Depends(app_state("checkout"))]
+UowDep = Annotated[UnitOfWorkFactory, Depends(app_state("uow"))]
 
 
 def _location(order: Order) -> str:
@@ -111,9 +98,7 @@ async def create_order(
         idempotency_key=valid_idempotency_key(idempotency_key),
         fingerprint=request_fingerprint("POST", request.url.path, body.model_dump(mode="json")),
     )
-    headers = {"Location": _location(placement.order)}
-    if placement.replayed:
-        headers["Idempotency-Replayed"] = "true"
+    headers = answer_headers(replayed=placement.replayed, location=_location(placement.order))
     body_out = OrderOut.of(placement.order).model_dump(mode="json")
     return JSONResponse(body_out, status_code=202, headers=headers)
 
@@ -171,42 +156,44 @@ async def order_history(
     )
 
 
-_PROBLEMS: dict[type[OrdersError], tuple[int, str, str]] = {
-    NotAllowed: (403, "forbidden", "Forbidden"),
-    IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
-    IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
-    InvalidOrder: (422, "validation-error", "Request validation failed"),
-    PaymentAccountInvalid: (422, "payment-account-invalid", "Payment account invalid"),
-    OrderNotFound: (404, "order-not-found", "Order not found"),
-    InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
-}
-
-
-def _problem_for(exc: OrdersError) -> Problem:
-    match exc:
-        case UnknownProducts():
-            return Problem(
-                422, "unknown-product", "Unknown product", str(exc), products=exc.product_ids
-            )
-        case CurrencyMismatch():
-            return Problem(
-                422, "currency-mismatch", "Currency mismatch", str(exc),
-                account_currency=exc.account_currency, products=exc.product_ids,
-            )  # fmt: skip
-        case DependencyUnavailable():
-            return Problem(
-                503, f"{exc.dependency}-unavailable", "Service unavailable",
-                f"The {exc.dependency} service did not answer; nothing was written. "
-                "Try again with the same Idempotency-Key.",
-                headers={"Retry-After": str(RETRY_AFTER_S)}, dependency=exc.dependency,
-            )  # fmt: skip
-    status, slug, title = _PROBLEMS.get(type(exc), (400, "bad-request", "Bad request"))
-    return Problem(status, slug, title, str(exc))
+PROBLEMS = ProblemTable(
+    {
+        NotAllowed: (403, "forbidden", "Forbidden"),
+        IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
+        IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
+        InvalidOrder: (422, "validation-error", "Request validation failed"),
+        PaymentAccountInvalid: (422, "payment-account-invalid", "Payment account invalid"),
+        OrderNotFound: (404, "order-not-found", "Order not found"),
+        InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
+        UnknownProducts: ProblemRule[UnknownProducts](
+            422,
+            "unknown-product",
+            "Unknown product",
+            extensions=lambda exc: {"products": exc.product_ids},
+        ),
+        CurrencyMismatch: ProblemRule[CurrencyMismatch](
+            422,
+            "currency-mismatch",
+            "Currency mismatch",
+            extensions=lambda exc: {
+                "account_currency": exc.account_currency,
+                "products": exc.product_ids,
+            },
+        ),
+        DependencyUnavailable: ProblemRule[DependencyUnavailable](
+            503,
+            lambda exc: f"{exc.dependency}-unavailable",
+            "Service unavailable",
+            detail=lambda exc: (
+                f"The {exc.dependency} service did not answer; nothing was "
+                "written. Try again with the same Idempotency-Key."
+            ),
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+            extensions=lambda exc: {"dependency": exc.dependency},
+        ),
+    }
+)
 
 
 def install_error_mapping(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, OrdersError)
-        return _problem_for(exc).to_response(instance=request.url.path)
-
-    app.add_exception_handler(OrdersError, handle)
+    PROBLEMS.install(app, OrdersError)

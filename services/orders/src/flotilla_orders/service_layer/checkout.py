@@ -16,6 +16,7 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from flotilla_kit.clock import Clock
 from flotilla_kit.tokens import Principal
 from flotilla_orders.domain import InvalidLines, Order, check_lines, new_order
 from flotilla_orders.service_layer.errors import (
@@ -33,7 +34,6 @@ from flotilla_orders.service_layer.ports import (
     AccountInfo,
     Accounts,
     AccountsUnavailable,
-    Clock,
     DuplicateIdempotencyKey,
     Faults,
     Inventory,
@@ -124,7 +124,7 @@ class Checkout:
             payment_account=request.payment_account,
             shop_account=self._config.shop_account,
             shop_owner=self._config.shop_owner,
-            now=self._clock.now(),
+            now=self._clock(),
             reserve_within_s=self._config.reserve_within_s,
             lease_owner=saga.instance_id,
             lease_s=saga.lease_s,

@@ -7,9 +7,11 @@ import enum
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
+from flotilla_kit.recovery import LeasedRows
+from flotilla_kit.unit_of_work import UnitOfWork
+from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 from flotilla_orders.domain import CommittedTransfer, HistoryEntry, Order, OrderOutcome
 from flotilla_orders.service_layer.faults import FaultPoint
 
@@ -17,7 +19,6 @@ __all__ = [
     "AccountInfo",
     "Accounts",
     "AccountsUnavailable",
-    "Clock",
     "DuplicateIdempotencyKey",
     "EventLog",
     "Faults",
@@ -192,7 +193,9 @@ class StoredKey:
     order_id: uuid.UUID
 
 
-class OrderRepository(Protocol):
+class OrderRepository(LeasedRows[uuid.UUID, Order], Protocol):
+    """Orders; the saga's leases and retries as `flotilla_kit.recovery` drives them."""
+
     async def add(self, order: Order) -> None: ...
 
     async def get(self, order_id: uuid.UUID) -> Order | None: ...
@@ -208,39 +211,6 @@ class OrderRepository(Protocol):
         """Compare-and-set: store every mutable field of `order` only if the stored order
         is still at `expected_version` and leased to `owner`; `prices`: its lines' unit
         prices too (they are set once, when the stock is held)."""
-
-    async def extend_lease(
-        self,
-        order_id: uuid.UUID,
-        *,
-        owner: str,
-        version: int,
-        until: dt.datetime,
-        retries: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        """Keep driving: only if `owner` still holds the lease and nothing changed."""
-
-    async def release_lease(
-        self,
-        order_id: uuid.UUID,
-        *,
-        owner: str,
-        retries: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        """Give the order back to recovery, to be tried again at `next_attempt_at`."""
-
-    async def release_leases_of(self, owner: str) -> int:
-        """At start: leases held by a previous life of this instance are void."""
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        """Unfinished orders whose lease is free or expired and whose next attempt is due."""
-
-    async def claim(
-        self, order_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Order | None:
-        """Compare-and-set on the lease: take it only if it is (still) free or expired."""
 
     async def count_unfinished(self) -> int: ...
 
@@ -276,7 +246,7 @@ class HistoryRepository(Protocol):
         """Newest first (by when the order ended); `after`: the previous page's last."""
 
 
-class OrdersUnitOfWork(Protocol):
+class OrdersUnitOfWork(UnitOfWork, Protocol):
     """One transaction; rolled back on exit unless committed."""
 
     @property
@@ -291,30 +261,11 @@ class OrdersUnitOfWork(Protocol):
     @property
     def history(self) -> HistoryRepository: ...
 
-    async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
+UnitOfWorkFactory = KitUnitOfWorkFactory[OrdersUnitOfWork]
 
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> OrdersUnitOfWork: ...
-
-
-# -- time, faults, metrics -------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> dt.datetime:
-        """Timezone-aware UTC."""
-
-    async def sleep(self, seconds: float) -> None: ...
+# -- faults, metrics -------------------------------------------------------------------------
 
 
 class Faults(Protocol):

@@ -23,11 +23,13 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 
+from flotilla_kit.clock import Clock, Sleep
 from flotilla_kit.logs import get_logger
-from flotilla_kit.pacing import full_jitter
+from flotilla_kit.recovery import Drives, Leases
 from flotilla_orders.domain import (
     MAX_AMOUNT_MINOR,
     CancelReason,
@@ -37,11 +39,11 @@ from flotilla_orders.domain import (
 )
 from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (
-    Clock,
     Faults,
     Inventory,
     InventoryProtocolError,
     InventoryUnavailable,
+    OrdersUnitOfWork,
     Payments,
     PaymentsProtocolError,
     PaymentsUnavailable,
@@ -97,6 +99,7 @@ class Saga:
         metrics: SagaMetrics,
         config: SagaConfig,
         draw: Callable[[], float] = random.random,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._uow = uow
         self._inventory = inventory
@@ -105,26 +108,33 @@ class Saga:
         self._faults = faults
         self._metrics = metrics
         self._config = config
-        self._draw = draw
-        self._tasks: set[asyncio.Task[Order | None]] = set()
+        self._leases: Leases[OrdersUnitOfWork, uuid.UUID, Order] = Leases(
+            uow=uow, rows=lambda uow: uow.orders, attempts=lambda order: order.retries,
+            id_field="order_id", terms=config, clock=clock, sleep=sleep, draw=draw,
+        )  # fmt: skip
+        self._drives: Drives[Order] = Drives()
 
     @property
     def config(self) -> SagaConfig:
         return self._config
 
     @property
+    def leases(self) -> Leases[OrdersUnitOfWork, uuid.UUID, Order]:
+        return self._leases
+
+    @property
     def drives(self) -> frozenset[asyncio.Task[Order | None]]:
         """The orders this process is driving right now (tests, shutdown)."""
-        return frozenset(self._tasks)
+        return self._drives.running
 
     # -- drivers ---------------------------------------------------------------------------
 
     def launch(self, order: Order) -> asyncio.Task[Order | None]:
         """Drive an order this instance holds the lease of, in the background."""
-        task = asyncio.create_task(self._drive(order), name=f"order-{order.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._drives.start(
+            self._leases.drive(order, self.step, log=_log, failed="driving an order failed"),
+            name=f"order-{order.id}",
+        )
 
     async def answer(
         self, order: Order, task: asyncio.Task[Order | None], within_s: float
@@ -141,32 +151,11 @@ class Saga:
 
     async def settle(self) -> None:
         """Wait until every order this process drives has stopped (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drives.settle()
 
     async def close(self) -> None:
         """Stop driving; recovery (here after a restart, or on another instance) resumes."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-
-    async def _drive(self, order: Order) -> Order | None:
-        """Hold the lease and retry until the order is final (or the lease is lost)."""
-        try:
-            while True:
-                order = await self.step(order)
-                if order.is_final:
-                    return order
-                delay = self._delay(order.retries)
-                kept = await self._extend_lease(order, delay)
-                if kept is None:
-                    _log.info("lease lost; another driver has it", order_id=str(order.id))
-                    return order
-                order = kept
-                await self._clock.sleep(delay)
-        except Exception:  # the lease will expire and recovery will resume it
-            _log.exception("driving an order failed", order_id=str(order.id))
-            return None
+        await self._drives.close()
 
     async def step(self, order: Order) -> Order:
         """Advance as far as possible now, without waiting to retry. Returns the order final,
@@ -200,10 +189,10 @@ class Saga:
     # -- the steps -------------------------------------------------------------------------
 
     async def _reserve(self, order: Order) -> _Progress:
-        if order.reserve_expired(self._clock.now()):
+        if order.reserve_expired(self._clock()):
             # Whether the unanswered Reserves held anything or not, the Release settles
             # it: it frees a hold, or leaves a tombstone that refuses a late Reserve.
-            released = order.release(CancelReason.INVENTORY_UNAVAILABLE, at=self._clock.now())
+            released = order.release(CancelReason.INVENTORY_UNAVAILABLE, at=self._clock())
             return await self._go(order, released, FaultPoint.AFTER_RELEASING_RECORDED)
         try:
             reservation = await self._inventory.reserve(
@@ -218,7 +207,7 @@ class Saga:
             _log.error("inventory broke its contract", order_id=str(order.id), error=str(exc))
             return order, False
         self._faults.hit(FaultPoint.AFTER_RESERVE_CALL)
-        now = self._clock.now()
+        now = self._clock()
         if reservation.state is ReservationState.HELD:
             return await self._held(order, reservation, now)
         return await self._not_held(order, reservation, now)
@@ -292,7 +281,7 @@ class Saga:
         if answer is None:
             return order, False
         self._faults.hit(FaultPoint.AFTER_PAY_CALL)
-        now = self._clock.now()
+        now = self._clock()
         match answer.outcome:
             case TransferOutcome.COMMITTED if answer.transfer_id:
                 paid = order.paid(answer.transfer_id, at=now)
@@ -320,7 +309,7 @@ class Saga:
         if reservation is None:
             return order, False
         self._faults.hit(FaultPoint.AFTER_COMMIT_CALL)
-        now = self._clock.now()
+        now = self._clock()
         match reservation.state:
             case ReservationState.COMMITTED:
                 confirmed = order.confirm(at=now)
@@ -350,7 +339,7 @@ class Saga:
         if answer is None:
             return order, False
         self._faults.hit(FaultPoint.AFTER_REFUND_CALL)
-        now = self._clock.now()
+        now = self._clock()
         match answer.outcome:
             case TransferOutcome.COMMITTED if answer.transfer_id:
                 refunded = order.refunded(answer.transfer_id, at=now)
@@ -373,7 +362,7 @@ class Saga:
         self._faults.hit(FaultPoint.AFTER_RELEASE_CALL)
         match reservation.state:
             case ReservationState.RELEASED | ReservationState.EXPIRED | ReservationState.REFUSED:
-                cancelled = order.cancel(at=self._clock.now())
+                cancelled = order.cancel(at=self._clock())
                 return await self._go(order, cancelled, FaultPoint.AFTER_FINAL_RECORDED)
         # COMMITTED: the stock was sold, yet the saga compensates. No path of ours commits
         # before it knows the payment went through, so this is a bug: an operator looks.
@@ -423,13 +412,13 @@ class Saga:
     async def _store(self, before: Order, after: Order, point: FaultPoint) -> Order:
         """Compare-and-set `before` -> `after` (renewing the lease), with the final event in
         the same transaction; then the fault point of that durable step."""
-        now = self._clock.now()
+        now = self._clock()
         owner = self._config.instance_id
         if not after.is_final:
             after = replace(
                 after,
                 lease_owner=owner,
-                lease_until=now + dt.timedelta(seconds=self._config.lease_s),
+                lease_until=self._leases.until(now),
                 next_attempt_at=now,
             )
         async with self._uow() as uow:
@@ -465,41 +454,3 @@ class Saga:
         if current is None:  # pragma: no cover - orders are never deleted
             raise RuntimeError(f"order {order.id} disappeared")
         return current
-
-    # -- retries and leases ----------------------------------------------------------------
-
-    def _delay(self, retries: int) -> float:
-        return full_jitter(
-            retries,
-            initial_s=self._config.retry_initial_s,
-            max_s=self._config.retry_max_s,
-            draw=self._draw(),
-        )
-
-    async def _extend_lease(self, order: Order, delay: float) -> Order | None:
-        next_attempt_at = self._clock.now() + dt.timedelta(seconds=delay)
-        until = next_attempt_at + dt.timedelta(seconds=self._config.lease_s)
-        async with self._uow() as uow:
-            kept = await uow.orders.extend_lease(
-                order.id, owner=self._config.instance_id, version=order.version, until=until,
-                retries=order.retries + 1, next_attempt_at=next_attempt_at,
-            )  # fmt: skip
-            if kept:
-                await uow.commit()
-        if not kept:
-            return None
-        return replace(
-            order, retries=order.retries + 1, next_attempt_at=next_attempt_at, lease_until=until
-        )
-
-    async def release_for_retry(self, order: Order) -> bool:
-        """Hand an unfinished order back to recovery, due again after a backoff."""
-        next_attempt_at = self._clock.now() + dt.timedelta(seconds=self._delay(order.retries))
-        async with self._uow() as uow:
-            released = await uow.orders.release_lease(
-                order.id, owner=self._config.instance_id,
-                retries=order.retries + 1, next_attempt_at=next_attempt_at,
-            )  # fmt: skip
-            if released:
-                await uow.commit()
-        return released

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from dataclasses import replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, literal, or_, select, update
+from sqlalchemy import and_, bindparam, func, literal, or_, select, update
 
 from flotilla_kit.db import Query, Row, Transaction, UtcDateTime
+from flotilla_kit.leased_rows import LeaseStatements, SqlLeasedRows
 from flotilla_payments.adapters.tables import transfers
 from flotilla_payments.domain import (
     UNFINISHED_STATES,
@@ -30,10 +32,6 @@ _t = transfers.c
 # One parameter per state, in a fixed order: the kit's statements take no expanding
 # `IN (list)` parameter, and the list never changes.
 _IS_UNFINISHED = _t.state.in_([literal(s) for s in sorted(s.value for s in UNFINISHED_STATES)])
-
-
-def _lease_free() -> ColumnElement[bool]:
-    return or_(_t.lease_until.is_(None), _t.lease_until <= bindparam("now"))
 
 
 _INSERT = Query(transfers.insert().values({c.name: bindparam(c.name) for c in transfers.c}))
@@ -77,47 +75,8 @@ _SAVE_FINAL_TRANSITION = Query(
     .where(*_WHERE_STATE_IS_EXPECTED)
     .values({**_TRANSITION_VALUES, "lease_owner": None, "lease_until": None})
 )
-_EXTEND_LEASE = Query(
-    update(transfers)
-    .where(
-        _t.id == bindparam("transfer_id"),
-        _t.lease_owner == bindparam("owner"),
-        _t.state == bindparam("expected"),
-    )
-    .values(
-        lease_until=bindparam("until"),
-        attempts=bindparam("attempts"),
-        next_attempt_at=bindparam("next_attempt_at"),
-    )
-)
-_RELEASE_LEASE = Query(
-    update(transfers)
-    .where(_t.id == bindparam("transfer_id"), _t.lease_owner == bindparam("owner"), _IS_UNFINISHED)
-    .values(
-        lease_owner=None,
-        lease_until=None,
-        attempts=bindparam("attempts"),
-        next_attempt_at=bindparam("next_attempt_at"),
-    )
-)
-_RELEASE_LEASES_OF = Query(
-    update(transfers)
-    .where(_t.lease_owner == bindparam("owner"), _IS_UNFINISHED)
-    .values(lease_owner=None, lease_until=None)
-)
-_DUE = Query(
-    select(_t.id)
-    .where(_IS_UNFINISHED, _t.next_attempt_at <= bindparam("now"), _lease_free())
-    .order_by(_t.next_attempt_at, _t.id)
-    .limit(bindparam("limit"))
-)
-_CLAIM = Query(
-    update(transfers)
-    .where(_t.id == bindparam("transfer_id"), _IS_UNFINISHED, _lease_free())
-    .values(lease_owner=bindparam("owner"), lease_until=bindparam("until"))
-)
-_COUNT_UNFINISHED = Query(
-    select(func.count().label("unfinished")).select_from(transfers).where(_IS_UNFINISHED)
+_LEASES = LeaseStatements(
+    transfers, unfinished=_IS_UNFINISHED, attempts=_t.attempts, expected=_t.state
 )
 _OLDEST_UNFINISHED = Query(select(func.min(_t.created_at).label("oldest")).where(_IS_UNFINISHED))
 _OLDEST_FIRST = (_t.created_at, _t.id)
@@ -177,7 +136,9 @@ def _transfer(row: Row) -> Transfer:
     )
 
 
-class SqlTransferRepository:
+class SqlTransferRepository(SqlLeasedRows[uuid.UUID, Transfer]):
+    lease_statements = _LEASES
+
     def __init__(self, transaction: Transaction) -> None:
         self.transaction = transaction
 
@@ -218,62 +179,27 @@ class SqlTransferRepository:
         return changed == 1
 
     async def extend_lease(
-        self,
-        transfer_id: uuid.UUID,
-        *,
-        owner: str,
-        state: TransferState,
-        until: dt.datetime,
-        attempts: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        changed = await self.transaction.execute(
-            _EXTEND_LEASE,
-            transfer_id=transfer_id,
-            owner=owner,
-            expected=state.value,
-            until=until,
-            attempts=attempts,
+        self, transfer: Transfer, *, owner: str, until: dt.datetime, next_attempt_at: dt.datetime
+    ) -> Transfer | None:
+        kept = replace(
+            transfer,
+            attempts=transfer.attempts + 1,
             next_attempt_at=next_attempt_at,
+            lease_until=until,
         )
-        return changed == 1
+        extended = await self._extend(
+            transfer.id, expected=transfer.state.value, owner=owner, until=until,
+            attempts=kept.attempts, next_attempt_at=next_attempt_at,
+        )  # fmt: skip
+        return kept if extended else None
 
     async def release_lease(
-        self,
-        transfer_id: uuid.UUID,
-        *,
-        owner: str,
-        attempts: int,
-        next_attempt_at: dt.datetime,
+        self, transfer: Transfer, *, owner: str, next_attempt_at: dt.datetime
     ) -> bool:
-        changed = await self.transaction.execute(
-            _RELEASE_LEASE,
-            transfer_id=transfer_id,
-            owner=owner,
-            attempts=attempts,
+        return await self._release(
+            transfer.id, owner=owner, attempts=transfer.attempts + 1,
             next_attempt_at=next_attempt_at,
-        )
-        return changed == 1
-
-    async def release_leases_of(self, owner: str) -> int:
-        return await self.transaction.execute(_RELEASE_LEASES_OF, owner=owner)
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        rows = await self.transaction.all(_DUE, now=now, limit=limit)
-        return [row.id for row in rows]
-
-    async def claim(
-        self, transfer_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Transfer | None:
-        changed = await self.transaction.execute(
-            _CLAIM, transfer_id=transfer_id, now=now, owner=owner, until=until
-        )
-        if changed != 1:
-            return None
-        return await self.get(transfer_id)
-
-    async def count_unfinished(self) -> int:
-        return int(await self.transaction.scalar(_COUNT_UNFINISHED))
+        )  # fmt: skip
 
     async def oldest_unfinished(self) -> dt.datetime | None:
         oldest: dt.datetime | None = await self.transaction.scalar(_OLDEST_UNFINISHED)

@@ -12,10 +12,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from flotilla_kit.app import PROBLEM_RESPONSES
+from flotilla_kit.app import PROBLEM_RESPONSES, app_state
 from flotilla_kit.content_types import require_json
 from flotilla_kit.idempotency import request_fingerprint, valid_idempotency_key
-from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
+from flotilla_kit.problems import Problem, ProblemTable, problem_response
 from flotilla_kit.security import Authenticated
 from flotilla_payments.domain import Refusal, Transfer, TransferState
 from flotilla_payments.entrypoints.schemas import OutcomeOut, TransferIn, TransferList, TransferOut
@@ -34,7 +34,7 @@ from flotilla_payments.service_layer.errors import (
 )
 from flotilla_payments.service_layer.ports import UnitOfWorkFactory
 
-__all__ = ["install_error_mapping", "internal", "router"]
+__all__ = ["PROBLEMS", "install_error_mapping", "internal", "router"]
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)
 internal = APIRouter(prefix="/internal/v1/transfers", include_in_schema=False)
@@ -42,10 +42,9 @@ internal = APIRouter(prefix="/internal/v1/transfers", include_in_schema=False)
 # A technical abort moved no money; a new attempt (with a new Idempotency-Key) may work.
 RETRY_AFTER_S = 1
 
-_PROBLEM = {"content": {PROBLEM_CONTENT_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
 _POST_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"model": TransferOut, "description": "Accepted, not final yet: poll `Location`."},
-    503: {**_PROBLEM, "description": "Aborted for a technical reason (`transfer-aborted`)."},
+    503: problem_response("Aborted for a technical reason (`transfer-aborted`)."),
 }
 
 # Required (documented so); a request without one gets the kit's 400
@@ -60,20 +59,8 @@ IdempotencyKey = Annotated[
 ]
 
 
-# `async def`: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per
-# request for an attribute read.
-async def _coordinator(request: Request) -> Coordinator:
-    coordinator: Coordinator = request.app.state.coordinator
-    return coordinator
-
-
-async def _uow(request: Request) -> UnitOfWorkFactory:
-    uow: UnitOfWorkFactory = request.app.state.uow
-    return uow
-
-
-CoordinatorDep = Annotated[Coordinator, Depends(_coordinator)]
-UowDep = Annotated[UnitOfWorkFactory, Depends(_uow)]
+CoordinatorDep = Annotated[Coordinator, Depends(app_state("coordinator"))]
+UowDep = Annotated[UnitOfWorkFactory, Depends(app_state("uow"))]
 
 
 def _location(transfer: Transfer) -> str:
@@ -192,26 +179,19 @@ async def transfer_outcome(
     return OutcomeOut(outcome=outcome.value)
 
 
-_PROBLEMS: dict[type[PaymentsError], tuple[int, str, str]] = {
-    NotAllowed: (403, "forbidden", "Forbidden"),
-    AccountNotFound: (404, "account-not-found", "Account not found"),
-    SameAccount: (422, "same-account", "Same account"),
-    InvalidTransfer: (422, "invalid-transfer", "Invalid transfer"),
-    IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
-    IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
-    TransferNotFound: (404, "transfer-not-found", "Transfer not found"),
-    InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
-}
-
-
-def _problem_for(exc: PaymentsError) -> Problem:
-    status, slug, title = _PROBLEMS.get(type(exc), (400, "bad-request", "Bad request"))
-    return Problem(status, slug, title, str(exc))
+PROBLEMS = ProblemTable(
+    {
+        NotAllowed: (403, "forbidden", "Forbidden"),
+        AccountNotFound: (404, "account-not-found", "Account not found"),
+        SameAccount: (422, "same-account", "Same account"),
+        InvalidTransfer: (422, "invalid-transfer", "Invalid transfer"),
+        IdempotencyKeyRequired: (400, "idempotency-key-required", "Idempotency-Key required"),
+        IdempotencyKeyReused: (422, "idempotency-key-reused", "Idempotency-Key reused"),
+        TransferNotFound: (404, "transfer-not-found", "Transfer not found"),
+        InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
+    }
+)
 
 
 def install_error_mapping(app: FastAPI) -> None:
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, PaymentsError)
-        return _problem_for(exc).to_response(instance=request.url.path)
-
-    app.add_exception_handler(PaymentsError, handle)
+    PROBLEMS.install(app, PaymentsError)

@@ -17,7 +17,6 @@ Rules that make it safe to crash anywhere and to run on several instances at onc
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import enum
 import random
 import uuid
@@ -25,8 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from flotilla_kit.clock import Clock, Sleep
 from flotilla_kit.logs import get_logger
-from flotilla_kit.pacing import full_jitter
+from flotilla_kit.recovery import Drives, Leases
 from flotilla_kit.sharding import shard_of
 from flotilla_kit.tokens import Principal
 from flotilla_payments.domain import (
@@ -42,6 +42,7 @@ from flotilla_payments.domain import (
     decide,
     new_transfer,
 )
+from flotilla_payments.domain.events import committed_route, transfer_committed
 from flotilla_payments.service_layer.errors import (
     AccountNotFound,
     IdempotencyKeyRequired,
@@ -50,16 +51,15 @@ from flotilla_payments.service_layer.errors import (
     NotAllowed,
     SameAccount,
 )
-from flotilla_payments.service_layer.events import committed_route, transfer_committed
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
-    Clock,
     DuplicateIdempotencyKey,
     Faults,
     LedgerClient,
     LocalTransferCall,
     ParticipantUnavailable,
+    PaymentsUnitOfWork,
     PrepareCall,
     ProtocolViolation,
     TransferMetrics,
@@ -154,6 +154,7 @@ class Coordinator:
         metrics: TransferMetrics,
         config: CoordinatorConfig,
         draw: Callable[[], float] = random.random,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self._uow = uow
         self._ledger = ledger
@@ -161,12 +162,19 @@ class Coordinator:
         self._faults = faults
         self._metrics = metrics
         self._config = config
-        self._draw = draw
-        self._tasks: set[asyncio.Task[Transfer | None]] = set()
+        self._leases: Leases[PaymentsUnitOfWork, uuid.UUID, Transfer] = Leases(
+            uow=uow, rows=lambda uow: uow.transfers, attempts=lambda t: t.attempts,
+            id_field="transfer_id", terms=config, clock=clock, sleep=sleep, draw=draw,
+        )  # fmt: skip
+        self._drives: Drives[Transfer] = Drives()
 
     @property
     def config(self) -> CoordinatorConfig:
         return self._config
+
+    @property
+    def leases(self) -> Leases[PaymentsUnitOfWork, uuid.UUID, Transfer]:
+        return self._leases
 
     # -- the client's request ------------------------------------------------------------
 
@@ -201,7 +209,7 @@ class Coordinator:
             ),
             requested_by=principal.subject if request.on_behalf_of is not None else None,
             same_shard=from_shard == to_shard,
-            now=self._clock.now(),
+            now=self._clock(),
             lease_owner=self._config.instance_id,
             lease_s=self._config.lease_s,
         )
@@ -286,10 +294,7 @@ class Coordinator:
     def _launch(
         self, transfer: Transfer, answer: asyncio.Future[Transfer] | None = None
     ) -> asyncio.Task[Transfer | None]:
-        task = asyncio.create_task(self._drive(transfer, answer), name=f"transfer-{transfer.id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return self._drives.start(self._drive(transfer, answer), name=f"transfer-{transfer.id}")
 
     async def _await_answer(
         self,
@@ -312,41 +317,33 @@ class Coordinator:
 
     async def settle(self) -> None:
         """Wait until every transfer this process drives has stopped (tests, shutdown)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drives.settle()
 
     async def close(self) -> None:
         """Stop driving; recovery (here after a restart, or on another instance) resumes."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._drives.close()
 
     # -- driving a transfer to its end ---------------------------------------------------
 
     async def _drive(
         self, transfer: Transfer, answer: asyncio.Future[Transfer] | None
     ) -> Transfer | None:
-        """Hold the lease and retry until the transfer is final (or the lease is lost)."""
+        """Hold the lease and retry until the transfer is final (or the lease is lost),
+        answering the caller as soon as it can be told."""
         acked: set[Branch] = set()
-        try:
-            while True:
-                transfer = await self.step(transfer, acked)
-                # A decided abort is an answer: no money will move, whatever phase two does.
-                decided = transfer.is_final or transfer.state is TransferState.ABORTING
-                if answer is not None and decided and not answer.done():
-                    answer.set_result(transfer)
-                if transfer.is_final:
-                    return transfer
-                delay = self._delay(transfer.attempts)
-                kept = await self._extend_lease(transfer, delay)
-                if kept is None:
-                    _log.info("lease lost; another driver has it", transfer_id=str(transfer.id))
-                    return transfer
-                transfer = kept
-                await self._clock.sleep(delay)
-        except Exception:  # the lease will expire and recovery will resume it
-            _log.exception("driving a transfer failed", transfer_id=str(transfer.id))
-            return None
+
+        async def step(transfer: Transfer) -> Transfer:
+            return await self.step(transfer, acked)
+
+        def stepped(transfer: Transfer) -> None:
+            # A decided abort is an answer: no money will move, whatever phase two does.
+            decided = transfer.is_final or transfer.state is TransferState.ABORTING
+            if answer is not None and decided and not answer.done():
+                answer.set_result(transfer)
+
+        return await self._leases.drive(
+            transfer, step, log=_log, failed="driving a transfer failed", stepped=stepped
+        )
 
     async def step(self, transfer: Transfer, acked: set[Branch] | None = None) -> Transfer:
         """Advance as far as possible now, without waiting to retry. Returns the transfer
@@ -359,7 +356,7 @@ class Coordinator:
                     if settled is None:
                         return transfer
                     transfer = settled
-                elif transfer.prepare_expired(self._clock.now(), self._config.prepare_timeout_s):
+                elif transfer.prepare_expired(self._clock(), self._config.prepare_timeout_s):
                     transfer, _ = await self._decide(
                         transfer, Decision(commit=False, refusal=Refusal.PREPARE_TIMEOUT)
                     )
@@ -402,13 +399,13 @@ class Coordinator:
             _log.error("ledger protocol violation", transfer_id=call.transfer_id, error=str(exc))
             return None
         self._faults.hit(FaultPoint.BEFORE_DONE)
-        now = self._clock.now()
+        now = self._clock()
         settled = transfer.settle(applied=result.applied, refusal=result.refusal, at=now)
         final, _ = await self._store_final(transfer, settled)
         return final
 
     async def _phase_one(self, transfer: Transfer) -> Decision:
-        started = self._clock.now()
+        started = self._clock()
         debit = PrepareCall(
             shard=self._shard(transfer, Branch.DEBIT),
             transfer_id=str(transfer.id),
@@ -427,7 +424,7 @@ class Coordinator:
             required_owner="",  # anyone may receive money
         )
         debit_vote, credit_vote = await asyncio.gather(self._vote(debit), self._vote(credit))
-        self._metrics.prepare_took((self._clock.now() - started).total_seconds())
+        self._metrics.prepare_took((self._clock() - started).total_seconds())
         return decide(debit_vote, credit_vote)
 
     async def _vote(self, call: PrepareCall) -> Vote:
@@ -445,7 +442,7 @@ class Coordinator:
     async def _decide(self, transfer: Transfer, decision: Decision) -> tuple[Transfer, bool]:
         """Compare-and-set PREPARING -> COMMITTING | ABORTING. Returns the transfer as it
         now stands and whether our decision is the one stored."""
-        now = self._clock.now()
+        now = self._clock()
         decided = transfer.decide(decision, at=now)
         async with self._uow() as uow:
             stored = await uow.transfers.save_transition(decided, expected=transfer.state)
@@ -495,7 +492,7 @@ class Coordinator:
         return len(acked) == len(Branch)
 
     async def _finish(self, transfer: Transfer) -> Transfer:
-        finished = transfer.finish(at=self._clock.now())
+        finished = transfer.finish(at=self._clock())
         final, stored = await self._store_final(transfer, finished)
         if stored and transfer.decided_at is not None and final.completed_at is not None:
             self._metrics.phase_two_took((final.completed_at - transfer.decided_at).total_seconds())
@@ -510,7 +507,10 @@ class Coordinator:
             if stored:
                 committed = final.state is TransferState.COMMITTED
                 if committed:
-                    await uow.outbox.add(transfer_committed(final), route=committed_route(final))
+                    event, data = transfer_committed(final)
+                    await uow.outbox.add(
+                        event, subject=str(final.id), data=data, route=committed_route(final)
+                    )
                 await uow.audit.record(
                     actor=f"system:payments-{self._config.instance_id}",
                     action="transfer.committed" if committed else "transfer.aborted",
@@ -530,7 +530,7 @@ class Coordinator:
         self._metrics.transfer_finished(final.path, outcome_label(final))
         if final.path is TransferPath.LOCAL:
             self._metrics.decision_took(
-                final.path, (self._clock.now() - final.created_at).total_seconds()
+                final.path, (self._clock() - final.created_at).total_seconds()
             )
         return final, True
 
@@ -540,47 +540,6 @@ class Coordinator:
         if current is None:  # pragma: no cover - transfers are never deleted
             raise RuntimeError(f"transfer {transfer.id} disappeared")
         return current
-
-    # -- retries and leases --------------------------------------------------------------
-
-    def _delay(self, attempts: int) -> float:
-        return full_jitter(
-            attempts,
-            initial_s=self._config.retry_initial_s,
-            max_s=self._config.retry_max_s,
-            draw=self._draw(),
-        )
-
-    async def _extend_lease(self, transfer: Transfer, delay: float) -> Transfer | None:
-        next_attempt_at = self._clock.now() + dt.timedelta(seconds=delay)
-        until = next_attempt_at + dt.timedelta(seconds=self._config.lease_s)
-        async with self._uow() as uow:
-            kept = await uow.transfers.extend_lease(
-                transfer.id, owner=self._config.instance_id, state=transfer.state, until=until,
-                attempts=transfer.attempts + 1, next_attempt_at=next_attempt_at,
-            )  # fmt: skip
-            if kept:
-                await uow.commit()
-        if not kept:
-            return None
-        return replace(
-            transfer,
-            attempts=transfer.attempts + 1,
-            next_attempt_at=next_attempt_at,
-            lease_until=until,
-        )
-
-    async def release_for_retry(self, transfer: Transfer) -> bool:
-        """Hand an unfinished transfer back to recovery, due again after a backoff."""
-        next_attempt_at = self._clock.now() + dt.timedelta(seconds=self._delay(transfer.attempts))
-        async with self._uow() as uow:
-            released = await uow.transfers.release_lease(
-                transfer.id, owner=self._config.instance_id,
-                attempts=transfer.attempts + 1, next_attempt_at=next_attempt_at,
-            )  # fmt: skip
-            if released:
-                await uow.commit()
-        return released
 
     # -- a participant in doubt asks -----------------------------------------------------
 
@@ -604,7 +563,7 @@ class Coordinator:
             # PREPARING. A local transfer has no branch anyone could be in doubt about, and
             # only the shard's own answer settles it: never presume its abort.
             if transfer.path is TransferPath.LOCAL or not transfer.prepare_expired(
-                self._clock.now(), self._config.prepare_timeout_s
+                self._clock(), self._config.prepare_timeout_s
             ):
                 return Outcome.PENDING
             transfer, stored = await self._decide(

@@ -6,17 +6,17 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Protocol, Self
+from typing import Any, Protocol
 
-from flotilla_kit.events import CloudEvent
+from flotilla_kit.recovery import LeasedRows
+from flotilla_kit.unit_of_work import UnitOfWork
+from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 from flotilla_payments.domain import Branch, Refusal, Transfer, TransferPath, TransferState, Vote
 from flotilla_payments.service_layer.faults import FaultPoint
 
 __all__ = [
     "AuditTrail",
     "BranchCall",
-    "Clock",
     "DuplicateIdempotencyKey",
     "EventOutbox",
     "Faults",
@@ -115,7 +115,10 @@ class StoredKey:
     transfer_id: uuid.UUID
 
 
-class TransferRepository(Protocol):
+class TransferRepository(LeasedRows[uuid.UUID, Transfer], Protocol):
+    """The transfer log; the coordinator's leases and retries as `flotilla_kit.recovery`
+    drives them."""
+
     async def add(self, transfer: Transfer) -> None: ...
 
     async def get(self, transfer_id: uuid.UUID) -> Transfer | None: ...
@@ -128,39 +131,6 @@ class TransferRepository(Protocol):
     async def save_transition(self, transfer: Transfer, *, expected: TransferState) -> bool:
         """Compare-and-set: store the state (and its timestamps, refusal, lease) only if the
         stored state is still `expected`."""
-
-    async def extend_lease(
-        self,
-        transfer_id: uuid.UUID,
-        *,
-        owner: str,
-        state: TransferState,
-        until: dt.datetime,
-        attempts: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        """Keep driving: only if `owner` still holds the lease and the state is `state`."""
-
-    async def release_lease(
-        self,
-        transfer_id: uuid.UUID,
-        *,
-        owner: str,
-        attempts: int,
-        next_attempt_at: dt.datetime,
-    ) -> bool:
-        """Give the transfer back to recovery, to be tried again at `next_attempt_at`."""
-
-    async def release_leases_of(self, owner: str) -> int:
-        """At start: leases held by a previous life of this instance are void."""
-
-    async def due(self, *, now: dt.datetime, limit: int) -> list[uuid.UUID]:
-        """Unfinished transfers whose lease has expired and whose next attempt has come."""
-
-    async def claim(
-        self, transfer_id: uuid.UUID, *, now: dt.datetime, owner: str, until: dt.datetime
-    ) -> Transfer | None:
-        """Compare-and-set on the lease: take it only if it is (still) free or expired."""
 
     async def count_unfinished(self) -> int: ...
 
@@ -205,10 +175,12 @@ class EventOutbox(Protocol):
     describe; the relay publishes them once that transaction has committed (under the
     event's type, and `route` as the subject's last token when given)."""
 
-    async def add(self, event: CloudEvent, *, route: str | None = None) -> None: ...
+    async def add(
+        self, event: str, *, subject: str, data: dict[str, Any], route: str | None = None
+    ) -> None: ...
 
 
-class PaymentsUnitOfWork(Protocol):
+class PaymentsUnitOfWork(UnitOfWork, Protocol):
     """One transaction; rolled back on exit unless committed."""
 
     @property
@@ -223,30 +195,11 @@ class PaymentsUnitOfWork(Protocol):
     @property
     def outbox(self) -> EventOutbox: ...
 
-    async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-    async def commit(self) -> None: ...
+UnitOfWorkFactory = KitUnitOfWorkFactory[PaymentsUnitOfWork]
 
 
-class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, write: bool = True) -> PaymentsUnitOfWork: ...
-
-
-# -- time, faults, metrics -------------------------------------------------------------------
-
-
-class Clock(Protocol):
-    def now(self) -> dt.datetime:
-        """Timezone-aware UTC."""
-
-    async def sleep(self, seconds: float) -> None: ...
+# -- faults, metrics -------------------------------------------------------------------------
 
 
 class Faults(Protocol):

@@ -1,12 +1,13 @@
-"""The events payments publishes (CloudEvents, `flotilla.payments.<event>`), built from the
-transfer they are about."""
+"""What payments tells the world, as the name and `data` of its events (published as
+CloudEvents, `flotilla.payments.<event>`, by the outbox adapter), built from the transfer
+they are about and written in the transaction of its final state."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from flotilla_kit.events import CloudEvent
-from flotilla_payments.domain import Transfer, TransferState
+from flotilla_payments.domain.transfer import Transfer, TransferState
 
 __all__ = ["DIRECT", "SERVICE", "TRANSFER_COMMITTED", "committed_route", "transfer_committed"]
 
@@ -32,13 +33,12 @@ def _rfc3339(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-def transfer_committed(transfer: Transfer) -> CloudEvent:
-    """`flotilla.payments.transfer_committed`: the money moved (subject: the transfer id;
-    published under the routing token `committed_route` gives)."""
+def transfer_committed(transfer: Transfer) -> tuple[str, dict[str, Any]]:
+    """(event name, data) of `flotilla.payments.transfer_committed`: the money moved
+    (subject: the transfer id; published under the routing token `committed_route` gives)."""
     if transfer.state is not TransferState.COMMITTED or transfer.completed_at is None:
         raise ValueError(f"transfer {transfer.id} is {transfer.state.value}, not committed")
-    return CloudEvent.new(
-        SERVICE,
+    return (
         TRANSFER_COMMITTED,
         {
             "transfer_id": str(transfer.id),
@@ -52,5 +52,4 @@ def transfer_committed(transfer: Transfer) -> CloudEvent:
             "path": transfer.path.value,
             "committed_at": _rfc3339(transfer.completed_at),
         },
-        subject=str(transfer.id),
     )
