@@ -42,10 +42,12 @@ test-fast: install ## unit tests only
 test-containers: install ## build the images, run compose.yaml on podman (tests/containers)
 	$(BIN)/pytest tests/containers
 
-lint: install ## ruff + mypy --strict
+lint: install ## ruff + mypy --strict + the layer rules (import-linter, pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy $(foreach p,$(filter-out proto,$(PACKAGES)),$(p)/src $(p)/tests) tests bench tools deploy
+	@# --no-cache: the whole graph takes well under a second, and no cache folder is left behind
+	$(BIN)/lint-imports --no-cache --no-logo
 
 format: install ## apply ruff's formatting and safe fixes
 	$(BIN)/ruff check --fix .
