@@ -32,7 +32,7 @@ SOURCES = {
 }
 # The kit's modules a domain may import: no I/O, no framework (the `kit-pure-modules`
 # contract keeps them so). Everything else in the kit is forbidden to a domain.
-PURE_KIT = {"clock", "pacing", "rbac", "sharding", "text"}
+PURE_KIT = {"clock", "money", "pacing", "rbac", "sharding", "text"}
 
 
 def _config() -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Transfer rules and types: the coordinator's state machine. No I/O, no framework."""
 
-from flotilla_payments.domain.money import CURRENCIES, MAX_AMOUNT_MINOR
+from flotilla_kit.money import CURRENCIES, MAX_AMOUNT_MINOR
 from flotilla_payments.domain.transfer import (
     UNFINISHED_STATES,
     Branch,
