@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Literal, Self, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = [
     "PLACEHOLDER_MARKERS",
     "InsecureSecretError",
+    "LeaseSettings",
     "Profile",
     "ServiceSettings",
     "TlsSettings",
@@ -55,6 +56,41 @@ class TlsSettings(BaseSettings):
     @property
     def enabled(self) -> bool:
         return self.cert_file is not None and self.key_file is not None
+
+
+class LeaseSettings(BaseModel):
+    """Fields of a service that drives work under leases and retries it (the orders saga,
+    the payments 2PC coordinator; `flotilla_kit.recovery`): mixed into its settings model,
+    read from `FLOTILLA_<FIELD>` like the rest."""
+
+    retry_initial_s: float = Field(
+        default=0.1,
+        gt=0,
+        le=60,
+        description="First retry delay of a step (a saga step, a 2PC phase two); then doubling.",
+    )
+    retry_max_s: float = Field(
+        default=5.0, gt=0, le=3600, description="Longest retry delay (full jitter below it)."
+    )
+    recovery_interval_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often recovery looks for work whose driver stopped or gave up.",
+    )
+    lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        le=3600,
+        description="How long a driver owns its work (an order's saga, a transfer) before "
+        "recovery in any instance may take it over.",
+    )
+
+    @model_validator(mode="after")
+    def _retry_delays_in_order(self) -> Self:
+        if self.retry_max_s < self.retry_initial_s:
+            raise ValueError("retry_max_s must not be shorter than retry_initial_s")
+        return self
 
 
 class ServiceSettings(BaseSettings):

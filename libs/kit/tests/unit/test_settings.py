@@ -3,7 +3,12 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from flotilla_kit.settings import ServiceSettings, is_placeholder_secret, load_settings
+from flotilla_kit.settings import (
+    LeaseSettings,
+    ServiceSettings,
+    is_placeholder_secret,
+    load_settings,
+)
 
 
 class WithSecret(ServiceSettings):
@@ -91,3 +96,24 @@ def test_replicas_outside_dev_are_told_apart_by_their_host_name(
     assert ServiceSettings(profile="prod", instance_id="payments-1").instance_id == "payments-1"
     monkeypatch.setenv("FLOTILLA_INSTANCE_ID", "from-the-pod-name")
     assert ServiceSettings(profile="prod").instance_id == "from-the-pod-name"
+
+
+class _LeasingSettings(ServiceSettings, LeaseSettings):
+    service_name: str = "leasing"
+
+
+def test_lease_settings_come_from_the_environment_of_the_service_using_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOTILLA_LEASE_S", "30")
+    monkeypatch.setenv("FLOTILLA_RETRY_MAX_S", "2.5")
+    settings = _LeasingSettings()
+    assert (settings.lease_s, settings.retry_initial_s, settings.retry_max_s) == (30.0, 0.1, 2.5)
+    assert settings.recovery_interval_s == 1.0
+
+
+def test_a_longest_retry_delay_below_the_first_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FLOTILLA_RETRY_INITIAL_S", "3")
+    monkeypatch.setenv("FLOTILLA_RETRY_MAX_S", "1")
+    with pytest.raises(ValidationError, match="retry_max_s must not be shorter"):
+        _LeasingSettings()

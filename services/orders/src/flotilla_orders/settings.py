@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from flotilla_kit.faults import faults_of_service
-from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.settings import LeaseSettings, ServiceSettings
 from flotilla_kit.sharding import shard_of
 from flotilla_orders.service_layer.faults import FaultPoint
 
@@ -23,7 +23,7 @@ def _base_url(url: str) -> bool:
     return url.startswith(("https://", "http://")) and len(url) > len("https://")
 
 
-class OrdersSettings(ServiceSettings):
+class OrdersSettings(ServiceSettings, LeaseSettings):
     service_name: str = Field(default="orders", description="Name in logs and metrics.")
     inventory_targets: list[str] = Field(
         default_factory=list,
@@ -89,27 +89,12 @@ class OrdersSettings(ServiceSettings):
         description="Deadline of each call to payments (it may wait up to its own "
         "FLOTILLA_ANSWER_WITHIN_S, 5 s by default, before answering).",
     )
-    retry_initial_s: float = Field(
-        default=0.1, gt=0, le=60, description="First retry delay of a saga step (then doubling)."
-    )
-    retry_max_s: float = Field(
-        default=5.0, gt=0, le=3600, description="Longest retry delay (full jitter below it)."
-    )
     max_payment_attempts: int = Field(
         default=3,
         ge=1,
         le=100,
         description="Payment attempts aborted by payments (503 transfer-aborted, nothing "
         "moved) before the order is cancelled (payment-unavailable).",
-    )
-    recovery_interval_s: float = Field(
-        default=1.0, gt=0, le=3600, description="How often recovery looks for stuck sagas."
-    )
-    lease_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=3600,
-        description="How long a driver owns a saga before recovery may take it over.",
     )
     nats_url: str = Field(
         default="nats://127.0.0.1:4222", description="The NATS server (JetStream) for events."
@@ -170,8 +155,6 @@ class OrdersSettings(ServiceSettings):
             raise ValueError(
                 f"fault injection is refused in profile {self.profile!r} (only test and dev)"
             )
-        if self.retry_max_s < self.retry_initial_s:
-            raise ValueError("retry_max_s must not be shorter than retry_initial_s")
         longest_call = max(self.payments_timeout_s, self.rpc_timeout_s, self.http_timeout_s)
         if self.lease_s <= longest_call:
             # Otherwise recovery elsewhere could take over a saga in the middle of a call.

@@ -7,13 +7,13 @@ from typing import Self
 from pydantic import Field, field_validator, model_validator
 
 from flotilla_kit.faults import faults_of_service
-from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.settings import LeaseSettings, ServiceSettings
 from flotilla_payments.service_layer.faults import FaultPoint
 
 __all__ = ["PaymentsSettings"]
 
 
-class PaymentsSettings(ServiceSettings):
+class PaymentsSettings(ServiceSettings, LeaseSettings):
     service_name: str = Field(default="payments", description="Name in logs and metrics.")
     ledger_shards: dict[int, list[str]] = Field(
         default_factory=dict,
@@ -43,21 +43,6 @@ class PaymentsSettings(ServiceSettings):
         gt=0,
         le=3600,
         description="A cross-shard transfer still PREPARING after this long is aborted.",
-    )
-    retry_initial_s: float = Field(
-        default=0.1, gt=0, le=60, description="First retry delay of phase two (then doubling)."
-    )
-    retry_max_s: float = Field(
-        default=5.0, gt=0, le=3600, description="Longest retry delay (full jitter below it)."
-    )
-    recovery_interval_s: float = Field(
-        default=1.0, gt=0, le=3600, description="How often recovery looks for stuck transfers."
-    )
-    lease_s: float = Field(
-        default=10.0,
-        gt=0,
-        le=3600,
-        description="How long a driver owns a transfer before recovery may take it over.",
     )
     nats_url: str = Field(
         default="nats://127.0.0.1:4222",
@@ -99,6 +84,4 @@ class PaymentsSettings(ServiceSettings):
             raise ValueError(
                 f"fault injection is refused in profile {self.profile!r} (only test and dev)"
             )
-        if self.retry_max_s < self.retry_initial_s:
-            raise ValueError("retry_max_s must not be shorter than retry_initial_s")
         return self
