@@ -25,7 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flotilla_kit.rbac import permissions_of
-from flotilla_kit.testing import InMemoryLeasedRows, InMemoryUnitOfWork
+from flotilla_kit.resource_keys import KeyedResource
+from flotilla_kit.testing import InMemoryLeasedRows, InMemoryResourceKeys, InMemoryUnitOfWork
 from flotilla_orders.domain import (
     CommittedTransfer,
     HistoryEntry,
@@ -37,7 +38,6 @@ from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (
     AccountInfo,
     AccountsUnavailable,
-    DuplicateIdempotencyKey,
     InventoryProtocolError,
     InventoryUnavailable,
     PaymentsProtocolError,
@@ -47,7 +47,6 @@ from flotilla_orders.service_layer.ports import (
     ReservationState,
     ReservedLine,
     StockRefusal,
-    StoredKey,
     TransferAnswer,
     TransferCall,
     TransferOutcome,
@@ -574,7 +573,7 @@ class StoredEvent:
 @dataclass
 class FakeStore:
     orders: dict[uuid.UUID, Order] = field(default_factory=dict)
-    keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
+    keys: dict[tuple[str, str], KeyedResource] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
     outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
     transfers: dict[str, CommittedTransfer] = field(default_factory=dict)
@@ -616,26 +615,6 @@ class FakeOrders(InMemoryLeasedRows[uuid.UUID, Order]):
             order = replace(order, lines=current.lines)
         self._put(order)
         return True
-
-
-class FakeKeys:
-    def __init__(self, store: FakeStore, undo: Undo) -> None:
-        self._store = store
-        self._undo = undo
-
-    async def find(self, scope: str, key: str) -> StoredKey | None:
-        return self._store.keys.get((scope, key))
-
-    async def remember(
-        self, scope: str, key: str, *, fingerprint: str, order_id: uuid.UUID, at: dt.datetime
-    ) -> None:
-        if self._store.before_remember is not None:
-            hook, self._store.before_remember = self._store.before_remember, None
-            hook()
-        if (scope, key) in self._store.keys:
-            raise DuplicateIdempotencyKey(key)
-        self._store.keys[(scope, key)] = StoredKey(fingerprint, order_id)
-        self._undo.append(lambda: self._store.keys.pop((scope, key)))
 
 
 class FakeEvents:
@@ -694,7 +673,7 @@ class FakeUnitOfWork(InMemoryUnitOfWork):
     def __init__(self, store: FakeStore, *, write: bool) -> None:
         super().__init__(write=write)
         self.orders = FakeOrders(store, self.undo)
-        self.idempotency = FakeKeys(store, self.undo)
+        self.idempotency = InMemoryResourceKeys(store, self.undo)
         self.events = FakeEvents(store, self.undo)
         self.history = FakeHistory(store, self.undo)
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from flotilla_kit.events import CloudEvent
-from flotilla_kit.testing import InMemoryLeasedRows, InMemoryUnitOfWork
+from flotilla_kit.resource_keys import KeyedResource
+from flotilla_kit.testing import InMemoryLeasedRows, InMemoryResourceKeys, InMemoryUnitOfWork
 from flotilla_payments.domain import (
     Branch,
     Refusal,
@@ -26,13 +27,11 @@ from flotilla_payments.domain.events import SERVICE
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
-    DuplicateIdempotencyKey,
     LocalOutcome,
     LocalTransferCall,
     ParticipantUnavailable,
     PrepareCall,
     ProtocolViolation,
-    StoredKey,
 )
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -301,7 +300,7 @@ class AuditEntry:
 @dataclass
 class FakeStore:
     transfers: dict[uuid.UUID, Transfer] = field(default_factory=dict)
-    keys: dict[tuple[str, str], StoredKey] = field(default_factory=dict)
+    keys: dict[tuple[str, str], KeyedResource] = field(default_factory=dict)
     audit: list[AuditEntry] = field(default_factory=list)
     events: list[CloudEvent] = field(default_factory=list)  # the outbox, committed only
     routes: list[str | None] = field(default_factory=list)  # each event's routing token
@@ -361,26 +360,6 @@ class FakeTransfers(InMemoryLeasedRows[uuid.UUID, Transfer]):
         return sorted(found, key=lambda t: (t.created_at, t.id))
 
 
-class FakeKeys:
-    def __init__(self, store: FakeStore, undo: Undo) -> None:
-        self._store = store
-        self._undo = undo
-
-    async def find(self, scope: str, key: str) -> StoredKey | None:
-        return self._store.keys.get((scope, key))
-
-    async def remember(
-        self, scope: str, key: str, *, fingerprint: str, transfer_id: uuid.UUID, at: dt.datetime
-    ) -> None:
-        if self._store.before_remember is not None:
-            hook, self._store.before_remember = self._store.before_remember, None
-            hook()
-        if (scope, key) in self._store.keys:
-            raise DuplicateIdempotencyKey(key)
-        self._store.keys[(scope, key)] = StoredKey(fingerprint, transfer_id)
-        self._undo.append(lambda: self._store.keys.pop((scope, key)))
-
-
 class FakeAudit:
     def __init__(self, store: FakeStore, undo: Undo) -> None:
         self._store = store
@@ -421,7 +400,7 @@ class FakeUnitOfWork(InMemoryUnitOfWork):
     def __init__(self, store: FakeStore, *, write: bool) -> None:
         super().__init__(write=write)
         self.transfers = FakeTransfers(store, self.undo)
-        self.idempotency = FakeKeys(store, self.undo)
+        self.idempotency = InMemoryResourceKeys(store, self.undo)
         self.audit = FakeAudit(store, self.undo)
         self.outbox = FakeOutbox(store, self.undo)
 

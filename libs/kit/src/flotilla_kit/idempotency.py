@@ -5,6 +5,10 @@ The stored answer is written in the same transaction as the change it describes,
 both exist or neither does. Two requests racing with one key: the database's primary key
 lets one insert win; the loser's whole transaction rolls back and it replays the winner's
 answer.
+
+A resource whose answer changes after the request stores instead which resource the key
+created (`SqlResourceKeys`, the port being `flotilla_kit.resource_keys.ResourceKeys`) in the
+same table, and answers a replay from the resource's current state.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -19,11 +24,21 @@ from typing import Any, TypeVar
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, bindparam, select
 from starlette.responses import JSONResponse, Response
 
-from flotilla_kit.db import Database, Query, Transaction, UniqueViolation, UnitOfWork, UtcDateTime
+from flotilla_kit.db import (
+    Database,
+    IntegrityViolation,
+    Query,
+    Transaction,
+    UniqueViolation,
+    UnitOfWork,
+    UtcDateTime,
+)
 from flotilla_kit.problems import Problem
+from flotilla_kit.resource_keys import DuplicateIdempotencyKey, KeyedResource
 
 __all__ = [
     "IdempotentResult",
+    "SqlResourceKeys",
     "answer_headers",
     "idempotency_table",
     "request_fingerprint",
@@ -112,6 +127,44 @@ async def _stored(
             "This key was already used with a different request.",
         )
     return IdempotentResult(row.status, json.loads(row.body), replayed=True)
+
+
+class SqlResourceKeys:
+    """`flotilla_kit.resource_keys.ResourceKeys` in an idempotency table, in `transaction`.
+
+    A key's row holds status 202 and the body `{"<field>": "<resource id>"}` (`field`:
+    `order_id`, `transfer_id`, ...): the rows stored so far read the same, so neither may
+    change."""
+
+    def __init__(self, transaction: Transaction, table: Table, *, field: str) -> None:
+        self.transaction = transaction
+        self._statements = _for(table)
+        self._field = field
+
+    async def find(self, scope: str, key: str) -> KeyedResource | None:
+        # (scope, key) is the primary key: one row at most.
+        row = await self.transaction.first(self._statements.find, scope=scope, key=key)
+        if row is None:
+            return None
+        return KeyedResource(row.fingerprint, uuid.UUID(json.loads(row.body)[self._field]))
+
+    async def remember(
+        self, scope: str, key: str, *, fingerprint: str, resource_id: uuid.UUID, at: dt.datetime
+    ) -> None:
+        try:
+            await self.transaction.execute(
+                self._statements.insert,
+                scope=scope,
+                key=key,
+                fingerprint=fingerprint,
+                status=202,
+                body=json.dumps({self._field: str(resource_id)}),
+                created_at=at,
+            )
+        except IntegrityViolation as exc:
+            # Any constraint, as the services' own copies did; in practice the primary key
+            # (scope, key): another request stored it first.
+            raise DuplicateIdempotencyKey(key) from exc
 
 
 U = TypeVar("U", bound=UnitOfWork)

@@ -7,16 +7,29 @@ never reach production quietly.
 
 from __future__ import annotations
 
+import copy
+import enum
 import socket
 import sys
 from pathlib import Path
-from typing import Literal, Self, TypeVar
+from typing import Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from flotilla_kit.faults import faults_of_service
 
 __all__ = [
     "PLACEHOLDER_MARKERS",
+    "FaultSettings",
     "InsecureSecretError",
     "LeaseSettings",
     "Profile",
@@ -195,6 +208,59 @@ class ServiceSettings(BaseSettings):
                     f"setting {name!r} is empty or a placeholder; set FLOTILLA_{name.upper()} "
                     f"to a real secret (profile {self.profile!r} does not allow placeholders)"
                 )
+        return self
+
+
+def _faults_description(service: str, points: str) -> str:
+    return (
+        "Fault injection (profiles test and dev only): point -> probability that the "
+        "process exits there at once (status 137); a point may be qualified as "
+        f"'{service}:<point>', and other services' points are ignored. Points: {points}."
+    )
+
+
+class FaultSettings(ServiceSettings):
+    """`ServiceSettings` with fault injection (`flotilla_kit.faults`): the `faults` field
+    (`FLOTILLA_FAULTS`, refused outside the profiles test and dev), read for this service's
+    points. A service's settings model names its points and the name that qualifies them
+    in a system-wide value; the field's description lists the points:
+
+        class OrdersSettings(FaultSettings, LeaseSettings):
+            fault_service: ClassVar[str] = "orders"
+            fault_points: ClassVar[type[enum.StrEnum]] = FaultPoint
+    """
+
+    fault_service: ClassVar[str]
+    fault_points: ClassVar[type[enum.StrEnum]]
+
+    faults: dict[str, float] = Field(
+        default_factory=dict,
+        description=_faults_description("<service>", "those the service names"),
+    )
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        if not hasattr(cls, "fault_service") or not hasattr(cls, "fault_points"):
+            raise TypeError(f"{cls.__name__} must name fault_service and fault_points")
+        # The description (JSON schema, settings listings) lists this service's points.
+        described = copy.copy(cls.__pydantic_fields__["faults"])
+        points = ", ".join(p.value for p in cls.fault_points)
+        described.description = _faults_description(cls.fault_service, points)
+        cls.__pydantic_fields__ = {**cls.__pydantic_fields__, "faults": described}
+        cls.model_rebuild(force=True)
+
+    @field_validator("faults")
+    @classmethod
+    def _own_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
+        return faults_of_service(faults, service=cls.fault_service, points=cls.fault_points)
+
+    @model_validator(mode="after")
+    def _faults_only_in_test_or_dev(self) -> Self:
+        if self.faults and self.profile not in ("test", "dev"):
+            raise ValueError(
+                f"fault injection is refused in profile {self.profile!r} (only test and dev)"
+            )
         return self
 
 

@@ -22,17 +22,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import MetaData, create_engine, make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from flotilla_kit.db import is_sqlite
+from flotilla_kit.db import Database, is_sqlite
 from flotilla_kit.rbac import permissions_of
+from flotilla_kit.resource_keys import DuplicateIdempotencyKey, KeyedResource
 from flotilla_kit.tokens import JwksCache, Principal, TokenVerifier
 
 __all__ = [
     "JWT_ATTACKS",
     "REVOKED_SESSION",
     "InMemoryLeasedRows",
+    "InMemoryResourceKeys",
     "InMemoryUnitOfWork",
+    "ResourceKeyRows",
     "TokenMinter",
     "create_tables",
+    "database_with_tables",
     "principal",
     "running_server",
 ]
@@ -54,6 +58,18 @@ async def create_tables(url: str, metadata: MetaData) -> None:
             await connection.run_sync(metadata.create_all)
     finally:
         await async_engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def database_with_tables(url: str, metadata: MetaData) -> AsyncIterator[Database]:
+    """The database at `url` with `metadata`'s tables created (`create_tables`), disposed
+    of after the block."""
+    await create_tables(url, metadata)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 def principal(subject: str, *roles: str) -> Principal:
@@ -226,6 +242,40 @@ class InMemoryLeasedRows(Generic[K, R]):
 
 def _lease_free(row: _LeasedRow, now: dt.datetime) -> bool:
     return row.lease_until is None or row.lease_until <= now
+
+
+class ResourceKeyRows(Protocol):
+    """Where an in-memory store keeps its Idempotency-Keys (`InMemoryResourceKeys`): the
+    keys by (scope, key), and `before_remember`, run once just before the next key is stored
+    (then cleared), which lets a test slip a competing request in between."""
+
+    keys: dict[tuple[str, str], KeyedResource]
+    before_remember: Callable[[], None] | None
+
+
+class InMemoryResourceKeys:
+    """`flotilla_kit.resource_keys.ResourceKeys` over a fake store's `keys`, with the SQL
+    one's rules: a key stored twice is a `DuplicateIdempotencyKey`; a stored key appends to
+    `undo` how to take it back, for the fake unit of work to run unless it commits."""
+
+    def __init__(self, store: ResourceKeyRows, undo: list[Callable[[], object]]) -> None:
+        self._store = store
+        self._undo = undo
+
+    async def find(self, scope: str, key: str) -> KeyedResource | None:
+        return self._store.keys.get((scope, key))
+
+    async def remember(
+        self, scope: str, key: str, *, fingerprint: str, resource_id: uuid.UUID, at: dt.datetime
+    ) -> None:
+        store = self._store
+        if store.before_remember is not None:
+            hook, store.before_remember = store.before_remember, None
+            hook()
+        if (scope, key) in store.keys:
+            raise DuplicateIdempotencyKey(key)
+        store.keys[(scope, key)] = KeyedResource(fingerprint, resource_id)
+        self._undo.append(lambda: store.keys.pop((scope, key)))
 
 
 class TokenMinter:

@@ -29,7 +29,7 @@ from flotilla_kit.events import (
     inbox_table,
     outbox_table,
 )
-from flotilla_kit.testing import create_tables
+from flotilla_kit.testing import database_with_tables
 
 metadata = MetaData(naming_convention=NAMING_CONVENTION)
 outbox = outbox_table(metadata)
@@ -57,14 +57,8 @@ def count_of(table: Table) -> Query:
     return Query(select(func.count().label("n")).select_from(table))
 
 
-@contextlib.asynccontextmanager
-async def service_database(url: str) -> AsyncIterator[Database]:
-    await create_tables(url, metadata)
-    database = Database(url)
-    try:
-        yield database
-    finally:
-        await database.dispose()
+def service_database(url: str) -> contextlib.AbstractAsyncContextManager[Database]:
+    return database_with_tables(url, metadata)
 
 
 async def produce(

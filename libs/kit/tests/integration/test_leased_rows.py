@@ -17,7 +17,7 @@ from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import Database, Query, Row, Transaction, UnitOfWork, UtcDateTime
 from flotilla_kit.leased_rows import LeaseStatements, SqlLeasedRows
 from flotilla_kit.recovery import Leases, RecoveryLoop
-from flotilla_kit.testing import create_tables
+from flotilla_kit.testing import database_with_tables
 
 T0 = dt.datetime(2030, 1, 1, 12, 0, tzinfo=dt.UTC)
 
@@ -111,12 +111,8 @@ class JobsUnitOfWork(UnitOfWork):
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    await create_tables(database_url, metadata)
-    found = Database(database_url)
-    try:
+    async with database_with_tables(database_url, metadata) as found:
         yield found
-    finally:
-        await found.dispose()
 
 
 async def _add(database: Database, *added: Job) -> None:

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import enum
+
 import pytest
 from pydantic import SecretStr, ValidationError
 
 from flotilla_kit.settings import (
+    FaultSettings,
     LeaseSettings,
     ServiceSettings,
     is_placeholder_secret,
@@ -117,3 +120,65 @@ def test_a_longest_retry_delay_below_the_first_is_refused(monkeypatch: pytest.Mo
     monkeypatch.setenv("FLOTILLA_RETRY_MAX_S", "1")
     with pytest.raises(ValidationError, match="retry_max_s must not be shorter"):
         _LeasingSettings()
+
+
+class _Point(enum.StrEnum):
+    AFTER_WRITE = "after_write"
+    BEFORE_CALL = "before_call"
+
+
+class _FaultySettings(FaultSettings):
+    fault_service = "faulty"
+    fault_points = _Point
+
+
+def test_faults_come_from_the_environment_as_this_service_s_own_points(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("FLOTILLA_PROFILE", "test")
+    monkeypatch.setenv(
+        "FLOTILLA_FAULTS", '{"faulty:after_write": 0.5, "before_call": 1, "other:after_pay": 1}'
+    )
+    assert _FaultySettings().faults == {"after_write": 0.5, "before_call": 1.0}
+    assert _FaultySettings(profile="dev").faults == {"after_write": 0.5, "before_call": 1.0}
+
+
+def test_fault_injection_is_refused_outside_test_and_dev() -> None:
+    with pytest.raises(ValidationError, match="fault injection is refused in profile 'prod'"):
+        _FaultySettings(profile="prod", faults={"after_write": 0.1})
+    assert _FaultySettings(profile="prod").faults == {}  # no fault: nothing to refuse
+
+
+def test_another_service_s_points_are_ignored_whatever_the_profile() -> None:
+    settings = _FaultySettings(profile="prod", faults={"orders:after_pay_call": 1.0})
+    assert settings.faults == {}
+
+
+@pytest.mark.parametrize(
+    ("faults", "complaint"),
+    [
+        ({"after_lunch": 0.5}, "unknown fault point 'after_lunch'"),
+        ({"faulty:after_lunch": 0.5}, "unknown fault point 'faulty:after_lunch'"),
+        ({"before_call": 1.5}, "the probability of 'before_call' must be between 0 and 1"),
+    ],
+)
+def test_an_unknown_own_point_or_a_bad_probability_is_refused(
+    faults: dict[str, float], complaint: str
+) -> None:
+    with pytest.raises(ValidationError, match=complaint):
+        _FaultySettings(profile="test", faults=faults)
+
+
+def test_the_description_of_faults_lists_the_service_s_points() -> None:
+    description = _FaultySettings.model_json_schema()["properties"]["faults"]["description"]
+    assert "'faulty:<point>'" in description
+    assert description.endswith("Points: after_write, before_call.")
+    # The base model's own field is left as it was.
+    assert "faulty" not in (FaultSettings.model_fields["faults"].description or "")
+
+
+def test_a_settings_model_with_faults_must_name_its_points() -> None:
+    with pytest.raises(TypeError, match="must name fault_service and fault_points"):
+
+        class _Unnamed(FaultSettings):
+            pass

@@ -6,8 +6,7 @@ from typing import Self
 
 from pydantic import Field, field_validator, model_validator
 
-from flotilla_kit.faults import faults_of_service
-from flotilla_kit.settings import LeaseSettings, ServiceSettings
+from flotilla_kit.settings import FaultSettings, LeaseSettings
 from flotilla_kit.sharding import shard_of
 from flotilla_orders.service_layer.faults import FaultPoint
 
@@ -23,7 +22,10 @@ def _base_url(url: str) -> bool:
     return url.startswith(("https://", "http://")) and len(url) > len("https://")
 
 
-class OrdersSettings(ServiceSettings, LeaseSettings):
+class OrdersSettings(FaultSettings, LeaseSettings):
+    fault_service = "orders"
+    fault_points = FaultPoint
+
     service_name: str = Field(default="orders", description="Name in logs and metrics.")
     inventory_targets: list[str] = Field(
         default_factory=list,
@@ -104,16 +106,6 @@ class OrdersSettings(ServiceSettings, LeaseSettings):
         description="Run the order history's event consumers in this instance (they wait "
         "for NATS when it is not there; the rest of the service works meanwhile).",
     )
-    faults: dict[str, float] = Field(
-        default_factory=dict,
-        description=(
-            "Fault injection (profiles test and dev only): point -> probability that the "
-            "process exits there at once (status 137); a point may be qualified as "
-            "'orders:<point>', and other services' points are ignored. Points: "
-            + ", ".join(p.value for p in FaultPoint)
-            + "."
-        ),
-    )
 
     @field_validator("inventory_targets")
     @classmethod
@@ -144,17 +136,8 @@ class OrdersSettings(ServiceSettings, LeaseSettings):
                     raise ValueError(f"{url!r} of shard {shard} is not an http(s) URL")
         return shards
 
-    @field_validator("faults")
-    @classmethod
-    def _own_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
-        return faults_of_service(faults, service="orders", points=FaultPoint)
-
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if self.faults and self.profile not in ("test", "dev"):
-            raise ValueError(
-                f"fault injection is refused in profile {self.profile!r} (only test and dev)"
-            )
         longest_call = max(self.payments_timeout_s, self.rpc_timeout_s, self.http_timeout_s)
         if self.lease_s <= longest_call:
             # Otherwise recovery elsewhere could take over a saga in the middle of a call.

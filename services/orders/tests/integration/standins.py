@@ -84,6 +84,8 @@ class InventoryServicer(pb_grpc.InventoryServicer):
     def __init__(self, stock: FakeStock) -> None:
         self.stock = stock
         self.down = False
+        # When set, Reserve waits for it: a test holds the saga before the stock is held.
+        self.reserve_gate: asyncio.Event | None = None
         self.calls: list[tuple[str, str]] = []  # (method, reservation id or "")
         self.hold_seconds: list[int] = []
         self.traceparents: list[list[str]] = []  # per call: its traceparent metadata values
@@ -100,6 +102,8 @@ class InventoryServicer(pb_grpc.InventoryServicer):
 
     async def Reserve(self, request: pb.ReserveRequest, context: Context) -> pb.Reservation:  # noqa: N802 - generated name
         await self._arrive(context, "Reserve", request.reservation_id)
+        if self.reserve_gate is not None:
+            await self.reserve_gate.wait()
         self.hold_seconds.append(request.hold_s)
         lines = [(line.product_id, line.quantity) for line in request.lines]
         return _reply(self.stock.reserve(request.reservation_id, lines))

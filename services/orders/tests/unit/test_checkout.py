@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from flotilla_kit.resource_keys import KeyedResource
 from flotilla_kit.testing import principal as who
 from flotilla_orders.domain import new_order
 from flotilla_orders.service_layer import use_cases
@@ -20,7 +21,6 @@ from flotilla_orders.service_layer.errors import (
     PaymentAccountInvalid,
     UnknownProducts,
 )
-from flotilla_orders.service_layer.ports import StoredKey
 from services.orders.tests.unit.world import World, fingerprint_of
 
 
@@ -147,8 +147,8 @@ async def test_a_request_that_loses_the_race_for_its_key_replays_the_winner(worl
 
     def a_concurrent_request_commits_first() -> None:
         world.store.orders[winner.id] = winner
-        world.store.keys[("alice:orders", "k-1")] = StoredKey(
-            fingerprint=_fingerprint(world), order_id=winner.id
+        world.store.keys[("alice:orders", "k-1")] = KeyedResource(
+            fingerprint=_fingerprint(world), resource_id=winner.id
         )
 
     world.store.before_remember = a_concurrent_request_commits_first

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Self
+from pydantic import Field, field_validator
 
-from pydantic import Field, field_validator, model_validator
-
-from flotilla_kit.faults import faults_of_service
-from flotilla_kit.settings import LeaseSettings, ServiceSettings
+from flotilla_kit.settings import FaultSettings, LeaseSettings
 from flotilla_payments.service_layer.faults import FaultPoint
 
 __all__ = ["PaymentsSettings"]
 
 
-class PaymentsSettings(ServiceSettings, LeaseSettings):
+class PaymentsSettings(FaultSettings, LeaseSettings):
+    fault_service = "payments"
+    fault_points = FaultPoint
+
     service_name: str = Field(default="payments", description="Name in logs and metrics.")
     ledger_shards: dict[int, list[str]] = Field(
         default_factory=dict,
@@ -48,16 +48,6 @@ class PaymentsSettings(ServiceSettings, LeaseSettings):
         default="nats://127.0.0.1:4222",
         description="NATS server the relay publishes this service's events to (JetStream).",
     )
-    faults: dict[str, float] = Field(
-        default_factory=dict,
-        description=(
-            "Fault injection (profiles test and dev only): point -> probability that the "
-            "process exits there at once (status 137); a point may be qualified as "
-            "'payments:<point>', and other services' points are ignored. Points: "
-            + ", ".join(p.value for p in FaultPoint)
-            + "."
-        ),
-    )
 
     @field_validator("ledger_shards")
     @classmethod
@@ -72,16 +62,3 @@ class PaymentsSettings(ServiceSettings, LeaseSettings):
                 if not host or not port.isdigit():
                     raise ValueError(f"target {target!r} of shard {shard} is not host:port")
         return shards
-
-    @field_validator("faults")
-    @classmethod
-    def _own_fault_points(cls, faults: dict[str, float]) -> dict[str, float]:
-        return faults_of_service(faults, service="payments", points=FaultPoint)
-
-    @model_validator(mode="after")
-    def _faults_only_in_test_or_dev(self) -> Self:
-        if self.faults and self.profile not in ("test", "dev"):
-            raise ValueError(
-                f"fault injection is refused in profile {self.profile!r} (only test and dev)"
-            )
-        return self

@@ -1,4 +1,4 @@
-"""The SQL Idempotency-Keys on both databases: a key stored twice is the service's own
+"""The SQL Idempotency-Keys on both databases: a key stored twice is the kit's
 `DuplicateIdempotencyKey` (the coordinator retries and replays on it), whatever the
 database raised."""
 
@@ -13,9 +13,9 @@ import pytest
 
 from flotilla_kit.db import Database
 from flotilla_kit.migrations import upgrade_to_head
+from flotilla_kit.resource_keys import DuplicateIdempotencyKey, KeyedResource
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.bootstrap import MIGRATIONS
-from flotilla_payments.service_layer.ports import DuplicateIdempotencyKey, StoredKey
 
 
 @pytest.fixture
@@ -35,14 +35,14 @@ async def test_a_key_stored_twice_is_a_duplicate_and_the_first_one_stays(
     at = dt.datetime.now(dt.UTC)
     async with uow() as u:
         await u.idempotency.remember(
-            "alice:transfer", "k", fingerprint="f1", transfer_id=first, at=at
+            "alice:transfer", "k", fingerprint="f1", resource_id=first, at=at
         )
         await u.commit()
     with pytest.raises(DuplicateIdempotencyKey):
         async with uow() as u:
             await u.idempotency.remember(
-                "alice:transfer", "k", fingerprint="f2", transfer_id=second, at=at
+                "alice:transfer", "k", fingerprint="f2", resource_id=second, at=at
             )
     async with uow(write=False) as u:
-        assert await u.idempotency.find("alice:transfer", "k") == StoredKey("f1", first)
+        assert await u.idempotency.find("alice:transfer", "k") == KeyedResource("f1", first)
         assert await u.idempotency.find("bob:transfer", "k") is None  # keys are per caller

@@ -9,6 +9,7 @@ import uuid
 
 import pytest
 
+from flotilla_kit.resource_keys import KeyedResource
 from flotilla_kit.testing import principal as who
 from flotilla_payments.domain import Refusal, TransferPath, TransferState
 from flotilla_payments.service_layer.coordinator import Outcome
@@ -20,7 +21,6 @@ from flotilla_payments.service_layer.errors import (
     NotAllowed,
     SameAccount,
 )
-from flotilla_payments.service_layer.ports import StoredKey
 from services.payments.tests.unit.world import World, fingerprint_of, send
 
 S = TransferState
@@ -294,7 +294,7 @@ async def test_a_request_racing_on_the_same_key_replays_the_winner(world: World)
         theirs = dataclasses.replace(ours, id=uuid.uuid4())
         world.store.transfers[theirs.id] = theirs
         fingerprint = fingerprint_of(source=world.a0, target=world.b1)
-        world.store.keys[("alice:transfer", "k-1")] = StoredKey(fingerprint, theirs.id)
+        world.store.keys[("alice:transfer", "k-1")] = KeyedResource(fingerprint, theirs.id)
         winner.append(theirs.id)
 
     world.store.before_remember = competing_request

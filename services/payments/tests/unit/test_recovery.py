@@ -34,7 +34,7 @@ async def crash_at(
     with pytest.raises(SimulatedCrash):
         await send(coordinator, source=world.a0, target=target or world.b1, key=key)
     world.ledger.gates.clear()
-    return world.store.transfers[world.store.keys[("alice:transfer", key)].transfer_id]
+    return world.store.transfers[world.store.keys[("alice:transfer", key)].resource_id]
 
 
 def assert_settled(world: World, total: int) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from flotilla_kit.clock import Clock
+from flotilla_kit.resource_keys import DuplicateIdempotencyKey
 from flotilla_kit.tokens import Principal
 from flotilla_orders.domain import InvalidLines, Order, check_lines, new_order
 from flotilla_orders.service_layer.errors import (
@@ -34,7 +35,6 @@ from flotilla_orders.service_layer.ports import (
     AccountInfo,
     Accounts,
     AccountsUnavailable,
-    DuplicateIdempotencyKey,
     Faults,
     Inventory,
     InventoryProtocolError,
@@ -204,7 +204,7 @@ class Checkout:
                         return earlier
                     await uow.orders.add(order)
                     await uow.idempotency.remember(
-                        scope, key, fingerprint=fingerprint, order_id=order.id,
+                        scope, key, fingerprint=fingerprint, resource_id=order.id,
                         at=order.created_at,
                     )  # fmt: skip
                     await uow.commit()
@@ -222,7 +222,7 @@ async def _replayed(uow: OrdersUnitOfWork, scope: str, key: str, fingerprint: st
         return None
     if stored.fingerprint != fingerprint:
         raise IdempotencyKeyReused()
-    earlier = await uow.orders.get(stored.order_id)
+    earlier = await uow.orders.get(stored.resource_id)
     if earlier is None:  # pragma: no cover - written together
         raise RuntimeError(f"key {key!r} names a missing order")
     return earlier

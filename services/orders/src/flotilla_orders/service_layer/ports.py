@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
 import uuid
 from collections.abc import Sequence
@@ -10,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flotilla_kit.recovery import LeasedRows
+from flotilla_kit.resource_keys import ResourceKeys
 from flotilla_kit.unit_of_work import UnitOfWork
 from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 from flotilla_orders.domain import CommittedTransfer, HistoryEntry, Order, OrderOutcome
@@ -19,11 +19,9 @@ __all__ = [
     "AccountInfo",
     "Accounts",
     "AccountsUnavailable",
-    "DuplicateIdempotencyKey",
     "EventLog",
     "Faults",
     "HistoryRepository",
-    "IdempotencyKeys",
     "Inventory",
     "InventoryProtocolError",
     "InventoryUnavailable",
@@ -38,7 +36,6 @@ __all__ = [
     "ReservedLine",
     "SagaMetrics",
     "StockRefusal",
-    "StoredKey",
     "TransferAnswer",
     "TransferCall",
     "TransferOutcome",
@@ -183,16 +180,6 @@ class Accounts(Protocol):
 # -- storage ---------------------------------------------------------------------------------
 
 
-class DuplicateIdempotencyKey(Exception):
-    """Another request stored the same key first (the caller retries and replays it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    fingerprint: str
-    order_id: uuid.UUID
-
-
 class OrderRepository(LeasedRows[uuid.UUID, Order], Protocol):
     """Orders; the saga's leases and retries as `flotilla_kit.recovery` drives them."""
 
@@ -213,15 +200,6 @@ class OrderRepository(LeasedRows[uuid.UUID, Order], Protocol):
         prices too (they are set once, when the stock is held)."""
 
     async def count_unfinished(self) -> int: ...
-
-
-class IdempotencyKeys(Protocol):
-    async def find(self, scope: str, key: str) -> StoredKey | None: ...
-
-    async def remember(
-        self, scope: str, key: str, *, fingerprint: str, order_id: uuid.UUID, at: dt.datetime
-    ) -> None:
-        """Raises DuplicateIdempotencyKey when another transaction stored it first."""
 
 
 class EventLog(Protocol):
@@ -253,7 +231,8 @@ class OrdersUnitOfWork(UnitOfWork, Protocol):
     def orders(self) -> OrderRepository: ...
 
     @property
-    def idempotency(self) -> IdempotencyKeys: ...
+    def idempotency(self) -> ResourceKeys:
+        """The Idempotency-Keys of POST /orders, each naming the order it created."""
 
     @property
     def events(self) -> EventLog: ...

@@ -27,6 +27,7 @@ from typing import Any
 from flotilla_kit.clock import Clock, Sleep
 from flotilla_kit.logs import get_logger
 from flotilla_kit.recovery import Drives, Leases
+from flotilla_kit.resource_keys import DuplicateIdempotencyKey
 from flotilla_kit.sharding import shard_of
 from flotilla_kit.tokens import Principal
 from flotilla_payments.domain import (
@@ -54,7 +55,6 @@ from flotilla_payments.service_layer.errors import (
 from flotilla_payments.service_layer.faults import FaultPoint
 from flotilla_payments.service_layer.ports import (
     BranchCall,
-    DuplicateIdempotencyKey,
     Faults,
     LedgerClient,
     LocalTransferCall,
@@ -256,13 +256,13 @@ class Coordinator:
                     if stored is not None:
                         if stored.fingerprint != fingerprint:
                             raise IdempotencyKeyReused()
-                        earlier = await uow.transfers.get(stored.transfer_id)
+                        earlier = await uow.transfers.get(stored.resource_id)
                         if earlier is None:  # pragma: no cover - written together
                             raise RuntimeError(f"key {key!r} names a missing transfer")
                         return earlier
                     await uow.transfers.add(transfer)
                     await uow.idempotency.remember(
-                        scope, key, fingerprint=fingerprint, transfer_id=transfer.id,
+                        scope, key, fingerprint=fingerprint, resource_id=transfer.id,
                         at=transfer.created_at,
                     )  # fmt: skip
                     await uow.audit.record(

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from flotilla_kit.recovery import LeasedRows
+from flotilla_kit.resource_keys import ResourceKeys
 from flotilla_kit.unit_of_work import UnitOfWork
 from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
 from flotilla_payments.domain import Branch, Refusal, Transfer, TransferPath, TransferState, Vote
@@ -17,10 +18,8 @@ from flotilla_payments.service_layer.faults import FaultPoint
 __all__ = [
     "AuditTrail",
     "BranchCall",
-    "DuplicateIdempotencyKey",
     "EventOutbox",
     "Faults",
-    "IdempotencyKeys",
     "LedgerClient",
     "LocalOutcome",
     "LocalTransferCall",
@@ -28,7 +27,6 @@ __all__ = [
     "PaymentsUnitOfWork",
     "PrepareCall",
     "ProtocolViolation",
-    "StoredKey",
     "TransferMetrics",
     "TransferRepository",
     "UnitOfWorkFactory",
@@ -105,16 +103,6 @@ class LedgerClient(Protocol):
 # -- storage ---------------------------------------------------------------------------------
 
 
-class DuplicateIdempotencyKey(Exception):
-    """Another request stored the same key first (the caller retries and replays it)."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredKey:
-    fingerprint: str
-    transfer_id: uuid.UUID
-
-
 class TransferRepository(LeasedRows[uuid.UUID, Transfer], Protocol):
     """The transfer log; the coordinator's leases and retries as `flotilla_kit.recovery`
     drives them."""
@@ -139,21 +127,6 @@ class TransferRepository(LeasedRows[uuid.UUID, Transfer], Protocol):
 
     async def unfinished(self, *, created_before: dt.datetime | None) -> list[Transfer]:
         """Oldest first."""
-
-
-class IdempotencyKeys(Protocol):
-    async def find(self, scope: str, key: str) -> StoredKey | None: ...
-
-    async def remember(
-        self,
-        scope: str,
-        key: str,
-        *,
-        fingerprint: str,
-        transfer_id: uuid.UUID,
-        at: dt.datetime,
-    ) -> None:
-        """Raises DuplicateIdempotencyKey when another transaction stored it first."""
 
 
 class AuditTrail(Protocol):
@@ -187,7 +160,8 @@ class PaymentsUnitOfWork(UnitOfWork, Protocol):
     def transfers(self) -> TransferRepository: ...
 
     @property
-    def idempotency(self) -> IdempotencyKeys: ...
+    def idempotency(self) -> ResourceKeys:
+        """The Idempotency-Keys of POST /transfers, each naming the transfer it created."""
 
     @property
     def audit(self) -> AuditTrail: ...
