@@ -4,7 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
-PACKAGES := libs/kit proto services/auth services/accounts services/payments services/inventory services/orders services/gateway cli
+# Every package's folder, from services.toml (the one list of services).
+PACKAGES := $(shell $(PYTHON) tools/service_folders.py)
+ifeq ($(PACKAGES),)
+$(error services.toml gave no package folders: tools/service_folders.py needs $(PYTHON) >= 3.11)
+endif
 EDITABLES := $(foreach p,$(PACKAGES),-e $(p))
 STAMP := $(VENV)/.installed
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)

@@ -1,17 +1,24 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Literal
 
+import pytest
+
+from flotilla_cli.launcher import planning
 from flotilla_cli.launcher.layout import VarLayout
 from flotilla_cli.launcher.planning import (
     build_plan,
     database_names,
     demo_user_id,
+    service_specs,
     shop_account_id,
 )
 from flotilla_cli.launcher.state import Plan
+from flotilla_kit.manifest import ManifestError, find_manifest, load_manifest, parse_manifest
 from flotilla_kit.sharding import home_shard, shard_of
 
 
@@ -150,3 +157,87 @@ def test_one_gateway_limits_in_process_several_share_a_valkey(tmp_path: Path) ->
         f"redis://127.0.0.1:{double.valkey_port}/0"
     }
     assert double.gateway_url == "https://127.0.0.1:9443"
+
+
+def _with_billing(*, relay: bool) -> str:
+    """services.toml with one more backend service, `billing`, before the gateway."""
+    manifest = find_manifest()
+    billing = (
+        '[[services]]\nname = "billing"\nfolder = "services/billing"\n'
+        'package = "flotilla_billing"\nframework = "django"\nhttp_port = 8000\n'
+        "database = true\n"
+        + ('relay = true\npublishes = ["invoice_issued"]\n' if relay else "")
+        + "\n"
+    )
+    head, gateway = manifest.read_text().split('[[services]]\nname = "gateway"')
+    return head + billing + '[[services]]\nname = "gateway"' + gateway
+
+
+def test_the_plan_is_the_manifests_backend_services_in_its_order() -> None:
+    manifest = load_manifest()
+    assert tuple(s.name for s in manifest.backends) == planning.BACKEND_SERVICES
+    assert planning.GATEWAY_SERVICE == manifest.gateway.name == "gateway"
+    assert tuple(s.name for s in manifest.backends if s.relay) == planning.RELAYED_SERVICES
+    assert (
+        tuple(s.name for s in manifest.backends if s.grpc_port is not None)
+        == planning.GRPC_SERVICES
+    )
+    assert planning.SHARDED_SERVICE == "accounts"
+
+
+def test_a_service_added_to_the_manifest_is_planned_with_its_relay(tmp_path: Path) -> None:
+    manifest = parse_manifest(_with_billing(relay=True))
+    settings = {**planning._SETTINGS, "billing": planning._no_settings}
+    layout = VarLayout.at(tmp_path)
+    layout.ensure()
+    plan = build_plan(
+        layout, instances=1, shards=1, database="sqlite", profile="dev", gateway_port=9443,
+        services=service_specs(manifest, settings),
+    )  # fmt: skip
+    names = [i.name for i in plan.instances]
+    assert names[names.index("orders-0") + 1] == "billing-0"
+    assert "billing-relay" in names
+    (billing,) = [i for i in plan.instances if i.name == "billing-0"]
+    assert billing.env["FLOTILLA_DATABASE_URL"].endswith("/billing.db")
+    assert billing.env["FLOTILLA_NATS_URL"] == plan.nats_url
+    assert names[-1] == "gateway-0"
+
+
+def test_a_service_without_launcher_settings_is_refused_by_name() -> None:
+    manifest = parse_manifest(_with_billing(relay=False))
+    with pytest.raises(ManifestError, match=r"services.toml names billing, for which the launcher"):
+        service_specs(manifest)
+    stale = {**planning._SETTINGS, "ledger": planning._no_settings}
+    with pytest.raises(ManifestError, match=r"settings for ledger, which services.toml does not"):
+        service_specs(load_manifest(), stale)
+
+
+@pytest.mark.parametrize(
+    ("broken", "message"),
+    [
+        ("no services", "services.toml is wrong:\n  services.toml: services: Field required"),
+        ("billing", "services.toml names billing, for which the launcher has no settings"),
+    ],
+)
+def test_a_broken_manifest_stops_the_cli_with_a_message_not_a_traceback(
+    tmp_path: Path, broken: str, message: str
+) -> None:
+    # The launcher reads services.toml when it is imported (every `flotilla` command):
+    # pointed at a broken one, it exits with the file and the field, as a user would see.
+    text = (
+        "[workspace]\nlibraries = []\ntools = []\n"
+        if broken == "no services"
+        else _with_billing(relay=False)
+    )
+    (tmp_path / "services.toml").write_text(text)
+    script = (
+        "from pathlib import Path; from flotilla_kit import manifest;"
+        f"manifest.find_manifest = lambda start=None: Path({str(tmp_path)!r}) / 'services.toml';"
+        "import flotilla_cli.launcher.planning"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert message in result.stderr

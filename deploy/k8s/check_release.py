@@ -14,13 +14,23 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-SERVICES = ("accounts", "auth", "gateway", "inventory", "orders", "payments")
+# The one list of services (services.toml at the repository's root), read with the standard
+# library: the release job has no Flotilla package installed.
+SERVICES = tuple(
+    sorted(
+        service["name"]
+        for service in tomllib.loads(
+            (Path(__file__).resolve().parents[2] / "services.toml").read_text()
+        )["services"]
+    )
+)
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 # `flotilla/<service>` (the name the base uses), `<registry>/flotilla-<service>`.
 _FLOTILLA = re.compile(r"(?:.*/)?flotilla[/-](?P<service>[a-z]+)")

@@ -17,12 +17,13 @@ from pathlib import Path
 import pytest
 
 from flotilla_kit.devservers import free_port
+from flotilla_kit.manifest import load_manifest
 from tests.containers.podman import Podman, engine_problem
 from tests.containers.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 TAG = "test"  # the service images' tag here, so a developer's `dev` images stay theirs
-SERVICES = ["accounts", "auth", "gateway", "inventory", "orders", "payments"]
+SERVICES = sorted(service.name for service in load_manifest().services)
 UP_WITHIN_S = 300.0
 
 Say = Callable[[str], None]

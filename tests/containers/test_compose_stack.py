@@ -24,6 +24,7 @@ import pytest
 from packaging.utils import canonicalize_name
 
 from flotilla_cli.launcher.planning import SHOP_OWNER, shop_account_id, shop_owner_id
+from flotilla_kit.manifest import load_manifest
 from flotilla_kit.sharding import home_shard
 from flotilla_kit.tls import client_context
 from tests.containers.podman import Podman
@@ -316,8 +317,9 @@ def test_prometheus_scrapes_every_target_with_the_committed_config(
         assert time.monotonic() < deadline, f"{len(targets)} of {expected} targets; {down}"
         time.sleep(1)  # Prometheus' next scrape: its own schedule
     assert {t["labels"]["job"] for t in targets} == {
-        "gateway", "auth", "accounts", "payments", "inventory", "orders", "prometheus"
-    }  # fmt: skip
+        *(service.name for service in load_manifest().services),
+        "prometheus",
+    }
 
 
 def test_a_killed_service_is_restarted_and_nothing_is_lost(

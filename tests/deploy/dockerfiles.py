@@ -21,6 +21,8 @@ from types import ModuleType
 
 from pydantic_settings import BaseSettings
 
+from flotilla_kit.manifest import load_manifest
+
 __all__ = [
     "DOCKERFILE",
     "IMAGES",
@@ -180,14 +182,11 @@ def exec_form(arguments: str) -> list[str] | None:
     return None
 
 
-# The pydantic-settings model of each service (each reads FLOTILLA_<FIELD>).
+# The pydantic-settings model of each service of services.toml (each reads
+# FLOTILLA_<FIELD>): `<Name>Settings` in its package's settings module.
 SETTINGS_MODELS = {
-    "auth": ("flotilla_auth.settings", "AuthSettings"),
-    "accounts": ("flotilla_accounts.settings", "AccountsSettings"),
-    "payments": ("flotilla_payments.settings", "PaymentsSettings"),
-    "inventory": ("flotilla_inventory.settings", "InventorySettings"),
-    "orders": ("flotilla_orders.settings", "OrdersSettings"),
-    "gateway": ("flotilla_gateway.settings", "GatewaySettings"),
+    service.name: (f"{service.package}.settings", f"{service.name.capitalize()}Settings")
+    for service in load_manifest(ROOT / "services.toml").services
 }
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import importlib
 import json
 import os
 import re
@@ -28,14 +29,12 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from flotilla_accounts.settings import AccountsSettings
 from flotilla_auth.settings import AuthSettings
 from flotilla_cli.launcher.planning import shop_account_id, shop_owner_id
 from flotilla_gateway.settings import GatewaySettings
-from flotilla_inventory.settings import InventorySettings
+from flotilla_kit.manifest import load_manifest
 from flotilla_kit.settings import ServiceSettings, TlsSettings, is_placeholder_secret
-from flotilla_orders.settings import OrdersSettings
-from flotilla_payments.settings import PaymentsSettings
+from tests.deploy.dockerfiles import SETTINGS_MODELS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -47,24 +46,23 @@ NAMESPACE = "flotilla"
 
 Obj = dict[str, Any]
 
+# Each service's settings model (tests/deploy/dockerfiles.py finds them from services.toml).
 SETTINGS: dict[str, type[ServiceSettings]] = {
-    "gateway": GatewaySettings,
-    "auth": AuthSettings,
-    "accounts": AccountsSettings,
-    "payments": PaymentsSettings,
-    "inventory": InventorySettings,
-    "orders": OrdersSettings,
+    service: getattr(importlib.import_module(module), name)
+    for service, (module, name) in SETTINGS_MODELS.items()
 }
-SERVICE_DEPLOYMENTS = (
-    "gateway",
-    "auth",
-    "accounts-s0",
-    "accounts-s1",
-    "payments",
-    "inventory",
-    "orders",
+MANIFEST = load_manifest(ROOT / "services.toml")
+K8S_SHARDS = 2  # the ledger's shards in the base: accounts-s0, accounts-s1
+# The Deployments of services.toml's services (the gateway first), one per shard of the
+# sharded one, and their relays.
+SERVICE_DEPLOYMENTS = tuple(
+    deployment
+    for service in (MANIFEST.gateway, *MANIFEST.backends)
+    for deployment in (
+        [f"{service.name}-s{k}" for k in range(K8S_SHARDS)] if service.sharded else [service.name]
+    )
 )
-RELAYS = ("payments-relay", "inventory-relay", "orders-relay")
+RELAYS = tuple(f"{service.name}-relay" for service in MANIFEST.services if service.relay)
 # Workloads without a HorizontalPodAutoscaler, and why.
 NOT_AUTOSCALED = {
     **dict.fromkeys(RELAYS, "one publisher per outbox: a second one adds no throughput"),

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from flotilla_kit.manifest import load_manifest
+
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = ROOT / "pyproject.toml"
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
@@ -25,10 +27,7 @@ SOURCES = {
     "flotilla_kit": ROOT / "libs/kit/src",
     "flotilla_proto": ROOT / "proto",
     "flotilla_cli": ROOT / "cli/src",
-    **{
-        f"flotilla_{name}": ROOT / "services" / name / "src"
-        for name in ("accounts", "auth", "gateway", "inventory", "orders", "payments")
-    },
+    **{service.package: ROOT / service.folder / "src" for service in load_manifest().services},
 }
 # The kit's modules a domain may import: no I/O, no framework (the `kit-pure-modules`
 # contract keeps them so). Everything else in the kit is forbidden to a domain.

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
-"""Build Flotilla's six service images (hermetic: from build/wheels, made first), and for
-a machine that cannot pull from Docker Hub, their base and the compose stack's stand-ins
-from Debian packages.
+"""Build Flotilla's service images, one per service of services.toml (hermetic: from
+build/wheels, made first), and for a machine that cannot pull from Docker Hub, their base
+and the compose stack's stand-ins from Debian packages.
 
 Every image is built from the one deploy/docker/Dockerfile with the service's build
-arguments (IMAGES below; compose.yaml and the workflows pass the same, which
-tests/deploy/test_images.py checks).
+arguments (IMAGES below, from services.toml; compose.yaml and the workflows pass the
+same, which tests/deploy/test_images.py and test_manifest.py check). Run it with the dev
+environment's Python (`make install` first): it reads the manifest with flotilla_kit.
 
   --debian      the Python base made from Debian bookworm's packages (mmdebstrap, then
                 imported), passed to the Dockerfile as PYTHON_IMAGE
@@ -26,16 +27,27 @@ import sys
 import time
 from pathlib import Path
 
+try:
+    from flotilla_kit.manifest import Manifest, ManifestError, load_manifest
+except ImportError:  # pragma: no cover - run by another Python than the dev environment's
+    raise SystemExit("error: run it with .venv/bin/python (`make install` first)") from None
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "deploy" / "docker" / "Dockerfile"
-# Each service's build arguments for DOCKERFILE (what they mean: its header).
+
+
+def _manifest() -> Manifest:
+    try:
+        return load_manifest(ROOT / "services.toml")
+    except ManifestError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+# Each service's build arguments for DOCKERFILE (what they mean: its header), from
+# services.toml (the one list of services), by service name.
 IMAGES: dict[str, dict[str, str]] = {
-    "accounts": {"SERVICE": "accounts", "PROTO": "true", "GRPC_PORT": "9000"},
-    "auth": {"SERVICE": "auth"},
-    "gateway": {"SERVICE": "gateway", "PORT": "8443"},
-    "inventory": {"SERVICE": "inventory", "PROTO": "true", "GRPC_PORT": "9000"},
-    "orders": {"SERVICE": "orders", "PROTO": "true"},
-    "payments": {"SERVICE": "payments", "PROTO": "true"},
+    service.name: service.build_args
+    for service in sorted(_manifest().services, key=lambda s: s.name)
 }
 SERVICES = list(IMAGES)
 STANDINS = ["postgres", "nats", "valkey", "prometheus"]

@@ -28,10 +28,19 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
+from flotilla_kit.manifest import ManifestError, load_manifest
+
+try:
+    _MANIFEST = load_manifest(Path(__file__).resolve().parents[2] / "services.toml")
+except ManifestError as exc:
+    raise SystemExit(f"error: {exc}") from None
+
 ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = ["libs/kit", "proto", *(f"services/{s}" for s in (
-    "accounts", "auth", "gateway", "inventory", "orders", "payments"
-))]  # fmt: skip
+# The libraries and every service services.toml names (not the tools: no image has them).
+PACKAGES = [
+    *_MANIFEST.workspace.libraries,
+    *sorted(service.folder for service in _MANIFEST.services),
+]
 # The two folders of the build context; the Dockerfile COPYs each in a layer of its own, so
 # the dependencies' layer is rebuilt only when a pin changes.
 DEPS, OURS = "deps", "flotilla"
@@ -138,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="The folder is then the build context of every service's image, e.g. "
         "docker build -f deploy/docker/Dockerfile --build-arg SERVICE=auth "
-        "-t flotilla-auth:dev build/wheels (tools/containers/build_images.py builds all six)",
+        "-t flotilla-auth:dev build/wheels (tools/containers/build_images.py builds them all)",
     )
     parser.add_argument(
         "--out", type=Path, default=ROOT / "build" / "wheels",

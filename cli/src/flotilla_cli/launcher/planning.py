@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -21,11 +21,14 @@ from typing import Literal
 from flotilla_cli.launcher.layout import VarLayout
 from flotilla_cli.launcher.state import InstancePlan, Plan
 from flotilla_kit.devservers import stable_port
+from flotilla_kit.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
 from flotilla_kit.sharding import home_shard
 
 __all__ = [
     "BACKEND_SERVICES",
+    "GATEWAY_SERVICE",
     "GRPC_SERVICES",
+    "MANIFEST",
     "RELAYED_SERVICES",
     "SERVICES",
     "SHARDED_SERVICE",
@@ -40,6 +43,7 @@ __all__ = [
     "nats_port",
     "plan_sibling",
     "postgres_base_url",
+    "service_specs",
     "shop_account_id",
     "shop_owner_id",
     "take_port",
@@ -139,6 +143,7 @@ class _Slot:
     port: int
     shard: int | None = None
     grpc_port: int | None = None
+    has_database: bool = True
 
     @property
     def instance_id(self) -> str:
@@ -150,8 +155,10 @@ class _Slot:
         return f"{self.service}-{self.instance_id}"
 
     @property
-    def database(self) -> str:
+    def database(self) -> str | None:
         """The database this instance uses: one per service, one per ledger shard."""
+        if not self.has_database:
+            return None
         return self.service if self.shard is None else f"{self.service}_s{self.shard}"
 
     @property
@@ -218,38 +225,100 @@ def _no_settings(wiring: _Wiring, slot: _Slot) -> dict[str, str]:
 
 @dataclass(frozen=True, slots=True)
 class ServiceSpec:
-    """One backend service of a system, as the plan starts it."""
+    """One backend service of a system, as the plan starts it (from services.toml)."""
 
     name: str
     sharded: bool = False  # N instances per ledger shard, each with its shard's database
     grpc: bool = False  # also listens for gRPC (the ledger's participants, reservations)
     relayed: bool = False  # publishes events through an outbox: one relay process
+    database: bool = True  # owns a database (one per shard when sharded)
     # Its own settings, beside those every instance gets (where the others are, secrets).
     settings: Callable[[_Wiring, _Slot], dict[str, str]] = _no_settings
 
 
-# Started N times each (the ledger N times per shard), in this order, behind the gateway
-# (which runs once, on its public port).
-SERVICES = (
-    ServiceSpec("auth", settings=_auth_settings),
-    ServiceSpec("accounts", sharded=True, grpc=True, settings=_accounts_settings),
-    ServiceSpec("payments", relayed=True, settings=_payments_settings),
-    ServiceSpec("inventory", grpc=True, relayed=True),
-    ServiceSpec("orders", relayed=True, settings=_orders_settings),
-)
+# Each backend service's own settings, by name: what only the launcher knows (where the
+# others listen, secrets it makes). Every service of services.toml has an entry, even
+# an empty one, so a service added there cannot start half-configured.
+_SETTINGS: dict[str, Callable[[_Wiring, _Slot], dict[str, str]]] = {
+    "auth": _auth_settings,
+    "accounts": _accounts_settings,
+    "payments": _payments_settings,
+    "inventory": _no_settings,
+    "orders": _orders_settings,
+}
+
+
+def service_specs(
+    manifest: Manifest,
+    settings: Mapping[str, Callable[[_Wiring, _Slot], dict[str, str]]] = _SETTINGS,
+) -> tuple[ServiceSpec, ...]:
+    """The backend services of `manifest`, in its order, each with its own settings;
+    ManifestError when the manifest and the settings above do not name the same ones."""
+    names = [service.name for service in manifest.backends]
+    if unknown := [name for name in names if name not in settings]:
+        raise ManifestError(
+            f"{MANIFEST_FILE} names {', '.join(unknown)}, for which the launcher has no "
+            "settings: add an entry to _SETTINGS in flotilla_cli/launcher/planning.py "
+            "(_no_settings if it needs none)"
+        )
+    if stale := [name for name in settings if name not in names]:
+        raise ManifestError(
+            f"the launcher has settings for {', '.join(stale)}, which {MANIFEST_FILE} does "
+            "not name as a backend service: add it there or remove its entry from _SETTINGS"
+        )
+    return tuple(
+        ServiceSpec(
+            service.name,
+            sharded=service.sharded,
+            grpc=service.grpc_port is not None,
+            relayed=service.relay,
+            database=service.database,
+            settings=settings[service.name],
+        )
+        for service in manifest.backends
+    )
+
+
+def _load() -> tuple[Manifest, tuple[ServiceSpec, ...]]:
+    try:
+        manifest = load_manifest()
+        specs = service_specs(manifest)
+        if not any(spec.sharded for spec in specs):
+            raise ManifestError(
+                f"{MANIFEST_FILE}: the launcher needs a sharded service (the ledger)"
+            )
+    except ManifestError as exc:
+        # At import, before any command runs: a message naming the file and the field,
+        # not a traceback.
+        raise SystemExit(f"error: {exc}") from None
+    return manifest, specs
+
+
+# Started N times each (the ledger N times per shard), in the manifest's order, behind
+# the gateway (which runs once, on its public port).
+MANIFEST, SERVICES = _load()
+GATEWAY_SERVICE = MANIFEST.gateway.name
 BACKEND_SERVICES = tuple(spec.name for spec in SERVICES)
 SHARDED_SERVICE = next(spec.name for spec in SERVICES if spec.sharded)
 GRPC_SERVICES = tuple(spec.name for spec in SERVICES if spec.grpc)
 RELAYED_SERVICES = tuple(spec.name for spec in SERVICES if spec.relayed)
-_SPECS = {spec.name: spec for spec in SERVICES}
 
 
-def _slots(instances: int, shards: int, ports: _Ports) -> list[_Slot]:
+def _slots(
+    services: tuple[ServiceSpec, ...], instances: int, shards: int, ports: _Ports
+) -> list[_Slot]:
     slots: list[_Slot] = []
-    for spec in SERVICES:
+    for spec in services:
         for shard in range(shards) if spec.sharded else [None]:
             slots += [
-                _Slot(spec.name, index, ports.take(), shard, ports.take() if spec.grpc else None)
+                _Slot(
+                    spec.name,
+                    index,
+                    ports.take(),
+                    shard,
+                    ports.take() if spec.grpc else None,
+                    has_database=spec.database,
+                )
                 for index in range(instances)
             ]
     return slots
@@ -260,6 +329,7 @@ def database_names(shards: int) -> list[str]:
     return [
         f"{spec.name}_s{shard}" if spec.sharded else spec.name
         for spec in SERVICES
+        if spec.database
         for shard in (range(shards) if spec.sharded else [0])
     ]
 
@@ -276,15 +346,19 @@ def build_plan(
     log_level: str = "info",
     postgres_url: str | None = None,
     demo_data: bool = True,
+    services: tuple[ServiceSpec, ...] = SERVICES,
 ) -> Plan:
-    """Every instance of a system (each service of `SERVICES`, its relays, the gateways)
-    with its ports and settings: those every instance gets, then its service's own."""
+    """Every instance of a system (each of `services`, by default services.toml's backend
+    services; their relays; the gateways) with its ports and settings: those every
+    instance gets, then its service's own."""
     ports = _Ports()
     ports.reserve(gateway_port)
     ports.reserve(nats_port(layout))
     if database == "postgres" and not postgres_url:
         ports.reserve(int(postgres_base_url(layout, None).rsplit(":", 1)[1]))
-    slots = _slots(instances, shards, ports)
+    slots = _slots(services, instances, shards, ports)
+    specs = {spec.name: spec for spec in services}
+    relayed = [spec.name for spec in services if spec.relayed]
     wiring = _Wiring(layout, shards, slots)
     urls = wiring.urls
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
@@ -311,7 +385,7 @@ def build_plan(
             env["FLOTILLA_DATABASE_URL"] = (
                 f"{pg_base}/{database_name}" if pg_base else layout.sqlite_url(database_name)
             )
-        if service in RELAYED_SERVICES:
+        if service in relayed:
             env["FLOTILLA_NATS_URL"] = nats_url
         return env
 
@@ -320,7 +394,7 @@ def build_plan(
         env = env_of(slot.service, slot.instance_id, slot.port, slot.database)
         if slot.grpc_port is not None:
             env["FLOTILLA_GRPC_PORT"] = str(slot.grpc_port)
-        env |= _SPECS[slot.service].settings(wiring, slot)
+        env |= specs[slot.service].settings(wiring, slot)
         planned.append(
             InstancePlan(
                 service=slot.service,
@@ -334,7 +408,7 @@ def build_plan(
         )
 
     # One relay per service database with an outbox: it publishes the service's events.
-    for service in RELAYED_SERVICES:
+    for service in relayed:
         relay_env = env_of(service, "relay", 0, service)
         planned.append(
             InstancePlan(
@@ -352,14 +426,14 @@ def build_plan(
     valkey_port = ports.take() if gateways > 1 else None
     gateway_ports = [gateway_port] + [ports.take() for _ in range(gateways - 1)]
     for index, port in enumerate(gateway_ports):
-        gateway_env = env_of("gateway", str(index), port, None)
+        gateway_env = env_of(GATEWAY_SERVICE, str(index), port, None)
         gateway_env["FLOTILLA_TOPOLOGY_FILE"] = str(layout.topology_file)
         if valkey_port is not None:
             gateway_env["FLOTILLA_VALKEY_URL"] = f"redis://127.0.0.1:{valkey_port}/0"
         planned.append(
             InstancePlan(
-                service="gateway",
-                name=f"gateway-{index}",
+                service=GATEWAY_SERVICE,
+                name=f"{GATEWAY_SERVICE}-{index}",
                 port=port,
                 url=f"https://127.0.0.1:{port}",
                 env=gateway_env,

@@ -46,6 +46,7 @@ from flotilla_cli.launcher.forking import ForkedProcess, fork_command, start_for
 from flotilla_cli.launcher.layout import VarLayout
 from flotilla_cli.launcher.planning import (
     BACKEND_SERVICES,
+    GATEWAY_SERVICE,
     SHARDED_SERVICE,
     database_names,
     instance_index,
@@ -154,7 +155,7 @@ class Supervisor:
     # -- preparation ---------------------------------------------------------------------
     def _prepare_files(self) -> None:
         self.layout.ensure()
-        ensure_dev_pki(self.layout.tls, [*BACKEND_SERVICES, "gateway", "flotilla-cli"])
+        ensure_dev_pki(self.layout.tls, [*BACKEND_SERVICES, GATEWAY_SERVICE, "flotilla-cli"])
         self._write_topology()
 
     def _write_topology(self) -> None:
@@ -201,7 +202,7 @@ class Supervisor:
         await asyncio.to_thread(self._prepare_files)
         # Independent: started side by side.
         await asyncio.gather(
-            asyncio.to_thread(start_forking_parent, [*BACKEND_SERVICES, "gateway"]),
+            asyncio.to_thread(start_forking_parent, [*BACKEND_SERVICES, GATEWAY_SERVICE]),
             asyncio.to_thread(self._start_postgres),
             asyncio.to_thread(self._start_valkey),
             asyncio.to_thread(self._start_nats),
