@@ -66,8 +66,10 @@ bench: install ## run the benchmarks (tables + JSON under bench/results/)
 	$(BIN)/flotilla bench stacks --json bench/results/stacks.json
 	$(BIN)/flotilla bench inventory --json bench/results/inventory.json
 
-constraints: ## re-pin every dependency into constraints.txt (needs the index)
+constraints: ## re-pin every dependency into constraints.txt (needs the index), then Poetry's copies
 	tools/pin-constraints.sh $(PACKAGES)
+	$(MAKE) install
+	$(BIN)/python tools/poetry_pins.py --write
 
 clean: ## remove run-time state and caches (not the venv)
 	-$(BIN)/flotilla down 2>/dev/null
