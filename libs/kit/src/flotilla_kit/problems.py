@@ -28,6 +28,7 @@ from flotilla_kit.db import TextNotStorable
 from flotilla_kit.text import TextRefused
 
 __all__ = [
+    "GENERIC_PROBLEMS",
     "PROBLEM_BASE",
     "PROBLEM_CONTENT_TYPE",
     "Problem",
@@ -45,8 +46,9 @@ PROBLEM_BASE = "https://flotilla.dev/problems/"
 
 _log = structlog.get_logger("flotilla.problems")
 
-# Titles for the statuses Starlette raises by itself (unknown route, wrong method, ...).
-_GENERIC: dict[int, tuple[str, str]] = {
+# Titles for the statuses a framework raises by itself (unknown route, wrong method, ...),
+# for the FastAPI and the Flask chassis alike.
+GENERIC_PROBLEMS: dict[int, tuple[str, str]] = {
     400: ("bad-request", "Bad request"),
     401: ("unauthenticated", "Authentication required"),
     403: ("forbidden", "Forbidden"),
@@ -286,7 +288,7 @@ async def _on_validation(request: Request, exc: Exception) -> Response:
 
 async def _on_http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
-    slug, title = _GENERIC.get(exc.status_code, ("http-error", "HTTP error"))
+    slug, title = GENERIC_PROBLEMS.get(exc.status_code, ("http-error", "HTTP error"))
     same = isinstance(exc.detail, str) and exc.detail.lower() == title.lower()
     detail = exc.detail if isinstance(exc.detail, str) and not same else None
     headers = dict(exc.headers or {})

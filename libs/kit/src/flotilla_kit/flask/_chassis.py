@@ -1,0 +1,123 @@
+"""What a Flask app built by the kit owns beside Flask: settings, metrics, the access
+log, the token verifier, the drain flag, the readiness checks, and the event loop thread
+the async parts run on."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import multiprocessing
+import threading
+from collections.abc import Coroutine, Mapping
+from contextlib import AsyncExitStack
+from typing import Any, TypeVar
+
+from flotilla_kit.access_log import ServiceAccessLog
+from flotilla_kit.app import keeping_keys_fresh
+from flotilla_kit.flask._loop import BackgroundLoop
+from flotilla_kit.health import Drain, ReadinessCheck
+from flotilla_kit.logs import get_logger
+from flotilla_kit.metrics import HttpMetrics
+from flotilla_kit.settings import ServiceSettings
+from flotilla_kit.tokens import TokenVerifier
+
+__all__ = ["FlaskChassis", "SharedDrain"]
+
+_T = TypeVar("_T")
+_log = get_logger("flotilla.flask")
+_CHECK_TIMEOUT_S = 2.0  # as the FastAPI side's `/readyz`
+
+
+class SharedDrain(Drain):
+    """`Drain` in memory shared with the processes forked after it was made: a WSGI
+    server's supervisor (which gets SIGTERM) starts the drain that its worker process
+    (which answers `/readyz`) reads."""
+
+    def __init__(self) -> None:
+        self._flag = multiprocessing.RawValue(ctypes.c_bool, False)
+
+    @property
+    def draining(self) -> bool:
+        return bool(self._flag.value)
+
+    @draining.setter
+    def draining(self, value: bool) -> None:
+        self._flag.value = value
+
+    def start(self) -> None:
+        self._flag.value = True
+
+
+class FlaskChassis:
+    """Started in the process that serves (`start`, idempotent; a request starts it too
+    when nothing did), stopped when serving ends (`stop`)."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        verifier: TokenVerifier,
+        readiness: Mapping[str, ReadinessCheck],
+    ) -> None:
+        self.settings = settings
+        self.verifier = verifier
+        self.readiness = dict(readiness)
+        self.metrics = HttpMetrics(settings.service_name)
+        self.access_log = ServiceAccessLog(
+            service=settings.service_name,
+            node=f"{settings.service_name}-{settings.instance_id}",
+            enabled=settings.log_level in ("debug", "info"),
+        )
+        self.drain: Drain = SharedDrain()
+        self.loop = BackgroundLoop(settings.service_name)
+        self._stack: AsyncExitStack | None = None
+        self._access_lock = threading.Lock()
+
+    def start(self) -> None:
+        if self.loop.running:
+            return
+        self.loop.start()
+        self._stack = self.loop.run(self._enter())
+
+    async def _enter(self) -> AsyncExitStack:
+        stack = AsyncExitStack()
+        await stack.enter_async_context(keeping_keys_fresh(self.verifier))
+        return stack
+
+    def stop(self) -> None:
+        if not self.loop.running:
+            return
+        stack, self._stack = self._stack, None
+        try:
+            if stack is not None:
+                self.loop.run(stack.aclose(), timeout_s=10.0)
+        finally:
+            self.loop.stop()
+            self.access_log.flush()
+
+    def record_access(self, **fields: Any) -> None:
+        """The access line of a request (`ServiceAccessLog.record`), from any request
+        thread: with no event loop in a request thread, the line is written at once."""
+        with self._access_lock:
+            self.access_log.record(**fields)
+
+    def run(self, coroutine: Coroutine[Any, Any, _T], timeout_s: float | None = None) -> _T:
+        """Run a coroutine on the app's event loop and wait for it (a view calling another
+        service with the kit's `HttpClient`, a database call of the kit)."""
+        if not self.loop.running:
+            self.start()
+        return self.loop.run(coroutine, timeout_s)
+
+    def check_readiness(self) -> dict[str, str]:
+        return self.run(self._check_all())
+
+    async def _check_all(self) -> dict[str, str]:
+        async def one(name: str, check: ReadinessCheck) -> tuple[str, str]:
+            try:
+                await asyncio.wait_for(check(), _CHECK_TIMEOUT_S)
+            except Exception as exc:  # a failing dependency is reported, not raised
+                _log.warning("readiness check failed", check=name, error=repr(exc))
+                return name, "failing"
+            return name, "ok"
+
+        return dict(await asyncio.gather(*(one(n, c) for n, c in self.readiness.items())))
