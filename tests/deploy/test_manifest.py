@@ -419,11 +419,10 @@ def test_each_check_names_a_service_it_lacks(name: str) -> None:
     assert all("billing" in p for p in problems), problems
 
 
-@pytest.mark.parametrize("name", sorted(CHECKS))
+# The events check reads only what the manifest's own services publish and consume: a
+# service missing from the manifest is the other checks' to see.
+@pytest.mark.parametrize("name", sorted(set(CHECKS) - {"events"}))
 def test_each_check_names_a_service_the_manifest_lacks(name: str) -> None:
-    if name == "events":
-        # An event check reads the manifest's services only; a missing one is the others'.
-        pytest.skip("checks what the manifest's own services publish and consume")
     # orders: it has a relay, a database, a role and permissions, so every check sees it.
     fewer = _manifest(s for s in MANIFEST.services if s.name != "orders")
     problems = CHECKS[name](fewer)
