@@ -13,15 +13,14 @@ from rich.console import Console
 from rich.table import Table
 
 from flotilla_cli.launcher.layout import VarLayout
-from flotilla_cli.launcher.planning import SHARDED_SERVICE
+from flotilla_cli.launcher.planning import MANIFEST, SHARDED_SERVICE
 from flotilla_cli.launcher.service_commands import NoPlan, read_plan, run_service_command
 from flotilla_cli.options import VarDir
-from flotilla_kit.manifest import load_manifest
 
 __all__ = ["audit_app", "auth_app", "transfers_app"]
 
 # Services that keep an audit log of their own (each ledger shard has its own).
-AUDITED = tuple(service.name for service in load_manifest().services if service.audit)
+AUDITED = tuple(service.name for service in MANIFEST.services if service.audit)
 
 
 def _audited(layout: VarLayout, only: str | None = None) -> list[tuple[str, str, int | None]]:
