@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse, Response
 from flotilla_kit.logs import get_logger
 from flotilla_kit.problems import Problem
 
-__all__ = ["Drain", "ReadinessCheck", "livez", "readyz_endpoint"]
+__all__ = ["Drain", "ReadinessCheck", "check_readiness", "livez", "readyz_endpoint"]
 
 # A check returns normally when its dependency is usable and raises otherwise.
 ReadinessCheck = Callable[[], Awaitable[None]]
@@ -35,9 +35,11 @@ async def livez(_: Request) -> Response:
     return JSONResponse({"status": "alive"})
 
 
-def readyz_endpoint(
-    checks: Mapping[str, ReadinessCheck], drain: Drain | None = None, timeout_s: float = 2.0
-) -> Callable[[Request], Awaitable[Response]]:
+async def check_readiness(
+    checks: Mapping[str, ReadinessCheck], timeout_s: float = 2.0
+) -> dict[str, str]:
+    """Every check at once, each `ok` or `failing` (a failure is logged, not raised)."""
+
     async def run(name: str, check: ReadinessCheck) -> tuple[str, str]:
         try:
             await asyncio.wait_for(check(), timeout_s)
@@ -46,12 +48,18 @@ def readyz_endpoint(
             return name, "failing"
         return name, "ok"
 
+    return dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
+
+
+def readyz_endpoint(
+    checks: Mapping[str, ReadinessCheck], drain: Drain | None = None, timeout_s: float = 2.0
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         if drain is not None and drain.draining:
             return Problem(
                 503, "draining", "Draining", "The instance is shutting down; send no more."
             ).to_response(instance=request.url.path)
-        results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
+        results = await check_readiness(checks, timeout_s)
         if all(state == "ok" for state in results.values()):
             return JSONResponse({"status": "ready", "checks": results})
         return Problem(

@@ -39,11 +39,18 @@ from flotilla_kit.problems import Problem, refused_text
 from flotilla_kit.text import refusal
 from flotilla_kit.tracing import context_from_traceparent, tracing, unsampled_parent
 
-__all__ = ["ObservabilityMiddleware"]
+__all__ = [
+    "QUIET_PATHS",
+    "UNMATCHED",
+    "ObservabilityMiddleware",
+    "RequestTrace",
+    "refused_target",
+]
 
-_UNMATCHED = "<unmatched>"
+# The route label of a request no route matched.
+UNMATCHED = "<unmatched>"
 # Probes and scrapes run every second; logging each would drown the requests that matter.
-_QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
+QUIET_PATHS = frozenset({"/livez", "/readyz", "/metrics"})
 _log = get_logger("flotilla.access")
 
 
@@ -54,23 +61,24 @@ def _header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-def _refused_target(scope: Scope) -> Problem | None:
+def refused_target(path: str, query: str) -> Problem | None:
     """422 when the path or a query parameter holds text the kit's rule refuses (a NUL,
     another control character, a line break: none has a use in a URL)."""
-    problem = refusal(scope["path"])
+    problem = refusal(path)
     if problem is not None:
         return refused_text(["path"], problem)
-    raw = scope.get("query_string", b"")
-    if not raw:
-        return None
-    query = raw.decode("latin-1")
-    if "%" not in query and refusal(query) is None:
+    if not query or ("%" not in query and refusal(query) is None):
         return None  # nothing encoded, nothing refused: the common case
     for name, value in parse_qsl(query, keep_blank_values=True):
         problem = refusal(name) or refusal(value)
         if problem is not None:
             return refused_text(["query", name], problem)
     return None
+
+
+def _query(scope: Scope) -> str:
+    raw: bytes = scope.get("query_string", b"")
+    return raw.decode("latin-1") if raw else ""
 
 
 def _ids_sent(scope: Scope) -> tuple[str | None, str | None]:
@@ -87,7 +95,7 @@ def _ids_sent(scope: Scope) -> tuple[str | None, str | None]:
 def _route_template(scope: Scope) -> str:
     route = scope.get("route")
     path = getattr(route, "path", None)
-    return path if isinstance(path, str) else _UNMATCHED
+    return path if isinstance(path, str) else UNMATCHED
 
 
 class _Exchange:
@@ -166,44 +174,13 @@ class ObservabilityMiddleware:
 
         sent_id, traceparent = _ids_sent(scope)
         request_id = valid_request_id(sent_id) or new_request_id()
-        active = tracing()
-        span: trace.Span | None = None
-        unsampled: tuple[str, str] | None = None
-        started_ns = time.time_ns()
-        # Probes and scrapes make no traces of their own (one per second per prober).
-        if active is None or (traceparent is None and scope["path"] in _QUIET_PATHS):
-            parent = parse_traceparent(traceparent)
-            trace_id, sampled = parent if parent else (new_trace_id(), True)
-            context = RequestContext(request_id, trace_id, new_span_id(), sampled)
-        elif (unsampled := unsampled_parent(traceparent)) is not None:
-            context = RequestContext(request_id, unsampled[0], new_span_id(), False)
-        else:
-            # The server span: named for the route template once the router found it.
-            span = active.tracer.start_span(
-                f"{scope['method']} {scope['path']}",
-                context=context_from_traceparent(traceparent),
-                kind=SpanKind.SERVER,
-                attributes={
-                    "http.request.method": scope["method"],
-                    "url.path": scope["path"],
-                    "http.request.id": request_id,
-                },
-            )
-            ids = span.get_span_context()
-            context = RequestContext(
-                request_id,
-                format(ids.trace_id, "032x"),
-                format(ids.span_id, "016x"),
-                ids.trace_flags.sampled,
-            )
-            otel_token = otel_context.attach(trace.set_span_in_context(span))
-        token = set_context(context)
+        traced = RequestTrace(scope["method"], scope["path"], request_id, traceparent)
         exchange = _Exchange(scope, receive, send, request_id, self.max_body_bytes)
         self.metrics.started()
         try:
             if exchange.declared_too_large():
                 await exchange.answer(exchange.too_large())
-            elif (refused := _refused_target(scope)) is not None:
+            elif (refused := refused_target(scope["path"], _query(scope))) is not None:
                 await exchange.answer(refused)
             else:
                 await self.app(scope, exchange.receive, exchange.send_from_app)
@@ -217,27 +194,14 @@ class ObservabilityMiddleware:
             ended_ns = time.time_ns()
             status = exchange.status
             route = _route_template(scope)
-            self._record(scope, route, status, ended_ns - started_ns, context)
-            reset_context(token)
-            if span is not None:
-                _end_server_span(span, scope, status)
-                otel_context.detach(otel_token)
-            elif unsampled is not None and status >= 500 and active is not None:
-                active.error_span(
-                    name=f"{scope['method']} {route}", kind=SpanKind.SERVER, context=context,
-                    parent_span_id=unsampled[1], start_ns=started_ns, end_ns=ended_ns,
-                    attributes={
-                        "http.request.method": scope["method"], "url.path": scope["path"],
-                        "http.route": route, "http.response.status_code": status,
-                        "http.request.id": request_id,
-                    },
-                )  # fmt: skip
+            self._record(scope, route, status, ended_ns - traced.started_ns, traced.context)
+            traced.end(route, status, ended_ns)
 
     def _record(
         self, scope: Scope, route: str, status: int, elapsed_ns: int, context: RequestContext
     ) -> None:
         self.metrics.finished(scope["method"], route, status, elapsed_ns / 1e9)
-        if scope["path"] in _QUIET_PATHS and status < 400:
+        if scope["path"] in QUIET_PATHS and status < 400:
             return
         client = scope.get("client")
         self.access_log.record(
@@ -253,12 +217,75 @@ class ObservabilityMiddleware:
         )
 
 
-def _end_server_span(span: trace.Span, scope: Scope, status: int) -> None:
-    route = _route_template(scope)
-    if route != _UNMATCHED:
-        span.update_name(f"{scope['method']} {route}")
-        span.set_attribute("http.route", route)
-    span.set_attribute("http.response.status_code", status)
-    if status >= 500:
-        span.set_status(Status(StatusCode.ERROR))
-    span.end()
+class RequestTrace:
+    """A server request's context and, when it is recorded, its span: the one place the
+    ASGI middleware and the Flask chassis decide them.
+
+    The request context (`flotilla_kit.context`) is set from the start. Probes and scrapes
+    without a caller's trace make no span (one per second per prober); a caller's unsampled
+    `traceparent` is carried on (flag 00), and the request gets an error span only if it
+    ends in a 5xx; otherwise a server span, parented by the caller's, named for the route
+    template at the end.
+    """
+
+    __slots__ = (
+        "active", "context", "method", "otel_token", "path", "request_id", "span",
+        "started_ns", "token", "unsampled",
+    )  # fmt: skip
+
+    def __init__(self, method: str, path: str, request_id: str, traceparent: str | None) -> None:
+        self.method, self.path, self.request_id = method, path, request_id
+        self.active = active = tracing()
+        self.span: trace.Span | None = None
+        self.unsampled: tuple[str, str] | None = None
+        self.otel_token: object = None
+        self.started_ns = time.time_ns()
+        if active is None or (traceparent is None and path in QUIET_PATHS):
+            parent = parse_traceparent(traceparent)
+            trace_id, sampled = parent if parent else (new_trace_id(), True)
+            self.context = RequestContext(request_id, trace_id, new_span_id(), sampled)
+        elif (unsampled := unsampled_parent(traceparent)) is not None:
+            self.unsampled = unsampled
+            self.context = RequestContext(request_id, unsampled[0], new_span_id(), False)
+        else:
+            span = self.span = active.tracer.start_span(
+                f"{method} {path}",
+                context=context_from_traceparent(traceparent),
+                kind=SpanKind.SERVER,
+                attributes={
+                    "http.request.method": method, "url.path": path,
+                    "http.request.id": request_id,
+                },
+            )  # fmt: skip
+            ids = span.get_span_context()
+            self.context = RequestContext(
+                request_id,
+                format(ids.trace_id, "032x"),
+                format(ids.span_id, "016x"),
+                ids.trace_flags.sampled,
+            )
+            self.otel_token = otel_context.attach(trace.set_span_in_context(span))
+        self.token = set_context(self.context)
+
+    def end(self, route: str, status: int, ended_ns: int) -> None:
+        """The request is answered (`route`: its template, or `UNMATCHED`)."""
+        reset_context(self.token)
+        method, span = self.method, self.span
+        if span is not None:
+            if route != UNMATCHED:
+                span.update_name(f"{method} {route}")
+                span.set_attribute("http.route", route)
+            span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                span.set_status(Status(StatusCode.ERROR))
+            span.end()
+            otel_context.detach(self.otel_token)  # type: ignore[arg-type]
+        elif self.unsampled is not None and status >= 500 and self.active is not None:
+            self.active.error_span(
+                name=f"{method} {route}", kind=SpanKind.SERVER, context=self.context,
+                parent_span_id=self.unsampled[1], start_ns=self.started_ns, end_ns=ended_ns,
+                attributes={
+                    "http.request.method": method, "url.path": self.path, "http.route": route,
+                    "http.response.status_code": status, "http.request.id": self.request_id,
+                },
+            )  # fmt: skip

@@ -4,7 +4,6 @@ the async parts run on."""
 
 from __future__ import annotations
 
-import asyncio
 import ctypes
 import multiprocessing
 import threading
@@ -15,7 +14,7 @@ from typing import Any, TypeVar
 from flotilla_kit.access_log import ServiceAccessLog
 from flotilla_kit.app import keeping_keys_fresh
 from flotilla_kit.flask._loop import BackgroundLoop
-from flotilla_kit.health import Drain, ReadinessCheck
+from flotilla_kit.health import Drain, ReadinessCheck, check_readiness
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
 from flotilla_kit.settings import ServiceSettings
@@ -25,7 +24,6 @@ __all__ = ["FlaskChassis", "SharedDrain"]
 
 _T = TypeVar("_T")
 _log = get_logger("flotilla.flask")
-_CHECK_TIMEOUT_S = 2.0  # as the FastAPI side's `/readyz`
 
 
 class SharedDrain(Drain):
@@ -109,15 +107,4 @@ class FlaskChassis:
         return self.loop.run(coroutine, timeout_s)
 
     def check_readiness(self) -> dict[str, str]:
-        return self.run(self._check_all())
-
-    async def _check_all(self) -> dict[str, str]:
-        async def one(name: str, check: ReadinessCheck) -> tuple[str, str]:
-            try:
-                await asyncio.wait_for(check(), _CHECK_TIMEOUT_S)
-            except Exception as exc:  # a failing dependency is reported, not raised
-                _log.warning("readiness check failed", check=name, error=repr(exc))
-                return name, "failing"
-            return name, "ok"
-
-        return dict(await asyncio.gather(*(one(n, c) for n, c in self.readiness.items())))
+        return self.run(check_readiness(self.readiness))
