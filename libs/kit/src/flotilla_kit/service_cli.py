@@ -1,10 +1,11 @@
 """A service's command line (`python -m flotilla_<service> ...`), built once.
 
 `service_cli` makes the Typer app with the commands every service has: `serve` (one
-instance until SIGTERM), `migrate`, and where the service has them `relay` (its outbox to
-NATS JetStream) and `audit-verify` / `audit-tail` (its hash-chained audit log). A service
-adds only its own commands (`seed`, `rotate-keys`, `in-doubt`, ...) to the app it gets;
-a `seed` acts as `SEED_OPERATOR`.
+instance until SIGTERM: a FastAPI app under `flotilla_kit.server.serve`, a WSGI app of the
+kit's Flask or Django chassis under `flotilla_kit.wsgi_server.serve_wsgi`), `migrate`, and
+where the service has them `relay` (its outbox to NATS JetStream) and `audit-verify` /
+`audit-tail` (its hash-chained audit log). A service adds only its own commands (`seed`,
+`rotate-keys`, `in-doubt`, ...) to the app it gets; a `seed` acts as `SEED_OPERATOR`.
 
 Settings come from `FLOTILLA_*` variables; a bad one is named on stderr with exit status 2
 (`settings.load_settings`). Commands whose stdout is their result (JSON a script reads)
@@ -19,7 +20,7 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar, cast
 
 import typer
 from fastapi import FastAPI
@@ -33,6 +34,9 @@ from flotilla_kit.server import serve as run_server
 from flotilla_kit.settings import ServiceSettings, load_settings
 from flotilla_kit.tokens import Principal
 from flotilla_kit.tracing import install_tracing
+
+if TYPE_CHECKING:
+    from flotilla_kit.wsgi_server import ServedWsgiApp
 
 __all__ = ["SEED_OPERATOR", "Relay", "quiet_settings", "service_cli"]
 
@@ -85,18 +89,27 @@ def _loud_settings(settings_type: type[_S]) -> _S:
     return settings
 
 
+def run_wsgi_server(app: ServedWsgiApp, settings: ServiceSettings) -> None:
+    """`serve_wsgi` for a WSGI service, imported here: a FastAPI service's image has no
+    WSGI server (the extras `flotilla-kit[flask]` and `[django]` bring it)."""
+    from flotilla_kit.wsgi_server import serve_wsgi  # noqa: PLC0415
+
+    serve_wsgi(app, settings)
+
+
 def service_cli(
     settings_type: type[_S],
     *,
     help: str,
     serve_help: str,
-    build_app: Callable[[_S], FastAPI],
+    build_app: Callable[[_S], FastAPI | ServedWsgiApp],
     migrate: Callable[[_S], None],
     relay: Relay | None = None,
     audit_log: AuditLog | None = None,
 ) -> typer.Typer:
     """The command line of a service whose settings are `settings_type`: `serve` runs
-    `build_app(settings)` (migrations are the app's start-up), `migrate` runs `migrate`;
+    `build_app(settings)` (a FastAPI app, or a WSGI app from `create_flask_app` or
+    `create_django_app`; migrations are the app's start-up), `migrate` runs `migrate`;
     `relay` when the service has an outbox, `audit-verify` and `audit-tail` when it has an
     audit log. Help texts: `help` for the app, `serve_help` and `relay.help` for those."""
     if relay is not None and "nats_url" not in settings_type.model_fields:
@@ -112,7 +125,11 @@ def service_cli(
     @app.command("serve", help=serve_help)
     def serve() -> None:
         settings = _loud_settings(settings_type)
-        run_server(build_app(settings), settings)
+        built = build_app(settings)
+        if isinstance(built, FastAPI):
+            run_server(built, settings)
+        else:
+            run_wsgi_server(built, settings)
 
     @app.command("migrate", help=_MIGRATE_HELP)
     def migrate_command() -> None:

@@ -1,6 +1,6 @@
-"""Run a WSGI app built on the kit (`flotilla_kit.flask.create_flask_app`) under granian,
-with TLS when configured: `serve_wsgi(app, settings)`, the WSGI counterpart of
-`flotilla_kit.server.serve`.
+"""Run a WSGI app built on the kit (`flotilla_kit.flask.create_flask_app`,
+`flotilla_kit.django.create_django_app`) under granian, with TLS when configured:
+`serve_wsgi(app, settings)`, the WSGI counterpart of `flotilla_kit.server.serve`.
 
 **Why granian.** Measured here (2 cores shared with other work, load average 4.5 to 7
 during the runs: compare within a column, not with other machines): a Flask app from
@@ -67,7 +67,7 @@ _GRANIAN_LOGGERS: dict[str, Any] = {
 
 
 class WsgiChassis(Protocol):
-    """What a kit WSGI app owns beside its framework (`flotilla_kit.flask.FlaskChassis`)."""
+    """What a kit WSGI app owns beside its framework (`flotilla_kit.wsgi.Chassis`)."""
 
     @property
     def drain(self) -> Drain: ...
@@ -78,7 +78,8 @@ class WsgiChassis(Protocol):
 
 
 class ServedWsgiApp(Protocol):
-    """A WSGI app with the kit's chassis (`flotilla_kit.flask.FlotillaFlask`)."""
+    """A WSGI app with the kit's chassis (`flotilla_kit.flask.FlotillaFlask`,
+    `flotilla_kit.django.FlotillaDjango`)."""
 
     @property
     def chassis(self) -> WsgiChassis: ...

@@ -1,17 +1,19 @@
 """The same small service built on the kit once per framework, run as its own process by
 the contract suite: `python contract_service.py KIND` (a key of `KINDS`), settings from
 the environment (`FLOTILLA_*`), served as in production (`serve` for FastAPI,
-`serve_wsgi` for Flask), tracing installed, ECS log lines on stdout.
+`serve_wsgi` for Flask and Django REST framework), tracing installed, ECS log lines on
+stdout.
 
 Routes, the same in every kind:
 - `GET /api/v1/public`: anyone; logs `contract route`; answers the request id and the
   `traceparent` an outgoing call would carry;
 - `GET /api/v1/items/{item_id}`: needs `orders:read`; answers the item id and the caller;
-- `POST /api/v1/items`: anyone; a validated body (`Item`); 201 with the item;
+- `POST /api/v1/items`: anyone; a validated body (`Item`; on Django, a DRF serializer
+  validating with it); 201 with the item;
 - `GET /api/v1/boom`: anyone; raises (a 500);
 and one readiness check, failing while `FLOTILLA_UNREADY_FILE` exists.
 
-Another framework (Django) joins the suite by adding a builder to `KINDS`.
+Another framework joins the suite by adding a builder to `KINDS`.
 """
 
 from __future__ import annotations
@@ -124,10 +126,57 @@ def build_flask(settings: ContractSettings) -> Any:
     )
 
 
+def build_django(settings: ContractSettings) -> Any:
+    # Here, not at the top: REST framework's views read Django's settings when imported,
+    # which `flotilla_kit.django` configures (a service's package imports it first).
+    from flotilla_kit import django as kit  # noqa: PLC0415
+
+    # isort: split
+    from django.urls import path  # noqa: PLC0415
+    from rest_framework.decorators import api_view, permission_classes  # noqa: PLC0415
+    from rest_framework.request import Request  # noqa: PLC0415
+    from rest_framework.response import Response as DrfResponse  # noqa: PLC0415
+
+    item_serializer = kit.model_serializer(Item)
+
+    @api_view(["GET"])
+    @permission_classes([kit.public])
+    def public_route(request: Request) -> DrfResponse:
+        return DrfResponse(_public_answer())
+
+    @api_view(["GET"])
+    @permission_classes([kit.require_permission("orders:read")])
+    def item(request: Request, item_id: str) -> DrfResponse:
+        return DrfResponse({"item_id": item_id, "subject": kit.current_principal(request).subject})
+
+    @api_view(["POST"])
+    @permission_classes([kit.public])
+    def add_item(request: Request) -> DrfResponse:
+        return DrfResponse(kit.validated_body(request, item_serializer).data, status=201)
+
+    @api_view(["GET"])
+    @permission_classes([kit.public])
+    def boom(request: Request) -> DrfResponse:
+        raise RuntimeError("secret-internal-detail")
+
+    return kit.create_django_app(
+        settings,
+        name="contract",
+        urlpatterns=[
+            path("api/v1/public", public_route),
+            path("api/v1/items/<str:item_id>", item),
+            path("api/v1/items", add_item),
+            path("api/v1/boom", boom),
+        ],
+        readiness=_readiness(settings),
+    )
+
+
 # kind -> (build the app, serve it as in production)
 KINDS: dict[str, tuple[Callable[[ContractSettings], Any], Callable[[Any, Any], None]]] = {
     "fastapi": (build_fastapi, serve),
     "flask": (build_flask, serve_wsgi),
+    "django": (build_django, serve_wsgi),
 }
 
 

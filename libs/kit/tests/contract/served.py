@@ -23,7 +23,7 @@ from flotilla_kit.tls import client_context, ensure_dev_pki
 
 _SERVICE = Path(__file__).with_name("contract_service.py")
 # Every framework the chassis fits; a new one adds its builder to contract_service.KINDS.
-KINDS = ["fastapi", "flask"]
+KINDS = ["fastapi", "flask", "django"]
 MAX_BODY_BYTES = 1024
 _START_TIMEOUT_S = 20.0
 

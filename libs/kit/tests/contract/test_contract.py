@@ -1,5 +1,6 @@
 """One contract, every framework: each test runs against the same small service built on
-the kit with FastAPI and with Flask (`conftest.KINDS`), served for real, over HTTP."""
+the kit with FastAPI, Flask and Django REST framework (`served.KINDS`), served for
+real, over HTTP."""
 
 from __future__ import annotations
 

@@ -1,12 +1,15 @@
 """What only the Flask adapter has, beside the contract every framework keeps: the
-access rule each view must declare, the event loop thread the async kit runs on, and the
-drain flag shared with the server's worker process."""
+access rule each view must declare, the event loop thread the async kit runs on (shared
+with the Django chassis: `flotilla_kit.wsgi`), the lifespan, and the drain flag shared
+with the server's worker process."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from flask import Blueprint, Response, jsonify
@@ -163,3 +166,25 @@ def test_the_drain_started_in_one_process_is_seen_in_the_forked_one() -> None:
     drain.start()  # the supervisor, on SIGTERM
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_the_lifespan_runs_from_the_start_of_serving_to_its_stop() -> None:
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        events.append("entered")
+        yield
+        events.append("exited")
+
+    app = create_flask_app(
+        _settings(), name="adapter", blueprints=[], readiness={},
+        verifier=TokenMinter().verifier(), lifespan=lifespan,
+    )  # fmt: skip
+    assert events == []
+    try:
+        assert app.test_client().get("/livez").status_code == 200  # a request starts it
+        assert events == ["entered"]
+    finally:
+        app.chassis.stop()
+    assert events == ["entered", "exited"]

@@ -19,10 +19,11 @@ from typer.testing import CliRunner
 from flotilla_kit import service_cli as module
 from flotilla_kit.audit import AuditLog, audit_table
 from flotilla_kit.db import Database, Query, UnitOfWork
+from flotilla_kit.flask import create_flask_app
 from flotilla_kit.rbac import permissions_of
 from flotilla_kit.service_cli import SEED_OPERATOR, Relay, quiet_settings, service_cli
 from flotilla_kit.settings import ServiceSettings
-from flotilla_kit.testing import create_tables
+from flotilla_kit.testing import TokenMinter, create_tables
 
 metadata = MetaData()
 audit = AuditLog(audit_table(metadata))
@@ -41,6 +42,7 @@ class Recorded:
     def __init__(self) -> None:
         self.migrated: list[DemoSettings] = []
         self.served: list[tuple[FastAPI, ServiceSettings]] = []
+        self.served_wsgi: list[tuple[object, ServiceSettings]] = []
         self.logging: list[tuple[Any, ...]] = []
 
 
@@ -55,6 +57,9 @@ def recorded(monkeypatch: pytest.MonkeyPatch) -> Recorded:
     monkeypatch.setattr(module, "install_tracing", lambda settings: None)
     monkeypatch.setattr(
         module, "run_server", lambda app, settings: seen.served.append((app, settings))
+    )
+    monkeypatch.setattr(
+        module, "run_wsgi_server", lambda app, settings: seen.served_wsgi.append((app, settings))
     )
     return seen
 
@@ -139,6 +144,23 @@ def test_serve_logs_at_the_configured_level_and_runs_the_built_app(recorded: Rec
     assert app.title == "demo"
     assert isinstance(settings, DemoSettings)
     assert recorded.logging == [("demo", "3", "debug")]  # on stdout: the logs are the output
+
+
+def test_serve_runs_a_wsgi_app_under_the_wsgi_server(recorded: Recorded) -> None:
+    wsgi_app = create_flask_app(
+        ServiceSettings(service_name="demo"), name="demo", blueprints=[], readiness={},
+        verifier=TokenMinter().verifier(),
+    )  # fmt: skip
+    cli = service_cli(
+        DemoSettings, help="A WSGI service.", serve_help="Serve.",
+        build_app=lambda settings: wsgi_app, migrate=recorded.migrated.append,
+    )  # fmt: skip
+    result = _run(cli, "serve")
+    assert result.exit_code == 0, result.output
+    assert recorded.served == []  # not under the ASGI server
+    [(app, settings)] = recorded.served_wsgi
+    assert app is wsgi_app
+    assert isinstance(settings, DemoSettings)
 
 
 def test_migrate_logs_only_warnings_on_stderr(recorded: Recorded) -> None:

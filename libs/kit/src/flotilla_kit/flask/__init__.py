@@ -17,14 +17,17 @@ reads a JSON body into a request model (`flotilla_kit.text.ApiModel`).
 **Async parts in a sync app.** The verifier, the JWKS cache, the revocation list, the
 readiness checks and `HttpClient` are asyncio code, written once for the FastAPI
 services. A WSGI app has no event loop, so the app owns one: a `BackgroundLoop`, one
-thread running one loop for the life of the serving process. It is started where the
-app serves (`serve_wsgi` starts it in the worker process, after the fork: a fork copies
-no thread, and a loop made before it would be dead in the worker), fetches the keys and
-revocations before the first request, keeps refreshing them there, and is stopped when
-serving ends (refreshers cancelled, the revocation client closed). A request thread runs a
-coroutine on it and waits (`chassis.run(coroutine)`, in a copy of the request's context,
-so the coroutine's log lines and calls carry the request and its trace). The other
-designs were worse: `asyncio.run` per call makes a loop per request and cannot share the
+thread running one loop for the life of the serving process (that loop, the chassis and
+the observing WSGI wrapper are `flotilla_kit.wsgi`'s, shared with the Django chassis).
+It is started where the app serves (`serve_wsgi` starts it in the worker process, after
+the fork: a fork copies no thread, and a loop made before it would be dead in the
+worker), fetches the keys and revocations before the first request, keeps refreshing
+them there, enters the service's `lifespan` (`create_flask_app(..., lifespan=...)`: a
+`Database`, inbox consumers), and is stopped when serving ends (lifespan exited,
+refreshers cancelled, the revocation client closed). A request thread runs a coroutine
+on it and waits (`chassis.run(coroutine)`, in a copy of the request's context, so the
+coroutine's log lines and calls carry the request and its trace). The other designs
+were worse: `asyncio.run` per call makes a loop per request and cannot share the
 cache's lock, keys or kept-alive connections across requests; a loop per request thread
 multiplies the refreshers; rewriting the verifier synchronously would make two verifiers
 to keep equal. A token seen before is checked without the hop (`TokenVerifier.cached`),
@@ -49,8 +52,8 @@ from flotilla_kit.flask._app import (
     request_model,
     require_permission,
 )
-from flotilla_kit.flask._chassis import FlaskChassis, SharedDrain
-from flotilla_kit.flask._loop import BackgroundLoop
+from flotilla_kit.wsgi import BackgroundLoop, SharedDrain
+from flotilla_kit.wsgi import Chassis as FlaskChassis
 
 __all__ = [
     "BackgroundLoop",

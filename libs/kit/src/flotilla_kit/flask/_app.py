@@ -14,14 +14,21 @@ from werkzeug.exceptions import HTTPException
 
 from flotilla_kit.app import token_verifier_for
 from flotilla_kit.db import TextNotStorable
-from flotilla_kit.flask._chassis import FlaskChassis
-from flotilla_kit.flask._observed import ROUTE_KEY, ObservedWsgi, problem_bytes, too_large
 from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.logs import get_logger
 from flotilla_kit.problems import GENERIC_PROBLEMS, PROBLEM_CONTENT_TYPE, Problem, refused_text
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.text import TextRefused
 from flotilla_kit.tokens import Principal, TokenError, TokenVerifier
+from flotilla_kit.wsgi import (
+    ROUTE_KEY,
+    BodyTooLarge,
+    Chassis,
+    Lifespan,
+    ObservedWsgi,
+    problem_bytes,
+    too_large,
+)
 
 __all__ = [
     "FlotillaFlask",
@@ -48,7 +55,7 @@ _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 class FlotillaFlask(Flask):
     """A Flask app with the kit's chassis (`serve_wsgi` starts and stops it)."""
 
-    chassis: FlaskChassis
+    chassis: Chassis
 
 
 def _route_template(rule: str) -> str:
@@ -184,6 +191,9 @@ def _install_problem_handlers(app: Flask, max_body_bytes: int) -> None:
     def on_problem(exc: Problem) -> Response:
         return _respond(exc)
 
+    def on_too_large(exc: BodyTooLarge) -> Response:
+        return _respond(too_large(max_body_bytes))
+
     def on_http(exc: HTTPException) -> Response:
         status = exc.code or 500
         if status == 413:
@@ -216,6 +226,7 @@ def _install_problem_handlers(app: Flask, max_body_bytes: int) -> None:
         )
 
     app.register_error_handler(Problem, on_problem)
+    app.register_error_handler(BodyTooLarge, on_too_large)
     app.register_error_handler(HTTPException, on_http)
     app.register_error_handler(TextRefused, on_text_refused)
     app.register_error_handler(TextNotStorable, on_text_not_storable)
@@ -259,18 +270,24 @@ def create_flask_app(
     blueprints: Sequence[Blueprint],
     readiness: Mapping[str, ReadinessCheck],
     verifier: TokenVerifier | None = None,
+    lifespan: Lifespan | None = None,
 ) -> FlotillaFlask:
     """The Flask app of a service: problem+json for every error, the request context and
     RED metrics per request, `/livez`, `/readyz`, `/metrics`, token checks. Every view
     declares who may call it (`require_permission`, `authenticated`, `public`); a view
-    without one stops the build (`TypeError`)."""
+    without one stops the build (`TypeError`). `lifespan` (an async context manager
+    factory: a `Database`, consumers) is entered on the chassis's loop when serving
+    starts and exited when it ends."""
     app = FlotillaFlask(name, static_folder=None)
     # The body limit is the chassis's (`ObservedWsgi`): a declared length over it is
     # answered before Flask, a chunked body is cut off as it is read.
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.config["PROPAGATE_EXCEPTIONS"] = False
-    app.chassis = chassis = FlaskChassis(
-        settings, verifier=verifier or token_verifier_for(settings), readiness=readiness
+    app.chassis = chassis = Chassis(
+        settings,
+        verifier=verifier or token_verifier_for(settings),
+        readiness=readiness,
+        lifespan=lifespan,
     )
     _install_problem_handlers(app, settings.max_body_bytes)
 

@@ -10,8 +10,6 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from werkzeug.exceptions import RequestEntityTooLarge
-
 from flotilla_kit.context import (
     new_request_id,
     valid_request_id,
@@ -23,13 +21,19 @@ from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem, problem_body
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIApplication, WSGIEnvironment
 
-    from flotilla_kit.flask._chassis import FlaskChassis
+    from flotilla_kit.wsgi._chassis import Chassis
 
-__all__ = ["ROUTE_KEY", "ObservedWsgi", "problem_bytes", "too_large"]
+__all__ = ["ROUTE_KEY", "BodyTooLarge", "ObservedWsgi", "problem_bytes", "too_large"]
 
-# Where the Flask side leaves the route template of the request (`{name}` placeholders).
+# Where the framework's side leaves the route template of the request (`{name}`
+# placeholders), for the metrics, the access line and the span.
 ROUTE_KEY = "flotilla.route"
 _log = get_logger("flotilla.access")
+
+
+class BodyTooLarge(Exception):
+    """Raised by `wsgi.input` when a body sent without `Content-Length` (chunked) grows
+    past `max_body_bytes`: each framework's adapter answers it as `too_large(...)`."""
 
 
 def too_large(max_body_bytes: int) -> Problem:
@@ -56,7 +60,7 @@ def _declared_too_large(environ: WSGIEnvironment, limit: int) -> bool:
 
 class _CappedBody:
     """`wsgi.input` of a body sent without `Content-Length` (chunked): reading past
-    `limit` bytes raises werkzeug's 413, which the app answers as the kit's problem."""
+    `limit` bytes raises `BodyTooLarge`, which the adapter answers as the kit's 413."""
 
     _CHUNK = 65_536
 
@@ -68,7 +72,7 @@ class _CappedBody:
     def _counted(self, data: bytes) -> bytes:
         self._read += len(data)
         if self._read > self._limit:
-            raise RequestEntityTooLarge()
+            raise BodyTooLarge()
         return data
 
     def read(self, size: int = -1) -> bytes:
@@ -88,17 +92,17 @@ class _CappedBody:
 
 
 class ObservedWsgi:
-    """Wraps the Flask app's `wsgi_app`. The answer is collected before it is returned
-    (a kit service answers JSON documents, not streams), so the request's context,
-    metrics and span cover all of it."""
+    """Wraps the framework's WSGI app (Flask's `wsgi_app`, Django's handler). The answer
+    is collected before it is returned (a kit service answers JSON documents, not
+    streams), so the request's context, metrics and span cover all of it."""
 
-    def __init__(self, app: WSGIApplication, chassis: FlaskChassis) -> None:
+    def __init__(self, app: WSGIApplication, chassis: Chassis) -> None:
         self.app = app
         self.chassis = chassis
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         chassis = self.chassis
-        if not chassis.loop.running:  # served without `serve_wsgi` (Flask's test client)
+        if not chassis.started:  # served without `serve_wsgi` (a framework's test client)
             chassis.start()
         method: str = environ["REQUEST_METHOD"]
         path: str = environ.get("PATH_INFO", "")
@@ -137,7 +141,7 @@ class ObservedWsgi:
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
-        except Exception as exc:  # Flask answers its own errors; this is the last resort
+        except Exception as exc:  # the framework answers its own errors; this is the last resort
             _log.error("unhandled exception", exc_info=exc, **{"url.path": path})
             failed = Problem(
                 500, "internal-error", "Internal server error", "The error was logged."
@@ -159,7 +163,8 @@ class ObservedWsgi:
             traced.end(route, status, ended_ns)
 
     def _refused(self, environ: WSGIEnvironment, path: str) -> Problem | None:
-        """Refused before Flask sees it: a body declared too large, a refused path or query."""
+        """Refused before the framework sees it: a body declared too large, a refused path
+        or query."""
         limit = self.chassis.settings.max_body_bytes
         if _declared_too_large(environ, limit):
             return too_large(limit)
