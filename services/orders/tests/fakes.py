@@ -32,7 +32,10 @@ from flotilla_orders.domain import (
     HistoryEntry,
     Order,
     OrderOutcome,
+    OrderRefund,
+    OrderState,
     payment_state,
+    refunded,
 )
 from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (
@@ -576,6 +579,7 @@ class FakeStore:
     keys: dict[tuple[str, str], KeyedResource] = field(default_factory=dict)
     events: list[StoredEvent] = field(default_factory=list)
     outcomes: dict[str, OrderOutcome] = field(default_factory=dict)
+    refunds: dict[str, OrderRefund] = field(default_factory=dict)
     transfers: dict[str, CommittedTransfer] = field(default_factory=dict)
     # Runs just before a key is stored: lets a test slip a competing request in between.
     before_remember: Callable[[], None] | None = None
@@ -616,6 +620,18 @@ class FakeOrders(InMemoryLeasedRows[uuid.UUID, Order]):
         self._put(order)
         return True
 
+    async def start_refund(self, order: Order, *, expected_version: int) -> bool:
+        current = self._store.orders.get(order.id)
+        if (
+            current is None
+            or current.version != expected_version
+            or current.state is not OrderState.CONFIRMED
+            or not current.is_final
+        ):
+            return False
+        self._put(replace(order, lines=current.lines))
+        return True
+
 
 class FakeEvents:
     def __init__(self, store: FakeStore, undo: Undo) -> None:
@@ -642,6 +658,12 @@ class FakeHistory:
             rows[outcome.order_id] = outcome
             self._undo.append(lambda: rows.pop(outcome.order_id))
 
+    async def add_refund(self, refund: OrderRefund, *, event_id: str) -> None:
+        rows = self._store.refunds
+        if refund.order_id not in rows:
+            rows[refund.order_id] = refund
+            self._undo.append(lambda: rows.pop(refund.order_id))
+
     async def add_transfer(self, transfer: CommittedTransfer, *, event_id: str) -> None:
         rows = self._store.transfers
         if transfer.transfer_id not in rows:
@@ -649,6 +671,7 @@ class FakeHistory:
             self._undo.append(lambda: rows.pop(transfer.transfer_id))
 
     def _entry(self, outcome: OrderOutcome) -> HistoryEntry:
+        outcome = refunded(outcome, self._store.refunds.get(outcome.order_id))
         return HistoryEntry(outcome, payment_state(outcome, frozenset(self._store.transfers)))
 
     async def get(self, order_id: str) -> HistoryEntry | None:

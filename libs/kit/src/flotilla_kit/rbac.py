@@ -31,6 +31,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "payments:read:any",
             "orders:read",
             "orders:read:any",
+            # A confirmed order's money back, in full (the orders service).
+            "orders:refund",
         }
     ),
     "admin": frozenset(
@@ -48,6 +50,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "inventory:write",
             "orders:read",
             "orders:read:any",
+            "orders:refund",
         }
     ),
     # Grants nothing: a tier, held next to another role by the identities of a load test

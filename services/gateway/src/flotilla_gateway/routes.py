@@ -205,6 +205,7 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("POST", "/api/v1/orders", "orders", "orders:create"),
     _r("GET", "/api/v1/orders", "orders", "orders:read"),
     _r("GET", "/api/v1/orders/{order_id}", "orders", "orders:read"),
+    _r("POST", "/api/v1/orders/{order_id}/refund", "orders", "orders:refund"),
     _r("GET", "/api/v1/order-history", "orders", "orders:read"),
 )
 

@@ -154,7 +154,7 @@ def test_no_two_policy_entries_overlap() -> None:
 
 def test_the_policy_has_the_agreed_entries() -> None:
     rows = {(e.method, e.path): (e.service, e.access, e.shard_by) for e in POLICY}
-    assert len(rows) == len(POLICY) == 28
+    assert len(rows) == len(POLICY) == 29
     assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC, None)
     assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC, None)
     assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED, None)
@@ -192,6 +192,7 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("POST", "/api/v1/orders"): ("orders", "orders:create", None),
         ("GET", "/api/v1/orders"): ("orders", "orders:read", None),
         ("GET", "/api/v1/orders/{order_id}"): ("orders", "orders:read", None),
+        ("POST", "/api/v1/orders/{order_id}/refund"): ("orders", "orders:refund", None),
         ("GET", "/api/v1/order-history"): ("orders", "orders:read", None),
     }
     # Only the ledger is sharded.

@@ -35,6 +35,7 @@ from flotilla_orders.service_layer.checkout import Checkout, CheckoutConfig
 from flotilla_orders.service_layer.faults import FaultPoint, NoFaults
 from flotilla_orders.service_layer.ports import Accounts, Faults, Inventory, Payments
 from flotilla_orders.service_layer.recovery import Recovery
+from flotilla_orders.service_layer.refunds import Refunds
 from flotilla_orders.service_layer.saga import Saga, SagaConfig
 from flotilla_orders.settings import OrdersSettings
 
@@ -175,11 +176,15 @@ def build_app(
             answer_within_s=settings.answer_within_s,
         ),
     )
+    refunds = Refunds(
+        uow=uow, saga=saga, clock=clock, faults=faults, answer_within_s=settings.answer_within_s
+    )
     recovery = Recovery(saga, metrics=metrics, interval_s=settings.recovery_interval_s, sleep=sleep)
     app.state.database = database
     app.state.uow = uow
     app.state.saga = saga
     app.state.checkout = checkout
+    app.state.refunds = refunds
     app.state.recovery = recovery
     app.state.orders_metrics = metrics
     app.state.consumers = history_consumers(

@@ -246,3 +246,56 @@ async def test_the_relay_command_publishes_the_outbox(
     assert message.data is not None
     event = json.loads(message.data)
     assert (event["subject"], event["data"]["reason"]) == (placed.json()["id"], "out-of-stock")
+
+
+async def test_a_refunded_order_is_refunded_in_the_history_and_unknown_events_are_skipped(
+    make_app: AppFactory, reader: FastAPI, as_user: Headers, world: World, nats_url: str
+) -> None:
+    async with make_app(nats_url=nats_url) as shop, client_of(shop) as client:
+        placed = (
+            await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-1"))
+        ).json()
+        refund_url = f"{ORDERS}/{placed['id']}/refund"
+        refunded = (await client.post(refund_url, headers=as_user("sam", "support"))).json()
+        assert refunded["state"] == "REFUNDED"
+        assert await publish_pending(shop, nats_url) == 2
+    # An orders event of a type this version does not know (a newer instance's): the
+    # history stores nothing for it and acknowledges it; it is not dead-lettered.
+    unknown = CloudEvent.new(
+        "orders", "order_shipped", {"order_id": placed["id"]}, subject=placed["id"]
+    )
+    client_ = await connect(nats_url, name="test-orders", persistent=False)
+    try:
+        js = client_.jetstream()
+        await ensure_streams(js)
+        await js.publish(
+            nats_subject(unknown.type), unknown.to_json(), headers={"Nats-Msg-Id": unknown.id}
+        )
+    finally:
+        await client_.close()
+    await publish_as_payments(nats_url, placed["payment_transfer_id"], 500)
+    await publish_as_payments(nats_url, refunded["refund_transfer_id"], 500)
+
+    async def shown() -> list[dict[str, Any]] | None:
+        entries = await history_of(reader, as_user())
+        return entries if entries and entries[0]["payment_state"] == "refunded" else None
+
+    (entry,) = await eventually(shown)
+    assert {k: entry[k] for k in ("order_id", "state", "reason", "total_minor")} == {
+        "order_id": placed["id"], "state": "REFUNDED", "reason": None, "total_minor": 500,
+    }  # fmt: skip
+    assert (entry["payment_transfer_id"], entry["refund_transfer_id"]) == (
+        placed["payment_transfer_id"], refunded["refund_transfer_id"],
+    )  # fmt: skip
+
+    async def consumed() -> str | None:
+        async with client_of(reader) as client:
+            text = (await client.get("/metrics")).text
+        line = f'flotilla_events_consumed_total{{consumer="{ORDERS_CONSUMER}",outcome="applied"}}'
+        return text if f"{line} 3.0" in text else None
+
+    metrics = await eventually(consumed)  # confirmed, refunded, and the unknown one
+    assert 'outcome="dead_lettered"' not in metrics
+    assert 'outcome="retried"' not in metrics
+    assert await count(reader, inbox, inbox.c.consumer == ORDERS_CONSUMER) == 3
+    assert await count(reader, history_orders) == 1

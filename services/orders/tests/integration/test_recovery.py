@@ -9,7 +9,9 @@ import asyncio
 import uuid
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from fastapi import FastAPI
 from sqlalchemy import insert, text
@@ -19,6 +21,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from flotilla_kit.clock import ManualClock
 from flotilla_kit.db import CheckViolation, Query, UniqueViolation
 from flotilla_orders.adapters.tables import metadata
+from flotilla_orders.bootstrap import MIGRATIONS
 from flotilla_orders.domain import Order, OrderState
 from flotilla_orders.service_layer.faults import FaultPoint
 from services.orders.tests.fakes import CrashAt, SimulatedCrash
@@ -112,6 +115,27 @@ async def test_migrations_build_exactly_the_tables_the_code_uses(app: FastAPI) -
         await engine.dispose()
 
 
+async def test_migration_0003_keeps_the_orders_both_ways(
+    app: FastAPI, as_user: Headers, world: World, database_url: str
+) -> None:
+    async with client_of(app) as client:
+        placed = await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-1"))
+    before = await the_only_order(app)
+    assert before.state is OrderState.CONFIRMED
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
+    # The CHECKs of REFUNDING/REFUNDED are rebuilt (a new table on SQLite): rows survive.
+    await asyncio.to_thread(command.downgrade, config, "0002")
+    await asyncio.to_thread(command.upgrade, config, "head")
+    assert await the_only_order(app) == before
+    async with client_of(app) as client:
+        refunded = await client.post(
+            f"{ORDERS}/{placed.json()['id']}/refund", headers=as_user("sam", "support")
+        )
+    assert refunded.json()["state"] == "REFUNDED"
+
+
 async def test_the_database_refuses_what_no_order_may_be(
     app: FastAPI, as_user: Headers, world: World
 ) -> None:
@@ -128,6 +152,10 @@ async def test_the_database_refuses_what_no_order_may_be(
         "UPDATE orders SET state = 'SHIPPED'",
         "UPDATE orders SET lease_owner = 'o-9'",  # nobody drives a finished order
         "UPDATE orders SET pay_attempt = 0",
+        "UPDATE orders SET state = 'REFUNDED'",  # refunded needs its refund transfer
+        "UPDATE orders SET state = 'REFUNDING'",  # a refund in course is not finished
+        "UPDATE orders SET step = 'refunding-order'",  # ... and is REFUNDING
+        "UPDATE orders SET refund_refusal = 'x', state = 'REFUNDED', refund_transfer_id = 't'",
     ]
     for statement in statements:
         with pytest.raises(CheckViolation):

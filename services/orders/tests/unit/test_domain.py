@@ -14,6 +14,7 @@ from flotilla_orders.domain import (
     OrderState,
     SagaStep,
     check_lines,
+    event_of,
     final_event,
     new_order,
 )
@@ -109,6 +110,11 @@ def test_compensations_carry_their_reason_to_the_end() -> None:
         lambda o: o.out_of_stock(at=AT).release(CancelReason.OUT_OF_STOCK, at=AT),  # final
         lambda o: o.reserved({"apple": 1}, at=AT),  # a price is missing
         lambda o: o.reserved({"apple": 1, "pear": 1}, at=AT).out_of_stock(at=AT),
+        # Only a CONFIRMED order is refunded, and only a refund in course ends as one.
+        lambda o: o.start_refund(at=AT, lease_owner="o-0", lease_until=AT),
+        lambda o: o.out_of_stock(at=AT).start_refund(at=AT, lease_owner="o-0", lease_until=AT),
+        lambda o: o.refund_paid("t", at=AT),
+        lambda o: o.refund_refused("insufficient-funds", at=AT),
     ],
 )
 def test_illegal_moves_are_refused(move: object) -> None:
@@ -175,3 +181,54 @@ def test_the_final_events_carry_the_contract_fields() -> None:
     )
     with pytest.raises(ValueError, match="not final"):
         final_event(placed())
+
+
+def confirmed_order() -> Order:
+    return placed().reserved({"apple": 150, "pear": 200}, at=AT).paid("t-1", at=AT).confirm(at=AT)
+
+
+def test_a_confirmed_order_is_refunded_under_a_lease_then_refunded() -> None:
+    confirmed = confirmed_order()
+    refunding = confirmed.start_refund(at=AT, lease_owner="o-1", lease_until=AT)
+    assert (refunding.state, refunding.step, refunding.version) == (
+        OrderState.REFUNDING, SagaStep.REFUNDING_ORDER, confirmed.version + 1,
+    )  # fmt: skip
+    assert (refunding.lease_owner, refunding.refund_key) == (
+        "o-1",
+        f"order:{confirmed.id}:refund:1",
+    )
+    assert not refunding.is_final
+    with pytest.raises(IllegalTransition):  # one refund in course at a time
+        refunding.start_refund(at=AT, lease_owner="o-1", lease_until=AT)
+    done = refunding.refund_paid("t-2", at=AT)
+    assert (done.state, done.step, done.refund_transfer_id, done.lease_owner) == (
+        OrderState.REFUNDED, SagaStep.DONE, "t-2", None,
+    )  # fmt: skip
+    with pytest.raises(IllegalTransition):  # refunded once
+        done.start_refund(at=AT, lease_owner="o-1", lease_until=AT)
+    assert event_of(refunding, done) == (
+        "order_refunded",
+        {
+            "order_id": str(done.id),
+            "customer_id": "alice",
+            "refund_transfer_id": "t-2",
+            "total_minor": 500,
+            "currency": "EUR",
+            "lines": [
+                {"product_id": "apple", "quantity": 2, "unit_price_minor": 150},
+                {"product_id": "pear", "quantity": 1, "unit_price_minor": 200},
+            ],
+        },
+    )
+    assert event_of(confirmed, refunding) is None  # nothing to tell while it runs
+
+
+def test_a_refused_refund_is_confirmed_again_with_the_next_key_and_tells_nothing() -> None:
+    refunding = confirmed_order().start_refund(at=AT, lease_owner="o-1", lease_until=AT)
+    refused = refunding.refund_refused("insufficient-funds", at=AT)
+    assert (refused.state, refused.step, refused.refund_refusal, refused.lease_owner) == (
+        OrderState.CONFIRMED, SagaStep.DONE, "insufficient-funds", None,
+    )  # fmt: skip
+    assert event_of(refunding, refused) is None
+    again = refused.start_refund(at=AT, lease_owner="o-1", lease_until=AT)
+    assert (again.refund_refusal, again.refund_key) == (None, f"order:{again.id}:refund:2")

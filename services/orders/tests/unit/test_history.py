@@ -34,6 +34,14 @@ def cancelled(order_id: str, reason: str, refund: str | None = None) -> dict[str
     }  # fmt: skip
 
 
+def refunded(order_id: str, transfer_id: str) -> dict[str, object]:
+    return {
+        "order_id": order_id, "customer_id": "alice", "refund_transfer_id": transfer_id,
+        "total_minor": 300, "currency": "EUR",
+        "lines": [{"product_id": "apple", "quantity": 2, "unit_price_minor": 150}],
+    }  # fmt: skip
+
+
 def committed(transfer_id: str, amount: int = 300) -> dict[str, object]:
     return {
         "transfer_id": transfer_id, "from_account": "acc_0_a", "to_account": "acc_0_b",
@@ -118,6 +126,36 @@ async def test_a_refunded_order_is_refunded(refund_first: bool) -> None:
     assert entry.outcome.total_minor is None
 
 
+@pytest.mark.parametrize("order", list(itertools.permutations(range(4))))
+async def test_a_confirmed_order_refunded_since_is_refunded_whatever_arrives_first(
+    order: tuple[int, ...],
+) -> None:
+    feed = Feed(FakeStore())
+    events = [
+        feed.order_event("order_confirmed", confirmed("o-1", "t-pay")),
+        feed.order_event("order_refunded", refunded("o-1", "t-back")),
+        feed.transfer(committed("t-pay")),
+        feed.transfer(committed("t-back")),
+    ]
+    for index in order:
+        await events[index]()
+    ((entry),) = (await feed.page()).items
+    assert (entry.outcome.state.value, entry.payment_state) == ("REFUNDED", PaymentState.REFUNDED)
+    assert (entry.outcome.payment_transfer_id, entry.outcome.refund_transfer_id) == (
+        "t-pay", "t-back",
+    )  # fmt: skip
+    assert (entry.outcome.total_minor, entry.outcome.reason) == (300, None)
+
+
+async def test_a_refund_shows_before_its_transfer_is_known_to_have_committed() -> None:
+    feed = Feed(FakeStore())
+    await feed.order_event("order_confirmed", confirmed("o-1", "t-pay"))()
+    await feed.transfer(committed("t-pay"))()
+    assert await feed.order_event("order_refunded", refunded("o-1", "t-back"))()
+    ((entry),) = (await feed.page()).items
+    assert (entry.outcome.state.value, entry.payment_state) == ("REFUNDED", PaymentState.PAID)
+
+
 async def test_copies_of_a_fact_change_nothing() -> None:
     store = FakeStore()
     feed = Feed(store)
@@ -142,6 +180,9 @@ async def test_other_events_of_ours_are_not_history() -> None:
         ("order_confirmed", {**confirmed("o-1", "t-1"), "payment_transfer_id": None}),
         ("order_cancelled", {**cancelled("o-1", "out-of-stock"), "customer_id": 7}),
         ("order_cancelled", {"order_id": "o-1", "customer_id": "alice"}),
+        ("order_refunded", {**refunded("o-1", "t-1"), "refund_transfer_id": None}),
+        ("order_refunded", {**refunded("o-1", "t-1"), "total_minor": None}),
+        ("order_refunded", {**refunded("o-1", "t-1"), "lines": None}),
     ],
 )
 async def test_an_event_that_breaks_its_contract_is_refused(
@@ -151,6 +192,7 @@ async def test_an_event_that_breaks_its_contract_is_refused(
     with pytest.raises(InvalidEventData):
         await Feed(store).order_event(name, data)()
     assert store.outcomes == {}
+    assert store.refunds == {}
     with pytest.raises(InvalidEventData, match="amount_minor"):
         await Feed(store).transfer({**committed("t-1"), "amount_minor": True})()
 

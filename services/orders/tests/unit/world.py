@@ -27,6 +27,7 @@ from flotilla_orders.service_layer.checkout import (
 from flotilla_orders.service_layer.faults import NoFaults
 from flotilla_orders.service_layer.ports import Faults
 from flotilla_orders.service_layer.recovery import Recovery
+from flotilla_orders.service_layer.refunds import Refund, Refunds
 from flotilla_orders.service_layer.saga import Saga, SagaConfig
 from services.orders.tests.fakes import (
     T0,
@@ -49,6 +50,7 @@ class Instance:
     saga: Saga
     checkout: Checkout
     recovery: Recovery
+    refunds: Refunds
 
 
 @dataclass
@@ -67,6 +69,7 @@ class World:
         self.metrics = OrdersMetrics(self.registry)
         self.uow = FakeUowFactory(self.store)
         self.alice = who("alice", "customer")
+        self.support = who("sam", "support")
         self.wallet = self.bank.open("alice", 10_000)  # alice's EUR account
         self.shop = self.bank.open("shop", 0)
         self.apple = self.stock.add("apple", 150, on_hand=10)
@@ -112,7 +115,11 @@ class World:
             ),
         )
         recovery = Recovery(saga, metrics=self.metrics, interval_s=1.0, sleep=self.clock.sleep)
-        made = Instance(saga, checkout, recovery)
+        refunds = Refunds(
+            uow=self.uow, saga=saga, clock=self.clock, faults=faults,
+            answer_within_s=answer_within_s,
+        )  # fmt: skip
+        made = Instance(saga, checkout, recovery, refunds)
         self.instances.append(made)
         return made
 
@@ -131,6 +138,13 @@ class World:
             request=OrderRequest(lines=lines, payment_account=account),
             idempotency_key=key,
             fingerprint=fingerprint_of(lines, account),
+        )
+
+    async def refund(
+        self, instance: Instance, order: Order, *, principal: Principal | None = None
+    ) -> Refund:
+        return await instance.refunds.refund(
+            principal=principal or self.support, order_id=str(order.id)
         )
 
     async def drive_out(self, *instances: Instance) -> None:

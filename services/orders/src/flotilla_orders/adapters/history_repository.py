@@ -2,7 +2,8 @@
 
 Writes insert a fact unless one with the same key is stored already (ON CONFLICT DO
 NOTHING), so the same fact arriving twice, under two event ids, changes nothing. Reads
-join an order's outcome with the transfers known to have committed.
+join an order's outcome with its refund, if any, and the transfers known to have
+committed.
 """
 
 from __future__ import annotations
@@ -10,25 +11,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Table, and_, bindparam, or_, select
+from sqlalchemy import Table, and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Insert
 
 from flotilla_kit.db import Query, Row, Transaction
-from flotilla_orders.adapters.tables import history_orders, history_payments
+from flotilla_orders.adapters.tables import history_orders, history_payments, history_refunds
 from flotilla_orders.domain import (
     CommittedTransfer,
     HistoryEntry,
     OrderLine,
     OrderOutcome,
+    OrderRefund,
     OrderState,
     payment_state,
+    refunded,
 )
 
 __all__ = ["SqlHistory"]
 
 _h = history_orders.c
+_r = history_refunds.c
 _paid = history_payments.alias("paid")
 _refunded = history_payments.alias("refunded")
 
@@ -67,19 +71,26 @@ def _entry(m: Row) -> HistoryEntry:
         payment_transfer_id=m.payment_transfer_id,
         refund_transfer_id=m.refund_transfer_id,
     )
+    if m.refunded_transfer_id is not None:
+        outcome = refunded(outcome, OrderRefund(m.order_id, m.refunded_transfer_id, m.refunded_at))
     committed = frozenset(t for t in (m.paid_id, m.refunded_id) if t is not None)
     return HistoryEntry(outcome, payment_state(outcome, committed))
 
 
 def _entries() -> Select[Any]:
+    # A compensated order names its refund in `history_orders`; a refunded confirmed one
+    # in `history_refunds`: either is the refund transfer whose commit is looked up.
+    refund_transfer = func.coalesce(_r.refund_transfer_id, _h.refund_transfer_id)
     return select(
         history_orders,
+        _r.refund_transfer_id.label("refunded_transfer_id"),
+        _r.refunded_at,
         _paid.c.transfer_id.label("paid_id"),
         _refunded.c.transfer_id.label("refunded_id"),
     ).select_from(
-        history_orders.outerjoin(_paid, _paid.c.transfer_id == _h.payment_transfer_id).outerjoin(
-            _refunded, _refunded.c.transfer_id == _h.refund_transfer_id
-        )
+        history_orders.outerjoin(history_refunds, _r.order_id == _h.order_id)
+        .outerjoin(_paid, _paid.c.transfer_id == _h.payment_transfer_id)
+        .outerjoin(_refunded, _refunded.c.transfer_id == refund_transfer)
     )
 
 
@@ -111,6 +122,7 @@ def _customers_page(*, after_cursor: bool) -> Query:
 
 
 _ADD_OUTCOME = _insert_unless_there(history_orders, "order_id")
+_ADD_REFUND = _insert_unless_there(history_refunds, "order_id")
 _ADD_TRANSFER = _insert_unless_there(history_payments, "transfer_id")
 _ENTRY = Query(_entries().where(_h.order_id == bindparam("order_id")))
 _FIRST_PAGE = _customers_page(after_cursor=False)
@@ -134,6 +146,15 @@ class SqlHistory:
             payment_transfer_id=outcome.payment_transfer_id,
             refund_transfer_id=outcome.refund_transfer_id,
             finished_at=outcome.finished_at,
+            event_id=event_id,
+        )
+
+    async def add_refund(self, refund: OrderRefund, *, event_id: str) -> None:
+        await self.transaction.execute(
+            _ADD_REFUND,
+            order_id=refund.order_id,
+            refund_transfer_id=refund.refund_transfer_id,
+            refunded_at=refund.refunded_at,
             event_id=event_id,
         )
 

@@ -49,6 +49,12 @@ class OrdersMetrics:
             ["problem"],
             registry=registry,
         )
+        self.refunds = Counter(
+            "flotilla_orders_refunds",
+            "Refunds of confirmed orders that ended, by outcome (refunded, refused).",
+            ["outcome"],
+            registry=registry,
+        )
         self.calls = Counter(
             "flotilla_orders_remote_calls",
             "Calls to inventory, payments and accounts, by method and result.",
@@ -71,6 +77,9 @@ class OrdersMetrics:
 
     def order_refused(self, problem: str) -> None:
         self.refused.labels(problem).inc()
+
+    def refund_finished(self, outcome: str) -> None:
+        self.refunds.labels(outcome).inc()
 
     def remote_call(self, service: str, method: str, result: str) -> None:
         self.calls.labels(service, method, result).inc()

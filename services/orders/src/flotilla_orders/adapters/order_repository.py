@@ -36,7 +36,7 @@ _DONE = SagaStep.DONE.value
 _MUTABLE = (
     "state", "step", "reason", "total_minor", "payment_transfer_id", "refund_transfer_id",
     "pay_attempt", "refund_attempt", "version", "updated_at", "lease_owner", "lease_until",
-    "retries", "next_attempt_at",
+    "retries", "next_attempt_at", "refund_refusal",
 )  # fmt: skip
 
 
@@ -83,6 +83,18 @@ _SAVE = Query(
         _o.id == bindparam("order_id"),
         _o.version == bindparam("expected_version"),
         _o.lease_owner == bindparam("owner"),
+    )
+    .values({name: bindparam(name) for name in _MUTABLE})
+)
+# A finished order is leased to nobody: the refund's first write checks the version and
+# that the order is still CONFIRMED and finished instead.
+_START_REFUND = Query(
+    update(orders)
+    .where(
+        _o.id == bindparam("order_id"),
+        _o.version == bindparam("expected_version"),
+        _o.state == OrderState.CONFIRMED.value,
+        _o.step == _DONE,
     )
     .values({name: bindparam(name) for name in _MUTABLE})
 )
@@ -139,6 +151,7 @@ def _order(m: Row, lines: Sequence[OrderLine]) -> Order:
         lease_owner=m.lease_owner,
         lease_until=m.lease_until,
         retries=int(m.retries),
+        refund_refusal=m.refund_refusal,
     )
 
 
@@ -158,6 +171,7 @@ def _mutable(order: Order) -> dict[str, Any]:
         "lease_until": order.lease_until,
         "retries": order.retries,
         "next_attempt_at": order.next_attempt_at,
+        "refund_refusal": order.refund_refusal,
     }
 
 
@@ -234,6 +248,12 @@ class SqlOrderRepository(SqlLeasedRows[uuid.UUID, Order]):
                 ],
             )
         return True
+
+    async def start_refund(self, order: Order, *, expected_version: int) -> bool:
+        changed = await self.transaction.execute(
+            _START_REFUND, order_id=order.id, expected_version=expected_version, **_mutable(order)
+        )
+        return changed == 1
 
     async def extend_lease(
         self, order: Order, *, owner: str, until: dt.datetime, next_attempt_at: dt.datetime

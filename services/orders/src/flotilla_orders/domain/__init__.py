@@ -1,14 +1,24 @@
 """Order rules and types: the checkout saga's state machine. No I/O, no framework."""
 
-from flotilla_orders.domain.events import CANCELLED, CONFIRMED, SERVICE, final_event
+from flotilla_orders.domain.events import (
+    CANCELLED,
+    CONFIRMED,
+    REFUNDED,
+    SERVICE,
+    event_of,
+    final_event,
+)
 from flotilla_orders.domain.history import (
     CommittedTransfer,
     HistoryEntry,
     InvalidEventData,
     OrderOutcome,
+    OrderRefund,
     PaymentState,
     outcome_of,
     payment_state,
+    refund_of,
+    refunded,
     transfer_of,
 )
 from flotilla_orders.domain.order import (
@@ -32,6 +42,7 @@ __all__ = [
     "MAX_AMOUNT_MINOR",
     "MAX_LINES",
     "MAX_QUANTITY",
+    "REFUNDED",
     "SERVICE",
     "CancelReason",
     "CommittedTransfer",
@@ -42,13 +53,17 @@ __all__ = [
     "Order",
     "OrderLine",
     "OrderOutcome",
+    "OrderRefund",
     "OrderState",
     "PaymentState",
     "SagaStep",
     "check_lines",
+    "event_of",
     "final_event",
     "new_order",
     "outcome_of",
     "payment_state",
+    "refund_of",
+    "refunded",
     "transfer_of",
 ]

@@ -1,7 +1,8 @@
 """The order history: a read model made only of what events say.
 
-Two kinds of fact, each stored as its event states it and keyed by what it is about: how
-an order ended (`order_confirmed` / `order_cancelled`) and which transfers committed
+Three kinds of fact, each stored as its event states it and keyed by what it is about: how
+an order ended (`order_confirmed` / `order_cancelled`), which confirmed orders were
+refunded since (`order_refunded`: the entry shows REFUNDED) and which transfers committed
 (`transfer_committed`). An entry's payment state is joined at read time, so the facts
 may arrive in any order, and more than once, and the answer is the same:
 
@@ -15,10 +16,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from flotilla_orders.domain.events import CANCELLED, CONFIRMED, SERVICE
+from flotilla_orders.domain.events import CANCELLED, CONFIRMED, REFUNDED, SERVICE
 from flotilla_orders.domain.order import OrderLine, OrderState
 
 __all__ = [
@@ -26,9 +27,12 @@ __all__ = [
     "HistoryEntry",
     "InvalidEventData",
     "OrderOutcome",
+    "OrderRefund",
     "PaymentState",
     "outcome_of",
     "payment_state",
+    "refund_of",
+    "refunded",
     "transfer_of",
 ]
 
@@ -56,6 +60,15 @@ class OrderOutcome:
     lines: tuple[OrderLine, ...] | None = None
     payment_transfer_id: str | None = None
     refund_transfer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRefund:
+    """A confirmed order's money was given back (`order_refunded`)."""
+
+    order_id: str
+    refund_transfer_id: str
+    refunded_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +117,15 @@ def _lines(data: Mapping[str, Any]) -> tuple[OrderLine, ...]:
     return tuple(lines)
 
 
+def _name(event_type: str) -> str | None:
+    prefix = f"flotilla.{SERVICE}."
+    return event_type.removeprefix(prefix) if event_type.startswith(prefix) else None
+
+
 def outcome_of(event_type: str, data: Mapping[str, Any], at: dt.datetime) -> OrderOutcome | None:
     """What an orders event says about how an order ended; None for an event of ours that
     is not about that."""
-    prefix = f"flotilla.{SERVICE}."
-    name = event_type.removeprefix(prefix) if event_type.startswith(prefix) else None
+    name = _name(event_type)
     if name not in (CONFIRMED, CANCELLED):
         return None
     order_id, customer_id = _text(data, "order_id"), _text(data, "customer_id")
@@ -133,6 +150,28 @@ def outcome_of(event_type: str, data: Mapping[str, Any], at: dt.datetime) -> Ord
         reason=_text(data, "reason"),
         refund_transfer_id=_text(data, "refund_transfer_id", optional=True),
     )
+
+
+def refund_of(event_type: str, data: Mapping[str, Any], at: dt.datetime) -> OrderRefund | None:
+    """What an `order_refunded` event says (its whole contract is checked: billing reads
+    the rest); None for any other event."""
+    if _name(event_type) != REFUNDED:
+        return None
+    order_id, transfer_id = _text(data, "order_id"), _text(data, "refund_transfer_id")
+    assert order_id is not None
+    assert transfer_id is not None
+    _text(data, "customer_id")
+    _text(data, "currency")
+    _integer(data, "total_minor")
+    _lines(data)
+    return OrderRefund(order_id, transfer_id, at)
+
+
+def refunded(outcome: OrderOutcome, refund: OrderRefund | None) -> OrderOutcome:
+    """How a confirmed order stands once its refund is known: REFUNDED, with its transfer."""
+    if refund is None or outcome.state is not OrderState.CONFIRMED:
+        return outcome
+    return replace(outcome, state=OrderState.REFUNDED, refund_transfer_id=refund.refund_transfer_id)
 
 
 def transfer_of(data: Mapping[str, Any], at: dt.datetime) -> CommittedTransfer:

@@ -7,6 +7,9 @@
         +--no answer until the deadline--> RELEASING --Release answered--> DONE (CANCELLED)
         +--REFUSED (out of stock)--> DONE (CANCELLED)
 
+    DONE (CONFIRMED) --refund asked--> REFUNDING_ORDER (REFUNDING) --refunded--> DONE (REFUNDED)
+                                              +--refused--> DONE (CONFIRMED, refusal noted)
+
 Each transition returns a new `Order` with `version + 1`; storing it with a
 compare-and-set on that version, before the call the new step leads to, is the service
 layer's job. Whatever step an order is stored in, running that step again is safe: every
@@ -50,6 +53,9 @@ class OrderState(enum.StrEnum):
     PENDING = "PENDING"
     CONFIRMED = "CONFIRMED"
     CANCELLED = "CANCELLED"
+    # A confirmed order whose money is being given back (support asked), then given back.
+    REFUNDING = "REFUNDING"
+    REFUNDED = "REFUNDED"
 
 
 class SagaStep(enum.StrEnum):
@@ -60,6 +66,8 @@ class SagaStep(enum.StrEnum):
     COMMITTING = "committing"
     REFUNDING = "refunding"
     RELEASING = "releasing"
+    # The refund of a CONFIRMED order (not a compensation: the sale stands, stock stays sold).
+    REFUNDING_ORDER = "refunding-order"
     DONE = "done"
 
 
@@ -79,7 +87,9 @@ _NEXT: dict[SagaStep, frozenset[SagaStep]] = {
     _S.COMMITTING: frozenset({_S.DONE, _S.REFUNDING}),
     _S.REFUNDING: frozenset({_S.RELEASING}),
     _S.RELEASING: frozenset({_S.DONE}),
-    _S.DONE: frozenset(),
+    _S.REFUNDING_ORDER: frozenset({_S.DONE}),
+    # A finished order moves on only when a CONFIRMED one is refunded (`start_refund`).
+    _S.DONE: frozenset({_S.REFUNDING_ORDER}),
 }
 
 
@@ -145,6 +155,8 @@ class Order:
     lease_owner: str | None = None
     lease_until: dt.datetime | None = None
     retries: int = 0  # unanswered tries of the current step (the backoff's exponent)
+    # Why payments refused the last refund of this CONFIRMED order (its problem type).
+    refund_refusal: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -225,9 +237,44 @@ class Order:
         return self._move(SagaStep.RELEASING, at=at, refund_transfer_id=transfer_id)
 
     def next_refund_attempt(self, *, at: dt.datetime) -> Order:
-        if self.step is not SagaStep.REFUNDING:
+        if self.step not in (SagaStep.REFUNDING, SagaStep.REFUNDING_ORDER):
             raise IllegalTransition(self.step, self.step)
         return self._bump(at=at, refund_attempt=self.refund_attempt + 1)
+
+    # -- refunding a CONFIRMED order -------------------------------------------------------
+
+    @property
+    def refundable(self) -> bool:
+        return self.state is OrderState.CONFIRMED
+
+    def start_refund(self, *, at: dt.datetime, lease_owner: str, lease_until: dt.datetime) -> Order:
+        """Support gives a confirmed order's money back: REFUNDING, leased to its driver.
+        The refund attempt counter goes on from where it stands, so a refund asked again
+        after a refusal uses a key never used before."""
+        if not self.refundable or self.step is not SagaStep.DONE:
+            raise IllegalTransition(self.step, SagaStep.REFUNDING_ORDER)
+        return self._move(
+            SagaStep.REFUNDING_ORDER, at=at, state=OrderState.REFUNDING, refund_refusal=None,
+            lease_owner=lease_owner, lease_until=lease_until, next_attempt_at=at,
+        )  # fmt: skip
+
+    def refund_paid(self, transfer_id: str, *, at: dt.datetime) -> Order:
+        if self.step is not SagaStep.REFUNDING_ORDER:
+            raise IllegalTransition(self.step, SagaStep.DONE)
+        return self._move(
+            SagaStep.DONE, at=at, state=OrderState.REFUNDED, refund_transfer_id=transfer_id,
+            lease_owner=None, lease_until=None,
+        )  # fmt: skip
+
+    def refund_refused(self, problem: str, *, at: dt.datetime) -> Order:
+        """Payments refused the refund (nothing moved): the order stays CONFIRMED, the
+        refusal noted, and the next refund asked for uses the next attempt's key."""
+        if self.step is not SagaStep.REFUNDING_ORDER:
+            raise IllegalTransition(self.step, SagaStep.DONE)
+        return self._move(
+            SagaStep.DONE, at=at, state=OrderState.CONFIRMED, refund_refusal=problem,
+            refund_attempt=self.refund_attempt + 1, lease_owner=None, lease_until=None,
+        )  # fmt: skip
 
     # -- compensation ----------------------------------------------------------------------
 

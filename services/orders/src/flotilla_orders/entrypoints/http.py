@@ -32,11 +32,14 @@ from flotilla_orders.service_layer.errors import (
     InvalidOrder,
     NotAllowed,
     OrderNotFound,
+    OrderNotRefundable,
     OrdersError,
     PaymentAccountInvalid,
+    RefundRefused,
     UnknownProducts,
 )
 from flotilla_orders.service_layer.ports import UnitOfWorkFactory
+from flotilla_orders.service_layer.refunds import REFUND, Refunds
 
 __all__ = ["PROBLEMS", "RETRY_AFTER_S", "history_router", "install_error_mapping", "router"]
 
@@ -65,6 +68,7 @@ IdempotencyKey = Annotated[
 
 
 CheckoutDep = Annotated[Checkout, Depends(app_state("checkout"))]
+RefundsDep = Annotated[Refunds, Depends(app_state("refunds"))]
 UowDep = Annotated[UnitOfWorkFactory, Depends(app_state("uow"))]
 
 
@@ -101,6 +105,32 @@ async def create_order(
     headers = answer_headers(replayed=placement.replayed, location=_location(placement.order))
     body_out = OrderOut.of(placement.order).model_dump(mode="json")
     return JSONResponse(body_out, status_code=202, headers=headers)
+
+
+_REFUND_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: problem_response("No such order."),
+    409: problem_response(
+        "`order-not-refundable`: the order is not CONFIRMED; `refund-refused`: payments "
+        "refused the refund (`refusal` says why), the order stays CONFIRMED."
+    ),
+}
+
+
+@router.post(
+    "/{order_id}/refund",
+    status_code=202,
+    response_model=OrderOut,
+    summary="Refund a confirmed order in full (support)",
+    responses=_REFUND_RESPONSES,
+    dependencies=[Depends(require_permission(REFUND))],
+)
+async def refund_order(order_id: str, principal: Authenticated, refunds: RefundsDep) -> Response:
+    """202 with `Location`: the order as it stands (REFUNDING until payments has moved the
+    money back, then REFUNDED). No body and no Idempotency-Key: an order is refunded at
+    most once, so asking again answers the order as it stands and starts nothing."""
+    refund = await refunds.refund(principal=principal, order_id=order_id)
+    headers = {"Location": _location(refund.order)}
+    return JSONResponse(OrderOut.of(refund.order).model_dump(mode="json"), 202, headers=headers)
 
 
 @router.get("", response_model=OrderList, summary="Your orders, newest first")
@@ -165,6 +195,18 @@ PROBLEMS = ProblemTable(
         PaymentAccountInvalid: (422, "payment-account-invalid", "Payment account invalid"),
         OrderNotFound: (404, "order-not-found", "Order not found"),
         InvalidCursor: (400, "invalid-cursor", "Invalid cursor"),
+        OrderNotRefundable: ProblemRule[OrderNotRefundable](
+            409,
+            "order-not-refundable",
+            "Order not refundable",
+            extensions=lambda exc: {"state": exc.state},
+        ),
+        RefundRefused: ProblemRule[RefundRefused](
+            409,
+            "refund-refused",
+            "Refund refused",
+            extensions=lambda exc: {"refusal": exc.refusal},
+        ),
         UnknownProducts: ProblemRule[UnknownProducts](
             422,
             "unknown-product",

@@ -69,7 +69,10 @@ class LineOut(BaseModel):
 class OrderOut(BaseModel):
     id: str
     customer_id: str
-    state: Literal["PENDING", "CONFIRMED", "CANCELLED"]
+    state: Literal["PENDING", "CONFIRMED", "CANCELLED", "REFUNDING", "REFUNDED"] = Field(
+        description="PENDING while its saga runs, then CONFIRMED or CANCELLED; a CONFIRMED "
+        "order support refunds is REFUNDING, then REFUNDED."
+    )
     reason: str | None = Field(
         description="Why it was cancelled: out-of-stock, insufficient-funds, payment-refused, "
         "payment-unavailable, inventory-unavailable, reservation-expired; null otherwise."
@@ -80,6 +83,10 @@ class OrderOut(BaseModel):
     payment_account: str
     payment_transfer_id: str | None
     refund_transfer_id: str | None
+    refund_refusal: str | None = Field(
+        description="Why payments refused the last refund of this (still CONFIRMED) order, "
+        "as its problem type (insufficient-funds, ...); null otherwise."
+    )
     created_at: dt.datetime
     updated_at: dt.datetime
 
@@ -106,6 +113,7 @@ class OrderOut(BaseModel):
             payment_account=order.payment_account,
             payment_transfer_id=order.payment_transfer_id,
             refund_transfer_id=order.refund_transfer_id,
+            refund_refusal=order.refund_refusal,
             created_at=order.created_at,
             updated_at=order.updated_at,
         )
@@ -121,8 +129,10 @@ class OrderList(BaseModel):
 class HistoryEntryOut(BaseModel):
     order_id: str
     customer_id: str
-    state: Literal["CONFIRMED", "CANCELLED"]
-    reason: str | None = Field(description="Why it was cancelled; null when confirmed.")
+    state: Literal["CONFIRMED", "CANCELLED", "REFUNDED"] = Field(
+        description="REFUNDED: confirmed, then refunded (its `order_refunded` arrived)."
+    )
+    reason: str | None = Field(description="Why it was cancelled; null otherwise.")
     total_minor: int | None = Field(description="What was paid (confirmed orders).")
     currency: str | None
     lines: list[LineOut] | None = Field(description="As confirmed; null for cancelled orders.")
@@ -131,7 +141,10 @@ class HistoryEntryOut(BaseModel):
         "once the refund's has, unpaid otherwise."
     )
     payment_transfer_id: str | None
-    refund_transfer_id: str | None
+    refund_transfer_id: str | None = Field(
+        description="The refund's transfer: of a cancelled order's compensation, or of a "
+        "refunded order."
+    )
     finished_at: dt.datetime = Field(description="When the order was confirmed or cancelled.")
 
     @classmethod

@@ -13,8 +13,10 @@ __all__ = [
     "InvalidOrder",
     "NotAllowed",
     "OrderNotFound",
+    "OrderNotRefundable",
     "OrdersError",
     "PaymentAccountInvalid",
+    "RefundRefused",
     "UnknownProducts",
 ]
 
@@ -87,3 +89,25 @@ class OrderNotFound(OrdersError):
 class InvalidCursor(OrdersError):
     def __init__(self) -> None:
         super().__init__("`after` must be the id of an order of the listed customer")
+
+
+class OrderNotRefundable(OrdersError):
+    """Only a CONFIRMED order can be refunded (a pending or cancelled one took no money
+    that its saga does not give back itself)."""
+
+    def __init__(self, order_id: str, state: str) -> None:
+        super().__init__(f"order {order_id} is {state}; only a CONFIRMED order can be refunded")
+        self.order_id = order_id
+        self.state = state
+
+
+class RefundRefused(OrdersError):
+    """Payments refused the refund (nothing moved): the order stays CONFIRMED."""
+
+    def __init__(self, order_id: str, refusal: str) -> None:
+        super().__init__(
+            f"payments refused the refund of order {order_id} ({refusal}); it stays CONFIRMED"
+            " and may be refunded again once that is fixed"
+        )
+        self.order_id = order_id
+        self.refusal = refusal

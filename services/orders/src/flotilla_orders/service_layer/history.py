@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flotilla_kit.tokens import Principal
-from flotilla_orders.domain import HistoryEntry, outcome_of, transfer_of
+from flotilla_orders.domain import HistoryEntry, outcome_of, refund_of, transfer_of
 from flotilla_orders.service_layer.errors import InvalidCursor, NotAllowed
 from flotilla_orders.service_layer.ports import HistoryRepository, OrdersUnitOfWork
 from flotilla_orders.service_layer.use_cases import READ, READ_ANY
@@ -36,12 +36,18 @@ async def record_order_event(
     data: Mapping[str, Any],
     at: dt.datetime,
 ) -> bool:
-    """Store how an order ended; False for an orders event that is not about that."""
+    """Store how an order ended, or that it was refunded since; False for an orders event
+    that is about neither (an event type this version does not know is acknowledged, not
+    dead-lettered: the history only stores what it shows)."""
     outcome = outcome_of(event_type, data, at)
-    if outcome is None:
-        return False
-    await history.add_outcome(outcome, event_id=event_id)
-    return True
+    if outcome is not None:
+        await history.add_outcome(outcome, event_id=event_id)
+        return True
+    refund = refund_of(event_type, data, at)
+    if refund is not None:
+        await history.add_refund(refund, event_id=event_id)
+        return True
+    return False
 
 
 async def record_transfer_committed(

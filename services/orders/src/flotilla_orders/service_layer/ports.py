@@ -12,7 +12,13 @@ from flotilla_kit.recovery import LeasedRows
 from flotilla_kit.resource_keys import ResourceKeys
 from flotilla_kit.unit_of_work import UnitOfWork
 from flotilla_kit.unit_of_work import UnitOfWorkFactory as KitUnitOfWorkFactory
-from flotilla_orders.domain import CommittedTransfer, HistoryEntry, Order, OrderOutcome
+from flotilla_orders.domain import (
+    CommittedTransfer,
+    HistoryEntry,
+    Order,
+    OrderOutcome,
+    OrderRefund,
+)
 from flotilla_orders.service_layer.faults import FaultPoint
 
 __all__ = [
@@ -199,6 +205,10 @@ class OrderRepository(LeasedRows[uuid.UUID, Order], Protocol):
         is still at `expected_version` and leased to `owner`; `prices`: its lines' unit
         prices too (they are set once, when the stock is held)."""
 
+    async def start_refund(self, order: Order, *, expected_version: int) -> bool:
+        """Compare-and-set of a finished, unleased order (CONFIRMED at `expected_version`)
+        to `order` (REFUNDING, leased to its driver)."""
+
     async def count_unfinished(self) -> int: ...
 
 
@@ -213,6 +223,8 @@ class HistoryRepository(Protocol):
     same fact again, under another event id, changes nothing)."""
 
     async def add_outcome(self, outcome: OrderOutcome, *, event_id: str) -> None: ...
+
+    async def add_refund(self, refund: OrderRefund, *, event_id: str) -> None: ...
 
     async def add_transfer(self, transfer: CommittedTransfer, *, event_id: str) -> None: ...
 
@@ -265,3 +277,6 @@ class SagaMetrics(Protocol):
 
     def order_refused(self, problem: str) -> None:
         """A POST refused before anything was written, by problem type."""
+
+    def refund_finished(self, outcome: str) -> None:
+        """The refund of a CONFIRMED order ended: `refunded` or `refused`."""

@@ -1,5 +1,5 @@
 """The checkout saga's driver: takes an order stored in some step and drives it to
-CONFIRMED or CANCELLED.
+CONFIRMED or CANCELLED; and the refund of a CONFIRMED order (REFUNDING) to REFUNDED.
 
 Rules that make it safe to crash anywhere and to run on several instances at once:
 
@@ -34,8 +34,9 @@ from flotilla_orders.domain import (
     MAX_AMOUNT_MINOR,
     CancelReason,
     Order,
+    OrderState,
     SagaStep,
-    final_event,
+    event_of,
 )
 from flotilla_orders.service_layer.faults import FaultPoint
 from flotilla_orders.service_layer.ports import (
@@ -184,6 +185,8 @@ class Saga:
                 return await self._refund(order)
             case SagaStep.RELEASING:
                 return await self._release(order)
+            case SagaStep.REFUNDING_ORDER:
+                return await self._refund_order(order)
         raise AssertionError(f"no step to run for {order.step}")  # pragma: no cover
 
     # -- the steps -------------------------------------------------------------------------
@@ -324,9 +327,12 @@ class Saga:
         )  # fmt: skip
         return order, False
 
-    async def _refund(self, order: Order) -> _Progress:
+    @staticmethod
+    def _refund_call(order: Order) -> TransferCall:
+        """The money back: the order's total from the shop's account to the paying one,
+        on behalf of the shop's owner, under the refund attempt's key."""
         assert order.total_minor is not None
-        call = TransferCall(
+        return TransferCall(
             idempotency_key=order.refund_key,
             from_account=order.shop_account,
             to_account=order.payment_account,
@@ -335,7 +341,9 @@ class Saga:
             reference=f"refund of {order.reference}",
             on_behalf_of=order.shop_owner,
         )
-        answer = await self._transfer(order, call)
+
+    async def _refund(self, order: Order) -> _Progress:
+        answer = await self._transfer(order, self._refund_call(order))
         if answer is None:
             return order, False
         self._faults.hit(FaultPoint.AFTER_REFUND_CALL)
@@ -354,6 +362,32 @@ class Saga:
                 again = order.next_refund_attempt(at=now)
                 return await self._store(order, again, FaultPoint.AFTER_ATTEMPT_RECORDED), False
         return order, False
+
+    async def _refund_order(self, order: Order) -> _Progress:
+        """A CONFIRMED order's refund (support asked for it). Unlike a compensation, a
+        definite refusal ends it: the order stays CONFIRMED and the refusal is noted and
+        logged (whoever asked may ask again, with the next attempt's key)."""
+        answer = await self._transfer(order, self._refund_call(order))
+        if answer is None:
+            return order, False
+        self._faults.hit(FaultPoint.AFTER_REFUND_CALL)
+        now = self._clock()
+        match answer.outcome:
+            case TransferOutcome.COMMITTED if answer.transfer_id:
+                refunded = order.refund_paid(answer.transfer_id, at=now)
+                return await self._go(order, refunded, FaultPoint.AFTER_FINAL_RECORDED)
+            case TransferOutcome.REFUSED:
+                _log.error(
+                    "the refund of a confirmed order was refused; it stays CONFIRMED",
+                    order_id=str(order.id), problem=answer.problem, attempt=order.refund_attempt,
+                )  # fmt: skip
+                refused = order.refund_refused(answer.problem or "refused", at=now)
+                return await self._go(order, refused, FaultPoint.AFTER_FINAL_RECORDED)
+            case TransferOutcome.ABORTED:
+                # Nothing moved under this key: a new attempt after the backoff, new key.
+                again = order.next_refund_attempt(at=now)
+                return await self._store(order, again, FaultPoint.AFTER_ATTEMPT_RECORDED), False
+        return order, False  # PENDING: ask again with the same key
 
     async def _release(self, order: Order) -> _Progress:
         reservation = await self._call_inventory(order, "Release", self._inventory.release)
@@ -429,13 +463,18 @@ class Saga:
                 prices=before.total_minor is None and after.total_minor is not None,
             )
             if stored:
-                if after.is_final:
-                    event, data = final_event(after)
+                announced = event_of(before, after)
+                if announced is not None:
+                    event, data = announced
                     await uow.events.add(event, subject=str(after.id), data=data)
                 await uow.commit()
         if not stored:
             raise _LeaseLost(await self.reload(before))
-        if after.is_final:
+        if after.is_final and before.step is SagaStep.REFUNDING_ORDER:
+            outcome = "refunded" if after.state is OrderState.REFUNDED else "refused"
+            self._metrics.refund_finished(outcome)
+            _log.info("refund finished", order_id=str(after.id), outcome=outcome)
+        elif after.is_final:
             self._metrics.saga_finished(
                 after.state.value,
                 after.reason.value if after.reason else None,
