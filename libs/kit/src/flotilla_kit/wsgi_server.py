@@ -22,7 +22,8 @@ keep-alive), and its `gthread` worker pays Python's selectors and thread hand-of
 **Processes.** granian supervises one worker process (forked: the app object is
 inherited, not imported again). The app's chassis (its event loop thread: the keys and
 revocations refreshers, the verifier) starts in the worker, after the fork, and stops
-there when serving ends.
+there when serving ends. The worker dies with the supervisor, even a SIGKILLed one
+(`_die_with`: on Linux; granian's own worker would outlive it and keep the port).
 
 **Stopping.** As `serve`: SIGTERM first drains for `drain_s` (`/readyz` answers 503
 `draining`, requests are still served), then granian stops its worker (killed if it has
@@ -36,8 +37,11 @@ certificate needs a restart (uvicorn's contexts reload renewed files,
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
 __all__ = ["ServedWsgiApp", "WsgiChassis", "serve_wsgi"]
 
 _log = get_logger("flotilla.server")
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 _GRACEFUL_S = 10  # as `serve`'s uvicorn timeout_graceful_shutdown
 # granian's own loggers through the root logger, so its lines are ECS lines too.
 _GRANIAN_LOGGERS: dict[str, Any] = {
@@ -120,6 +125,22 @@ def _log_level(settings: ServiceSettings) -> LogLevels:
     return LogLevels(settings.log_level)
 
 
+def _die_with(supervisor: int) -> None:
+    """In the worker: be killed when the supervisor dies, however it dies. granian's
+    worker outlives a SIGKILLed supervisor (it is reparented and goes on serving and
+    consuming, holding the port the restarted instance needs), so the worker asks Linux for
+    SIGKILL at its parent's death (`PR_SET_PDEATHSIG`; granian forks workers from its main
+    thread, whose end is the process's). Elsewhere there is no such request: a launcher
+    must stop the whole process group there."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        _log.warning("cannot ask to die with the supervisor", errno=ctypes.get_errno())
+    if os.getppid() != supervisor:  # it died before the request was made
+        os._exit(1)
+
+
 def serve_wsgi(app: ServedWsgiApp, settings: ServiceSettings, *, threads: int = 8) -> None:
     """Serve `app` on `settings.host:port` until SIGTERM (after the drain) or SIGINT.
     `threads`: how many requests run the app at once."""
@@ -151,7 +172,10 @@ def serve_wsgi(app: ServedWsgiApp, settings: ServiceSettings, *, threads: int = 
         drain_s=settings.drain_s,
     )
 
+    supervisor = os.getpid()
+
     def load() -> ServedWsgiApp:  # in the worker, after the fork
+        _die_with(supervisor)
         app.chassis.start()
         return app
 
