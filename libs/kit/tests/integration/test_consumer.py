@@ -21,6 +21,7 @@ from flotilla_kit.events import (
     CloudEvent,
     Consumer,
     Handler,
+    MalformedEvent,
     OutboxRelay,
     Outcome,
     connect,
@@ -199,6 +200,35 @@ async def test_a_malformed_event_is_dead_lettered_at_once(
     assert letter.data == payload
     assert letter.headers[DEAD_REASON] == reason
     assert letter.headers[ORIGINAL_SUBJECT] == subject
+    assert letter.headers[DELIVERIES] == "1"
+
+
+async def test_an_event_its_handler_calls_malformed_is_dead_lettered_at_once_without_effect(
+    database: Database, nats_url: str
+) -> None:
+    # The data breaks the contract (a payload the handler's model refuses): no retry
+    # can help, so the first delivery dead-letters it, and its transaction rolls back.
+    record = recording_handler(NAME)
+    attempts: list[int] = []
+
+    async def strict(event: CloudEvent, transaction: Transaction) -> None:
+        await record(event, transaction)
+        if event.data["n"] == 13:
+            attempts.append(event.data["n"])
+            raise MalformedEvent("data.n: thirteen is not sold here")
+
+    metrics = WatchedMetrics()
+    events = await publish(database, nats_url, [12, 13, 14])
+    async with running(consumer_of(database, nats_url, strict, metrics, max_deliver=3)):
+        await metrics.until(
+            lambda m: m.count(Outcome.DEAD_LETTERED) == 1 and m.count(Outcome.APPLIED) == 2
+        )
+    assert attempts == [13]  # one delivery, no retry
+    assert metrics.count(Outcome.RETRIED) == 0
+    assert await applied_counts(database) == {events[0].id: 1, events[2].id: 1}
+    (letter,) = await dead_letters(nats_url)
+    assert letter.data == events[1].to_json()
+    assert letter.headers[DEAD_REASON] == "refused: data.n: thirteen is not sold here"
     assert letter.headers[DELIVERIES] == "1"
 
 

@@ -5,7 +5,8 @@ instance of a service runs one under the same name and JetStream shares the mess
 among them. Per message:
 
 1. `CloudEvent.from_json`; a malformed event is dead-lettered at once (retrying cannot
-   make it valid).
+   make it valid), and so is one whose handler raises `MalformedEvent` (its data breaks
+   the contract).
 2. One write transaction: the inbox row (consumer, event id) first, then the handler.
    If the row is there already the event was applied before: no effect (a duplicate).
    Commit, then ack. A crash before the ack redelivers it, and the inbox drops it.
@@ -213,6 +214,13 @@ class Consumer:
             span.set_attribute("messaging.consumer.group.name", self.name)
             try:
                 applied = await self._apply(event)
+            except MalformedEvent as exc:
+                # The handler says the data can never be applied: retrying cannot help.
+                span.set_status(Status(StatusCode.ERROR, "MalformedEvent"))
+                await self._dead_letter(
+                    message, reason=f"refused: {exc.reason}", deliveries=deliveries
+                )
+                return self._count(Outcome.DEAD_LETTERED)
             except Exception as exc:
                 span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
                 return await self._failed(message, event, exc, deliveries)
