@@ -14,6 +14,7 @@ from flotilla_cli.chaos.shop import ORDERS_FAULT_POINTS, ShopChaosOptions, syste
 from flotilla_cli.chaos.shop_reconcile import (
     Event,
     HistoryRow,
+    InvoiceRow,
     OrderRow,
     Scenario,
     ShopFacts,
@@ -35,6 +36,7 @@ O_REFUNDED = "00000000-0000-4000-8000-000000000004"
 T_PAY = "10000000-0000-4000-8000-000000000001"
 T_LATE = "10000000-0000-4000-8000-000000000004"
 T_BACK = "10000000-0000-4000-8000-000000000005"
+D_PAID = "20000000-0000-4000-8000-000000000001"
 
 
 def _event(n: int, kind: str, data: dict[str, Any]) -> Event:
@@ -93,6 +95,9 @@ def _healthy() -> tuple[ShopFacts, Scenario]:
             _event(23, "flotilla.inventory.stock_changed", {"product_id": "lamp", "version": 2, "on_hand": 9}),
             _event(24, "flotilla.inventory.stock_changed", {"product_id": "poster", "version": 1, "on_hand": 3}),
         ],
+        "billing": [
+            _event(30, "flotilla.billing.invoice_issued", {"document_id": D_PAID, "order_id": O_PAID}),
+        ],
     }  # fmt: skip
     facts = ShopFacts(
         orders=orders,
@@ -109,6 +114,7 @@ def _healthy() -> tuple[ShopFacts, Scenario]:
         inbox={
             "orders-history-orders": [e.id for e in outbox["orders"]],
             "orders-history-payments": [e.id for e in outbox["payments"]],
+            "billing-orders": ["e0001"],  # the confirmation; cancellations are not its
         },
         history={
             O_PAID: HistoryRow("CONFIRMED", None, 6200, T_PAY, None),
@@ -117,6 +123,7 @@ def _healthy() -> tuple[ShopFacts, Scenario]:
             O_REFUNDED: HistoryRow("CANCELLED", "reservation-expired", None, None, T_BACK),
         },
         history_payments={T_PAY, T_LATE, T_BACK},
+        documents={D_PAID: InvoiceRow("invoice", 2026, 1, "2026-000001", O_PAID, 6200)},
     )
     scenario = Scenario(
         initial_stock={"tea": 100, "lamp": 10, "poster": 3},
@@ -185,6 +192,12 @@ BREAKAGES: dict[str, Breakage] = {
         {O_PAID: HistoryRow("CANCELLED", "out-of-stock", None, None, None)}
     ),
     "history_payment_states": lambda f, _: f.history_payments.discard(T_PAY),
+    "exactly_once_billing-orders": lambda f, _: f.inbox["billing-orders"].pop(),
+    "one_invoice_per_confirmed_order": lambda f, _: f.documents.clear(),
+    "invoice_numbers_gapless": lambda f, _: f.documents.update(
+        {"d-3": InvoiceRow("credit_note", 2026, 3, "2026-000003", O_PAID, -6200)}
+    ),
+    "one_invoice_event_per_document": lambda f, _: f.outbox["billing"].clear(),
 }
 
 
@@ -237,6 +250,40 @@ def test_each_invariant_catches_its_fault(name: str) -> None:
         ("history_payment_states", lambda f, _: f.history_payments.discard(T_BACK)),
         # The newest stock event disagrees with the table.
         ("stock_events_tell_the_stock", lambda f, _: f.products.update({"poster": (2, 0, 1)})),
+        # Billing applied an event it does not subscribe to (a cancellation).
+        ("exactly_once_billing-orders", lambda f, _: f.inbox["billing-orders"].append("e0002")),
+        # A second invoice for one order; an invoice for a cancelled order; the wrong total.
+        (
+            "one_invoice_per_confirmed_order",
+            lambda f, _: f.documents.update(
+                {"d-2": InvoiceRow("invoice", 2026, 2, "2026-000002", O_PAID, 6200)}
+            ),
+        ),
+        (
+            "one_invoice_per_confirmed_order",
+            lambda f, _: f.documents.update(
+                {"d-2": InvoiceRow("invoice", 2026, 2, "2026-000002", O_POOR, 4900)}
+            ),
+        ),
+        (
+            "one_invoice_per_confirmed_order",
+            lambda f, _: f.documents.update(
+                {D_PAID: InvoiceRow("invoice", 2026, 1, "2026-000001", O_PAID, 6199)}
+            ),
+        ),
+        # The same number twice (a duplicate is a gap's twin); a number not YYYY-NNNNNN.
+        (
+            "invoice_numbers_gapless",
+            lambda f, _: f.documents.update(
+                {"d-2": InvoiceRow("credit_note", 2026, 1, "2026-000001", O_PAID, -6200)}
+            ),
+        ),
+        (
+            "invoice_numbers_gapless",
+            lambda f, _: f.documents.update(
+                {D_PAID: InvoiceRow("invoice", 2026, 1, "2026-1", O_PAID, 6200)}
+            ),
+        ),
     ],
 )
 def test_more_ways_to_break(name: str, breakage: Breakage) -> None:
@@ -249,6 +296,9 @@ def test_caught_up_needs_every_event_published_and_applied() -> None:
     facts, _ = _healthy()
     assert outboxes_caught_up(facts.outbox, facts.inbox)
     facts.inbox["orders-history-payments"].pop()
+    assert not outboxes_caught_up(facts.outbox, facts.inbox)
+    facts, _ = _healthy()
+    facts.inbox["billing-orders"].clear()  # billing has not invoiced the confirmation
     assert not outboxes_caught_up(facts.outbox, facts.inbox)
     facts, _ = _healthy()
     _unpublish(facts)

@@ -48,7 +48,8 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
         "payments-0", "payments-1",
         "inventory-0", "inventory-1",
         "orders-0", "orders-1",
-        "payments-relay", "inventory-relay", "orders-relay",
+        "billing-0", "billing-1",
+        "payments-relay", "inventory-relay", "orders-relay", "billing-relay",
         "gateway-0",
     ]  # fmt: skip
     listening = [i for i in instances if i.serves_http]
@@ -95,12 +96,12 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
     assert inventory[0].env["FLOTILLA_GRPC_PORT"] == str(inventory[0].grpc_port)
     relays = [i for i in instances if i.command == "relay"]
     assert [(r.service, r.url) for r in relays] == [
-        ("payments", ""), ("inventory", ""), ("orders", ""),
+        ("payments", ""), ("inventory", ""), ("orders", ""), ("billing", ""),
     ]  # fmt: skip
     assert plan.nats_url is not None
     with_broker = {i.name for i in instances if i.env.get("FLOTILLA_NATS_URL") == plan.nats_url}
     assert with_broker == {
-        i.name for i in instances if i.service in ("payments", "inventory", "orders")
+        i.name for i in instances if i.service in ("payments", "inventory", "orders", "billing")
     }
     assert relays[1].env["FLOTILLA_DATABASE_URL"].endswith("/inventory.db")
     gateway = instances[-1]
@@ -134,10 +135,13 @@ def test_postgres_gives_each_service_and_shard_its_own_database(tmp_path: Path) 
         "payments-relay": "postgresql+asyncpg://u:p@db:5432/payments",
         "inventory-relay": "postgresql+asyncpg://u:p@db:5432/inventory",
         "orders-relay": "postgresql+asyncpg://u:p@db:5432/orders",
+        "billing-0": "postgresql+asyncpg://u:p@db:5432/billing",
+        "billing-relay": "postgresql+asyncpg://u:p@db:5432/billing",
         "gateway-0": None,
     }
     assert database_names(3) == [
         "auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments", "inventory", "orders",
+        "billing",
     ]  # fmt: skip
 
 
@@ -159,18 +163,18 @@ def test_one_gateway_limits_in_process_several_share_a_valkey(tmp_path: Path) ->
     assert double.gateway_url == "https://127.0.0.1:9443"
 
 
-def _with_billing(*, relay: bool) -> str:
-    """services.toml with one more backend service, `billing`, before the gateway."""
+def _with_shipping(*, relay: bool) -> str:
+    """services.toml with one more backend service, `shipping`, before the gateway."""
     manifest = find_manifest()
-    billing = (
-        '[[services]]\nname = "billing"\nfolder = "services/billing"\n'
-        'package = "flotilla_billing"\nframework = "django"\nhttp_port = 8000\n'
+    shipping = (
+        '[[services]]\nname = "shipping"\nfolder = "services/shipping"\n'
+        'package = "flotilla_shipping"\nframework = "django"\nhttp_port = 8000\n'
         "database = true\n"
-        + ('relay = true\npublishes = ["invoice_issued"]\n' if relay else "")
+        + ('relay = true\npublishes = ["parcel_sent"]\n' if relay else "")
         + "\n"
     )
     head, gateway = manifest.read_text().split('[[services]]\nname = "gateway"')
-    return head + billing + '[[services]]\nname = "gateway"' + gateway
+    return head + shipping + '[[services]]\nname = "gateway"' + gateway
 
 
 def test_the_plan_is_the_manifests_backend_services_in_its_order() -> None:
@@ -186,8 +190,8 @@ def test_the_plan_is_the_manifests_backend_services_in_its_order() -> None:
 
 
 def test_a_service_added_to_the_manifest_is_planned_with_its_relay(tmp_path: Path) -> None:
-    manifest = parse_manifest(_with_billing(relay=True))
-    settings = {**planning._SETTINGS, "billing": planning._no_settings}
+    manifest = parse_manifest(_with_shipping(relay=True))
+    settings = {**planning._SETTINGS, "shipping": planning._no_settings}
     layout = VarLayout.at(tmp_path)
     layout.ensure()
     plan = build_plan(
@@ -195,17 +199,19 @@ def test_a_service_added_to_the_manifest_is_planned_with_its_relay(tmp_path: Pat
         services=service_specs(manifest, settings),
     )  # fmt: skip
     names = [i.name for i in plan.instances]
-    assert names[names.index("orders-0") + 1] == "billing-0"
-    assert "billing-relay" in names
-    (billing,) = [i for i in plan.instances if i.name == "billing-0"]
-    assert billing.env["FLOTILLA_DATABASE_URL"].endswith("/billing.db")
-    assert billing.env["FLOTILLA_NATS_URL"] == plan.nats_url
+    assert names[names.index("billing-0") + 1] == "shipping-0"
+    assert "shipping-relay" in names
+    (shipping,) = [i for i in plan.instances if i.name == "shipping-0"]
+    assert shipping.env["FLOTILLA_DATABASE_URL"].endswith("/shipping.db")
+    assert shipping.env["FLOTILLA_NATS_URL"] == plan.nats_url
     assert names[-1] == "gateway-0"
 
 
 def test_a_service_without_launcher_settings_is_refused_by_name() -> None:
-    manifest = parse_manifest(_with_billing(relay=False))
-    with pytest.raises(ManifestError, match=r"services.toml names billing, for which the launcher"):
+    manifest = parse_manifest(_with_shipping(relay=False))
+    with pytest.raises(
+        ManifestError, match=r"services.toml names shipping, for which the launcher"
+    ):
         service_specs(manifest)
     stale = {**planning._SETTINGS, "ledger": planning._no_settings}
     with pytest.raises(ManifestError, match=r"settings for ledger, which services.toml does not"):
@@ -216,7 +222,7 @@ def test_a_service_without_launcher_settings_is_refused_by_name() -> None:
     ("broken", "message"),
     [
         ("no services", "services.toml is wrong:\n  services.toml: services: Field required"),
-        ("billing", "services.toml names billing, for which the launcher has no settings"),
+        ("shipping", "services.toml names shipping, for which the launcher has no settings"),
     ],
 )
 def test_a_broken_manifest_stops_the_cli_with_a_message_not_a_traceback(
@@ -227,7 +233,7 @@ def test_a_broken_manifest_stops_the_cli_with_a_message_not_a_traceback(
     text = (
         "[workspace]\nlibraries = []\ntools = []\n"
         if broken == "no services"
-        else _with_billing(relay=False)
+        else _with_shipping(relay=False)
     )
     (tmp_path / "services.toml").write_text(text)
     script = (

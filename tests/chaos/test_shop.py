@@ -2,9 +2,10 @@
 
 Runs `flotilla chaos shop` as a user would; it starts its own system (orders, inventory
 and payments, two instances each, one outbox relay each, two ledger shards, the gateway,
-NATS), sends concurrent checkouts (some out of stock, some unaffordable, some sent twice
-with one Idempotency-Key), kills random orders, inventory and payments processes and
-relays, crashes orders instances at the saga's fault points, and reconciles the databases.
+NATS, billing), sends concurrent checkouts (some out of stock, some unaffordable, some sent twice
+with one Idempotency-Key), kills random orders, inventory, payments and billing processes and
+relays (billing at least twice: the invoices must come out one per confirmed order, numbered
+without a gap), crashes orders instances at the saga's fault points, and reconciles the databases.
 """
 
 from __future__ import annotations
@@ -47,5 +48,7 @@ def test_the_shop_neither_loses_nor_makes_stock_money_or_events_under_kill_9(
     assert counts["cancelled"] > 0  # out of stock, or a poor customer
     assert counts["duplicates_sent"] > 0
     assert counts["kills_total"] > 0
+    assert counts["kills"].get("billing", 0) > 0  # its instances, inbox consumers with them
+    assert counts["invoices"] > 0  # one per confirmed order, numbered without a gap (above)
     assert counts["faults_fired_total"] + counts["kills_total"] > 0
     assert result.returncode == 0

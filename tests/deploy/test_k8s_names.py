@@ -33,8 +33,10 @@ from cryptography import x509
 
 from tests.deploy.test_kubernetes import (
     K8S,
+    MANIFEST,
     OVERLAYS,
     ROOT,
+    SERVICE_DEPLOYMENTS,
     Obj,
     _env,
     _secret_data,
@@ -375,7 +377,7 @@ def test_the_cert_manager_component_issues_every_tls_secret_from_the_namespace_c
         for workload in workloads(objects)
         if (secret := _tls_secret(objects, workload)) is not None
     }
-    assert len(mounted) == 6
+    assert len(mounted) == len(MANIFEST.services)  # one per service (the shards share one)
     assert set(mounted) == {f"flotilla-tls-{s}" for s in mounted.values()}
     assert set(mounted) <= set(by_secret), "a TLS Secret no Certificate makes"
     for secret, service in mounted.items():
@@ -426,7 +428,7 @@ def test_tls_secrets_are_mounted_as_folders_so_a_renewal_reaches_the_pods() -> N
             assert len(folders) == 1, name_of(workload)
             names = {Path(env[f"FLOTILLA_TLS_{k}_FILE"]).name for k in ("CERT", "KEY", "CA")}
             assert names == {"tls.crt", "tls.key", "ca.crt"}  # the keys cert-manager writes
-        assert checked == 7  # every service Deployment (two ledger shards)
+        assert checked == len(SERVICE_DEPLOYMENTS)  # every service Deployment (each shard)
 
 
 def must_exist(overlay: str) -> set[str]:

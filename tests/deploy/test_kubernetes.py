@@ -63,6 +63,8 @@ SERVICE_DEPLOYMENTS = tuple(
     )
 )
 RELAYS = tuple(f"{service.name}-relay" for service in MANIFEST.services if service.relay)
+# The services whose pods subscribe to NATS themselves (their consumers run in `serve`).
+CONSUMERS = tuple(service.name for service in MANIFEST.services if service.consumes)
 # Workloads without a HorizontalPodAutoscaler, and why.
 NOT_AUTOSCALED = {
     **dict.fromkeys(RELAYS, "one publisher per outbox: a second one adds no throughput"),
@@ -487,7 +489,7 @@ def test_the_gateway_finds_every_upstream_through_a_headless_service(
         {"dns_services": json.loads(env["FLOTILLA_DNS_SERVICES"])}
     )
     services = _services(objects)
-    routed = {"auth", "accounts", "payments", "inventory", "orders"}
+    routed = {service.name for service in MANIFEST.backends}
     assert set(settings.dns_services) == routed
     for service, targets in settings.dns_services.items():
         for target in targets:
@@ -741,7 +743,7 @@ def test_the_namespace_denies_everything_by_default(objects: tuple[Obj, ...]) ->
 
 
 def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple[Pod, Pod, int]]]:
-    backends = ["auth", "accounts-s0", "accounts-s1", "payments", "inventory", "orders"]
+    backends = [d for d in SERVICE_DEPLOYMENTS if d != "gateway"]
     shards = ["accounts-s0", "accounts-s1"]
 
     def https(name: str) -> int:
@@ -760,7 +762,7 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
         *[(pods[s], pods["payments"], https("payments")) for s in shards],
         *[(pods[c], pods["auth"], https("auth")) for c in ["gateway", *backends] if c != "auth"],
         *[(pods[c], pods["postgres"], 5432) for c in [*backends, *RELAYS]],
-        *[(pods[c], pods["nats"], 4222) for c in [*RELAYS, "orders"]],
+        *[(pods[c], pods["nats"], 4222) for c in [*RELAYS, *CONSUMERS]],
         (pods["gateway"], pods["valkey"], 6379),
         *[(PROMETHEUS, pods[s], https(s)) for s in SERVICE_DEPLOYMENTS if s != "gateway"],
         (PROMETHEUS, pods["gateway"], pods["gateway"].ports["admin"]),
@@ -777,6 +779,13 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
         (pods["auth"], pods["nats"], 4222),
         (pods["auth"], pods["payments"], https("payments")),
         (pods["orders-relay"], pods["auth"], https("auth")),
+        # billing calls no service (it learns of orders through NATS) and nobody calls it
+        # but the gateway.
+        (pods["billing"], pods["orders"], https("orders")),
+        (pods["billing"], pods["payments"], https("payments")),
+        (pods["orders"], pods["billing"], https("billing")),
+        (pods["billing-relay"], pods["auth"], https("auth")),
+        (pods["inventory"], pods["nats"], 4222),
         (INGRESS_CONTROLLER, pods["auth"], https("auth")),
         (INGRESS_CONTROLLER, pods["postgres"], 5432),
         (PROMETHEUS, pods["postgres"], 5432),

@@ -5,8 +5,8 @@ names services (compose, Kubernetes, the workflows, Prometheus, the root pyproje
 the RBAC policy in flotilla_kit.rbac, the release check, the services' folders and the
 events their code publishes and consumes) has a check here that says which file lacks
 which service, or names one the manifest does not. Each check is proved able to fail:
-against a manifest with one more service (`billing`) every check names it missing, and
-against one without `orders` every check names it extra.
+against a manifest with one more service (`shipping`, which does not exist) every check
+names it missing, and against one without `orders` every check names it extra.
 """
 
 from __future__ import annotations
@@ -399,11 +399,13 @@ def test_every_list_of_services_is_the_manifests(name: str) -> None:
     assert CHECKS[name](MANIFEST) == []
 
 
-BILLING = Service(
-    name="billing", folder="services/billing", package="flotilla_billing", framework="django",
-    http_port=8000, database=True, relay=True, publishes=("invoice_issued",),
-    consumes=("flotilla.orders.order_confirmed",), role="service:billing",
-    permissions=("orders:read:any",),
+# A service no file names (and none will: it is not planned), with every field a check
+# reads: a database, a relay, events, a role and its permissions.
+SHIPPING = Service(
+    name="shipping", folder="services/shipping", package="flotilla_shipping",
+    framework="django", http_port=8000, database=True, relay=True,
+    publishes=("parcel_shipped",), consumes=("flotilla.orders.order_confirmed",),
+    role="service:shipping", permissions=("orders:read:any",),
 )  # fmt: skip
 
 
@@ -413,10 +415,10 @@ def _manifest(services: Iterable[Service]) -> Manifest:
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_each_check_names_a_service_it_lacks(name: str) -> None:
-    more = _manifest([*MANIFEST.backends, BILLING, MANIFEST.gateway])
+    more = _manifest([*MANIFEST.backends, SHIPPING, MANIFEST.gateway])
     problems = CHECKS[name](more)
-    assert problems, f"{name} did not see that billing is missing"
-    assert all("billing" in p for p in problems), problems
+    assert problems, f"{name} did not see that shipping is missing"
+    assert all("shipping" in p for p in problems), problems
 
 
 # The events check reads only what the manifest's own services publish and consume: a

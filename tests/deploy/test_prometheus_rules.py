@@ -101,6 +101,7 @@ def test_every_alert_is_documented_labelled_and_unit_tested() -> None:
         "FlotillaInstanceDown", "FlotillaHighErrorRate", "FlotillaLatencyBudgetBurnFast",
         "FlotillaLatencyBudgetBurnSlow", "FlotillaTransferInDoubt", "FlotillaOutboxBacklog",
         "FlotillaRateLimitSpike", "FlotillaDeadLetters", "FlotillaSagasStuck",
+        "FlotillaInvoicingBehind",
     }  # fmt: skip
     assert expected <= set(names)
     for alert in alerts:
@@ -144,7 +145,7 @@ def test_the_dashboards_are_valid_json_on_the_provisioned_datasource() -> None:
     uid = provisioned_datasource_uid()
     dashboards = sorted(DASHBOARDS.glob("*.json"))
     assert {p.stem for p in dashboards} >= {
-        "overview", "service-red", "gateway-upstreams", "transactions"
+        "overview", "service-red", "gateway-upstreams", "transactions", "billing"
     }  # fmt: skip
     uids = set()
     for path in dashboards:

@@ -7,3 +7,4 @@ CREATE DATABASE accounts_s1;
 CREATE DATABASE payments;
 CREATE DATABASE inventory;
 CREATE DATABASE orders;
+CREATE DATABASE billing;

@@ -73,9 +73,19 @@ def chaos_shop(
     kills: Annotated[
         int,
         typer.Option(
-            min=0, help="Processes to SIGKILL meanwhile (orders, inventory, payments, relays)."
+            min=0,
+            help="Processes to SIGKILL meanwhile, chosen at random (orders, inventory, "
+            "payments, billing, their relays).",
         ),
     ] = 8,
+    billing_kills: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="SIGKILLs of billing instances (their inbox consumers with them) on top of "
+            "--kills, so the invoices are tested under kills whatever the draw.",
+        ),
+    ] = 2,
     concurrency: Annotated[int, typer.Option(min=1, max=128, help="Orders in flight.")] = 16,
     seed: Seed = 1,
     fault_rate: Annotated[
@@ -104,12 +114,14 @@ def chaos_shop(
 
     Start a fresh system, send concurrent checkouts through the gateway (some out of
     stock, some unaffordable, some sent twice with one Idempotency-Key) while killing
-    orders, inventory and payments instances and their relays and crashing the orders
-    saga at its fault points; then read every database and check the shop's invariants.
+    orders, inventory, payments and billing instances and their relays and crashing the
+    orders saga at its fault points; then read every database and check the shop's
+    invariants (billing's: one invoice per confirmed order, numbers without a gap).
     Exit 1 if one does not hold."""
     options = ShopChaosOptions(
-        orders=orders, kills=kills, concurrency=concurrency, seed=seed, fault_rate=fault_rate,
-        payments_fault_rate=payments_fault_rate, database=db.value, var_dir=var_dir, keep=keep,
+        orders=orders, kills=kills, billing_kills=billing_kills, concurrency=concurrency,
+        seed=seed, fault_rate=fault_rate, payments_fault_rate=payments_fault_rate,
+        database=db.value, var_dir=var_dir, keep=keep,
     )  # fmt: skip
     report = asyncio.run(run_shop_chaos(options, console))
     finish_chaos_run(console, report, title="Shop invariants after the storm", json_file=json_file)

@@ -67,13 +67,14 @@ ORDERS_FAULT_POINTS = (
     "after_final_recorded",
 )
 # Killed at random: serving instances and relays of these (the supervisor restarts them).
-SHOP_VICTIMS = ("orders", "inventory", "payments")
+SHOP_VICTIMS = ("orders", "inventory", "payments", "billing")
 
 
 @dataclass(frozen=True)
 class ShopChaosOptions:
     orders: int = 300
     kills: int = 8
+    billing_kills: int = 2  # on top of `kills`: billing instances, whatever the draw
     concurrency: int = 16
     rich_customers: int = 6
     poor_customers: int = 2
@@ -104,7 +105,7 @@ def _database_urls(layout: VarLayout) -> tuple[dict[str, str], dict[int, str]]:
     urls = {
         i.service: i.env["FLOTILLA_DATABASE_URL"]
         for i in plan.instances
-        if i.service in ("orders", "inventory", "payments") and i.command == "serve"
+        if i.service in ("orders", "inventory", "payments", "billing") and i.command == "serve"
     }
     shard_urls = {
         i.shard: i.env["FLOTILLA_DATABASE_URL"]
@@ -219,13 +220,21 @@ async def run_shop_chaos(options: ShopChaosOptions, console: Console) -> dict[st
 
         stop = asyncio.Event()
         duration_guess = max(10.0, options.orders / 8)
-        killer = asyncio.create_task(
-            kill_randomly(
-                layout.state_file, kills=options.kills,
-                every_s=duration_guess / max(1, options.kills), stop=stop,
-                seed=options.seed, victims=SHOP_VICTIMS,
+        rounds = [(options.kills, SHOP_VICTIMS), (options.billing_kills, ("billing",))]
+        killers = [
+            asyncio.create_task(
+                kill_randomly(
+                    layout.state_file,
+                    kills=kills,
+                    every_s=duration_guess / max(1, kills),
+                    stop=stop,
+                    seed=options.seed + n,
+                    victims=victims,
+                )
             )
-        )  # fmt: skip
+            for n, (kills, victims) in enumerate(rounds)
+            if kills > 0
+        ]
         with console.status(f"{options.orders} orders, {options.kills} kills"):
             load_started = time.monotonic()
             results, stats = await run_orders(
@@ -235,7 +244,7 @@ async def run_shop_chaos(options: ShopChaosOptions, console: Console) -> dict[st
             )  # fmt: skip
             load_s = time.monotonic() - load_started
             stop.set()
-            killed = await killer
+            killed: Counter[str] = sum((await asyncio.gather(*killers)), Counter())
         with console.status("waiting for the sagas, the relays and the consumers"):
             settle_s, settled = await _wait_until_settled(layout, options.settle_within_s)
         with console.status("reading every database"):
@@ -261,6 +270,7 @@ async def run_shop_chaos(options: ShopChaosOptions, console: Console) -> dict[st
                     "faults_fired": faults_fired(layout),
                     "faults_fired_total": sum(faults_fired(layout).values()),
                     "events": {p: len(e) for p, e in facts.outbox.items()},
+                    "invoices": sum(d.kind == "invoice" for d in facts.documents.values()),
                 },
                 "seconds": {
                     "load": round(load_s, 1),

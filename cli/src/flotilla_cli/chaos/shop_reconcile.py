@@ -1,5 +1,5 @@
-"""After the storm in the shop: read the orders, inventory, payments and ledger databases
-directly (read-only) and the dead letters, and check what the shop promises.
+"""After the storm in the shop: read the orders, inventory, payments, billing and ledger
+databases directly (read-only) and the dead letters, and check what the shop promises.
 
 As `reconcile.py` does for the bank, this reads the databases instead of asking the
 services, so that a bug in a service cannot hide itself. Reading (`read_shop`) and judging
@@ -22,24 +22,33 @@ __all__ = [
     "CONSUMERS",
     "Event",
     "HistoryRow",
+    "InvoiceRow",
     "OrderRow",
     "Scenario",
     "ShopFacts",
     "TransferRow",
     "canonical",
     "check_shop_invariants",
+    "consumed",
     "outboxes_caught_up",
     "read_events",
     "read_shop",
 ]
 
-# Every consumer in the system and the producer whose outbox it reads (its subjects are
-# all that producer publishes): the orders service's two history consumers.
+# Every consumer in the system and the producer whose outbox it reads: the orders
+# service's two history consumers (all their producer publishes) and billing's (what
+# CONSUMED_TYPES says). Its inbox is in its own service's database (the name's prefix).
 CONSUMERS = {
     "orders-history-orders": "orders",
     "orders-history-payments": "payments",
+    "billing-orders": "orders",
 }
-PRODUCERS = ("orders", "payments", "inventory")
+CONSUMED_TYPES = {
+    "billing-orders": frozenset(
+        {"flotilla.orders.order_confirmed", "flotilla.orders.order_refunded"}
+    ),
+}
+PRODUCERS = ("orders", "payments", "inventory", "billing")
 
 
 def canonical(value: object) -> str:
@@ -82,6 +91,18 @@ class HistoryRow:
 
 
 @dataclass(frozen=True)
+class InvoiceRow:
+    """A billing document (an invoice or a credit note)."""
+
+    kind: str
+    year: int
+    seq: int
+    number: str
+    order_id: str
+    total_minor: int
+
+
+@dataclass(frozen=True)
 class Event:
     id: str
     type: str
@@ -103,6 +124,7 @@ class ShopFacts:
     history: dict[str, HistoryRow] = field(default_factory=dict)
     history_payments: set[str] = field(default_factory=set)  # transfers it knows committed
     dead_letters: list[dict[str, Any]] = field(default_factory=list)
+    documents: dict[str, InvoiceRow] = field(default_factory=dict)  # billing's, by id
 
 
 @dataclass
@@ -142,20 +164,24 @@ async def read_events(urls: Mapping[str, str]) -> tuple[Outboxes, Inboxes]:
                 )
             )  # fmt: skip
     inbox: dict[str, list[str]] = {consumer: [] for consumer in CONSUMERS}
-    inbox_rows = await query_rows(urls["orders"], "SELECT consumer, event_id FROM inbox")
-    for consumer, event_id in inbox_rows:
-        inbox.setdefault(str(consumer), []).append(str(event_id))
+    for service in sorted({consumer.split("-")[0] for consumer in CONSUMERS}):
+        inbox_rows = await query_rows(urls[service], "SELECT consumer, event_id FROM inbox")
+        for consumer, event_id in inbox_rows:
+            inbox.setdefault(str(consumer), []).append(str(event_id))
     return outbox, inbox
 
 
+def consumed(consumer: str, outbox: Mapping[str, list[Event]]) -> set[str]:
+    """The ids of the events `consumer` must apply: its producer's, of its types."""
+    types = CONSUMED_TYPES.get(consumer)
+    return {e.id for e in outbox.get(CONSUMERS[consumer], []) if types is None or e.type in types}
+
+
 def outboxes_caught_up(outbox: Mapping[str, list[Event]], inbox: Mapping[str, list[str]]) -> bool:
-    """Every event published, and every consumer has applied every event of its producer."""
+    """Every event published, and every consumer has applied every event it must."""
     if any(not e.published for events in outbox.values() for e in events):
         return False
-    return all(
-        {e.id for e in outbox.get(producer, [])} <= set(inbox.get(consumer, []))
-        for consumer, producer in CONSUMERS.items()
-    )
+    return all(consumed(consumer, outbox) <= set(inbox.get(consumer, [])) for consumer in CONSUMERS)
 
 
 async def read_shop(
@@ -208,6 +234,13 @@ async def read_shop(
         )  # fmt: skip
     paid = await query_rows(urls["orders"], "SELECT transfer_id FROM history_payments")
     facts.history_payments = {canonical(t) for (t,) in paid}
+    for row in await query_rows(
+        urls["billing"],
+        "SELECT id, kind, year, seq, number, order_id, total_minor FROM documents",
+    ):
+        facts.documents[canonical(row[0])] = InvoiceRow(
+            str(row[1]), int(row[2]), int(row[3]), str(row[4]), canonical(row[5]), int(row[6])
+        )
     return facts
 
 
@@ -240,6 +273,7 @@ def check_shop_invariants(facts: ShopFacts, scenario: Scenario) -> dict[str, Any
         "stock_events_tell_the_stock": _stock_events(facts),
         "history_matches_orders": _history_matches(facts, confirmed, cancelled),
         "history_payment_states": _history_payments(facts, confirmed, cancelled),
+        **_billing_checks(facts, confirmed),
     }
     return {name: {"holds": ok, "detail": detail} for name, (ok, detail) in checks.items()}
 
@@ -389,8 +423,8 @@ def _event_checks(facts: ShopFacts) -> Checks:
             f"{_few(wrong_transfer_events)}",
         ),
     }
-    for consumer, producer in CONSUMERS.items():
-        produced = {e.id for e in facts.outbox.get(producer, [])}
+    for consumer in CONSUMERS:
+        produced = consumed(consumer, facts.outbox)
         applied = Counter(facts.inbox.get(consumer, []))
         twice = [e for e, n in applied.items() if n > 1]
         missing = produced - set(applied)
@@ -410,6 +444,58 @@ def _event_checks(facts: ShopFacts) -> Checks:
         or "none",
     )
     return checks
+
+
+def _billing_checks(facts: ShopFacts, confirmed: dict[str, OrderRow]) -> Checks:
+    """One invoice per confirmed order (none for another), its total the order's; numbers
+    gapless and unique per year, written as `YYYY-NNNNNN`; one invoice_issued per document."""
+    invoices: dict[str, list[InvoiceRow]] = defaultdict(list)
+    for row in facts.documents.values():
+        if row.kind == "invoice":
+            invoices[row.order_id].append(row)
+    not_once = [o for o in confirmed if len(invoices.get(o, [])) != 1]
+    strays = [o for o in invoices if o not in confirmed]
+    wrong_total = [
+        o
+        for o, row in confirmed.items()
+        if len(invoices.get(o, [])) == 1 and invoices[o][0].total_minor != row.total_minor
+    ]
+    by_year: dict[int, list[int]] = defaultdict(list)
+    for row in facts.documents.values():
+        by_year[row.year].append(row.seq)
+    gaps = {
+        year: sorted(set(range(1, len(seqs) + 1)) ^ set(seqs))
+        for year, seqs in by_year.items()
+        if sorted(seqs) != list(range(1, len(seqs) + 1))
+    }
+    misnumbered = [
+        r.number for r in facts.documents.values() if r.number != f"{r.year}-{r.seq:06d}"
+    ]
+    issued = Counter(
+        canonical(e.data.get("document_id", "")) for e in facts.outbox.get("billing", [])
+    )
+    wrong_events = [d for d in facts.documents if issued[d] != 1] + [
+        d for d in issued if d not in facts.documents
+    ]
+    return {
+        "one_invoice_per_confirmed_order": (
+            not not_once and not strays and not wrong_total,
+            f"{len(not_once)} confirmed orders without exactly one invoice {_few(not_once)}; "
+            f"{len(strays)} invoices of orders not confirmed {_few(strays)}; "
+            f"{len(wrong_total)} invoices whose total is not the order's {_few(wrong_total)}",
+        ),
+        "invoice_numbers_gapless": (
+            not gaps and not misnumbered,
+            f"{len(facts.documents)} documents; gaps or duplicates by year "
+            f"{gaps or 'none'}; {len(misnumbered)} numbers not YYYY-NNNNNN "
+            f"{_few(misnumbered)}",
+        ),
+        "one_invoice_event_per_document": (
+            not wrong_events,
+            f"{len(wrong_events)} documents without exactly one invoice_issued "
+            f"{_few(wrong_events)}",
+        ),
+    }
 
 
 def _transfers_match(

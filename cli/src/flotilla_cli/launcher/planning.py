@@ -231,6 +231,7 @@ class ServiceSpec:
     sharded: bool = False  # N instances per ledger shard, each with its shard's database
     grpc: bool = False  # also listens for gRPC (the ledger's participants, reservations)
     relayed: bool = False  # publishes events through an outbox: one relay process
+    consumer: bool = False  # its instances consume events (so need the broker too)
     database: bool = True  # owns a database (one per shard when sharded)
     # Its own settings, beside those every instance gets (where the others are, secrets).
     settings: Callable[[_Wiring, _Slot], dict[str, str]] = _no_settings
@@ -245,6 +246,7 @@ _SETTINGS: dict[str, Callable[[_Wiring, _Slot], dict[str, str]]] = {
     "payments": _payments_settings,
     "inventory": _no_settings,
     "orders": _orders_settings,
+    "billing": _no_settings,
 }
 
 
@@ -272,6 +274,7 @@ def service_specs(
             sharded=service.sharded,
             grpc=service.grpc_port is not None,
             relayed=service.relay,
+            consumer=bool(service.consumes),
             database=service.database,
             settings=settings[service.name],
         )
@@ -359,6 +362,8 @@ def build_plan(
     slots = _slots(services, instances, shards, ports)
     specs = {spec.name: spec for spec in services}
     relayed = [spec.name for spec in services if spec.relayed]
+    # Who needs the broker: the services with a relay, and those that consume events.
+    on_the_broker = {spec.name for spec in services if spec.relayed or spec.consumer}
     wiring = _Wiring(layout, shards, slots)
     urls = wiring.urls
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
@@ -385,7 +390,7 @@ def build_plan(
             env["FLOTILLA_DATABASE_URL"] = (
                 f"{pg_base}/{database_name}" if pg_base else layout.sqlite_url(database_name)
             )
-        if service in relayed:
+        if service in on_the_broker:
             env["FLOTILLA_NATS_URL"] = nats_url
         return env
 

@@ -20,6 +20,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "payments:read",
             "orders:create",
             "orders:read",
+            "invoices:read",
         }
     ),
     "support": frozenset(
@@ -33,6 +34,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:read:any",
             # A confirmed order's money back, in full (the orders service).
             "orders:refund",
+            "invoices:read",
+            "invoices:read:any",
         }
     ),
     "admin": frozenset(
@@ -51,6 +54,8 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:read",
             "orders:read:any",
             "orders:refund",
+            "invoices:read",
+            "invoices:read:any",
         }
     ),
     # Grants nothing: a tier, held next to another role by the identities of a load test

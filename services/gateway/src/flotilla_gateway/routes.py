@@ -207,6 +207,8 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("GET", "/api/v1/orders/{order_id}", "orders", "orders:read"),
     _r("POST", "/api/v1/orders/{order_id}/refund", "orders", "orders:refund"),
     _r("GET", "/api/v1/order-history", "orders", "orders:read"),
+    _r("GET", "/api/v1/invoices", "billing", "invoices:read"),
+    _r("GET", "/api/v1/invoices/{invoice_id}", "billing", "invoices:read"),
 )
 
 

@@ -85,6 +85,7 @@ async def test_the_rbac_matrix(stack: Stack, tokens: TokenMinter) -> None:
         "payments": [await stack.upstream("payments")],
         "inventory": [await stack.upstream("inventory")],
         "orders": [await stack.upstream("orders")],
+        "billing": [await stack.upstream("billing")],
     }
     # Hundreds of requests from one address in a moment: the matrix is about access, not
     # rate limits (tests of their own).

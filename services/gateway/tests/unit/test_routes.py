@@ -154,7 +154,7 @@ def test_no_two_policy_entries_overlap() -> None:
 
 def test_the_policy_has_the_agreed_entries() -> None:
     rows = {(e.method, e.path): (e.service, e.access, e.shard_by) for e in POLICY}
-    assert len(rows) == len(POLICY) == 29
+    assert len(rows) == len(POLICY) == 31
     assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC, None)
     assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC, None)
     assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED, None)
@@ -178,7 +178,7 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("GET", "/api/v1/transfers"): ("payments", "payments:read", None),
         ("GET", "/api/v1/transfers/{transfer_id}"): ("payments", "payments:read", None),
     }
-    shop = {key: row for key, row in rows.items() if row[0] in ("inventory", "orders")}
+    shop = {key: row for key, row in rows.items() if row[0] in ("inventory", "orders", "billing")}
     assert shop == {
         ("GET", "/api/v1/products"): ("inventory", PUBLIC, None),
         ("GET", "/api/v1/products/{product_id}"): ("inventory", PUBLIC, None),
@@ -194,6 +194,8 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("GET", "/api/v1/orders/{order_id}"): ("orders", "orders:read", None),
         ("POST", "/api/v1/orders/{order_id}/refund"): ("orders", "orders:refund", None),
         ("GET", "/api/v1/order-history"): ("orders", "orders:read", None),
+        ("GET", "/api/v1/invoices"): ("billing", "invoices:read", None),
+        ("GET", "/api/v1/invoices/{invoice_id}"): ("billing", "invoices:read", None),
     }
     # Only the ledger is sharded.
     assert {e.service for e in POLICY if e.shard_by is not None} == {"accounts"}

@@ -1,0 +1,3 @@
+from flotilla_billing.entrypoints.cli import main
+
+main()

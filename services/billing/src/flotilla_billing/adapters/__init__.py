@@ -1,0 +1,1 @@
+"""Billing's adapters: tables, the document repository, the outbox, the PDF renderer."""

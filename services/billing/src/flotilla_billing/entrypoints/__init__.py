@@ -1,0 +1,2 @@
+"""Billing's entrypoints: the HTTP API (Django REST framework), the order events'
+consumer, the command line."""

@@ -1,0 +1,1 @@
+"""Billing use cases and the ports they need."""
