@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from flotilla_billing.adapters.metrics import BillingMetrics
 from flotilla_billing.adapters.tables import outbox
 from flotilla_billing.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_billing.domain import VatRates
@@ -48,7 +49,9 @@ def build_app(
     retries of an event whose invoice is not there yet."""
     database = Database(settings.sqlalchemy_url)
     uow = SqlUnitOfWorkFactory(database)
-    events_metrics: list[EventMetrics] = []  # made with the app's registry, below
+    # Made with the app's registry, below.
+    events_metrics: list[EventMetrics] = []
+    billing_metrics: list[BillingMetrics] = []
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -61,7 +64,9 @@ def build_app(
         if settings.consumers:
             consumer = orders_consumer(
                 database, nats_url=settings.nats_url, metrics=metrics,
-                handler=OrderEvents(rates=vat_rates(settings), clock=utc_now),
+                handler=OrderEvents(
+                    rates=vat_rates(settings), clock=utc_now, issued=billing_metrics[0].issued
+                ),
                 retry_initial_s=retry_initial_s,
             )  # fmt: skip
             jobs.append((consumer.name, lambda: run_consumer(consumer)))
@@ -83,4 +88,5 @@ def build_app(
         lifespan=lifespan,
     )
     events_metrics.append(EventMetrics(app.chassis.metrics.registry))
+    billing_metrics.append(BillingMetrics(app.chassis.metrics.registry))
     return app

@@ -208,4 +208,6 @@ async def test_the_serving_process_issues_invoices_from_order_events(
     assert (
         'flotilla_events_consumed_total{consumer="billing-orders",outcome="applied"} 1.0' in metrics
     )
+    assert 'flotilla_billing_documents_total{kind="invoice"} 1.0' in metrics
+    assert 'flotilla_billing_documents_total{kind="credit_note"} 0.0' in metrics
     assert 'route="/api/v1/invoices"' in metrics

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from flotilla_billing.adapters.document_repository import SqlDocuments
 from flotilla_billing.adapters.events import SqlEventLog
 from flotilla_billing.adapters.tables import inbox
-from flotilla_billing.domain import VatRates
+from flotilla_billing.domain import DocumentKind, VatRates
 from flotilla_billing.entrypoints.payloads import (
     OrderConfirmedPayload,
     OrderRefundedPayload,
@@ -67,20 +67,28 @@ _log = get_logger("flotilla.billing.consumers")
 class OrderEvents:
     """The handler: applies one orders event in the consumer's transaction."""
 
-    def __init__(self, *, rates: VatRates, clock: Callable[[], dt.datetime]) -> None:
+    def __init__(
+        self,
+        *,
+        rates: VatRates,
+        clock: Callable[[], dt.datetime],
+        issued: Callable[[DocumentKind], None] = lambda kind: None,
+    ) -> None:
+        """`issued`: told the kind of each document written (a metric)."""
         self.rates = rates
         self.clock = clock
+        self.issued = issued
 
     async def __call__(self, event: CloudEvent, transaction: Transaction) -> None:
         documents, events = SqlDocuments(transaction), SqlEventLog(transaction)
         try:
             if event.type == CONFIRMED:
-                await use_cases.issue_invoice(
+                document = await use_cases.issue_invoice(
                     documents=documents, events=events, rates=self.rates, now=self.clock(),
                     order=OrderConfirmedPayload.model_validate(event.data).domain(),
                 )  # fmt: skip
             elif event.type == REFUNDED:
-                await use_cases.issue_credit_note(
+                document = await use_cases.issue_credit_note(
                     documents=documents, events=events, now=self.clock(),
                     refund=OrderRefundedPayload.model_validate(event.data).domain(),
                 )  # fmt: skip
@@ -93,6 +101,8 @@ class OrderEvents:
         except EventRefused as exc:
             _log.error("an orders event cannot be applied", event_id=event.id, error=exc.reason)
             raise MalformedEvent(exc.reason) from None
+        if document is not None:
+            self.issued(document.kind)
 
 
 def orders_consumer(
