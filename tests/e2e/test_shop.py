@@ -278,3 +278,67 @@ def test_nobody_reads_another_customers_order(shop: Shop) -> None:
     staff = shop.client.get(f"/api/v1/orders/{order['id']}", headers=shop.auth("sam"))
     assert staff.status_code == 200
     assert staff.json()["id"] == order["id"]
+
+
+def _document(shop: Shop, user: str, order_id: str, kind: str) -> dict[str, Any]:
+    """Billing's document of `kind` for the order, once its event has reached billing."""
+    deadline = time.monotonic() + FINAL_WITHIN_S
+    while True:
+        page = shop.client.get("/api/v1/invoices", headers=shop.auth(user))
+        assert page.status_code == 200, page.text
+        found = [d for d in page.json()["items"] if d["order_id"] == order_id and d["kind"] == kind]
+        if found:
+            (document,) = found
+            documented: dict[str, Any] = document
+            return documented
+        assert time.monotonic() < deadline, f"no {kind} for order {order_id}"
+        time.sleep(0.05)  # the event travels through NATS to billing's consumer
+
+
+def test_a_confirmed_order_gets_an_invoice_its_owner_reads_as_json_and_pdf(shop: Shop) -> None:
+    tea, mug = shop.new_product(on_hand=10, price_minor=650), shop.new_product(5, 1_199)
+    order = shop.order("alice", [(tea, 2), (mug, 1)], shop.account("alice")["id"])
+    assert order["state"] == "CONFIRMED", order
+    invoice = _document(shop, "alice", order["id"], "invoice")
+    assert invoice["customer_id"] == order["customer_id"]
+    assert invoice["total_minor"] == order["total_minor"] == 2 * 650 + 1_199
+    assert invoice["net_minor"] + invoice["vat_minor"] == invoice["total_minor"]
+    assert sum(line["amount_minor"] for line in invoice["lines"]) == invoice["total_minor"]
+    assert invoice["transfer_id"] == order["payment_transfer_id"]
+    year, number = invoice["number"].split("-")
+    assert (len(year), len(number)) == (4, 6)
+    path = f"/api/v1/invoices/{invoice['id']}"
+    as_json = shop.client.get(path, headers=shop.auth("alice"))
+    assert as_json.status_code == 200, as_json.text
+    assert as_json.json() == invoice
+    pdf = shop.client.get(path, headers={**shop.auth("alice"), "Accept": "application/pdf"})
+    assert pdf.status_code == 200, pdf.text
+    assert pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-")
+    # Someone else's invoice is the same 404 as one that does not exist; staff read it.
+    theirs = shop.client.get(path, headers=shop.auth("bob"))
+    missing = shop.client.get(f"/api/v1/invoices/{uuid.uuid4()}", headers=shop.auth("bob"))
+    assert theirs.status_code == missing.status_code == 404
+    assert theirs.headers["content-type"] == PROBLEM
+    assert theirs.json()["type"] == missing.json()["type"]
+    assert shop.client.get(path, headers=shop.auth("sam")).status_code == 200
+    unacceptable = shop.client.get(path, headers={**shop.auth("alice"), "Accept": "text/csv"})
+    assert unacceptable.status_code == 406
+    assert unacceptable.headers["content-type"] == PROBLEM
+
+
+def test_a_refunded_order_gets_a_credit_note_for_its_invoice(shop: Shop) -> None:
+    tea = shop.new_product(on_hand=4, price_minor=999)
+    account = shop.account("alice")["id"]
+    order = shop.order("alice", [(tea, 3)], account)
+    invoice = _document(shop, "alice", order["id"], "invoice")
+    before = shop.balance("alice", account)
+    refused = shop.client.post(f"/api/v1/orders/{order['id']}/refund", headers=shop.auth("alice"))
+    assert refused.status_code == 403  # a customer does not refund themselves
+    refunded = shop.client.post(f"/api/v1/orders/{order['id']}/refund", headers=shop.auth("sam"))
+    assert refunded.status_code == 202, refunded.text
+    note = _document(shop, "alice", order["id"], "credit_note")
+    assert note["credits_number"] == invoice["number"]
+    assert note["total_minor"] == -invoice["total_minor"] == -3 * 999
+    assert note["number"] > invoice["number"]
+    assert shop.balance("alice", account) == before + order["total_minor"]

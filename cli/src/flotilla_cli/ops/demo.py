@@ -63,7 +63,11 @@ class _Tour:
             f"  x-request-id: {response.headers.get('x-request-id', '-')}  trace: {trace_id}",
             highlight=False,
         )
-        body: Any = response.json() if response.content else None
+        if response.content and "json" not in response.headers.get("content-type", "json"):
+            self.console.print(f"({len(response.content)} bytes)", highlight=False)
+            body: Any = None
+        else:
+            body = response.json() if response.content else None
         if isinstance(body, dict) and "access_token" in body:
             body = {**body, "access_token": body["access_token"][:32] + "…",
                     "refresh_token": str(body.get("refresh_token", ""))[:8] + "…"}  # fmt: skip
@@ -97,7 +101,8 @@ def run(gateway_url: str, layout: VarLayout, console: Console) -> bool:
         tour = _Tour(client, console)
         tokens = _identity_and_accounts(tour, passwords)
         _transfers(tour, tokens, ids)
-        _shop(tour, tokens)
+        confirmed = _shop(tour, tokens)
+        _billing(tour, tokens, confirmed, passwords["sam"])
     console.rule()
     if tour.surprises:
         console.print("[red]Unexpected answers:[/] " + "; ".join(tour.surprises))
@@ -249,8 +254,9 @@ def _order(tour: _Tour, title: str, token: str, lines: list[dict[str, Any]], acc
     return order
 
 
-def _shop(tour: _Tour, tokens: dict[str, str]) -> None:
-    """The shop: browse, order (a saga: reserve -> pay -> commit), run out, read the history."""
+def _shop(tour: _Tour, tokens: dict[str, str]) -> dict[str, Any]:
+    """The shop: browse, order (a saga: reserve -> pay -> commit), run out, read the history.
+    Returns alice's confirmed order."""
     alice, bob = tokens["alice"], tokens["bob"]
     catalogue = tour.call("Anyone may browse the catalogue", "GET", "/api/v1/products", 200,
                           params={"limit": 10})  # fmt: skip
@@ -279,4 +285,44 @@ def _shop(tour: _Tour, tokens: dict[str, str]) -> None:
         tour, lambda page: any(e["order_id"] == confirmed.get("id") for e in page["items"]),
         "alice's order history (a read model built from the events on NATS)",
         "/api/v1/order-history", alice,
+    )  # fmt: skip
+    return confirmed
+
+
+def _billing(tour: _Tour, tokens: dict[str, str], order: dict[str, Any], sam_password: str) -> None:
+    """Billing (Django REST framework): the invoice of alice's order, as JSON and as a PDF,
+    hidden from bob; support refunds the order and a credit note follows."""
+    alice, bob = tokens["alice"], tokens["bob"]
+    order_id = order.get("id", "missing")
+
+    def document_of(kind: str) -> Callable[[Any], bool]:
+        return lambda page: any(
+            d["order_id"] == order_id and d["kind"] == kind for d in page["items"]
+        )
+
+    page = _until(
+        tour, document_of("invoice"),
+        "billing issued alice's invoice (from order_confirmed, through its inbox on NATS)",
+        "/api/v1/invoices", alice,
+    ).json()  # fmt: skip
+    invoice: dict[str, Any] = next(
+        (d for d in page.get("items", []) if d["order_id"] == order_id), {}
+    )
+    path = f"/api/v1/invoices/{invoice.get('id', 'missing')}"
+    tour.call("alice reads her invoice: lines, VAT, totals in minor units", "GET", path, 200,
+              token=alice)  # fmt: skip
+    pdf = tour.call("...and as a PDF", "GET", path, 200, token=alice,
+                    headers={"Accept": "application/pdf"})  # fmt: skip
+    if pdf.status_code == 200 and not pdf.content.startswith(b"%PDF-"):
+        tour.surprises.append(f"step {tour.step}: the PDF is not a PDF")
+    tour.call("bob asks for alice's invoice: the same 404 as for one that does not exist",
+              "GET", path, 404, token=bob)  # fmt: skip
+    tour.call("An Accept billing cannot serve is a 406 problem", "GET", path, 406, token=alice,
+              headers={"Accept": "text/csv"})  # fmt: skip
+    sam = tour.login("sam", sam_password)
+    tour.call("sam (support) refunds alice's order in full (money back from the shop)",
+              "POST", f"/api/v1/orders/{order_id}/refund", 202, token=sam)  # fmt: skip
+    _until(
+        tour, document_of("credit_note"),
+        "billing issued a credit note for it (from order_refunded)", "/api/v1/invoices", alice,
     )  # fmt: skip
