@@ -75,4 +75,5 @@ def test_flotilla_lists_the_commands_of_every_package() -> None:
         "scale",  # scaling
         "chaos",
         "bench",
+        "new",  # scaffold
     }

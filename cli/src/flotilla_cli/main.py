@@ -2,7 +2,7 @@
 
 This module only assembles the command groups; each package owns its commands:
 `launcher` (up, down), `ops` (status, logs, trace, demo, audit, auth, transfers, events),
-`scaling` (scale), `chaos` and `bench`.
+`scaling` (scale), `chaos`, `bench` and `scaffold` (new).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from flotilla_cli.bench.commands import bench_app
 from flotilla_cli.chaos.commands import chaos_app
 from flotilla_cli.launcher.commands import app as launcher_app
 from flotilla_cli.ops.commands import app as ops_app
+from flotilla_cli.scaffold.command import app as scaffold_app
 from flotilla_cli.scaling.command import app as scaling_app
 
 __all__ = ["app"]
@@ -31,3 +32,4 @@ app.add_typer(ops_app)
 app.add_typer(scaling_app)
 app.add_typer(chaos_app, name="chaos")
 app.add_typer(bench_app, name="bench")
+app.add_typer(scaffold_app, name="new")

@@ -247,6 +247,7 @@ _SETTINGS: dict[str, Callable[[_Wiring, _Slot], dict[str, str]]] = {
     "inventory": _no_settings,
     "orders": _orders_settings,
     "billing": _no_settings,
+    # flotilla new service: settings
 }
 
 

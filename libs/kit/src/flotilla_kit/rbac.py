@@ -21,6 +21,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:create",
             "orders:read",
             "invoices:read",
+            # flotilla new service: customer
         }
     ),
     "support": frozenset(
@@ -36,6 +37,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:refund",
             "invoices:read",
             "invoices:read:any",
+            # flotilla new service: support
         }
     ),
     "admin": frozenset(
@@ -56,6 +58,7 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:refund",
             "invoices:read",
             "invoices:read:any",
+            # flotilla new service: admin
         }
     ),
     # Grants nothing: a tier, held next to another role by the identities of a load test

@@ -209,6 +209,7 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("GET", "/api/v1/order-history", "orders", "orders:read"),
     _r("GET", "/api/v1/invoices", "billing", "invoices:read"),
     _r("GET", "/api/v1/invoices/{invoice_id}", "billing", "invoices:read"),
+    # flotilla new service: routes
 )
 
 
