@@ -35,7 +35,8 @@ def test_every_instance_is_ready(system: RunningSystem) -> None:
     assert status["shards"] == 2
     assert names == [
         "accounts-s0-0", "accounts-s0-1", "accounts-s1-0", "accounts-s1-1",
-        "auth-0", "auth-1", "gateway-0", "inventory-0", "inventory-1", "inventory-relay",
+        "auth-0", "auth-1", "billing-0", "billing-1", "billing-relay",
+        "gateway-0", "inventory-0", "inventory-1", "inventory-relay",
         "orders-0", "orders-1", "orders-relay", "payments-0", "payments-1", "payments-relay",
     ]  # fmt: skip
     assert all(i["ready"] and i["pid"] for i in status["instances"])

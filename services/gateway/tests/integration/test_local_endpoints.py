@@ -71,6 +71,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
     await stack.upstream("payments")
     await stack.upstream("inventory")
     await stack.upstream("orders")
+    await stack.upstream("billing")
     await stack.start_gateway()
     async with stack.client() as client:
         live = await client.get("/livez")
@@ -85,6 +86,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
             "payments": {"healthy": 1, "instances": 1},
             "inventory": {"healthy": 1, "instances": 1},
             "orders": {"healthy": 1, "instances": 1},
+            "billing": {"healthy": 1, "instances": 1},
         },
     }
 
@@ -106,7 +108,7 @@ async def test_readyz_stays_ready_and_names_the_services_without_a_healthy_insta
     body = ready.json()
     assert body["status"] == "ready"
     assert body["unavailable"] == {
-        "services": ["accounts", "payments", "inventory", "orders"],
+        "services": ["accounts", "payments", "inventory", "orders", "billing"],
         "shards": {},
     }
     assert body["services"]["orders"] == {"healthy": 0, "instances": 0}

@@ -59,6 +59,7 @@ class Ledger:
         # The shop's services, so that readiness is about the ledger alone.
         await stack.upstream("inventory")
         await stack.upstream("orders")
+        await stack.upstream("billing")
         await stack.start_gateway(**overrides)
         return cls(stack, shards, payments)
 
