@@ -4,6 +4,7 @@ groups, and the table as printed."""
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from collections import Counter
 from typing import Any
@@ -101,3 +102,22 @@ def test_the_table_names_every_operation_group_and_the_idle_cpu() -> None:
         "accounts", "gateway", "idle: 4.2 % of a core", "load average before [0.5, 0.4, 0.3]",
     ):  # fmt: skip
         assert expected in text
+
+
+def test_a_worker_an_instance_forked_counts_for_its_service() -> None:
+    # granian serves a Flask or Django service from a worker process of the instance's.
+    me = os.getpid()
+    instance = InstanceState(service="billing", name="billing-0", port=1, url="", pid=me)
+    state = SystemState(
+        phase="running", supervisor_pid=psutil.Process(me).ppid(),
+        gateway_url="https://127.0.0.1:1", database="sqlite", started_at=time.time(),
+        instances=[instance],
+    )  # fmt: skip
+    worker = subprocess.Popen(["sleep", "30"])
+    try:
+        processes = SystemProcesses(state)
+        assert processes.groups[me] == "billing"
+        assert processes.groups[worker.pid] == "billing"
+    finally:
+        worker.kill()
+        worker.wait()

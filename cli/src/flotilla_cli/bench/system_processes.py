@@ -2,7 +2,8 @@
 
 Every process under the supervisor counts, and the servers the state names (PostgreSQL,
 NATS, Valkey) in case one runs outside its tree. Instances of one service (or ledger
-shard's service) are summed into one row; relays, the supervisor and each server keep
+shard's service), with the workers they fork (granian's, for a Flask or Django service),
+are summed into one row; relays, the supervisor and each server keep
 their own rows.
 """
 
@@ -23,12 +24,20 @@ def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
 
 
+def _parent(process: psutil.Process) -> int | None:
+    try:
+        return process.ppid()
+    except psutil.Error:
+        return None
+
+
 def _group(process: psutil.Process, state: SystemState, names: dict[int, tuple[str, str]]) -> str:
     if process.pid == state.supervisor_pid:
         return "supervisor"
-    if process.pid in names:
-        service, name = names[process.pid]
-        return name if name.endswith("-relay") else service
+    for pid in (process.pid, _parent(process)):
+        if pid in names:  # an instance, or a worker it forked (a WSGI server's)
+            service, name = names[pid]
+            return name if name.endswith("-relay") else service
     try:
         command = process.name()
     except psutil.Error:
