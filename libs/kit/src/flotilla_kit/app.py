@@ -24,7 +24,7 @@ from flotilla_kit.access_log import ServiceAccessLog
 from flotilla_kit.health import Drain, ReadinessCheck, livez, readyz_endpoint
 from flotilla_kit.metrics import HttpMetrics, metrics_endpoint
 from flotilla_kit.middleware import ObservabilityMiddleware
-from flotilla_kit.problems import install_problem_handlers, problem_response
+from flotilla_kit.problems import PROBLEM_SCHEMA, install_problem_handlers, problem_response
 from flotilla_kit.revocations import RevocationList
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.text import state_the_rule
@@ -59,21 +59,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
     }.items()
 }
 
-_PROBLEM_SCHEMA = {
-    "title": "Problem",
-    "description": "RFC 9457 problem details.",
-    "type": "object",
-    "required": ["type", "title", "status"],
-    "properties": {
-        "type": {"type": "string", "format": "uri"},
-        "title": {"type": "string"},
-        "status": {"type": "integer"},
-        "detail": {"type": "string"},
-        "instance": {"type": "string"},
-        "request_id": {"type": "string"},
-    },
-    "additionalProperties": True,
-}
 
 
 _log = structlog.get_logger("flotilla.app")
@@ -284,7 +269,7 @@ def create_service_app(
     def openapi() -> dict[str, object]:
         schema = default_openapi()
         components = schema.setdefault("components", {})
-        components.setdefault("schemas", {})["Problem"] = _PROBLEM_SCHEMA
+        components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
         # Any route may answer 422: the kit's middleware refuses a path or a query that
         # holds text the rule refuses (flotilla_kit.text) before a route is chosen.
         for operations in schema.get("paths", {}).values():

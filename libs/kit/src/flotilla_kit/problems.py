@@ -31,6 +31,7 @@ __all__ = [
     "GENERIC_PROBLEMS",
     "PROBLEM_BASE",
     "PROBLEM_CONTENT_TYPE",
+    "PROBLEM_SCHEMA",
     "Problem",
     "ProblemRule",
     "ProblemTable",
@@ -40,6 +41,24 @@ __all__ = [
     "problem_type",
     "refused_text",
 ]
+
+# The JSON schema of a problem, as every service documents it (FastAPI's and the WSGI
+# chassis's OpenAPI documents share it, so the gateway's merge keeps one copy).
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details.",
+    "type": "object",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "additionalProperties": True,
+}
 
 PROBLEM_CONTENT_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://flotilla.dev/problems/"

@@ -9,7 +9,8 @@ Routes, the same in every kind:
   `traceparent` an outgoing call would carry;
 - `GET /api/v1/items/{item_id}`: needs `orders:read`; answers the item id and the caller;
 - `POST /api/v1/items`: anyone; a validated body (`Item`; on Django, a DRF serializer
-  validating with it); 201 with the item;
+  validating with it, the view's `serializer_class`); 201 with the item; its body
+  declared for the OpenAPI document (`documented` on Flask);
 - `GET /api/v1/boom`: anyone; raises (a 500);
 and one readiness check, failing while `FLOTILLA_UNREADY_FILE` exists.
 
@@ -33,6 +34,7 @@ from flotilla_kit.context import current_request_id
 from flotilla_kit.flask import (
     create_flask_app,
     current_principal,
+    documented,
     public,
     request_model,
     require_permission,
@@ -113,6 +115,7 @@ def build_flask(settings: ContractSettings) -> Any:
 
     @routes.post("/api/v1/items")
     @public
+    @documented(body=Item, status=201)
     def add_item() -> tuple[Response, int]:
         return jsonify(request_model(Item).model_dump()), 201
 
@@ -136,6 +139,7 @@ def build_django(settings: ContractSettings) -> Any:
     from rest_framework.decorators import api_view, permission_classes  # noqa: PLC0415
     from rest_framework.request import Request  # noqa: PLC0415
     from rest_framework.response import Response as DrfResponse  # noqa: PLC0415
+    from rest_framework.views import APIView  # noqa: PLC0415
 
     item_serializer = kit.model_serializer(Item)
 
@@ -149,10 +153,13 @@ def build_django(settings: ContractSettings) -> Any:
     def item(request: Request, item_id: str) -> DrfResponse:
         return DrfResponse({"item_id": item_id, "subject": kit.current_principal(request).subject})
 
-    @api_view(["POST"])
-    @permission_classes([kit.public])
-    def add_item(request: Request) -> DrfResponse:
-        return DrfResponse(kit.validated_body(request, item_serializer).data, status=201)
+    class AddItem(APIView):  # the body declared as a view's `serializer_class`
+        permission_classes = [kit.public]
+        serializer_class = item_serializer
+
+        @kit.documented(status=201)
+        def post(self, request: Request) -> DrfResponse:
+            return DrfResponse(kit.validated_body(request, item_serializer).data, status=201)
 
     @api_view(["GET"])
     @permission_classes([kit.public])
@@ -165,7 +172,7 @@ def build_django(settings: ContractSettings) -> Any:
         urlpatterns=[
             path("api/v1/public", public_route),
             path("api/v1/items/<str:item_id>", item),
-            path("api/v1/items", add_item),
+            path("api/v1/items", AddItem.as_view()),
             path("api/v1/boom", boom),
         ],
         readiness=_readiness(settings),

@@ -17,6 +17,7 @@ import pytest
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, problem_type
 from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 from flotilla_kit.tls import client_context
+from libs.kit.tests.contract.contract_service import ContractSettings, build_fastapi
 from libs.kit.tests.contract.served import KINDS, MAX_BODY_BYTES, KeyServer, Service, start_service
 
 _TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -190,6 +191,49 @@ def test_metrics_have_the_same_names_and_labels(client: httpx.Client, minter: To
         'flotilla_http_requests_in_flight{service="contract"}',
     ):
         assert line in text, line
+
+
+# --- the OpenAPI document -------------------------------------------------------------
+
+
+def _operations(document: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(method, path) for path, item in document["paths"].items() for method in item}
+
+
+def _resolved(document: dict[str, Any], schema: dict[str, Any]) -> Any:
+    name = schema["$ref"].removeprefix("#/components/schemas/")
+    return document["components"]["schemas"][name]
+
+
+def test_the_openapi_document_lists_what_fastapis_lists(client: httpx.Client) -> None:
+    # FastAPI's document of the same service is the reference.
+    reference = build_fastapi(ContractSettings(service_name="contract")).openapi()
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"] == "3.1.0"
+    assert document["info"]["title"] == "contract"
+    # The same operations; the kit's routes and the document itself hidden alike.
+    assert _operations(document) == _operations(reference)
+    paths = document["paths"]
+    ref_paths = reference["paths"]
+    # The POST's body: the same schema, under the same name.
+    add, ref_add = paths["/api/v1/items"]["post"], ref_paths["/api/v1/items"]["post"]
+    body = add["requestBody"]["content"]["application/json"]["schema"]
+    ref_body = ref_add["requestBody"]["content"]["application/json"]["schema"]
+    assert body == ref_body == {"$ref": "#/components/schemas/Item"}
+    assert _resolved(document, body) == _resolved(reference, ref_body)
+    assert "201" in add["responses"]
+    # Path parameters as FastAPI's (the kit's text rule as their pattern).
+    item = paths["/api/v1/items/{item_id}"]["get"]
+    assert item["parameters"] == ref_paths["/api/v1/items/{item_id}"]["get"]["parameters"]
+    # Errors as the kit's problem, the schema named and written as FastAPI's, so the
+    # gateway's merge shares it.
+    schemas, ref_schemas = document["components"]["schemas"], reference["components"]["schemas"]
+    assert schemas["Problem"] == ref_schemas["Problem"]
+    problem = {"$ref": "#/components/schemas/Problem"}
+    answers = paths["/api/v1/public"]["get"]["responses"]
+    assert answers["422"]["content"][PROBLEM_CONTENT_TYPE]["schema"] == problem
 
 
 # --- request id and trace context -----------------------------------------------------

@@ -11,7 +11,7 @@ from flotilla_kit import django as kit  # configures Django before REST framewor
 
 # isort: split
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,6 +19,7 @@ import httpx
 import pytest
 from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import include, path, re_path
+from pydantic import Field
 from rest_framework import serializers
 from rest_framework.decorators import api_view, permission_classes
 from rest_framework.request import Request
@@ -29,6 +30,7 @@ from flotilla_kit.context import current_request_id
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing import TokenMinter
+from flotilla_kit.text import ApiModel
 
 
 def _settings() -> ServiceSettings:
@@ -382,3 +384,112 @@ def test_a_body_the_view_read_first_is_still_validated(served: list[kit.Flotilla
     client = _client(_app([path("api/v1/peek", peek)]), served)
     answer = client.post("/api/v1/peek", json={"customer": "ann", "lines": []})
     assert (answer.status_code, answer.json()) == (200, {"customer": "ann", "lines": []})
+
+
+# --- the OpenAPI document ----------------------------------------------------------------
+
+
+class Thing(ApiModel):
+    name: str
+
+
+class ThingQuery(ApiModel):
+    limit: int = Field(default=20, ge=1, le=100)
+    after: str | None = None
+
+
+@kit.documented(response=Thing, query=ThingQuery, alternatives={"application/pdf": "As a PDF."})
+class ThingDetail(APIView):
+    """Read a thing.
+
+    Yours only."""
+
+    permission_classes = [kit.require_permission("things:read")]
+
+    def get(self, request: Request, thing_id: int) -> Response:
+        return Response({"name": str(thing_id)})
+
+
+class Things(APIView):
+    permission_classes = [kit.authenticated]
+    serializer_class = kit.model_serializer(Thing)
+
+    def get_permissions(self) -> Sequence[Any]:
+        if self.request.method == "POST":
+            return [kit.require_permission("things:write")()]
+        return super().get_permissions()
+
+    def get(self, request: Request) -> Response:
+        """List the things."""
+        return Response([])
+
+    @kit.documented(response=Thing, status=201)
+    def post(self, request: Request) -> Response:
+        return Response(kit.validated_body(request, self.serializer_class).data, status=201)
+
+
+@kit.documented(body=Thing)
+@api_view(["PUT"])
+@permission_classes([kit.public])
+def replace_thing(request: Request, thing_id: str) -> Response:
+    """Replace a thing."""
+    return Response({})
+
+
+def test_the_openapi_document_says_what_each_view_declares(
+    served: list[kit.FlotillaDjango],
+) -> None:
+    app = _app(
+        [
+            path("api/v1/things/<int:thing_id>", ThingDetail.as_view()),
+            path("api/v1/things", Things.as_view()),
+            re_path(r"^api/v1/other/(?P<thing_id>\w+)$", replace_thing),
+        ]
+    )
+    response = _client(app, served).get("/openapi.json", headers={"Accept": "text/html"})
+    assert response.status_code == 200  # public, whatever it accepts, as /metrics
+    document = response.json()
+    paths = document["paths"]
+    # Only the service's routes: not /livez, /readyz, /metrics, /openapi.json.
+    assert {(m, p) for p, item in paths.items() for m in item} == {
+        ("get", "/api/v1/things/{thing_id}"),
+        ("get", "/api/v1/things"),
+        ("post", "/api/v1/things"),
+        ("put", "/api/v1/other/{thing_id}"),
+    }
+    detail = paths["/api/v1/things/{thing_id}"]["get"]
+    assert detail["summary"] == "Read a thing."
+    assert detail["description"] == "Yours only.\n\nNeeds the permission `things:read`."
+    assert detail["security"] == [{"bearer": []}]
+    assert detail["operationId"] == "ThingDetail_api_v1_things__thing_id__get"
+    parameters = {(p["in"], p["name"]): p for p in detail["parameters"]}
+    assert parameters["path", "thing_id"]["schema"]["type"] == "integer"
+    assert parameters["query", "limit"]["required"] is False
+    assert parameters["query", "limit"]["schema"]["maximum"] == 100
+    assert parameters["query", "after"]["schema"]["anyOf"][0]["pattern"]  # the text rule
+    ok = detail["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Thing"}
+    assert ok["application/pdf"]["schema"]["contentMediaType"] == "application/pdf"
+    assert {"401", "403", "404", "406", "422"} <= set(detail["responses"])
+    assert document["components"]["schemas"]["Thing"]["required"] == ["name"]
+    assert "bearer" in document["components"]["securitySchemes"]
+
+    listed = paths["/api/v1/things"]["get"]
+    assert listed["summary"] == "List the things."
+    assert "403" not in listed["responses"]  # any valid token
+    assert "requestBody" not in listed
+    added = paths["/api/v1/things"]["post"]
+    assert added["summary"] == "Things"  # no docstring: the view's name, as FastAPI's
+    assert added["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Thing"
+    }  # from serializer_class
+    assert set(added["responses"]) >= {"201", "400", "401", "403", "413", "422"}
+    # A rule per method (`get_permissions`): each operation says its own.
+    assert listed["description"] == "Needs a valid access token (any caller)."
+    assert added["description"] == "Needs the permission `things:write`."
+
+    replaced = paths["/api/v1/other/{thing_id}"]["put"]
+    assert replaced["summary"] == "Replace a thing."
+    assert "security" not in replaced
+    assert replaced["description"] == "Public: no access token needed."
+    assert replaced["requestBody"]["required"] is True

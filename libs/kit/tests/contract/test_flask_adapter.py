@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from flask import Blueprint, Response, jsonify
+from pydantic import Field
 
 from flotilla_kit.context import RequestContext, current_request_id, reset_context, set_context
 from flotilla_kit.flask import (
@@ -20,11 +21,15 @@ from flotilla_kit.flask import (
     SharedDrain,
     authenticated,
     create_flask_app,
+    documented,
     public,
+    request_model,
+    require_permission,
 )
 from flotilla_kit.flask._app import _route_template
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.testing import TokenMinter
+from flotilla_kit.text import ApiModel
 
 
 def _settings() -> ServiceSettings:
@@ -188,3 +193,68 @@ def test_the_lifespan_runs_from_the_start_of_serving_to_its_stop() -> None:
     finally:
         app.chassis.stop()
     assert events == ["entered", "exited"]
+
+
+# --- the OpenAPI document ----------------------------------------------------------------
+
+
+class Thing(ApiModel):
+    name: str
+
+
+class ThingQuery(ApiModel):
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+def test_the_openapi_document_says_what_each_view_declares() -> None:
+    routes = Blueprint("things", __name__)
+
+    @routes.get("/api/v1/things/<int:thing_id>")
+    @require_permission("things:read")
+    @documented(response=Thing, query=ThingQuery, alternatives={"application/pdf": "A PDF."})
+    def thing(thing_id: int) -> Response:
+        """Read a thing.
+
+        Yours only."""
+        return jsonify({"name": str(thing_id)})
+
+    @routes.post("/api/v1/things")
+    @documented(body=Thing, response=Thing, status=201)  # above the rule works as well
+    @authenticated
+    def add_thing() -> tuple[Response, int]:
+        return jsonify(request_model(Thing).model_dump()), 201
+
+    app = create_flask_app(
+        _settings(), name="adapter", blueprints=[routes], readiness={},
+        verifier=TokenMinter().verifier(),
+    )  # fmt: skip
+    try:
+        response = app.test_client().get("/openapi.json")
+    finally:
+        app.chassis.stop()
+    assert response.status_code == 200
+    document = response.get_json()
+    paths = document["paths"]
+    # Only the service's routes: not /livez, /readyz, /metrics, /openapi.json.
+    assert {(m, p) for p, item in paths.items() for m in item} == {
+        ("get", "/api/v1/things/{thing_id}"),
+        ("post", "/api/v1/things"),
+    }
+    read = paths["/api/v1/things/{thing_id}"]["get"]
+    assert read["summary"] == "Read a thing."
+    assert read["description"] == "Yours only.\n\nNeeds the permission `things:read`."
+    assert read["operationId"] == "thing_api_v1_things__thing_id__get"
+    assert read["security"] == [{"bearer": []}]
+    parameters = {(p["in"], p["name"]): p for p in read["parameters"]}
+    assert parameters["path", "thing_id"]["schema"]["type"] == "integer"
+    assert parameters["query", "limit"]["schema"]["maximum"] == 100
+    ok = read["responses"]["200"]["content"]
+    assert ok["application/json"]["schema"] == {"$ref": "#/components/schemas/Thing"}
+    assert ok["application/pdf"]["schema"]["contentMediaType"] == "application/pdf"
+    added = paths["/api/v1/things"]["post"]
+    assert added["summary"] == "Add Thing"  # no docstring: FastAPI's summary of its name
+    assert added["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/Thing"
+    }
+    assert set(added["responses"]) == {"201", "400", "401", "413", "422"}
+    assert added["description"] == "Needs a valid access token (any caller)."

@@ -18,6 +18,7 @@ import pytest
 
 from flotilla_billing.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_billing.domain import ConfirmedOrder, Document, OrderLine, RefundedOrder, VatRates
+from flotilla_billing.entrypoints.schemas import DocumentOut, DocumentPage
 from flotilla_billing.service_layer import use_cases
 from flotilla_kit.db import Database
 from flotilla_kit.testing import TokenMinter
@@ -105,6 +106,8 @@ async def test_own_documents_as_json_and_pdf_and_nobody_elses(
     )  # fmt: skip
     assert (body["net_minor"], body["vat_minor"], body["total_minor"]) == (-1250, -105, -1355)
     assert [line["vat_rate_bp"] for line in body["lines"]] == [2000, 550]
+    # The documented shape is the answer's (the OpenAPI document's response model).
+    assert DocumentOut.model_validate(body).model_dump(mode="json") == body
     pdf = await get(
         served, f"{INVOICES}/{note.id}", headers={**auth(tokens), "Accept": "application/pdf"}
     )
@@ -138,7 +141,35 @@ async def test_own_documents_as_json_and_pdf_and_nobody_elses(
     assert html.headers["content-type"] == PROBLEM
     assert html.json()["type"].endswith("/not-acceptable")
     metrics = (await get(served, "/metrics")).text
-    assert 'route="/api/v1/invoices/{document_id}"' in metrics
+    assert 'route="/api/v1/invoices/{invoice_id}"' in metrics
+
+
+async def test_the_openapi_document_lists_both_operations(served: Served) -> None:
+    # Public, as FastAPI's: the gateway fetches it for the aggregated docs.
+    answer = await get(served, "/openapi.json")
+    assert answer.status_code == 200, answer.text
+    document = answer.json()
+    assert document["info"]["title"] == "billing"
+    paths = document["paths"]
+    assert {(m, p) for p, item in paths.items() for m in item} == {
+        ("get", INVOICES),
+        ("get", f"{INVOICES}/{{invoice_id}}"),
+    }  # the gateway's policy's templates; not /livez, /readyz, /metrics, /openapi.json
+    listed = paths[INVOICES]["get"]
+    assert [p["name"] for p in listed["parameters"]] == ["limit", "after", "customer_id"]
+    assert listed["security"] == [{"bearer": []}]
+    assert "`invoices:read`" in listed["description"]
+    page = listed["responses"]["200"]["content"]["application/json"]["schema"]
+    assert page == {"$ref": "#/components/schemas/DocumentPage"}
+    one = paths[f"{INVOICES}/{{invoice_id}}"]["get"]
+    assert one["summary"] == "One invoice or credit note, as JSON or as a PDF."
+    assert set(one["responses"]["200"]["content"]) == {"application/json", "application/pdf"}
+    assert one["responses"]["404"]["content"][PROBLEM]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    assert {"DocumentOut", "DocumentLineOut", "DocumentPage", "Problem"} <= set(
+        document["components"]["schemas"]
+    )
 
 
 async def test_access_and_paging(
@@ -158,6 +189,7 @@ async def test_access_and_paging(
         params: dict[str, Any] = {"limit": 2, **({"after": after} if after else {})}
         page = await get(served, INVOICES, headers=auth(tokens), params=params)
         assert page.status_code == 200, page.text
+        assert DocumentPage.model_validate(page.json()).model_dump(mode="json") == page.json()
         numbers += [item["number"] for item in page.json()["items"]]
         after = page.json()["next_after"]
         if after is None:

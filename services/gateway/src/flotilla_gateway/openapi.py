@@ -101,6 +101,16 @@ def _routed_operations(service: str, path: str, item: Any, owner: Owner) -> dict
     return {**shared, **kept}
 
 
+def _security_schemes(documents: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`{"securitySchemes": ...}` with the schemes operations name in `security` (the WSGI
+    chassis's `bearer`), so every scheme referred to is defined; `{}` when none is."""
+    schemes: dict[str, Any] = {}
+    for _, document in sorted(documents.items()):
+        for name, scheme in document.get("components", {}).get("securitySchemes", {}).items():
+            schemes.setdefault(name, scheme)
+    return {"securitySchemes": schemes} if schemes else {}
+
+
 def merge_documents(documents: Mapping[str, Mapping[str, Any]], owner: Owner) -> Document:
     """Merge each service's document; `owner(method, path)` names the service the policy
     sends that operation to, or None when the policy does not list it."""
@@ -139,7 +149,7 @@ def merge_documents(documents: Mapping[str, Mapping[str, Any]], owner: Owner) ->
         "info": {"title": "Flotilla API", "version": "1.0.0"},
         "servers": [{"url": "/"}],
         "paths": dict(sorted(paths.items())),
-        "components": {"schemas": merged_schemas},
+        "components": {"schemas": merged_schemas, **_security_schemes(documents)},
     }
     if tags:
         merged["tags"] = list(tags.values())

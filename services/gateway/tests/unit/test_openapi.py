@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel
+
 from flotilla_gateway.openapi import merge_documents
 from flotilla_gateway.routes import PUBLIC, RoutePolicy, operation_owner
 
@@ -149,3 +151,66 @@ def test_no_documents_give_an_empty_but_valid_description() -> None:
     assert merged["paths"] == {}
     assert merged["components"] == {"schemas": {}}
     assert merged["openapi"] == "3.1.0"
+
+
+class Page(BaseModel):
+    items: list[str]
+
+
+def test_a_wsgi_services_document_merges_with_a_fastapi_services() -> None:
+    """The kit writes the document of a Flask or Django service (`flotilla_kit.wsgi`);
+    its `Problem` is FastAPI's, so the merge shares it rather than prefixing two."""
+    from fastapi import APIRouter  # noqa: PLC0415 - only this test builds services
+
+    from flotilla_kit.app import PROBLEM_RESPONSES, create_service_app  # noqa: PLC0415
+    from flotilla_kit.settings import ServiceSettings  # noqa: PLC0415
+    from flotilla_kit.testing import TokenMinter  # noqa: PLC0415
+    from flotilla_kit.wsgi import Declared, Operation, openapi_document  # noqa: PLC0415
+
+    router = APIRouter(responses=PROBLEM_RESPONSES)
+
+    @router.get("/api/v1/accounts")
+    async def accounts() -> Page:
+        return Page(items=[])
+
+    fastapi_document = create_service_app(
+        ServiceSettings(service_name="accounts"), title="accounts", routers=[router],
+        readiness={}, verifier=TokenMinter().verifier(),
+    ).openapi()  # fmt: skip
+    wsgi_document = openapi_document(
+        "billing",
+        [
+            Operation("get", "/api/v1/invoices", "InvoiceList", "List.", ("invoices:read",),
+                      Declared(response=Page)),
+            Operation("get", "/api/v1/invoices/{invoice_id}", "InvoiceDetail", None,
+                      ("invoices:read",)),
+        ],
+    )  # fmt: skip
+    policy = operation_owner(
+        [
+            RoutePolicy("GET", "/api/v1/accounts", "accounts", "accounts:read"),
+            RoutePolicy("GET", "/api/v1/invoices", "billing", "invoices:read"),
+            RoutePolicy("GET", "/api/v1/invoices/{invoice_id}", "billing", "invoices:read"),
+        ]
+    )
+    merged = merge_documents({"accounts": fastapi_document, "billing": wsgi_document}, policy)
+    assert list(merged["paths"]) == [
+        "/api/v1/accounts",
+        "/api/v1/invoices",
+        "/api/v1/invoices/{invoice_id}",
+    ]
+    schemas = merged["components"]["schemas"]
+    assert "Problem" in schemas
+    assert not any(name.endswith("_Problem") for name in schemas)
+    assert schemas["Page"] == wsgi_document["components"]["schemas"]["Page"]
+    detail = merged["paths"]["/api/v1/invoices/{invoice_id}"]["get"]
+    assert detail["responses"]["404"]["content"]["application/problem+json"]["schema"] == ref(
+        "Problem"
+    )
+    # The bearer scheme its operations name in `security` is defined in the merge too.
+    (requirement,) = detail["security"]
+    (scheme,) = requirement
+    assert (
+        merged["components"]["securitySchemes"][scheme]
+        == (wsgi_document["components"]["securitySchemes"][scheme])
+    )

@@ -25,6 +25,13 @@ naming each field (`["body", "field", ...]`, DRF's message and code). A serializ
 by `model_serializer(Model)` validates with a kit request model (`flotilla_kit.text.
 ApiModel`): the same rules, messages and codes as the FastAPI and Flask services.
 
+**The OpenAPI document.** `GET /openapi.json` (public) documents every DRF view's
+route as FastAPI's document would (summary from the docstring, path parameters, the
+permission classes in the description and `security` unless public, the kit's `Problem`
+for errors). A view's `serializer_class = model_serializer(Model)` is the body of its
+POST, PUT and PATCH; `@documented(body=..., response=..., query=..., alternatives=...)`
+on the view class, one of its methods or above `@api_view` declares the rest.
+
 **Async kit parts.** `run(coroutine)` runs a coroutine on the app's event loop from a
 view (the kit's `Database`, `UnitOfWork`, `HttpClient`); `lifespan` (an async context
 manager factory) is entered on that loop when serving starts, in the worker process,
@@ -85,6 +92,7 @@ from flotilla_kit.django._problems import (  # noqa: E402
     model_serializer,
     validated_body,
 )
+from flotilla_kit.wsgi import documented  # noqa: E402
 
 __all__ = [
     "ApiModelSerializer",
@@ -93,6 +101,7 @@ __all__ = [
     "configure_django",
     "create_django_app",
     "current_principal",
+    "documented",
     "model_serializer",
     "public",
     "require_permission",

@@ -31,6 +31,7 @@ __all__ = [
     "CHASSIS_KEY",
     "DenyAll",
     "KitPermission",
+    "PermissionRule",
     "authenticated",
     "current_principal",
     "public",
@@ -96,7 +97,9 @@ class authenticated(KitPermission):  # noqa: N801 - used as a rule's name: [auth
         return True
 
 
-class _PermissionRule(KitPermission):
+class PermissionRule(KitPermission):
+    """The classes `require_permission` makes (`permission` is the one they need)."""
+
     permission = ""
 
     def has_permission(self, request: Request, view: APIView) -> bool:
@@ -116,7 +119,7 @@ def require_permission(permission: str) -> type[BasePermission]:
         "__doc__": f"Callers granted {permission!r}.",
         "__module__": __name__,
     }
-    return type(f"require_permission({permission!r})", (_PermissionRule,), attributes)
+    return type(f"require_permission({permission!r})", (PermissionRule,), attributes)
 
 
 class DenyAll(BasePermission):

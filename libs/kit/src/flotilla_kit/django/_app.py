@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import io
 import re
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.core.handlers.wsgi import WSGIHandler
@@ -17,17 +19,28 @@ from rest_framework.views import APIView
 
 from flotilla_kit.app import token_verifier_for
 from flotilla_kit.django import _problems
-from flotilla_kit.django._access import CHASSIS_KEY
+from flotilla_kit.django._access import (
+    CHASSIS_KEY,
+    PermissionRule,
+    authenticated,
+    public,
+)
+from flotilla_kit.django._problems import ApiModelSerializer
 from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.problems import PROBLEM_CONTENT_TYPE, Problem
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.tokens import TokenVerifier
 from flotilla_kit.wsgi import (
+    DOCUMENT_PATH,
+    OPENAPI_KEY,
     ROUTE_KEY,
     BodyTooLarge,
     Chassis,
+    Declared,
     Lifespan,
     ObservedWsgi,
+    Operation,
+    openapi_document,
     problem_bytes,
     too_large,
 )
@@ -41,6 +54,9 @@ _T = TypeVar("_T")
 _KIT_ROUTE = "__flotilla_kit_route__"
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _GROUP = re.compile(r"\(\?P<([^<>]+)>[^)]*\)")
+_CONVERTED = re.compile(r"<([^:<>]+):([^<>]+)>")
+_TYPES = {"int": "integer"}
+_WITH_BODY = frozenset({"post", "put", "patch"})
 _current: contextvars.ContextVar[Chassis] = contextvars.ContextVar("flotilla_django_chassis")
 
 
@@ -121,10 +137,86 @@ def _refuse_views_without_access_rule(patterns: Sequence[URLPattern | URLResolve
         )
 
 
+# --- the OpenAPI document ---------------------------------------------------------------
+
+
+def _access_of(cls: type[APIView], method: str) -> tuple[str, ...]:
+    """The rules a request with `method` meets: the view's `get_permissions()` (which a
+    view may override per method), else its `permission_classes`."""
+    classes: list[Any]
+    try:
+        view = cls()
+        view.request = SimpleNamespace(method=method.upper())  # type: ignore[assignment]
+        classes = [type(rule) for rule in view.get_permissions()]
+    except (AttributeError, TypeError):  # an override needing more than the method
+        classes = list(cls.permission_classes)
+    rules = []
+    for rule in classes:
+        if isinstance(rule, type) and issubclass(rule, public):
+            rules.append("public")
+        elif isinstance(rule, type) and issubclass(rule, authenticated):
+            rules.append("authenticated")
+        elif isinstance(rule, type) and issubclass(rule, PermissionRule):
+            rules.append(rule.permission)
+        else:
+            rules.append(getattr(rule, "__name__", str(rule)))
+    return tuple(rules)
+
+
+def _declared(
+    cls: type[APIView], handler: Callable[..., Any], view: Callable[..., Any], method: str
+) -> Declared:
+    """What `documented(...)` declared on the method, the `api_view` function or the
+    class; a `model_serializer(Model)` as the class's `serializer_class` is the body."""
+    declared: Declared = next(
+        (d for d in (getattr(o, OPENAPI_KEY, None) for o in (handler, view, cls)) if d),
+        Declared(),
+    )
+    serializer = getattr(cls, "serializer_class", None)
+    if (
+        declared.body is None
+        and method in _WITH_BODY
+        and isinstance(serializer, type)
+        and issubclass(serializer, ApiModelSerializer)
+    ):
+        declared = dataclasses.replace(declared, body=serializer.model)
+    return declared
+
+
+def _operations(patterns: Sequence[URLPattern | URLResolver]) -> list[Operation]:
+    """Every method of every REST framework view of the service, in the URLs' order."""
+    found = []
+    for route, view in _views(patterns):
+        cls = getattr(view, "cls", None)
+        if not (isinstance(cls, type) and issubclass(cls, APIView)):
+            continue
+        path_types = {
+            name: _TYPES[converter]
+            for converter, name in _CONVERTED.findall(route)
+            if converter in _TYPES
+        }
+        for method in cls.http_method_names:
+            handler = getattr(cls, method, None)
+            if method in ("head", "options") or handler is None:
+                continue
+            found.append(
+                Operation(
+                    method=method,
+                    path=route_template(route),
+                    name=cls.__name__,
+                    doc=handler.__doc__ or cls.__doc__,
+                    access=_access_of(cls, method),
+                    declared=_declared(cls, handler, view, method),
+                    path_types=path_types,
+                )
+            )
+    return found
+
+
 # --- the kit's routes: plain Django views (no content negotiation: a scraper's Accept) --
 
 
-def _kit_routes(chassis: Chassis) -> list[URLPattern]:
+def _kit_routes(chassis: Chassis, document: dict[str, Any]) -> list[URLPattern]:
     def only_get(request: HttpRequest) -> HttpResponse | None:
         if request.method in ("GET", "HEAD"):
             return None
@@ -154,8 +246,12 @@ def _kit_routes(chassis: Chassis) -> list[URLPattern]:
         refused = only_get(request)
         return refused or HttpResponse(chassis.metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
+    def openapi(request: HttpRequest) -> HttpResponse:
+        return only_get(request) or JsonResponse(document)
+
     routes = []
-    for route, view in (("livez", livez), ("readyz", readyz), ("metrics", metrics)):
+    kit_views = [("livez", livez), ("readyz", readyz), ("metrics", metrics)]
+    for route, view in [*kit_views, (DOCUMENT_PATH.removeprefix("/"), openapi)]:
         setattr(view, _KIT_ROUTE, True)
         routes.append(path(route, view))
     return routes
@@ -240,7 +336,8 @@ def create_django_app(
 ) -> FlotillaDjango:
     """The Django REST framework app of a service (`name` names it in logs): problem+json
     for every error, the request context and RED metrics per request, `/livez`,
-    `/readyz`, `/metrics`, token checks. Every view of `urlpatterns` is a DRF view that
+    `/readyz`, `/metrics`, `/openapi.json` (the views' routes, permission classes and
+    what `documented(...)` declares), token checks. Every view of `urlpatterns` is a DRF view that
     declares its `permission_classes` (`require_permission(...)`, `authenticated`,
     `public`); one that does not stops the build (`TypeError`). `lifespan` (an async
     context manager factory: a `Database`, consumers) is entered on the chassis's loop
@@ -253,5 +350,6 @@ def create_django_app(
         readiness=readiness,
         lifespan=lifespan,
     )
-    handler = _Handler(_Urls([*patterns, *_kit_routes(chassis)]))
+    document = openapi_document(name, _operations(patterns))
+    handler = _Handler(_Urls([*patterns, *_kit_routes(chassis, document)]))
     return FlotillaDjango(name, handler, chassis)

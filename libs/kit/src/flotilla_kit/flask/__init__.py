@@ -13,6 +13,10 @@ traces continued from `traceparent` (the kit's `HttpClient` passes them on). Eve
 declares who may call it: `require_permission("orders:read")`, `authenticated` or
 `public`; a view without one stops the build (deny by default). `request_model(Model)`
 reads a JSON body into a request model (`flotilla_kit.text.ApiModel`).
+`GET /openapi.json` documents every view's route (as FastAPI's document would: summary
+from the docstring, path parameters, the access rule, `security` unless public, the
+kit's `Problem` for errors); `@documented(body=Model, response=Model, query=Model)`
+declares the models a view reads and answers, since its body is read inside it.
 
 **Async parts in a sync app.** The verifier, the JWKS cache, the revocation list, the
 readiness checks and `HttpClient` are asyncio code, written once for the FastAPI
@@ -36,9 +40,9 @@ so an authenticated request pays the hop once per token, not per request.
 **What differs from FastAPI.** A view without an access rule is refused when the app
 is built (FastAPI's routes have no such check: there the gateway's deny-by-default
 policy and each route's dependency do it); request bodies are read with
-`request_model(...)` inside the view rather than declared in its signature; an answer is
-collected whole before it is sent (the services answer JSON documents); there is no
-OpenAPI document.
+`request_model(...)` inside the view rather than declared in its signature (so the
+OpenAPI document knows it from `@documented(body=...)`); an answer is collected whole
+before it is sent (the services answer JSON documents).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ from flotilla_kit.flask._app import (
     request_model,
     require_permission,
 )
-from flotilla_kit.wsgi import BackgroundLoop, SharedDrain
+from flotilla_kit.wsgi import BackgroundLoop, SharedDrain, documented
 from flotilla_kit.wsgi import Chassis as FlaskChassis
 
 __all__ = [
@@ -63,6 +67,7 @@ __all__ = [
     "authenticated",
     "create_flask_app",
     "current_principal",
+    "documented",
     "public",
     "request_model",
     "require_permission",

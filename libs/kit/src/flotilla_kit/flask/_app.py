@@ -21,11 +21,16 @@ from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.text import TextRefused
 from flotilla_kit.tokens import Principal, TokenError, TokenVerifier
 from flotilla_kit.wsgi import (
+    DOCUMENT_PATH,
+    OPENAPI_KEY,
     ROUTE_KEY,
     BodyTooLarge,
     Chassis,
+    Declared,
     Lifespan,
     ObservedWsgi,
+    Operation,
+    openapi_document,
     problem_bytes,
     too_large,
 )
@@ -49,7 +54,11 @@ _security_log = get_logger("flotilla.security")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flotilla"'}
 # Set on a view by the decorators below: who may call it.
 _ACCESS = "__flotilla_access__"
+# Set on the kit's own views (`/livez`, ...): left out of the OpenAPI document.
+_KIT_ROUTE = "__flotilla_kit_route__"
 _PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+_CONVERTED = re.compile(r"<([^:<>]+):([^<>]+)>")
+_TYPES = {"int": "integer", "float": "number"}
 
 
 class FlotillaFlask(Flask):
@@ -176,6 +185,39 @@ def request_model(model: type[_M]) -> _M:
         ) from None  # fmt: skip
 
 
+# --- the OpenAPI document -------------------------------------------------------------
+
+
+def _operations(app: Flask) -> list[Operation]:
+    """Every method of every route of the service's views (not the kit's), in the order
+    they were added."""
+    found = []
+    for rule in app.url_map.iter_rules():
+        view = app.view_functions.get(rule.endpoint)
+        if view is None or getattr(view, _KIT_ROUTE, False):
+            continue
+        access = getattr(view, _ACCESS, "")
+        declared = getattr(view, OPENAPI_KEY, Declared())
+        path_types = {
+            name: _TYPES[converter]
+            for converter, name in _CONVERTED.findall(rule.rule)
+            if converter in _TYPES
+        }
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            found.append(
+                Operation(
+                    method=method.lower(),
+                    path=_route_template(rule.rule),
+                    name=view.__name__,
+                    doc=view.__doc__,
+                    access=(access.removeprefix("permission "),),
+                    declared=declared,
+                    path_types=path_types,
+                )
+            )
+    return found
+
+
 # --- errors as problems -----------------------------------------------------------------
 
 
@@ -236,7 +278,7 @@ def _install_problem_handlers(app: Flask, max_body_bytes: int) -> None:
 # --- the app ---------------------------------------------------------------------------
 
 
-def _kit_routes(app: FlotillaFlask) -> None:
+def _kit_routes(app: FlotillaFlask, document: dict[str, object]) -> None:
     chassis = app.chassis
 
     @public
@@ -258,9 +300,15 @@ def _kit_routes(app: FlotillaFlask) -> None:
     def metrics() -> Response:
         return Response(chassis.metrics.render(), content_type=CONTENT_TYPE_LATEST)
 
-    app.add_url_rule("/livez", view_func=livez, methods=["GET"])
-    app.add_url_rule("/readyz", view_func=readyz, methods=["GET"])
-    app.add_url_rule("/metrics", view_func=metrics, methods=["GET"])
+    @public
+    def openapi() -> Response:
+        return jsonify(document)
+
+    for path, view in (
+        ("/livez", livez), ("/readyz", readyz), ("/metrics", metrics), (DOCUMENT_PATH, openapi)
+    ):  # fmt: skip
+        setattr(view, _KIT_ROUTE, True)
+        app.add_url_rule(path, view_func=view, methods=["GET"])
 
 
 def create_flask_app(
@@ -273,7 +321,8 @@ def create_flask_app(
     lifespan: Lifespan | None = None,
 ) -> FlotillaFlask:
     """The Flask app of a service: problem+json for every error, the request context and
-    RED metrics per request, `/livez`, `/readyz`, `/metrics`, token checks. Every view
+    RED metrics per request, `/livez`, `/readyz`, `/metrics`, `/openapi.json` (the
+    views' routes, access rules and what `documented(...)` declares), token checks. Every view
     declares who may call it (`require_permission`, `authenticated`, `public`); a view
     without one stops the build (`TypeError`). `lifespan` (an async context manager
     factory: a `Database`, consumers) is entered on the chassis's loop when serving
@@ -302,7 +351,7 @@ def create_flask_app(
 
     for blueprint in blueprints:
         app.register_blueprint(blueprint)
-    _kit_routes(app)
     _refuse_views_without_access_rule(app)
+    _kit_routes(app, openapi_document(name, _operations(app)))
     app.wsgi_app = ObservedWsgi(app.wsgi_app, chassis)  # type: ignore[method-assign]
     return app

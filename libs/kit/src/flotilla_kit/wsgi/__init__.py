@@ -6,7 +6,9 @@ every request (`ObservedWsgi`: request id and trace context, body limit, the kit
 rule for path and query, RED metrics, access line, span, last-resort 500). Nothing here
 knows a framework: a body cut off past the limit raises `BodyTooLarge`, which each
 adapter answers as the 413 problem, and an adapter leaves the route template of a
-request in `environ[ROUTE_KEY]`. Served by `flotilla_kit.wsgi_server.serve_wsgi`."""
+request in `environ[ROUTE_KEY]`. `openapi_document` writes the app's `/openapi.json` from
+the operations each adapter finds in its routes, with what a view declared with
+`documented(...)`. Served by `flotilla_kit.wsgi_server.serve_wsgi`."""
 
 from __future__ import annotations
 
@@ -19,15 +21,29 @@ from flotilla_kit.wsgi._observed import (
     problem_bytes,
     too_large,
 )
+from flotilla_kit.wsgi._openapi import (
+    DOCUMENT_PATH,
+    OPENAPI_KEY,
+    Declared,
+    Operation,
+    documented,
+    openapi_document,
+)
 
 __all__ = [
+    "DOCUMENT_PATH",
+    "OPENAPI_KEY",
     "ROUTE_KEY",
     "BackgroundLoop",
     "BodyTooLarge",
     "Chassis",
+    "Declared",
     "Lifespan",
     "ObservedWsgi",
+    "Operation",
     "SharedDrain",
+    "documented",
+    "openapi_document",
     "problem_bytes",
     "too_large",
 ]

@@ -2,8 +2,9 @@
 Authentication, content negotiation and error mapping happen here; decisions in the use
 cases.
 
-`GET /api/v1/invoices/{id}` answers JSON, or the document as a PDF for `Accept:
-application/pdf`; an `Accept` neither serves is a 406 problem."""
+`GET /api/v1/invoices/{invoice_id}` answers JSON, or the document as a PDF for `Accept:
+application/pdf`; an `Accept` neither serves is a 406 problem. What each view takes and
+answers is declared with `documented` (models in `schemas`) for `GET /openapi.json`."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from rest_framework.views import APIView
 
 from flotilla_billing.adapters.pdf import render_pdf
 from flotilla_billing.domain import Document
+from flotilla_billing.entrypoints.schemas import DocumentOut, DocumentPage, DocumentQuery
 from flotilla_billing.service_layer import use_cases
 from flotilla_billing.service_layer.errors import (
     BillingError,
@@ -29,7 +31,7 @@ from flotilla_billing.service_layer.errors import (
     NotAllowed,
 )
 from flotilla_billing.service_layer.ports import BillingUnitOfWork, UnitOfWorkFactory
-from flotilla_kit.django import current_principal, require_permission, run
+from flotilla_kit.django import current_principal, documented, require_permission, run
 from flotilla_kit.problems import Problem, ProblemRule, ProblemTable
 
 __all__ = ["PROBLEMS", "Api", "PdfRenderer", "document_json", "urlpatterns"]
@@ -143,7 +145,12 @@ class _BillingView(APIView):
         return self.api
 
 
+@documented(query=DocumentQuery, response=DocumentPage)
 class InvoiceList(_BillingView):
+    """The caller's invoices and credit notes, newest first.
+
+    Staff (`invoices:read:any`) may name a customer with `customer_id`."""
+
     permission_classes = [require_permission(READ)]
     renderer_classes = [JSONRenderer]
 
@@ -166,16 +173,25 @@ class InvoiceList(_BillingView):
         )
 
 
+@documented(
+    response=DocumentOut,
+    alternatives={PDF: "The document as a PDF (`Accept: application/pdf`), served inline."},
+)
 class InvoiceDetail(_BillingView):
+    """One invoice or credit note, as JSON or as a PDF.
+
+    Its customer's, or any for staff (`invoices:read:any`); anyone else's is answered as
+    a missing one."""
+
     permission_classes = [require_permission(READ)]
     renderer_classes = [JSONRenderer, PdfRenderer]
 
-    def get(self, request: Request, document_id: str) -> Response:
+    def get(self, request: Request, invoice_id: str) -> Response:
         try:
-            key = uuid.UUID(document_id)
+            key = uuid.UUID(invoice_id)
         except ValueError:
             # Not an id at all: the same answer as an id nobody has.
-            raise PROBLEMS.problem_for(DocumentNotFound(document_id)) from None
+            raise PROBLEMS.problem_for(DocumentNotFound(invoice_id)) from None
         try:
             document = run(
                 use_cases.get_document(
@@ -198,5 +214,6 @@ class InvoiceDetail(_BillingView):
 def urlpatterns(api: Api) -> list[URLPattern]:
     return [
         path("api/v1/invoices", InvoiceList.as_view(api=api)),
-        path("api/v1/invoices/<str:document_id>", InvoiceDetail.as_view(api=api)),
+        # `invoice_id`, as the gateway's policy names it (the docs and metrics show it).
+        path("api/v1/invoices/<str:invoice_id>", InvoiceDetail.as_view(api=api)),
     ]
