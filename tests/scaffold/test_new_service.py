@@ -1,9 +1,11 @@
-"""`flotilla new service` for real, once per framework: into a copy of this repository's
-tree (what git lists, uncommitted work included), then the generated service's own unit
-and integration tests run there (on SQLite and PostgreSQL, its `serve` process answering
-tokens of the kit's TokenMinter), and ruff, ruff format and mypy --strict pass on it as
-`make lint` runs them. And a generated FastAPI service joins `flotilla up` (the launcher
-of the copy) and answers through the gateway with a token from the auth service.
+"""`flotilla new service` for real, once per framework, three services side by side in one
+copy of this repository's tree (what git lists, uncommitted work included): the generated
+services' own unit and integration tests run there (on SQLite and PostgreSQL, each `serve`
+process answering tokens of the kit's TokenMinter), and ruff, ruff format and mypy
+--strict pass on them as `make lint` runs them. Then the three join `flotilla up` (the
+launcher of the copy) and answer through the gateway with tokens from the auth service.
+(One tree and one run of each tool for the three: the tools' start-up, mypy's above all,
+is most of the time.)
 
 Nothing is installed: the copy's packages are imported through PYTHONPATH (its `src`
 folders), which the launcher's supervisor, forking parent and instances inherit.
@@ -29,8 +31,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-NAME = "notes"
-ITEMS = f"/api/v1/{NAME}/items"
+# One service per framework, each named after it.
+SERVICES = {"fastapi": "notesfa", "flask": "notesfl", "django": "notesdj"}
 
 
 def copy_of_the_tree(destination: Path) -> Path:
@@ -74,55 +76,49 @@ def flotilla(tree: Path, *args: str, timeout: float = 120) -> subprocess.Complet
     return run(tree, sys.executable, "-m", "flotilla_cli", *args, timeout=timeout)
 
 
-def generated(tmp_path_factory: pytest.TempPathFactory, framework: str) -> Path:
-    tree = copy_of_the_tree(tmp_path_factory.mktemp(framework))
-    made = flotilla(tree, "new", "service", NAME, "--framework", framework, "--root", str(tree))
-    assert made.returncode == 0, made.stdout + made.stderr
-    assert f"wrote services/{NAME}/" in made.stdout
-    return tree
-
-
 @pytest.fixture(scope="module")
-def fastapi_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generated(tmp_path_factory, "fastapi")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of the tree with one generated service per framework."""
+    copy = copy_of_the_tree(tmp_path_factory.mktemp("tree"))
+    for framework, name in SERVICES.items():
+        made = flotilla(copy, "new", "service", name, "--framework", framework, "--root", str(copy))
+        assert made.returncode == 0, made.stdout + made.stderr
+        assert f"wrote services/{name}/" in made.stdout
+    return copy
 
 
-def _passes_its_tests_and_the_linters(tree: Path) -> None:
-    folder = f"services/{NAME}"
-    tested = run(tree, str(BIN / "pytest"), "-p", "no:cacheprovider", "-q", f"{folder}/tests")
+def test_the_generated_services_pass_their_tests_and_the_linters(tree: Path) -> None:
+    folders = [f"services/{name}" for name in SERVICES.values()]
+    tested = run(
+        tree, str(BIN / "pytest"), "-p", "no:cacheprovider", "-q", "-rA",
+        *(f"{folder}/tests" for folder in folders),
+    )  # fmt: skip
     output = tested.stdout + tested.stderr
     assert tested.returncode == 0, output
-    assert " passed" in output
     assert "skipped" not in output, output  # every test ran, PostgreSQL's too
+    for folder in folders:  # each framework's tests ran
+        assert f"PASSED {folder}/tests/integration/" in output, output
+        assert f"PASSED {folder}/tests/unit/" in output, output
+    sources = [f"{folder}/{part}" for folder in folders for part in ("src", "tests")]
     for lint in (
-        [str(BIN / "ruff"), "check", folder],
-        [str(BIN / "ruff"), "format", "--check", folder],
-        # strict, with the copy's pyproject.toml: its mypy_path names the new service
-        [str(BIN / "mypy"), "--strict", f"{folder}/src", f"{folder}/tests"],
+        [str(BIN / "ruff"), "check", *folders],
+        [str(BIN / "ruff"), "format", "--check", *folders],
+        # strict, with the copy's pyproject.toml: its mypy_path names the new services
+        [str(BIN / "mypy"), "--strict", *sources],
     ):
         linted = run(tree, *lint)
         assert linted.returncode == 0, f"{lint}:\n{linted.stdout}{linted.stderr}"
 
 
-def test_a_generated_fastapi_service_passes_its_tests_and_the_linters(fastapi_tree: Path) -> None:
-    _passes_its_tests_and_the_linters(fastapi_tree)
-
-
-@pytest.mark.parametrize("framework", ["flask", "django"])
-def test_a_generated_wsgi_service_passes_its_tests_and_the_linters(
-    tmp_path_factory: pytest.TempPathFactory, framework: str
-) -> None:
-    _passes_its_tests_and_the_linters(generated(tmp_path_factory, framework))
-
-
-@pytest.fixture
-def system(fastapi_tree: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
-    var_dir = tmp_path / "var"
+@pytest.fixture(scope="module")
+def system(tree: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
+    """The copy's system (every generated service among it), started once."""
+    var_dir = tmp_path_factory.mktemp("system") / "var"
     var_dir.mkdir()
     var_dir.chmod(0o755)  # the embedded PostgreSQL runs as another user when we are root
     port = free_port()
     up = flotilla(
-        fastapi_tree, "up", "--detach", "--instances", "1", "--db", "sqlite",
+        tree, "up", "--detach", "--instances", "1", "--db", "sqlite",
         "--gateway-port", str(port), "--timeout", "180", "--var-dir", str(var_dir),
         timeout=300,
     )  # fmt: skip
@@ -130,19 +126,20 @@ def system(fastapi_tree: Path, tmp_path: Path) -> Iterator[tuple[Path, str]]:
         assert up.returncode == 0, up.stdout + up.stderr
         yield var_dir, f"https://127.0.0.1:{port}"
     finally:
-        down = flotilla(fastapi_tree, "down", "--var-dir", str(var_dir))
+        down = flotilla(tree, "down", "--var-dir", str(var_dir))
         assert down.returncode == 0, down.stdout + down.stderr
 
 
 @pytest.mark.e2e
-def test_a_generated_fastapi_service_joins_flotilla_up_behind_the_gateway(
-    fastapi_tree: Path, system: tuple[Path, str]
+@pytest.mark.parametrize("framework", list(SERVICES))
+def test_a_generated_service_joins_flotilla_up_behind_the_gateway(
+    tree: Path, system: tuple[Path, str], framework: str
 ) -> None:
+    name = SERVICES[framework]
+    items = f"/api/v1/{name}/items"
     var_dir, gateway = system
-    status = json.loads(
-        flotilla(fastapi_tree, "status", "--json", "--var-dir", str(var_dir)).stdout
-    )
-    assert any(i["service"] == NAME and i["ready"] for i in status["instances"]), status
+    status = json.loads(flotilla(tree, "status", "--json", "--var-dir", str(var_dir)).stdout)
+    assert any(i["service"] == name and i["ready"] for i in status["instances"]), status
     users = json.loads((var_dir / "demo-credentials.json").read_text())["users"]
     passwords = {u["username"]: u["password"] for u in users}
     with httpx.Client(
@@ -158,15 +155,15 @@ def test_a_generated_fastapi_service_joins_flotilla_up_behind_the_gateway(
             assert answer.status_code == 200, answer.text
             return {"Authorization": f"Bearer {answer.json()['access_token']}"}
 
-        assert client.get(ITEMS).status_code == 401  # the gateway's policy: a token first
+        assert client.get(items).status_code == 401  # the gateway's policy: a token first
         admin, customer = token("ada"), token("alice")
-        created = client.post(ITEMS, json={"name": "Mug", "quantity": 2}, headers=admin)
+        created = client.post(items, json={"name": "Mug", "quantity": 2}, headers=admin)
         assert created.status_code == 201, created.text
         item = created.json()
         assert item["created_by"] == next(u["id"] for u in users if u["username"] == "ada")
-        read = client.get(f"{ITEMS}/{item['id']}", headers=customer)
+        read = client.get(f"{items}/{item['id']}", headers=customer)
         assert read.status_code == 200, read.text
         assert read.json() == item
         # The customer role reads but may not write: refused by the gateway's policy.
-        refused = client.post(ITEMS, json={"name": "Cup", "quantity": 1}, headers=customer)
+        refused = client.post(items, json={"name": "Cup", "quantity": 1}, headers=customer)
         assert refused.status_code == 403, refused.text
