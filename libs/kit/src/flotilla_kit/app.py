@@ -60,7 +60,6 @@ PROBLEM_RESPONSES: dict[int | str, dict[str, object]] = {
 }
 
 
-
 _log = structlog.get_logger("flotilla.app")
 
 
