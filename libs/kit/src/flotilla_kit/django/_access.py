@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from rest_framework.permissions import BasePermission
 
-from flotilla_kit.logs import get_logger
 from flotilla_kit.problems import Problem
-from flotilla_kit.tokens import Principal, TokenError
+from flotilla_kit.security import forbidden
+from flotilla_kit.tokens import Principal
 
 if TYPE_CHECKING:
     from django.http import HttpRequest
@@ -41,28 +41,11 @@ __all__ = [
 # Where `FlotillaDjango` leaves its chassis in the WSGI environ (`request.META`).
 CHASSIS_KEY = "flotilla.chassis"
 _PRINCIPAL = "_flotilla_principal"
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flotilla"'}
-_security_log = get_logger("flotilla.security")
-
-
-def _unauthenticated(detail: str) -> Problem:
-    return Problem(401, "unauthenticated", "Authentication required", detail, headers=_CHALLENGE)
 
 
 def _principal_of(request: Request) -> Principal:
     chassis: Chassis = request.META[CHASSIS_KEY]
-    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _unauthenticated("A bearer access token is required.")
-    verifier = chassis.verifier
-    principal = verifier.cached(token)  # no hop to the loop for a token seen before
-    if principal is None:
-        try:
-            principal = chassis.run(verifier.verify(token))
-        except TokenError as exc:
-            _security_log.info("token rejected", reason=str(exc))
-            raise _unauthenticated("The access token is invalid or expired.") from exc
+    principal = chassis.principal(request.META.get("HTTP_AUTHORIZATION", ""))
     setattr(request._request, _PRINCIPAL, principal)
     return principal
 
@@ -104,9 +87,7 @@ class PermissionRule(KitPermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         if not _principal_of(request).can(self.permission):
-            raise Problem(
-                403, "forbidden", "Forbidden", f"This needs the permission {self.permission!r}."
-            )
+            raise forbidden(self.permission)
         return True
 
 

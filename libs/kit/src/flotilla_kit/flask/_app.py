@@ -17,9 +17,10 @@ from flotilla_kit.db import TextNotStorable
 from flotilla_kit.health import ReadinessCheck
 from flotilla_kit.logs import get_logger
 from flotilla_kit.problems import GENERIC_PROBLEMS, PROBLEM_CONTENT_TYPE, Problem, refused_text
+from flotilla_kit.security import forbidden
 from flotilla_kit.settings import ServiceSettings
 from flotilla_kit.text import TextRefused
-from flotilla_kit.tokens import Principal, TokenError, TokenVerifier
+from flotilla_kit.tokens import Principal, TokenVerifier
 from flotilla_kit.wsgi import (
     DOCUMENT_PATH,
     OPENAPI_KEY,
@@ -50,8 +51,6 @@ _R = TypeVar("_R")
 _M = TypeVar("_M", bound=BaseModel)
 
 _problems_log = get_logger("flotilla.problems")
-_security_log = get_logger("flotilla.security")
-_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="flotilla"'}
 # Set on a view by the decorators below: who may call it.
 _ACCESS = "__flotilla_access__"
 # Set on the kit's own views (`/livez`, ...): left out of the OpenAPI document.
@@ -75,25 +74,9 @@ def _route_template(rule: str) -> str:
 # --- access to a view: deny by default -------------------------------------------------
 
 
-def _unauthenticated(detail: str) -> Problem:
-    return Problem(401, "unauthenticated", "Authentication required", detail, headers=_CHALLENGE)
-
-
 def _principal_of_request() -> Principal:
     chassis = cast(FlotillaFlask, current_app).chassis
-    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise _unauthenticated("A bearer access token is required.")
-    verifier = chassis.verifier
-    principal = verifier.cached(token)  # no hop to the loop for a token seen before
-    if principal is not None:
-        return principal
-    try:
-        return chassis.run(verifier.verify(token))
-    except TokenError as exc:
-        _security_log.info("token rejected", reason=str(exc))
-        raise _unauthenticated("The access token is invalid or expired.") from exc
+    return chassis.principal(request.headers.get("Authorization", ""))
 
 
 def current_principal() -> Principal:
@@ -132,9 +115,7 @@ def require_permission(permission: str) -> Callable[[Callable[_P, _R]], Callable
         def checked(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             principal = _principal_of_request()
             if not principal.can(permission):
-                raise Problem(
-                    403, "forbidden", "Forbidden", f"This needs the permission {permission!r}."
-                )
+                raise forbidden(permission)
             g.flotilla_principal = principal
             return view(*args, **kwargs)
 

@@ -16,8 +16,9 @@ from flotilla_kit.app import keeping_keys_fresh
 from flotilla_kit.health import Drain, ReadinessCheck, check_readiness
 from flotilla_kit.logs import get_logger
 from flotilla_kit.metrics import HttpMetrics
+from flotilla_kit.security import bearer_token, token_refused
 from flotilla_kit.settings import ServiceSettings
-from flotilla_kit.tokens import TokenVerifier
+from flotilla_kit.tokens import Principal, TokenError, TokenVerifier
 from flotilla_kit.wsgi._loop import BackgroundLoop
 
 __all__ = ["Chassis", "Lifespan", "SharedDrain"]
@@ -130,6 +131,18 @@ class Chassis:
         if not self.started:
             self.start()
         return self.loop.run(coroutine, timeout_s)
+
+    def principal(self, authorization: str) -> Principal:
+        """The caller an `Authorization` header proves, or the 401 problem: as the FastAPI
+        services check it, a token seen before without the hop to the event loop."""
+        token = bearer_token(authorization)
+        principal = self.verifier.cached(token)
+        if principal is not None:
+            return principal
+        try:
+            return self.run(self.verifier.verify(token))
+        except TokenError as exc:
+            raise token_refused(exc) from exc
 
     def check_readiness(self) -> dict[str, str]:
         return self.run(check_readiness(self.readiness))
