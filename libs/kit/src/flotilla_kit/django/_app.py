@@ -41,6 +41,8 @@ from flotilla_kit.wsgi import (
     ObservedWsgi,
     Operation,
     openapi_document,
+    path_types,
+    placeholders_as_template,
     problem_bytes,
     too_large,
 )
@@ -52,10 +54,7 @@ __all__ = ["FlotillaDjango", "RouteLabel", "create_django_app", "route_template"
 
 _T = TypeVar("_T")
 _KIT_ROUTE = "__flotilla_kit_route__"
-_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 _GROUP = re.compile(r"\(\?P<([^<>]+)>[^)]*\)")
-_CONVERTED = re.compile(r"<([^:<>]+):([^<>]+)>")
-_TYPES = {"int": "integer"}
 _WITH_BODY = frozenset({"post", "put", "patch"})
 _current: contextvars.ContextVar[Chassis] = contextvars.ContextVar("flotilla_django_chassis")
 
@@ -63,7 +62,7 @@ _current: contextvars.ContextVar[Chassis] = contextvars.ContextVar("flotilla_dja
 def route_template(route: str) -> str:
     """Django's `api/v1/items/<int:item_id>` (or a `re_path`'s `(?P<item_id>...)`) as the
     FastAPI services label it: `/api/v1/items/{item_id}`."""
-    template = _PLACEHOLDER.sub(r"{\1}", _GROUP.sub(r"{\1}", route))
+    template = placeholders_as_template(_GROUP.sub(r"{\1}", route))
     return "/" + template.removeprefix("^").removesuffix("$").removeprefix("/")
 
 
@@ -190,11 +189,6 @@ def _operations(patterns: Sequence[URLPattern | URLResolver]) -> list[Operation]
         cls = getattr(view, "cls", None)
         if not (isinstance(cls, type) and issubclass(cls, APIView)):
             continue
-        path_types = {
-            name: _TYPES[converter]
-            for converter, name in _CONVERTED.findall(route)
-            if converter in _TYPES
-        }
         for method in cls.http_method_names:
             handler = getattr(cls, method, None)
             if method in ("head", "options") or handler is None:
@@ -207,7 +201,7 @@ def _operations(patterns: Sequence[URLPattern | URLResolver]) -> list[Operation]
                     doc=handler.__doc__ or cls.__doc__,
                     access=_access_of(cls, method),
                     declared=_declared(cls, handler, view, method),
-                    path_types=path_types,
+                    path_types=path_types(route),
                 )
             )
     return found

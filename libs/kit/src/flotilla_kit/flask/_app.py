@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping, Sequence
 from functools import wraps
 from typing import ParamSpec, TypeVar, cast
@@ -32,6 +31,8 @@ from flotilla_kit.wsgi import (
     ObservedWsgi,
     Operation,
     openapi_document,
+    path_types,
+    placeholders_as_template,
     problem_bytes,
     too_large,
 )
@@ -55,9 +56,6 @@ _problems_log = get_logger("flotilla.problems")
 _ACCESS = "__flotilla_access__"
 # Set on the kit's own views (`/livez`, ...): left out of the OpenAPI document.
 _KIT_ROUTE = "__flotilla_kit_route__"
-_PLACEHOLDER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
-_CONVERTED = re.compile(r"<([^:<>]+):([^<>]+)>")
-_TYPES = {"int": "integer", "float": "number"}
 
 
 class FlotillaFlask(Flask):
@@ -68,7 +66,7 @@ class FlotillaFlask(Flask):
 
 def _route_template(rule: str) -> str:
     """Flask's `/items/<int:item_id>` as the FastAPI services label it: `/items/{item_id}`."""
-    return _PLACEHOLDER.sub(r"{\1}", rule)
+    return placeholders_as_template(rule)
 
 
 # --- access to a view: deny by default -------------------------------------------------
@@ -179,11 +177,6 @@ def _operations(app: Flask) -> list[Operation]:
             continue
         access = getattr(view, _ACCESS, "")
         declared = getattr(view, OPENAPI_KEY, Declared())
-        path_types = {
-            name: _TYPES[converter]
-            for converter, name in _CONVERTED.findall(rule.rule)
-            if converter in _TYPES
-        }
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             found.append(
                 Operation(
@@ -193,7 +186,7 @@ def _operations(app: Flask) -> list[Operation]:
                     doc=view.__doc__,
                     access=(access.removeprefix("permission "),),
                     declared=declared,
-                    path_types=path_types,
+                    path_types=path_types(rule.rule),
                 )
             )
     return found

@@ -28,6 +28,8 @@ from flotilla_kit.wsgi._openapi import (
     Operation,
     documented,
     openapi_document,
+    path_types,
+    placeholders_as_template,
 )
 
 __all__ = [
@@ -44,6 +46,8 @@ __all__ = [
     "SharedDrain",
     "documented",
     "openapi_document",
+    "path_types",
+    "placeholders_as_template",
     "problem_bytes",
     "too_large",
 ]

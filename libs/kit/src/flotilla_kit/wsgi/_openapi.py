@@ -42,9 +42,26 @@ __all__ = [
     "Operation",
     "documented",
     "openapi_document",
+    "path_types",
+    "placeholders_as_template",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+# A path parameter in a Flask rule or a Django route: `<item_id>` or `<int:item_id>`.
+_ROUTE_PARAMETER = re.compile(r"<(?:([^:<>]+):)?([^<>]+)>")
+_TYPES = {"int": "integer", "float": "number"}
+
+
+def placeholders_as_template(route: str) -> str:
+    """Flask's and Django's `/items/<int:item_id>` as the FastAPI services write it (their
+    route label and OpenAPI path): `/items/{item_id}`."""
+    return _ROUTE_PARAMETER.sub(r"{\2}", route)
+
+
+def path_types(route: str) -> dict[str, str]:
+    """The JSON type of each path parameter whose converter gives one (`int`: integer)."""
+    return {name: _TYPES[kind] for kind, name in _ROUTE_PARAMETER.findall(route) if kind in _TYPES}
+
 
 # Where `documented` leaves its declaration on a view (a function, a DRF view class or
 # one of its methods).
