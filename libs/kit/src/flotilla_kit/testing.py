@@ -9,10 +9,12 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Generic, Protocol, Self, TypeVar, cast
 
@@ -39,6 +41,7 @@ __all__ = [
     "database_with_tables",
     "principal",
     "running_server",
+    "serving_keys",
 ]
 
 
@@ -324,6 +327,39 @@ class TokenMinter:
         cache = JwksCache([])
         cache.load(self.jwks)
         return TokenVerifier(cache, issuer=self.issuer, audience=self.audience)
+
+
+@contextlib.contextmanager
+def serving_keys(minter: TokenMinter, *, revoked_sessions: Sequence[str] = ()) -> Iterator[str]:
+    """The minter's JWKS at `<url>/jwks` and the revoked sessions at `<url>/revocations`,
+    over HTTP as the auth service serves them, for a service run as its own process (its
+    FLOTILLA_JWKS_URLS and FLOTILLA_REVOCATION_URLS); the base URL."""
+    documents: dict[str, Any] = {
+        "/jwks": minter.jwks,
+        "/revocations": {"sessions": list(revoked_sessions)},
+    }
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            document = documents.get(self.path)
+            body = json.dumps(document).encode()
+            self.send_response(200 if document is not None else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @contextlib.asynccontextmanager

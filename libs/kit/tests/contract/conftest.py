@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import httpx
 import pytest
 
-from flotilla_kit.testing import REVOKED_SESSION, TokenMinter
+from flotilla_kit.testing import REVOKED_SESSION, TokenMinter, serving_keys
 from libs.kit.tests.contract.served import KINDS, KeyServer, Service, start_service
 
 
@@ -23,32 +19,8 @@ def minter() -> TokenMinter:
 
 @pytest.fixture(scope="session")
 def key_server(minter: TokenMinter) -> Iterator[KeyServer]:
-    documents = {
-        "/jwks": minter.jwks,
-        "/revocations": {"sessions": [REVOKED_SESSION]},
-    }
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            document = documents.get(self.path)
-            body = json.dumps(document).encode()
-            self.send_response(200 if document is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield KeyServer(f"http://127.0.0.1:{server.server_address[1]}", server)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving_keys(minter, revoked_sessions=[REVOKED_SESSION]) as url:
+        yield KeyServer(url)
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +29,10 @@ _START_TIMEOUT_S = 20.0
 
 @dataclass
 class KeyServer:
-    """Serves the minter's JWKS and the revoked sessions, as the auth service would."""
+    """Where the minter's JWKS and the revoked sessions are served
+    (`flotilla_kit.testing.serving_keys`), as the auth service would serve them."""
 
     url: str
-    server: ThreadingHTTPServer
 
 
 @dataclass

@@ -21,9 +21,9 @@ from flotilla_billing.domain import ConfirmedOrder, Document, OrderLine, Refunde
 from flotilla_billing.entrypoints.schemas import DocumentOut, DocumentPage
 from flotilla_billing.service_layer import use_cases
 from flotilla_kit.db import Database
-from flotilla_kit.testing import TokenMinter
+from flotilla_kit.testing import TokenMinter, serving_keys
 from services.billing.tests.integration.events import order_event, publish_event
-from services.billing.tests.integration.served import Served, key_server, serving
+from services.billing.tests.integration.served import Served, serving
 from services.billing.tests.pdfs import pdf_text
 
 INVOICES = "/api/v1/invoices"
@@ -76,7 +76,7 @@ async def seeded(database: Database) -> dict[str, list[Document]]:
 async def served(
     migrated: str, nats_url: str, tokens: TokenMinter, tmp_path: Path, seeded: dict[str, Any]
 ) -> AsyncIterator[Served]:
-    with key_server(tokens) as keys_url:
+    with serving_keys(tokens) as keys_url:
         context = serving(
             database_url=migrated, nats_url=nats_url, keys_url=keys_url, folder=tmp_path / "svc"
         )
