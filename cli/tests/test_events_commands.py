@@ -1,4 +1,4 @@
-"""`flotilla events tail` and `flotilla events dlq` as real processes against a real NATS
+"""`flotilla events tail`, `dlq` and `requeue` as real processes against a real NATS
 JetStream, with events published the way the services publish them and dead letters
 made by a real consumer."""
 
@@ -11,15 +11,21 @@ import sys
 from pathlib import Path
 
 from sqlalchemy import MetaData
+from typer.testing import CliRunner
 
+from flotilla_cli.main import app
 from flotilla_kit.db import Database, Transaction
 from flotilla_kit.events import (
+    DEAD_REASON,
+    DLQ_STREAM,
     EVENTS_STREAM,
+    ORIGINAL_SUBJECT,
     CloudEvent,
     Consumer,
     EventMetrics,
     Outcome,
     connect,
+    dlq_subject,
     ensure_streams,
     inbox_table,
 )
@@ -175,3 +181,97 @@ async def test_an_unreachable_broker_is_reported_without_a_traceback() -> None:
     assert code == 1
     assert "Cannot read the streams at nats://127.0.0.1:1" in err
     assert "Traceback" not in err + out
+
+
+async def test_requeue_puts_a_dead_letter_back_once_and_says_when_there_is_none(
+    nats_url: str, sqlite_url: str
+) -> None:
+    event, later = shop_event(21), shop_event(22)
+    fixed = asyncio.Event()  # the operator deployed the fix
+    applied: list[CloudEvent] = []
+    changed = asyncio.Event()
+    dead = DeadLetterCount()
+
+    async def handle(received: CloudEvent, transaction: Transaction) -> None:
+        if not fixed.is_set():
+            raise LookupError(f"no product for {received.subject}")
+        applied.append(received)
+        changed.set()
+
+    async def until_applied(count: int) -> None:
+        async with asyncio.timeout(30):
+            while len(applied) < count:
+                changed.clear()
+                await changed.wait()
+
+    metadata = MetaData()
+    inbox = inbox_table(metadata)
+    await create_tables(sqlite_url, metadata)
+    database = Database(sqlite_url)
+    consumer = Consumer(
+        database=database, inbox=inbox, nats_url=nats_url, name="shop-books",
+        subjects=["flotilla.shop.>"], handler=handle, max_deliver=1, metrics=dead,
+    )  # fmt: skip
+    task = asyncio.create_task(consumer.run())
+    try:
+        await publish(nats_url, event, later)  # both given up
+        async with asyncio.timeout(30):
+            await dead.two.wait()
+        code, out, err = await flotilla("events", "dlq", "--json", "--nats-url", nats_url)
+        assert code == 0, err
+        first, second = (json.loads(line)["sequence"] for line in out.splitlines())
+        fixed.set()
+        code, out, err = await flotilla("events", "requeue", str(first), "--nats-url", nats_url)
+        assert code == 0, err
+        assert out.strip() == (
+            f"Requeued dead letter #{first} ({event.type} {event.id}, given up by "
+            f"shop-books) onto {event.type}."
+        )
+        await until_applied(1)
+        code, out, err = await flotilla(
+            "events", "requeue", str(second), "--json", "--nats-url", nats_url
+        )
+        assert code == 0, err
+        done = json.loads(out)
+        assert (done["sequence"], done["consumer"], done["duplicate"]) == (
+            second, "shop-books", False,
+        )  # fmt: skip
+        await until_applied(2)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await database.dispose()
+    assert applied == [event, later]  # each once
+    code, out, _ = await flotilla("events", "dlq", "--nats-url", nats_url)
+    assert (code, out.strip()) == (0, "No dead letters.")
+
+    code, out, err = await flotilla("events", "requeue", str(first), "--nats-url", nats_url)
+    assert code == 1
+    assert f"Not requeued: no dead letter #{first} in FLOTILLA_DLQ" in err
+    assert "Traceback" not in out + err
+    for bad in ("0", "seven"):  # refused before anything runs: in this process
+        refused = CliRunner().invoke(app, ["events", "requeue", bad, "--nats-url", nats_url])
+        assert refused.exit_code == 2, refused.output
+    code, _, err = await flotilla("events", "requeue", "1", "--nats-url", "nats://127.0.0.1:1")
+    assert code == 1
+    assert "Cannot read the streams at nats://127.0.0.1:1" in err
+    assert "Traceback" not in err
+
+
+async def test_requeue_refuses_a_letter_that_would_only_come_back(nats_url: str) -> None:
+    client = await connect(nats_url, name="test", persistent=False)
+    try:
+        js = client.jetstream()
+        await ensure_streams(js)
+        await js.publish(
+            dlq_subject("shop-books"), b"{not json", stream=DLQ_STREAM,
+            headers={ORIGINAL_SUBJECT: "flotilla.shop.thing_done", DEAD_REASON: "malformed"},
+        )  # fmt: skip
+    finally:
+        await client.close()
+    code, out, err = await flotilla("events", "requeue", "1", "--nats-url", nats_url)
+    assert code == 1
+    assert "cannot be requeued: it is not a valid event for flotilla.shop.thing_done" in err
+    assert "Traceback" not in out + err
+    code, out, _ = await flotilla("events", "dlq", "--json", "--nats-url", nats_url)
+    assert [json.loads(line)["sequence"] for line in out.splitlines()] == [1]  # kept

@@ -38,7 +38,7 @@ from flotilla_cli.launcher.planning import shop_account_id
 from flotilla_cli.launcher.scratch_system import scratch_system
 from flotilla_cli.launcher.service_commands import read_plan
 from flotilla_cli.launcher.state import SystemState
-from flotilla_cli.ops.event_streams import list_dead_letters
+from flotilla_kit.events import list_dead_letters
 from flotilla_kit.tls import client_context
 
 __all__ = [

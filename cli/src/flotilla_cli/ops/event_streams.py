@@ -1,8 +1,10 @@
-"""Reading the event streams for an operator: follow FLOTILLA_EVENTS (or the DLQ) and
-list the dead letters, one line each.
+"""Reading the event streams for an operator: follow FLOTILLA_EVENTS (or the DLQ), one
+line each, and find the running system's NATS.
 
 `flotilla events tail` reads with an ordered consumer (ephemeral, nothing left on the
 broker, no acks), so watching never takes events away from the services' consumers.
+Listing and requeueing dead letters is the kit's (`flotilla_kit.events`), which the web
+console uses too.
 """
 
 from __future__ import annotations
@@ -22,18 +24,15 @@ from flotilla_kit.events import (
     DLQ_SUBJECT_PREFIX,
     EVENTS_STREAM,
     CloudEvent,
-    DeadLetter,
     MalformedEvent,
     connect,
     ensure_streams,
-    read_dead_letters,
 )
 
 __all__ = [
     "DEFAULT_NATS_URL",
     "Seen",
     "follow",
-    "list_dead_letters",
     "nats_url_of",
     "summary",
 ]
@@ -122,14 +121,6 @@ async def follow(
             on_message(_seen(message.metadata.sequence.stream, message.subject, message.data))
             count += 1
         return count
-    finally:
-        await client.close()
-
-
-async def list_dead_letters(url: str, *, limit: int) -> list[DeadLetter]:
-    client = await connect(url, name="flotilla-events-dlq", persistent=False)
-    try:
-        return await read_dead_letters(client.jetstream(), limit=limit)
     finally:
         await client.close()
 

@@ -1,4 +1,4 @@
-"""`flotilla events ...`: watch the event streams and read the dead letters."""
+"""`flotilla events ...`: watch the event streams, read the dead letters and requeue one."""
 
 from __future__ import annotations
 
@@ -9,18 +9,20 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from flotilla_cli.launcher.layout import VarLayout
-from flotilla_cli.ops.event_streams import (
-    Seen,
-    follow,
-    list_dead_letters,
-    nats_url_of,
-    run,
-)
+from flotilla_cli.ops.event_streams import Seen, follow, nats_url_of, run
 from flotilla_cli.options import VarDir
-from flotilla_kit.events import BROKER_TROUBLE, DeadLetter
+from flotilla_kit.events import (
+    BROKER_TROUBLE,
+    DeadLetter,
+    DeadLetterError,
+    Requeued,
+    list_dead_letters,
+    requeue_dead_letter,
+)
 from flotilla_kit.logs import configure_logging
 
 __all__ = ["events_app"]
@@ -29,7 +31,7 @@ __all__ = ["events_app"]
 console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True, highlight=False)
 events_app = typer.Typer(
-    help="Watch the events on NATS JetStream and read the dead letters.",
+    help="Watch the events on NATS JetStream; list, requeue dead letters.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -144,3 +146,52 @@ def dlq(
             f"{letter.event_type or '?'} {letter.event_id or '(unreadable)'}",
         )
     console.print(table)
+
+
+@events_app.command("requeue")
+def requeue(
+    sequence: Annotated[
+        int,
+        typer.Argument(
+            min=1,
+            help="The dead letter's number (`#` in `flotilla events dlq`).",
+            show_default=False,
+        ),
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print what was done as JSON.")] = False,
+    nats_url: NatsUrl = None,
+    var_dir: VarDir = Path("var"),
+) -> None:
+    """Put a dead letter's event back on its subject.
+
+    Put dead letter SEQUENCE back on its original subject, then remove it from the
+    dead-letter queue (a crash between the two leaves the letter, to requeue again). Every
+    consumer of that subject gets the event again; those that applied it before ignore it
+    (their inbox). Fix what made the consumer give up first. Exit status: 0 requeued; 1 no
+    such dead letter, one that cannot be requeued (the message says why), or the broker
+    cannot be reached; 2 bad input."""
+    url = _url(var_dir, nats_url)
+    try:
+        done: Requeued | None = run(requeue_dead_letter(url, sequence))
+    except DeadLetterError as exc:
+        err.print(
+            f"[red]Not requeued:[/] {escape(str(exc))} (`flotilla events dlq` lists them).",
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    except BROKER_TROUBLE as exc:
+        raise _unreachable(url, exc) from None
+    if done is None:  # interrupted (Ctrl-C)
+        raise typer.Exit(1)
+    if as_json:
+        sys.stdout.write(json.dumps(done.to_json()) + "\n")
+        return
+    letter = done.letter
+    console.print(
+        escape(
+            f"Requeued dead letter #{letter.sequence} ({letter.event_type} {letter.event_id}, "
+            f"given up by {letter.consumer}) onto {done.subject}"
+            + (" (already there from an earlier requeue)" if done.duplicate else "")
+            + "."
+        )
+    )

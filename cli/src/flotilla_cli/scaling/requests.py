@@ -1,22 +1,22 @@
-"""Changing the number of instances of a running system: what may be scaled, and how
-`flotilla scale` asks the supervisor.
+"""Changing the number of instances of a running system: what may be scaled (the plan's
+services, within limits), and the request files `flotilla scale` and the supervisor
+exchange under `var/run/scale`.
 
-A request is a JSON file `var/run/scale/<id>.json`; the supervisor looks for requests on
-every round of its watch loop (each second), carries them out one at a time, and answers
-in `var/run/scale/<id>.result.json`. The requester removes the answer.
+The file protocol itself (`ScaleRequest`, `ScaleResult`, submit, answer, read, pending) is
+the kit's, `flotilla_kit.scale_requests`, which the web console uses too; the functions
+here take the running system's `VarLayout` and pass its folder on.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-from pydantic import BaseModel, Field
-
 from flotilla_cli.launcher.layout import VarLayout
 from flotilla_cli.launcher.planning import BACKEND_SERVICES, SHARDED_SERVICE
-from flotilla_cli.launcher.state import InstanceState, write_atomically
+from flotilla_cli.launcher.state import InstanceState
+from flotilla_kit import scale_requests
+from flotilla_kit.scale_requests import ScaleRequest, ScaleResult
 
 __all__ = [
     "MAX_INSTANCES",
@@ -42,65 +42,33 @@ class ScaleError(Exception):
     """A request that cannot be carried out; the message says why."""
 
 
-class ScaleRequest(BaseModel):
-    id: str = Field(default_factory=lambda: uuid.uuid4().hex)
-    service: str
-    shard: int | None = Field(default=None, description="For the ledger: one shard; None: all.")
-    instances: int
-
-
-class ScaleResult(BaseModel):
-    id: str
-    ok: bool
-    detail: str
-    counts: dict[str, int] = Field(default_factory=dict)
-
-
 def requests_dir(layout: VarLayout) -> Path:
-    return layout.run / "scale"
+    return scale_requests.requests_dir(layout.run)
 
 
 def request_path(layout: VarLayout, request_id: str) -> Path:
-    return requests_dir(layout) / f"{request_id}.json"
+    return scale_requests.request_path(requests_dir(layout), request_id)
 
 
 def result_path(layout: VarLayout, request_id: str) -> Path:
-    return requests_dir(layout) / f"{request_id}.result.json"
+    return scale_requests.result_path(requests_dir(layout), request_id)
 
 
 def submit(layout: VarLayout, request: ScaleRequest) -> None:
-    write_atomically(request_path(layout, request.id), request.model_dump_json())
+    scale_requests.submit(requests_dir(layout), request)
 
 
 def answer(layout: VarLayout, result: ScaleResult) -> None:
-    write_atomically(result_path(layout, result.id), result.model_dump_json())
-    request_path(layout, result.id).unlink(missing_ok=True)
+    scale_requests.answer(requests_dir(layout), result)
 
 
 def read_result(layout: VarLayout, request_id: str) -> ScaleResult | None:
-    try:
-        return ScaleResult.model_validate_json(result_path(layout, request_id).read_bytes())
-    except (FileNotFoundError, ValueError):
-        return None
+    return scale_requests.read_result(requests_dir(layout), request_id)
 
 
 def pending_requests(layout: VarLayout) -> list[ScaleRequest]:
     """Requests not answered yet, oldest first; an unreadable one is answered at once."""
-    found: list[tuple[float, ScaleRequest]] = []
-    directory = requests_dir(layout)
-    if not directory.is_dir():
-        return []
-    for path in directory.glob("*.json"):
-        if path.name.endswith(".result.json") or path.name.startswith("."):
-            continue
-        try:
-            request = ScaleRequest.model_validate_json(path.read_bytes())
-            found.append((path.stat().st_mtime, request))
-        except FileNotFoundError:
-            continue
-        except ValueError as exc:
-            answer(layout, ScaleResult(id=path.stem, ok=False, detail=f"bad request: {exc}"))
-    return [request for _, request in sorted(found, key=lambda pair: pair[0])]
+    return scale_requests.pending_requests(requests_dir(layout))
 
 
 def group_name(service: str, shard: int | None) -> str:

@@ -6,7 +6,8 @@ the change; `OutboxRelay` (its own process, `python -m flotilla_<service> relay`
 publishes it to the stream FLOTILLA_EVENTS under the subject that is its type (or its
 type and a routing token, so a consumer can take only the part it acts on). A
 `Consumer` applies each event in one transaction with its inbox row, retries a failing
-handler with backoff, and dead-letters what cannot be applied to FLOTILLA_DLQ.
+handler with backoff, and dead-letters what cannot be applied to FLOTILLA_DLQ, where an
+operator lists them (`list_dead_letters`) and puts one back (`requeue_dead_letter`).
 """
 
 from flotilla_kit.events._backlog import count_backlog, watch_backlog
@@ -33,7 +34,13 @@ from flotilla_kit.events._dead_letters import (
     DELIVERIES,
     ORIGINAL_SUBJECT,
     DeadLetter,
+    DeadLetterError,
+    DeadLetterNotFound,
+    DeadLetterNotRequeueable,
+    Requeued,
+    list_dead_letters,
     read_dead_letters,
+    requeue_dead_letter,
 )
 from flotilla_kit.events._metrics import EventMetrics, Outcome
 from flotilla_kit.events._outbox import Outbox
@@ -54,21 +61,27 @@ __all__ = [
     "CloudEvent",
     "Consumer",
     "DeadLetter",
+    "DeadLetterError",
+    "DeadLetterNotFound",
+    "DeadLetterNotRequeueable",
     "EventMetrics",
     "Handler",
     "MalformedEvent",
     "Outbox",
     "OutboxRelay",
     "Outcome",
+    "Requeued",
     "Verdict",
     "connect",
     "count_backlog",
     "dlq_subject",
     "ensure_streams",
     "inbox_table",
+    "list_dead_letters",
     "nats_subject",
     "outbox_table",
     "read_dead_letters",
+    "requeue_dead_letter",
     "run_relay",
     "verdict",
     "watch_backlog",
