@@ -597,16 +597,30 @@ class FakeOrders(InMemoryLeasedRows[uuid.UUID, Order]):
         self._store = store
 
     async def page_for_customer(
-        self, customer_id: str, *, limit: int, after: Order | None
+        self, customer_id: str, *, limit: int, after: Order | None, state: OrderState | None = None
     ) -> list[Order]:
-        mine = sorted(
-            (o for o in self._store.orders.values() if o.customer_id == customer_id),
+        return self._page(customer_id, state, limit=limit, after=after)
+
+    async def page_in_state(
+        self, state: OrderState, *, limit: int, after: Order | None
+    ) -> list[Order]:
+        return self._page(None, state, limit=limit, after=after)
+
+    def _page(
+        self, customer_id: str | None, state: OrderState | None, *, limit: int, after: Order | None
+    ) -> list[Order]:
+        found = sorted(
+            (
+                o
+                for o in self._store.orders.values()
+                if customer_id in (None, o.customer_id) and state in (None, o.state)
+            ),
             key=lambda o: (o.created_at, o.id),
             reverse=True,
         )
         if after is not None:
-            mine = [o for o in mine if (o.created_at, o.id) < (after.created_at, after.id)]
-        return mine[:limit]
+            found = [o for o in found if (o.created_at, o.id) < (after.created_at, after.id)]
+        return found[:limit]
 
     async def save(
         self, order: Order, *, expected_version: int, owner: str, prices: bool = False

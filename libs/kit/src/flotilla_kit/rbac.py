@@ -37,6 +37,9 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:refund",
             "invoices:read",
             "invoices:read:any",
+            # The operator console (the web service): the system's state, the audit logs.
+            "system:read",
+            "audit:read",
             # flotilla new service: support
         }
     ),
@@ -58,6 +61,10 @@ ROLE_PERMISSIONS: Mapping[str, frozenset[str]] = {
             "orders:refund",
             "invoices:read",
             "invoices:read:any",
+            "system:read",
+            "audit:read",
+            # Acting on the system from the console: requeue dead letters, scale services.
+            "system:operate",
             # flotilla new service: admin
         }
     ),

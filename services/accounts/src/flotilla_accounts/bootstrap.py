@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from flotilla_accounts.adapters import HttpCoordinator, PrometheusParticipantMetrics
+from flotilla_accounts.adapters.audit import AUDIT_LOG
 from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
 from flotilla_accounts.entrypoints.grpc import LedgerService, start_ledger_server
 from flotilla_accounts.entrypoints.http import install_error_mapping, router
@@ -20,6 +21,7 @@ from flotilla_accounts.service_layer.participant import Participant
 from flotilla_accounts.service_layer.recovery import Recovery
 from flotilla_accounts.settings import AccountsSettings
 from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.audit_api import audit_router
 from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.migrations import upgrade_to_head
@@ -97,7 +99,19 @@ def build_app(
     app = create_service_app(
         settings,
         title="Flotilla accounts",
-        routers=[router],
+        routers=[
+            router,
+            # Each shard keeps its own log; the gateway sends a request for a shard's log
+            # to that shard's instances.
+            audit_router(
+                "/api/v1/audit/accounts/{shard}",
+                log_name=f"accounts-s{settings.shard}",
+                audit_log=AUDIT_LOG,
+                database=database,
+                shard=settings.shard,
+                clock=clock,
+            ),
+        ],
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,

@@ -14,6 +14,8 @@ from sqlalchemy import text
 
 from flotilla_accounts.adapters.audit import AUDIT_LOG
 from flotilla_accounts.adapters.unit_of_work import AccountsUnitOfWork
+from flotilla_accounts.bootstrap import build_app
+from flotilla_accounts.settings import AccountsSettings
 from flotilla_kit.db import CheckViolation, Database, Query
 from flotilla_kit.testing import JWT_ATTACKS, REVOKED_SESSION, TokenMinter
 
@@ -283,3 +285,39 @@ async def test_writes_are_audited_in_one_intact_chain(
     ]
     assert records[1].details["amount_minor"] == 700
     assert (report.intact, report.records) == (True, 2)
+
+
+async def test_staff_read_this_shards_audit_log_and_no_other(
+    client: httpx.AsyncClient, as_user: Headers, database_url: str, tokens: TokenMinter
+) -> None:
+    account = await open_account(client, as_user("alice"))
+    support = as_user("sam", "support")
+    log = await client.get("/api/v1/audit/accounts/0", headers=support)
+    assert log.status_code == 200, log.text
+    assert (log.json()["log"], log.json()["chain"]) == (
+        "accounts-s0", {"intact": True, "records": 1, "first_broken": None, "reason": ""},
+    )  # fmt: skip
+    (record,) = log.json()["records"]
+    assert (record["actor"], record["action"], record["target"]) == (
+        "alice", "account.opened", account["id"],
+    )  # fmt: skip
+    other = await client.get("/api/v1/audit/accounts/1", headers=support)
+    assert (other.status_code, other.headers["content-type"]) == (404, PROBLEM)
+    assert other.json()["type"].endswith("/audit-log-not-found")
+    customer = await client.get("/api/v1/audit/accounts/0", headers=as_user("alice"))
+    assert customer.status_code == 403
+    # An instance of shard 1 (on this test's database) answers for shard 1, by its name.
+    shard_1 = build_app(
+        AccountsSettings(database_url=database_url, profile="test", shard=1, shards=2),
+        verifier=tokens.verifier(),
+    )
+    async with (
+        shard_1.router.lifespan_context(shard_1),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=shard_1), base_url="http://accounts-1"
+        ) as other_client,
+    ):
+        theirs = await other_client.get("/api/v1/audit/accounts/1", headers=support)
+        mine = await other_client.get("/api/v1/audit/accounts/0", headers=support)
+    assert (theirs.status_code, theirs.json()["log"]) == (200, "accounts-s1")
+    assert mine.status_code == 404

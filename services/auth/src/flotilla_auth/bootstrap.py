@@ -15,6 +15,7 @@ from flotilla_auth.adapters.client_assertions import X509ClientAssertionVerifier
 from flotilla_auth.adapters.common_passwords import default_password_policy
 from flotilla_auth.adapters.key_material import Ed25519KeyMaterial
 from flotilla_auth.adapters.passwords import Argon2PasswordHasher
+from flotilla_auth.adapters.tables import audit_log
 from flotilla_auth.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_auth.domain.login_protection import LoginProtection
 from flotilla_auth.domain.signing_keys import KeySchedule, SigningKey
@@ -30,6 +31,7 @@ from flotilla_auth.service_layer.signing_keys import (
 )
 from flotilla_auth.settings import AuthSettings
 from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.audit_api import audit_router
 from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.logs import get_logger
@@ -200,7 +202,19 @@ def create_app(
     app = create_service_app(
         settings,
         title="Flotilla auth",
-        routers=[http.router, users_api.router, http.internal, http.well_known],
+        routers=[
+            http.router,
+            users_api.router,
+            http.internal,
+            http.well_known,
+            audit_router(
+                "/api/v1/audit/auth",
+                log_name="auth",
+                audit_log=audit_log,
+                database=runtime.database,
+                clock=components.clock,
+            ),
+        ],
         readiness={"database": runtime.database.ping, "signing_key": signing_key_loaded},
         lifespan=lifespan,
         verifier=verifier,

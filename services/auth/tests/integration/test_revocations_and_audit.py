@@ -31,6 +31,7 @@ from .helpers import (
     PASSWORD,
     TOKEN_PATH,
     MovableClock,
+    access_token,
     add_user,
     audit_actions,
     bearer,
@@ -173,6 +174,29 @@ async def test_every_security_event_is_audited_and_the_chain_verifies(
     details = " ".join(row["details"] for row in (await table_rows(database_url))["audit_events"])
     assert PASSWORD not in details
     assert "wrong password!" not in details
+
+
+async def test_staff_read_the_audit_log_over_http(
+    app: FastAPI, client: httpx.AsyncClient, settings: AuthSettings
+) -> None:
+    await add_user(app, "sam", roles=("support",))
+    await add_user(app, "alice")
+    await password_grant(client, "alice", "wrong password!")
+    support = bearer(await access_token(client, "sam"))
+    log = await client.get("/api/v1/audit/auth", params={"limit": 200}, headers=support)
+    assert log.status_code == 200, log.text
+    stored = await audit_log.newest(settings.sqlalchemy_url, 200)
+    assert (log.json()["log"], log.json()["chain"]) == (
+        "auth", {"intact": True, "records": len(stored), "first_broken": None, "reason": ""},
+    )  # fmt: skip
+    fields = ("seq", "actor", "action", "target", "outcome", "details")
+    assert [{k: r[k] for k in fields} for r in log.json()["records"]] == [
+        {k: r[k] for k in fields} for r in reversed(stored)
+    ]
+    assert "login.failure" in {r["action"] for r in log.json()["records"]}
+    customer = bearer(await access_token(client, "alice"))
+    refused = await client.get("/api/v1/audit/auth", headers=customer)
+    assert (refused.status_code, refused.json()["type"].rsplit("/", 1)[1]) == (403, "forbidden")
 
 
 async def _seed(settings: AuthSettings) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from flotilla_inventory.adapters import PrometheusInventoryMetrics, SqlUnitOfWorkFactory
+from flotilla_inventory.adapters.audit import AUDIT_LOG
 from flotilla_inventory.adapters.tables import outbox
 from flotilla_inventory.entrypoints.grpc import InventoryRpc, start_inventory_server
 from flotilla_inventory.entrypoints.http import install_error_mapping, products, reservations
@@ -19,6 +20,7 @@ from flotilla_inventory.service_layer.reservations import ReservationDesk
 from flotilla_inventory.service_layer.sweeper import Sweeper
 from flotilla_inventory.settings import InventorySettings
 from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.audit_api import audit_router
 from flotilla_kit.clock import Clock, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics, watch_backlog
@@ -75,7 +77,17 @@ def build_app(
     app = create_service_app(
         settings,
         title="Flotilla inventory",
-        routers=[products, reservations],
+        routers=[
+            products,
+            reservations,
+            audit_router(
+                "/api/v1/audit/inventory",
+                log_name="inventory",
+                audit_log=AUDIT_LOG,
+                database=database,
+                clock=clock,
+            ),
+        ],
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,

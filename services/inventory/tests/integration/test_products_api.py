@@ -354,6 +354,15 @@ async def test_admin_changes_are_audited(inventory: Instance) -> None:
     ]
     report = await AUDIT_LOG.report(inventory.database.url, "inventory")
     assert report["intact"] is True
+    support = auth(inventory.tokens, "sam", "support")
+    log = await inventory.http.get("/api/v1/audit/inventory", params={"limit": 2}, headers=support)
+    assert log.status_code == 200, log.text
+    assert (log.json()["log"], log.json()["chain"]) == (
+        "inventory", {"intact": True, "records": 3, "first_broken": None, "reason": ""},
+    )  # fmt: skip
+    assert [r["action"] for r in log.json()["records"]] == ["stock.adjusted", "product.updated"]
+    customer = auth(inventory.tokens, "alice", "customer")
+    problem(await inventory.http.get("/api/v1/audit/inventory", headers=customer), 403, "forbidden")
 
 
 def test_the_openapi_documents_every_answer(inventory: Instance) -> None:
@@ -398,6 +407,7 @@ def test_the_openapi_documents_every_answer(inventory: Instance) -> None:
             "422",
         },
         ("get", "/internal/v1/reservations/{reservation_id}"): {"200", "401", "403", "404", "422"},
+        ("get", "/api/v1/audit/inventory"): {"200", "401", "403", "422"},
     }
     for (method, path), codes in expected.items():
         assert set(schema["paths"][path][method]["responses"]) == codes, (method, path)

@@ -14,7 +14,7 @@ from flotilla_kit.db import Database
 from flotilla_kit.migrations import upgrade_to_head
 from flotilla_orders.adapters import SqlUnitOfWorkFactory
 from flotilla_orders.bootstrap import MIGRATIONS
-from flotilla_orders.domain import Order, new_order
+from flotilla_orders.domain import Order, OrderState, new_order
 
 T0 = dt.datetime(2030, 1, 2, 3, 4, 5, 678901, tzinfo=dt.UTC)
 
@@ -62,6 +62,37 @@ async def test_orders_come_back_whole_and_pages_count_orders(uow: SqlUnitOfWorkF
     assert rest == [second]
     assert everything == [later, paying, second]
     assert [line.product_id for line in paying.lines] == ["apple", "pear", "tea"]
+
+
+async def test_pages_in_a_state_of_one_customer_or_everyone(uow: SqlUnitOfWorkFactory) -> None:
+    alices = [an_order("alice", T0 + dt.timedelta(seconds=n), ("apple", 1)) for n in range(3)]
+    bobs = an_order("bob", T0 + dt.timedelta(seconds=5), ("pear", 2), ("tea", 1))
+    async with uow() as u:
+        for order in [*alices, bobs]:
+            await u.orders.add(order)
+        await u.commit()
+    cancelled = alices[1].out_of_stock(at=T0)
+    async with uow() as u:
+        assert await u.orders.save(cancelled, expected_version=alices[1].version, owner="o-0")
+        await u.commit()
+    pending = OrderState.PENDING
+    async with uow(write=False) as u:
+        first = await u.orders.page_in_state(pending, limit=2, after=None)
+        rest = await u.orders.page_in_state(pending, limit=2, after=first[-1])
+        gone = await u.orders.page_in_state(OrderState.CANCELLED, limit=5, after=None)
+        alices_pending = await u.orders.page_for_customer(
+            "alice", limit=5, after=None, state=pending
+        )
+        alices_next = await u.orders.page_for_customer(
+            "alice", limit=5, after=alices[2], state=pending
+        )
+        confirmed = await u.orders.page_in_state(OrderState.CONFIRMED, limit=5, after=None)
+    assert first == [bobs, alices[2]]  # whole, with every line
+    assert rest == [alices[0]]
+    assert gone == [cancelled]
+    assert alices_pending == [alices[2], alices[0]]
+    assert alices_next == [alices[0]]
+    assert confirmed == []
 
 
 async def test_a_missing_order_is_none(uow: SqlUnitOfWorkFactory) -> None:

@@ -318,6 +318,63 @@ async def test_customers_read_their_own_orders_and_staff_anyones(
     assert (await client.get(ORDERS)).status_code == 401
 
 
+@pytest.mark.parametrize("answer_within_s", [0.0])
+async def test_staff_list_everyones_orders_in_a_state_customers_only_their_own(
+    app: FastAPI, client: httpx.AsyncClient, as_user: Headers, world: World, clock: ManualClock
+) -> None:
+    def ids(response: httpx.Response) -> list[str]:
+        assert response.status_code == 200, response.text
+        return [o["id"] for o in response.json()["items"]]
+
+    confirmed = await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-0"))
+    await app.state.saga.settle()
+    world.inventory.reserve_gate = reserve = asyncio.Event()  # the rest stay PENDING
+    clock.advance(1)
+    alices = await client.post(ORDERS, json=order_body(world), headers=as_user(key="o-1"))
+    clock.advance(1)
+    bobs_wallet = world.bank.open("bob", 10_000, shard=0)
+    bobs = await client.post(
+        ORDERS, json=order_body(world, account=bobs_wallet), headers=as_user("bob", key="o-1")
+    )
+    alice, bob, staff = as_user(), as_user("bob"), as_user("sam", "support")
+    pending = {"status": "PENDING"}
+
+    first = await client.get(ORDERS, params={**pending, "limit": 1}, headers=staff)
+    assert ids(first) == [bobs.json()["id"]]  # newest first, anyone's
+    rest = await client.get(
+        ORDERS, params={**pending, "after": first.json()["next_after"]}, headers=staff
+    )
+    assert (ids(rest), rest.json()["next_after"]) == ([alices.json()["id"]], None)
+    assert {o["state"] for o in rest.json()["items"]} == {"PENDING"}
+    done = await client.get(ORDERS, params={"status": "CONFIRMED"}, headers=staff)
+    assert ids(done) == [confirmed.json()["id"]]
+    bobs_only = {**pending, "customer_id": "bob"}
+    assert ids(await client.get(ORDERS, params=bobs_only, headers=staff)) == [bobs.json()["id"]]
+    assert ids(await client.get(ORDERS, headers=staff)) == []  # no status: their own, as before
+
+    assert ids(await client.get(ORDERS, params=pending, headers=alice)) == [alices.json()["id"]]
+    assert ids(await client.get(ORDERS, params=pending, headers=bob)) == [bobs.json()["id"]]
+    mine_done = await client.get(ORDERS, params={"status": "CONFIRMED"}, headers=alice)
+    assert ids(mine_done) == [confirmed.json()["id"]]
+    assert ids(await client.get(ORDERS, params={"status": "CONFIRMED"}, headers=bob)) == []
+    nosy = await client.get(ORDERS, params={**pending, "customer_id": "alice"}, headers=bob)
+    assert nosy.status_code == 403
+    # A cursor into someone else's list is not one into yours.
+    foreign = await client.get(
+        ORDERS, params={**pending, "after": alices.json()["id"]}, headers=bob
+    )
+    assert (foreign.status_code, foreign.json()["type"].rsplit("/", 1)[1]) == (
+        400, "invalid-cursor",
+    )  # fmt: skip
+    for status in ("pending", "SHIPPED", ""):
+        refused = await client.get(ORDERS, params={"status": status}, headers=staff)
+        assert (refused.status_code, refused.headers["content-type"]) == (422, PROBLEM), status
+
+    reserve.set()
+    await app.state.saga.settle()
+    assert ids(await client.get(ORDERS, params=pending, headers=staff)) == []
+
+
 async def test_metrics_count_the_outcomes(
     client: httpx.AsyncClient, as_user: Headers, world: World
 ) -> None:

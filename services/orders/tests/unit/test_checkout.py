@@ -3,11 +3,14 @@ the reads (who sees which orders)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from flotilla_kit.resource_keys import KeyedResource
 from flotilla_kit.testing import principal as who
-from flotilla_orders.domain import new_order
+from flotilla_kit.tokens import Principal
+from flotilla_orders.domain import OrderState, new_order
 from flotilla_orders.service_layer import use_cases
 from flotilla_orders.service_layer.errors import (
     CurrencyMismatch,
@@ -217,3 +220,53 @@ async def test_staff_read_anyones_orders_customers_only_their_own(world: World) 
             await use_cases.get_order(uow, principal=who("x", "service:payments"), order_id=ids[0])
         own = await use_cases.list_orders(uow, principal=world.alice, limit=10, customer_id="alice")
         assert len(own.items) == 3
+
+
+async def pending_orders(world: World, customer: str, n: int) -> list[str]:
+    """`n` orders of `customer` just placed (PENDING), a second apart."""
+    ids: list[str] = []
+    async with world.uow() as uow:
+        for _ in range(n):
+            order = new_order(
+                customer_id=customer, lines=(("apple", 1),), currency="EUR",
+                payment_account=world.wallet, shop_account="acc_0_s", shop_owner="shop",
+                now=world.clock(), reserve_within_s=30, lease_owner="o-0", lease_s=10,
+            )  # fmt: skip
+            await uow.orders.add(order)
+            ids.append(str(order.id))
+            world.clock.advance(1)
+        await uow.commit()
+    return ids
+
+
+async def test_staff_list_everyones_orders_in_a_state_customers_their_own(world: World) -> None:
+    confirmed = await place_three(world)
+    alices = await pending_orders(world, "alice", 1)
+    bobs = await pending_orders(world, "bob", 2)
+    staff, bob = who("sam", "support"), who("bob", "customer")
+    pending, done = OrderState.PENDING, OrderState.CONFIRMED
+
+    async def listed(principal: Principal, **query: Any) -> list[str]:
+        async with world.uow(write=False) as uow:
+            page = await use_cases.list_orders(uow, principal=principal, limit=10, **query)
+        return [str(o.id) for o in page.items]
+
+    async with world.uow(write=False) as uow:
+        first = await use_cases.list_orders(uow, principal=staff, limit=2, status=pending)
+        rest = await use_cases.list_orders(
+            uow, principal=staff, limit=2, status=pending, after=first.next_after
+        )
+    assert [str(o.id) for o in first.items] == bobs[::-1]
+    assert ([str(o.id) for o in rest.items], rest.next_after) == (alices, None)
+    assert await listed(staff, status=done) == confirmed[::-1]
+    assert await listed(staff, status=pending, customer_id="bob") == bobs[::-1]
+    assert await listed(staff) == []  # no status: their own orders, as before
+    assert await listed(world.alice, status=pending) == alices
+    assert await listed(world.alice, status=done) == confirmed[::-1]
+    assert await listed(bob, status=pending) == bobs[::-1]
+    with pytest.raises(NotAllowed):
+        await listed(bob, status=pending, customer_id="alice")
+    with pytest.raises(InvalidCursor):  # a cursor into everyone's list is not one into bob's
+        await listed(bob, status=pending, after=alices[0])
+    with pytest.raises(InvalidCursor):
+        await listed(staff, status=pending, after="not-an-id")

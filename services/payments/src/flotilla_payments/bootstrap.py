@@ -13,6 +13,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from flotilla_kit.app import Background, create_service_app
+from flotilla_kit.audit_api import audit_router
 from flotilla_kit.clock import Clock, Sleep, utc_now
 from flotilla_kit.db import Database
 from flotilla_kit.events import EventMetrics, watch_backlog
@@ -21,6 +22,7 @@ from flotilla_kit.migrations import upgrade_to_head
 from flotilla_kit.service_identity import ServiceTokenProvider
 from flotilla_kit.tls import client_context
 from flotilla_kit.tokens import TokenVerifier
+from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.ledger_client import GrpcLedgerClient, TokenSource
 from flotilla_payments.adapters.metrics import PaymentsMetrics
 from flotilla_payments.adapters.tables import outbox
@@ -95,7 +97,18 @@ def build_app(
     app = create_service_app(
         settings,
         title="Flotilla payments",
-        routers=[http.router, http.internal],
+        routers=[
+            http.router,
+            http.in_doubt,
+            http.internal,
+            audit_router(
+                "/api/v1/audit/payments",
+                log_name="payments",
+                audit_log=AUDIT_LOG,
+                database=database,
+                clock=clock,
+            ),
+        ],
         readiness={"database": database.ping},
         lifespan=lifespan,
         verifier=verifier,
@@ -144,6 +157,7 @@ def build_app(
     )
     app.state.database = database
     app.state.uow = uow
+    app.state.clock = clock
     app.state.ledger = ledger
     app.state.coordinator = coordinator
     app.state.recovery = recovery

@@ -265,6 +265,61 @@ async def test_operator_commands(
     assert (record["action"], record["target"]) == ("transfer.requested", str(stuck.id))
 
 
+IN_DOUBT = "/api/v1/in-doubt-transfers"
+
+
+@pytest.mark.parametrize("faults", [P.AFTER_DECISION], indirect=True)
+async def test_operators_read_the_transfers_in_doubt_as_the_command_prints_them(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    as_user: Headers,
+    accounts: dict[str, str],
+    database_url: str,
+    clock: ManualClock,
+) -> None:
+    support = as_user("sam", "support")
+    assert (await client.get(IN_DOUBT, headers=support)).json() == {"transfers": []}
+    await post_and_crash(client, as_user(key="k"), body(accounts["a0"], accounts["b1"]))
+    stuck = await only_transfer(app)
+    clock.advance(30)
+    listed = await client.get(IN_DOUBT, headers=support)
+    assert listed.status_code == 200, listed.text
+    (item,) = listed.json()["transfers"]
+    code, printed, err = await run_cli("in-doubt", database_url=database_url)
+    assert code == 0, err
+    (line,) = [json.loads(row) for row in printed.splitlines()]
+    # One shape: the command's clock is the real one, the app's the test's.
+    assert {**item, "age_s": None} == {**line, "age_s": None}
+    assert (item["id"], item["state"], item["age_s"]) == (str(stuck.id), "committing", 30.0)
+    assert (item["initiator"], item["lease_owner"]) == ("alice", "p-0")
+    for older_than, found in ((30, 1), (30.5, 0)):
+        answer = await client.get(IN_DOUBT, params={"older_than": older_than}, headers=support)
+        assert len(answer.json()["transfers"]) == found
+    admin = await client.get(IN_DOUBT, headers=as_user("ada", "admin"))
+    assert len(admin.json()["transfers"]) == 1
+
+    def kind(response: httpx.Response) -> tuple[int, str, str]:
+        slug = response.json()["type"].rsplit("/", 1)[1]
+        return response.status_code, response.headers["content-type"], slug
+
+    problem = "application/problem+json"
+    assert kind(await client.get(IN_DOUBT, headers=as_user("alice"))) == (
+        403, problem, "forbidden",
+    )  # fmt: skip
+    assert kind(await client.get(IN_DOUBT)) == (401, problem, "unauthenticated")
+    for bad in ("-1", "nan", "inf", "1e300", "soon"):
+        refused = await client.get(IN_DOUBT, params={"older_than": bad}, headers=support)
+        assert kind(refused) == (422, problem, "validation-error"), bad
+
+
+@pytest.mark.parametrize("older_than", ["nan", "inf", "-1", "1e300"])
+def test_in_doubt_refuses_a_number_of_seconds_it_cannot_use(older_than: str) -> None:
+    result = CliRunner().invoke(cli_app, ["in-doubt", "--older-than", older_than])
+    assert result.exit_code == 2, result.output
+    assert "--older-than" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_help_lists_the_commands() -> None:
     result = CliRunner().invoke(cli_app, ["--help"])
     assert result.exit_code == 0

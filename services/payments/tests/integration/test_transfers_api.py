@@ -368,6 +368,18 @@ async def test_transfers_are_audited_in_one_intact_chain(
     assert records[0].details["amount_minor"] == 2_500
     assert records[3].details["refusal"] == "insufficient-funds"
     assert (report.intact, report.records) == (True, 4)
+    log = await client.get(
+        "/api/v1/audit/payments", params={"limit": 3}, headers=as_user("sam", "support")
+    )
+    assert log.status_code == 200, log.text
+    assert (log.json()["log"], log.json()["chain"]) == (
+        "payments", {"intact": True, "records": 4, "first_broken": None, "reason": ""},
+    )  # fmt: skip
+    assert [r["action"] for r in log.json()["records"]] == [
+        "transfer.aborted", "transfer.requested", "transfer.committed",
+    ]  # fmt: skip
+    customer = await client.get("/api/v1/audit/payments", headers=as_user("alice"))
+    assert customer.status_code == 403
 
 
 async def test_health_openapi_and_metrics(
@@ -379,7 +391,12 @@ async def test_health_openapi_and_metrics(
 ) -> None:
     assert (await client.get("/readyz")).json()["checks"] == {"database": "ok"}
     paths = (await client.get("/openapi.json")).json()["paths"]
-    assert set(paths) == {"/api/v1/transfers", "/api/v1/transfers/{transfer_id}"}
+    assert set(paths) == {
+        "/api/v1/transfers",
+        "/api/v1/transfers/{transfer_id}",
+        "/api/v1/in-doubt-transfers",
+        "/api/v1/audit/payments",
+    }
     await client.post(
         TRANSFERS, json=body(accounts["a0"], accounts["b1"]), headers=as_user(key="k-1")
     )

@@ -52,8 +52,14 @@ def _with_lines(page: Select[Any]) -> Select[Any]:
     )
 
 
-def _customers_page(*, after_cursor: bool) -> Query:
-    page = select(orders).where(_o.customer_id == bindparam("customer_id"))
+def _page(*, customer: bool, state: bool, after_cursor: bool) -> Query:
+    """A page of orders, newest first: of one customer or everyone's, in one state or any,
+    from the start or after a cursor (the previous page's last order)."""
+    page = select(orders)
+    if customer:
+        page = page.where(_o.customer_id == bindparam("customer_id"))
+    if state:
+        page = page.where(_o.state == bindparam("state"))
     if after_cursor:
         after_at = bindparam("after_created_at", type_=_o.created_at.type)
         page = page.where(
@@ -67,6 +73,16 @@ def _customers_page(*, after_cursor: bool) -> Query:
     )
 
 
+# (of one customer, in one state, after a cursor) -> its statement
+_PAGES = {
+    (customer, state, after): _page(customer=customer, state=state, after_cursor=after)
+    for customer in (True, False)
+    for state in (True, False)
+    for after in (True, False)
+    if customer or state  # everyone's orders in any state: no such page
+}
+
+
 _INSERT_ORDER = Query(orders.insert().values({c.name: bindparam(c.name) for c in _o}))
 _INSERT_LINES = Query(order_lines.insert().values({c.name: bindparam(c.name) for c in _l}))
 _ORDER = Query(select(orders).where(_o.id == bindparam("order_id")))
@@ -75,8 +91,6 @@ _LINES_OF_ORDER = Query(
     .where(_l.order_id == bindparam("order_id"))
     .order_by(_l.line_no)
 )
-_FIRST_PAGE = _customers_page(after_cursor=False)
-_NEXT_PAGE = _customers_page(after_cursor=True)
 _SAVE = Query(
     update(orders)
     .where(
@@ -216,16 +230,27 @@ class SqlOrderRepository(SqlLeasedRows[uuid.UUID, Order]):
         return _order(row, [_line(line) for line in lines])
 
     async def page_for_customer(
-        self, customer_id: str, *, limit: int, after: Order | None
+        self, customer_id: str, *, limit: int, after: Order | None, state: OrderState | None = None
     ) -> list[Order]:
-        if after is None:
-            rows = await self.transaction.all(_FIRST_PAGE, customer_id=customer_id, limit=limit)
-        else:
-            rows = await self.transaction.all(
-                _NEXT_PAGE, customer_id=customer_id, limit=limit,
-                after_created_at=after.created_at, after_id=after.id,
-            )  # fmt: skip
-        return _orders(rows)
+        return await self._page(customer_id, state, limit=limit, after=after)
+
+    async def page_in_state(
+        self, state: OrderState, *, limit: int, after: Order | None
+    ) -> list[Order]:
+        return await self._page(None, state, limit=limit, after=after)
+
+    async def _page(
+        self, customer_id: str | None, state: OrderState | None, *, limit: int, after: Order | None
+    ) -> list[Order]:
+        params: dict[str, Any] = {"limit": limit}
+        if customer_id is not None:
+            params["customer_id"] = customer_id
+        if state is not None:
+            params["state"] = state.value
+        if after is not None:
+            params.update(after_created_at=after.created_at, after_id=after.id)
+        query = _PAGES[customer_id is not None, state is not None, after is not None]
+        return _orders(await self.transaction.all(query, **params))
 
     async def save(
         self, order: Order, *, expected_version: int, owner: str, prices: bool = False

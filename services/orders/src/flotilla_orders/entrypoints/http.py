@@ -13,7 +13,7 @@ from flotilla_kit.content_types import require_json
 from flotilla_kit.idempotency import answer_headers, request_fingerprint, valid_idempotency_key
 from flotilla_kit.problems import ProblemRule, ProblemTable, problem_response
 from flotilla_kit.security import Authenticated, require_permission
-from flotilla_orders.domain import Order
+from flotilla_orders.domain import Order, OrderState
 from flotilla_orders.entrypoints.schemas import (
     HistoryEntryOut,
     HistoryList,
@@ -145,11 +145,21 @@ async def list_orders(
         str | None,
         Query(min_length=1, max_length=128, description="Staff (`orders:read:any`): whose."),
     ] = None,
+    status: Annotated[
+        OrderState | None,
+        Query(
+            description="Only orders in this state. Staff (`orders:read:any`) giving it "
+            "without `customer_id` get everyone's orders in it."
+        ),
+    ] = None,
 ) -> OrderList:
+    """The caller's own orders; staff may name a `customer_id`, or ask for everyone's
+    orders in a `status` (e.g. the sagas still PENDING)."""
     async with uow(write=False) as u:
         page = await use_cases.list_orders(
-            u, principal=principal, limit=limit, after=after, customer_id=customer_id
-        )
+            u, principal=principal, limit=limit, after=after, customer_id=customer_id,
+            status=status,
+        )  # fmt: skip
     return OrderList(items=[OrderOut.of(o) for o in page.items], next_after=page.next_after)
 
 

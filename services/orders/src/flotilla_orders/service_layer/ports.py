@@ -18,6 +18,7 @@ from flotilla_orders.domain import (
     Order,
     OrderOutcome,
     OrderRefund,
+    OrderState,
 )
 from flotilla_orders.service_layer.faults import FaultPoint
 
@@ -194,9 +195,15 @@ class OrderRepository(LeasedRows[uuid.UUID, Order], Protocol):
     async def get(self, order_id: uuid.UUID) -> Order | None: ...
 
     async def page_for_customer(
-        self, customer_id: str, *, limit: int, after: Order | None
+        self, customer_id: str, *, limit: int, after: Order | None, state: OrderState | None = None
     ) -> list[Order]:
-        """Newest first; `after` is the last order of the previous page."""
+        """Newest first, only those in `state` if given; `after` is the last order of the
+        previous page."""
+
+    async def page_in_state(
+        self, state: OrderState, *, limit: int, after: Order | None
+    ) -> list[Order]:
+        """Everyone's orders in `state` (staff), newest first; `after` as above."""
 
     async def save(
         self, order: Order, *, expected_version: int, owner: str, prices: bool = False

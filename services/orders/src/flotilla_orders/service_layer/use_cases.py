@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from flotilla_kit.tokens import Principal
-from flotilla_orders.domain import Order
+from flotilla_orders.domain import Order, OrderState
 from flotilla_orders.service_layer.errors import InvalidCursor, NotAllowed, OrderNotFound
 from flotilla_orders.service_layer.ports import OrdersUnitOfWork
 
@@ -49,20 +49,36 @@ async def list_orders(
     limit: int,
     after: str | None = None,
     customer_id: str | None = None,
+    status: OrderState | None = None,
 ) -> OrderPage:
-    """A customer's orders, newest first: the caller's own, or (staff) anyone's."""
-    if not principal.can(READ) and not principal.can(READ_ANY):
+    """Orders, newest first, only those in `status` if given: the caller's own, or (staff)
+    a customer's; staff asking for a `status` without naming a customer get everyone's
+    orders in it (the operator console's pending orders)."""
+    may_read_any = principal.can(READ_ANY)
+    if not principal.can(READ) and not may_read_any:
         raise NotAllowed(READ)
-    customer = customer_id if customer_id is not None else principal.subject
-    if customer != principal.subject and not principal.can(READ_ANY):
-        raise NotAllowed(READ_ANY)
-    cursor: Order | None = None
-    if after is not None:
-        key = _parse_id(after)
-        cursor = await uow.orders.get(key) if key is not None else None
-        if cursor is None or cursor.customer_id != customer:
-            raise InvalidCursor()
-    found = await uow.orders.page_for_customer(customer, limit=limit + 1, after=cursor)
+    if status is not None and customer_id is None and may_read_any:
+        cursor = await _cursor(uow, after, owner=None)
+        found = await uow.orders.page_in_state(status, limit=limit + 1, after=cursor)
+    else:
+        customer = customer_id if customer_id is not None else principal.subject
+        if customer != principal.subject and not may_read_any:
+            raise NotAllowed(READ_ANY)
+        cursor = await _cursor(uow, after, owner=customer)
+        found = await uow.orders.page_for_customer(
+            customer, limit=limit + 1, after=cursor, state=status
+        )
     items = found[:limit]
     more = len(found) > limit
     return OrderPage(items=items, next_after=str(items[-1].id) if more else None)
+
+
+async def _cursor(uow: OrdersUnitOfWork, after: str | None, *, owner: str | None) -> Order | None:
+    """The order a page goes on after: one of `owner`'s (anyone's for None)."""
+    if after is None:
+        return None
+    key = _parse_id(after)
+    cursor = await uow.orders.get(key) if key is not None else None
+    if cursor is None or (owner is not None and cursor.customer_id != owner):
+        raise InvalidCursor()
+    return cursor

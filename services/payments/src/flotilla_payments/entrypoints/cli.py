@@ -4,7 +4,6 @@ and the audit log's verify and tail."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import sys
 from typing import Annotated, Any
@@ -18,9 +17,8 @@ from flotilla_payments.adapters.audit import AUDIT_LOG
 from flotilla_payments.adapters.tables import outbox
 from flotilla_payments.adapters.unit_of_work import SqlUnitOfWorkFactory
 from flotilla_payments.bootstrap import build_app, migrate
-from flotilla_payments.domain import Transfer
 from flotilla_payments.domain.events import SERVICE
-from flotilla_payments.entrypoints.schemas import TransferOut
+from flotilla_payments.entrypoints.schemas import InDoubtTransferOut
 from flotilla_payments.service_layer import use_cases
 from flotilla_payments.settings import PaymentsSettings
 
@@ -42,21 +40,6 @@ app = service_cli(
 )
 
 
-def _in_doubt_line(transfer: Transfer, now: dt.datetime) -> dict[str, Any]:
-    def at(moment: dt.datetime | None) -> str | None:
-        return moment.isoformat() if moment else None
-
-    return {
-        **TransferOut.of(transfer).model_dump(mode="json"),
-        "initiator": transfer.initiator,
-        "age_s": round((now - transfer.created_at).total_seconds(), 3),
-        "attempts": transfer.attempts,
-        "next_attempt_at": at(transfer.next_attempt_at),
-        "lease_owner": transfer.lease_owner,
-        "lease_until": at(transfer.lease_until),
-    }
-
-
 async def _in_doubt(settings: PaymentsSettings, older_than_s: float) -> list[dict[str, Any]]:
     database = Database(settings.sqlalchemy_url)
     now = utc_now()
@@ -65,14 +48,19 @@ async def _in_doubt(settings: PaymentsSettings, older_than_s: float) -> list[dic
             found = await use_cases.unfinished_transfers(uow, now=now, older_than_s=older_than_s)
     finally:
         await database.dispose()
-    return [_in_doubt_line(t, now) for t in found]
+    return [InDoubtTransferOut.of_unfinished(t, now).model_dump(mode="json") for t in found]
 
 
 @app.command("in-doubt")
 def in_doubt(
     older_than: Annotated[
         float,
-        typer.Option("--older-than", min=0, help="Only those created at least S seconds ago."),
+        typer.Option(
+            "--older-than",
+            min=0,
+            max=use_cases.MAX_OLDER_THAN_S,
+            help="Only those created at least S seconds ago.",
+        ),
     ] = 0.0,
 ) -> None:
     """Print the transfers not yet committed or aborted as JSON lines, oldest first."""

@@ -1,8 +1,9 @@
 """The payments REST API. Authentication and error mapping happen here; decisions happen
 in the coordinator and the use cases.
 
-`/internal/v1/...` is for ledger shards in doubt about a transfer (service token over
-mutual TLS); it is left out of the public OpenAPI.
+`/api/v1/in-doubt-transfers` is for operators (`payments:read:any`): the transfers the
+`in-doubt` command prints. `/internal/v1/...` is for ledger shards in doubt about a
+transfer (service token over mutual TLS); it is left out of the public OpenAPI.
 """
 
 from __future__ import annotations
@@ -13,12 +14,20 @@ from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from flotilla_kit.app import PROBLEM_RESPONSES, app_state
+from flotilla_kit.clock import Clock
 from flotilla_kit.content_types import require_json
 from flotilla_kit.idempotency import request_fingerprint, valid_idempotency_key
 from flotilla_kit.problems import Problem, ProblemTable, problem_response
-from flotilla_kit.security import Authenticated
+from flotilla_kit.security import Authenticated, require_permission
 from flotilla_payments.domain import Refusal, Transfer, TransferState
-from flotilla_payments.entrypoints.schemas import OutcomeOut, TransferIn, TransferList, TransferOut
+from flotilla_payments.entrypoints.schemas import (
+    InDoubtList,
+    InDoubtTransferOut,
+    OutcomeOut,
+    TransferIn,
+    TransferList,
+    TransferOut,
+)
 from flotilla_payments.service_layer import use_cases
 from flotilla_payments.service_layer.coordinator import Coordinator, Submission, TransferRequest
 from flotilla_payments.service_layer.errors import (
@@ -34,9 +43,12 @@ from flotilla_payments.service_layer.errors import (
 )
 from flotilla_payments.service_layer.ports import UnitOfWorkFactory
 
-__all__ = ["PROBLEMS", "install_error_mapping", "internal", "router"]
+__all__ = ["PROBLEMS", "in_doubt", "install_error_mapping", "internal", "router"]
 
 router = APIRouter(prefix="/api/v1/transfers", tags=["transfers"], responses=PROBLEM_RESPONSES)
+in_doubt = APIRouter(
+    prefix="/api/v1/in-doubt-transfers", tags=["operations"], responses=PROBLEM_RESPONSES
+)
 internal = APIRouter(prefix="/internal/v1/transfers", include_in_schema=False)
 
 # A technical abort moved no money; a new attempt (with a new Idempotency-Key) may work.
@@ -61,6 +73,7 @@ IdempotencyKey = Annotated[
 
 CoordinatorDep = Annotated[Coordinator, Depends(app_state("coordinator"))]
 UowDep = Annotated[UnitOfWorkFactory, Depends(app_state("uow"))]
+ClockDep = Annotated[Clock, Depends(app_state("clock"))]
 
 
 def _location(transfer: Transfer) -> str:
@@ -167,6 +180,33 @@ async def get_transfer(transfer_id: str, principal: Authenticated, uow: UowDep) 
     async with uow(write=False) as u:
         transfer = await use_cases.get_transfer(u, principal=principal, transfer_id=transfer_id)
     return TransferOut.of(transfer)
+
+
+@in_doubt.get(
+    "",
+    response_model=InDoubtList,
+    summary="Transfers not final yet, oldest first (operators)",
+    dependencies=[Depends(require_permission(use_cases.READ_ANY))],
+)
+async def list_in_doubt(
+    uow: UowDep,
+    clock: ClockDep,
+    older_than: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=use_cases.MAX_OLDER_THAN_S,
+            allow_inf_nan=False,
+            description="Only those asked for at least this many seconds ago.",
+        ),
+    ] = 0.0,
+) -> InDoubtList:
+    """PREPARING, COMMITTING or ABORTING: what recovery is still driving, with its
+    attempts and lease (as `python -m flotilla_payments in-doubt` prints them)."""
+    now = clock()
+    async with uow(write=False) as u:
+        found = await use_cases.unfinished_transfers(u, now=now, older_than_s=older_than)
+    return InDoubtList(transfers=[InDoubtTransferOut.of_unfinished(t, now) for t in found])
 
 
 @internal.get("/{transfer_id}/outcome", response_model=OutcomeOut)

@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 from flotilla_kit.text import ApiModel, SingleLine
 from flotilla_payments.domain import CURRENCIES, MAX_AMOUNT_MINOR, Transfer
 
-__all__ = ["OutcomeOut", "TransferIn", "TransferList", "TransferOut"]
+__all__ = [
+    "InDoubtList",
+    "InDoubtTransferOut",
+    "OutcomeOut",
+    "TransferIn",
+    "TransferList",
+    "TransferOut",
+]
 
 AccountId = Annotated[
     SingleLine,
@@ -105,6 +112,34 @@ class TransferList(BaseModel):
     next_after: str | None = Field(
         description="Pass as `after` to get the next page; null on the last page."
     )
+
+
+class InDoubtTransferOut(TransferOut):
+    """A transfer not final yet, with what recovery knows of it: the one shape of
+    `GET /api/v1/in-doubt-transfers` and of the `in-doubt` command's lines."""
+
+    initiator: str = Field(description="Who asked for it (the customer, or a service).")
+    age_s: float = Field(description="Seconds since it was asked for.")
+    attempts: int = Field(description="How many times recovery has taken it up.")
+    next_attempt_at: dt.datetime | None = Field(description="When recovery may take it up next.")
+    lease_owner: str | None = Field(description="The instance driving it, if any.")
+    lease_until: dt.datetime | None = Field(description="Until when that instance drives it.")
+
+    @classmethod
+    def of_unfinished(cls, transfer: Transfer, now: dt.datetime) -> InDoubtTransferOut:
+        return cls(
+            **TransferOut.of(transfer).model_dump(),
+            initiator=transfer.initiator,
+            age_s=round((now - transfer.created_at).total_seconds(), 3),
+            attempts=transfer.attempts,
+            next_attempt_at=transfer.next_attempt_at,
+            lease_owner=transfer.lease_owner,
+            lease_until=transfer.lease_until,
+        )
+
+
+class InDoubtList(BaseModel):
+    transfers: list[InDoubtTransferOut] = Field(description="Oldest first.")
 
 
 class OutcomeOut(BaseModel):

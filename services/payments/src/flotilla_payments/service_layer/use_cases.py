@@ -13,6 +13,7 @@ from flotilla_payments.service_layer.errors import InvalidCursor, NotAllowed, Tr
 from flotilla_payments.service_layer.ports import PaymentsUnitOfWork
 
 __all__ = [
+    "MAX_OLDER_THAN_S",
     "READ",
     "READ_ANY",
     "TransferPage",
@@ -23,6 +24,9 @@ __all__ = [
 
 READ = "payments:read"
 READ_ANY = "payments:read:any"
+# The longest `older_than_s` of `unfinished_transfers`: a century (a datetime cannot go
+# back much further than now).
+MAX_OLDER_THAN_S = 100 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,9 @@ async def list_transfers(
 async def unfinished_transfers(
     uow: PaymentsUnitOfWork, *, now: dt.datetime, older_than_s: float = 0.0
 ) -> list[Transfer]:
-    """Transfers in doubt (not COMMITTED or ABORTED yet), oldest first (operators)."""
+    """Transfers in doubt (not COMMITTED or ABORTED yet), oldest first (operators: the
+    `in-doubt` command, and `GET /api/v1/in-doubt-transfers` for `payments:read:any`);
+    `older_than_s`: only those created at least that long before `now`, in
+    0..`MAX_OLDER_THAN_S`."""
     created_before = now - dt.timedelta(seconds=older_than_s) if older_than_s > 0 else None
     return await uow.transfers.unfinished(created_before=created_before)
