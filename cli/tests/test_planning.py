@@ -49,6 +49,7 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
         "inventory-0", "inventory-1",
         "orders-0", "orders-1",
         "billing-0", "billing-1",
+        "web-0", "web-1",
         "payments-relay", "inventory-relay", "orders-relay", "billing-relay",
         "gateway-0",
     ]  # fmt: skip
@@ -101,8 +102,14 @@ def test_every_instance_gets_its_own_ports_and_settings(tmp_path: Path) -> None:
     assert plan.nats_url is not None
     with_broker = {i.name for i in instances if i.env.get("FLOTILLA_NATS_URL") == plan.nats_url}
     assert with_broker == {
-        i.name for i in instances if i.service in ("payments", "inventory", "orders", "billing")
+        i.name
+        for i in instances
+        if i.service in ("payments", "inventory", "orders", "billing", "web")
     }
+    # The web front end calls the gateway like any client, and asks the supervisor to scale.
+    web = next(i for i in instances if i.name == "web-1")
+    assert web.env["FLOTILLA_GATEWAY_URL"] == "https://127.0.0.1:9443"
+    assert web.env["FLOTILLA_SCALE_REQUESTS_DIR"] == str(layout.run / "scale")
     assert relays[1].env["FLOTILLA_DATABASE_URL"].endswith("/inventory.db")
     gateway = instances[-1]
     assert gateway.url == "https://127.0.0.1:9443"
@@ -137,11 +144,12 @@ def test_postgres_gives_each_service_and_shard_its_own_database(tmp_path: Path) 
         "orders-relay": "postgresql+asyncpg://u:p@db:5432/orders",
         "billing-0": "postgresql+asyncpg://u:p@db:5432/billing",
         "billing-relay": "postgresql+asyncpg://u:p@db:5432/billing",
+        "web-0": "postgresql+asyncpg://u:p@db:5432/web",
         "gateway-0": None,
     }
     assert database_names(3) == [
         "auth", "accounts_s0", "accounts_s1", "accounts_s2", "payments", "inventory", "orders",
-        "billing",
+        "billing", "web",
     ]  # fmt: skip
 
 
@@ -199,7 +207,7 @@ def test_a_service_added_to_the_manifest_is_planned_with_its_relay(tmp_path: Pat
         services=service_specs(manifest, settings),
     )  # fmt: skip
     names = [i.name for i in plan.instances]
-    assert names[names.index("billing-0") + 1] == "shipping-0"
+    assert names[names.index("web-0") + 1] == "shipping-0"
     assert "shipping-relay" in names
     (shipping,) = [i for i in plan.instances if i.name == "shipping-0"]
     assert shipping.env["FLOTILLA_DATABASE_URL"].endswith("/shipping.db")

@@ -226,9 +226,10 @@ def _listening(name: str) -> tuple[int, int | None]:
     return int(env["FLOTILLA_PORT"]), grpc
 
 
-# How each setting that names peers holds them: a list, or a map of lists (per shard), of
-# base URLs, gRPC targets, or the gateway's DNS targets.
+# How each setting that names peers holds them: one, a list, or a map of lists (per
+# shard), of base URLs, gRPC targets, or the gateway's DNS targets.
 _PEER_SETTINGS = {
+    "FLOTILLA_GATEWAY_URL": ("one", "url"),
     "FLOTILLA_JWKS_URLS": ("list", "url"),
     "FLOTILLA_REVOCATION_URLS": ("list", "url"),
     "FLOTILLA_AUTH_TOKEN_URLS": ("list", "url"),
@@ -259,7 +260,7 @@ def _peers(env: dict[str, str]) -> list[tuple[str, int, str, str]]:
     for variable, (shape, kind) in _PEER_SETTINGS.items():
         if variable not in env:
             continue
-        value = json.loads(env[variable])
+        value: Any = [env[variable]] if shape == "one" else json.loads(env[variable])
         groups = value.values() if shape == "map" else [value]
         peers += [_peer(item, kind, variable) for group in groups for item in group]
     return peers

@@ -754,6 +754,8 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
 
     allowed_flows = [
         (INGRESS_CONTROLLER, pods["gateway"], https("gateway")),
+        # The web front end's pages call the API through the gateway, as any client.
+        (pods["web"], pods["gateway"], https("gateway")),
         *[(pods["gateway"], pods[b], https(b)) for b in backends],
         *[(pods["payments"], pods[s], grpc(s)) for s in shards],
         (pods["orders"], pods["inventory"], grpc("inventory")),
@@ -785,6 +787,16 @@ def _flows(pods: dict[str, Pod]) -> tuple[list[tuple[Pod, Pod, int]], list[tuple
         (pods["billing"], pods["payments"], https("payments")),
         (pods["orders"], pods["billing"], https("billing")),
         (pods["billing-relay"], pods["auth"], https("auth")),
+        # web reaches the services through the gateway only (auth aside, for the keys that
+        # check tokens), and only the gateway sends it anything; no other service is a
+        # client of the gateway.
+        *[(pods["web"], pods[b], https(b)) for b in backends if b not in ("web", "auth")],
+        (pods["web"], pods["inventory"], grpc("inventory")),
+        (pods["web"], pods["valkey"], 6379),
+        (INGRESS_CONTROLLER, pods["web"], https("web")),
+        (pods["orders"], pods["web"], https("web")),
+        (pods["orders"], pods["gateway"], https("gateway")),
+        (pods["billing"], pods["gateway"], https("gateway")),
         (pods["inventory"], pods["nats"], 4222),
         (INGRESS_CONTROLLER, pods["auth"], https("auth")),
         (INGRESS_CONTROLLER, pods["postgres"], 5432),

@@ -20,6 +20,7 @@ from typing import Literal
 
 from flotilla_cli.launcher.layout import VarLayout
 from flotilla_cli.launcher.state import InstancePlan, Plan
+from flotilla_kit import scale_requests
 from flotilla_kit.devservers import stable_port
 from flotilla_kit.manifest import MANIFEST_FILE, Manifest, ManifestError, load_manifest
 from flotilla_kit.sharding import home_shard
@@ -173,6 +174,9 @@ class _Wiring:
     layout: VarLayout
     shards: int
     slots: list[_Slot]
+    # Where clients reach the system (the first gateway), and the broker.
+    gateway_url: str = ""
+    nats_url: str = ""
 
     def urls(self, service: str, path: str = "") -> str:
         """Every instance of `service` (with `path`), as the JSON list the settings take."""
@@ -219,6 +223,16 @@ def _orders_settings(wiring: _Wiring, slot: _Slot) -> dict[str, str]:
     }
 
 
+def _web_settings(wiring: _Wiring, slot: _Slot) -> dict[str, str]:
+    # The web front end calls the gateway like any client; its operator console reads the
+    # dead letters on the broker and asks the supervisor to scale (var/run/scale/).
+    return {
+        "FLOTILLA_GATEWAY_URL": wiring.gateway_url,
+        "FLOTILLA_NATS_URL": wiring.nats_url,
+        "FLOTILLA_SCALE_REQUESTS_DIR": str(scale_requests.requests_dir(wiring.layout.run)),
+    }
+
+
 def _no_settings(wiring: _Wiring, slot: _Slot) -> dict[str, str]:
     return {}
 
@@ -247,6 +261,7 @@ _SETTINGS: dict[str, Callable[[_Wiring, _Slot], dict[str, str]]] = {
     "inventory": _no_settings,
     "orders": _orders_settings,
     "billing": _no_settings,
+    "web": _web_settings,
     # flotilla new service: settings
 }
 
@@ -365,10 +380,10 @@ def build_plan(
     relayed = [spec.name for spec in services if spec.relayed]
     # Who needs the broker: the services with a relay, and those that consume events.
     on_the_broker = {spec.name for spec in services if spec.relayed or spec.consumer}
-    wiring = _Wiring(layout, shards, slots)
-    urls = wiring.urls
     pg_base = postgres_base_url(layout, postgres_url) if database == "postgres" else None
     nats_url = f"nats://127.0.0.1:{nats_port(layout)}"
+    wiring = _Wiring(layout, shards, slots, f"https://127.0.0.1:{gateway_port}", nats_url)
+    urls = wiring.urls
 
     def env_of(
         service: str, instance_id: str, port: int, database_name: str | None
@@ -445,7 +460,7 @@ def build_plan(
                 env=gateway_env,
             )
         )
-    gateway_url = f"https://127.0.0.1:{gateway_port}"
+    gateway_url = wiring.gateway_url
     return Plan(
         var_dir=Path(layout.root),
         profile=profile,

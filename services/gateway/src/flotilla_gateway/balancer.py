@@ -106,6 +106,7 @@ class Instance:
         "pool",
         "readmitted_at",
         "removed",
+        "server_errors",
         "service",
         "shard",
     )
@@ -147,6 +148,8 @@ class Instance:
         # Per-instance request metrics, read at scrape time.
         self.answered = 0
         self.failed = 0
+        # Of the answered: those with a 5xx status.
+        self.server_errors = 0
         self.latency_buckets = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from flotilla_gateway.access_log import AccessLog
 from flotilla_gateway.authentication import Authenticator
-from flotilla_gateway.balancer import Registry
+from flotilla_gateway.balancer import Registry, Service
 from flotilla_gateway.dispatcher import Dispatcher, RouteTarget
 from flotilla_gateway.endpoints import LocalEndpoints
 from flotilla_gateway.forwarding import TrustedProxies
@@ -19,7 +19,7 @@ from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
 from flotilla_gateway.problems import ProblemCatalog
 from flotilla_gateway.rate_limits import RateLimiter, SharedBuckets
-from flotilla_gateway.routes import POLICY, RoutePolicy, RouteTable, operation_owner
+from flotilla_gateway.routes import GATEWAY, POLICY, RoutePolicy, RouteTable, operation_owner
 from flotilla_gateway.server import Connections, ServerLimits
 from flotilla_gateway.settings import GatewaySettings
 from flotilla_gateway.shards import shard_router
@@ -175,7 +175,10 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         max_response_bytes=1_048_576,
         deadlines=deadlines,
     )
-    routed_services = tuple(dict.fromkeys(entry.service for entry in policy))
+    # The services requests are forwarded to (not the gateway's own operations).
+    routed_services = tuple(
+        dict.fromkeys(entry.service for entry in policy if entry.service != GATEWAY)
+    )
     registry = Registry(
         pool_factory,
         unhealthy_after=settings.unhealthy_after,
@@ -194,21 +197,6 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         max_body_bytes=settings.max_body_bytes, max_header_bytes=settings.max_header_bytes
     )
     limiter = rate_limiter(settings, policy, problems)
-    table = RouteTable(
-        (
-            entry,
-            RouteTarget(
-                entry,
-                registry.service(entry.service),
-                # One label per template, shared by its methods: bounded.
-                metrics.route(entry.path),
-                settings.upstream_timeout_s,
-                shard_router(entry, problems),
-                limiter,
-            ),
-        )
-        for entry in policy
-    )
     owner = operation_owner(policy)
     openapi = OpenApiAggregator(
         registry, services=routed_services, owner=owner, timeout_s=settings.upstream_timeout_s
@@ -221,6 +209,27 @@ def build_gateway(settings: GatewaySettings, policy: Sequence[RoutePolicy] = POL
         openapi=openapi,
         policy=policy,
         drain=drain,
+        name=f"{settings.service_name}-{settings.instance_id}",
+    )
+    own_operations = local.authorized_handlers()
+    unanswered = [e.path for e in policy if e.service == GATEWAY and e.path not in own_operations]
+    if unanswered:
+        raise ValueError(f"routes of the gateway's own that it has no handler for: {unanswered}")
+    table = RouteTable(
+        (
+            entry,
+            RouteTarget(
+                entry,
+                Service(GATEWAY) if entry.service == GATEWAY else registry.service(entry.service),
+                # One label per template, shared by its methods: bounded.
+                metrics.route(entry.path),
+                settings.upstream_timeout_s,
+                shard_router(entry, problems),
+                limiter,
+                own_operations[entry.path] if entry.service == GATEWAY else None,
+            ),
+        )
+        for entry in policy
     )
     operational = local.operational_handlers()
     handlers = local.public_handlers()

@@ -89,8 +89,10 @@ class RouteTarget:
         "identity_limit_head",
         "ip_limit",
         "ip_limit_head",
+        "local",
         "metrics",
         "no_store",
+        "page",
         "permission",
         "policy",
         "public",
@@ -107,14 +109,18 @@ class RouteTarget:
         timeout_s: float,
         shard_router: ShardRouter | None = None,
         limiter: RateLimiter | None = None,
+        local: LocalHandler | None = None,
     ):
         self.policy = policy
         self.service = service
+        # The gateway's own operation (`routes.GATEWAY`): answered by this, not forwarded.
+        self.local = local
         self.metrics = metrics
         self.public = policy.public
         # None: any valid token will do.
         self.permission = policy.permission
         self.no_store = policy.no_store
+        self.page = policy.page
         self.timeout_s = policy.timeout_s if policy.timeout_s is not None else timeout_s
         # None: any instance of the service will do.
         self.shard_router = shard_router
@@ -406,7 +412,7 @@ class Exchange:
         if self._ip_outcome is not None or self._identity_outcome is not None:
             reply = Reply(
                 reply.status, reply.head + self._rate_limit_head(), reply.body, reply.close,
-                reply.csp,
+                reply.page,
             )  # fmt: skip
         self._finish(reply)
 
@@ -475,6 +481,10 @@ class Exchange:
     def _forward(self) -> None:
         target = self._target
         assert target is not None
+        if target.local is not None:
+            # The gateway's own operation: checked like any other, answered here.
+            self._dispatcher.spawn(self._answer_locally(target.local))
+            return
         request = self.request
         raw_parent = request.traceparent
         parent = parse_traceparent(raw_parent.decode("latin-1")) if raw_parent else None
@@ -570,6 +580,7 @@ class Exchange:
                 instance.errors = 0
             group.breaker.record(True)
         else:
+            instance.server_errors += 1
             self._dispatcher.registry.failed(instance)
             group.breaker.record(False)
             if status in _RETRY_STATUSES and self._retry_elsewhere(instance):
@@ -581,6 +592,7 @@ class Exchange:
                 self._head,
                 target.no_store,
                 self._rate_limit_head(),
+                target.page,
             )
         except Exception:
             self.crashed()
@@ -686,7 +698,7 @@ def _client_trace_id(request: Request) -> str | None:
 
 
 def _relay(
-    response: UpstreamResponse, rid: bytes, head: bool, no_store: bool, limits: bytes
+    response: UpstreamResponse, rid: bytes, head: bool, no_store: bool, limits: bytes, page: bool
 ) -> Reply:
     status = response.status
     lines = response.lines
@@ -705,4 +717,4 @@ def _relay(
             lines.append(b"content-length: " + response.content_length + b"\r\n")
     else:
         lines.append(b"content-length: %d\r\n" % len(response.body))
-    return Reply(status, b"".join(lines), response.body)
+    return Reply(status, b"".join(lines), response.body, False, page)

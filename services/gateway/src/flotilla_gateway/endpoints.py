@@ -1,13 +1,15 @@
-"""The endpoints the gateway answers itself: probes, metrics, the policy, the merged API."""
+"""The endpoints the gateway answers itself: probes, metrics, the policy, the merged API,
+and (behind a token and a permission, like any route) the system as this gateway sees it."""
 
 from __future__ import annotations
 
 import importlib.resources
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from flotilla_gateway.balancer import Candidates, Registry
+from flotilla_gateway.balancer import LATENCY_BUCKETS, Candidates, Instance, Registry
 from flotilla_gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from flotilla_gateway.metrics import GatewayMetrics
 from flotilla_gateway.openapi import OpenApiAggregator
@@ -17,7 +19,7 @@ from flotilla_gateway.request import Request
 from flotilla_gateway.routes import RoutePolicy
 from flotilla_kit.health import Drain
 
-__all__ = ["LocalEndpoints", "LocalHandler"]
+__all__ = ["SYSTEM_INSTANCES", "LocalEndpoints", "LocalHandler"]
 
 LocalHandler = Callable[[Request, str], Awaitable[Reply]]
 
@@ -41,18 +43,36 @@ _SWAGGER_UI = b"""<!doctype html>
 </html>
 """
 _SWAGGER_START = b'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});\n'
-_DOCS_CSP = (
-    b"content-security-policy: default-src 'none'; script-src 'self'; "
-    # Swagger UI sets style attributes on its own elements.
-    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; "
-    b"frame-ancestors 'none'\r\n"
-)
 _DOCS_FILES = {  # path -> (file in the bundle, content type)
     "/docs/swagger-ui.css": ("swagger-ui.css", b"text/css; charset=utf-8"),
     "/docs/swagger-ui-bundle.js": ("swagger-ui-bundle.js", b"text/javascript; charset=utf-8"),
 }
 _SWAGGER_UI_VERSION = "vendor/swagger-ui-4.15.5"  # the folder in swagger-ui-bundle 1.1.0
 _CACHE_A_DAY = b"cache-control: public, max-age=86400\r\n"
+# The operator console's picture of the system (`routes.POLICY`, permission system:read).
+SYSTEM_INSTANCES = "/api/v1/system/instances"
+
+
+def _instance_json(instance: Instance) -> dict[str, Any]:
+    """Cumulative since this gateway started: a reader diffs two snapshots for rates."""
+    counts = instance.latency_buckets
+    cumulative = 0
+    buckets: list[list[float]] = []
+    for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
+        cumulative += count
+        buckets.append([bound, cumulative])
+    return {
+        "name": instance.name,
+        "shard": instance.shard,
+        "url": instance.endpoint.url,
+        "healthy": instance.available,
+        "in_flight": instance.in_flight,
+        "requests": instance.answered + instance.failed,
+        "errors": instance.server_errors + instance.failed,
+        # The last bucket (+Inf) is `requests`.
+        "buckets": buckets,
+        "duration_sum_s": round(instance.latency_sum, 6),
+    }
 
 
 def _counts(group: Candidates | None) -> dict[str, Any]:
@@ -71,7 +91,9 @@ class LocalEndpoints:
         openapi: OpenApiAggregator,
         policy: Sequence[RoutePolicy],
         drain: Drain | None = None,
+        name: str = "gateway",
     ) -> None:
+        self._name = name
         self._registry = registry
         self._drain = drain or Drain()
         self._routed_services = routed_services
@@ -100,6 +122,27 @@ class LocalEndpoints:
             "/metrics": self.metrics,
             "/policy.json": self.policy,
         }
+
+    def authorized_handlers(self) -> dict[str, LocalHandler]:
+        """The gateway's own operations in `routes.POLICY` (service `GATEWAY`), by path."""
+        return {SYSTEM_INSTANCES: self.system_instances}
+
+    async def system_instances(self, request: Request, request_id: str) -> Reply:
+        """Every service this gateway routes to and its instances, with this gateway's
+        counts of their requests (see `_instance_json`)."""
+        services = []
+        for name in self._routed_services:
+            service = self._registry.service(name)
+            instances = sorted(service.instances.values(), key=lambda i: (i.shard or 0, i.name))
+            services.append(
+                {
+                    "name": name,
+                    "sharded": bool(service.shard_count),
+                    "instances": [_instance_json(instance) for instance in instances],
+                }
+            )
+        body = {"gateway": self._name, "at": round(time.time(), 3), "services": services}
+        return json_reply(200, body, request_id, extra_head=_NO_STORE)
 
     async def livez(self, request: Request, request_id: str) -> Reply:
         return bytes_reply(200, _ALIVE, request_id, content_type=_JSON, extra_head=_NO_STORE)
@@ -151,14 +194,9 @@ class LocalEndpoints:
         return bytes_reply(200, await self._openapi.document(), request_id, content_type=_JSON)
 
     async def docs(self, request: Request, request_id: str) -> Reply:
-        # `csp=False`: this page carries its own policy, which lets it run our scripts.
+        # A page: the page CSP, which runs the gateway's own scripts and nothing inline.
         return bytes_reply(
-            200,
-            _SWAGGER_UI,
-            request_id,
-            content_type=b"text/html; charset=utf-8",
-            extra_head=_DOCS_CSP,
-            csp=False,
+            200, _SWAGGER_UI, request_id, content_type=b"text/html; charset=utf-8", page=True
         )
 
     async def docs_start(self, request: Request, request_id: str) -> Reply:

@@ -93,7 +93,15 @@ _HSTS: Final = b"strict-transport-security: max-age=63072000; includeSubDomains\
 _ALWAYS: Final = (
     b"x-content-type-options: nosniff\r\nreferrer-policy: no-referrer\r\nx-frame-options: DENY\r\n"
 )
+# An API answer loads nothing; a page (the web service's, the API docs) loads the
+# gateway's own scripts, styles and images and nothing inline: no 'unsafe-inline', no
+# 'unsafe-eval', no other origin, forms posted only here, never framed.
 _CSP: Final = b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n"
+PAGE_CSP: Final = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_PAGE_CSP: Final = b"content-security-policy: " + PAGE_CSP.encode() + b"\r\n"
 SECURITY_FIELDS: Final = frozenset(
     {
         b"strict-transport-security",
@@ -109,14 +117,13 @@ CORS_PREFIX: Final = b"access-control-"
 NO_STORE: Final = b"cache-control: no-store\r\n"
 
 
-def security_block(*, tls: bool, csp: bool) -> bytes:
+def security_block(*, tls: bool, page: bool) -> bytes:
     """The security header lines for one kind of response, rendered once at start.
 
     HSTS only over TLS (a browser ignores it on plain HTTP anyway, and it must never pin
-    a host to HTTPS by accident); the CSP is left out only for the Swagger UI page, which
-    loads its scripts and styles.
+    a host to HTTPS by accident); the page CSP for HTML pages, the API's for the rest.
     """
-    return (_HSTS if tls else b"") + _ALWAYS + (_CSP if csp else b"")
+    return (_HSTS if tls else b"") + _ALWAYS + (_PAGE_CSP if page else _CSP)
 
 
 # What the upstream client does with a response field (values of RESPONSE_FIELDS).

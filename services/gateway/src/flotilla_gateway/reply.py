@@ -20,16 +20,17 @@ class Reply(NamedTuple):
 
     `head` holds complete header lines (`name: value\\r\\n`), including Content-Length and
     X-Request-Id; the connection adds the rest, security headers included. `close` asks it
-    to close the connection afterwards (the request could not be framed safely). `csp`
-    False leaves out the gateway's Content-Security-Policy: the reply has its own (only
-    the Swagger UI page, whose policy allows the gateway's own scripts).
+    to close the connection afterwards (the request could not be framed safely). `page`
+    True: an HTML page for a browser (the web service's pages, the API docs), which gets
+    the page Content-Security-Policy (the gateway's own scripts, styles and images, nothing
+    inline) instead of the API's (nothing at all).
     """
 
     status: int
     head: bytes
     body: bytes
     close: bool = False
-    csp: bool = True
+    page: bool = False
 
 
 _STATUS_LINES: dict[int, bytes] = {
@@ -80,7 +81,7 @@ def bytes_reply(
     content_type: bytes,
     extra_head: bytes = b"",
     close: bool = False,
-    csp: bool = True,
+    page: bool = False,
 ) -> Reply:
     head = b"".join(
         (
@@ -94,4 +95,4 @@ def bytes_reply(
             b"\r\ncontent-length: %d\r\n" % len(body),
         )
     )
-    return Reply(status, head, body, close, csp)
+    return Reply(status, head, body, close, page)

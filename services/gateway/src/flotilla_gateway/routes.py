@@ -14,9 +14,16 @@ earliest. `POLICY` itself has no such overlaps (a test checks it), so its meanin
 depends on that rule.
 
 An entry for a sharded service may say how to find the shard (`shard_by`): from the
-`{account_id}` in the path (`SHARD_BY_ACCOUNT_ID`), or from the owner of the accounts
-concerned (`SHARD_BY_OWNER`: the `owner_id` query parameter, else the token's subject).
-`flotilla_gateway.shards` does the finding.
+`{account_id}` in the path (`SHARD_BY_ACCOUNT_ID`), from the owner of the accounts
+concerned (`SHARD_BY_OWNER`: the `owner_id` query parameter, else the token's subject),
+or from the shard's number in a `{shard}` segment (`SHARD_BY_NUMBER`: an operator
+reading one shard's own records, e.g. its audit log). `flotilla_gateway.shards` does the finding.
+
+Two kinds of entry are not plain API operations. `page=True` marks an HTML page for a
+browser (the `web` service's): the gateway sends it with the page Content-Security-Policy
+(`headers.PAGE_CSP`) instead of the API's. Entries of the service `GATEWAY` are answered
+by the gateway itself (`endpoints.LocalEndpoints.authorized_handlers`), after the same
+token, permission and rate-limit checks as any other.
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ from typing import Any, Final, Generic, Literal, TypeVar, get_args
 
 __all__ = [
     "AUTHENTICATED",
+    "GATEWAY",
     "POLICY",
     "PUBLIC",
     "SHARD_BY_ACCOUNT_ID",
+    "SHARD_BY_NUMBER",
     "SHARD_BY_OWNER",
     "RoutePolicy",
     "RouteTable",
@@ -46,11 +55,16 @@ T = TypeVar("T")
 PUBLIC: Final = "public"
 AUTHENTICATED: Final = "authenticated"
 
-ShardBy = Literal["account_id", "owner"]
+# The gateway's own operations (answered by it, never forwarded).
+GATEWAY: Final = "gateway"
+
+ShardBy = Literal["account_id", "owner", "shard"]
 # The shard is the one the `{account_id}` path segment names (`acc_<shard>_<hex>`).
 SHARD_BY_ACCOUNT_ID: Final = "account_id"
 # The shard is the owner's home shard; the owner is `?owner_id=`, else the token's subject.
 SHARD_BY_OWNER: Final = "owner"
+# The shard is the one the `{shard}` path segment numbers (`0`, `1`, ...).
+SHARD_BY_NUMBER: Final = "shard"
 _SHARD_BY: tuple[str, ...] = get_args(ShardBy)
 
 # Routes whose responses must never be stored by a cache (tokens, user data).
@@ -67,7 +81,7 @@ _SEGMENT = r"[^/\x00-\x20\x7f]+"
 
 
 def _segments(path: str) -> list[str]:
-    return path.split("/")[1:]
+    return [] if path == "/" else path.split("/")[1:]
 
 
 def _is_parameter(segment: str) -> bool:
@@ -86,6 +100,8 @@ class RoutePolicy:
     timeout_s: float | None = None
     # How to find the shard when the service is sharded; None: any instance will do.
     shard_by: ShardBy | None = None
+    # An HTML page for a browser: sent with the page CSP instead of the API's.
+    page: bool = False
 
     def __post_init__(self) -> None:
         where = f"{self.method} {self.path}"
@@ -112,13 +128,18 @@ class RoutePolicy:
                 f"('resource:action'), not {self.access!r}"
             )
         if self.shard_by is not None:
-            if self.shard_by not in _SHARD_BY:
-                raise ValueError(f"{where}: shard_by must be one of {', '.join(_SHARD_BY)}")
-            if self.shard_by == SHARD_BY_ACCOUNT_ID and SHARD_BY_ACCOUNT_ID not in names:
-                raise ValueError(f"{where}: shard_by account_id needs an {{account_id}} segment")
-            if self.shard_by == SHARD_BY_OWNER and self.access == PUBLIC:
-                # Without a token there may be no owner to ask about.
-                raise ValueError(f"{where}: shard_by owner needs a token, not public access")
+            self._check_shard_by(where, names)
+
+    def _check_shard_by(self, where: str, names: list[str]) -> None:
+        if self.shard_by not in _SHARD_BY:
+            raise ValueError(f"{where}: shard_by must be one of {', '.join(_SHARD_BY)}")
+        if self.shard_by == SHARD_BY_ACCOUNT_ID and SHARD_BY_ACCOUNT_ID not in names:
+            raise ValueError(f"{where}: shard_by account_id needs an {{account_id}} segment")
+        if self.shard_by == SHARD_BY_NUMBER and SHARD_BY_NUMBER not in names:
+            raise ValueError(f"{where}: shard_by shard needs a {{shard}} segment")
+        if self.shard_by == SHARD_BY_OWNER and self.access == PUBLIC:
+            # Without a token there may be no owner to ask about.
+            raise ValueError(f"{where}: shard_by owner needs a token, not public access")
 
     @property
     def public(self) -> bool:
@@ -145,6 +166,7 @@ class RoutePolicy:
             "service": self.service,
             "access": self.access,
             "shard_by": self.shard_by,
+            "page": self.page,
         }
 
 
@@ -154,8 +176,14 @@ def _r(
     return RoutePolicy(method, path, service, access, shard_by=shard_by)
 
 
+def _page(method: str, path: str) -> RoutePolicy:
+    """A page of the web service: public here (it keeps its own sessions), the page CSP."""
+    return RoutePolicy(method, path, "web", PUBLIC, page=True)
+
+
 _ACCOUNT: Final = SHARD_BY_ACCOUNT_ID
 _OWNER: Final = SHARD_BY_OWNER
+_NUMBER: Final = SHARD_BY_NUMBER
 
 
 POLICY: tuple[RoutePolicy, ...] = (
@@ -209,6 +237,43 @@ POLICY: tuple[RoutePolicy, ...] = (
     _r("GET", "/api/v1/order-history", "orders", "orders:read"),
     _r("GET", "/api/v1/invoices", "billing", "invoices:read"),
     _r("GET", "/api/v1/invoices/{invoice_id}", "billing", "invoices:read"),
+    # For operators: what each owner knows of the system (the console of the web service).
+    _r("GET", "/api/v1/system/instances", GATEWAY, "system:read"),
+    _r("GET", "/api/v1/in-doubt-transfers", "payments", "payments:read:any"),
+    _r("GET", "/api/v1/audit/auth", "auth", "audit:read"),
+    _r("GET", "/api/v1/audit/payments", "payments", "audit:read"),
+    _r("GET", "/api/v1/audit/inventory", "inventory", "audit:read"),
+    _r("GET", "/api/v1/audit/accounts/{shard}", "accounts", "audit:read", shard_by=_NUMBER),
+    # The web front end (flotilla_web): the customer's pages, then the operator console.
+    _page("GET", "/"),
+    _page("GET", "/login"),
+    _page("POST", "/login"),
+    _page("POST", "/logout"),
+    _page("GET", "/static/{name}"),
+    _page("GET", "/accounts"),
+    _page("GET", "/accounts/{account_id}"),
+    _page("GET", "/transfer"),
+    _page("POST", "/transfer"),
+    _page("GET", "/shop"),
+    _page("GET", "/basket"),
+    _page("POST", "/basket"),
+    _page("POST", "/basket/remove"),
+    _page("POST", "/checkout"),
+    _page("GET", "/orders"),
+    _page("GET", "/orders/{order_id}"),
+    _page("GET", "/orders/{order_id}/status"),
+    _page("GET", "/invoices"),
+    _page("GET", "/invoices/{invoice_id}/pdf"),
+    _page("GET", "/console"),
+    _page("GET", "/console/system.json"),
+    _page("GET", "/console/traces"),
+    _page("GET", "/console/traces/{trace_id}"),
+    _page("GET", "/console/pending"),
+    _page("GET", "/console/dead-letters"),
+    _page("POST", "/console/dead-letters/{sequence}/requeue"),
+    _page("GET", "/console/audit"),
+    _page("GET", "/console/scaling"),
+    _page("POST", "/console/scale"),
     # flotilla new service: routes
 )
 

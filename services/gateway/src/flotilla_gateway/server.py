@@ -58,9 +58,9 @@ class Connections:
         self.trusted_proxies = trusted_proxies or None
         self.problems = problems
         self.limits = limits
-        # Security header lines added to every reply: with the CSP, and without it.
-        self.security = security_block(tls=tls, csp=True)
-        self.security_without_csp = security_block(tls=tls, csp=False)
+        # Security header lines added to every reply: an API answer's, and a page's.
+        self.security = security_block(tls=tls, page=False)
+        self.security_of_page = security_block(tls=tls, page=True)
         self.closing = False
         # Open connections, and closed ones whose last reply is still being prepared.
         self._active: set[ClientConnection] = set()
@@ -110,7 +110,7 @@ class ClientConnection(asyncio.Protocol):
         self._client_ip = client_ip
         self._dispatcher = connections.dispatcher
         self._security = connections.security
-        self._security_without_csp = connections.security_without_csp
+        self._security_of_page = connections.security_of_page
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
         self._reader: RequestReader | None = None
@@ -311,7 +311,7 @@ class ClientConnection(asyncio.Protocol):
         else:
             connection = b""
         body = b"" if request.method == b"HEAD" else reply.body
-        security = self._security if reply.csp else self._security_without_csp
+        security = self._security_of_page if reply.page else self._security
         transport.write(
             b"".join((status_line(reply.status), reply.head, security, connection, b"\r\n", body))
         )

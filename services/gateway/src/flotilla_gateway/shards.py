@@ -3,8 +3,9 @@
 A policy entry's `shard_by` says how to find it (see `routes.py`); the answer is the
 shard's `Candidates`, kept ready by the balancer, or the problem to answer with instead.
 Everything but the request's own values is resolved at start, so finding the shard costs
-a slice and a parse of the id (`shard_by="account_id"`) or a hash of the owner
-(`shard_by="owner"`), then one index into the service's tuple of shards.
+a slice and a parse of the id (`shard_by="account_id"`), of the shard's number
+(`shard_by="shard"`) or a hash of the owner (`shard_by="owner"`), then one index into
+the service's tuple of shards.
 
 What the gateway reads must be what the service reads, or a request could be routed by
 one value and served by another: path segments and query parameters are percent-decoded
@@ -19,7 +20,12 @@ from urllib.parse import parse_qsl, unquote
 from flotilla_gateway.balancer import Candidates, Service
 from flotilla_gateway.problems import ProblemCatalog, ProblemTemplate
 from flotilla_gateway.request import Request
-from flotilla_gateway.routes import SHARD_BY_ACCOUNT_ID, SHARD_BY_OWNER, RoutePolicy
+from flotilla_gateway.routes import (
+    SHARD_BY_ACCOUNT_ID,
+    SHARD_BY_NUMBER,
+    SHARD_BY_OWNER,
+    RoutePolicy,
+)
 from flotilla_kit.sharding import home_shard, shard_of
 
 __all__ = [
@@ -27,6 +33,7 @@ __all__ = [
     "OwnerShard",
     "ShardRouter",
     "account_shard",
+    "numbered_shard",
     "owner_parameter",
     "shard_router",
 ]
@@ -35,6 +42,8 @@ OWNER_ID = "owner_id"
 _OWNER_NAME = OWNER_ID.encode("ascii")
 _OWNER_PREFIX = _OWNER_NAME + b"="
 _ACCOUNT_SEGMENT = "{" + SHARD_BY_ACCOUNT_ID + "}"
+_NUMBER_SEGMENT = "{" + SHARD_BY_NUMBER + "}"
+_MAX_SHARD_DIGITS = 4
 # Home shards remembered per owner; forgotten all at once beyond this many owners.
 _MAX_REMEMBERED_OWNERS = 65_536
 
@@ -86,18 +95,27 @@ def owner_parameter(query: bytes) -> str | None:
     return values[0]
 
 
-class AccountShard:
-    """`shard_by="account_id"`: the shard the `{account_id}` segment names.
+def numbered_shard(segment: str) -> int | None:
+    """The shard a `{shard}` segment names (`0`, `1`, ...), or None when it names none."""
+    if not segment.isascii() or not segment.isdigit() or len(segment) > _MAX_SHARD_DIGITS:
+        return None
+    return int(segment)
 
-    An id that names no shard, or a shard the topology does not list, is an account that
-    exists nowhere: 404, and no service is asked.
+
+class AccountShard:
+    """`shard_by="account_id"`: the shard the `{account_id}` segment names; with
+    `numbered=True`, `shard_by="shard"`: the shard the `{shard}` segment numbers.
+
+    An id that names no shard, or a shard the topology does not list, is an account (a
+    shard) that exists nowhere: 404, and no service is asked.
     """
 
-    __slots__ = ("_index", "_start", "_unknown")
+    __slots__ = ("_index", "_parse", "_start", "_unknown")
 
-    def __init__(self, template: str, problems: ProblemCatalog) -> None:
+    def __init__(self, template: str, problems: ProblemCatalog, *, numbered: bool = False) -> None:
         segments = template.split("/")
-        index = segments.index(_ACCOUNT_SEGMENT)
+        index = segments.index(_NUMBER_SEGMENT if numbered else _ACCOUNT_SEGMENT)
+        self._parse = numbered_shard if numbered else account_shard
         self._index = index
         # When every segment before the id is literal, the id starts at a fixed offset
         # (the path has matched the template): a slice, no split.
@@ -118,7 +136,7 @@ class AccountShard:
     def select(
         self, service: Service, request: Request, subject: str | None
     ) -> Candidates | ProblemTemplate:
-        number = account_shard(self.account_id(request.path))
+        number = self._parse(self.account_id(request.path))
         group = None if number is None else service.shard(number)
         return self._unknown if group is None else group
 
@@ -182,6 +200,8 @@ def shard_router(policy: RoutePolicy, problems: ProblemCatalog) -> ShardRouter |
         return None
     if policy.shard_by == SHARD_BY_ACCOUNT_ID:
         return AccountShard(policy.path, problems)
+    if policy.shard_by == SHARD_BY_NUMBER:
+        return AccountShard(policy.path, problems, numbered=True)
     if policy.shard_by == SHARD_BY_OWNER:
         return OwnerShard(problems)
     raise ValueError(f"{policy.method} {policy.path}: unknown shard_by {policy.shard_by!r}")

@@ -173,6 +173,11 @@ class Upstream:
         async def echo(request: Request) -> JSONResponse:
             return await self._echo(request)
 
+        # The web service's pages (`/`, `/accounts`, ...): answered the same way.
+        @app.api_route("/{rest:path}", methods=ECHO_METHODS, include_in_schema=False)
+        async def echo_page(request: Request) -> JSONResponse:
+            return await self._echo(request)
+
         return app
 
     async def _echo(self, request: Request) -> JSONResponse:

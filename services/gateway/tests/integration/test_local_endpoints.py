@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from flotilla_gateway.routes import AUTHENTICATED, POLICY
+from flotilla_kit.testing import TokenMinter
 
 from .harness import Stack
 
@@ -72,6 +73,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
     await stack.upstream("inventory")
     await stack.upstream("orders")
     await stack.upstream("billing")
+    await stack.upstream("web")
     await stack.start_gateway()
     async with stack.client() as client:
         live = await client.get("/livez")
@@ -87,6 +89,7 @@ async def test_readyz_lists_services_when_each_has_a_healthy_instance(stack: Sta
             "inventory": {"healthy": 1, "instances": 1},
             "orders": {"healthy": 1, "instances": 1},
             "billing": {"healthy": 1, "instances": 1},
+            "web": {"healthy": 1, "instances": 1},
         },
     }
 
@@ -108,7 +111,7 @@ async def test_readyz_stays_ready_and_names_the_services_without_a_healthy_insta
     body = ready.json()
     assert body["status"] == "ready"
     assert body["unavailable"] == {
-        "services": ["accounts", "payments", "inventory", "orders", "billing"],
+        "services": ["accounts", "payments", "inventory", "orders", "billing", "web"],
         "shards": {},
     }
     assert body["services"]["orders"] == {"healthy": 0, "instances": 0}
@@ -213,6 +216,7 @@ async def test_the_policy_is_published_as_data(stack: Stack) -> None:
             "service": e.service,
             "access": e.access,
             "shard_by": e.shard_by,
+            "page": e.page,
         }
         for e in POLICY
     ]
@@ -222,6 +226,7 @@ async def test_the_policy_is_published_as_data(stack: Stack) -> None:
         "service": "auth",
         "access": AUTHENTICATED,
         "shard_by": None,
+        "page": False,
     } in response.json()
     assert {
         "method": "GET",
@@ -229,8 +234,55 @@ async def test_the_policy_is_published_as_data(stack: Stack) -> None:
         "service": "accounts",
         "access": "accounts:read",
         "shard_by": "account_id",
+        "page": False,
+    } in response.json()
+    assert {
+        "method": "GET",
+        "path": "/login",
+        "service": "web",
+        "access": "public",
+        "shard_by": None,
+        "page": True,
     } in response.json()
     assert head.status_code == 200
     assert post.status_code == 405
     assert post.headers["allow"] == "GET, HEAD"
     assert auth.proxied == []  # answered by the gateway itself
+
+
+async def test_system_instances_shows_each_instance_with_its_counts(
+    stack: Stack, tokens: TokenMinter
+) -> None:
+    """The operator console's picture: this gateway's view of every instance."""
+    await stack.upstream("auth")
+    inventory = await stack.upstream("inventory")
+    failing = await stack.upstream("inventory")
+    await stack.start_gateway()
+    failing.status = 500
+    support = {"Authorization": f"Bearer {tokens.mint('s-1', ['support'])}"}
+    async with stack.client() as client:
+        for _ in range(6):
+            await client.get("/api/v1/products")
+        answer = await client.get("/api/v1/system/instances", headers=support)
+        anonymous = await client.get("/api/v1/system/instances")
+    assert anonymous.status_code == 401
+    assert answer.status_code == 200
+    assert answer.headers["cache-control"] == "no-store"
+    body = answer.json()
+    assert body["gateway"] == "gateway-0"
+    services = {service["name"]: service for service in body["services"]}
+    assert services["auth"]["instances"][0]["requests"] == 0
+    shop = {i["name"]: i for i in services["inventory"]["instances"]}
+    assert set(shop) == {inventory.name, failing.name}
+    ok, bad = shop[inventory.name], shop[failing.name]
+    assert ok["requests"] + bad["requests"] == 6
+    assert bad["errors"] == bad["requests"] > 0
+    assert ok["errors"] == 0
+    for instance in (ok, bad):
+        # Cumulative buckets, the last as many as the requests the instance answered.
+        counts = [count for _, count in instance["buckets"]]
+        assert counts == sorted(counts)
+        assert counts[-1] <= instance["requests"]
+        assert instance["duration_sum_s"] >= 0
+        assert instance["shard"] is None
+        assert instance["url"].startswith("http://127.0.0.1:")

@@ -13,10 +13,11 @@ from flotilla_kit.testing import TokenMinter
 from .harness import Stack
 
 CSP = "default-src 'none'; frame-ancestors 'none'"
-# The Swagger UI page: the gateway's own scripts and styles, nothing from elsewhere.
+# Pages (the web service's, the Swagger UI): the gateway's own scripts and styles,
+# nothing inline, nothing from elsewhere.
 DOCS_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
-    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 HSTS = "max-age=63072000; includeSubDomains"
 ALWAYS = {
@@ -106,7 +107,7 @@ async def test_every_kind_of_response_carries_the_headers_once(
 ) -> None:
     await stack.upstream("auth", router=noisy_auth())
     await stack.upstream("accounts", router=noisy_accounts())
-    for service in ("payments", "inventory", "orders"):  # so that /readyz answers 200 too
+    for service in ("payments", "inventory", "orders", "web"):  # so /readyz answers 200 too
         await stack.upstream(service)
     await stack.start_gateway(max_body_bytes=100)
     customer = {"Authorization": f"Bearer {tokens.mint('c', ['customer'])}"}
@@ -133,6 +134,7 @@ async def test_every_kind_of_response_carries_the_headers_once(
             "400": await client.get("/api/v1/accounts/%2e%2e"),
         }
         docs = await client.get("/docs")
+        page = await client.get("/login")
     status, too_large = await raw_exchange(
         stack, b"POST /api/v1/auth/token HTTP/1.1\r\nHost: gw\r\nContent-Length: 101\r\n\r\n"
     )
@@ -141,7 +143,9 @@ async def test_every_kind_of_response_carries_the_headers_once(
     problems = {name: insecure(fields_of(r)) for name, r in responses.items()}
     problems["413"] = insecure(too_large)
     problems["docs"] = insecure(fields_of(docs), csp=DOCS_CSP)
+    problems["page"] = insecure(fields_of(page), csp=DOCS_CSP)
     assert {name: wrong for name, wrong in problems.items() if wrong} == {}
+    assert page.status_code == 200
     assert [r.status_code for r in responses.values()] == [200] * 10 + [
         404,
         405,

@@ -60,6 +60,7 @@ class Ledger:
         await stack.upstream("inventory")
         await stack.upstream("orders")
         await stack.upstream("billing")
+        await stack.upstream("web")
         await stack.start_gateway(**overrides)
         return cls(stack, shards, payments)
 

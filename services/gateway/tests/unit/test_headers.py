@@ -4,6 +4,7 @@ from flotilla_gateway.headers import (
     DROP,
     FIELD_KINDS_REMEMBERED,
     HOST,
+    PAGE_CSP,
     PASS,
     REQUEST_FIELDS,
     REQUEST_KINDS,
@@ -38,17 +39,22 @@ def test_hop_by_hop_fields_never_cross_in_either_direction() -> None:
 
 
 def test_the_security_block() -> None:
-    plain = security_block(tls=False, csp=True)
+    plain = security_block(tls=False, page=False)
     assert b"strict-transport-security" not in plain
     assert b"x-content-type-options: nosniff\r\n" in plain
     assert b"referrer-policy: no-referrer\r\n" in plain
     assert b"x-frame-options: DENY\r\n" in plain
     assert b"content-security-policy: default-src 'none'; frame-ancestors 'none'\r\n" in plain
-    secure = security_block(tls=True, csp=False)
+    secure = security_block(tls=True, page=True)
     assert secure.startswith(b"strict-transport-security: max-age=63072000; includeSubDomains\r\n")
-    assert b"content-security-policy" not in secure
+    # A page runs the gateway's own scripts and styles, nothing inline, nothing else.
+    page_csp = b"content-security-policy: " + PAGE_CSP.encode() + b"\r\n"
+    assert page_csp in secure
+    assert b"unsafe" not in secure
+    assert b"script-src 'self';" in secure
+    assert b"style-src 'self';" in secure
     # Every field the block sets is one the gateway drops from upstream responses.
-    names = {line.split(b":")[0] for line in security_block(tls=True, csp=True).splitlines()}
+    names = {line.split(b":")[0] for line in security_block(tls=True, page=False).splitlines()}
     assert names == SECURITY_FIELDS
     assert all(RESPONSE_FIELDS[name] == DROP for name in names)
 

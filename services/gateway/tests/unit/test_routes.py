@@ -9,6 +9,7 @@ import pytest
 
 from flotilla_gateway.routes import (
     AUTHENTICATED,
+    GATEWAY,
     POLICY,
     PUBLIC,
     SHARD_BY_ACCOUNT_ID,
@@ -110,7 +111,6 @@ def test_policy_routes(
         "/.well-known/jwks.jsonx",
         "/internal/v1/revocations",
         "/api/v1",
-        "/",
         "",
         "/API/V1/ACCOUNTS",
     ],
@@ -154,7 +154,7 @@ def test_no_two_policy_entries_overlap() -> None:
 
 def test_the_policy_has_the_agreed_entries() -> None:
     rows = {(e.method, e.path): (e.service, e.access, e.shard_by) for e in POLICY}
-    assert len(rows) == len(POLICY) == 31
+    assert len(rows) == len(POLICY) == 66
     assert rows[("POST", "/api/v1/auth/token")] == ("auth", PUBLIC, None)
     assert rows[("POST", "/api/v1/auth/logout")] == ("auth", PUBLIC, None)
     assert rows[("GET", "/api/v1/auth/me")] == ("auth", AUTHENTICATED, None)
@@ -177,9 +177,13 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("POST", "/api/v1/transfers"): ("payments", "payments:transfer", None),
         ("GET", "/api/v1/transfers"): ("payments", "payments:read", None),
         ("GET", "/api/v1/transfers/{transfer_id}"): ("payments", "payments:read", None),
+        ("GET", "/api/v1/in-doubt-transfers"): ("payments", "payments:read:any", None),
+        ("GET", "/api/v1/audit/payments"): ("payments", "audit:read", None),
+        ("GET", "/api/v1/audit/accounts/{shard}"): ("accounts", "audit:read", "shard"),
     }
     shop = {key: row for key, row in rows.items() if row[0] in ("inventory", "orders", "billing")}
     assert shop == {
+        ("GET", "/api/v1/audit/inventory"): ("inventory", "audit:read", None),
         ("GET", "/api/v1/products"): ("inventory", PUBLIC, None),
         ("GET", "/api/v1/products/{product_id}"): ("inventory", PUBLIC, None),
         ("POST", "/api/v1/products"): ("inventory", "inventory:write", None),
@@ -197,6 +201,13 @@ def test_the_policy_has_the_agreed_entries() -> None:
         ("GET", "/api/v1/invoices"): ("billing", "invoices:read", None),
         ("GET", "/api/v1/invoices/{invoice_id}"): ("billing", "invoices:read", None),
     }
+    assert rows[("GET", "/api/v1/audit/auth")] == ("auth", "audit:read", None)
+    assert rows[("GET", "/api/v1/system/instances")] == (GATEWAY, "system:read", None)
+    # The web front end: public here (its own sessions), every one sent as a page.
+    pages = {key for key, row in rows.items() if row[0] == "web"}
+    assert {("GET", "/"), ("GET", "/login"), ("POST", "/login"), ("GET", "/console")} <= pages
+    assert all(rows[key][1:] == (PUBLIC, None) for key in pages)
+    assert {(e.method, e.path) for e in POLICY if e.page} == pages
     # Only the ledger is sharded.
     assert {e.service for e in POLICY if e.shard_by is not None} == {"accounts"}
 
@@ -372,6 +383,7 @@ def test_access_kinds() -> None:
         "service": "s",
         "access": "users:admin",
         "shard_by": None,
+        "page": False,
     }
 
 

@@ -30,7 +30,7 @@ One module per concern:
 | `_grpc` | `client_interceptors`, `TracingServerInterceptor` |
 | `_database` | `database_span`, `DatabaseSpan` (what `flotilla_kit.db` imports) |
 | `_messaging` | `messaging_span` (the relay and the consumer) |
-| `files` | reading the span files back: `read_trace`, `recent_traces`, `TraceTree` (public: `flotilla_kit.tracing.files`; no SDK) |
+| `files` | reading the span files back: `read_trace`, `recent_traces`, `TraceTree` (no SDK) |
 
 The names below are loaded on first use, each from its own module, so that importing one
 part does not import them all: `flotilla_kit.db` takes `database_span` without the SDK,

@@ -1,0 +1,3 @@
+"""flotilla_web: items, each with a name and a quantity (a fastapi service)."""
+
+__all__: list[str] = []

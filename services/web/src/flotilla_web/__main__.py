@@ -1,0 +1,3 @@
+from flotilla_web.entrypoints.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""The web service's entrypoints: the HTTP API (fastapi) and the command line."""
