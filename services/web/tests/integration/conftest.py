@@ -1,5 +1,6 @@
 """The web app in process (httpx over ASGI, as a browser over HTTPS would talk to it)
-with its real session store (a SQLite file, and a real PostgreSQL), calling a stand-in
+with its real session store (a SQLite file; a real PostgreSQL too for the store's own
+tests, `test_store` and `test_sessions`: the pages do the same on either), calling a stand-in
 gateway that is a real HTTPS server (`gateway.py`) whose certificate the app checks
 against the tests' dev CA. Time is a `ManualClock`: sessions expire when a test says.
 """
@@ -94,6 +95,20 @@ async def page_csrf(browser: httpx.AsyncClient, path: str = "/accounts") -> str:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(dt.datetime.now(dt.UTC).replace(microsecond=0))
+
+
+@pytest.fixture
+def database_url(sqlite_url: str) -> str:
+    """SQLite: what a page does does not depend on the database under its sessions."""
+    return sqlite_url
+
+
+def either_database(request: pytest.FixtureRequest) -> str:
+    """For `database_url = pytest.fixture(params=["sqlite", "postgres"])(either_database)`
+    in the modules about the session store itself."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    url: str = request.getfixturevalue(name)
+    return url
 
 
 @pytest.fixture

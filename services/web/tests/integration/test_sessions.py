@@ -14,8 +14,11 @@ from sqlalchemy import select
 from flotilla_kit.db import Database, Query
 from flotilla_web.adapters import lookup_key
 from flotilla_web.adapters.tables import sessions
-from services.web.tests.integration.conftest import SESSION, Site, page_csrf
+from services.web.tests.integration.conftest import SESSION, Site, either_database, page_csrf
 from services.web.tests.integration.gateway import access_claims
+
+# The session store on both databases (the pages elsewhere run on SQLite only).
+database_url = pytest.fixture(params=["sqlite", "postgres"])(either_database)
 
 
 def _cleared(answer: httpx.Response) -> bool:

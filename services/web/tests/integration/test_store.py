@@ -22,6 +22,10 @@ from flotilla_kit.db import Database, Query
 from flotilla_web.adapters import SqlUnitOfWorkFactory, lookup_key, metadata
 from flotilla_web.adapters.tables import sessions
 from flotilla_web.domain import Basket, Session, SessionPolicy, Tokens, new_secret
+from services.web.tests.integration.conftest import either_database
+
+# The session store on both databases (the pages elsewhere run on SQLite only).
+database_url = pytest.fixture(params=["sqlite", "postgres"])(either_database)
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 POLICY = SessionPolicy(
