@@ -13,7 +13,7 @@ EDITABLES := $(foreach p,$(PACKAGES),-e $(p))
 STAMP := $(VENV)/.installed
 PYPROJECTS := $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 
-.PHONY: install up down status demo test test-fast test-containers lint format bench clean constraints help
+.PHONY: install browser up down status demo test test-fast test-containers lint format bench clean constraints help
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -31,13 +31,30 @@ $(STAMP): constraints.txt requirements-dev.txt $(PYPROJECTS) $(shell find proto 
 	PYTHON=$(abspath $(BIN)/python) proto/generate.sh
 	@touch $@
 
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright by its path
+# (never `playwright install`: no browser download); certutil gives that Chromium the dev CA.
+BROWSER_PACKAGES := chromium libnss3-tools
+BROWSER_FIX := apt-get install -y $(BROWSER_PACKAGES)
+
+browser: ## Debian's chromium and certutil for tests/browser (apt-get as root; else says how)
+	@if command -v chromium >/dev/null && command -v certutil >/dev/null; then exit 0; fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || { sudo -n true 2>/dev/null && sudo="sudo -n"; } || sudo=none; \
+	if [ "$$sudo" != none ] && command -v apt-get >/dev/null; then \
+		echo "==> installing $(BROWSER_PACKAGES) for the browser tests (apt-get)"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		$$sudo $(BROWSER_FIX) || { $$sudo apt-get update && $$sudo $(BROWSER_FIX); } \
+		|| echo "==> apt-get could not install $(BROWSER_PACKAGES): the browser tests will be skipped; fix apt, then run: $(BROWSER_FIX)"; \
+	else \
+		echo "==> the browser tests need Debian's $(BROWSER_PACKAGES) and will be skipped: as root, run: $(BROWSER_FIX)"; \
+	fi
+
 up: install ## run the whole system (Ctrl-C stops it)
 	$(BIN)/flotilla up
 
 down: install ## stop a system started with --detach
 	$(BIN)/flotilla down
 
-test: install ## run every test: unit, integration (SQLite + PostgreSQL), e2e
+test: install browser ## run every test: unit, integration (SQLite + PostgreSQL), e2e, browser
 	$(BIN)/pytest
 
 test-fast: install ## unit tests only

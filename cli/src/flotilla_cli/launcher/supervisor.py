@@ -90,6 +90,7 @@ _READY_TIMEOUT_S = 60.0  # for an instance added by `flotilla scale`
 _GATEWAYS_TIMEOUT_S = 15.0  # for every gateway to take an instance in or out
 _DRAIN_DEFAULT_S = 3.0  # the kit's `drain_s`, unless an instance's env says otherwise
 _SCALING_KEPT = 20  # changes shown in the state
+_REQUESTS_POLL_S = 1.0  # how often the folder of scale requests is looked at
 
 
 @dataclass
@@ -292,6 +293,7 @@ class Supervisor:
         try:
             await asyncio.gather(*(self._spawn(r) for r in self.running))
             self.publish()
+            self._background(self._poll_requests())
             if self.plan.autoscale is not None:
                 self._background(autoscale(self, self.plan.autoscale))
             await self._watch(seeding)
@@ -312,8 +314,6 @@ class Supervisor:
                     self.state.ready_at = time.time()
                     self.state.phase = "running"
                     self.state.detail = ""
-                if self.state.phase == "running":
-                    self._take_requests()
                 self.publish()
                 await self._pause()
 
@@ -340,6 +340,15 @@ class Supervisor:
         task = asyncio.create_task(coroutine)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _poll_requests(self) -> None:
+        """Look for scale requests (`flotilla scale`, the web console) every second, apart
+        from the probes, which are rare at rest: a listing of one folder."""
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), _REQUESTS_POLL_S)
+            if self.state.phase == "running" and not self.stopping.is_set():
+                self._take_requests()
 
     def _take_requests(self) -> None:
         for request in requests.pending_requests(self.layout):
@@ -466,6 +475,8 @@ class Supervisor:
         self._renumber()
         await asyncio.gather(*(self._spawn(r) for r in added))
         self.publish()
+        # Probe now, and every 0.2 s until they are ready (not at the next probe at rest).
+        self._wake.set()
         try:
             async with asyncio.timeout(_READY_TIMEOUT_S), self._probed:
                 await self._probed.wait_for(lambda: all(r.state.ready for r in added))

@@ -3,10 +3,11 @@ and (behind a token and a permission, like any route) the system as this gateway
 
 from __future__ import annotations
 
-import importlib.resources
+import importlib.util
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from flotilla_gateway.balancer import LATENCY_BUCKETS, Candidates, Instance, Registry
@@ -26,13 +27,14 @@ LocalHandler = Callable[[Request, str], Awaitable[Reply]]
 _JSON = b"application/json"
 _ALIVE = b'{"status":"alive"}'
 _NO_STORE = b"cache-control: no-store\r\n"
-# Swagger UI from the swagger-ui-bundle wheel, served here: no CDN, works offline, and a
-# CSP that lets the page run only the gateway's own scripts.
+# Swagger UI 5 (OpenAPI 3.1) from the swagger-ui-py wheel, served here: no CDN, works
+# offline, under the page CSP (the gateway's own scripts and styles, nothing inline).
 _SWAGGER_UI = b"""<!doctype html>
 <html lang="en">
 <head>
   <meta charset="utf-8">
   <title>Flotilla API</title>
+  <link rel="icon" href="/docs/favicon-32x32.png">
   <link rel="stylesheet" href="/docs/swagger-ui.css">
 </head>
 <body>
@@ -43,11 +45,22 @@ _SWAGGER_UI = b"""<!doctype html>
 </html>
 """
 _SWAGGER_START = b'window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui"});\n'
-_DOCS_FILES = {  # path -> (file in the bundle, content type)
+_DOCS_FILES = {  # path -> (file in the wheel's static folder, content type)
+    "/docs/favicon-32x32.png": ("favicon-32x32.png", b"image/png"),
     "/docs/swagger-ui.css": ("swagger-ui.css", b"text/css; charset=utf-8"),
     "/docs/swagger-ui-bundle.js": ("swagger-ui-bundle.js", b"text/javascript; charset=utf-8"),
 }
-_SWAGGER_UI_VERSION = "vendor/swagger-ui-4.15.5"  # the folder in swagger-ui-bundle 1.1.0
+
+
+def _swagger_ui_folder() -> Path:
+    """swagger-ui-py's static folder, found without importing the package (which would
+    load Jinja2 and PyYAML into the gateway for nothing)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("swagger-ui-py is not installed: run `make install`")
+    return Path(next(iter(spec.submodule_search_locations))) / "static"
+
+
 _CACHE_A_DAY = b"cache-control: public, max-age=86400\r\n"
 # The operator console's picture of the system (`routes.POLICY`, permission system:read).
 SYSTEM_INSTANCES = "/api/v1/system/instances"
@@ -208,8 +221,7 @@ class LocalEndpoints:
         name, content_type = _DOCS_FILES[request.path]
         body = self._docs_files.get(name)
         if body is None:  # read on first use: 1.2 MB no gateway holds until someone asks
-            folder = importlib.resources.files("swagger_ui_bundle") / _SWAGGER_UI_VERSION
-            body = self._docs_files[name] = (folder / name).read_bytes()
+            body = self._docs_files[name] = (_swagger_ui_folder() / name).read_bytes()
         return bytes_reply(
             200, body, request_id, content_type=content_type, extra_head=_CACHE_A_DAY
         )

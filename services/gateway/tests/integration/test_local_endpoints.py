@@ -166,7 +166,12 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
         docs = await client.get("/docs")
         assets = {
             path: await client.get(path)
-            for path in ("/docs/swagger-ui.css", "/docs/swagger-ui-bundle.js", "/docs/start.js")
+            for path in (
+                "/docs/favicon-32x32.png",
+                "/docs/swagger-ui.css",
+                "/docs/swagger-ui-bundle.js",
+                "/docs/start.js",
+            )
         }
 
     assert response.status_code == 200
@@ -197,6 +202,7 @@ async def test_openapi_merges_the_services_and_follows_instance_changes(stack: S
     bundle = assets["/docs/swagger-ui-bundle.js"]
     assert bundle.headers["content-type"] == "text/javascript; charset=utf-8"
     assert "SwaggerUIBundle" in bundle.text
+    assert assets["/docs/favicon-32x32.png"].headers["content-type"] == "image/png"
     assert '"/openapi.json"' in assets["/docs/start.js"].text
 
 

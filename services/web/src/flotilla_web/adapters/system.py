@@ -215,7 +215,7 @@ class ScaleRequestFolder:
                 f"The scale request could not be written to {self.directory} "
                 f"({type(error).__name__}). Check FLOTILLA_SCALE_REQUESTS_DIR."
             ) from error
-        _log.info("scale requested from the console", service=service, instances=instances)
+        _log.info("scale requested from the console", scaled_service=service, instances=instances)
         return request.id
 
     def _pending(self) -> list[ScalePending]:
