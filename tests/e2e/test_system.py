@@ -38,6 +38,7 @@ def test_every_instance_is_ready(system: RunningSystem) -> None:
         "auth-0", "auth-1", "billing-0", "billing-1", "billing-relay",
         "gateway-0", "inventory-0", "inventory-1", "inventory-relay",
         "orders-0", "orders-1", "orders-relay", "payments-0", "payments-1", "payments-relay",
+        "web-0", "web-1",
     ]  # fmt: skip
     assert all(i["ready"] and i["pid"] for i in status["instances"])
     with system.client() as client:

@@ -22,7 +22,7 @@ REAL = (ROOT / MANIFEST_FILE).read_text()
 def test_the_repositorys_manifest_loads_in_start_order_with_the_gateway_last() -> None:
     manifest = load_manifest()
     assert manifest.names == (
-        "auth", "accounts", "payments", "inventory", "orders", "billing", "gateway",
+        "auth", "accounts", "payments", "inventory", "orders", "billing", "web", "gateway",
     )  # fmt: skip
     assert manifest.gateway.name == "gateway"
     assert manifest.gateway.framework == "gateway"
@@ -87,7 +87,7 @@ def _broken(old: str, new: str) -> str:
             'framework = "pyramid"\nhttp_port = 8000\ndatabase = true\n\n',
             r"services\[0\] \(auth\).framework: Input should be 'fastapi', 'flask', 'django'",
         ),
-        ("http_port = 8443", "http_port = 70000", r"services\[6\] \(gateway\).http_port"),
+        ("http_port = 8443", "http_port = 70000", r"services\[7\] \(gateway\).http_port"),
         ('folder = "services/auth"', 'folder = "/srv/auth"', r"\(auth\).folder: .*not a folder"),
         ('publishes = ["stock_changed"]\n', "", r"\(inventory\): .*relay needs"),
         ('role = "service:orders"', 'role = "service:payments"', r"\(orders\): .*role must be"),
