@@ -133,7 +133,7 @@ def urls_panel(state: SystemState, layout: VarLayout) -> Panel:
     gateway = state.gateway_url
     ca = layout.tls / "ca.pem"
     lines = [
-        f"[bold]web[/]       {gateway}/  (the shop, the bank, the operator console)",
+        f"[bold]web[/]       {gateway}/  (shop, bank, operator console)",
         f"[bold]gateway[/]   {gateway}",
         f"[bold]API docs[/]  {gateway}/docs",
         f"[bold]OpenAPI[/]   {gateway}/openapi.json",
