@@ -7,6 +7,7 @@ import importlib.util
 import json
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +69,9 @@ SYSTEM_INSTANCES = "/api/v1/system/instances"
 
 def _instance_json(instance: Instance) -> dict[str, Any]:
     """Cumulative since this gateway started: a reader diffs two snapshots for rates."""
-    counts = instance.latency_buckets
-    cumulative = 0
-    buckets: list[list[float]] = []
-    for bound, count in zip(LATENCY_BUCKETS, counts, strict=False):
-        cumulative += count
-        buckets.append([bound, cumulative])
+    # As /metrics counts them; the last (+Inf) bucket is left out: it is `requests`.
+    cumulative = accumulate(instance.latency_buckets)
+    buckets = [[bound, count] for bound, count in zip(LATENCY_BUCKETS, cumulative, strict=False)]
     return {
         "name": instance.name,
         "shard": instance.shard,
@@ -82,7 +80,6 @@ def _instance_json(instance: Instance) -> dict[str, Any]:
         "in_flight": instance.in_flight,
         "requests": instance.answered + instance.failed,
         "errors": instance.server_errors + instance.failed,
-        # The last bucket (+Inf) is `requests`.
         "buckets": buckets,
         "duration_sum_s": round(instance.latency_sum, 6),
     }
