@@ -15,6 +15,7 @@ from flotilla_cli.ops.views import status_view
 from flotilla_cli.scaling import gateway_metrics, requests
 from flotilla_cli.scaling.gateway_metrics import InstanceLoad, LoadMeter
 from flotilla_cli.scaling.requests import ScaleError, ScaleRequest, ScaleResult
+from flotilla_kit import scale_requests
 
 
 # -- requests ------------------------------------------------------------------------------
@@ -53,24 +54,25 @@ def test_a_request_names_the_groups_it_scales() -> None:
 def test_requests_and_answers_go_through_files(tmp_path: Path) -> None:
     layout = VarLayout.at(tmp_path)
     layout.ensure()
-    assert requests.pending_requests(layout) == []
+    folder = requests.requests_dir(layout)
+    assert scale_requests.pending_requests(folder) == []
     first = ScaleRequest(service="auth", instances=3)
     second = ScaleRequest(service="orders", instances=1)
-    requests.submit(layout, first)
-    requests.submit(layout, second)
-    (requests.requests_dir(layout) / "broken.json").write_text("{not json")
-    assert {r.id for r in requests.pending_requests(layout)} == {first.id, second.id}
-    refused = requests.read_result(layout, "broken")
+    scale_requests.submit(folder, first)
+    scale_requests.submit(folder, second)
+    (folder / "broken.json").write_text("{not json")
+    assert {r.id for r in scale_requests.pending_requests(folder)} == {first.id, second.id}
+    refused = scale_requests.read_result(folder, "broken")
     assert refused is not None
     assert not refused.ok
     assert "bad request" in refused.detail
 
-    requests.answer(layout, ScaleResult(id=first.id, ok=True, detail="auth: 2 -> 3"))
-    assert [r.id for r in requests.pending_requests(layout)] == [second.id]
-    assert requests.read_result(layout, first.id) == ScaleResult(
+    scale_requests.answer(folder, ScaleResult(id=first.id, ok=True, detail="auth: 2 -> 3"))
+    assert [r.id for r in scale_requests.pending_requests(folder)] == [second.id]
+    assert scale_requests.read_result(folder, first.id) == ScaleResult(
         id=first.id, ok=True, detail="auth: 2 -> 3"
     )
-    assert requests.read_result(layout, second.id) is None
+    assert scale_requests.read_result(folder, second.id) is None
 
 
 # -- planning ------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ from flotilla_cli.launcher.state import (
 from flotilla_cli.scaling import gateway_metrics, requests
 from flotilla_cli.scaling.autoscale import autoscale
 from flotilla_cli.scaling.requests import ScaleError, ScaleRequest, ScaleResult, group_name
+from flotilla_kit import scale_requests
 from flotilla_kit.devservers import EmbeddedNats, EmbeddedPostgres, EmbeddedValkey
 from flotilla_kit.tls import client_context, ensure_dev_pki
 from flotilla_kit.topology import Instance, Topology
@@ -351,7 +352,7 @@ class Supervisor:
                 self._take_requests()
 
     def _take_requests(self) -> None:
-        for request in requests.pending_requests(self.layout):
+        for request in scale_requests.pending_requests(requests.requests_dir(self.layout)):
             if request.id not in self._seen_requests:
                 self._seen_requests.add(request.id)
                 self._background(self._serve_request(request))
@@ -374,7 +375,7 @@ class Supervisor:
             result = ScaleResult(id=request.id, ok=False, detail=str(exc))
         except Exception as exc:  # answered, so that the requester is not left waiting
             result = ScaleResult(id=request.id, ok=False, detail=f"{type(exc).__name__}: {exc}")
-        requests.answer(self.layout, result)
+        scale_requests.answer(requests.requests_dir(self.layout), result)
 
     def _members(self, service: str, shard: int | None) -> list[_Running]:
         return sorted(

@@ -17,6 +17,7 @@ from flotilla_cli.ops.views import counts_table
 from flotilla_cli.options import VarDir
 from flotilla_cli.scaling import requests
 from flotilla_cli.scaling.requests import ScaleError, ScaleRequest
+from flotilla_kit import scale_requests
 
 __all__ = ["app", "autoscale_settings", "scale_command"]
 
@@ -67,16 +68,16 @@ def scale_command(
     except ScaleError as exc:
         err.print(f"[red]Cannot scale:[/] {exc}")
         raise typer.Exit(_BAD_INPUT) from None
-    requests.submit(layout, request)
+    folder = requests.requests_dir(layout)
+    scale_requests.submit(folder, request)
     deadline = time.monotonic() + timeout
     with console.status(f"scaling {service} to {instances}"):
-        while (result := requests.read_result(layout, request.id)) is None:
+        while (result := scale_requests.take_result(folder, request.id)) is None:
             if time.monotonic() > deadline or not supervisor_alive(state):
-                requests.request_path(layout, request.id).unlink(missing_ok=True)
+                scale_requests.withdraw(folder, request.id)
                 err.print("[red]No answer from the supervisor[/] (`flotilla status`).")
                 raise typer.Exit(1)
             time.sleep(0.2)  # the supervisor answers through a file
-    requests.result_path(layout, request.id).unlink(missing_ok=True)
     if not result.ok:
         err.print(f"[red]Scaling failed:[/] {result.detail}")
         raise typer.Exit(1)

@@ -2,9 +2,9 @@
 services, within limits), and the request files `flotilla scale` and the supervisor
 exchange under `var/run/scale`.
 
-The file protocol itself (`ScaleRequest`, `ScaleResult`, submit, answer, read, pending) is
-the kit's, `flotilla_kit.scale_requests`, which the web console uses too; the functions
-here take the running system's `VarLayout` and pass its folder on.
+The file protocol itself (`ScaleRequest`, `ScaleResult`, submit, answer, take, withdraw,
+pending) is the kit's, `flotilla_kit.scale_requests`, which the web console uses too, on
+the folder `requests_dir(layout)` names.
 """
 
 from __future__ import annotations
@@ -23,15 +23,9 @@ __all__ = [
     "ScaleError",
     "ScaleRequest",
     "ScaleResult",
-    "answer",
     "group_counts",
     "group_name",
-    "pending_requests",
-    "read_result",
-    "request_path",
     "requests_dir",
-    "result_path",
-    "submit",
     "validate_request",
 ]
 
@@ -44,31 +38,6 @@ class ScaleError(Exception):
 
 def requests_dir(layout: VarLayout) -> Path:
     return scale_requests.requests_dir(layout.run)
-
-
-def request_path(layout: VarLayout, request_id: str) -> Path:
-    return scale_requests.request_path(requests_dir(layout), request_id)
-
-
-def result_path(layout: VarLayout, request_id: str) -> Path:
-    return scale_requests.result_path(requests_dir(layout), request_id)
-
-
-def submit(layout: VarLayout, request: ScaleRequest) -> None:
-    scale_requests.submit(requests_dir(layout), request)
-
-
-def answer(layout: VarLayout, result: ScaleResult) -> None:
-    scale_requests.answer(requests_dir(layout), result)
-
-
-def read_result(layout: VarLayout, request_id: str) -> ScaleResult | None:
-    return scale_requests.read_result(requests_dir(layout), request_id)
-
-
-def pending_requests(layout: VarLayout) -> list[ScaleRequest]:
-    """Requests not answered yet, oldest first; an unreadable one is answered at once."""
-    return scale_requests.pending_requests(requests_dir(layout))
 
 
 def group_name(service: str, shard: int | None) -> str:

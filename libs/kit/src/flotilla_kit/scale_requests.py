@@ -3,7 +3,7 @@ files: the protocol `flotilla scale` and the web console share with the supervis
 
 A request is a JSON file `<folder>/<id>.json` (under `flotilla up`, the folder is
 `var/run/scale`: `requests_dir(var/run)`). The supervisor looks for requests on every
-round of its watch loop (each second), carries them out one at a time, and answers in
+second, carries them out one at a time, and answers in
 `<folder>/<id>.result.json`, removing the request; the requester reads the answer and
 removes it. Each file is written whole (a temporary file renamed over it), so a reader
 never sees half of one.
@@ -16,6 +16,8 @@ reason, so a requester needs no rules of its own.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import os
 import tempfile
 import time
@@ -28,6 +30,7 @@ __all__ = [
     "ScaleRequest",
     "ScaleResult",
     "answer",
+    "answered",
     "pending_requests",
     "read_result",
     "request_path",
@@ -111,6 +114,24 @@ def read_result(directory: Path, request_id: str) -> ScaleResult | None:
         return ScaleResult.model_validate_json(result_path(directory, request_id).read_bytes())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def answered(directory: Path, limit: int) -> list[tuple[dt.datetime, ScaleResult]]:
+    """The newest `limit` answers still in the folder (none is taken), newest first, each
+    with the time it was written; unreadable ones are left out."""
+    dated: list[tuple[float, Path]] = []
+    try:
+        for path in directory.glob(f"*{_RESULT_SUFFIX}"):
+            with contextlib.suppress(OSError):
+                dated.append((path.stat().st_mtime, path))
+    except OSError:
+        return []
+    found = []
+    for moment, path in sorted(dated, reverse=True)[:limit]:
+        result = read_result(directory, path.name.removesuffix(_RESULT_SUFFIX))
+        if result is not None:
+            found.append((dt.datetime.fromtimestamp(moment, dt.UTC), result))
+    return found
 
 
 def take_result(directory: Path, request_id: str) -> ScaleResult | None:

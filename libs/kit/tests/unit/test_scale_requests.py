@@ -5,6 +5,7 @@ answers, an unreadable request answered at once, and ids that cannot leave the f
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from flotilla_kit.scale_requests import (
     ScaleRequest,
     ScaleResult,
     answer,
+    answered,
     pending_requests,
     read_result,
     request_path,
@@ -90,3 +92,22 @@ def test_an_id_cannot_name_a_file_outside_the_folder(tmp_path: Path, bad: str) -
     refused = take_result(tmp_path, "sneaky")
     assert refused is not None
     assert not refused.ok
+
+
+def test_the_newest_answers_are_listed_and_left_in_place(tmp_path: Path) -> None:
+    ids = ["older", "newer", "newest"]
+    for n, request_id in enumerate(ids):
+        answer(tmp_path, ScaleResult(id=request_id, ok=n != 1, detail=f"answer {n}"))
+        written = result_path(tmp_path, request_id)
+        os.utime(written, (1_000_000 + n, 1_000_000 + n))
+    (tmp_path / "garbled.result.json").write_text("{not json")
+    os.utime(tmp_path / "garbled.result.json", (999_999, 999_999))
+    listed = answered(tmp_path, limit=2)
+    assert [(moment.timestamp(), result.id) for moment, result in listed] == [
+        (1_000_002, "newest"),
+        (1_000_001, "newer"),
+    ]
+    assert not listed[1][1].ok
+    assert [result.id for _, result in answered(tmp_path, limit=10)] == list(reversed(ids))
+    assert read_result(tmp_path, "older") is not None  # listing takes nothing
+    assert answered(tmp_path / "missing", limit=5) == []

@@ -179,10 +179,6 @@ class BrokerDeadLetters:
         )
 
 
-# The answers' file names: `<id>` and this ending (the kit's `result_path`).
-_RESULT_ENDING = scale_requests.result_path(Path(), "x").name.removeprefix("x")
-
-
 def _mtime(path: Path) -> float | None:
     try:
         return path.stat().st_mtime
@@ -238,28 +234,16 @@ class ScaleRequestFolder:
         return await asyncio.to_thread(self._pending)
 
     def _answered(self, limit: int) -> list[ScaleAnswer]:
-        try:
-            paths = list(self.directory.glob(f"*{_RESULT_ENDING}"))
-        except OSError:
-            return []
-        dated = [(m, p) for p in paths if (m := _mtime(p)) is not None]
-        dated.sort(reverse=True)
-        found = []
-        for moment, path in dated[:limit]:
-            result = scale_requests.read_result(
-                self.directory, path.name.removesuffix(_RESULT_ENDING)
+        return [
+            ScaleAnswer(
+                id=result.id,
+                ok=result.ok,
+                detail=result.detail,
+                counts=dict(result.counts),
+                answered_at=moment,
             )
-            if result is not None:
-                found.append(
-                    ScaleAnswer(
-                        id=result.id,
-                        ok=result.ok,
-                        detail=result.detail,
-                        counts=dict(result.counts),
-                        answered_at=dt.datetime.fromtimestamp(moment, dt.UTC),
-                    )
-                )
-        return found
+            for moment, result in scale_requests.answered(self.directory, limit)
+        ]
 
     async def answered(self, limit: int) -> list[ScaleAnswer]:
         return await asyncio.to_thread(self._answered, limit)
